@@ -1,0 +1,34 @@
+# Shared by the demo and test scripts: where PostgreSQL lives and how to run
+# its programs as an unprivileged user (the server refuses to run as root).
+PG_BIN=$(pg_config --bindir)
+PGXS_DIR=$(dirname "$(pg_config --pgxs)")/..
+export PATH="$PG_BIN:$PATH"
+
+# The user that owns test and demo clusters.
+if [ "$(id -u)" -eq 0 ]; then
+  PG_USER=${PGVES_TEST_USER:-postgres}
+  id "$PG_USER" >/dev/null 2>&1 || useradd --system --create-home "$PG_USER"
+  as_pg() { runuser -u "$PG_USER" -- env PATH="$PATH" "$@"; }
+else
+  PG_USER=$(id -un)
+  as_pg() { "$@"; }
+fi
+
+# A scratch directory the cluster user owns.
+scratch_dir() {
+  local d
+  d=$(mktemp -d "/tmp/pg_ves_$1.XXXXXX")
+  chmod 755 "$d"
+  [ "$(id -u)" -ne 0 ] || chown "$PG_USER" "$d"
+  echo "$d"
+}
+
+# A free TCP port on loopback.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+build_and_install() {
+  make -s -j"$(nproc)"
+  make -s install >/dev/null
+}

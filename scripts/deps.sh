@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what pg_ves needs to build and test on Debian 12, and nothing when
+# it is all there already, so it is safe to run any number of times.
+set -euo pipefail
+
+packages=(
+  build-essential g++ make cmake pkg-config clang
+  postgresql-15 postgresql-server-dev-15 postgresql-contrib
+  libsodium-dev libcurl4-openssl-dev
+  libgtest-dev libipc-run-perl python3 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "pg_ves: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

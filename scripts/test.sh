@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs every pg_ves test: unit (GoogleTest, ASan+UBSan), pg_regress,
+# isolation and TAP, each against clusters it starts itself. Installs what is
+# missing first. Prints one closing line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+bash scripts/deps.sh || exit 1
+. scripts/common.sh
+build_and_install || { echo "0 passed, 1 failed"; exit 1; }
+
+work=$(scratch_dir test)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+failures=()
+record() {  # name, passed count, failed count
+  passed=$((passed + $2))
+  failed=$((failed + $3))
+  if [ "$3" -ne 0 ]; then failures+=("$1"); fi
+}
+
+# Copies of the inputs the cluster user can read, wherever this clone lives.
+cp -r sql expected test "$work/"
+[ "$(id -u)" -ne 0 ] || chown -R "$PG_USER" "$work"
+
+echo "== unit (src/core, GoogleTest, ASan+UBSan)"
+if cmake -S . -B build/unit -DCMAKE_BUILD_TYPE=Debug -DPGVES_SANITIZE=ON >"$work/cmake.log" 2>&1 &&
+   cmake --build build/unit -j"$(nproc)" >>"$work/cmake.log" 2>&1; then
+  ctest --test-dir build/unit --output-on-failure 2>&1 | tee "$work/unit.log" | tail -n 3
+  u_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$work/unit.log")
+  u_failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$work/unit.log")
+  record unit $(( ${u_total:-1} - ${u_failed:-1} )) "${u_failed:-1}"
+else
+  tail -n 30 "$work/cmake.log"
+  record unit 0 1
+fi
+
+regress_counts() {  # log file -> "passed failed"
+  local ok bad
+  ok=$(grep -cE '^(ok|test|     ) .* \.\.\. ok|^ok [0-9]+' "$1")
+  bad=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+' "$1")
+  echo "$ok $bad"
+}
+
+echo "== pg_regress"
+tests=$(cd sql && ls *.sql | sed 's/\.sql$//' | sort)
+as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
+  --temp-instance="$work/regress/instance" --temp-config="$work/test/pg_ves.conf" \
+  --inputdir="$work" --outputdir="$work/regress" --load-extension=pg_ves \
+  $tests >"$work/regress.log" 2>&1
+rc=$?
+cat "$work/regress.log" | grep -E '\.\.\. |tests (passed|failed)|^(not )?ok'
+read -r ok bad < <(regress_counts "$work/regress.log")
+[ $rc -eq 0 ] || [ "$bad" -gt 0 ] || bad=1
+record pg_regress "$ok" "$bad"
+[ $rc -eq 0 ] || cat "$work/regress/regression.diffs" 2>/dev/null | head -n 200
+
+echo "== isolation"
+specs=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort)
+as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" \
+  --temp-instance="$work/isolation/instance" --temp-config="$work/test/pg_ves.conf" \
+  --inputdir="$work/test/isolation" --outputdir="$work/isolation" --load-extension=pg_ves \
+  $specs >"$work/isolation.log" 2>&1
+rc=$?
+cat "$work/isolation.log" | grep -E '\.\.\. |tests (passed|failed)|^(not )?ok'
+read -r ok bad < <(regress_counts "$work/isolation.log")
+[ $rc -eq 0 ] || [ "$bad" -gt 0 ] || bad=1
+record isolation "$ok" "$bad"
+[ $rc -eq 0 ] || cat "$work/isolation/regression.diffs" 2>/dev/null | head -n 200
+
+echo "== TAP"
+as_pg env TESTDIR="$work/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+  PGVES_TEST_CONF="$work/test/pg_ves.conf" PGVES_REPO="$work" \
+  PERL5LIB="$PGXS_DIR/src/test/perl:$work/test/t" \
+  prove --timer -v "$work"/test/t/*.pl >"$work/tap.log" 2>&1
+rc=$?
+grep -E '^(ok|not ok)|^\[|Result:|Files=' "$work/tap.log" | grep -vE '^(ok|not ok) [0-9]+ -' || true
+t_total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\).*/\1/p' "$work/tap.log")
+t_failed=$(grep -cE '^not ok' "$work/tap.log")
+[ $rc -eq 0 ] || [ "$t_failed" -gt 0 ] || t_failed=1
+record tap $(( ${t_total:-0} - t_failed )) "$t_failed"
+[ $rc -eq 0 ] || { tail -n 60 "$work/tap.log"; find "$work/tap" -name '*.log' -exec tail -n 40 {} + 2>/dev/null | tail -n 120; }
+
+echo "== server logs"
+# A backend that died by a signal is a crash, even when every test passed.
+# Only SIGKILL is expected: the crash tests send it on purpose.
+crashes=$(grep -rhE 'terminated by signal' "$work" --include='*.log' 2>/dev/null | grep -v 'signal 9: Killed' || true)
+if [ -n "$crashes" ]; then
+  echo "$crashes"
+  record server-logs 0 1
+else
+  echo "no backend terminated by a signal"
+  record server-logs 1 0
+fi
+
+if ((${#failures[@]})); then echo "failed suites: ${failures[*]}"; fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,533 @@
+// ves.append and ves.append_batch: the write path of the event store.
+//
+// Order of work for one event, each step a prepared statement:
+//   1. claim the idempotency key (if any): a second caller with the same key
+//      waits on the first and then sees its row, so racing callers share one
+//      result;
+//   2. claim the event id the same way;
+//   3. check and bump the entity version on its stream row — the row lock
+//      orders writers of one entity and nothing else, and the expected
+//      version is checked before any position is taken;
+//   4. publish the read fence bound, then insert the event with its position.
+//
+// This file calls Postgres directly and therefore keeps only trivially
+// destructible locals (see boundary.hpp).
+#include "pg/boundary.hpp"
+#include "pg/read_fence.hpp"
+#include "pg/settings.hpp"
+#include "pg/spi_plan.hpp"
+#include "pg/tenant.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "common/pg_prng.h"
+#include "port.h"
+#include "utils/timestamp.h"
+}
+
+#include <sodium.h>
+
+#include <cstring>
+
+namespace pgves::pg {
+namespace {
+
+struct AppendInput {
+  pg_uuid_t tenant;
+  pg_uuid_t store;
+  text *entity_type;
+  text *entity_id;
+  text *event_type;
+  Jsonb *payload;
+  bool has_expected;
+  int64 expected;
+  text *idempotency_key;  // nullable
+  Jsonb *metadata;
+  text *source;
+  bool has_id;
+  pg_uuid_t id;
+};
+
+struct AppendResult {
+  pg_uuid_t event_id;
+  int64 position;
+  int64 entity_version;
+  bool duplicate;
+};
+
+const Oid kUuid = UUIDOID, kText = TEXTOID, kBytea = BYTEAOID, kInt8 = INT8OID, kJsonb = JSONBOID;
+
+SavedPlan claim_key = {
+    "INSERT INTO ves.idempotency_keys (tenant_id, idempotency_key, event_id, request_hash) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+    4, {kUuid, kText, kUuid, kBytea}, nullptr};
+SavedPlan find_key = {
+    "SELECT event_id, request_hash FROM ves.idempotency_keys "
+    "WHERE tenant_id = $1 AND idempotency_key = $2",
+    2, {kUuid, kText}, nullptr};
+SavedPlan claim_id = {
+    "INSERT INTO ves.event_ids (tenant_id, event_id, content_hash) VALUES ($1, $2, $3) "
+    "ON CONFLICT DO NOTHING RETURNING 1",
+    3, {kUuid, kUuid, kBytea}, nullptr};
+SavedPlan find_id = {
+    "SELECT content_hash FROM ves.event_ids WHERE tenant_id = $1 AND event_id = $2", 2,
+    {kUuid, kUuid}, nullptr};
+SavedPlan find_result = {
+    "SELECT position, entity_version FROM ves.events WHERE tenant_id = $1 AND event_id = $2", 2,
+    {kUuid, kUuid}, nullptr};
+SavedPlan bump_any = {
+    "INSERT INTO ves.streams AS s (tenant_id, entity_type, entity_id, store_id, version) "
+    "VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, entity_type, entity_id) "
+    "DO UPDATE SET version = s.version + 1, updated_at = now() RETURNING version",
+    4, {kUuid, kText, kText, kUuid}, nullptr};
+SavedPlan bump_new = {
+    "INSERT INTO ves.streams (tenant_id, entity_type, entity_id, store_id, version) "
+    "VALUES ($1, $2, $3, $4, 1) ON CONFLICT DO NOTHING RETURNING version",
+    4, {kUuid, kText, kText, kUuid}, nullptr};
+SavedPlan bump_existing = {
+    "UPDATE ves.streams SET version = version + 1, updated_at = now() "
+    "WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3 AND ($4 < 0 OR version = $4) "
+    "RETURNING version",
+    4, {kUuid, kText, kText, kInt8}, nullptr};
+SavedPlan current_version = {
+    "SELECT version FROM ves.streams WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3",
+    3, {kUuid, kText, kText}, nullptr};
+SavedPlan insert_event = {
+    "INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, "
+    "entity_version, event_id, event_type, payload, metadata, source, recorded_at) "
+    "VALUES (nextval('ves.position_seq'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now()) "
+    "RETURNING position",
+    10, {kUuid, kUuid, kText, kText, kInt8, kUuid, kText, kJsonb, kJsonb, kText}, nullptr};
+SavedPlan ensure_partition = {"SELECT ves.ensure_partitions(now())", 0, {}, nullptr};
+
+// The end of the month partitions this backend knows exist.
+TimestampTz partitions_known_until = 0;
+
+void require_arg(FunctionCallInfo fcinfo, int n, const char *name) {
+  if (PG_ARGISNULL(n))
+    ereport(ERROR, (errcode(sqlstate::null_argument), errmsg("%s must not be NULL", name),
+                    errhint("Pass a value for %s.", name)));
+}
+
+void check_identifier(const text *value, const char *name, int max_bytes) {
+  int len = VARSIZE_ANY_EXHDR(value);
+  const unsigned char *p = reinterpret_cast<const unsigned char *>(VARDATA_ANY(value));
+  if (len == 0)
+    ereport(ERROR, (errcode(sqlstate::invalid_identifier), errmsg("%s must not be empty", name),
+                    errhint("Pass a non-empty %s.", name)));
+  if (len > max_bytes)
+    ereport(ERROR, (errcode(sqlstate::invalid_identifier),
+                    errmsg("%s is %d bytes long, more than the %d allowed", name, len, max_bytes),
+                    errhint("Use a shorter %s.", name)));
+  for (int i = 0; i < len; ++i)
+    if (p[i] < 0x20 || p[i] == 0x7f)
+      ereport(ERROR, (errcode(sqlstate::invalid_identifier),
+                      errmsg("%s contains a control character at byte %d", name, i + 1),
+                      errhint("Identifiers are printable text.")));
+}
+
+void check_object(const Jsonb *value, const char *name) {
+  if (!JB_ROOT_IS_OBJECT(value) || JB_ROOT_IS_SCALAR(value))
+    ereport(ERROR, (errcode(sqlstate::invalid_payload), errmsg("%s must be a JSON object", name),
+                    errhint("Wrap the value in an object, e.g. {\"value\": ...}.")));
+  if (static_cast<int>(VARSIZE(value)) > settings::max_payload_size)
+    ereport(ERROR, (errcode(sqlstate::payload_too_large),
+                    errmsg("%s is %d bytes, more than ves.max_payload_size (%d bytes)", name,
+                           static_cast<int>(VARSIZE(value)), settings::max_payload_size),
+                    errhint("Store large documents elsewhere and reference them from the "
+                            "event, or raise ves.max_payload_size.")));
+}
+
+void validate(const AppendInput &in) {
+  check_identifier(in.entity_type, "entity_type", 128);
+  check_identifier(in.entity_id, "entity_id", 256);
+  check_identifier(in.event_type, "event_type", 128);
+  check_identifier(in.source, "source", 64);
+  if (in.idempotency_key) check_identifier(in.idempotency_key, "idempotency_key", 256);
+  check_object(in.payload, "payload");
+  check_object(in.metadata, "metadata");
+  if (in.has_expected && in.expected < -1)
+    ereport(ERROR, (errcode(sqlstate::invalid_argument),
+                    errmsg("expected_version %lld is not valid", (long long)in.expected),
+                    errhint("Use NULL (any), 0 (must not exist), -1 (must exist) or the exact "
+                            "current version.")));
+  tenant::check_access(&in.tenant);
+}
+
+// UUIDv7: time-ordered ids keep the id index append-only.
+void new_event_id(pg_uuid_t *out) {
+  uint64 ms = static_cast<uint64>((GetCurrentTimestamp() / 1000) + 946684800000LL);
+  if (!pg_strong_random(out->data, UUID_LEN)) elog(ERROR, "pg_ves: no random bytes");
+  for (int i = 0; i < 6; ++i) out->data[i] = static_cast<uint8>(ms >> (40 - 8 * i));
+  out->data[6] = (out->data[6] & 0x0f) | 0x70;
+  out->data[8] = (out->data[8] & 0x3f) | 0x80;
+}
+
+void hash_text(crypto_hash_sha256_state *st, const text *t) {
+  uint32 len = VARSIZE_ANY_EXHDR(t);
+  unsigned char prefix[4] = {static_cast<unsigned char>(len >> 24), static_cast<unsigned char>(len >> 16),
+                             static_cast<unsigned char>(len >> 8), static_cast<unsigned char>(len)};
+  crypto_hash_sha256_update(st, prefix, 4);
+  crypto_hash_sha256_update(st, reinterpret_cast<const unsigned char *>(VARDATA_ANY(t)), len);
+}
+
+// What "the same content" means for idempotency: store, entity, type and
+// payload; metadata and source describe the call, not the event.
+bytea *content_hash(const AppendInput &in) {
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  crypto_hash_sha256_update(&st, in.store.data, UUID_LEN);
+  hash_text(&st, in.entity_type);
+  hash_text(&st, in.entity_id);
+  hash_text(&st, in.event_type);
+  char *payload = JsonbToCString(nullptr, const_cast<JsonbContainer *>(&in.payload->root),
+                                 VARSIZE(in.payload));
+  crypto_hash_sha256_update(&st, reinterpret_cast<const unsigned char *>(payload), strlen(payload));
+  pfree(payload);
+  bytea *out = static_cast<bytea *>(palloc(VARHDRSZ + crypto_hash_sha256_BYTES));
+  SET_VARSIZE(out, VARHDRSZ + crypto_hash_sha256_BYTES);
+  crypto_hash_sha256_final(&st, reinterpret_cast<unsigned char *>(VARDATA(out)));
+  return out;
+}
+
+bool same_hash(const bytea *a, const bytea *b) {
+  return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+         std::memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+char *uuid_text(const pg_uuid_t *u) {
+  return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(u))));
+}
+
+// The original result of an event that already exists.
+AppendResult original(const pg_uuid_t *tenant, const pg_uuid_t *event_id) {
+  Datum args[2] = {UUIDPGetDatum(const_cast<pg_uuid_t *>(tenant)),
+                   UUIDPGetDatum(const_cast<pg_uuid_t *>(event_id))};
+  spi_run(find_result, args, nullptr, false, SPI_OK_SELECT, 1);
+  if (SPI_processed != 1)
+    ereport(ERROR, (errcode(sqlstate::internal),
+                    errmsg("event %s is recorded as appended but is not in ves.events",
+                           uuid_text(event_id)),
+                    errhint("Its month partition may have been dropped by retention.")));
+  AppendResult r;
+  r.event_id = *event_id;
+  r.position = spi_int64(1, 0);
+  bool isnull;
+  r.entity_version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  r.duplicate = true;
+  return r;
+}
+
+bytea *fetched_bytea(int column) {
+  bool isnull = false;
+  Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
+  return isnull ? nullptr : DatumGetByteaPCopy(d);
+}
+
+void ensure_partitions() {
+  TimestampTz now = GetCurrentTransactionStartTimestamp();
+  if (now < partitions_known_until) return;
+  spi_run(ensure_partition, nullptr, nullptr, false, SPI_OK_SELECT, 1);
+  bool isnull;
+  Datum until = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  partitions_known_until = isnull ? 0 : DatumGetTimestampTz(until);
+}
+
+[[noreturn]] void version_mismatch(const AppendInput &in, int64 current) {
+  char *entity_type = text_to_cstring(in.entity_type);
+  char *entity_id = text_to_cstring(in.entity_id);
+  const char *want = !in.has_expected ? "any"
+                     : in.expected == 0 ? "no stream (0)"
+                     : in.expected == -1 ? "an existing stream (-1)"
+                                         : psprintf("%lld", (long long)in.expected);
+  ereport(ERROR, (errcode(sqlstate::wrong_expected_version),
+                  errmsg("wrong expected version for %s/%s: expected %s, current version is %lld",
+                         entity_type, entity_id, want, (long long)current),
+                  errdetail("current_version=%lld", (long long)current),
+                  errhint("Read the entity again and retry with its current version.")));
+  pg_unreachable();
+}
+
+AppendResult append_one(AppendInput &in) {
+  validate(in);
+  bytea *hash = content_hash(in);
+  if (!in.has_id) new_event_id(&in.id);
+  Datum tenant = UUIDPGetDatum(&in.tenant);
+  Datum id = UUIDPGetDatum(&in.id);
+
+  if (in.idempotency_key) {
+    Datum args[4] = {tenant, PointerGetDatum(in.idempotency_key), id, PointerGetDatum(hash)};
+    spi_run(claim_key, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    if (SPI_processed == 0) {
+      spi_run(find_key, args, nullptr, false, SPI_OK_SELECT, 1);
+      bool isnull;
+      pg_uuid_t existing = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+      bytea *existing_hash = fetched_bytea(2);
+      if (!same_hash(existing_hash, hash))
+        ereport(ERROR, (errcode(sqlstate::idempotency_key_reused),
+                        errmsg("idempotency key \"%s\" was already used for different content",
+                               text_to_cstring(in.idempotency_key)),
+                        errdetail("The key belongs to event %s.", uuid_text(&existing)),
+                        errhint("Use a new idempotency key for a different event.")));
+      return original(&in.tenant, &existing);
+    }
+  }
+
+  {
+    Datum args[3] = {tenant, id, PointerGetDatum(hash)};
+    spi_run(claim_id, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    if (SPI_processed == 0) {
+      spi_run(find_id, args, nullptr, false, SPI_OK_SELECT, 1);
+      if (!same_hash(fetched_bytea(1), hash))
+        ereport(ERROR, (errcode(sqlstate::event_id_reused),
+                        errmsg("event id %s already exists with different content", uuid_text(&in.id)),
+                        errhint("Every event needs its own id; pass NULL to have one generated.")));
+      return original(&in.tenant, &in.id);
+    }
+  }
+
+  AppendResult result;
+  result.event_id = in.id;
+  result.duplicate = false;
+  {
+    Datum args[4] = {tenant, PointerGetDatum(in.entity_type), PointerGetDatum(in.entity_id),
+                     UUIDPGetDatum(&in.store)};
+    if (!in.has_expected) {
+      spi_run(bump_any, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    } else if (in.expected == 0) {
+      spi_run(bump_new, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    } else {
+      args[3] = Int64GetDatum(in.expected);
+      spi_run(bump_existing, args, nullptr, false, SPI_OK_UPDATE_RETURNING);
+    }
+    if (SPI_processed == 0) {
+      spi_run(current_version, args, nullptr, false, SPI_OK_SELECT, 1);
+      version_mismatch(in, spi_int64(1, 0));
+    }
+    result.entity_version = spi_int64(1, 0);
+  }
+
+  ensure_partitions();
+  fence::before_position();
+  {
+    Datum args[10] = {tenant,
+                      UUIDPGetDatum(&in.store),
+                      PointerGetDatum(in.entity_type),
+                      PointerGetDatum(in.entity_id),
+                      Int64GetDatum(result.entity_version),
+                      id,
+                      PointerGetDatum(in.event_type),
+                      JsonbPGetDatum(in.payload),
+                      JsonbPGetDatum(in.metadata),
+                      PointerGetDatum(in.source)};
+    spi_run(insert_event, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    result.position = spi_int64(1, 0);
+  }
+  fence::after_position(result.position);
+  return result;
+}
+
+void notify_appended() {
+  if (settings::notify_on_append) Async_Notify("ves_events", nullptr);
+}
+
+void begin_spi() {
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_ves: SPI_connect failed");
+}
+
+HeapTuple result_tuple(TupleDesc desc, const AppendResult &r) {
+  pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+  *id = r.event_id;
+  Datum values[4] = {UUIDPGetDatum(id), Int64GetDatum(r.position), Int64GetDatum(r.entity_version),
+                     BoolGetDatum(r.duplicate)};
+  bool nulls[4] = {false, false, false, false};
+  return heap_form_tuple(desc, values, nulls);
+}
+
+// --- append_batch: one JSON object per event --------------------------------
+
+struct BatchContext {
+  int index;
+  int count;
+};
+
+void batch_error_context(void *arg) {
+  BatchContext *ctx = static_cast<BatchContext *>(arg);
+  errcontext("event %d of %d in the batch (counting from 1)", ctx->index + 1, ctx->count);
+}
+
+text *field_text(JsonbContainer *obj, const char *key, bool required) {
+  JsonbValue v;
+  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v) || v.type == jbvNull) {
+    if (required)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" is missing", key),
+                      errhint("Every event of a batch needs \"%s\".", key)));
+    return nullptr;
+  }
+  if (v.type != jbvString)
+    ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" must be a string", key),
+                    errhint("Write \"%s\" as a JSON string.", key)));
+  return cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+}
+
+bool field_uuid(JsonbContainer *obj, const char *key, bool required, pg_uuid_t *out) {
+  text *t = field_text(obj, key, required);
+  if (!t) return false;
+  char *s = text_to_cstring(t);
+  // uuid_in reports bad input as 22P02; a batch reports it as its own error.
+  int digits = 0;
+  bool ok = true;
+  for (const char *p = s; *p && ok; ++p) {
+    if (*p == '-') continue;
+    if (isxdigit(static_cast<unsigned char>(*p))) ++digits;
+    else ok = false;
+  }
+  if (!ok || digits != 32)
+    ereport(ERROR, (errcode(sqlstate::invalid_uuid), errmsg("\"%s\" is not a valid UUID: \"%s\"", key, s),
+                    errhint("Write UUIDs as 32 hex digits, e.g. 00000000-0000-0000-0000-000000000001.")));
+  *out = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
+  return true;
+}
+
+Jsonb *field_object(JsonbContainer *obj, const char *key, bool required) {
+  JsonbValue v;
+  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v) || v.type == jbvNull) {
+    if (required)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" is missing", key),
+                      errhint("Every event of a batch needs \"%s\".", key)));
+    return nullptr;
+  }
+  if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+    ereport(ERROR, (errcode(sqlstate::invalid_payload), errmsg("\"%s\" must be a JSON object", key),
+                    errhint("Wrap the value in an object, e.g. {\"value\": ...}.")));
+  return JsonbValueToJsonb(&v);
+}
+
+void check_batch_keys(JsonbContainer *obj) {
+  static const char *known[] = {"tenant_id", "store_id", "entity_type", "entity_id", "event_type",
+                                "payload", "expected_version", "idempotency_key", "metadata",
+                                "source", "id"};
+  JsonbIterator *it = JsonbIteratorInit(obj);
+  JsonbValue v;
+  JsonbIteratorToken tok;
+  while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+    if (tok != WJB_KEY) continue;
+    bool found = false;
+    for (const char *k : known)
+      if (strlen(k) == static_cast<size_t>(v.val.string.len) && memcmp(k, v.val.string.val, v.val.string.len) == 0)
+        found = true;
+    if (!found)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch),
+                      errmsg("unknown key \"%.*s\"", v.val.string.len, v.val.string.val),
+                      errhint("Event keys are the parameters of ves.append: tenant_id, store_id, "
+                              "entity_type, entity_id, event_type, payload, expected_version, "
+                              "idempotency_key, metadata, source, id.")));
+  }
+}
+
+Jsonb *empty_object() {
+  return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty) {
+  check_batch_keys(obj);
+  field_uuid(obj, "tenant_id", true, &in->tenant);
+  field_uuid(obj, "store_id", true, &in->store);
+  in->entity_type = field_text(obj, "entity_type", true);
+  in->entity_id = field_text(obj, "entity_id", true);
+  in->event_type = field_text(obj, "event_type", true);
+  in->payload = field_object(obj, "payload", true);
+  in->idempotency_key = field_text(obj, "idempotency_key", false);
+  in->metadata = field_object(obj, "metadata", false);
+  if (!in->metadata) in->metadata = empty;
+  in->source = field_text(obj, "source", false);
+  if (!in->source) in->source = cstring_to_text("manual");
+  in->has_id = field_uuid(obj, "id", false, &in->id);
+  JsonbValue v;
+  in->has_expected = false;
+  if (getKeyJsonValueFromContainer(obj, "expected_version", 16, &v) && v.type != jbvNull) {
+    if (v.type != jbvNumeric)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"expected_version\" must be a number"),
+                      errhint("Use null, 0, -1 or the exact current version.")));
+    in->has_expected = true;
+    in->expected = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+  }
+}
+
+}  // namespace
+}  // namespace pgves::pg
+
+using namespace pgves::pg;
+
+PGVES_FUNCTION(ves_append) {
+  require_arg(fcinfo, 0, "tenant_id");
+  require_arg(fcinfo, 1, "store_id");
+  require_arg(fcinfo, 2, "entity_type");
+  require_arg(fcinfo, 3, "entity_id");
+  require_arg(fcinfo, 4, "event_type");
+  require_arg(fcinfo, 5, "payload");
+  AppendInput in;
+  in.tenant = *PG_GETARG_UUID_P(0);
+  in.store = *PG_GETARG_UUID_P(1);
+  in.entity_type = PG_GETARG_TEXT_PP(2);
+  in.entity_id = PG_GETARG_TEXT_PP(3);
+  in.event_type = PG_GETARG_TEXT_PP(4);
+  in.payload = PG_GETARG_JSONB_P(5);
+  in.has_expected = !PG_ARGISNULL(6);
+  in.expected = in.has_expected ? PG_GETARG_INT64(6) : 0;
+  in.idempotency_key = PG_ARGISNULL(7) ? nullptr : PG_GETARG_TEXT_PP(7);
+  in.metadata = PG_ARGISNULL(8) ? empty_object() : PG_GETARG_JSONB_P(8);
+  in.source = PG_ARGISNULL(9) ? cstring_to_text("manual") : PG_GETARG_TEXT_PP(9);
+  in.has_id = !PG_ARGISNULL(10);
+  if (in.has_id) in.id = *PG_GETARG_UUID_P(10);
+
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    elog(ERROR, "pg_ves: ves.append must return a composite");
+  desc = BlessTupleDesc(desc);
+  begin_spi();
+  AppendResult r = append_one(in);
+  SPI_finish();
+  if (!r.duplicate) notify_appended();
+  return HeapTupleGetDatum(result_tuple(desc, r));
+}
+
+PGVES_FUNCTION(ves_append_batch) {
+  require_arg(fcinfo, 0, "events");
+  Jsonb *events = PG_GETARG_JSONB_P(0);
+  if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
+    ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("events must be a JSON array of objects"),
+                    errhint("Pass '[{\"tenant_id\": ..., \"entity_type\": ..., ...}, ...]'.")));
+  ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  InitMaterializedSRF(fcinfo, 0);
+  int count = JB_ROOT_COUNT(events);
+  BatchContext ctx = {0, count};
+  ErrorContextCallback callback;
+  callback.callback = batch_error_context;
+  callback.arg = &ctx;
+  callback.previous = error_context_stack;
+  error_context_stack = &callback;
+
+  Jsonb *empty = empty_object();
+  bool appended = false;
+  begin_spi();
+  for (ctx.index = 0; ctx.index < count; ++ctx.index) {
+    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, ctx.index);
+    if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("each event must be a JSON object"),
+                      errhint("Pass an array of objects.")));
+    AppendInput in;
+    batch_input(elem->val.binary.data, &in, empty);
+    AppendResult r = append_one(in);
+    appended |= !r.duplicate;
+    // The tuplestore lives outside SPI's memory; form the tuple there.
+    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+    tuplestore_puttuple(rsinfo->setResult, result_tuple(rsinfo->setDesc, r));
+    MemoryContextSwitchTo(old);
+  }
+  SPI_finish();
+  error_context_stack = callback.previous;
+  if (appended) notify_appended();
+  return (Datum)0;
+}

@@ -1,0 +1,51 @@
+#include "pg/boundary.hpp"
+
+#include <cstring>
+
+namespace pgves::pg {
+
+namespace {
+void copy_text(char *dst, size_t size, const char *src) {
+  if (!src) return;
+  std::strncpy(dst, src, size - 1);
+  dst[size - 1] = '\0';
+}
+}  // namespace
+
+void capture(PendingError &out, const std::exception *e, bool unknown) noexcept {
+  if (unknown || !e) {
+    out.sqlstate = sqlstate::internal;
+    copy_text(out.message, sizeof out.message, "pg_ves: unknown C++ exception");
+    return;
+  }
+  if (auto *pg = dynamic_cast<const PgError *>(e)) {
+    out.pg = pg->data();
+    return;
+  }
+  if (auto *ves = dynamic_cast<const VesError *>(e)) {
+    out.sqlstate = ves->sqlstate();
+    copy_text(out.message, sizeof out.message, ves->what());
+    copy_text(out.detail, sizeof out.detail, ves->detail().c_str());
+    copy_text(out.hint, sizeof out.hint, ves->hint().c_str());
+    return;
+  }
+  if (dynamic_cast<const std::bad_alloc *>(e)) {
+    out.sqlstate = ERRCODE_OUT_OF_MEMORY;
+    copy_text(out.message, sizeof out.message, "pg_ves: out of memory");
+    return;
+  }
+  out.sqlstate = sqlstate::internal;
+  copy_text(out.message, sizeof out.message, e->what());
+  copy_text(out.hint, sizeof out.hint,
+            "This is a bug in pg_ves; the transaction was rolled back and nothing was written.");
+}
+
+void raise(const PendingError &err) {
+  if (err.pg) ReThrowError(err.pg);
+  ereport(ERROR, (errcode(err.sqlstate), errmsg("%s", err.message),
+                  err.detail[0] ? errdetail("%s", err.detail) : 0,
+                  err.hint[0] ? errhint("%s", err.hint) : 0));
+  pg_unreachable();
+}
+
+}  // namespace pgves::pg

@@ -1,0 +1,18 @@
+// Library entry point: settings, shared memory and callbacks.
+#include "pg/postgres.hpp"
+#include "pg/read_fence.hpp"
+#include "pg/settings.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+}
+
+void _PG_init(void) {
+  pgves::pg::settings::define();
+  pgves::pg::fence::register_callbacks();
+  // Shared memory can only be requested while the postmaster loads us; a
+  // backend that loads pg_ves later gets the settings and a clear error from
+  // anything that needs the fence.
+  if (process_shared_preload_libraries_in_progress) pgves::pg::fence::request_shmem();
+}

@@ -1,0 +1,64 @@
+#include "pg/settings.hpp"
+
+extern "C" {
+#include "utils/guc.h"
+}
+
+namespace pgves::pg::settings {
+
+int max_payload_size = 1024 * 1024;
+char *tenant_id = nullptr;
+bool require_tenant = false;
+bool notify_on_append = true;
+int retention_months = 12;
+
+namespace {
+// A check hook runs inside the GUC machinery, in C; it must not throw.
+bool check_tenant_id(char **newval, void **extra, GucSource source) {
+  if (*newval == nullptr || (*newval)[0] == '\0') return true;
+  static const char *hex = "0123456789abcdefABCDEF";
+  const char *s = *newval;
+  int digits = 0;
+  for (const char *p = s; *p; ++p) {
+    if (*p == '-') continue;
+    if (!strchr(hex, *p)) {
+      GUC_check_errdetail("ves.tenant_id must be a UUID.");
+      return false;
+    }
+    ++digits;
+  }
+  if (digits != 32) {
+    GUC_check_errdetail("ves.tenant_id must be a UUID.");
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+void define() {
+  DefineCustomIntVariable(
+      "ves.max_payload_size", "Largest event payload pg_ves accepts, in bytes.",
+      "An append whose payload or metadata is larger fails with SQLSTATE VE005.",
+      &max_payload_size, 1024 * 1024, 64, 256 * 1024 * 1024, PGC_SUSET, GUC_UNIT_BYTE, nullptr,
+      nullptr, nullptr);
+  DefineCustomStringVariable(
+      "ves.tenant_id", "The tenant this session acts for.",
+      "When set, pg_ves functions read and write only this tenant's events, and row-level "
+      "security shows only its rows.",
+      &tenant_id, "", PGC_USERSET, 0, check_tenant_id, nullptr, nullptr);
+  DefineCustomBoolVariable(
+      "ves.require_tenant", "Refuse pg_ves calls from sessions that set no ves.tenant_id.",
+      "Set it per application role with ALTER ROLE ... SET ves.require_tenant = on.",
+      &require_tenant, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomBoolVariable("ves.notify", "Send NOTIFY ves_events when a transaction appends.",
+                           nullptr, &notify_on_append, true, PGC_SUSET, 0, nullptr, nullptr,
+                           nullptr);
+  DefineCustomIntVariable(
+      "ves.retention_months", "How many months of events retention keeps.",
+      "ves.drop_expired_partitions() drops older month partitions, but never one that holds "
+      "events a subscription has not acknowledged.",
+      &retention_months, 12, 1, 1200, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+  MarkGUCPrefixReserved("ves");
+}
+
+}  // namespace pgves::pg::settings

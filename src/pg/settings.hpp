@@ -1,0 +1,15 @@
+// pg_ves' server settings (ves.*), defined in _PG_init and read by the
+// Postgres layer. The README documents each one.
+#pragma once
+
+#include "pg/postgres.hpp"
+
+namespace pgves::pg::settings {
+extern int max_payload_size;      // ves.max_payload_size, bytes
+extern char *tenant_id;           // ves.tenant_id, the session's tenant ('' = none)
+extern bool require_tenant;       // ves.require_tenant
+extern bool notify_on_append;     // ves.notify
+extern int retention_months;      // ves.retention_months
+
+void define();
+}  // namespace pgves::pg::settings

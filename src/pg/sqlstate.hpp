@@ -1,0 +1,26 @@
+// pg_ves' own SQLSTATEs, class VE. The README lists each with its meaning;
+// keep the two in step.
+#pragma once
+
+#include "pg/postgres.hpp"
+
+namespace pgves::pg::sqlstate {
+constexpr int wrong_expected_version = MAKE_SQLSTATE('V', 'E', '0', '0', '1');
+constexpr int idempotency_key_reused = MAKE_SQLSTATE('V', 'E', '0', '0', '2');
+constexpr int event_id_reused = MAKE_SQLSTATE('V', 'E', '0', '0', '3');
+constexpr int invalid_payload = MAKE_SQLSTATE('V', 'E', '0', '0', '4');
+constexpr int payload_too_large = MAKE_SQLSTATE('V', 'E', '0', '0', '5');
+constexpr int invalid_identifier = MAKE_SQLSTATE('V', 'E', '0', '0', '6');
+constexpr int tenant_denied = MAKE_SQLSTATE('V', 'E', '0', '0', '7');
+constexpr int event_immutable = MAKE_SQLSTATE('V', 'E', '0', '0', '8');
+constexpr int invalid_batch = MAKE_SQLSTATE('V', 'E', '0', '0', '9');
+constexpr int invalid_argument = MAKE_SQLSTATE('V', 'E', '0', '1', '0');
+constexpr int null_argument = MAKE_SQLSTATE('V', 'E', '0', '1', '1');
+constexpr int not_found = MAKE_SQLSTATE('V', 'E', '0', '1', '2');
+constexpr int already_exists = MAKE_SQLSTATE('V', 'E', '0', '1', '3');
+constexpr int prepare_not_supported = MAKE_SQLSTATE('V', 'E', '0', '1', '4');
+constexpr int isolation_not_supported = MAKE_SQLSTATE('V', 'E', '0', '1', '5');
+constexpr int invalid_uuid = MAKE_SQLSTATE('V', 'E', '0', '1', '6');
+constexpr int internal = MAKE_SQLSTATE('V', 'E', '0', '9', '9');
+constexpr int invalid_json = MAKE_SQLSTATE('V', 'E', '0', '2', '0');
+}  // namespace pgves::pg::sqlstate

@@ -1,0 +1,80 @@
+-- Event store tables. Every table carries tenant_id and every unique key
+-- includes it, so the store can later be distributed by tenant.
+
+-- Positions: the global order of events in this database. CACHE 1 is
+-- required: the read fence relies on nextval being increasing across backends.
+CREATE SEQUENCE ves.position_seq AS bigint CACHE 1;
+
+-- One row per entity: its current version. The row lock taken when the
+-- version is bumped is what orders appends to one entity.
+CREATE TABLE ves.streams (
+  tenant_id   uuid        NOT NULL,
+  entity_type text        NOT NULL,
+  entity_id   text        NOT NULL,
+  store_id    uuid        NOT NULL,
+  version     bigint      NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, entity_type, entity_id)
+) WITH (fillfactor = 70);
+
+-- Event ids are unique per tenant across every month partition.
+CREATE TABLE ves.event_ids (
+  tenant_id    uuid  NOT NULL,
+  event_id     uuid  NOT NULL,
+  content_hash bytea NOT NULL,
+  PRIMARY KEY (tenant_id, event_id)
+);
+
+-- Durable idempotency: a key maps to the event it produced and to the hash
+-- of the content it was used with.
+CREATE TABLE ves.idempotency_keys (
+  tenant_id       uuid        NOT NULL,
+  idempotency_key text        NOT NULL,
+  event_id        uuid        NOT NULL,
+  request_hash    bytea       NOT NULL,
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, idempotency_key)
+);
+
+-- The events: range partitions per month, each hash-partitioned by tenant.
+CREATE TABLE ves.events (
+  position       bigint      NOT NULL,
+  tenant_id      uuid        NOT NULL,
+  store_id       uuid        NOT NULL,
+  entity_type    text        NOT NULL,
+  entity_id      text        NOT NULL,
+  entity_version bigint      NOT NULL,
+  event_id       uuid        NOT NULL,
+  event_type     text        NOT NULL,
+  payload        jsonb       NOT NULL,
+  metadata       jsonb       NOT NULL DEFAULT '{}',
+  source         text        NOT NULL DEFAULT 'manual',
+  recorded_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (position, tenant_id, recorded_at)
+) PARTITION BY RANGE (recorded_at);
+CREATE INDEX events_entity_idx ON ves.events (tenant_id, entity_type, entity_id, entity_version);
+CREATE INDEX events_event_id_idx ON ves.events (tenant_id, event_id);
+
+-- How many hash partitions by tenant each month has.
+CREATE TABLE ves.partition_config (
+  singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  tenant_buckets int     NOT NULL DEFAULT 4 CHECK (tenant_buckets BETWEEN 1 AND 64),
+  months_ahead   int     NOT NULL DEFAULT 2 CHECK (months_ahead BETWEEN 1 AND 24)
+);
+INSERT INTO ves.partition_config DEFAULT VALUES;
+
+-- Every use of the maintenance path and every retention drop, for auditors.
+CREATE TABLE ves.maintenance_log (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at         timestamptz NOT NULL DEFAULT now(),
+  role_name  name        NOT NULL DEFAULT session_user,
+  action     text        NOT NULL,
+  detail     text
+);
+
+SELECT pg_catalog.pg_extension_config_dump('ves.streams', '');
+SELECT pg_catalog.pg_extension_config_dump('ves.event_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('ves.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('ves.maintenance_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ves.position_seq', '');

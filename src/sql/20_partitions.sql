@@ -1,0 +1,80 @@
+-- Month partitions, immutability and the maintenance path.
+
+CREATE FUNCTION ves.in_maintenance() RETURNS boolean
+  AS 'MODULE_PATHNAME', 'ves_in_maintenance' LANGUAGE C VOLATILE;
+
+-- Opens the maintenance path for the rest of the current transaction: the
+-- only way to UPDATE, DELETE or TRUNCATE events. Every use is logged.
+CREATE FUNCTION ves.begin_maintenance(reason text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF reason IS NULL OR length(btrim(reason)) = 0 THEN
+    RAISE EXCEPTION 'a maintenance reason is required' USING ERRCODE = 'VE011',
+      HINT = 'Say why events are being changed; the reason is kept in ves.maintenance_log.';
+  END IF;
+  INSERT INTO ves.maintenance_log (action, detail) VALUES ('begin_maintenance', reason);
+  PERFORM ves._enable_maintenance();
+END $$;
+
+CREATE FUNCTION ves._enable_maintenance() RETURNS void
+  AS 'MODULE_PATHNAME', 'ves_enable_maintenance' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION ves.refuse_mutation() RETURNS trigger
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF ves.in_maintenance() THEN
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+  END IF;
+  RAISE EXCEPTION 'events are immutable: % on % is refused', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'VE008',
+          HINT = 'Append a compensating event instead. Repairs go through ves.begin_maintenance(reason).';
+END $$;
+
+CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON ves.events
+  FOR EACH ROW EXECUTE FUNCTION ves.refuse_mutation();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.events
+  FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation();
+
+-- Makes sure the month partitions for `at` and the configured months ahead
+-- exist; returns the end of the range known to exist, which the append path
+-- caches so it asks again only when time passes it.
+CREATE FUNCTION ves.ensure_partitions(at timestamptz DEFAULT now()) RETURNS timestamptz
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cfg ves.partition_config;
+  month_start timestamptz;
+  month_name text;
+  i int;
+  b int;
+BEGIN
+  SELECT * INTO cfg FROM ves.partition_config;
+  FOR i IN 0 .. cfg.months_ahead LOOP
+    month_start := date_trunc('month', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + make_interval(months => i);
+    month_name := 'events_' || to_char(month_start AT TIME ZONE 'UTC', '"y"YYYY"m"MM');
+    CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
+    -- Creation is rare; serialise it so concurrent first appends do not race.
+    PERFORM pg_advisory_xact_lock(hashtext('pg_ves.ensure_partitions'));
+    CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
+    EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.events FOR VALUES FROM (%L) TO (%L) PARTITION BY HASH (tenant_id)',
+                   month_name, month_start, month_start + interval '1 month');
+    FOR b IN 0 .. cfg.tenant_buckets - 1 LOOP
+      EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+                     month_name || '_t' || b, month_name, cfg.tenant_buckets, b);
+      EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
+                     month_name || '_t' || b);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
+                   month_name);
+    EXECUTE format('GRANT SELECT ON ves.%I TO ves_reader', month_name);
+  END LOOP;
+  RETURN date_trunc('month', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + make_interval(months => cfg.months_ahead);
+END $$;
+
+-- The month partitions of ves.events with their bounds.
+CREATE VIEW ves.event_partitions AS
+SELECT c.oid::regclass AS partition,
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz AS month_start,
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS month_end
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'ves.events'::regclass;

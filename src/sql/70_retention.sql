@@ -1,0 +1,44 @@
+-- Retention: whole month partitions are dropped once older than
+-- ves.retention_months, never while they hold an event that some
+-- subscription of its tenant has not acknowledged.
+
+-- True when the partition still holds events someone has not consumed.
+-- Later parts of pg_ves (the outbox) add their own checks here.
+CREATE FUNCTION ves.partition_pinned(part regclass) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE pinned boolean;
+BEGIN
+  EXECUTE format(
+    'SELECT EXISTS (SELECT 1 FROM ves.subscription_members m
+                     WHERE coalesce(m.replay_checkpoint, m.checkpoint) <
+                           (SELECT max(e.position) FROM %s e WHERE e.tenant_id = m.tenant_id))', part)
+  INTO pinned;
+  RETURN pinned;
+END $$;
+
+CREATE FUNCTION ves.drop_expired_partitions(older_than timestamptz DEFAULT NULL)
+  RETURNS TABLE (partition text, dropped boolean, reason text)
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cutoff timestamptz := coalesce(older_than,
+    date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+      - make_interval(months => current_setting('ves.retention_months')::int));
+  p record;
+BEGIN
+  FOR p IN SELECT * FROM ves.event_partitions WHERE month_end <= cutoff ORDER BY month_start LOOP
+    partition := p.partition::text;
+    IF ves.partition_pinned(p.partition) THEN
+      dropped := false;
+      reason := 'holds events not yet acknowledged';
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    EXECUTE format('DELETE FROM ves.idempotency_keys k USING %s e WHERE k.tenant_id = e.tenant_id AND k.event_id = e.event_id', p.partition);
+    EXECUTE format('DELETE FROM ves.event_ids i USING %s e WHERE i.tenant_id = e.tenant_id AND i.event_id = e.event_id', p.partition);
+    EXECUTE format('DROP TABLE %s', p.partition);
+    INSERT INTO ves.maintenance_log (action, detail) VALUES ('drop_partition', partition);
+    dropped := true;
+    reason := 'older than retention';
+    RETURN NEXT;
+  END LOOP;
+END $$;
