@@ -49,14 +49,16 @@ DECLARE
 BEGIN
   SELECT * INTO cfg FROM ves.partition_config;
   FOR i IN 0 .. cfg.months_ahead LOOP
-    month_start := date_trunc('month', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + make_interval(months => i);
+    -- Month arithmetic in UTC: on timestamptz it would follow the session's time zone.
+    month_start := (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i)) AT TIME ZONE 'UTC';
     month_name := 'events_' || to_char(month_start AT TIME ZONE 'UTC', '"y"YYYY"m"MM');
     CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
     -- Creation is rare; serialise it so concurrent first appends do not race.
     PERFORM pg_advisory_xact_lock(hashtext('pg_ves.ensure_partitions'));
     CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
     EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.events FOR VALUES FROM (%L) TO (%L) PARTITION BY HASH (tenant_id)',
-                   month_name, month_start, month_start + interval '1 month');
+                   month_name, month_start,
+                   (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i + 1)) AT TIME ZONE 'UTC');
     FOR b IN 0 .. cfg.tenant_buckets - 1 LOOP
       EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
                      month_name || '_t' || b, month_name, cfg.tenant_buckets, b);
@@ -67,7 +69,7 @@ BEGIN
                    month_name);
     EXECUTE format('GRANT SELECT ON ves.%I TO ves_reader', month_name);
   END LOOP;
-  RETURN date_trunc('month', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + make_interval(months => cfg.months_ahead);
+  RETURN (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => cfg.months_ahead + 1)) AT TIME ZONE 'UTC';
 END $$;
 
 -- The month partitions of ves.events with their bounds.

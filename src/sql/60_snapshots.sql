@@ -32,7 +32,7 @@ BEGIN
     RAISE EXCEPTION 'state must be a JSON object' USING ERRCODE = 'VE004',
       HINT = 'Wrap the value in an object.';
   END IF;
-  IF pg_column_size(state) > current_setting('ves.max_payload_size')::int THEN
+  IF pg_column_size(state) > pg_size_bytes(current_setting('ves.max_payload_size')) THEN
     RAISE EXCEPTION 'state is larger than ves.max_payload_size' USING ERRCODE = 'VE005',
       HINT = 'Keep snapshots below ves.max_payload_size.';
   END IF;

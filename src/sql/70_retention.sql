@@ -21,8 +21,8 @@ CREATE FUNCTION ves.drop_expired_partitions(older_than timestamptz DEFAULT NULL)
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cutoff timestamptz := coalesce(older_than,
-    date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-      - make_interval(months => current_setting('ves.retention_months')::int));
+    (date_trunc('month', now() AT TIME ZONE 'UTC')
+      - make_interval(months => current_setting('ves.retention_months')::int)) AT TIME ZONE 'UTC');
   p record;
 BEGIN
   FOR p IN SELECT * FROM ves.event_partitions WHERE month_end <= cutoff ORDER BY month_start LOOP
