@@ -37,6 +37,24 @@ else
   record unit 0 1
 fi
 
+echo "== fuzz (libFuzzer, bounded)"
+if CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGVES_SANITIZE=OFF -DPGVES_FUZZ=ON >"$work/fuzz.log" 2>&1 &&
+   cmake --build build/fuzz -j"$(nproc)" --target fuzz_canonical_json fuzz_envelope >>"$work/fuzz.log" 2>&1; then
+  for target in fuzz_canonical_json fuzz_envelope; do
+    mkdir -p "$work/corpus/$target"
+    if build/fuzz/$target -max_total_time="${PGVES_FUZZ_SECONDS:-15}" -print_final_stats=0 "$work/corpus/$target" >"$work/$target.log" 2>&1; then
+      echo "$target: ok ($(grep -oE '#[0-9]+' "$work/$target.log" | tail -n 1) runs)"
+      record "$target" 1 0
+    else
+      tail -n 30 "$work/$target.log"
+      record "$target" 0 1
+    fi
+  done
+else
+  tail -n 30 "$work/fuzz.log"
+  record fuzz 0 1
+fi
+
 regress_counts() {  # log file -> "passed failed"
   local ok bad
   ok=$(grep -cE '^(ok|test|     ) .* \.\.\. ok|^ok [0-9]+' "$1")
