@@ -1,7 +1,7 @@
 # Shared by the demo and test scripts: where PostgreSQL lives and how to run
 # its programs as an unprivileged user (the server refuses to run as root).
 PG_BIN=$(pg_config --bindir)
-PGXS_DIR=$(dirname "$(pg_config --pgxs)")/..
+PGXS_DIR=$(dirname "$(dirname "$(dirname "$(pg_config --pgxs)")")")
 export PATH="$PG_BIN:$PATH"
 
 # The user that owns test and demo clusters.
