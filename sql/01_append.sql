@@ -41,11 +41,11 @@ SELECT position, duplicate FROM ves.append('00000000-0000-0000-0000-0000000000a2
 
 -- Event ids: the same id with the same content is a duplicate, with other content an error.
 SELECT position, duplicate FROM ves.append(:t1, :s1, 'Order', 'o-2', 'order.created', '{"total": 1}',
-  id => 'fb47ed76-41c7-4355-8025-9544c6858f8b');
+  id => '0192f0c4-0000-7000-8000-00000000e1d1');
 SELECT position, duplicate FROM ves.append(:t1, :s1, 'Order', 'o-2', 'order.created', '{"total": 1}',
-  id => 'fb47ed76-41c7-4355-8025-9544c6858f8b');
-SELECT regress_try($q$SELECT * FROM ves.append('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1', 'Order', 'o-2', 'order.updated', '{"total": 2}', id => 'fb47ed76-41c7-4355-8025-9544c6858f8b')$q$);
-SELECT event_id, entity_version FROM ves.events WHERE event_id = 'fb47ed76-41c7-4355-8025-9544c6858f8b';
+  id => '0192f0c4-0000-7000-8000-00000000e1d1');
+SELECT regress_try($q$SELECT * FROM ves.append('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1', 'Order', 'o-2', 'order.updated', '{"total": 2}', id => '0192f0c4-0000-7000-8000-00000000e1d1')$q$);
+SELECT event_id, entity_version FROM ves.events WHERE event_id = '0192f0c4-0000-7000-8000-00000000e1d1';
 
 -- Generated ids are UUIDv7: version 7, variant 10.
 SELECT substr(event_id::text, 15, 1) AS version, substr(event_id::text, 20, 1) IN ('8','9','a','b') AS rfc_variant

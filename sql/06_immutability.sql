@@ -42,8 +42,10 @@ SELECT count(*) AS gone FROM ves.event_partitions WHERE partition::text LIKE '%2
 BEGIN;
 SELECT ves.begin_maintenance('regression: backdate an event to test retention');
 SELECT ves.ensure_partitions('2021-03-10') AT TIME ZONE 'UTC' AS covered_until;
-INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, entity_version, event_id, event_type, payload, recorded_at)
-VALUES (nextval('ves.position_seq'), :t, :s, 'Order', 'old', 1, '00000000-0000-7000-8000-000000000001', 'order.created', '{}', '2021-03-10');
+INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, entity_version, event_id, event_type, payload, recorded_at,
+                        source_agent_id, agent_key_id, created_at, payload_plain_hash, agent_signature)
+VALUES (nextval('ves.position_seq'), :t, :s, 'Order', 'old', 1, '00000000-0000-7000-8000-000000000001', 'order.created', '{}', '2021-03-10',
+        '00000000-0000-0000-0000-000000000000', 1, '2021-03-10T00:00:00.000Z', ves.payload_hash('{}'), decode(repeat('00', 64), 'hex'));
 INSERT INTO ves.event_ids VALUES (:t, '00000000-0000-7000-8000-000000000001', '\x00');
 COMMIT;
 -- Positions taken outside ves.append are invisible to the read fence until

@@ -12,7 +12,9 @@
 //
 // This file calls Postgres directly and therefore keeps only trivially
 // destructible locals (see boundary.hpp).
+#include "pg/append.hpp"
 #include "pg/boundary.hpp"
+#include "pg/keys.hpp"
 #include "pg/read_fence.hpp"
 #include "pg/settings.hpp"
 #include "pg/spi_plan.hpp"
@@ -33,30 +35,8 @@ extern "C" {
 namespace pgves::pg {
 namespace {
 
-struct AppendInput {
-  pg_uuid_t tenant;
-  pg_uuid_t store;
-  text *entity_type;
-  text *entity_id;
-  text *event_type;
-  Jsonb *payload;
-  bool has_expected;
-  int64 expected;
-  text *idempotency_key;  // nullable
-  Jsonb *metadata;
-  text *source;
-  bool has_id;
-  pg_uuid_t id;
-};
-
-struct AppendResult {
-  pg_uuid_t event_id;
-  int64 position;
-  int64 entity_version;
-  bool duplicate;
-};
-
-const Oid kUuid = UUIDOID, kText = TEXTOID, kBytea = BYTEAOID, kInt8 = INT8OID, kJsonb = JSONBOID;
+const Oid kUuid = UUIDOID, kText = TEXTOID, kBytea = BYTEAOID, kInt8 = INT8OID, kJsonb = JSONBOID,
+          kInt4 = INT4OID;
 
 SavedPlan claim_key = {
     "INSERT INTO ves.idempotency_keys (tenant_id, idempotency_key, event_id, request_hash) "
@@ -95,10 +75,11 @@ SavedPlan current_version = {
     3, {kUuid, kText, kText}, nullptr};
 SavedPlan insert_event = {
     "INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, "
-    "entity_version, event_id, event_type, payload, metadata, source, recorded_at) "
-    "VALUES (nextval('ves.position_seq'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now()) "
-    "RETURNING position",
-    10, {kUuid, kUuid, kText, kText, kInt8, kUuid, kText, kJsonb, kJsonb, kText}, nullptr};
+    "entity_version, event_id, event_type, payload, metadata, source, recorded_at, "
+    "source_agent_id, agent_key_id, created_at, payload_plain_hash, agent_signature) "
+    "VALUES (nextval('ves.position_seq'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), "
+    "$11, $12, $13, $14, $15) RETURNING position",
+    15, {kUuid, kUuid, kText, kText, kInt8, kUuid, kText, kJsonb, kJsonb, kText, kUuid, kInt4, kText, kBytea, kBytea}, nullptr};
 SavedPlan ensure_partition = {"SELECT ves.ensure_partitions(now())", 0, {}, nullptr};
 
 // The end of the month partitions this backend knows exist.
@@ -155,6 +136,13 @@ void validate(const AppendInput &in) {
   tenant::check_access(&in.tenant);
 }
 
+bytea *bytes(const uint8 *data, size_t len) {
+  bytea *b = static_cast<bytea *>(palloc(VARHDRSZ + len));
+  SET_VARSIZE(b, VARHDRSZ + len);
+  memcpy(VARDATA(b), data, len);
+  return b;
+}
+
 // UUIDv7: time-ordered ids keep the id index append-only.
 void new_event_id(pg_uuid_t *out) {
   uint64 ms = static_cast<uint64>((GetCurrentTimestamp() / 1000) + 946684800000LL);
@@ -173,7 +161,8 @@ void hash_text(crypto_hash_sha256_state *st, const text *t) {
 }
 
 // What "the same content" means for idempotency: store, entity, type and
-// payload; metadata and source describe the call, not the event.
+// payload (by its canonical hash); metadata and source describe the call,
+// not the event.
 bytea *content_hash(const AppendInput &in) {
   crypto_hash_sha256_state st;
   crypto_hash_sha256_init(&st);
@@ -181,10 +170,7 @@ bytea *content_hash(const AppendInput &in) {
   hash_text(&st, in.entity_type);
   hash_text(&st, in.entity_id);
   hash_text(&st, in.event_type);
-  char *payload = JsonbToCString(nullptr, const_cast<JsonbContainer *>(&in.payload->root),
-                                 VARSIZE(in.payload));
-  crypto_hash_sha256_update(&st, reinterpret_cast<const unsigned char *>(payload), strlen(payload));
-  pfree(payload);
+  crypto_hash_sha256_update(&st, in.sig.payload_plain_hash, sizeof in.sig.payload_plain_hash);
   bytea *out = static_cast<bytea *>(palloc(VARHDRSZ + crypto_hash_sha256_BYTES));
   SET_VARSIZE(out, VARHDRSZ + crypto_hash_sha256_BYTES);
   crypto_hash_sha256_final(&st, reinterpret_cast<unsigned char *>(VARDATA(out)));
@@ -249,8 +235,11 @@ void ensure_partitions() {
   pg_unreachable();
 }
 
+}  // namespace
+
 AppendResult append_one(AppendInput &in) {
   validate(in);
+  if (!in.presigned) keys::payload_plain_hash(in.payload, in.sig.payload_plain_hash);
   bytea *hash = content_hash(in);
   if (!in.has_id) new_event_id(&in.id);
   Datum tenant = UUIDPGetDatum(&in.tenant);
@@ -308,10 +297,14 @@ AppendResult append_one(AppendInput &in) {
     result.entity_version = spi_int64(1, 0);
   }
 
+  // Signed after every check that can refuse the event, so refusals cost no
+  // signature.
+  if (!in.presigned)
+    keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
   ensure_partitions();
   fence::before_position();
   {
-    Datum args[10] = {tenant,
+    Datum args[15] = {tenant,
                       UUIDPGetDatum(&in.store),
                       PointerGetDatum(in.entity_type),
                       PointerGetDatum(in.entity_id),
@@ -320,7 +313,12 @@ AppendResult append_one(AppendInput &in) {
                       PointerGetDatum(in.event_type),
                       JsonbPGetDatum(in.payload),
                       JsonbPGetDatum(in.metadata),
-                      PointerGetDatum(in.source)};
+                      PointerGetDatum(in.source),
+                      UUIDPGetDatum(&in.sig.agent_id),
+                      Int32GetDatum(in.sig.key_id),
+                      CStringGetTextDatum(in.sig.created_at),
+                      PointerGetDatum(bytes(in.sig.payload_plain_hash, 32)),
+                      PointerGetDatum(bytes(in.sig.agent_signature, 64))};
     spi_run(insert_event, args, nullptr, false, SPI_OK_INSERT_RETURNING);
     result.position = spi_int64(1, 0);
   }
@@ -332,9 +330,7 @@ void notify_appended() {
   if (settings::notify_on_append) Async_Notify("ves_events", nullptr);
 }
 
-void begin_spi() {
-  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_ves: SPI_connect failed");
-}
+namespace {
 
 HeapTuple result_tuple(TupleDesc desc, const AppendResult &r) {
   pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
@@ -444,6 +440,7 @@ void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty) {
   in->source = field_text(obj, "source", false);
   if (!in->source) in->source = cstring_to_text("manual");
   in->has_id = field_uuid(obj, "id", false, &in->id);
+  in->presigned = false;
   JsonbValue v;
   in->has_expected = false;
   if (getKeyJsonValueFromContainer(obj, "expected_version", 16, &v) && v.type != jbvNull) {
@@ -481,12 +478,13 @@ PGVES_FUNCTION(ves_append) {
   in.source = PG_ARGISNULL(9) ? cstring_to_text("manual") : PG_GETARG_TEXT_PP(9);
   in.has_id = !PG_ARGISNULL(10);
   if (in.has_id) in.id = *PG_GETARG_UUID_P(10);
+  in.presigned = false;
 
   TupleDesc desc;
   if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
     elog(ERROR, "pg_ves: ves.append must return a composite");
   desc = BlessTupleDesc(desc);
-  begin_spi();
+  spi_connect();
   AppendResult r = append_one(in);
   SPI_finish();
   if (!r.duplicate) notify_appended();
@@ -511,7 +509,7 @@ PGVES_FUNCTION(ves_append_batch) {
 
   Jsonb *empty = empty_object();
   bool appended = false;
-  begin_spi();
+  spi_connect();
   for (ctx.index = 0; ctx.index < count; ++ctx.index) {
     JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, ctx.index);
     if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))

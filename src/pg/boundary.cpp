@@ -1,6 +1,10 @@
 #include "pg/boundary.hpp"
 
+#include "core/error.hpp"
+
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 namespace pgves::pg {
 
@@ -9,6 +13,16 @@ void copy_text(char *dst, size_t size, const char *src) {
   if (!src) return;
   std::strncpy(dst, src, size - 1);
   dst[size - 1] = '\0';
+}
+// core::Error codes are stable identifiers; each family has its SQLSTATE.
+int sqlstate_for(const std::string &code) {
+  if (code == "hash_mismatch") return sqlstate::verification_failed;
+  if (code == "invalid_envelope" || code == "invalid_event" || code == "invalid_uuid" ||
+      code == "invalid_hex" || code == "invalid_base64" || code == "invalid_proof_index")
+    return sqlstate::invalid_envelope;
+  if (code == "invalid_key" || code == "invalid_webhook_secret" || code == "crypto_unavailable")
+    return sqlstate::key_unavailable;
+  return sqlstate::invalid_json;
 }
 }  // namespace
 
@@ -27,6 +41,12 @@ void capture(PendingError &out, const std::exception *e, bool unknown) noexcept 
     copy_text(out.message, sizeof out.message, ves->what());
     copy_text(out.detail, sizeof out.detail, ves->detail().c_str());
     copy_text(out.hint, sizeof out.hint, ves->hint().c_str());
+    return;
+  }
+  if (auto *core_error = dynamic_cast<const core::Error *>(e)) {
+    out.sqlstate = sqlstate_for(core_error->code());
+    copy_text(out.message, sizeof out.message, core_error->what());
+    std::snprintf(out.detail, sizeof out.detail, "core error: %s", core_error->code().c_str());
     return;
   }
   if (dynamic_cast<const std::bad_alloc *>(e)) {

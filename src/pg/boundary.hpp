@@ -58,8 +58,17 @@ template <typename Fn>
 void pg_call_void(Fn &&fn) {
   MemoryContext caller_context = CurrentMemoryContext;
   ErrorData *volatile caught = nullptr;
+  // A C++ exception from fn must not leave the PG_TRY block either: it would
+  // skip restoring Postgres' error stack. Hold it until after PG_END_TRY.
+  std::exception_ptr cpp_error;
   PG_TRY();
-  { fn(); }
+  {
+    try {
+      fn();
+    } catch (...) {
+      cpp_error = std::current_exception();
+    }
+  }
   PG_CATCH();
   {
     MemoryContextSwitchTo(caller_context);
@@ -69,6 +78,7 @@ void pg_call_void(Fn &&fn) {
   PG_END_TRY();
   // Thrown only after PG_END_TRY has restored Postgres' error stack.
   if (caught) throw PgError(caught);
+  if (cpp_error) std::rethrow_exception(cpp_error);
 }
 
 template <typename Fn>

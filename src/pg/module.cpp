@@ -1,7 +1,9 @@
 // Library entry point: settings, shared memory and callbacks.
 #include "pg/postgres.hpp"
+#include "pg/progress.hpp"
 #include "pg/read_fence.hpp"
 #include "pg/settings.hpp"
+#include "pg/shmem.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -14,5 +16,9 @@ void _PG_init(void) {
   // Shared memory can only be requested while the postmaster loads us; a
   // backend that loads pg_ves later gets the settings and a clear error from
   // anything that needs the fence.
-  if (process_shared_preload_libraries_in_progress) pgves::pg::fence::request_shmem();
+  if (process_shared_preload_libraries_in_progress) {
+    pgves::pg::fence::request_shmem();
+    pgves::pg::progress::request_shmem();
+    pgves::pg::shmem::install_hooks();
+  }
 }

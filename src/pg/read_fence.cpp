@@ -1,6 +1,8 @@
 #include "pg/read_fence.hpp"
 
 #include "pg/boundary.hpp"
+#include "pg/shmem.hpp"
+#include "pg/spi_plan.hpp"
 #include "pg/sqlstate.hpp"
 
 extern "C" {
@@ -12,6 +14,7 @@ extern "C" {
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 }
 
@@ -40,6 +43,7 @@ struct Slot {
 
 struct Shared {
   LWLock *lock;
+  pg_atomic_uint64 key_epoch;
   int nslots;
   DatabaseHighWater dbs[kMaxDatabases];
   Slot slots[FLEXIBLE_ARRAY_MEMBER];
@@ -47,42 +51,30 @@ struct Shared {
 
 Shared *shared = nullptr;
 Slot *my_slot = nullptr;
-shmem_request_hook_type prev_request_hook = nullptr;
-shmem_startup_hook_type prev_startup_hook = nullptr;
-
 int slot_count() { return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts; }
 
 Size shmem_size() { return add_size(offsetof(Shared, slots), mul_size(slot_count(), sizeof(Slot))); }
 
-void on_request() {
-  if (prev_request_hook) prev_request_hook();
-  RequestAddinShmemSpace(shmem_size());
-  RequestNamedLWLockTranche("pg_ves_read_fence", 1);
+void init_segment(void *segment) {
+  Shared *s = static_cast<Shared *>(segment);
+  s->lock = &(GetNamedLWLockTranche("pg_ves"))->lock;
+  pg_atomic_init_u64(&s->key_epoch, 0);
+  s->nslots = slot_count();
+  for (auto &db : s->dbs) {
+    db.dboid = InvalidOid;
+    db.seqoid = InvalidOid;
+    pg_atomic_init_u32(&db.initialized, 0);
+    pg_atomic_init_u64(&db.high_water, 0);
+  }
+  for (int i = 0; i < s->nslots; ++i) {
+    pg_atomic_init_u64(&s->slots[i].lower_bound, 0);
+    s->slots[i].dboid = InvalidOid;
+    s->slots[i].pid = 0;
+    s->slots[i].xact_start = 0;
+  }
 }
 
-void on_startup() {
-  if (prev_startup_hook) prev_startup_hook();
-  LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-  bool found = false;
-  shared = static_cast<Shared *>(ShmemInitStruct("pg_ves read fence", shmem_size(), &found));
-  if (!found) {
-    shared->lock = &(GetNamedLWLockTranche("pg_ves_read_fence"))->lock;
-    shared->nslots = slot_count();
-    for (auto &db : shared->dbs) {
-      db.dboid = InvalidOid;
-      db.seqoid = InvalidOid;
-      pg_atomic_init_u32(&db.initialized, 0);
-      pg_atomic_init_u64(&db.high_water, 0);
-    }
-    for (int i = 0; i < shared->nslots; ++i) {
-      pg_atomic_init_u64(&shared->slots[i].lower_bound, 0);
-      shared->slots[i].dboid = InvalidOid;
-      shared->slots[i].pid = 0;
-      shared->slots[i].xact_start = 0;
-    }
-  }
-  LWLockRelease(AddinShmemInitLock);
-}
+void attach_segment(void *segment) { shared = static_cast<Shared *>(segment); }
 
 void release_slot() {
   if (my_slot && pg_atomic_read_u64(&my_slot->lower_bound) != 0) {
@@ -115,13 +107,7 @@ void on_xact(XactEvent event, void *) {
 
 void on_exit(int, Datum) { release_slot(); }
 
-void require_shmem() {
-  if (!shared)
-    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                    errmsg("pg_ves must be loaded via shared_preload_libraries"),
-                    errhint("Add pg_ves to shared_preload_libraries in postgresql.conf and "
-                            "restart the server.")));
-}
+void require_shmem() { shmem::require(shared); }
 
 Oid position_sequence() {
   Oid nsp = get_namespace_oid("ves", false);
@@ -138,7 +124,7 @@ uint64 sequence_last_value(Oid seqoid) {
     PushActiveSnapshot(GetTransactionSnapshot());
     pushed = true;
   }
-  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_ves: SPI_connect failed");
+  spi_connect();
   char query[128];
   pg_snprintf(query, sizeof query,
               "SELECT coalesce(pg_catalog.pg_sequence_last_value(%u::pg_catalog.regclass), 0)",
@@ -150,6 +136,16 @@ uint64 sequence_last_value(Oid seqoid) {
   SPI_finish();
   if (pushed) PopActiveSnapshot();
   return value > 0 ? static_cast<uint64>(value) : 0;
+}
+
+// An unused entry, reclaiming those of dropped databases when none is free.
+// Called with the lock held exclusively.
+DatabaseHighWater *free_entry() {
+  for (auto &db : shared->dbs)
+    if (db.dboid == InvalidOid) return &db;
+  for (auto &db : shared->dbs)
+    if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(db.dboid))) return &db;
+  return nullptr;
 }
 
 DatabaseHighWater *my_database() {
@@ -164,12 +160,7 @@ DatabaseHighWater *my_database() {
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);
     for (auto &db : shared->dbs)
       if (db.dboid == MyDatabaseId) entry = &db;
-    if (!entry)
-      for (auto &db : shared->dbs)
-        if (db.dboid == InvalidOid) {
-          entry = &db;
-          break;
-        }
+    if (!entry) entry = free_entry();
     if (!entry) {
       LWLockRelease(shared->lock);
       ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -211,10 +202,17 @@ DatabaseHighWater *database_entry() {
 }  // namespace
 
 void request_shmem() {
-  prev_request_hook = shmem_request_hook;
-  shmem_request_hook = on_request;
-  prev_startup_hook = shmem_startup_hook;
-  shmem_startup_hook = on_startup;
+  shmem::register_segment("pg_ves read fence", shmem_size, init_segment, attach_segment);
+}
+
+uint64 key_epoch() {
+  require_shmem();
+  return pg_atomic_read_u64(&shared->key_epoch);
+}
+
+void bump_key_epoch() {
+  require_shmem();
+  pg_atomic_fetch_add_u64(&shared->key_epoch, 1);
 }
 
 void register_callbacks() {
@@ -275,7 +273,7 @@ PGVES_FUNCTION(ves_read_fence) { return Int64GetDatum(fence::current()); }
 // The transactions holding the fence back, for ves.read_fence_holders.
 PGVES_FUNCTION(ves_read_fence_holders) {
   ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-  fence::current();  // validates shmem and the database entry
+  shmem::require(fence::shared);
   InitMaterializedSRF(fcinfo, 0);
   for (int i = 0; i < fence::shared->nslots; ++i) {
     fence::Slot &slot = fence::shared->slots[i];

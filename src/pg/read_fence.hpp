@@ -16,8 +16,13 @@
 namespace pgves::pg::fence {
 
 void request_shmem();
-void startup_shmem();
 void register_callbacks();
+
+// Bumped whenever an agent key is created, rotated or revoked, so backends
+// know their cached signing keys are stale. Lives beside the fence because
+// both are per-server state that every backend reads on the append path.
+uint64 key_epoch();
+void bump_key_epoch();
 
 // Called by an appender before its first position in a transaction.
 void before_position();

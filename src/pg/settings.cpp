@@ -11,6 +11,7 @@ char *tenant_id = nullptr;
 bool require_tenant = false;
 bool notify_on_append = true;
 int retention_months = 12;
+char *server_key_file = nullptr;
 
 namespace {
 // A check hook runs inside the GUC machinery, in C; it must not throw.
@@ -58,6 +59,11 @@ void define() {
       "ves.drop_expired_partitions() drops older month partitions, but never one that holds "
       "events a subscription has not acknowledged.",
       &retention_months, 12, 1, 1200, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "ves.server_key_file", "File holding the key that encrypts agent private keys at rest.",
+      "Relative paths are relative to the data directory. Created with mode 0600 on first use.",
+      &server_key_file, "pg_ves_server.key", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr,
+      nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

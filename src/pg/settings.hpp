@@ -10,6 +10,7 @@ extern char *tenant_id;           // ves.tenant_id, the session's tenant ('' = n
 extern bool require_tenant;       // ves.require_tenant
 extern bool notify_on_append;     // ves.notify
 extern int retention_months;      // ves.retention_months
+extern char *server_key_file;     // ves.server_key_file
 
 void define();
 }  // namespace pgves::pg::settings

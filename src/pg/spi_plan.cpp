@@ -2,6 +2,10 @@
 
 namespace pgves::pg {
 
+void spi_connect() {
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_ves: SPI_connect failed");
+}
+
 int spi_run(SavedPlan &p, Datum *values, const char *nulls, bool read_only, int expect,
             long limit) {
   if (p.plan == nullptr) {

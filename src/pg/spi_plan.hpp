@@ -10,9 +10,12 @@ namespace pgves::pg {
 struct SavedPlan {
   const char *sql;
   int nargs;
-  Oid argtypes[12];
+  Oid argtypes[16];
   SPIPlanPtr plan;
 };
+
+// SPI_connect that raises on failure.
+void spi_connect();
 
 // Runs a saved plan; `expect` is the SPI result code it must return.
 // Only callable between SPI_connect and SPI_finish.

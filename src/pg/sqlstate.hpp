@@ -23,4 +23,8 @@ constexpr int isolation_not_supported = MAKE_SQLSTATE('V', 'E', '0', '1', '5');
 constexpr int invalid_uuid = MAKE_SQLSTATE('V', 'E', '0', '1', '6');
 constexpr int internal = MAKE_SQLSTATE('V', 'E', '0', '9', '9');
 constexpr int invalid_json = MAKE_SQLSTATE('V', 'E', '0', '2', '0');
+constexpr int invalid_envelope = MAKE_SQLSTATE('V', 'E', '0', '2', '1');
+constexpr int verification_failed = MAKE_SQLSTATE('V', 'E', '0', '2', '2');
+constexpr int key_unavailable = MAKE_SQLSTATE('V', 'E', '0', '2', '3');
+constexpr int unknown_key = MAKE_SQLSTATE('V', 'E', '0', '2', '4');
 }  // namespace pgves::pg::sqlstate

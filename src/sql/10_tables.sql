@@ -51,6 +51,12 @@ CREATE TABLE ves.events (
   metadata       jsonb       NOT NULL DEFAULT '{}',
   source         text        NOT NULL DEFAULT 'manual',
   recorded_at    timestamptz NOT NULL DEFAULT now(),
+  -- VES v1 signature (payload_kind 0, so the cipher hash is 32 zero bytes).
+  source_agent_id    uuid   NOT NULL,
+  agent_key_id       int    NOT NULL,
+  created_at         text   NOT NULL,  -- the exact RFC 3339 string that was signed
+  payload_plain_hash bytea  NOT NULL,
+  agent_signature    bytea  NOT NULL,
   PRIMARY KEY (position, tenant_id, recorded_at)
 ) PARTITION BY RANGE (recorded_at);
 CREATE INDEX events_entity_idx ON ves.events (tenant_id, entity_type, entity_id, entity_version);

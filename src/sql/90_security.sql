@@ -14,7 +14,21 @@ GRANT EXECUTE ON FUNCTION
   ves.check_tenant(uuid),
   ves.tenant_visible(uuid),
   ves.load_snapshot(uuid, text, text),
-  ves.member_for(text, text, int)
+  ves.member_for(text, text, int),
+  ves.canonical_json(jsonb),
+  ves.canonical_json_text(text),
+  ves.payload_hash(jsonb),
+  ves.signing_hash(uuid),
+  ves.leaf_hash(uuid, uuid, bigint, bytea, bytea),
+  ves.receipt_hash(uuid, uuid, uuid, bigint, bytea),
+  ves.stream_id(uuid, uuid),
+  ves.merkle_root(bytea[]),
+  ves.merkle_proof(bytea[], int),
+  ves.verify_merkle_proof(bytea, bytea[], bigint, bytea),
+  ves.verify_event(uuid),
+  ves.verify_events(uuid, uuid, text, text, bigint, bigint),
+  ves.export_event(uuid),
+  ves._progress()
 TO ves_reader;
 
 GRANT EXECUTE ON FUNCTION
@@ -25,7 +39,8 @@ GRANT EXECUTE ON FUNCTION
   ves.drop_subscription(uuid, text),
   ves.poll(uuid, text, int, int),
   ves.ack(uuid, text, int, bigint),
-  ves.replay(uuid, text, bigint, bigint)
+  ves.replay(uuid, text, bigint, bigint),
+  ves.ingest_event(jsonb)
 TO ves_writer;
 
 GRANT EXECUTE ON FUNCTION
@@ -34,19 +49,27 @@ GRANT EXECUTE ON FUNCTION
   ves.drop_expired_partitions(timestamptz),
   ves._read_fence_holders(),
   ves.debug_raise(text),
-  ves.debug_live_objects()
+  ves.debug_live_objects(),
+  ves.create_agent_key(uuid, uuid, uuid),
+  ves.rotate_agent_key(uuid, uuid),
+  ves.register_agent_key(uuid, uuid, int, bytea),
+  ves.revoke_agent_key(uuid, uuid, int),
+  ves._keys_changed()
 TO ves_admin;
 
 GRANT SELECT ON ves.events, ves.streams, ves.snapshots, ves.subscriptions,
-  ves.subscription_members, ves.subscription_status, ves.event_partitions TO ves_reader;
+  ves.subscription_members, ves.subscription_status, ves.event_partitions,
+  ves.agent_keys, ves.progress TO ves_reader;
 GRANT SELECT ON ves.read_fence_holders, ves.maintenance_log, ves.partition_config TO ves_admin;
-GRANT SELECT ON ves.idempotency_keys, ves.event_ids TO ves_admin;
+GRANT SELECT ON ves.idempotency_keys, ves.event_ids, ves.local_agents TO ves_admin;
+-- ves.agent_key_secrets: nothing for anyone; only the extension owner reads it.
 
 DO $rls$
 DECLARE t text;
 BEGIN
   FOREACH t IN ARRAY ARRAY['events', 'streams', 'snapshots', 'subscriptions',
-                           'subscription_members', 'idempotency_keys', 'event_ids'] LOOP
+                           'subscription_members', 'idempotency_keys', 'event_ids',
+                           'agent_key_store', 'agent_key_secrets', 'local_agents'] LOOP
     EXECUTE format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON ves.%I FOR SELECT USING (ves.tenant_visible(tenant_id))', t);
   END LOOP;
