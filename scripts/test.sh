@@ -89,6 +89,7 @@ record isolation "$ok" "$bad"
 [ $rc -eq 0 ] || cat "$work/isolation/regression.diffs" 2>/dev/null | head -n 200
 
 echo "== TAP"
+as_pg mkdir -p "$work/tap"
 as_pg env TESTDIR="$work/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
   PGVES_TEST_CONF="$work/test/pg_ves.conf" PGVES_REPO="$work" \
   PERL5LIB="$PGXS_DIR/src/test/perl:$work/test/t" \

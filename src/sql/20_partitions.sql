@@ -53,8 +53,10 @@ BEGIN
     month_start := (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i)) AT TIME ZONE 'UTC';
     month_name := 'events_' || to_char(month_start AT TIME ZONE 'UTC', '"y"YYYY"m"MM');
     CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
-    -- Creation is rare; serialise it so concurrent first appends do not race.
-    PERFORM pg_advisory_xact_lock(hashtext('pg_ves.ensure_partitions'));
+    -- Creation is rare; serialise it so concurrent callers do not race. A
+    -- table lock (unlike an advisory lock) also refreshes the catalog view,
+    -- so the re-check below sees a partition another session just created.
+    LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE;
     CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
     EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.events FOR VALUES FROM (%L) TO (%L) PARTITION BY HASH (tenant_id)',
                    month_name, month_start,

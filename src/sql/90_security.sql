@@ -75,3 +75,9 @@ BEGIN
   END LOOP;
 END
 $rls$;
+
+-- Create this month's and the next months' partitions now, so appends never
+-- run DDL (which would lock ves.events until they commit). Later months are
+-- created by ves.ensure_partitions(), run from cron or the sync worker; an
+-- append that finds its month missing creates it as a last resort.
+SELECT ves.ensure_partitions();
