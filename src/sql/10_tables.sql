@@ -56,11 +56,12 @@ CREATE TABLE ves.events (
   agent_key_id       int    NOT NULL,
   created_at         text   NOT NULL,  -- the exact RFC 3339 string that was signed
   payload_plain_hash bytea  NOT NULL,
-  agent_signature    bytea  NOT NULL,
-  PRIMARY KEY (position, tenant_id, recorded_at)
+  agent_signature    bytea  NOT NULL
 ) PARTITION BY RANGE (recorded_at);
-CREATE INDEX events_entity_idx ON ves.events (tenant_id, entity_type, entity_id, entity_version);
-CREATE INDEX events_event_id_idx ON ves.events (tenant_id, event_id);
+-- Keys and indexes live on each leaf partition (see ves.ensure_partitions),
+-- not on this parent: a parent index would be re-created on every partition
+-- pg_restore attaches and collide with the partition's own, dumped index.
+-- Positions are unique because they come from one sequence.
 
 -- How many hash partitions by tenant each month has.
 CREATE TABLE ves.partition_config (

@@ -66,6 +66,9 @@ BEGIN
                      month_name || '_t' || b, month_name, cfg.tenant_buckets, b);
       EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
                      month_name || '_t' || b);
+      EXECUTE format('ALTER TABLE ves.%I ADD PRIMARY KEY (position, tenant_id)', month_name || '_t' || b);
+      EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, entity_type, entity_id, entity_version)', month_name || '_t' || b);
+      EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, event_id)', month_name || '_t' || b);
     END LOOP;
     EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
                    month_name);

@@ -80,4 +80,22 @@ $rls$;
 -- run DDL (which would lock ves.events until they commit). Later months are
 -- created by ves.ensure_partitions(), run from cron or the sync worker; an
 -- append that finds its month missing creates it as a last resort.
-SELECT ves.ensure_partitions();
+-- A pg_dump script turns check_function_bodies off and brings its own
+-- partitions; creating ours would collide with them.
+SELECT ves.ensure_partitions() WHERE current_setting('check_function_bodies')::boolean;
+
+-- Partitions are data, not part of the extension: detach them from it so
+-- pg_dump writes their definitions and rows like those created later.
+DO $detach$
+DECLARE part regclass;
+BEGIN
+  FOR part IN
+    SELECT c.oid::regclass FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+      AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'pg_ves')
+      AND c.relispartition
+  LOOP
+    EXECUTE format('ALTER EXTENSION pg_ves DROP TABLE %s', part);
+  END LOOP;
+END
+$detach$;
