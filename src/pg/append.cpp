@@ -19,6 +19,7 @@
 #include "pg/settings.hpp"
 #include "pg/spi_plan.hpp"
 #include "pg/tenant.hpp"
+#include "pg/worker.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
@@ -81,6 +82,30 @@ SavedPlan insert_event = {
     "$11, $12, $13, $14, $15) RETURNING position",
     15, {kUuid, kUuid, kText, kText, kInt8, kUuid, kText, kJsonb, kJsonb, kText, kUuid, kInt4, kText, kBytea, kBytea}, nullptr};
 SavedPlan ensure_partition = {"SELECT ves.ensure_partitions(now())", 0, {}, nullptr};
+SavedPlan fan_out = {
+    "INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, entity_type, entity_id) "
+    "SELECT $1, d.id, $2, $3, $4, $5 FROM ves.destinations d "
+    "WHERE (d.tenant_id IS NULL OR d.tenant_id = $1) "
+    "AND (d.entity_types IS NULL OR $4 = ANY (d.entity_types)) "
+    "AND (d.event_types IS NULL OR $6 = ANY (d.event_types))",
+    6, {kUuid, kInt8, kUuid, kText, kText, kText}, nullptr};
+SavedPlan any_destination = {"SELECT EXISTS (SELECT FROM ves.destinations)", 0, {}, nullptr};
+
+// Whether any destination exists, cached per destinations epoch so appends
+// to a store without destinations pay for one atomic read, not a query.
+uint64 destinations_known_epoch = 0;
+bool destinations_exist = true;
+
+bool have_destinations() {
+  uint64 epoch = worker::destinations_epoch();
+  if (epoch != destinations_known_epoch) {
+    spi_run(any_destination, nullptr, nullptr, true, SPI_OK_SELECT, 1);
+    bool isnull;
+    destinations_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    destinations_known_epoch = epoch;
+  }
+  return destinations_exist;
+}
 
 // The end of the month partitions this backend knows exist.
 TimestampTz partitions_known_until = 0;
@@ -323,6 +348,12 @@ AppendResult append_one(AppendInput &in) {
     result.position = spi_int64(1, 0);
   }
   fence::after_position(result.position);
+  if (have_destinations()) {
+    Datum args[6] = {tenant, Int64GetDatum(result.position), id, PointerGetDatum(in.entity_type),
+                     PointerGetDatum(in.entity_id), PointerGetDatum(in.event_type)};
+    spi_run(fan_out, args, nullptr, false, SPI_OK_INSERT);
+    if (SPI_processed > 0) worker::wake_at_commit();
+  }
   return result;
 }
 

@@ -12,6 +12,7 @@ bool require_tenant = false;
 bool notify_on_append = true;
 int retention_months = 12;
 char *server_key_file = nullptr;
+char *databases = nullptr;
 
 namespace {
 // A check hook runs inside the GUC machinery, in C; it must not throw.
@@ -64,6 +65,10 @@ void define() {
       "Relative paths are relative to the data directory. Created with mode 0600 on first use.",
       &server_key_file, "pg_ves_server.key", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr,
       nullptr);
+  DefineCustomStringVariable(
+      "ves.databases", "Databases whose outbox the pg_ves sync workers drain (comma-separated).",
+      "The launcher keeps one worker per listed database; reload to apply.", &databases, "",
+      PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

@@ -11,6 +11,7 @@ extern bool require_tenant;       // ves.require_tenant
 extern bool notify_on_append;     // ves.notify
 extern int retention_months;      // ves.retention_months
 extern char *server_key_file;     // ves.server_key_file
+extern char *databases;           // ves.databases
 
 void define();
 }  // namespace pgves::pg::settings

@@ -1,9 +1,10 @@
 -- Retention: whole month partitions are dropped once older than
 -- ves.retention_months, never while they hold an event that some
--- subscription of its tenant has not acknowledged.
+-- subscription of its tenant has not acknowledged or that the outbox has not
+-- delivered.
 
 -- True when the partition still holds events someone has not consumed.
--- Later parts of pg_ves (the outbox) add their own checks here.
+-- Open outbox rows (not yet delivered) pin their events too.
 CREATE FUNCTION ves.partition_pinned(part regclass) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE pinned boolean;
@@ -11,7 +12,9 @@ BEGIN
   EXECUTE format(
     'SELECT EXISTS (SELECT 1 FROM ves.subscription_members m
                      WHERE coalesce(m.replay_checkpoint, m.checkpoint) <
-                           (SELECT max(e.position) FROM %s e WHERE e.tenant_id = m.tenant_id))', part)
+                           (SELECT max(e.position) FROM %1$s e WHERE e.tenant_id = m.tenant_id))
+         OR EXISTS (SELECT 1 FROM ves.outbox o JOIN %1$s e ON e.position = o.event_position
+                     WHERE o.status IN (''pending'', ''syncing'', ''failed''))', part)
   INTO pinned;
   RETURN pinned;
 END $$;

@@ -54,13 +54,34 @@ GRANT EXECUTE ON FUNCTION
   ves.rotate_agent_key(uuid, uuid),
   ves.register_agent_key(uuid, uuid, int, bytea),
   ves.revoke_agent_key(uuid, uuid, int),
-  ves._keys_changed()
+  ves._keys_changed(),
+  ves.create_destination(text, text, text, jsonb),
+  ves.alter_destination(text, jsonb, text),
+  ves.drop_destination(text),
+  ves.pause_destination(text, text),
+  ves.resume_destination(text),
+  ves.get_sync_status(),
+  ves.list_outbox_events(text, text, int),
+  ves.get_outbox_event(bigint),
+  ves.acknowledge_events(bigint[]),
+  ves.retry_events(bigint[]),
+  ves.get_sync_settings(),
+  ves.set_sync_settings(jsonb),
+  ves.push_events(text, int),
+  ves.purge_outbox(int),
+  ves.start_worker(text),
+  ves.stop_worker(text),
+  ves._worker_status(),
+  ves._wake_worker(),
+  ves._destinations_changed()
 TO ves_admin;
 
 GRANT SELECT ON ves.events, ves.streams, ves.snapshots, ves.subscriptions,
   ves.subscription_members, ves.subscription_status, ves.event_partitions,
   ves.agent_keys, ves.progress TO ves_reader;
-GRANT SELECT ON ves.read_fence_holders, ves.maintenance_log, ves.partition_config TO ves_admin;
+GRANT SELECT ON ves.read_fence_holders, ves.maintenance_log, ves.partition_config, ves.destinations,
+  ves.outbox, ves.sync_settings, ves.worker_status TO ves_admin;
+-- ves.destination_secrets: nothing for anyone; only the extension owner reads it.
 GRANT SELECT ON ves.idempotency_keys, ves.event_ids, ves.local_agents TO ves_admin;
 -- ves.agent_key_secrets: nothing for anyone; only the extension owner reads it.
 
@@ -69,7 +90,7 @@ DECLARE t text;
 BEGIN
   FOREACH t IN ARRAY ARRAY['events', 'streams', 'snapshots', 'subscriptions',
                            'subscription_members', 'idempotency_keys', 'event_ids',
-                           'agent_key_store', 'agent_key_secrets', 'local_agents'] LOOP
+                           'agent_key_store', 'agent_key_secrets', 'local_agents', 'outbox'] LOOP
     EXECUTE format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON ves.%I FOR SELECT USING (ves.tenant_visible(tenant_id))', t);
   END LOOP;

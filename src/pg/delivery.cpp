@@ -1,0 +1,722 @@
+// Draining the outbox.
+//
+//   claim   a short transaction marks up to `window` free rows 'syncing' under
+//           a lease (FOR UPDATE SKIP LOCKED), at most one open row per
+//           (destination, entity), in position order, and reads their events;
+//   send    outside any transaction, each destination's queue feeds libcurl
+//           within its concurrency cap, token bucket and circuit breaker; new
+//           rows are claimed whenever the window has room (no batch barrier);
+//   record  a short transaction writes every finished transfer's outcome and
+//           the destinations' health.
+//
+// A crash anywhere loses nothing: rows stay 'syncing' until their lease
+// expires and are claimed again; a request may then be sent twice, always
+// with the same idempotency key (the event id).
+#include "pg/delivery.hpp"
+
+#include "core/circuit_breaker.hpp"
+#include "core/delivery_outcome.hpp"
+#include "core/envelope.hpp"
+#include "core/http_request.hpp"
+#include "core/json.hpp"
+#include "core/rate_limiter.hpp"
+#include "core/retry_policy.hpp"
+#include "pg/boundary.hpp"
+#include "pg/http_engine.hpp"
+#include "pg/spi_plan.hpp"
+#include "pg/stored_event.hpp"
+#include "pg/worker.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+}
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace pgves::pg {
+namespace {
+
+namespace core = pgves::core;
+
+std::int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t unix_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+struct Settings {
+  int window = 64;
+  int claim_batch = 256;
+  int lease_seconds = 60;
+  int safety_poll_ms = 5000;
+};
+
+struct Job {
+  std::int64_t id = 0;
+  pg_uuid_t tenant{};
+  int destination = 0;
+  int attempts = 0;  // before this one
+  std::string event_id;
+  std::string body;
+};
+
+struct Destination {
+  int id = 0;
+  std::string name, kind, url, secret;
+  int concurrency = 16;
+  long timeout_ms = 10000;
+  core::RetryPolicy retry;
+  core::TokenBucket bucket;
+  core::CircuitBreaker breaker;
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool paused = false;
+  // Runtime state, kept across reloads.
+  int in_flight = 0;
+  std::deque<Job> queue;
+  std::int64_t throttled_until_ms = 0;
+  // What to write back at the next record.
+  bool dirty = false;
+  bool succeeded = false;
+  bool gone = false;
+  std::string last_error;
+};
+
+struct Outcome {
+  std::int64_t id;
+  pg_uuid_t tenant;
+  const char *status;
+  std::int64_t delay_ms;
+  int attempts;
+  long http_status;
+  std::string error;
+  std::string excerpt;
+};
+
+struct Totals {
+  std::int64_t sent = 0, synced = 0, failed = 0, dead = 0;
+};
+
+const char *kClaimSql =
+    "WITH c AS ("
+    "  SELECT o.tenant_id, o.id FROM ves.outbox o"
+    "  JOIN ves.destinations d ON d.id = o.destination_id AND NOT d.paused"
+    "  WHERE o.status IN ('pending', 'failed', 'syncing')"
+    "    AND (o.status <> 'syncing' OR o.lease_until < now() OR o.leased_by = pg_backend_pid())"
+    "    AND o.next_attempt_at <= now()"
+    "    AND NOT (o.destination_id = ANY ($2))"
+    "    AND ($4::int IS NULL OR o.destination_id = $4)"
+    "    AND NOT EXISTS (SELECT 1 FROM ves.outbox p"
+    "      WHERE p.destination_id = o.destination_id AND p.tenant_id = o.tenant_id"
+    "        AND p.entity_type = o.entity_type AND p.entity_id = o.entity_id"
+    "        AND p.event_position < o.event_position"
+    "        AND p.status IN ('pending', 'syncing', 'failed'))"
+    "  ORDER BY o.event_position"
+    "  LIMIT $1"
+    "  FOR UPDATE OF o SKIP LOCKED)"
+    " UPDATE ves.outbox o SET status = 'syncing', lease_until = now() + $3 * interval '1 second',"
+    "   leased_by = pg_backend_pid(), updated_at = now()"
+    " FROM c WHERE o.tenant_id = c.tenant_id AND o.id = c.id"
+    " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position";
+
+const char *kRecordSql =
+    "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
+    "  next_attempt_at = now() + r.delay_ms * interval '1 millisecond',"
+    "  last_status = nullif(r.http_status, 0), last_error = r.error, last_response = r.excerpt,"
+    "  lease_until = NULL, leased_by = NULL, updated_at = now(),"
+    "  synced_at = CASE WHEN r.status = 'synced' THEN now() END"
+    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::int[], $6::int[], $7::text[], $8::text[])"
+    "   AS r(id, tenant_id, status, delay_ms, attempts, http_status, error, excerpt)"
+    " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.status = 'syncing'"
+    "   AND o.leased_by = pg_backend_pid()";
+
+SavedPlan claim_plan = {kClaimSql, 4, {INT4OID, INT4ARRAYOID, INT4OID, INT4OID}, nullptr};
+SavedPlan record_plan = {kRecordSql, 8,
+                         {INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+                          TEXTARRAYOID, TEXTARRAYOID},
+                         nullptr};
+SavedPlan destination_plan = {
+    "UPDATE ves.destinations SET breaker_state = $2,"
+    "  last_success_at = CASE WHEN $3 THEN now() ELSE last_success_at END,"
+    "  last_error = coalesce($4, last_error), last_error_at = CASE WHEN $4 IS NULL THEN last_error_at ELSE now() END,"
+    "  paused = paused OR $5, paused_reason = CASE WHEN $5 THEN $4 ELSE paused_reason END"
+    " WHERE id = $1",
+    5, {INT4OID, TEXTOID, BOOLOID, TEXTOID, BOOLOID}, nullptr};
+
+std::string column_text(HeapTuple tup, TupleDesc desc, int col) {
+  bool isnull;
+  Datum d = SPI_getbinval(tup, desc, col, &isnull);
+  if (isnull) return {};
+  text *t = DatumGetTextPP(d);
+  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+double column_number(HeapTuple tup, TupleDesc desc, int col) {
+  bool isnull;
+  char *s = SPI_getvalue(tup, desc, col);
+  (void)isnull;
+  return s ? strtod(s, nullptr) : 0;
+}
+
+Datum array_of(const std::vector<Datum> &values, Oid type) {
+  int16 len;
+  bool byval;
+  char align;
+  get_typlenbyvalalign(type, &len, &byval, &align);
+  return PointerGetDatum(construct_array(const_cast<Datum *>(values.data()), static_cast<int>(values.size()),
+                                         type, len, byval, align));
+}
+
+class Deliverer {
+ public:
+  // own_transactions: the worker runs each step in its own transaction;
+  // ves.push_events runs everything in the caller's.
+  Deliverer(bool own_transactions, int only_destination, std::int64_t limit)
+      : own_transactions_(own_transactions), only_destination_(only_destination), limit_(limit),
+        random_(std::random_device{}()) {}
+
+  void load_config() {
+    step("pg_ves: loading destinations", [&] {
+      pg_call_void([&] {
+        if (SPI_execute("SELECT settings::text FROM ves.sync_settings", true, 1) != SPI_OK_SELECT)
+          elog(ERROR, "pg_ves: cannot read ves.sync_settings");
+      });
+      std::string json = pg_call([] { return column_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
+      core::json::Value v = core::json::parse(json);
+      auto number = [&](const char *key, int fallback) {
+        const core::json::Value *x = v.find(key);
+        return x && x->kind() == core::json::Kind::number ? static_cast<int>(x->as_number()) : fallback;
+      };
+      settings_.window = number("window", 64);
+      settings_.claim_batch = number("claim_batch", 256);
+      settings_.lease_seconds = number("lease_seconds", 60);
+      settings_.safety_poll_ms = number("safety_poll_ms", 5000);
+
+      pg_call_void([] {
+        if (SPI_execute("SELECT d.id, d.name, d.kind, d.url, s.secret, d.concurrency, d.rate_limit, d.burst,"
+                        " d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,"
+                        " d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused"
+                        " FROM ves.destinations d LEFT JOIN ves.destination_secrets s ON s.destination_id = d.id",
+                        true, 0) != SPI_OK_SELECT)
+          elog(ERROR, "pg_ves: cannot read ves.destinations");
+      });
+      std::map<int, bool> seen;
+      SPITupleTable *table = SPI_tuptable;
+      for (uint64 i = 0; i < SPI_processed; ++i) {
+        HeapTuple tup = table->vals[i];
+        TupleDesc desc = table->tupdesc;
+        int id = static_cast<int>(column_number(tup, desc, 1));
+        Destination &d = destinations_[id];
+        seen[id] = true;
+        d.id = id;
+        d.name = column_text(tup, desc, 2);
+        d.kind = column_text(tup, desc, 3);
+        d.url = column_text(tup, desc, 4);
+        d.secret = column_text(tup, desc, 5);
+        d.concurrency = static_cast<int>(column_number(tup, desc, 6));
+        d.bucket.reconfigure(column_number(tup, desc, 7), column_number(tup, desc, 8));
+        d.timeout_ms = static_cast<long>(column_number(tup, desc, 9));
+        d.retry.max_attempts = static_cast<int>(column_number(tup, desc, 10));
+        d.retry.base_ms = static_cast<std::int64_t>(column_number(tup, desc, 11));
+        d.retry.cap_ms = static_cast<std::int64_t>(column_number(tup, desc, 12));
+        d.retry.jitter = column_number(tup, desc, 13);
+        d.breaker.reconfigure(static_cast<int>(column_number(tup, desc, 14)),
+                              static_cast<std::int64_t>(column_number(tup, desc, 15)));
+        d.headers.clear();
+        core::json::Value h = core::json::parse(column_text(tup, desc, 16));
+        for (const auto &m : h.as_object())
+          if (m.second.kind() == core::json::Kind::string) d.headers.emplace_back(m.first, m.second.as_string());
+        bool isnull;
+        d.paused = DatumGetBool(SPI_getbinval(tup, desc, 17, &isnull));
+      }
+      for (auto it = destinations_.begin(); it != destinations_.end();)
+        it = seen.count(it->first) || it->second.in_flight > 0 ? std::next(it) : destinations_.erase(it);
+    });
+  }
+
+  // Claims up to n rows and queues them on their destinations.
+  int claim(int n) {
+    if (n <= 0) return 0;
+    std::vector<Datum> excluded;
+    std::int64_t now = steady_ms();
+    for (auto &entry : destinations_) {
+      Destination &d = entry.second;
+      if (d.paused || now < d.throttled_until_ms ||
+          d.breaker.state(now) == core::CircuitBreaker::State::open ||
+          static_cast<int>(d.queue.size()) >= settings_.window)
+        excluded.push_back(Int32GetDatum(d.id));
+    }
+    int claimed = 0;
+    step("pg_ves: claiming outbox rows", [&] {
+      std::vector<std::int64_t> positions;
+      std::vector<Job> jobs;
+      pg_call_void([&] {
+        Datum args[4] = {Int32GetDatum(n), array_of(excluded, INT4OID), Int32GetDatum(settings_.lease_seconds),
+                         Int32GetDatum(only_destination_)};
+        char nulls[5] = {' ', ' ', ' ', only_destination_ ? ' ' : 'n', '\0'};
+        spi_run(claim_plan, args, nulls, false, SPI_OK_UPDATE_RETURNING);
+      });
+      SPITupleTable *table = SPI_tuptable;
+      for (uint64 i = 0; i < SPI_processed; ++i) {
+        HeapTuple tup = table->vals[i];
+        bool isnull;
+        Job job;
+        job.id = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
+        job.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
+        job.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
+        job.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
+        positions.push_back(DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull)));
+        jobs.push_back(std::move(job));
+      }
+      if (jobs.empty()) return;
+      std::unordered_map<std::int64_t, std::string> bodies = envelopes(positions);
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        Job &job = jobs[i];
+        if (held_.count(job.id)) continue;  // our own lease, renewed
+        auto body = bodies.find(positions[i]);
+        auto dest = destinations_.find(job.destination);
+        if (body == bodies.end() || dest == destinations_.end()) continue;
+        job.event_id = body->second.substr(0, 36);
+        job.body = body->second.substr(36);
+        held_[job.id] = true;
+        dest->second.queue.push_back(std::move(job));
+        ++claimed;
+      }
+    });
+    claimed_total_ += claimed;
+    return claimed;
+  }
+
+  // Starts transfers while destinations have room.
+  void dispatch(HttpEngine &engine) {
+    std::int64_t now = steady_ms();
+    std::int64_t now_us = now * 1000;
+    for (auto &entry : destinations_) {
+      Destination &d = entry.second;
+      while (!d.queue.empty() && d.in_flight < d.concurrency && now >= d.throttled_until_ms &&
+             d.bucket.wait_us(now_us) == 0 && d.breaker.allow(now)) {
+        d.bucket.try_take(now_us);
+        Job job = std::move(d.queue.front());
+        d.queue.pop_front();
+        core::HttpRequest request;
+        try {
+          request = d.kind == "webhook"
+                        ? core::build_webhook_request(d.url, d.secret, job.event_id, unix_ms() / 1000, job.body, d.headers)
+                        : core::build_http_request(d.url, job.event_id, job.body, d.headers);
+        } catch (const core::Error &e) {
+          // A destination whose URL, secret or headers cannot make a request:
+          // nothing is sent, the row is dead-lettered with the reason.
+          held_.erase(job.id);
+          d.dirty = true;
+          d.last_error = std::string("invalid destination configuration: ") + e.what();
+          outcomes_.push_back(Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
+          ++totals_.dead;
+          continue;
+        }
+        std::uint64_t tag = next_tag_++;
+        engine.submit(tag, request, d.timeout_ms);
+        ++d.in_flight;
+        ++totals_.sent;
+        in_flight_[tag] = std::move(job);
+      }
+    }
+  }
+
+  // Turns finished transfers into outcomes and destination health.
+  void absorb(std::vector<HttpResult> results) {
+    std::int64_t now = steady_ms();
+    for (HttpResult &r : results) {
+      auto it = in_flight_.find(r.tag);
+      if (it == in_flight_.end()) continue;
+      Job job = std::move(it->second);
+      in_flight_.erase(it);
+      held_.erase(job.id);
+      Destination &d = destinations_[job.destination];
+      --d.in_flight;
+      d.dirty = true;
+      core::Classified c = r.transport_error ? core::classify_transport_error()
+                                             : core::classify_http(r.status, r.retry_after, unix_ms());
+      Outcome o{job.id, job.tenant, "synced", 0, job.attempts + 1, r.status, {}, std::move(r.excerpt)};
+      std::string what = r.transport_error ? r.error : "HTTP " + std::to_string(r.status);
+      switch (c.outcome) {
+        case core::Outcome::synced:
+          d.breaker.on_success();
+          d.succeeded = true;
+          ++totals_.synced;
+          more_work_ = true;  // the entity's next row may now go
+          break;
+        case core::Outcome::retry:
+          if (r.status == 429 || r.status == 503) {
+            // Throttled: the endpoint is alive; hold the whole destination
+            // back as long as it asked.
+            if (c.retry_after_ms > 0) d.throttled_until_ms = std::max(d.throttled_until_ms, now + c.retry_after_ms);
+          } else {
+            d.breaker.on_failure(now);
+          }
+          d.last_error = what;
+          if (o.attempts >= d.retry.max_attempts) {
+            o.status = "dead";
+            o.error = what + " after " + std::to_string(o.attempts) + " attempts";
+            ++totals_.dead;
+            more_work_ = true;
+          } else {
+            o.status = "failed";
+            o.error = what;
+            o.delay_ms = core::next_delay_ms(d.retry, o.attempts, c, uniform_(random_));
+            next_retry_ms_ = std::min(next_retry_ms_, now + o.delay_ms);
+            ++totals_.failed;
+          }
+          break;
+        case core::Outcome::permanent:
+          d.breaker.on_success();
+          d.last_error = what;
+          o.status = "dead";
+          o.error = what + " (permanent)";
+          ++totals_.dead;
+          more_work_ = true;
+          break;
+        case core::Outcome::gone:
+          d.last_error = what + ": the endpoint is gone; destination paused";
+          d.gone = true;
+          d.paused = true;
+          o.status = "dead";
+          o.error = what;
+          ++totals_.dead;
+          more_work_ = true;
+          break;
+      }
+      outcomes_.push_back(std::move(o));
+    }
+  }
+
+  void record() {
+    bool any_dirty = false;
+    for (auto &entry : destinations_) any_dirty |= entry.second.dirty;
+    if (outcomes_.empty() && !any_dirty) return;
+    step("pg_ves: recording deliveries", [&] {
+      pg_call_void([&] {
+        std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
+        std::vector<bool> dummy;
+        for (const Outcome &o : outcomes_) {
+          ids.push_back(Int64GetDatum(o.id));
+          pg_uuid_t *t = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+          *t = o.tenant;
+          tenants.push_back(UUIDPGetDatum(t));
+          statuses.push_back(CStringGetTextDatum(o.status));
+          delays.push_back(Int64GetDatum(o.delay_ms));
+          attempts.push_back(Int32GetDatum(o.attempts));
+          codes.push_back(Int32GetDatum(static_cast<int32>(o.http_status)));
+          errors.push_back(CStringGetTextDatum(o.error.c_str()));
+          excerpts.push_back(PointerGetDatum(cstring_to_text_with_len(o.excerpt.data(), clean_length(o.excerpt))));
+        }
+        if (!ids.empty()) {
+          Datum args[8] = {array_of(ids, INT8OID),   array_of(tenants, UUIDOID), array_of(statuses, TEXTOID),
+                           array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
+                           array_of(errors, TEXTOID), array_of(excerpts, TEXTOID)};
+          spi_run(record_plan, args, nullptr, false, SPI_OK_UPDATE);
+        }
+        std::int64_t now = steady_ms();
+        for (auto &entry : destinations_) {
+          Destination &d = entry.second;
+          if (!d.dirty) continue;
+          Datum args[5] = {Int32GetDatum(d.id), CStringGetTextDatum(core::to_string(d.breaker.state(now))),
+                           BoolGetDatum(d.succeeded), d.last_error.empty() ? (Datum)0 : CStringGetTextDatum(d.last_error.c_str()),
+                           BoolGetDatum(d.gone)};
+          char nulls[6] = {' ', ' ', ' ', d.last_error.empty() ? 'n' : ' ', ' ', '\0'};
+          spi_run(destination_plan, args, nulls, false, SPI_OK_UPDATE);
+        }
+      });
+    });
+    std::int64_t synced = 0, failed = 0;
+    for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
+    outcomes_.clear();
+    for (auto &entry : destinations_) {
+      Destination &d = entry.second;
+      if (d.gone) d.queue.clear();  // rows stay 'syncing' until the lease ends; resume re-claims them
+      d.dirty = d.succeeded = d.gone = false;
+      d.last_error.clear();
+    }
+    if (own_transactions_) worker::worker_report(static_cast<int>(in_flight_.size()), synced, failed);
+  }
+
+  int queued() const {
+    int n = 0;
+    for (const auto &entry : destinations_) n += static_cast<int>(entry.second.queue.size());
+    return n;
+  }
+
+  // How long the loop may sleep before something it owns needs attention.
+  long idle_timeout_ms(long poll_ms) {
+    std::int64_t now = steady_ms();
+    std::int64_t until = now + poll_ms;
+    if (next_retry_ms_ < until) until = next_retry_ms_;
+    for (const auto &entry : destinations_) {
+      const Destination &d = entry.second;
+      if (d.queue.empty()) continue;
+      if (d.throttled_until_ms > now) until = std::min(until, d.throttled_until_ms);
+      else if (d.breaker.state(now) == core::CircuitBreaker::State::open) until = std::min(until, d.breaker.open_until_ms());
+      else until = std::min(until, now + std::max<std::int64_t>(1, d.bucket.wait_us(now * 1000) / 1000));
+    }
+    return static_cast<long>(std::max<std::int64_t>(0, until - now));
+  }
+
+  // Whether claiming may find something: a row finished (the entity's next
+  // one may go), a claim came back full, or a scheduled retry is due.
+  bool more_work() const { return more_work_ || next_retry_ms_ <= steady_ms(); }
+  void set_more_work(bool more) {
+    more_work_ = more;
+    if (!more && next_retry_ms_ <= steady_ms()) next_retry_ms_ = INT64_MAX;
+  }
+
+  const Settings &settings() const { return settings_; }
+  const Totals &totals() const { return totals_; }
+  std::int64_t claimed_total() const { return claimed_total_; }
+  std::int64_t limit() const { return limit_; }
+  int in_flight() const { return static_cast<int>(in_flight_.size()); }
+
+ private:
+  template <typename F>
+  void step(const char *activity, F &&f) {
+    if (!own_transactions_) {
+      f();
+      return;
+    }
+    pg_call_void([&] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      spi_connect();
+      PushActiveSnapshot(GetTransactionSnapshot());
+      pgstat_report_activity(STATE_RUNNING, activity);
+    });
+    f();
+    pg_call_void([] {
+      SPI_finish();
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+      pgstat_report_stat(false);
+      pgstat_report_activity(STATE_IDLE, nullptr);
+    });
+  }
+
+  // Each event's VES envelope, keyed by position; the first 36 bytes are its
+  // event id (the webhook-id and idempotency key).
+  std::unordered_map<std::int64_t, std::string> envelopes(const std::vector<std::int64_t> &positions) {
+    std::unordered_map<std::int64_t, std::string> out;
+    static std::string sql = std::string("SELECT ") + kStoredEventColumns + " FROM ves.events WHERE position = ANY ($1)";
+    static SavedPlan plan = {nullptr, 1, {INT8ARRAYOID}, nullptr};
+    plan.sql = sql.c_str();
+    pg_call_void([&] {
+      std::vector<Datum> values;
+      for (std::int64_t p : positions) values.push_back(Int64GetDatum(p));
+      Datum args[1] = {array_of(values, INT8OID)};
+      spi_run(plan, args, nullptr, true, SPI_OK_SELECT);
+    });
+    SPITupleTable *table = SPI_tuptable;
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      StoredEvent e = read_stored_event(table, i);
+      e.event.payload = core::json::parse(e.payload_text);
+      out[e.position] = core::ves::format_uuid(e.event.event_id) + core::ves::export_envelope(e.event);
+    }
+    return out;
+  }
+
+  // Response excerpts are diagnostics: cut at the first byte that is not
+  // valid as text so the text column never refuses them.
+  static int clean_length(const std::string &s) {
+    size_t n = 0;
+    while (n < s.size() && s[n] != '\0' && static_cast<unsigned char>(s[n]) < 0x80) ++n;
+    return static_cast<int>(n);
+  }
+
+  bool own_transactions_;
+  int only_destination_;
+  std::int64_t limit_;
+  Settings settings_;
+  std::map<int, Destination> destinations_;
+  std::unordered_map<std::uint64_t, Job> in_flight_;
+  std::unordered_map<std::int64_t, bool> held_;
+  std::vector<Outcome> outcomes_;
+  std::uint64_t next_tag_ = 1;
+  std::int64_t next_retry_ms_ = INT64_MAX;
+  bool more_work_ = true;
+  Totals totals_;
+  std::int64_t claimed_total_ = 0;
+  std::mt19937_64 random_;
+  std::uniform_real_distribution<double> uniform_{0.0, 1.0};
+};
+
+bool extension_present() {
+  bool present = false;
+  pg_call_void([&] {
+    StartTransactionCommand();
+    present = OidIsValid(get_extension_oid("pg_ves", true));
+    CommitTransactionCommand();
+  });
+  return present;
+}
+
+void check_interrupts() {
+  pg_call_void([] {
+    CHECK_FOR_INTERRUPTS();
+    if (ConfigReloadPending) {
+      ConfigReloadPending = false;
+      ProcessConfigFile(PGC_SIGHUP);
+    }
+  });
+}
+
+void housekeeping() {
+  pg_call_void([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
+    SPI_execute("SELECT ves.purge_outbox()", false, 0);
+    SPI_execute("SELECT ves.ensure_partitions()", false, 0);
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    pgstat_report_stat(false);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  });
+}
+
+}  // namespace
+
+void run_delivery_loop() {
+  // A lost commit of a claim or a result only means a row is sent again with
+  // the same idempotency key, so the worker does not wait for WAL flushes.
+  pg_call_void([] { SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION); });
+  HttpEngine engine;
+  std::unique_ptr<Deliverer> deliverer;
+  std::uint64_t epoch = 0;
+  std::int64_t last_poll = 0, last_housekeeping = 0;
+  bool woken = true;
+  for (;;) {
+    check_interrupts();
+    try {
+      if (!deliverer) {
+        if (!extension_present()) {
+          // Not installed (yet, or any more): idle without spinning.
+          engine.wait(10000);
+          continue;
+        }
+        deliverer = std::make_unique<Deliverer>(true, 0, 0);
+        epoch = 0;
+      }
+      std::uint64_t now_epoch = pg_call([] { return worker::destinations_epoch(); });
+      if (now_epoch != epoch) {
+        deliverer->load_config();
+        epoch = now_epoch;
+      }
+      std::int64_t now = steady_ms();
+      const Settings &cfg = deliverer->settings();
+      if (woken || deliverer->more_work() || now - last_poll >= cfg.safety_poll_ms) {
+        last_poll = now;
+        int ask = std::min(cfg.window - deliverer->in_flight() - deliverer->queued(), cfg.claim_batch);
+        deliverer->set_more_work(false);
+        if (ask > 0 && deliverer->claim(ask) == ask) deliverer->set_more_work(true);
+      }
+      deliverer->dispatch(engine);
+      long timeout = deliverer->more_work() ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
+      woken = engine.wait(timeout);
+      deliverer->absorb(engine.take_completed());
+      deliverer->record();
+      if (now - last_housekeeping >= 10000) {
+        housekeeping();
+        last_housekeeping = now;
+      }
+    } catch (const PgError &e) {
+      // A database error (the extension being dropped, a lock timeout, ...):
+      // log it, roll back, drop all state, and start over after a pause.
+      ErrorData *data = e.data();
+      ereport(LOG, (errmsg("pg_ves worker: %s", data->message ? data->message : "error"),
+                    errhint("The worker retries in 5 seconds; rows it had claimed are sent again after their lease.")));
+      pg_call_void([] { AbortCurrentTransaction(); });
+      deliverer.reset();
+      engine.wait(5000);
+    }
+  }
+}
+
+}  // namespace pgves::pg
+
+using namespace pgves::pg;
+
+// ves.push_events(destination, max_count): one delivery pass from the calling
+// backend, inside its transaction (rows stay locked while their requests are
+// in flight). For manual syncs and tests; the worker does this continuously.
+PGVES_FUNCTION(ves_push_events) {
+  int destination = 0;
+  if (!PG_ARGISNULL(0)) {
+    std::string name = pg_call([&] { return std::string(text_to_cstring(PG_GETARG_TEXT_PP(0))); });
+    pg_call_void([&] {
+      spi_connect();
+      Oid types[1] = {TEXTOID};
+      Datum args[1] = {CStringGetTextDatum(name.c_str())};
+      SPI_execute_with_args("SELECT id FROM ves.destinations WHERE name = $1", 1, types, args, nullptr, true, 1);
+      if (SPI_processed == 1) {
+        bool isnull;
+        destination = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+      }
+      SPI_finish();
+    });
+    if (destination == 0)
+      throw VesError(sqlstate::not_found, "destination \"" + name + "\" does not exist", {},
+                     "List destinations with SELECT name FROM ves.destinations.");
+  }
+  std::int64_t max_count = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
+  if (max_count < 1 || max_count > 100000)
+    throw VesError(sqlstate::invalid_argument, "max_count must be between 1 and 100000", {},
+                   "Push in passes of at most 100000 rows.");
+  pg_call_void([] { spi_connect(); });
+  Deliverer d(false, destination, max_count);
+  d.load_config();
+  HttpEngine engine;
+  for (;;) {
+    pg_call_void([] { CHECK_FOR_INTERRUPTS(); });
+    std::int64_t room = std::min<std::int64_t>(d.settings().window - d.in_flight() - d.queued(),
+                                               max_count - d.claimed_total());
+    if (room > 0 && d.more_work()) {
+      d.set_more_work(false);
+      if (d.claim(static_cast<int>(room)) == room) d.set_more_work(true);
+    }
+    d.dispatch(engine);
+    if (d.in_flight() == 0 && d.queued() == 0) {
+      // Done unless a finished row unblocked its entity's next one (retries
+      // scheduled for later are the worker's business).
+      if (!d.more_work() || d.claimed_total() >= max_count) break;
+      continue;
+    }
+    engine.wait(d.idle_timeout_ms(1000));
+    d.absorb(engine.take_completed());
+    d.record();
+  }
+  pg_call_void([] { SPI_finish(); });
+  const Totals &t = d.totals();
+  TupleDesc desc;
+  pg_call_void([&] {
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "pg_ves: composite expected");
+    desc = BlessTupleDesc(desc);
+  });
+  Datum values[4] = {Int64GetDatum(t.sent), Int64GetDatum(t.synced), Int64GetDatum(t.failed), Int64GetDatum(t.dead)};
+  bool nulls[4] = {false, false, false, false};
+  return pg_call([&] { return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)); });
+}

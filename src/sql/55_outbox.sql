@@ -1,0 +1,435 @@
+-- The outbox: one row per (event, destination), written in the appending
+-- transaction, drained by the sync worker (src/pg/worker.cpp) over HTTP.
+--
+-- Statuses: pending -> syncing (claimed, under a lease) -> synced;
+-- failed (a retry is scheduled at next_attempt_at); dead (dead-lettered after
+-- the last attempt, a permanent 4xx or a 410); acknowledged (an operator
+-- closed a failed or dead row). Per (destination, entity) a row is only sent
+-- once every earlier row of that entity is synced, dead or acknowledged.
+
+CREATE TABLE ves.destinations (
+  id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name                text        NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
+  kind                text        NOT NULL CHECK (kind IN ('webhook', 'http')),
+  url                 text        NOT NULL CHECK (url ~ '^https?://'),
+  -- Filter: NULL means everything.
+  tenant_id           uuid,
+  entity_types        text[],
+  event_types         text[],
+  paused              boolean     NOT NULL DEFAULT false,
+  paused_reason       text,
+  concurrency         int         NOT NULL DEFAULT 16 CHECK (concurrency BETWEEN 1 AND 1024),
+  rate_limit          float8      NOT NULL DEFAULT 0 CHECK (rate_limit >= 0),   -- per second, 0 = none
+  burst               int         NOT NULL DEFAULT 10 CHECK (burst >= 1),
+  timeout_ms          int         NOT NULL DEFAULT 10000 CHECK (timeout_ms BETWEEN 100 AND 600000),
+  max_attempts        int         NOT NULL DEFAULT 10 CHECK (max_attempts BETWEEN 1 AND 1000),
+  backoff_base_ms     int         NOT NULL DEFAULT 500 CHECK (backoff_base_ms >= 1),
+  backoff_cap_ms      int         NOT NULL DEFAULT 300000 CHECK (backoff_cap_ms >= 1),
+  jitter              float8      NOT NULL DEFAULT 0.2 CHECK (jitter BETWEEN 0 AND 1),
+  breaker_threshold   int         NOT NULL DEFAULT 5 CHECK (breaker_threshold >= 0),
+  breaker_cooldown_ms int         NOT NULL DEFAULT 30000 CHECK (breaker_cooldown_ms >= 1),
+  headers             jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(headers) = 'object'),
+  -- Written by the worker, for ves.get_sync_status.
+  breaker_state       text        NOT NULL DEFAULT 'closed',
+  last_success_at     timestamptz,
+  last_error          text,
+  last_error_at       timestamptz,
+  created_at          timestamptz NOT NULL DEFAULT now(),
+  updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+-- Credentials, readable by the extension owner only.
+CREATE TABLE ves.destination_secrets (
+  destination_id int  PRIMARY KEY REFERENCES ves.destinations ON DELETE CASCADE,
+  secret         text NOT NULL
+);
+
+CREATE TABLE ves.outbox (
+  id              bigint      GENERATED ALWAYS AS IDENTITY,
+  tenant_id       uuid        NOT NULL,
+  destination_id  int         NOT NULL REFERENCES ves.destinations ON DELETE CASCADE,
+  event_position  bigint      NOT NULL,
+  event_id        uuid        NOT NULL,
+  entity_type     text        NOT NULL,
+  entity_id       text        NOT NULL,
+  status          text        NOT NULL DEFAULT 'pending'
+                  CHECK (status IN ('pending', 'syncing', 'synced', 'failed', 'dead', 'acknowledged')),
+  attempts        int         NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  lease_until     timestamptz,
+  leased_by       int,
+  last_status     int,
+  last_error      text,
+  last_response   text,
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  updated_at      timestamptz NOT NULL DEFAULT now(),
+  synced_at       timestamptz,
+  PRIMARY KEY (tenant_id, id)
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+
+-- Claiming: open rows in position order.
+CREATE INDEX outbox_open_idx ON ves.outbox (event_position)
+  WHERE status IN ('pending', 'syncing', 'failed');
+-- Ordering: the open rows of one entity at one destination.
+CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_type, entity_id, event_position)
+  WHERE status IN ('pending', 'syncing', 'failed');
+-- Purging synced rows and listing by status.
+CREATE INDEX outbox_status_idx ON ves.outbox (status, updated_at);
+CREATE INDEX outbox_event_idx ON ves.outbox (tenant_id, event_id);
+
+-- Worker and admin settings, one JSON document (ves.get_sync_settings).
+CREATE TABLE ves.sync_settings (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  settings  jsonb   NOT NULL
+);
+INSERT INTO ves.sync_settings (settings) VALUES ('{
+  "window": 64,
+  "claim_batch": 256,
+  "lease_seconds": 60,
+  "safety_poll_ms": 5000,
+  "synced_retention": "1 day",
+  "purge_batch": 5000
+}');
+
+SELECT pg_catalog.pg_extension_config_dump('ves.destinations', '');
+SELECT pg_catalog.pg_extension_config_dump('ves.destination_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('ves.outbox', '');
+
+-- Destinations ------------------------------------------------------------
+
+CREATE FUNCTION ves._destination_options(d ves.destinations, options jsonb) RETURNS ves.destinations
+  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  known text[] := ARRAY['secret', 'tenant_id', 'entity_types', 'event_types', 'concurrency', 'rate_limit',
+                        'burst', 'timeout_ms', 'max_attempts', 'backoff_base_ms', 'backoff_cap_ms', 'jitter',
+                        'breaker_threshold', 'breaker_cooldown_ms', 'headers'];
+  k text;
+BEGIN
+  IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+    RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'VE010',
+      HINT = 'Pass options such as ''{"secret": "whsec_...", "rate_limit": 50}''.';
+  END IF;
+  FOR k IN SELECT jsonb_object_keys(options) LOOP
+    IF NOT k = ANY (known) THEN
+      RAISE EXCEPTION 'unknown destination option "%"', k USING ERRCODE = 'VE010',
+        HINT = 'Known options: ' || array_to_string(known, ', ') || '.';
+    END IF;
+  END LOOP;
+  BEGIN
+    d.tenant_id := CASE WHEN options ? 'tenant_id' THEN (options->>'tenant_id')::uuid ELSE d.tenant_id END;
+    d.entity_types := CASE WHEN options ? 'entity_types' THEN
+      (SELECT array_agg(x) FROM jsonb_array_elements_text(nullif(options->'entity_types', 'null')) x) ELSE d.entity_types END;
+    d.event_types := CASE WHEN options ? 'event_types' THEN
+      (SELECT array_agg(x) FROM jsonb_array_elements_text(nullif(options->'event_types', 'null')) x) ELSE d.event_types END;
+    d.concurrency := coalesce((options->>'concurrency')::int, d.concurrency);
+    d.rate_limit := coalesce((options->>'rate_limit')::float8, d.rate_limit);
+    d.burst := coalesce((options->>'burst')::int, d.burst);
+    d.timeout_ms := coalesce((options->>'timeout_ms')::int, d.timeout_ms);
+    d.max_attempts := coalesce((options->>'max_attempts')::int, d.max_attempts);
+    d.backoff_base_ms := coalesce((options->>'backoff_base_ms')::int, d.backoff_base_ms);
+    d.backoff_cap_ms := coalesce((options->>'backoff_cap_ms')::int, d.backoff_cap_ms);
+    d.jitter := coalesce((options->>'jitter')::float8, d.jitter);
+    d.breaker_threshold := coalesce((options->>'breaker_threshold')::int, d.breaker_threshold);
+    d.breaker_cooldown_ms := coalesce((options->>'breaker_cooldown_ms')::int, d.breaker_cooldown_ms);
+    d.headers := coalesce(options->'headers', d.headers);
+  EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_parameter_value
+                 OR datatype_mismatch THEN
+    RAISE EXCEPTION 'invalid destination option: %', SQLERRM USING ERRCODE = 'VE010',
+      HINT = 'tenant_id is a UUID, entity_types and event_types are arrays of strings, limits are numbers.';
+  END;
+  RETURN d;
+END $$;
+
+-- The secret, checked for the kind: webhooks take whsec_ (HMAC, v1) or
+-- whsk_ (Ed25519, v1a) secrets.
+CREATE FUNCTION ves._check_secret(kind text, secret text) RETURNS void
+  LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF secret IS NULL THEN RETURN; END IF;
+  IF kind = 'webhook' AND secret !~ '^(whsec_|whsk_)[A-Za-z0-9+/=]+$' THEN
+    RAISE EXCEPTION 'a webhook secret starts with whsec_ (HMAC) or whsk_ (Ed25519) followed by base64'
+      USING ERRCODE = 'VE010', HINT = 'Use the secret your endpoint gave you, e.g. whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw.';
+  END IF;
+END $$;
+
+CREATE FUNCTION ves.create_destination(name text, kind text, url text, options jsonb DEFAULT '{}')
+  RETURNS ves.destinations
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE d ves.destinations;
+BEGIN
+  IF name IS NULL OR kind IS NULL OR url IS NULL THEN
+    RAISE EXCEPTION 'name, kind and url must not be NULL' USING ERRCODE = 'VE011',
+      HINT = 'ves.create_destination(''shop-webhook'', ''webhook'', ''https://example.com/hook'', ''{}'')';
+  END IF;
+  IF kind NOT IN ('webhook', 'http') THEN
+    RAISE EXCEPTION 'unknown destination kind "%"', kind USING ERRCODE = 'VE010',
+      HINT = 'Kinds: webhook (Standard Webhooks), http (plain JSON POST).';
+  END IF;
+  IF url !~ '^https?://[^\s]+$' THEN
+    RAISE EXCEPTION 'url must be an http:// or https:// URL' USING ERRCODE = 'VE010',
+      HINT = 'For example https://example.com/hooks/pg-ves.';
+  END IF;
+  IF length(name) NOT BETWEEN 1 AND 128 THEN
+    RAISE EXCEPTION 'destination name must be 1 to 128 characters' USING ERRCODE = 'VE006',
+      HINT = 'Use a short, stable name.';
+  END IF;
+  PERFORM ves._check_secret(kind, options->>'secret');
+  d.name := name; d.kind := kind; d.url := url;
+  d.concurrency := 16; d.rate_limit := 0; d.burst := 10; d.timeout_ms := 10000; d.max_attempts := 10;
+  d.backoff_base_ms := 500; d.backoff_cap_ms := 300000; d.jitter := 0.2; d.breaker_threshold := 5;
+  d.breaker_cooldown_ms := 30000; d.headers := '{}';
+  d := ves._destination_options(d, options);
+  IF EXISTS (SELECT FROM ves.destinations x WHERE x.name = create_destination.name) THEN
+    RAISE EXCEPTION 'destination "%" already exists', name USING ERRCODE = 'VE013',
+      HINT = 'Use ves.alter_destination to change it.';
+  END IF;
+  INSERT INTO ves.destinations (name, kind, url, tenant_id, entity_types, event_types, concurrency, rate_limit,
+                                burst, timeout_ms, max_attempts, backoff_base_ms, backoff_cap_ms, jitter,
+                                breaker_threshold, breaker_cooldown_ms, headers)
+  VALUES (d.name, d.kind, d.url, d.tenant_id, d.entity_types, d.event_types, d.concurrency, d.rate_limit,
+          d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,
+          d.breaker_threshold, d.breaker_cooldown_ms, d.headers)
+  RETURNING * INTO d;
+  IF options ? 'secret' THEN
+    INSERT INTO ves.destination_secrets VALUES (d.id, options->>'secret');
+  END IF;
+  PERFORM ves._destinations_changed();
+  RETURN d;
+END $$;
+
+CREATE FUNCTION ves._destination(name text, lock boolean DEFAULT false) RETURNS ves.destinations
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE d ves.destinations;
+BEGIN
+  IF lock THEN
+    SELECT * INTO d FROM ves.destinations x WHERE x.name = _destination.name FOR UPDATE;
+  ELSE
+    SELECT * INTO d FROM ves.destinations x WHERE x.name = _destination.name;
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'destination "%" does not exist', name USING ERRCODE = 'VE012',
+      HINT = 'List destinations with SELECT name FROM ves.destinations.';
+  END IF;
+  RETURN d;
+END $$;
+
+CREATE FUNCTION ves.alter_destination(name text, options jsonb DEFAULT '{}', url text DEFAULT NULL)
+  RETURNS ves.destinations
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE d ves.destinations := ves._destination(name, true);
+BEGIN
+  IF url IS NOT NULL AND url !~ '^https?://[^\s]+$' THEN
+    RAISE EXCEPTION 'url must be an http:// or https:// URL' USING ERRCODE = 'VE010',
+      HINT = 'For example https://example.com/hooks/pg-ves.';
+  END IF;
+  PERFORM ves._check_secret(d.kind, options->>'secret');
+  d := ves._destination_options(d, options);
+  UPDATE ves.destinations x SET url = coalesce(alter_destination.url, x.url), tenant_id = d.tenant_id,
+    entity_types = d.entity_types, event_types = d.event_types, concurrency = d.concurrency,
+    rate_limit = d.rate_limit, burst = d.burst, timeout_ms = d.timeout_ms, max_attempts = d.max_attempts,
+    backoff_base_ms = d.backoff_base_ms, backoff_cap_ms = d.backoff_cap_ms, jitter = d.jitter,
+    breaker_threshold = d.breaker_threshold, breaker_cooldown_ms = d.breaker_cooldown_ms,
+    headers = d.headers, updated_at = now()
+  WHERE x.id = d.id RETURNING * INTO d;
+  IF options ? 'secret' THEN
+    INSERT INTO ves.destination_secrets VALUES (d.id, options->>'secret')
+    ON CONFLICT (destination_id) DO UPDATE SET secret = excluded.secret;
+  END IF;
+  PERFORM ves._destinations_changed();
+  RETURN d;
+END $$;
+
+CREATE FUNCTION ves.drop_destination(name text) RETURNS void
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE d ves.destinations := ves._destination(name, true);
+BEGIN
+  DELETE FROM ves.destinations x WHERE x.id = d.id;
+  PERFORM ves._destinations_changed();
+END $$;
+
+CREATE FUNCTION ves.pause_destination(name text, reason text DEFAULT 'paused by an operator') RETURNS ves.destinations
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE d ves.destinations := ves._destination(name, true);
+BEGIN
+  UPDATE ves.destinations x SET paused = true, paused_reason = reason, updated_at = now()
+  WHERE x.id = d.id RETURNING * INTO d;
+  PERFORM ves._destinations_changed();
+  RETURN d;
+END $$;
+
+CREATE FUNCTION ves.resume_destination(name text) RETURNS ves.destinations
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE d ves.destinations := ves._destination(name, true);
+BEGIN
+  UPDATE ves.destinations x SET paused = false, paused_reason = NULL, breaker_state = 'closed', updated_at = now()
+  WHERE x.id = d.id RETURNING * INTO d;
+  PERFORM ves._destinations_changed();
+  RETURN d;
+END $$;
+
+-- Operators ---------------------------------------------------------------
+
+CREATE FUNCTION ves.get_sync_status()
+  RETURNS TABLE (destination text, kind text, paused boolean, pending bigint, syncing bigint, synced bigint,
+                 failed bigint, dead bigint, oldest_pending_age interval, last_success_at timestamptz,
+                 last_error text, breaker text)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT d.name, d.kind, d.paused,
+         count(*) FILTER (WHERE o.status = 'pending'),
+         count(*) FILTER (WHERE o.status = 'syncing'),
+         count(*) FILTER (WHERE o.status = 'synced'),
+         count(*) FILTER (WHERE o.status = 'failed'),
+         count(*) FILTER (WHERE o.status = 'dead'),
+         now() - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'failed', 'syncing')),
+         d.last_success_at, d.last_error, d.breaker_state
+  FROM ves.destinations d
+  LEFT JOIN ves.outbox o ON o.destination_id = d.id
+   AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant())
+  GROUP BY d.id
+  ORDER BY d.name
+$$;
+
+CREATE FUNCTION ves.list_outbox_events(status text DEFAULT NULL, destination text DEFAULT NULL,
+                                       max_count int DEFAULT 100)
+  RETURNS SETOF ves.outbox
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE dest int;
+BEGIN
+  PERFORM ves._check_max_count(max_count);
+  IF status IS NOT NULL AND status NOT IN ('pending', 'syncing', 'synced', 'failed', 'dead', 'acknowledged') THEN
+    RAISE EXCEPTION 'unknown outbox status "%"', status USING ERRCODE = 'VE010',
+      HINT = 'Statuses: pending, syncing, synced, failed, dead, acknowledged.';
+  END IF;
+  IF destination IS NOT NULL THEN dest := (ves._destination(destination)).id; END IF;
+  RETURN QUERY SELECT * FROM ves.outbox o
+    WHERE (list_outbox_events.status IS NULL OR o.status = list_outbox_events.status)
+      AND (dest IS NULL OR o.destination_id = dest)
+      AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant())
+    ORDER BY o.event_position, o.destination_id
+    LIMIT max_count;
+END $$;
+
+CREATE FUNCTION ves.get_outbox_event(id bigint) RETURNS ves.outbox
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE o ves.outbox;
+BEGIN
+  SELECT * INTO o FROM ves.outbox x WHERE x.id = get_outbox_event.id
+    AND (ves.current_tenant() IS NULL OR x.tenant_id = ves.current_tenant());
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'outbox row % does not exist', id USING ERRCODE = 'VE012',
+      HINT = 'List rows with ves.list_outbox_events().';
+  END IF;
+  RETURN o;
+END $$;
+
+-- Closes failed or dead rows: the entity's later rows may then be sent.
+CREATE FUNCTION ves.acknowledge_events(ids bigint[]) RETURNS bigint
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE n bigint;
+BEGIN
+  IF ids IS NULL THEN
+    RAISE EXCEPTION 'ids must not be NULL' USING ERRCODE = 'VE011', HINT = 'Pass the outbox row ids.';
+  END IF;
+  UPDATE ves.outbox o SET status = 'acknowledged', updated_at = now(), lease_until = NULL
+  WHERE o.id = ANY (ids) AND o.status IN ('failed', 'dead')
+    AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant());
+  GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM ves._wake_worker();
+  RETURN n;
+END $$;
+
+-- Sends failed or dead rows again from the first attempt.
+CREATE FUNCTION ves.retry_events(ids bigint[]) RETURNS bigint
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE n bigint;
+BEGIN
+  IF ids IS NULL THEN
+    RAISE EXCEPTION 'ids must not be NULL' USING ERRCODE = 'VE011', HINT = 'Pass the outbox row ids.';
+  END IF;
+  UPDATE ves.outbox o SET status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now(),
+                          lease_until = NULL
+  WHERE o.id = ANY (ids) AND o.status IN ('failed', 'dead', 'acknowledged')
+    AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant());
+  GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM ves._wake_worker();
+  RETURN n;
+END $$;
+
+CREATE FUNCTION ves.get_sync_settings() RETURNS jsonb
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT settings FROM ves.sync_settings
+$$;
+
+CREATE FUNCTION ves.set_sync_settings(settings jsonb) RETURNS jsonb
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  merged jsonb;
+  k text;
+  limits jsonb := '{"window": [1, 4096], "claim_batch": [1, 10000], "lease_seconds": [5, 86400],
+                    "safety_poll_ms": [100, 600000], "purge_batch": [100, 100000]}';
+BEGIN
+  IF settings IS NULL OR jsonb_typeof(settings) <> 'object' THEN
+    RAISE EXCEPTION 'settings must be a JSON object' USING ERRCODE = 'VE010',
+      HINT = 'For example ''{"window": 128}''.';
+  END IF;
+  FOR k IN SELECT jsonb_object_keys(settings) LOOP
+    IF k = 'synced_retention' THEN
+      BEGIN
+        PERFORM (settings->>k)::interval;
+      EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'synced_retention must be an interval' USING ERRCODE = 'VE010', HINT = 'For example "1 day".';
+      END;
+    ELSIF limits ? k THEN
+      IF jsonb_typeof(settings->k) <> 'number' OR (settings->>k)::numeric <> floor((settings->>k)::numeric)
+         OR (settings->>k)::numeric NOT BETWEEN (limits->k->>0)::numeric AND (limits->k->>1)::numeric THEN
+        RAISE EXCEPTION 'sync setting "%" must be a whole number between % and %', k, limits->k->>0, limits->k->>1
+          USING ERRCODE = 'VE010', HINT = 'See ves.get_sync_settings() for the current values.';
+      END IF;
+    ELSE
+      RAISE EXCEPTION 'unknown sync setting "%"', k USING ERRCODE = 'VE010',
+        HINT = 'Settings: window, claim_batch, lease_seconds, safety_poll_ms, synced_retention, purge_batch.';
+    END IF;
+  END LOOP;
+  UPDATE ves.sync_settings s SET settings = s.settings || set_sync_settings.settings RETURNING s.settings INTO merged;
+  PERFORM ves._destinations_changed();
+  RETURN merged;
+END $$;
+
+-- Purges synced and acknowledged rows older than synced_retention, in
+-- batches so no single delete holds locks or bloats for long. Run by the
+-- worker; returns the number of rows removed.
+CREATE FUNCTION ves.purge_outbox(max_rows int DEFAULT NULL) RETURNS bigint
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  s jsonb := (SELECT settings FROM ves.sync_settings);
+  n bigint;
+BEGIN
+  DELETE FROM ves.outbox o
+  WHERE o.ctid = ANY (ARRAY(
+    SELECT x.ctid FROM ves.outbox x
+    WHERE x.status IN ('synced', 'acknowledged')
+      AND x.updated_at < now() - (s->>'synced_retention')::interval
+    LIMIT coalesce(max_rows, (s->>'purge_batch')::int)));
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END $$;
+
+-- Workers --------------------------------------------------------------------
+
+CREATE FUNCTION ves._wake_worker() RETURNS void
+  AS 'MODULE_PATHNAME', 'ves_wake_worker' LANGUAGE C VOLATILE;
+CREATE FUNCTION ves._destinations_changed() RETURNS void
+  AS 'MODULE_PATHNAME', 'ves_destinations_changed' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION ves.push_events(destination text DEFAULT NULL, max_count int DEFAULT 1000,
+                                OUT sent bigint, OUT synced bigint, OUT failed bigint, OUT dead bigint)
+  AS 'MODULE_PATHNAME', 'ves_push_events' LANGUAGE C VOLATILE SECURITY DEFINER;
+
+CREATE FUNCTION ves.start_worker(database text DEFAULT NULL) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'ves_start_worker' LANGUAGE C VOLATILE;
+CREATE FUNCTION ves.stop_worker(database text DEFAULT NULL) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'ves_stop_worker' LANGUAGE C VOLATILE;
+CREATE FUNCTION ves._worker_status(OUT database text, OUT pid int, OUT stopped boolean, OUT started_at timestamptz,
+                                   OUT in_flight int, OUT delivered bigint, OUT failed bigint)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'ves_worker_status' LANGUAGE C VOLATILE;
+CREATE VIEW ves.worker_status AS SELECT * FROM ves._worker_status();
