@@ -132,10 +132,19 @@ BEGIN
     d.breaker_threshold := coalesce((options->>'breaker_threshold')::int, d.breaker_threshold);
     d.breaker_cooldown_ms := coalesce((options->>'breaker_cooldown_ms')::int, d.breaker_cooldown_ms);
     d.headers := coalesce(options->'headers', d.headers);
+    IF d.concurrency NOT BETWEEN 1 AND 1024 THEN RAISE invalid_parameter_value USING MESSAGE = 'concurrency must be between 1 and 1024'; END IF;
+    IF d.rate_limit < 0 THEN RAISE invalid_parameter_value USING MESSAGE = 'rate_limit must be 0 (none) or more'; END IF;
+    IF d.burst < 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'burst must be 1 or more'; END IF;
+    IF d.timeout_ms NOT BETWEEN 100 AND 600000 THEN RAISE invalid_parameter_value USING MESSAGE = 'timeout_ms must be between 100 and 600000'; END IF;
+    IF d.max_attempts NOT BETWEEN 1 AND 1000 THEN RAISE invalid_parameter_value USING MESSAGE = 'max_attempts must be between 1 and 1000'; END IF;
+    IF d.backoff_base_ms < 1 OR d.backoff_cap_ms < 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'backoff_base_ms and backoff_cap_ms must be 1 or more'; END IF;
+    IF d.jitter NOT BETWEEN 0 AND 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'jitter must be between 0 and 1'; END IF;
+    IF d.breaker_threshold < 0 OR d.breaker_cooldown_ms < 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'breaker_threshold must be 0 (off) or more and breaker_cooldown_ms 1 or more'; END IF;
+    IF jsonb_typeof(d.headers) <> 'object' THEN RAISE invalid_parameter_value USING MESSAGE = 'headers must be a JSON object of strings'; END IF;
   EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_parameter_value
                  OR datatype_mismatch THEN
     RAISE EXCEPTION 'invalid destination option: %', SQLERRM USING ERRCODE = 'VE010',
-      HINT = 'tenant_id is a UUID, entity_types and event_types are arrays of strings, limits are numbers.';
+      HINT = 'tenant_id is a UUID, entity_types and event_types are arrays of strings, limits are numbers in range.';
   END;
   RETURN d;
 END $$;
@@ -198,7 +207,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION ves._destination(name text, lock boolean DEFAULT false) RETURNS ves.destinations
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE d ves.destinations;
 BEGIN
   IF lock THEN
