@@ -11,11 +11,19 @@ build_and_install
 
 dir=$(scratch_dir demo)
 port=$(free_port)
+sink_pid=""
 cleanup() {
-  as_pg pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  as_pg pg_ctl -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+  [ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
+
+# The mock commerce platform: records every request it receives.
+python3 test/mock/sink.py --port 0 --port-file "$dir/sink.port" --quiet &
+sink_pid=$!
+for _ in $(seq 50); do [ -s "$dir/sink.port" ] && break; sleep 0.1; done
+sink_port=$(cat "$dir/sink.port")
 
 as_pg initdb -D "$dir/data" -A trust -U postgres >/dev/null
 cat test/pg_ves.conf >>"$dir/data/postgresql.conf"
@@ -23,13 +31,19 @@ cat test/pg_ves.conf >>"$dir/data/postgresql.conf"
   echo "listen_addresses = '127.0.0.1'"
   echo "port = $port"
   echo "unix_socket_directories = '$dir'"
+  echo "ves.databases = 'postgres'"
 } >>"$dir/data/postgresql.conf"
 as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 echo "pg_ves demo: throwaway cluster on 127.0.0.1:$port"
 
-as_pg psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 <<'SQL'
+as_pg psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -v sink_port="$sink_port" <<'SQL'
 \pset footer off
 CREATE EXTENSION pg_ves;
+\echo '--- the mock platform is a Standard Webhooks destination; the sync worker drains the outbox to it'
+SELECT name, kind, url FROM ves.create_destination('mock-platform', 'webhook',
+  'http://127.0.0.1:' || :'sink_port' || '/webhooks/inventory',
+  '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "entity_types": ["InventoryItem"]}');
+SELECT database, pid IS NOT NULL AS running FROM ves.worker_status;
 \set tenant '''00000000-0000-0000-0000-000000000001'''
 \set store '''00000000-0000-0000-0000-000000000002'''
 
@@ -74,5 +88,26 @@ UPDATE ves.events SET payload = '{"delta": 1000000}' WHERE entity_id = 'WIDGET-0
 \echo '--- the whole log, gap-safe, first page'
 SELECT position, entity_id, entity_version, event_type, source FROM ves.read_all(0, 5);
 SELECT count(*) AS events, max(position) AS last_position, ves.read_fence() AS read_fence FROM ves.events;
+
+\echo '--- every event is signed and verifies'
+SELECT count(*) AS failing FROM ves.verify_events();
+
+\echo '--- the worker was woken at each commit and delivered everything'
+SELECT pg_sleep(0.5);
+SELECT destination, pending, syncing, synced, failed, dead, breaker FROM ves.get_sync_status();
 SQL
+echo "--- what the mock platform received"
+python3 - "$sink_port" <<'PY'
+import json, sys, urllib.request
+port = sys.argv[1]
+data = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/_requests?after=0"))
+reqs = data["requests"]
+print(f"{len(reqs)} webhook requests; the first:")
+first = reqs[0]
+for h in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+    print(f"  {h}: {first['headers'].get(h)}")
+body = json.loads(first["body"])
+print(f"  body: VES v1 envelope of {body['entity_type']}/{body['entity_id']} {body['event_type']}, "
+      f"signed by agent {body['source_agent_id']} key {body['agent_key_id']}")
+PY
 echo "pg_ves demo: done (cluster removed)"

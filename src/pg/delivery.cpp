@@ -116,8 +116,7 @@ struct Totals {
 const char *kClaimSql =
     "WITH c AS ("
     "  SELECT o.tenant_id, o.id FROM ves.outbox o"
-    "  JOIN ves.destinations d ON d.id = o.destination_id AND NOT d.paused"
-    "  WHERE o.status IN ('pending', 'failed', 'syncing')"
+    "  WHERE o.status IN ('pending', 'syncing', 'failed')"
     "    AND (o.status <> 'syncing' OR o.lease_until < now() OR o.leased_by = pg_backend_pid())"
     "    AND o.next_attempt_at <= now()"
     "    AND NOT (o.destination_id = ANY ($2))"
@@ -270,7 +269,15 @@ class Deliverer {
         Datum args[4] = {Int32GetDatum(n), array_of(excluded, INT4OID), Int32GetDatum(settings_.lease_seconds),
                          Int32GetDatum(only_destination_)};
         char nulls[5] = {' ', ' ', ' ', only_destination_ ? ' ' : 'n', '\0'};
+        // Rows must come off the open-rows index in position order, so the
+        // LIMIT stops early. Right after a burst the statistics still say
+        // the table is tiny and the planner would rather read every open row
+        // and sort them; these settings hold only for this statement.
+        int level = NewGUCNestLevel();
+        set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+        set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
         spi_run(claim_plan, args, nulls, false, SPI_OK_UPDATE_RETURNING);
+        AtEOXact_GUC(true, level);
       });
       SPITupleTable *table = SPI_tuptable;
       for (uint64 i = 0; i < SPI_processed; ++i) {
@@ -628,14 +635,20 @@ void run_delivery_loop() {
       }
       std::int64_t now = steady_ms();
       const Settings &cfg = deliverer->settings();
-      if (woken || deliverer->more_work() || now - last_poll >= cfg.safety_poll_ms) {
+      int ask = std::min(cfg.window - deliverer->in_flight() - deliverer->queued(), cfg.claim_batch);
+      bool idle = deliverer->in_flight() == 0 && deliverer->queued() == 0;
+      // A claim is a transaction: batch them unless the window is empty.
+      bool worth_claiming = ask > 0 && (idle || ask >= std::max(1, cfg.window / 4));
+      if (worth_claiming && (woken || deliverer->more_work() || now - last_poll >= cfg.safety_poll_ms)) {
         last_poll = now;
-        int ask = std::min(cfg.window - deliverer->in_flight() - deliverer->queued(), cfg.claim_batch);
         deliverer->set_more_work(false);
-        if (ask > 0 && deliverer->claim(ask) == ask) deliverer->set_more_work(true);
+        if (deliverer->claim(ask) == ask) deliverer->set_more_work(true);
       }
       deliverer->dispatch(engine);
-      long timeout = deliverer->more_work() ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
+      ask = std::min(cfg.window - deliverer->in_flight() - deliverer->queued(), cfg.claim_batch);
+      idle = deliverer->in_flight() == 0 && deliverer->queued() == 0;
+      worth_claiming = ask > 0 && (idle || ask >= std::max(1, cfg.window / 4));
+      long timeout = deliverer->more_work() && worth_claiming ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
       woken = engine.wait(timeout);
       deliverer->absorb(engine.take_completed());
       deliverer->record();
