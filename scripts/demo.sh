@@ -93,7 +93,13 @@ SELECT count(*) AS events, max(position) AS last_position, ves.read_fence() AS r
 SELECT count(*) AS failing FROM ves.verify_events();
 
 \echo '--- the worker was woken at each commit and delivered everything'
-SELECT pg_sleep(0.5);
+DO $$
+BEGIN
+  FOR i IN 1 .. 200 LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM ves.outbox WHERE status IN ('pending', 'syncing', 'failed'));
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 SELECT destination, pending, syncing, synced, failed, dead, breaker FROM ves.get_sync_status();
 SQL
 echo "--- what the mock platform received"
