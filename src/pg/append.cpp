@@ -26,12 +26,18 @@ extern "C" {
 #include "commands/async.h"
 #include "common/pg_prng.h"
 #include "port.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 }
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
+#include <string>
+#include <vector>
 
 namespace pgves::pg {
 namespace {
@@ -262,11 +268,21 @@ void ensure_partitions() {
 
 }  // namespace
 
-AppendResult append_one(AppendInput &in) {
+namespace {
+
+// Validates the event, computes its payload and content hashes and gives it
+// an id when it has none. Returns the content hash.
+bytea *hash_event(AppendInput &in) {
   validate(in);
   if (!in.presigned) keys::payload_plain_hash(in.payload, in.sig.payload_plain_hash);
-  bytea *hash = content_hash(in);
   if (!in.has_id) new_event_id(&in.id);
+  return content_hash(in);
+}
+
+// Claims the event's idempotency key and (when it was given one, or
+// `claim_generated`) its event id. Returns true when it is a duplicate;
+// *result then holds the original.
+bool claim(AppendInput &in, bytea *hash, bool generated, bool claim_generated, AppendResult *result) {
   Datum tenant = UUIDPGetDatum(&in.tenant);
   Datum id = UUIDPGetDatum(&in.id);
 
@@ -284,11 +300,12 @@ AppendResult append_one(AppendInput &in) {
                                text_to_cstring(in.idempotency_key)),
                         errdetail("The key belongs to event %s.", uuid_text(&existing)),
                         errhint("Use a new idempotency key for a different event.")));
-      return original(&in.tenant, &existing);
+      *result = original(&in.tenant, &existing);
+      return true;
     }
   }
 
-  {
+  if (!generated || claim_generated) {
     Datum args[3] = {tenant, id, PointerGetDatum(hash)};
     spi_run(claim_id, args, nullptr, false, SPI_OK_INSERT_RETURNING);
     if (SPI_processed == 0) {
@@ -297,30 +314,45 @@ AppendResult append_one(AppendInput &in) {
         ereport(ERROR, (errcode(sqlstate::event_id_reused),
                         errmsg("event id %s already exists with different content", uuid_text(&in.id)),
                         errhint("Every event needs its own id; pass NULL to have one generated.")));
-      return original(&in.tenant, &in.id);
+      *result = original(&in.tenant, &in.id);
+      return true;
     }
   }
+  return false;
+}
 
+// Checks the expected version on the entity's stream row and bumps it; the
+// row lock orders writers of one entity. Returns the event's version.
+int64 bump_version(const AppendInput &in) {
+  Datum args[4] = {UUIDPGetDatum(const_cast<pg_uuid_t *>(&in.tenant)), PointerGetDatum(in.entity_type),
+                   PointerGetDatum(in.entity_id), UUIDPGetDatum(const_cast<pg_uuid_t *>(&in.store))};
+  if (!in.has_expected) {
+    spi_run(bump_any, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+  } else if (in.expected == 0) {
+    spi_run(bump_new, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+  } else {
+    args[3] = Int64GetDatum(in.expected);
+    spi_run(bump_existing, args, nullptr, false, SPI_OK_UPDATE_RETURNING);
+  }
+  if (SPI_processed == 0) {
+    spi_run(current_version, args, nullptr, false, SPI_OK_SELECT, 1);
+    version_mismatch(in, spi_int64(1, 0));
+  }
+  return spi_int64(1, 0);
+}
+
+}  // namespace
+
+AppendResult append_one(AppendInput &in) {
   AppendResult result;
+  bool generated = !in.has_id;
+  bytea *hash = hash_event(in);
+  if (claim(in, hash, generated, true, &result)) return result;
   result.event_id = in.id;
   result.duplicate = false;
-  {
-    Datum args[4] = {tenant, PointerGetDatum(in.entity_type), PointerGetDatum(in.entity_id),
-                     UUIDPGetDatum(&in.store)};
-    if (!in.has_expected) {
-      spi_run(bump_any, args, nullptr, false, SPI_OK_INSERT_RETURNING);
-    } else if (in.expected == 0) {
-      spi_run(bump_new, args, nullptr, false, SPI_OK_INSERT_RETURNING);
-    } else {
-      args[3] = Int64GetDatum(in.expected);
-      spi_run(bump_existing, args, nullptr, false, SPI_OK_UPDATE_RETURNING);
-    }
-    if (SPI_processed == 0) {
-      spi_run(current_version, args, nullptr, false, SPI_OK_SELECT, 1);
-      version_mismatch(in, spi_int64(1, 0));
-    }
-    result.entity_version = spi_int64(1, 0);
-  }
+  result.entity_version = bump_version(in);
+  Datum tenant = UUIDPGetDatum(&in.tenant);
+  Datum id = UUIDPGetDatum(&in.id);
 
   // Signed after every check that can refuse the event, so refusals cost no
   // signature.
@@ -357,6 +389,251 @@ AppendResult append_one(AppendInput &in) {
   return result;
 }
 
+
+// --- append_batch: the same steps, with the writes made once per batch -----
+
+namespace {
+
+const Oid kUuidArray = UUIDARRAYOID, kTextArray = TEXTARRAYOID, kInt8Array = INT8ARRAYOID,
+          kInt4Array = INT4ARRAYOID, kByteaArray = BYTEAARRAYOID, kJsonbArray = JSONBARRAYOID;
+
+SavedPlan bump_grouped = {
+    "INSERT INTO ves.streams AS s (tenant_id, entity_type, entity_id, store_id, version) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::int8[]) "
+    "ON CONFLICT (tenant_id, entity_type, entity_id) "
+    "DO UPDATE SET version = s.version + excluded.version, updated_at = now() "
+    "RETURNING tenant_id, entity_type, entity_id, version",
+    5, {kUuidArray, kTextArray, kTextArray, kUuidArray, kInt8Array}, nullptr};
+SavedPlan claim_ids_bulk = {
+    "INSERT INTO ves.event_ids (tenant_id, event_id, content_hash) "
+    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bytea[])",
+    3, {kUuidArray, kUuidArray, kByteaArray}, nullptr};
+SavedPlan take_positions = {"SELECT nextval('ves.position_seq') FROM generate_series(1, $1)", 1, {kInt4},
+                            nullptr};
+SavedPlan insert_events_bulk = {
+    "INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, entity_version, "
+    "event_id, event_type, payload, metadata, source, recorded_at, source_agent_id, agent_key_id, "
+    "created_at, payload_plain_hash, agent_signature) "
+    "SELECT p, t, s, et, ei, v, id, ty, pl, md, src, now(), ag, k, ca, ph, sg FROM unnest("
+    "$1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::uuid[], $8::text[], "
+    "$9::jsonb[], $10::jsonb[], $11::text[], $12::uuid[], $13::int4[], $14::text[], $15::bytea[], "
+    "$16::bytea[]) AS u(p, t, s, et, ei, v, id, ty, pl, md, src, ag, k, ca, ph, sg)",
+    16,
+    {kInt8Array, kUuidArray, kUuidArray, kTextArray, kTextArray, kInt8Array, kUuidArray, kTextArray,
+     kJsonbArray, kJsonbArray, kTextArray, kUuidArray, kInt4Array, kTextArray, kByteaArray, kByteaArray},
+    nullptr};
+SavedPlan fan_out_bulk = {
+    "INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, entity_type, entity_id) "
+    "SELECT u.t, d.id, u.p, u.id, u.et, u.ei "
+    "FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::text[], $6::text[]) AS u(t, p, id, et, ei, ty) "
+    "JOIN ves.destinations d ON (d.tenant_id IS NULL OR d.tenant_id = u.t) "
+    "AND (d.entity_types IS NULL OR u.et = ANY (d.entity_types)) "
+    "AND (d.event_types IS NULL OR u.ty = ANY (d.event_types)) "
+    "ORDER BY u.p, d.id",
+    6, {kUuidArray, kInt8Array, kUuidArray, kTextArray, kTextArray, kTextArray}, nullptr};
+
+// A growable array of Datums for one column of a bulk statement.
+class Column {
+ public:
+  explicit Column(Oid element) : element_(element) {}
+  void push(Datum d) { values_.push_back(d); }
+  Datum array() const {
+    int16 len;
+    bool byval;
+    char align;
+    get_typlenbyvalalign(element_, &len, &byval, &align);
+    return PointerGetDatum(construct_array(const_cast<Datum *>(values_.data()), static_cast<int>(values_.size()),
+                                           element_, len, byval, align));
+  }
+
+ private:
+  Oid element_;
+  std::vector<Datum> values_;
+};
+
+std::string text_string(const text *t) { return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)); }
+
+std::string entity_key(const AppendInput &in) {
+  std::string k(reinterpret_cast<const char *>(in.tenant.data), UUID_LEN);
+  k += text_string(in.entity_type);
+  k.push_back('\0');
+  k += text_string(in.entity_id);
+  return k;
+}
+
+// Appends events[0..n) in order, all or nothing; results in out[].
+// C++ containers are alive throughout, so every Postgres call is a pg_call.
+void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
+  std::vector<bytea *> hash(n);
+  std::vector<bool> generated(n), written(n, false);
+  std::vector<int> alias(n, -1);
+  std::map<std::string, int> keys_seen, ids_seen;
+
+  for (int i = 0; i < n; ++i) {
+    *current = i;
+    generated[i] = !in[i].has_id;
+    hash[i] = pg_call([&] { return hash_event(in[i]); });
+    // A key or id repeated inside the batch: the same content is the same
+    // event, other content is refused, as across batches.
+    std::string tenant(reinterpret_cast<const char *>(in[i].tenant.data), UUID_LEN);
+    int earlier = -1;
+    if (in[i].idempotency_key) {
+      auto [it, fresh] = keys_seen.emplace(tenant + text_string(in[i].idempotency_key), i);
+      if (!fresh) earlier = it->second;
+    }
+    if (earlier < 0 && !generated[i]) {
+      auto [it, fresh] = ids_seen.emplace(tenant + std::string(reinterpret_cast<const char *>(in[i].id.data), UUID_LEN), i);
+      if (!fresh) earlier = it->second;
+    }
+    if (earlier >= 0) {
+      bool same = pg_call([&] { return same_hash(hash[earlier], hash[i]); });
+      if (!same) {
+        int code = in[i].idempotency_key && in[earlier].idempotency_key ? sqlstate::idempotency_key_reused
+                                                                         : sqlstate::event_id_reused;
+        pg_call_void([&] {
+          ereport(ERROR, (errcode(code), errmsg("the batch repeats an idempotency key or event id with different content"),
+                          errdetail("Event %d repeats event %d.", i + 1, earlier + 1),
+                          errhint("Give each event its own key and id.")));
+        });
+      }
+      alias[i] = earlier;
+      continue;
+    }
+    bool dup = pg_call([&] { return claim(in[i], hash[i], generated[i], false, &out[i]); });
+    written[i] = !dup;
+  }
+
+  // Versions: one statement for every entity whose events carry no expected
+  // version (locking in key order, like any other batch), one per event for
+  // the others.
+  std::map<std::string, std::vector<int>> groups;
+  for (int i = 0; i < n; ++i)
+    if (written[i]) groups[entity_key(in[i])].push_back(i);
+  Column g_tenant(UUIDOID), g_type(TEXTOID), g_id(TEXTOID), g_store(UUIDOID), g_count(INT8OID);
+  std::map<std::string, std::vector<int> *> grouped;
+  for (auto &entry : groups) {
+    bool checked = false;
+    for (int i : entry.second) checked |= in[i].has_expected;
+    if (checked) {
+      for (int i : entry.second) {
+        *current = i;
+        out[i].entity_version = pg_call([&] { return bump_version(in[i]); });
+      }
+      continue;
+    }
+    const AppendInput &first = in[entry.second.front()];
+    g_tenant.push(UUIDPGetDatum(const_cast<pg_uuid_t *>(&first.tenant)));
+    g_type.push(PointerGetDatum(first.entity_type));
+    g_id.push(PointerGetDatum(first.entity_id));
+    g_store.push(UUIDPGetDatum(const_cast<pg_uuid_t *>(&first.store)));
+    g_count.push(Int64GetDatum(static_cast<int64>(entry.second.size())));
+    grouped[entry.first] = &entry.second;
+  }
+  if (!grouped.empty()) {
+    std::vector<std::pair<std::string, int64>> finals;
+    pg_call_void([&] {
+      Datum args[5] = {g_tenant.array(), g_type.array(), g_id.array(), g_store.array(), g_count.array()};
+      spi_run(bump_grouped, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+      for (uint64 r = 0; r < SPI_processed; ++r) {
+        AppendInput key{};
+        bool isnull;
+        HeapTuple tup = SPI_tuptable->vals[r];
+        key.tenant = *DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+        key.entity_type = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+        key.entity_id = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+        finals.emplace_back(entity_key(key), DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
+      }
+    });
+    for (const auto &f : finals) {
+      const std::vector<int> &members = *grouped.at(f.first);
+      int64 v = f.second - static_cast<int64>(members.size());
+      for (int i : members) out[i].entity_version = ++v;
+    }
+  }
+
+  // Signatures, then positions in batch order, then the rows.
+  Column ids_tenant(UUIDOID), ids_id(UUIDOID), ids_hash(BYTEAOID);
+  int m = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!written[i]) continue;
+    *current = i;
+    ++m;
+    if (!in[i].presigned)
+      keys::sign(in[i].tenant, in[i].store, in[i].id, in[i].entity_type, in[i].entity_id, in[i].event_type, &in[i].sig);
+    if (generated[i]) {
+      ids_tenant.push(UUIDPGetDatum(&in[i].tenant));
+      ids_id.push(UUIDPGetDatum(&in[i].id));
+      ids_hash.push(PointerGetDatum(hash[i]));
+    }
+  }
+  *current = -1;
+  if (m > 0) {
+    pg_call_void([&] {
+      Datum args[3] = {ids_tenant.array(), ids_id.array(), ids_hash.array()};
+      spi_run(claim_ids_bulk, args, nullptr, false, SPI_OK_INSERT);
+    });
+    std::vector<int64> positions;
+    pg_call_void([&] {
+      ensure_partitions();
+      fence::before_position();
+      Datum args[1] = {Int32GetDatum(m)};
+      spi_run(take_positions, args, nullptr, false, SPI_OK_SELECT);
+      bool isnull;
+      for (uint64 r = 0; r < SPI_processed; ++r)
+        positions.push_back(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
+      fence::after_position(positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end()));
+    });
+    std::sort(positions.begin(), positions.end());
+    Column c_pos(INT8OID), c_tenant(UUIDOID), c_store(UUIDOID), c_type(TEXTOID), c_id(TEXTOID), c_version(INT8OID),
+        c_event(UUIDOID), c_event_type(TEXTOID), c_payload(JSONBOID), c_metadata(JSONBOID), c_source(TEXTOID),
+        c_agent(UUIDOID), c_key(INT4OID), c_created(TEXTOID), c_hash(BYTEAOID), c_signature(BYTEAOID);
+    size_t next = 0;
+    pg_call_void([&] {
+      for (int i = 0; i < n; ++i) {
+        if (!written[i]) continue;
+        AppendInput &e = in[i];
+        out[i].event_id = e.id;
+        out[i].position = positions[next++];
+        out[i].duplicate = false;
+        c_pos.push(Int64GetDatum(out[i].position));
+        c_tenant.push(UUIDPGetDatum(&e.tenant));
+        c_store.push(UUIDPGetDatum(&e.store));
+        c_type.push(PointerGetDatum(e.entity_type));
+        c_id.push(PointerGetDatum(e.entity_id));
+        c_version.push(Int64GetDatum(out[i].entity_version));
+        c_event.push(UUIDPGetDatum(&e.id));
+        c_event_type.push(PointerGetDatum(e.event_type));
+        c_payload.push(JsonbPGetDatum(e.payload));
+        c_metadata.push(JsonbPGetDatum(e.metadata));
+        c_source.push(PointerGetDatum(e.source));
+        c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
+        c_key.push(Int32GetDatum(e.sig.key_id));
+        c_created.push(CStringGetTextDatum(e.sig.created_at));
+        c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
+        c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
+      }
+      Datum args[16] = {c_pos.array(),     c_tenant.array(),   c_store.array(),    c_type.array(),
+                        c_id.array(),      c_version.array(),  c_event.array(),    c_event_type.array(),
+                        c_payload.array(), c_metadata.array(), c_source.array(),   c_agent.array(),
+                        c_key.array(),     c_created.array(),  c_hash.array(),     c_signature.array()};
+      spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
+      if (have_destinations()) {
+        Datum fan[6] = {c_tenant.array(), c_pos.array(), c_event.array(), c_type.array(), c_id.array(),
+                        c_event_type.array()};
+        spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
+        if (SPI_processed > 0) worker::wake_at_commit();
+      }
+    });
+  }
+  for (int i = 0; i < n; ++i)
+    if (alias[i] >= 0) {
+      out[i] = out[alias[i]];
+      out[i].duplicate = true;
+    }
+}
+
+}  // namespace
+
 void notify_appended() {
   if (settings::notify_on_append) Async_Notify("ves_events", nullptr);
 }
@@ -381,7 +658,7 @@ struct BatchContext {
 
 void batch_error_context(void *arg) {
   BatchContext *ctx = static_cast<BatchContext *>(arg);
-  errcontext("event %d of %d in the batch (counting from 1)", ctx->index + 1, ctx->count);
+  if (ctx->index >= 0) errcontext("event %d of %d in the batch (counting from 1)", ctx->index + 1, ctx->count);
 }
 
 text *field_text(JsonbContainer *obj, const char *key, bool required) {
@@ -539,24 +816,26 @@ PGVES_FUNCTION(ves_append_batch) {
   error_context_stack = &callback;
 
   Jsonb *empty = empty_object();
-  bool appended = false;
-  spi_connect();
+  AppendInput *inputs = static_cast<AppendInput *>(palloc0(sizeof(AppendInput) * Max(count, 1)));
+  AppendResult *results = static_cast<AppendResult *>(palloc0(sizeof(AppendResult) * Max(count, 1)));
   for (ctx.index = 0; ctx.index < count; ++ctx.index) {
     JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, ctx.index);
     if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
       ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("each event must be a JSON object"),
                       errhint("Pass an array of objects.")));
-    AppendInput in;
-    batch_input(elem->val.binary.data, &in, empty);
-    AppendResult r = append_one(in);
-    appended |= !r.duplicate;
-    // The tuplestore lives outside SPI's memory; form the tuple there.
-    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-    tuplestore_puttuple(rsinfo->setResult, result_tuple(rsinfo->setDesc, r));
-    MemoryContextSwitchTo(old);
+    batch_input(elem->val.binary.data, &inputs[ctx.index], empty);
   }
+  spi_connect();
+  append_many(inputs, count, results, &ctx.index);
   SPI_finish();
   error_context_stack = callback.previous;
+  bool appended = false;
+  MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+  for (int i = 0; i < count; ++i) {
+    appended |= !results[i].duplicate;
+    tuplestore_puttuple(rsinfo->setResult, result_tuple(rsinfo->setDesc, results[i]));
+  }
+  MemoryContextSwitchTo(old);
   if (appended) notify_appended();
   return (Datum)0;
 }
