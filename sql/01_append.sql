@@ -71,6 +71,24 @@ SELECT count(*) AS streams_half_written FROM ves.streams WHERE entity_id IN ('b-
 SELECT entity_version, duplicate FROM ves.append_batch(jsonb_build_array(
   jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'b-2', 'event_type', 'order.created', 'payload', '{"n": 3}'::jsonb, 'idempotency_key', 'batch-key')));
 SELECT ves.append_batch('[]');
+-- A key repeated inside one batch: the same content is one event, returned
+-- twice; other content is refused and nothing of the batch is written.
+SELECT entity_version, duplicate, position = first_value(position) OVER () AS same_position FROM ves.append_batch(jsonb_build_array(
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'rep-1', 'event_type', 'order.created', 'payload', '{"n": 1}'::jsonb, 'idempotency_key', 'rep-key'),
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'rep-1', 'event_type', 'order.created', 'payload', '{"n": 1}'::jsonb, 'idempotency_key', 'rep-key')));
+SELECT * FROM ves.append_batch(jsonb_build_array(
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'rep-2', 'event_type', 'order.created', 'payload', '{"n": 1}'::jsonb, 'idempotency_key', 'rep-key-2'),
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'rep-2', 'event_type', 'order.created', 'payload', '{"n": 2}'::jsonb, 'idempotency_key', 'rep-key-2')));
+SELECT count(*) AS rep_2_written FROM ves.events WHERE entity_id = 'rep-2';
+-- Many entities, versions continuing from what is stored, positions in batch order.
+SELECT r.n, r.entity_version, r.position - min(r.position) OVER () AS offset FROM ves.append_batch(jsonb_build_array(
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'b-2', 'event_type', 'order.updated', 'payload', '{}'::jsonb),
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'b-9', 'event_type', 'order.created', 'payload', '{}'::jsonb),
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'b-2', 'event_type', 'order.updated', 'payload', '{}'::jsonb),
+  jsonb_build_object('tenant_id', :t1, 'store_id', :s1, 'entity_type', 'Order', 'entity_id', 'b-1', 'event_type', 'order.updated', 'payload', '{}'::jsonb, 'expected_version', 2)))
+  WITH ORDINALITY AS r(event_id, position, entity_version, duplicate, n) ORDER BY r.n;
+SELECT entity_id, entity_version FROM ves.events WHERE entity_id IN ('b-1', 'b-2', 'b-9') ORDER BY position DESC LIMIT 4;
+SELECT count(*) = 0 AS all_verify FROM ves.verify_events(tenant_id => :t1);
 
 -- Appends inside a transaction that rolls back leave nothing behind.
 BEGIN;
