@@ -11,7 +11,12 @@
 //  * pg_call(fn) runs one Postgres call from a frame that holds live C++
 //    objects. A Postgres error inside it is caught with PG_TRY, copied, and
 //    rethrown as PgError, so it unwinds the C++ frames properly and is raised
-//    again, unchanged, by guarded().
+//    again, unchanged, by guarded(). C++ objects belong outside the lambda
+//    passed to pg_call: an error inside it jumps to pg_call's own frame.
+//
+// Code that holds only trivially destructible locals may call Postgres
+// directly (the SQL entry points in append.cpp do): a longjmp through such
+// frames skips nothing.
 #pragma once
 
 #include "pg/postgres.hpp"

@@ -158,21 +158,6 @@ SavedPlan destination_plan = {
     " WHERE id = $1",
     5, {INT4OID, TEXTOID, BOOLOID, TEXTOID, BOOLOID}, nullptr};
 
-std::string column_text(HeapTuple tup, TupleDesc desc, int col) {
-  bool isnull;
-  Datum d = SPI_getbinval(tup, desc, col, &isnull);
-  if (isnull) return {};
-  text *t = DatumGetTextPP(d);
-  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
-
-double column_number(HeapTuple tup, TupleDesc desc, int col) {
-  bool isnull;
-  char *s = SPI_getvalue(tup, desc, col);
-  (void)isnull;
-  return s ? strtod(s, nullptr) : 0;
-}
-
 Datum array_of(const std::vector<Datum> &values, Oid type) {
   int16 len;
   bool byval;
@@ -196,7 +181,8 @@ class Deliverer {
         if (SPI_execute("SELECT settings::text FROM ves.sync_settings", true, 1) != SPI_OK_SELECT)
           elog(ERROR, "pg_ves: cannot read ves.sync_settings");
       });
-      std::string json = pg_call([] { return column_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
+      char *json_text = pg_call([] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
+      std::string json = json_text ? json_text : "{}";
       core::json::Value v = core::json::parse(json);
       auto number = [&](const char *key, int fallback) {
         const core::json::Value *x = v.find(key);
@@ -207,42 +193,50 @@ class Deliverer {
       settings_.lease_seconds = number("lease_seconds", 60);
       settings_.safety_poll_ms = number("safety_poll_ms", 5000);
 
-      pg_call_void([] {
+      // Text of every column, copied in Postgres memory; the C++ side is
+      // built afterwards, outside pg_call.
+      char ***rows = nullptr;
+      uint64 nrows = 0;
+      pg_call_void([&] {
         if (SPI_execute("SELECT d.id, d.name, d.kind, d.url, s.secret, d.concurrency, d.rate_limit, d.burst,"
                         " d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,"
                         " d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused"
                         " FROM ves.destinations d LEFT JOIN ves.destination_secrets s ON s.destination_id = d.id",
                         true, 0) != SPI_OK_SELECT)
           elog(ERROR, "pg_ves: cannot read ves.destinations");
+        nrows = SPI_processed;
+        rows = static_cast<char ***>(palloc0(sizeof(char **) * (nrows + 1)));
+        for (uint64 i = 0; i < nrows; ++i) {
+          rows[i] = static_cast<char **>(palloc0(sizeof(char *) * 17));
+          for (int c = 0; c < 17; ++c) rows[i][c] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
+        }
       });
+      auto text = [](const char *v) { return std::string(v ? v : ""); };
+      auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
       std::map<int, bool> seen;
-      SPITupleTable *table = SPI_tuptable;
-      for (uint64 i = 0; i < SPI_processed; ++i) {
-        HeapTuple tup = table->vals[i];
-        TupleDesc desc = table->tupdesc;
-        int id = static_cast<int>(column_number(tup, desc, 1));
+      for (uint64 i = 0; i < nrows; ++i) {
+        char **r = rows[i];
+        int id = static_cast<int>(num(r[0]));
         Destination &d = destinations_[id];
         seen[id] = true;
         d.id = id;
-        d.name = column_text(tup, desc, 2);
-        d.kind = column_text(tup, desc, 3);
-        d.url = column_text(tup, desc, 4);
-        d.secret = column_text(tup, desc, 5);
-        d.concurrency = static_cast<int>(column_number(tup, desc, 6));
-        d.bucket.reconfigure(column_number(tup, desc, 7), column_number(tup, desc, 8));
-        d.timeout_ms = static_cast<long>(column_number(tup, desc, 9));
-        d.retry.max_attempts = static_cast<int>(column_number(tup, desc, 10));
-        d.retry.base_ms = static_cast<std::int64_t>(column_number(tup, desc, 11));
-        d.retry.cap_ms = static_cast<std::int64_t>(column_number(tup, desc, 12));
-        d.retry.jitter = column_number(tup, desc, 13);
-        d.breaker.reconfigure(static_cast<int>(column_number(tup, desc, 14)),
-                              static_cast<std::int64_t>(column_number(tup, desc, 15)));
+        d.name = text(r[1]);
+        d.kind = text(r[2]);
+        d.url = text(r[3]);
+        d.secret = text(r[4]);
+        d.concurrency = static_cast<int>(num(r[5]));
+        d.bucket.reconfigure(num(r[6]), num(r[7]));
+        d.timeout_ms = static_cast<long>(num(r[8]));
+        d.retry.max_attempts = static_cast<int>(num(r[9]));
+        d.retry.base_ms = static_cast<std::int64_t>(num(r[10]));
+        d.retry.cap_ms = static_cast<std::int64_t>(num(r[11]));
+        d.retry.jitter = num(r[12]);
+        d.breaker.reconfigure(static_cast<int>(num(r[13])), static_cast<std::int64_t>(num(r[14])));
         d.headers.clear();
-        core::json::Value h = core::json::parse(column_text(tup, desc, 16));
+        core::json::Value h = core::json::parse(text(r[15]));
         for (const auto &m : h.as_object())
           if (m.second.kind() == core::json::Kind::string) d.headers.emplace_back(m.first, m.second.as_string());
-        bool isnull;
-        d.paused = DatumGetBool(SPI_getbinval(tup, desc, 17, &isnull));
+        d.paused = text(r[16]) == "t";
       }
       for (auto it = destinations_.begin(); it != destinations_.end();)
         it = seen.count(it->first) || it->second.in_flight > 0 ? std::next(it) : destinations_.erase(it);
@@ -416,10 +410,10 @@ class Deliverer {
     bool any_dirty = false;
     for (auto &entry : destinations_) any_dirty |= entry.second.dirty;
     if (outcomes_.empty() && !any_dirty) return;
+    // Declared outside pg_call: a Postgres error must not skip destructors.
+    std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
     step("pg_ves: recording deliveries", [&] {
       pg_call_void([&] {
-        std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
-        std::vector<bool> dummy;
         for (const Outcome &o : outcomes_) {
           ids.push_back(Int64GetDatum(o.id));
           pg_uuid_t *t = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
@@ -528,9 +522,9 @@ class Deliverer {
     static std::string sql = std::string("SELECT ") + kStoredEventColumns + " FROM ves.events WHERE position = ANY ($1)";
     static SavedPlan plan = {nullptr, 1, {INT8ARRAYOID}, nullptr};
     plan.sql = sql.c_str();
+    std::vector<Datum> values;
+    for (std::int64_t p : positions) values.push_back(Int64GetDatum(p));
     pg_call_void([&] {
-      std::vector<Datum> values;
-      for (std::int64_t p : positions) values.push_back(Int64GetDatum(p));
       Datum args[1] = {array_of(values, INT8OID)};
       spi_run(plan, args, nullptr, true, SPI_OK_SELECT);
     });

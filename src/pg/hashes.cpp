@@ -62,20 +62,20 @@ uint64 sequence_arg(FunctionCallInfo fcinfo, int n) {
 }
 
 std::vector<ves::Hash32> hash_array(Datum d, const char *name) {
-  std::vector<std::vector<uint8>> raw = pg_call([&] {
+  // Declared outside pg_call: a Postgres error must not skip its destructor.
+  std::vector<std::vector<uint8>> raw;
+  pg_call_void([&] {
     ArrayType *arr = DatumGetArrayTypeP(d);
     Datum *elems;
     bool *nulls;
     int n;
     deconstruct_array(arr, BYTEAOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-    std::vector<std::vector<uint8>> out;
     for (int i = 0; i < n; ++i) {
       if (nulls[i]) ereport(ERROR, (errcode(sqlstate::null_argument), errmsg("%s must not contain NULLs", name)));
       bytea *b = DatumGetByteaPP(elems[i]);
       const uint8 *p = reinterpret_cast<const uint8 *>(VARDATA_ANY(b));
-      out.emplace_back(p, p + VARSIZE_ANY_EXHDR(b));
+      raw.emplace_back(p, p + VARSIZE_ANY_EXHDR(b));
     }
-    return out;
   });
   std::vector<ves::Hash32> out;
   for (const auto &r : raw) {
