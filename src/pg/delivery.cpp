@@ -36,6 +36,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 }
 
 #include <chrono>
@@ -116,8 +117,8 @@ struct Totals {
 const char *kClaimSql =
     "WITH c AS ("
     "  SELECT o.tenant_id, o.id FROM ves.outbox o"
-    "  WHERE o.status IN ('pending', 'syncing', 'failed')"
-    "    AND (o.status <> 'syncing' OR o.lease_until < now() OR o.leased_by = pg_backend_pid())"
+    "  WHERE o.status IN ('pending', 'failed')"
+    "    AND (o.lease_until IS NULL OR o.lease_until < now())"
     "    AND o.next_attempt_at <= now()"
     "    AND NOT (o.destination_id = ANY ($2))"
     "    AND ($4::int IS NULL OR o.destination_id = $4)"
@@ -125,14 +126,13 @@ const char *kClaimSql =
     "      WHERE p.destination_id = o.destination_id AND p.tenant_id = o.tenant_id"
     "        AND p.entity_type = o.entity_type AND p.entity_id = o.entity_id"
     "        AND p.event_position < o.event_position"
-    "        AND p.status IN ('pending', 'syncing', 'failed'))"
+    "        AND p.status IN ('pending', 'failed'))"
     "  ORDER BY o.event_position"
     "  LIMIT $1"
     "  FOR UPDATE OF o SKIP LOCKED)"
-    " UPDATE ves.outbox o SET status = 'syncing', lease_until = now() + $3 * interval '1 second',"
-    "   leased_by = pg_backend_pid(), updated_at = now()"
+    " UPDATE ves.outbox o SET lease_until = now() + $3 * interval '1 second', leased_by = pg_backend_pid()"
     " FROM c WHERE o.tenant_id = c.tenant_id AND o.id = c.id"
-    " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position";
+    " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, o.event_recorded_at";
 
 const char *kRecordSql =
     "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
@@ -142,8 +142,8 @@ const char *kRecordSql =
     "  synced_at = CASE WHEN r.status = 'synced' THEN now() END"
     " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::int[], $6::int[], $7::text[], $8::text[])"
     "   AS r(id, tenant_id, status, delay_ms, attempts, http_status, error, excerpt)"
-    " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.status = 'syncing'"
-    "   AND o.leased_by = pg_backend_pid()";
+    " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = pg_backend_pid()"
+    "   AND o.lease_until IS NOT NULL";
 
 SavedPlan claim_plan = {kClaimSql, 4, {INT4OID, INT4ARRAYOID, INT4OID, INT4OID}, nullptr};
 SavedPlan record_plan = {kRecordSql, 8,
@@ -259,6 +259,7 @@ class Deliverer {
     step("pg_ves: claiming outbox rows", [&] {
       std::vector<std::int64_t> positions;
       std::vector<Job> jobs;
+      TimestampTz first_recorded = DT_NOEND, last_recorded = DT_NOBEGIN;
       pg_call_void([&] {
         Datum args[4] = {Int32GetDatum(n), array_of(excluded, INT4OID), Int32GetDatum(settings_.lease_seconds),
                          Int32GetDatum(only_destination_)};
@@ -283,22 +284,38 @@ class Deliverer {
         job.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
         job.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
         positions.push_back(DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull)));
+        TimestampTz recorded = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
+        first_recorded = std::min(first_recorded, recorded);
+        last_recorded = std::max(last_recorded, recorded);
         jobs.push_back(std::move(job));
       }
       if (jobs.empty()) return;
-      std::unordered_map<std::int64_t, std::string> bodies = envelopes(positions);
+      std::unordered_map<std::int64_t, std::string> bodies = envelopes(positions, first_recorded, last_recorded);
+      std::vector<Datum> unclaimed;
       for (size_t i = 0; i < jobs.size(); ++i) {
         Job &job = jobs[i];
         if (held_.count(job.id)) continue;  // our own lease, renewed
         auto body = bodies.find(positions[i]);
         auto dest = destinations_.find(job.destination);
-        if (body == bodies.end() || dest == destinations_.end()) continue;
+        if (body == bodies.end() || dest == destinations_.end()) {
+          // Its event or destination vanished meanwhile (retention, a drop):
+          // give the row back rather than hold its lease.
+          unclaimed.push_back(Int64GetDatum(job.id));
+          continue;
+        }
         job.event_id = body->second.substr(0, 36);
         job.body = body->second.substr(36);
         held_[job.id] = true;
         dest->second.queue.push_back(std::move(job));
         ++claimed;
       }
+      if (!unclaimed.empty())
+        pg_call_void([&] {
+          Oid types[1] = {INT8ARRAYOID};
+          Datum args[1] = {array_of(unclaimed, INT8OID)};
+          SPI_execute_with_args("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL WHERE id = ANY ($1)",
+                                1, types, args, nullptr, false, 0);
+        });
     });
     claimed_total_ += claimed;
     return claimed;
@@ -456,6 +473,18 @@ class Deliverer {
     if (own_transactions_) worker::worker_report(static_cast<int>(in_flight_.size()), synced, failed);
   }
 
+  // Rows this process claimed before its state was dropped (after an error)
+  // go back to the queue at once instead of waiting out their lease.
+  void release_own_leases() {
+    step("pg_ves: releasing leases", [&] {
+      pg_call_void([] {
+        SPI_execute("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
+                    " WHERE leased_by = pg_backend_pid() AND lease_until IS NOT NULL",
+                    false, 0);
+      });
+    });
+  }
+
   int queued() const {
     int n = 0;
     for (const auto &entry : destinations_) n += static_cast<int>(entry.second.queue.size());
@@ -517,16 +546,22 @@ class Deliverer {
 
   // Each event's VES envelope, keyed by position; the first 36 bytes are its
   // event id (the webhook-id and idempotency key).
-  std::unordered_map<std::int64_t, std::string> envelopes(const std::vector<std::int64_t> &positions) {
+  // The time bounds prune the read to the partitions holding these events.
+  std::unordered_map<std::int64_t, std::string> envelopes(const std::vector<std::int64_t> &positions,
+                                                          TimestampTz first_recorded, TimestampTz last_recorded) {
     std::unordered_map<std::int64_t, std::string> out;
-    static std::string sql = std::string("SELECT ") + kStoredEventColumns + " FROM ves.events WHERE position = ANY ($1)";
-    static SavedPlan plan = {nullptr, 1, {INT8ARRAYOID}, nullptr};
+    static std::string sql = std::string("SELECT ") + kStoredEventColumns +
+                             " FROM ves.events WHERE position = ANY ($1) AND recorded_at BETWEEN $2 AND $3";
+    static SavedPlan plan = {nullptr, 3, {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, nullptr};
     plan.sql = sql.c_str();
     std::vector<Datum> values;
     for (std::int64_t p : positions) values.push_back(Int64GetDatum(p));
     pg_call_void([&] {
-      Datum args[1] = {array_of(values, INT8OID)};
-      spi_run(plan, args, nullptr, true, SPI_OK_SELECT);
+      Datum args[3] = {array_of(values, INT8OID), TimestampTzGetDatum(first_recorded),
+                       TimestampTzGetDatum(last_recorded)};
+      // Not read-only: a read-only SPI query would use the transaction's first
+      // snapshot, older than the claim's, and miss events committed between.
+      spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
     });
     SPITupleTable *table = SPI_tuptable;
     for (uint64 i = 0; i < SPI_processed; ++i) {
@@ -604,7 +639,11 @@ void housekeeping() {
 void run_delivery_loop() {
   // A lost commit of a claim or a result only means a row is sent again with
   // the same idempotency key, so the worker does not wait for WAL flushes.
-  pg_call_void([] { SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION); });
+  pg_call_void([] {
+    SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+    // The worker runs the same few statements forever: plan them once.
+    SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_USERSET, PGC_S_SESSION);
+  });
   HttpEngine engine;
   std::unique_ptr<Deliverer> deliverer;
   std::uint64_t epoch = 0;
@@ -620,6 +659,7 @@ void run_delivery_loop() {
           continue;
         }
         deliverer = std::make_unique<Deliverer>(true, 0, 0);
+        deliverer->release_own_leases();
         epoch = 0;
       }
       std::uint64_t now_epoch = pg_call([] { return worker::destinations_epoch(); });

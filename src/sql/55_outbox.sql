@@ -1,11 +1,14 @@
 -- The outbox: one row per (event, destination), written in the appending
 -- transaction, drained by the sync worker (src/pg/worker.cpp) over HTTP.
 --
--- Statuses: pending -> syncing (claimed, under a lease) -> synced;
--- failed (a retry is scheduled at next_attempt_at); dead (dead-lettered after
--- the last attempt, a permanent 4xx or a 410); acknowledged (an operator
--- closed a failed or dead row). Per (destination, entity) a row is only sent
--- once every earlier row of that entity is synced, dead or acknowledged.
+-- Statuses: pending -> synced; failed (a retry is scheduled at
+-- next_attempt_at); dead (dead-lettered after the last attempt, a permanent
+-- 4xx or a 410); acknowledged (an operator closed a failed or dead row).
+-- A pending or failed row that a worker has claimed is shown as 'syncing':
+-- the claim is its lease (lease_until, leased_by), not a stored status, so
+-- claiming touches no indexed column and is a HOT update.
+-- Per (destination, entity) a row is only sent once every earlier row of
+-- that entity is synced, dead or acknowledged.
 
 CREATE TABLE ves.destinations (
   id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -50,10 +53,13 @@ CREATE TABLE ves.outbox (
   destination_id  int         NOT NULL REFERENCES ves.destinations ON DELETE CASCADE,
   event_position  bigint      NOT NULL,
   event_id        uuid        NOT NULL,
+  -- The event's partition key, so the worker reads events from their
+  -- partition only.
+  event_recorded_at timestamptz NOT NULL DEFAULT now(),
   entity_type     text        NOT NULL,
   entity_id       text        NOT NULL,
   status          text        NOT NULL DEFAULT 'pending'
-                  CHECK (status IN ('pending', 'syncing', 'synced', 'failed', 'dead', 'acknowledged')),
+                  CHECK (status IN ('pending', 'synced', 'failed', 'dead', 'acknowledged')),
   attempts        int         NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL DEFAULT now(),
   lease_until     timestamptz,
@@ -67,15 +73,20 @@ CREATE TABLE ves.outbox (
   PRIMARY KEY (tenant_id, id)
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
 
+-- Few indexes, on purpose: every delivery updates its row twice.
 -- Claiming: open rows in position order.
-CREATE INDEX outbox_open_idx ON ves.outbox (event_position)
-  WHERE status IN ('pending', 'syncing', 'failed');
+CREATE INDEX outbox_open_idx ON ves.outbox (event_position) WHERE status IN ('pending', 'failed');
 -- Ordering: the open rows of one entity at one destination.
 CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_type, entity_id, event_position)
-  WHERE status IN ('pending', 'syncing', 'failed');
--- Purging synced rows and listing by status.
-CREATE INDEX outbox_status_idx ON ves.outbox (status, updated_at);
-CREATE INDEX outbox_event_idx ON ves.outbox (tenant_id, event_id);
+  WHERE status IN ('pending', 'failed');
+-- Purging closed rows.
+CREATE INDEX outbox_closed_idx ON ves.outbox (updated_at) WHERE status IN ('synced', 'acknowledged');
+
+-- The status an operator sees: claimed open rows are 'syncing'.
+CREATE FUNCTION ves._shown_status(status text, lease_until timestamptz) RETURNS text
+  LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN status IN ('pending', 'failed') AND lease_until > now() THEN 'syncing' ELSE status END
+$$;
 
 -- Worker and admin settings, one JSON document (ves.get_sync_settings).
 CREATE TABLE ves.sync_settings (
@@ -284,12 +295,12 @@ CREATE FUNCTION ves.get_sync_status()
                  last_error text, breaker text)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   SELECT d.name, d.kind, d.paused,
-         count(*) FILTER (WHERE o.status = 'pending'),
-         count(*) FILTER (WHERE o.status = 'syncing'),
+         count(*) FILTER (WHERE ves._shown_status(o.status, o.lease_until) = 'pending'),
+         count(*) FILTER (WHERE ves._shown_status(o.status, o.lease_until) = 'syncing'),
          count(*) FILTER (WHERE o.status = 'synced'),
-         count(*) FILTER (WHERE o.status = 'failed'),
+         count(*) FILTER (WHERE ves._shown_status(o.status, o.lease_until) = 'failed'),
          count(*) FILTER (WHERE o.status = 'dead'),
-         now() - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'failed', 'syncing')),
+         now() - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'failed')),
          d.last_success_at, d.last_error, d.breaker_state
   FROM ves.destinations d
   LEFT JOIN ves.outbox o ON o.destination_id = d.id
@@ -310,8 +321,11 @@ BEGIN
       HINT = 'Statuses: pending, syncing, synced, failed, dead, acknowledged.';
   END IF;
   IF destination IS NOT NULL THEN dest := (ves._destination(destination)).id; END IF;
-  RETURN QUERY SELECT * FROM ves.outbox o
-    WHERE (list_outbox_events.status IS NULL OR o.status = list_outbox_events.status)
+  RETURN QUERY SELECT o.id, o.tenant_id, o.destination_id, o.event_position, o.event_id, o.event_recorded_at,
+      o.entity_type, o.entity_id, ves._shown_status(o.status, o.lease_until), o.attempts, o.next_attempt_at, o.lease_until,
+      o.leased_by, o.last_status, o.last_error, o.last_response, o.created_at, o.updated_at, o.synced_at
+    FROM ves.outbox o
+    WHERE (list_outbox_events.status IS NULL OR ves._shown_status(o.status, o.lease_until) = list_outbox_events.status)
       AND (dest IS NULL OR o.destination_id = dest)
       AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant())
     ORDER BY o.event_position, o.destination_id
@@ -324,7 +338,8 @@ DECLARE o ves.outbox;
 BEGIN
   SELECT * INTO o FROM ves.outbox x WHERE x.id = get_outbox_event.id
     AND (ves.current_tenant() IS NULL OR x.tenant_id = ves.current_tenant());
-  IF NOT FOUND THEN
+  o.status := ves._shown_status(o.status, o.lease_until);
+  IF o.id IS NULL THEN
     RAISE EXCEPTION 'outbox row % does not exist', id USING ERRCODE = 'VE012',
       HINT = 'List rows with ves.list_outbox_events().';
   END IF;

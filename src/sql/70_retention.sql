@@ -14,7 +14,7 @@ BEGIN
                      WHERE coalesce(m.replay_checkpoint, m.checkpoint) <
                            (SELECT max(e.position) FROM %1$s e WHERE e.tenant_id = m.tenant_id))
          OR EXISTS (SELECT 1 FROM ves.outbox o JOIN %1$s e ON e.position = o.event_position
-                     WHERE o.status IN (''pending'', ''syncing'', ''failed''))', part)
+                     WHERE o.status IN (''pending'', ''failed''))', part)
   INTO pinned;
   RETURN pinned;
 END $$;

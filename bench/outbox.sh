@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Outbox benchmarks: how fast the sync worker drains a backlog to a local
+# keep-alive HTTP sink, and how long an event takes from commit to the sink
+# on an idle system. Starts and removes its own cluster and sink.
+#
+#   BENCH_DRAIN_EVENTS (100000)  backlog size for the drain
+#   BENCH_LATENCY_RATE (1000)    events per second for the latency run
+#   BENCH_LATENCY_SECONDS (10)   its length
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+events=${BENCH_DRAIN_EVENTS:-100000}
+rate=${BENCH_LATENCY_RATE:-1000}
+seconds=${BENCH_LATENCY_SECONDS:-10}
+
+dir=$(scratch_dir outbox_bench)
+port=$(free_port)
+sink_pid=""
+cleanup() {
+  [ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true
+  as_pg pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+cc -O2 -o "$dir/sink" bench/sink.c
+cc -O2 -I"$(pg_config --includedir)" -o "$dir/latency" bench/latency.c -L"$(pg_config --libdir)" -lpq
+
+as_pg initdb -D "$dir/data" -A trust -U postgres >/dev/null
+cat >>"$dir/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'pg_ves'
+ves.databases = 'postgres'
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+shared_buffers = '512MB'
+max_wal_size = '4GB'
+CONF
+as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
+
+start_sink() {
+  rm -f "$dir/sink.port"
+  "$dir/sink" "$dir/sink.port" "$1" &
+  sink_pid=$!
+  for _ in $(seq 100); do [ -s "$dir/sink.port" ] && break; sleep 0.05; done
+  sink_port=$(cat "$dir/sink.port")
+}
+sink_count() { curl -s "http://127.0.0.1:$sink_port/count"; }
+now() { date +%s.%N; }
+
+q "CREATE EXTENSION pg_ves"
+q "SELECT ves.set_sync_settings('{\"window\": 256, \"claim_batch\": 256}')" >/dev/null
+echo "pg_ves outbox benchmarks on $(nproc) cores; worker window 256, destination concurrency 64"
+
+# --- drain ----------------------------------------------------------------
+start_sink "$dir/drain.txt"
+q "SELECT ves.stop_worker()" >/dev/null
+q "SELECT ves.create_destination('sink', 'webhook', 'http://127.0.0.1:$sink_port/hook',
+     '{\"secret\": \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"concurrency\": 64}')" >/dev/null
+batches=$(( (events + 999) / 1000 ))
+for b in $(seq "$batches"); do
+  q "SELECT count(*) FROM ves.append_batch((SELECT jsonb_agg(jsonb_build_object(
+       'tenant_id', '00000000-0000-0000-0000-0000000000a1', 'store_id', '00000000-0000-0000-0000-0000000000a2',
+       'entity_type', 'InventoryItem', 'entity_id', 'SKU-' || ($b * 1000 + g), 'event_type', 'inventory.adjusted',
+       'payload', jsonb_build_object('delta', g, 'reason', 'restock'))) FROM generate_series(1, 1000) g))" >/dev/null
+done
+queued=$(q "SELECT count(*) FROM ves.outbox WHERE status = 'pending'")
+t0=$(now)
+q "SELECT ves.start_worker()" >/dev/null
+while [ "$(sink_count)" -lt "$queued" ]; do sleep 0.05; done
+t1=$(now)
+while [ "$(q "SELECT count(*) FROM ves.outbox WHERE status <> 'synced'")" -ne 0 ]; do sleep 0.1; done
+t2=$(now)
+kill "$sink_pid"; wait "$sink_pid" 2>/dev/null || true; sink_pid=""
+drain=$(python3 -c "print(f'{$queued / ($t1 - $t0):.0f}')")
+recorded=$(python3 -c "print(f'{$queued / ($t2 - $t0):.0f}')")
+dups=$(awk '{print $1}' "$dir/drain.txt" | sort | uniq -d | wc -l)
+echo "drain: $queued outbox rows received by the sink in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s = $drain deliveries/s (target >= 10000); all recorded synced: $recorded rows/s; duplicates: $dups"
+
+# --- commit -> sink latency on an idle system -----------------------------
+start_sink "$dir/latency_sink.txt"
+q "SELECT ves.alter_destination('sink', '{}', url => 'http://127.0.0.1:$sink_port/hook')" >/dev/null
+sleep 1
+"$dir/latency" "$rate" "$seconds" >"$dir/latency_client.txt"
+sent=$(wc -l <"$dir/latency_client.txt")
+for _ in $(seq 200); do [ "$(sink_count)" -ge "$sent" ] && break; sleep 0.05; done
+kill "$sink_pid"; wait "$sink_pid" 2>/dev/null || true; sink_pid=""
+python3 - "$dir/latency_client.txt" "$dir/latency_sink.txt" "$rate" <<'PY'
+import sys
+sent = dict(line.split() for line in open(sys.argv[1]))
+got = {}
+for line in open(sys.argv[2]):
+    k, v = line.split()
+    got.setdefault(k, int(v))
+lat = sorted((got[k] - int(t)) / 1e6 for k, t in sent.items() if k in got)
+missing = len(sent) - len(lat)
+def pct(p):
+    return lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+print(f"latency at {sys.argv[3]} events/s, commit -> request received, {len(lat)} events"
+      f" ({missing} missing): p50 {pct(50):.2f} ms, p95 {pct(95):.2f} ms, p99 {pct(99):.2f} ms, max {lat[-1]:.2f} ms"
+      f" (targets p50 <= 5 ms, p99 <= 50 ms)")
+PY
