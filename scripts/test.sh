@@ -55,6 +55,16 @@ else
   record fuzz 0 1
 fi
 
+echo "== mock platform self-test"
+if python3 test/mock/test_sink.py >"$work/mock.log" 2>&1; then
+  n=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$work/mock.log")
+  echo "test/mock/sink.py: ${n:-?} cases ok"
+  record mock "${n:-1}" 0
+else
+  tail -n 30 "$work/mock.log"
+  record mock 0 1
+fi
+
 regress_counts() {  # log file -> "passed failed"
   local ok bad
   ok=$(grep -cE '^(ok|test|     ) .* \.\.\. ok|^ok [0-9]+' "$1")
