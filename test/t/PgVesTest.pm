@@ -1,16 +1,21 @@
 # Shared by the pg_ves TAP tests: a started cluster with pg_ves preloaded
 # (settings from $ENV{PGVES_TEST_CONF}, as scripts/test.sh passes them) and
-# the extension created in the "postgres" database.
+# the extension created in the "postgres" database; the sync worker switched
+# on; the mock HTTP destination (test/mock/sink.py) started and queried.
 package PgVesTest;
 
 use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Spec;
+use HTTP::Tiny;
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(new_node);
+our @EXPORT = qw(new_node enable_worker worker_pids wait_until start_sink postmaster_pid children_of);
 
 # Cluster::init runs pg_regress --config-auth. scripts/test.sh sets
 # PG_REGRESS; a hand-run prove may not, so find it next to PGXS.
@@ -22,19 +27,232 @@ if (!$ENV{PG_REGRESS})
 	  s{/src/makefiles/pgxs\.mk$}{/src/test/regress/pg_regress};
 }
 
+# new_node($name, %init_params): %init_params go to Cluster::init (for
+# example allows_streaming => 1).
 sub new_node
 {
-	my ($name) = @_;
+	my ($name, %init_params) = @_;
 	my $conf = $ENV{PGVES_TEST_CONF}
 	  or die "PGVES_TEST_CONF must name the pg_ves test settings file\n";
 
 	# init() listens on a Unix socket only (no TCP) on this platform.
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init_params);
 	$node->append_conf('postgresql.conf', slurp_file($conf));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION pg_ves');
 	return $node;
+}
+
+# Calls $check every 50 ms until it returns true or $seconds have passed;
+# returns whether it did.
+sub wait_until
+{
+	my ($seconds, $check) = @_;
+	my $deadline = time + $seconds;
+	while (1)
+	{
+		return 1 if $check->();
+		return 0 if time > $deadline;
+		usleep(50_000);
+	}
+}
+
+# The pids of the running sync workers of $dbname (default postgres), from
+# pg_stat_activity, as a sorted list.
+sub worker_pids
+{
+	my ($node, $dbname) = @_;
+	$dbname //= 'postgres';
+	my $out = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ves worker' AND datname = '$dbname' ORDER BY pid"
+	);
+	return grep { length } split /\n/, $out;
+}
+
+# Lists $dbnames in ves.databases (postgresql.conf, then a reload) and waits
+# up to $seconds for a worker in each. Returns whether they all started.
+sub enable_worker
+{
+	my ($node, $dbnames, $seconds) = @_;
+	$dbnames //= 'postgres';
+	$node->append_conf('postgresql.conf', "ves.databases = '$dbnames'\n");
+	$node->reload;
+	my @dbs = map { s/^\s+|\s+$//gr } split /,/, $dbnames;
+	return wait_until($seconds // 30,
+		sub { !grep { !worker_pids($node, $_) } @dbs });
+}
+
+# The running postmaster's pid, from postmaster.pid.
+sub postmaster_pid
+{
+	my ($node) = @_;
+	my ($pid) = split /\n/, slurp_file($node->data_dir . '/postmaster.pid');
+	return $pid;
+}
+
+# The processes whose parent is $pid, from /proc: a map pid -> process
+# title (a server process's title names it, e.g. "postgres: node: pg_ves
+# launcher").
+sub children_of
+{
+	my ($pid) = @_;
+	my %kids;
+	for my $stat (glob '/proc/[0-9]*/stat')
+	{
+		open my $fh, '<', $stat or next;
+		my $line = <$fh> // next;
+		next unless $line =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $pid;
+		my $kid = $1;
+		open my $cmd, '<', "/proc/$kid/cmdline" or next;
+		local $/;
+		$kids{$kid} = (<$cmd> // '') =~ s/\0/ /gr;
+	}
+	return \%kids;
+}
+
+sub start_sink { return PgVesTest::Sink->new(@_); }
+
+package PgVesTest::Sink;
+
+use strict;
+use warnings;
+
+use HTTP::Tiny;
+use JSON::PP;
+use POSIX ();
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+my @running;
+
+# The interpreter must be runnable by the cluster user, which may not see
+# per-user installs (pyenv shims under /root) that come first in PATH.
+sub python
+{
+	return $ENV{PGVES_PYTHON} if $ENV{PGVES_PYTHON};
+	for my $dir (split /:/, $ENV{PATH} // '', '/usr/bin')
+	{
+		my $p = "$dir/python3";
+		next unless -x $p;
+		return $p if system("$p -c 'import asyncio' >/dev/null 2>&1") == 0;
+	}
+	die "no runnable python3 for test/mock/sink.py\n";
+}
+
+# Starts test/mock/sink.py on a free port and waits until it listens.
+sub new
+{
+	my ($class) = @_;
+	my $repo = $ENV{PGVES_REPO} // File::Spec->rel2abs('../..', __FILE__ =~ s{[^/]*$}{}r);
+	my $script = "$repo/test/mock/sink.py";
+	die "no sink at $script\n" unless -f $script;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $port_file = "$dir/sink.port";
+	my $log = "$dir/sink.jsonl";
+	my $python = python();
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDIN, '<', '/dev/null';
+		{ exec $python, $script, '--port', '0', '--port-file', $port_file, '--log', $log, '--quiet'; }
+		# Not die: that would run the parent's END blocks in this child.
+		print STDERR "exec $python: $!\n";
+		POSIX::_exit(127);
+	}
+	my $self = bless {
+		pid => $pid,
+		log => $log,
+		http => HTTP::Tiny->new(timeout => 30, keep_alive => 1),
+		json => JSON::PP->new->utf8->canonical,
+		seen => [],
+		last_seq => 0,
+	}, $class;
+	push @running, $self;
+	my $deadline = time + 30;
+	until (-s $port_file)
+	{
+		die "the sink did not start\n" if time > $deadline || waitpid($pid, 1) == $pid;
+		usleep(20_000);
+	}
+	chomp(my $port = slurp_file($port_file));
+	$self->{port} = $port;
+	return $self;
+}
+
+sub port { return $_[0]{port}; }
+sub url { my ($self, $path) = @_; return "http://127.0.0.1:$self->{port}$path"; }
+
+sub _call
+{
+	my ($self, $method, $path, $body) = @_;
+	my $res = $self->{http}->request($method, $self->url($path),
+		defined $body
+		? { content => $self->{json}->encode($body),
+			headers => { 'content-type' => 'application/json' } }
+		: {});
+	die "sink $method $path: $res->{status} $res->{content}\n" unless $res->{success};
+	return $self->{json}->decode($res->{content});
+}
+
+# POST /_control: {mode, status, retry_after, delay_ms, times, path}.
+sub control { my ($self, %rule) = @_; return $self->_call('POST', '/_control', \%rule); }
+sub clear { my ($self, $path) = @_; return $self->_call('POST', '/_control', { clear => JSON::PP::true, path => $path }); }
+
+sub reset
+{
+	my ($self) = @_;
+	$self->_call('POST', '/_reset');
+	$self->{seen} = [];
+	$self->{last_seq} = 0;
+}
+
+# Requests received since start or the last reset (all paths).
+sub count { return $_[0]->_call('GET', '/_requests/count')->{count}; }
+
+# Every request received (the sink's records: seq, time, method, path,
+# headers with lowercase names, body), oldest first, optionally only those whose path
+# starts with $prefix; fetched incrementally.
+sub requests
+{
+	my ($self, $prefix) = @_;
+	my $got = $self->_call('GET', "/_requests?after=$self->{last_seq}");
+	for my $r (@{ $got->{requests} })
+	{
+		# Bodies as the bytes that were sent (the sink decoded them as UTF-8),
+		# comparable with psql's output and fit for signature checks.
+		utf8::encode($r->{body});
+		push @{ $self->{seen} }, $r;
+		$self->{last_seq} = $r->{seq};
+	}
+	return @{ $self->{seen} } unless defined $prefix;
+	return grep { index($_->{path}, $prefix) == 0 } @{ $self->{seen} };
+}
+
+# Waits up to $seconds until at least $n requests under $prefix arrived.
+sub wait_for
+{
+	my ($self, $n, $prefix, $seconds) = @_;
+	return PgVesTest::wait_until($seconds // 30,
+		sub { scalar($self->requests($prefix)) >= $n });
+}
+
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{pid};
+	kill 'TERM', $self->{pid};
+	waitpid($self->{pid}, 0);
+	$self->{pid} = undef;
+}
+
+END
+{
+	my $status = $?;
+	$_->stop for @running;
+	$? = $status;
 }
 
 1;
