@@ -309,13 +309,7 @@ class Deliverer {
         dest->second.queue.push_back(std::move(job));
         ++claimed;
       }
-      if (!unclaimed.empty())
-        pg_call_void([&] {
-          Oid types[1] = {INT8ARRAYOID};
-          Datum args[1] = {array_of(unclaimed, INT8OID)};
-          SPI_execute_with_args("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL WHERE id = ANY ($1)",
-                                1, types, args, nullptr, false, 0);
-        });
+      if (!unclaimed.empty()) release_in_step(unclaimed);
     });
     claimed_total_ += claimed;
     return claimed;
@@ -380,9 +374,9 @@ class Deliverer {
           more_work_ = true;  // the entity's next row may now go
           break;
         case core::Outcome::retry:
-          if (r.status == 429 || r.status == 503) {
+          if (r.status == 429 || (r.status == 503 && c.retry_after_ms >= 0)) {
             // Throttled: the endpoint is alive; hold the whole destination
-            // back as long as it asked.
+            // back as long as it asked. A bare 503 is a failure like any 5xx.
             if (c.retry_after_ms > 0) d.throttled_until_ms = std::max(d.throttled_until_ms, now + c.retry_after_ms);
           } else {
             d.breaker.on_failure(now);
@@ -464,13 +458,38 @@ class Deliverer {
     std::int64_t synced = 0, failed = 0;
     for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
     outcomes_.clear();
+    std::vector<Datum> released;
     for (auto &entry : destinations_) {
       Destination &d = entry.second;
-      if (d.gone) d.queue.clear();  // rows stay 'syncing' until the lease ends; resume re-claims them
+      if (d.gone) {
+        // The destination is paused now: its queued rows go back unsent, to
+        // be claimed again when it is resumed.
+        for (const Job &job : d.queue) {
+          held_.erase(job.id);
+          released.push_back(Int64GetDatum(job.id));
+        }
+        d.queue.clear();
+      }
       d.dirty = d.succeeded = d.gone = false;
       d.last_error.clear();
     }
+    if (!released.empty()) release(released);
     if (own_transactions_) worker::worker_report(static_cast<int>(in_flight_.size()), synced, failed);
+  }
+
+  // Gives claimed rows back without sending them.
+  void release(const std::vector<Datum> &ids) {
+    step("pg_ves: releasing rows", [&] { release_in_step(ids); });
+  }
+
+  void release_in_step(const std::vector<Datum> &ids) {
+    pg_call_void([&] {
+      Oid types[1] = {INT8ARRAYOID};
+      Datum args[1] = {array_of(ids, INT8OID)};
+      SPI_execute_with_args("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
+                            " WHERE id = ANY ($1) AND leased_by = pg_backend_pid()",
+                            1, types, args, nullptr, false, 0);
+    });
   }
 
   // Rows this process claimed before its state was dropped (after an error)
@@ -624,11 +643,34 @@ void housekeeping() {
     spi_connect();
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
-    SPI_execute("SELECT ves.purge_outbox()", false, 0);
     SPI_execute("SELECT ves.ensure_partitions()", false, 0);
     SPI_finish();
     PopActiveSnapshot();
     CommitTransactionCommand();
+  });
+  // Closed rows go in batches, each its own transaction, until a batch comes
+  // back short: a backlog of any size is purged without long locks.
+  for (int round = 0; round < 1000; ++round) {
+    bool more = false;
+    pg_call_void([&] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      spi_connect();
+      PushActiveSnapshot(GetTransactionSnapshot());
+      SPI_execute("SELECT ves.purge_outbox(), (SELECT (settings->>'purge_batch')::int FROM ves.sync_settings)",
+                  false, 1);
+      bool isnull;
+      int64 purged = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+      int32 batch = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+      more = purged >= batch;
+      SPI_finish();
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+      CHECK_FOR_INTERRUPTS();
+    });
+    if (!more) break;
+  }
+  pg_call_void([] {
     pgstat_report_stat(false);
     pgstat_report_activity(STATE_IDLE, nullptr);
   });
@@ -655,6 +697,7 @@ void run_delivery_loop() {
       if (!deliverer) {
         if (!extension_present()) {
           // Not installed (yet, or any more): idle without spinning.
+          pg_call_void([] { pgstat_report_activity(STATE_IDLE, nullptr); });
           engine.wait(10000);
           continue;
         }
@@ -696,7 +739,10 @@ void run_delivery_loop() {
       ErrorData *data = e.data();
       ereport(LOG, (errmsg("pg_ves worker: %s", data->message ? data->message : "error"),
                     errhint("The worker retries in 5 seconds; rows it had claimed are sent again after their lease.")));
-      pg_call_void([] { AbortCurrentTransaction(); });
+      pg_call_void([] {
+        AbortCurrentTransaction();
+        pgstat_report_activity(STATE_IDLE, nullptr);
+      });
       deliverer.reset();
       engine.wait(5000);
     }

@@ -22,6 +22,7 @@
 
 extern "C" {
 #include "catalog/pg_type.h"
+#include "common/file_perm.h"
 #include "utils/timestamp.h"
 }
 
@@ -69,7 +70,8 @@ std::string server_key_path() {
 crypto::SecretBytes create_server_key(const std::string &path) {
   crypto::SecretBytes key(crypto_secretbox_KEYBYTES);
   randombytes_buf(key.data(), key.size());
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  // The data directory's own file mode: 0600, or 0640 with group access.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, pg_file_create_mode);
   if (fd < 0) key_file_error("cannot create the server key file", path);
   bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
   ::close(fd);
@@ -88,10 +90,12 @@ crypto::SecretBytes read_server_key(const std::string &path) {
     ::close(fd);
     key_file_error("cannot stat the server key file", path);
   }
-  if ((st.st_mode & 077) != 0) {
+  // Group access only where the data directory allows it (initdb -g).
+  mode_t forbidden = (data_directory_mode & 0070) ? 0027 : 0077;
+  if ((st.st_mode & forbidden) != 0) {
     ::close(fd);
     throw VesError(sqlstate::key_unavailable, "the server key file " + path + " is readable by others",
-                   {}, "chmod 600 the file; pg_ves refuses a key other users can read.");
+                   {}, "chmod 600 the file (640 with group access); pg_ves refuses a key other users can read.");
   }
   crypto::SecretBytes key(crypto_secretbox_KEYBYTES);
   ssize_t n = ::read(fd, key.data(), key.size());

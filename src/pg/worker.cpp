@@ -31,6 +31,7 @@ extern "C" {
 #include "utils/wait_event.h"
 }
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <string>
@@ -47,6 +48,8 @@ struct Slot {
   int pid;
   int procno;
   bool stopped;              // ves.stop_worker(): the launcher leaves it stopped
+  bool requested;            // ves.start_worker() for a database not in ves.databases
+  bool start_now;            // ves.start_worker(): skip the restart delay once
   TimestampTz hold_until;    // DROP DATABASE in progress: do not restart before
   TimestampTz started_at;
   uint64 delivered;
@@ -313,8 +316,27 @@ void pg_ves_launcher_main(Datum) {
     std::vector<std::string> dbs;
     try {
       dbs = configured_databases();
+      SpinLockAcquire(&shared->mutex);
+      std::vector<std::string> requested;
+      for (auto &slot : shared->slots)
+        if (slot.dbname[0] && slot.requested) requested.emplace_back(slot.dbname);
+      SpinLockRelease(&shared->mutex);
+      for (auto &r : requested)
+        if (std::find(dbs.begin(), dbs.end(), r) == dbs.end()) dbs.push_back(r);
     } catch (...) {
       dbs.clear();
+    }
+    // Workers of databases no longer listed (a reload removed them) stop.
+    for (int i = 0; i < ntracked; ++i) {
+      bool wanted = false;
+      for (const std::string &db : dbs) wanted |= strcmp(tracked[i].dbname, db.c_str()) == 0;
+      if (wanted) continue;
+      if (tracked[i].handle) {
+        TerminateBackgroundWorker(tracked[i].handle);
+        pfree(tracked[i].handle);
+      }
+      tracked[i] = tracked[--ntracked];
+      --i;
     }
     for (const std::string &db : dbs) {
       Tracked *t = nullptr;
@@ -343,15 +365,18 @@ void pg_ves_launcher_main(Datum) {
         }
       }
       if (running) continue;
-      bool stopped = false, held = false;
+      bool stopped = false, held = false, start_now = false;
       SpinLockAcquire(&shared->mutex);
       Slot *slot = claim_slot(t->dbname);
       if (slot) {
         stopped = slot->stopped;
         held = slot->hold_until > now;
+        start_now = slot->start_now;
+        slot->start_now = false;
       }
       SpinLockRelease(&shared->mutex);
-      if (stopped || held || now < t->next_start) continue;
+      if (stopped || held) continue;
+      if (now < t->next_start && !start_now) continue;
       if (!start_dynamic_worker(t->dbname, &t->handle)) {
         ereport(LOG, (errmsg("pg_ves launcher: no background worker slot for database \"%s\"", t->dbname),
                       errhint("Raise max_worker_processes.")));
@@ -397,33 +422,40 @@ void pg_ves_worker_main(Datum) {
   proc_exit(0);
 }
 
-// ves.start_worker(dbname): clears a stop and wakes the launcher, or starts a
-// worker for a database not in ves.databases.
+// ves.start_worker(dbname): clears a stop (or asks for a worker for a
+// database not in ves.databases) and waits for the launcher to start it. The
+// launcher alone starts workers, so there is never more than one per database.
 PGVES_FUNCTION(ves_start_worker) {
   shmem::require(shared);
   const char *db = PG_ARGISNULL(0) ? get_database_name(MyDatabaseId) : text_to_cstring(PG_GETARG_TEXT_PP(0));
-  bool running = false;
+  if (!db) throw VesError(sqlstate::not_found, "the current database has no name", {}, "Pass a database name.");
   SpinLockAcquire(&shared->mutex);
   Slot *slot = claim_slot(db);
   if (slot) {
     slot->stopped = false;
-    running = slot->pid != 0;
+    slot->requested = true;
+    slot->start_now = true;
   }
+  int launcher = shared->launcher_pid ? shared->launcher_procno : -1;
   SpinLockRelease(&shared->mutex);
   if (!slot)
     throw VesError(sqlstate::invalid_argument, "too many databases with pg_ves workers", {},
                    "At most 32 databases can have a sync worker.");
-  if (!running) {
-    BackgroundWorkerHandle *handle = nullptr;
-    if (!start_dynamic_worker(db, &handle))
-      throw VesError(sqlstate::invalid_argument, "no background worker slot is free", {},
-                     "Raise max_worker_processes and restart the server.");
-    pid_t pid;
-    if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
-      throw VesError(sqlstate::invalid_argument, "the sync worker did not start", {},
-                     "See the server log.");
+  if (launcher < 0)
+    throw VesError(sqlstate::not_found, "the pg_ves launcher is not running", {},
+                   "It starts with the server when pg_ves is in shared_preload_libraries; see the server log.");
+  set_latch_of(launcher);
+  for (int i = 0; i < 200; ++i) {
+    SpinLockAcquire(&shared->mutex);
+    bool running = slot->pid != 0;
+    SpinLockRelease(&shared->mutex);
+    if (running) PG_RETURN_BOOL(true);
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 50, PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
   }
-  PG_RETURN_BOOL(true);
+  throw VesError(sqlstate::invalid_argument, "the sync worker did not start within 10 seconds", {},
+                 "See the server log; the launcher retries with a growing delay.");
 }
 
 // ves.stop_worker(dbname): stops the worker and keeps it stopped until
@@ -436,6 +468,7 @@ PGVES_FUNCTION(ves_stop_worker) {
   Slot *slot = claim_slot(db);
   if (slot) {
     slot->stopped = true;
+    slot->requested = false;
     pid = slot->pid;
   }
   SpinLockRelease(&shared->mutex);
