@@ -697,7 +697,7 @@ void run_delivery_loop() {
       if (!deliverer) {
         if (!extension_present()) {
           // Not installed (yet, or any more): idle without spinning.
-          pg_call_void([] { pgstat_report_activity(STATE_IDLE, nullptr); });
+          pg_call_void([] { pgstat_report_activity(STATE_IDLE, "pg_ves: waiting for CREATE EXTENSION pg_ves"); });
           engine.wait(10000);
           continue;
         }
@@ -741,7 +741,7 @@ void run_delivery_loop() {
                     errhint("The worker retries in 5 seconds; rows it had claimed are sent again after their lease.")));
       pg_call_void([] {
         AbortCurrentTransaction();
-        pgstat_report_activity(STATE_IDLE, nullptr);
+        pgstat_report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
       });
       deliverer.reset();
       engine.wait(5000);

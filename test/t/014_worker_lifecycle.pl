@@ -181,7 +181,8 @@ unlike($log, qr/terminated by signal|PANIC|server process .* exited/, 'the serve
 my $starts = () = $log =~ /pg_ves worker started/g;
 is($starts, 0, 'and no worker restart');
 is( sql(q{SELECT state || '|' || query FROM pg_stat_activity WHERE backend_type = 'pg_ves worker'}),
-	'idle|', 'pg_stat_activity shows the worker idle, not running a statement, without its extension');
+	'idle|pg_ves: waiting for CREATE EXTENSION pg_ves',
+	'pg_stat_activity shows the worker idle, waiting for its extension');
 
 # --- CREATE EXTENSION again ----------------------------------------------------------------
 
