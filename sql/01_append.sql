@@ -47,6 +47,11 @@ SELECT position, duplicate FROM ves.append(:t1, :s1, 'Order', 'o-2', 'order.crea
 SELECT regress_try($q$SELECT * FROM ves.append('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1', 'Order', 'o-2', 'order.updated', '{"total": 2}', id => '0192f0c4-0000-7000-8000-00000000e1d1')$q$);
 SELECT event_id, entity_version FROM ves.events WHERE event_id = '0192f0c4-0000-7000-8000-00000000e1d1';
 
+-- A generated id given back explicitly is recognised too.
+SELECT event_id AS gen_id, position AS gen_pos FROM ves.append(:t1, :s1, 'Order', 'o-4', 'order.created', '{"total": 4}') \gset
+SELECT position = :gen_pos AS same_position, duplicate FROM ves.append(:t1, :s1, 'Order', 'o-4', 'order.created', '{"total": 4}', id => :'gen_id');
+SELECT split_part(regress_try(format('SELECT * FROM ves.append(%L, %L, %L, %L, %L, %L, id => %L)', :t1, :s1, 'Order', 'o-4', 'order.created', '{"total": 5}', :'gen_id')), ':', 1) AS sqlstate;
+
 -- Generated ids are UUIDv7: version 7, variant 10.
 SELECT substr(event_id::text, 15, 1) AS version, substr(event_id::text, 20, 1) IN ('8','9','a','b') AS rfc_variant
 FROM ves.append(:t1, :s1, 'Order', 'o-3', 'order.created', '{}');

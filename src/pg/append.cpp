@@ -60,6 +60,10 @@ SavedPlan claim_id = {
 SavedPlan find_id = {
     "SELECT content_hash FROM ves.event_ids WHERE tenant_id = $1 AND event_id = $2", 2,
     {kUuid, kUuid}, nullptr};
+SavedPlan find_stored = {
+    "SELECT store_id, entity_type, entity_id, event_type, payload_plain_hash FROM ves.events "
+    "WHERE tenant_id = $1 AND event_id = $2 LIMIT 1",
+    2, {kUuid, kUuid}, nullptr};
 SavedPlan find_result = {
     "SELECT position, entity_version FROM ves.events WHERE tenant_id = $1 AND event_id = $2", 2,
     {kUuid, kUuid}, nullptr};
@@ -194,18 +198,23 @@ void hash_text(crypto_hash_sha256_state *st, const text *t) {
 // What "the same content" means for idempotency: store, entity, type and
 // payload (by its canonical hash); metadata and source describe the call,
 // not the event.
-bytea *content_hash(const AppendInput &in) {
+bytea *content_hash_of(const pg_uuid_t *store, const text *entity_type, const text *entity_id,
+                       const text *event_type, const uint8 *payload_plain_hash) {
   crypto_hash_sha256_state st;
   crypto_hash_sha256_init(&st);
-  crypto_hash_sha256_update(&st, in.store.data, UUID_LEN);
-  hash_text(&st, in.entity_type);
-  hash_text(&st, in.entity_id);
-  hash_text(&st, in.event_type);
-  crypto_hash_sha256_update(&st, in.sig.payload_plain_hash, sizeof in.sig.payload_plain_hash);
+  crypto_hash_sha256_update(&st, store->data, UUID_LEN);
+  hash_text(&st, entity_type);
+  hash_text(&st, entity_id);
+  hash_text(&st, event_type);
+  crypto_hash_sha256_update(&st, payload_plain_hash, 32);
   bytea *out = static_cast<bytea *>(palloc(VARHDRSZ + crypto_hash_sha256_BYTES));
   SET_VARSIZE(out, VARHDRSZ + crypto_hash_sha256_BYTES);
   crypto_hash_sha256_final(&st, reinterpret_cast<unsigned char *>(VARDATA(out)));
   return out;
+}
+
+bytea *content_hash(const AppendInput &in) {
+  return content_hash_of(&in.store, in.entity_type, in.entity_id, in.event_type, in.sig.payload_plain_hash);
 }
 
 bool same_hash(const bytea *a, const bytea *b) {
@@ -279,10 +288,11 @@ bytea *hash_event(AppendInput &in) {
   return content_hash(in);
 }
 
-// Claims the event's idempotency key and (when it was given one, or
-// `claim_generated`) its event id. Returns true when it is a duplicate;
-// *result then holds the original.
-bool claim(AppendInput &in, bytea *hash, bool generated, bool claim_generated, AppendResult *result) {
+// Claims the event's idempotency key and, when the caller gave one, its event
+// id. Returns true when it is a duplicate; *result then holds the original.
+// Generated ids (UUIDv7) cannot collide and are not recorded in
+// ves.event_ids; a caller-given id is also checked against stored events.
+bool claim(AppendInput &in, bytea *hash, bool generated, AppendResult *result) {
   Datum tenant = UUIDPGetDatum(&in.tenant);
   Datum id = UUIDPGetDatum(&in.id);
 
@@ -305,12 +315,29 @@ bool claim(AppendInput &in, bytea *hash, bool generated, bool claim_generated, A
     }
   }
 
-  if (!generated || claim_generated) {
+  if (!generated) {
     Datum args[3] = {tenant, id, PointerGetDatum(hash)};
     spi_run(claim_id, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    bytea *existing = nullptr;
     if (SPI_processed == 0) {
       spi_run(find_id, args, nullptr, false, SPI_OK_SELECT, 1);
-      if (!same_hash(fetched_bytea(1), hash))
+      existing = fetched_bytea(1);
+    } else {
+      spi_run(find_stored, args, nullptr, false, SPI_OK_SELECT, 1);
+      if (SPI_processed == 1) {
+        bool isnull;
+        HeapTuple tup = SPI_tuptable->vals[0];
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        pg_uuid_t store = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+        bytea *plain = DatumGetByteaPP(SPI_getbinval(tup, desc, 5, &isnull));
+        existing = content_hash_of(&store, DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
+                                   DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull)),
+                                   DatumGetTextPP(SPI_getbinval(tup, desc, 4, &isnull)),
+                                   reinterpret_cast<const uint8 *>(VARDATA_ANY(plain)));
+      }
+    }
+    if (existing) {
+      if (!same_hash(existing, hash))
         ereport(ERROR, (errcode(sqlstate::event_id_reused),
                         errmsg("event id %s already exists with different content", uuid_text(&in.id)),
                         errhint("Every event needs its own id; pass NULL to have one generated.")));
@@ -347,7 +374,7 @@ AppendResult append_one(AppendInput &in) {
   AppendResult result;
   bool generated = !in.has_id;
   bytea *hash = hash_event(in);
-  if (claim(in, hash, generated, true, &result)) return result;
+  if (claim(in, hash, generated, &result)) return result;
   result.event_id = in.id;
   result.duplicate = false;
   result.entity_version = bump_version(in);
@@ -404,10 +431,6 @@ SavedPlan bump_grouped = {
     "DO UPDATE SET version = s.version + excluded.version, updated_at = now() "
     "RETURNING tenant_id, entity_type, entity_id, version",
     5, {kUuidArray, kTextArray, kTextArray, kUuidArray, kInt8Array}, nullptr};
-SavedPlan claim_ids_bulk = {
-    "INSERT INTO ves.event_ids (tenant_id, event_id, content_hash) "
-    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bytea[])",
-    3, {kUuidArray, kUuidArray, kByteaArray}, nullptr};
 SavedPlan take_positions = {"SELECT nextval('ves.position_seq') FROM generate_series(1, $1)", 1, {kInt4},
                             nullptr};
 SavedPlan insert_events_bulk = {
@@ -499,7 +522,7 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
       alias[i] = earlier;
       continue;
     }
-    bool dup = pg_call([&] { return claim(in[i], hash[i], generated[i], false, &out[i]); });
+    bool dup = pg_call([&] { return claim(in[i], hash[i], generated[i], &out[i]); });
     written[i] = !dup;
   }
 
@@ -552,7 +575,6 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
   }
 
   // Signatures, then positions in batch order, then the rows.
-  Column ids_tenant(UUIDOID), ids_id(UUIDOID), ids_hash(BYTEAOID);
   int m = 0;
   for (int i = 0; i < n; ++i) {
     if (!written[i]) continue;
@@ -560,18 +582,9 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
     ++m;
     if (!in[i].presigned)
       keys::sign(in[i].tenant, in[i].store, in[i].id, in[i].entity_type, in[i].entity_id, in[i].event_type, &in[i].sig);
-    if (generated[i]) {
-      ids_tenant.push(UUIDPGetDatum(&in[i].tenant));
-      ids_id.push(UUIDPGetDatum(&in[i].id));
-      ids_hash.push(PointerGetDatum(hash[i]));
-    }
   }
   *current = -1;
   if (m > 0) {
-    pg_call_void([&] {
-      Datum args[3] = {ids_tenant.array(), ids_id.array(), ids_hash.array()};
-      spi_run(claim_ids_bulk, args, nullptr, false, SPI_OK_INSERT);
-    });
     std::vector<int64> positions;
     pg_call_void([&] {
       ensure_partitions();

@@ -18,7 +18,8 @@ CREATE TABLE ves.streams (
   PRIMARY KEY (tenant_id, entity_type, entity_id)
 ) WITH (fillfactor = 70);
 
--- Event ids are unique per tenant across every month partition.
+-- Caller-given event ids, unique per tenant across every month partition
+-- (generated ids are UUIDv7 and cannot collide, so they are not listed).
 CREATE TABLE ves.event_ids (
   tenant_id    uuid  NOT NULL,
   event_id     uuid  NOT NULL,
