@@ -685,6 +685,10 @@ void run_delivery_loop() {
     SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
     // The worker runs the same few statements forever: plan them once.
     SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_USERSET, PGC_S_SESSION);
+    // DDL (DROP EXTENSION, ALTER TABLE) wins over the worker: the worker gives
+    // up a lock wait quickly, and in a deadlock it is the one that yields.
+    SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_SESSION);
+    SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
   });
   HttpEngine engine;
   std::unique_ptr<Deliverer> deliverer;
