@@ -43,6 +43,7 @@ extern "C" {
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -71,6 +72,7 @@ struct Settings {
 
 struct Job {
   std::int64_t id = 0;
+  std::int64_t position = 0;
   pg_uuid_t tenant{};
   int destination = 0;
   int attempts = 0;  // before this one
@@ -122,6 +124,7 @@ const char *kClaimSql =
     "    AND o.next_attempt_at <= now()"
     "    AND NOT (o.destination_id = ANY ($2))"
     "    AND ($4::int IS NULL OR o.destination_id = $4)"
+    "    AND o.event_position >= $5"
     "    AND NOT EXISTS (SELECT 1 FROM ves.outbox p"
     "      WHERE p.destination_id = o.destination_id AND p.tenant_id = o.tenant_id"
     "        AND p.entity_type = o.entity_type AND p.entity_id = o.entity_id"
@@ -145,7 +148,22 @@ const char *kRecordSql =
     " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = pg_backend_pid()"
     "   AND o.lease_until IS NOT NULL";
 
-SavedPlan claim_plan = {kClaimSql, 4, {INT4OID, INT4ARRAYOID, INT4OID, INT4OID}, nullptr};
+// Runs one of the delivery statements with sequential scans, bitmap scans
+// and sorts off. Their right plans are index scans whatever the table's
+// size: right after a burst the statistics still say the outbox is tiny, and
+// a plan made then (the worker keeps its plans) would scan every row of a
+// queue that has since grown. The settings hold for this statement only.
+// Not read-only: a read-only SPI query would use the transaction's first
+// snapshot, older than the claim's, and miss rows committed between.
+void run_indexed(SavedPlan &plan, Datum *args, const char *nulls, int expect) {
+  int level = NewGUCNestLevel();
+  for (const char *name : {"enable_seqscan", "enable_bitmapscan", "enable_sort"})
+    set_config_option(name, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+  spi_run(plan, args, nulls, false, expect);
+  AtEOXact_GUC(true, level);
+}
+
+SavedPlan claim_plan = {kClaimSql, 5, {INT4OID, INT4ARRAYOID, INT4OID, INT4OID, INT8OID}, nullptr};
 SavedPlan record_plan = {kRecordSql, 8,
                          {INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
                           TEXTARRAYOID, TEXTARRAYOID},
@@ -256,23 +274,16 @@ class Deliverer {
         excluded.push_back(Int32GetDatum(d.id));
     }
     int claimed = 0;
+    std::int64_t floor = scan_floor();
     step("pg_ves: claiming outbox rows", [&] {
       std::vector<std::int64_t> positions;
       std::vector<Job> jobs;
       TimestampTz first_recorded = DT_NOEND, last_recorded = DT_NOBEGIN;
       pg_call_void([&] {
-        Datum args[4] = {Int32GetDatum(n), array_of(excluded, INT4OID), Int32GetDatum(settings_.lease_seconds),
-                         Int32GetDatum(only_destination_)};
-        char nulls[5] = {' ', ' ', ' ', only_destination_ ? ' ' : 'n', '\0'};
-        // Rows must come off the open-rows index in position order, so the
-        // LIMIT stops early. Right after a burst the statistics still say
-        // the table is tiny and the planner would rather read every open row
-        // and sort them; these settings hold only for this statement.
-        int level = NewGUCNestLevel();
-        set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-        set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-        spi_run(claim_plan, args, nulls, false, SPI_OK_UPDATE_RETURNING);
-        AtEOXact_GUC(true, level);
+        Datum args[5] = {Int32GetDatum(n), array_of(excluded, INT4OID), Int32GetDatum(settings_.lease_seconds),
+                         Int32GetDatum(only_destination_), Int64GetDatum(floor)};
+        char nulls[6] = {' ', ' ', ' ', only_destination_ ? ' ' : 'n', ' ', '\0'};
+        run_indexed(claim_plan, args, nulls, SPI_OK_UPDATE_RETURNING);
       });
       SPITupleTable *table = SPI_tuptable;
       for (uint64 i = 0; i < SPI_processed; ++i) {
@@ -283,7 +294,8 @@ class Deliverer {
         job.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
         job.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
         job.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
-        positions.push_back(DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull)));
+        job.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
+        positions.push_back(job.position);
         TimestampTz recorded = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
         first_recorded = std::min(first_recorded, recorded);
         last_recorded = std::max(last_recorded, recorded);
@@ -306,12 +318,19 @@ class Deliverer {
         job.event_id = body->second.substr(0, 36);
         job.body = body->second.substr(36);
         held_[job.id] = true;
+        held_positions_.insert(job.position);
+        next_floor_ = std::max(next_floor_, job.position + 1);
         dest->second.queue.push_back(std::move(job));
         ++claimed;
       }
-      if (!unclaimed.empty()) release_in_step(unclaimed);
+      if (!unclaimed.empty()) {
+        release_in_step(unclaimed);
+        full_scan_ = true;
+      }
     });
     claimed_total_ += claimed;
+    full_scan_ = false;
+    finished_floor_ = INT64_MAX;
     return claimed;
   }
 
@@ -334,7 +353,7 @@ class Deliverer {
         } catch (const core::Error &e) {
           // A destination whose URL, secret or headers cannot make a request:
           // nothing is sent, the row is dead-lettered with the reason.
-          held_.erase(job.id);
+          forget(job);
           d.dirty = true;
           d.last_error = std::string("invalid destination configuration: ") + e.what();
           outcomes_.push_back(Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
@@ -358,7 +377,7 @@ class Deliverer {
       if (it == in_flight_.end()) continue;
       Job job = std::move(it->second);
       in_flight_.erase(it);
-      held_.erase(job.id);
+      forget(job);
       Destination &d = destinations_[job.destination];
       --d.in_flight;
       d.dirty = true;
@@ -441,7 +460,7 @@ class Deliverer {
           Datum args[8] = {array_of(ids, INT8OID),   array_of(tenants, UUIDOID), array_of(statuses, TEXTOID),
                            array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
                            array_of(errors, TEXTOID), array_of(excerpts, TEXTOID)};
-          spi_run(record_plan, args, nullptr, false, SPI_OK_UPDATE);
+          run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
         }
         std::int64_t now = steady_ms();
         for (auto &entry : destinations_) {
@@ -465,9 +484,10 @@ class Deliverer {
         // The destination is paused now: its queued rows go back unsent, to
         // be claimed again when it is resumed.
         for (const Job &job : d.queue) {
-          held_.erase(job.id);
+          forget(job);
           released.push_back(Int64GetDatum(job.id));
         }
+        full_scan_ = true;
         d.queue.clear();
       }
       d.dirty = d.succeeded = d.gone = false;
@@ -475,6 +495,27 @@ class Deliverer {
     }
     if (!released.empty()) release(released);
     if (own_transactions_) worker::worker_report(static_cast<int>(in_flight_.size()), synced, failed);
+  }
+
+  // Where claims start reading the open-rows index. Rows that finish leave
+  // dead index entries at the low end until vacuum, and a queue that always
+  // scans from its first entry slows down as they pile up. Between full scans
+  // (at start, every safety poll, when a retry falls due or rows are given
+  // back) a claim starts at the lowest position it can matter from: a row
+  // still held, one finished since the last claim (its entity's next row is
+  // after it), or past everything claimed so far (new rows).
+  std::int64_t scan_floor() const {
+    if (full_scan_) return 0;
+    std::int64_t floor = std::min(next_floor_, finished_floor_);
+    if (!held_positions_.empty()) floor = std::min(floor, *held_positions_.begin());
+    return floor;
+  }
+
+  void forget(const Job &job) {
+    held_.erase(job.id);
+    auto it = held_positions_.find(job.position);
+    if (it != held_positions_.end()) held_positions_.erase(it);
+    finished_floor_ = std::min(finished_floor_, job.position);
   }
 
   // Gives claimed rows back without sending them.
@@ -530,8 +571,14 @@ class Deliverer {
   bool more_work() const { return more_work_ || next_retry_ms_ <= steady_ms(); }
   void set_more_work(bool more) {
     more_work_ = more;
-    if (!more && next_retry_ms_ <= steady_ms()) next_retry_ms_ = INT64_MAX;
+    if (!more && next_retry_ms_ <= steady_ms()) {
+      next_retry_ms_ = INT64_MAX;
+      full_scan_ = true;  // the retry is below the floor
+    }
   }
+
+  // The next claim reads the outbox from its first open row.
+  void request_full_scan() { full_scan_ = true; }
 
   const Settings &settings() const { return settings_; }
   const Totals &totals() const { return totals_; }
@@ -578,9 +625,7 @@ class Deliverer {
     pg_call_void([&] {
       Datum args[3] = {array_of(values, INT8OID), TimestampTzGetDatum(first_recorded),
                        TimestampTzGetDatum(last_recorded)};
-      // Not read-only: a read-only SPI query would use the transaction's first
-      // snapshot, older than the claim's, and miss events committed between.
-      spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+      run_indexed(plan, args, nullptr, SPI_OK_SELECT);
     });
     SPITupleTable *table = SPI_tuptable;
     for (uint64 i = 0; i < SPI_processed; ++i) {
@@ -606,6 +651,10 @@ class Deliverer {
   std::map<int, Destination> destinations_;
   std::unordered_map<std::uint64_t, Job> in_flight_;
   std::unordered_map<std::int64_t, bool> held_;
+  std::multiset<std::int64_t> held_positions_;
+  std::int64_t finished_floor_ = INT64_MAX;
+  std::int64_t next_floor_ = 0;
+  bool full_scan_ = true;
   std::vector<Outcome> outcomes_;
   std::uint64_t next_tag_ = 1;
   std::int64_t next_retry_ms_ = INT64_MAX;
@@ -693,7 +742,7 @@ void run_delivery_loop() {
   HttpEngine engine;
   std::unique_ptr<Deliverer> deliverer;
   std::uint64_t epoch = 0;
-  std::int64_t last_poll = 0, last_housekeeping = 0;
+  std::int64_t last_poll = 0, last_housekeeping = 0, last_full_scan = 0;
   bool woken = true;
   for (;;) {
     check_interrupts();
@@ -712,6 +761,7 @@ void run_delivery_loop() {
       std::uint64_t now_epoch = pg_call([] { return worker::destinations_epoch(); });
       if (now_epoch != epoch) {
         deliverer->load_config();
+        deliverer->request_full_scan();
         epoch = now_epoch;
       }
       std::int64_t now = steady_ms();
@@ -720,7 +770,14 @@ void run_delivery_loop() {
       bool idle = deliverer->in_flight() == 0 && deliverer->queued() == 0;
       // A claim is a transaction: batch them unless the window is empty.
       bool worth_claiming = ask > 0 && (idle || ask >= std::max(1, cfg.window / 4));
-      if (worth_claiming && (woken || deliverer->more_work() || now - last_poll >= cfg.safety_poll_ms)) {
+      bool poll_due = now - last_poll >= cfg.safety_poll_ms;
+      if (now - last_full_scan >= cfg.safety_poll_ms) {
+        // Rows below the scan floor (excluded or locked earlier) are looked
+        // at again at least this often, however busy the worker is.
+        deliverer->request_full_scan();
+        last_full_scan = now;
+      }
+      if (worth_claiming && (woken || deliverer->more_work() || poll_due)) {
         last_poll = now;
         deliverer->set_more_work(false);
         if (deliverer->claim(ask) == ask) deliverer->set_more_work(true);

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Verification rate of stored events (ves.verify_events: canonical JSON,
+# payload hash, signing hash, Ed25519 verify per event) against libsodium's
+# raw verify rate on the same machine, in one run. Starts and removes its
+# own cluster.
+#   BENCH_VERIFY_EVENTS (50000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+events=${BENCH_VERIFY_EVENTS:-50000}
+dir=$(scratch_dir verify_bench)
+port=$(free_port)
+cleanup() {
+  as_pg pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+c++ -O2 -std=c++17 -o "$dir/raw_verify" bench/raw_verify.cpp -lsodium
+as_pg initdb -D "$dir/data" -A trust -U postgres >/dev/null
+cat >>"$dir/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'pg_ves'
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+shared_buffers = '512MB'
+CONF
+as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
+q "CREATE EXTENSION pg_ves"
+for b in $(seq $(( (events + 999) / 1000 ))); do
+  q "SELECT count(*) FROM ves.append_batch((SELECT jsonb_agg(jsonb_build_object(
+       'tenant_id', '00000000-0000-0000-0000-0000000000a1', 'store_id', '00000000-0000-0000-0000-0000000000a2',
+       'entity_type', 'InventoryItem', 'entity_id', 'SKU-' || (g % 1000), 'event_type', 'inventory.adjusted',
+       'payload', jsonb_build_object('sku', 'SKU-' || g, 'delta', g, 'reason', 'restock', 'location', 'A-12'))) FROM generate_series(1, 1000) g))" >/dev/null
+done
+q "VACUUM ANALYZE ves.events" >/dev/null
+q "SELECT count(*) FROM ves.verify_events()" >/dev/null   # warm the cache
+t0=$(date +%s.%N)
+failing=$(q "SELECT count(*) FROM ves.verify_events()")
+t1=$(date +%s.%N)
+n=$(q "SELECT count(*) FROM ves.events")
+raw=$("$dir/raw_verify" 3 | sed -n 's/verifies_per_s=\([0-9]*\).*/\1/p')
+python3 - "$n" "$t0" "$t1" "$raw" "$failing" <<'PY'
+import sys
+n, t0, t1, raw, failing = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+rate = n / (t1 - t0)
+print(f"verify_events: {n} events in {t1 - t0:.2f} s = {rate:.0f} events/s ({failing} failing); "
+      f"raw libsodium verify: {raw:.0f}/s; ratio {rate / raw:.2f} (target >= 0.8)")
+PY
