@@ -1,0 +1,291 @@
+/*
+ * The libpq client behind the batch and read figures of bench/run.sh.
+ *
+ *   client batch ves|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED
+ *       CALLS transactions of BATCH_SIZE inventory events each: one
+ *       ves.append_batch(jsonb) call with the array as a parameter, or one
+ *       multi-row INSERT into the baseline table bench.plain_events, either
+ *       prepared once with parameters (plain) or sent as literal values
+ *       (plain-literal). Call i writes for tenant i mod TENANTS, SKUs drawn at
+ *       random from SKUS; the same SEED gives every mode the same rows.
+ *
+ *   client read ves|direct|plain PAGE PASSES
+ *       Reads the whole store PASSES times in pages of PAGE events, passing
+ *       back the last position received: ves.read_all (gap-safe), a plain
+ *       SELECT on ves.events (no fence, for diagnosis), or the same SELECT on
+ *       bench.plain_events.
+ *
+ * Connection settings come from the PG* environment variables. Only the
+ * round trips are timed: building a request is outside the clock. Prints one
+ * line: "events=N seconds=S events_per_s=R". BENCH_EXTRA_COLUMNS and
+ * BENCH_EXTRA_VALUES add columns to the baseline rows (see below).
+ */
+#include <libpq-fe.h>
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("client: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(1);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A growing string buffer. */
+typedef struct {
+  char *data;
+  size_t len, cap;
+} Buf;
+
+static void buf_printf(Buf *b, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) die("vsnprintf failed");
+    if ((size_t)n < b->cap - b->len) {
+      b->len += n;
+      return;
+    }
+    b->cap = (b->cap + n + 1) * 2;
+    b->data = realloc(b->data, b->cap);
+    if (!b->data) die("out of memory");
+  }
+}
+
+/* xorshift64*: a small deterministic generator so both modes see the same rows. */
+static uint64_t rng_state;
+static uint64_t rng(void) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ULL;
+}
+static long rand_between(long lo, long hi) { return lo + (long)(rng() % (uint64_t)(hi - lo + 1)); }
+
+/* Tenants, stores and payloads have the same shape as in the pgbench scripts. */
+static void tenant_uuid(char out[37], int t) { snprintf(out, 37, "00000000-0000-4000-8000-%012d", t); }
+static void store_uuid(char out[37], int t) { snprintf(out, 37, "00000000-0000-4000-9000-%012d", t); }
+static void payload(Buf *b, long sku) {
+  buf_printf(b,
+             "{\"sku\": \"SKU-%ld\", \"delta\": %ld, \"reason\": \"sale\", \"location\": \"WH-%ld\", "
+             "\"order_id\": \"ORD-%ld\"}",
+             sku, rand_between(-5, 5), rand_between(1, 4), rand_between(1000000, 9999999));
+}
+
+static PGconn *connect_or_die(void) {
+  PGconn *conn = PQconnectdb("");
+  if (PQstatus(conn) != CONNECTION_OK) die("cannot connect: %s", PQerrorMessage(conn));
+  return conn;
+}
+
+static void check(PGresult *res, ExecStatusType want, const char *what) {
+  if (PQresultStatus(res) != want) die("%s failed: %s", what, PQresultErrorMessage(res));
+}
+
+/* Columns ves.events has beyond the base row (the signature), as ", a, b",
+ * and the constant values the baseline stores in them, as ", x, y": run.sh
+ * sets both so the baseline row has the shape and size of a pg_ves row. */
+static const char *extra_columns = "", *extra_values = "";
+
+/* The baseline statement: a multi-row INSERT of `size` rows, seven
+ * parameters a row, prepared once like a driver's batched insert. */
+#define PLAIN_PARAMS 7
+static char *plain_insert_sql(int size) {
+  Buf b = {0};
+  buf_printf(&b,
+             "INSERT INTO bench.plain_events (position, tenant_id, store_id, entity_type, entity_id, "
+             "entity_version, event_id, event_type, payload, metadata, source, recorded_at%s) VALUES ",
+             extra_columns);
+  for (int i = 0; i < size; ++i) {
+    int p = i * PLAIN_PARAMS;
+    buf_printf(&b,
+               "%s(nextval('bench.plain_position_seq'), $%d::uuid, $%d::uuid, $%d::text, $%d::text, $%d::bigint, "
+               "gen_random_uuid(), $%d::text, $%d::jsonb, '{}', 'manual', now()%s)",
+               i ? ", " : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, extra_values);
+  }
+  return b.data;
+}
+
+static int batch(int argc, char **argv) {
+  if (argc != 8) die("usage: client batch ves|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED");
+  enum { VES, PLAIN, LITERAL } mode;
+  if (strcmp(argv[2], "ves") == 0)
+    mode = VES;
+  else if (strcmp(argv[2], "plain") == 0)
+    mode = PLAIN;
+  else if (strcmp(argv[2], "plain-literal") == 0)
+    mode = LITERAL;
+  else
+    die("batch mode is ves, plain or plain-literal, not %s", argv[2]);
+  int calls = atoi(argv[3]), size = atoi(argv[4]), tenants = atoi(argv[5]), skus = atoi(argv[6]);
+  rng_state = strtoull(argv[7], NULL, 10) | 1;
+  if (calls < 1 || size < 1 || tenants < 1 || skus < 1) die("counts must be positive");
+  if (mode == PLAIN && (long)size * PLAIN_PARAMS > 65535) die("at most %d rows a call", 65535 / PLAIN_PARAMS);
+
+  /* The baseline keeps entity versions itself, as an application without
+   * pg_ves would; pg_ves computes them from ves.streams. */
+  long *versions = calloc((size_t)tenants * skus, sizeof(long));
+  /* Parameter values of the prepared baseline, one string each. */
+  char **values = calloc((size_t)size * PLAIN_PARAMS, sizeof(char *));
+  Buf *cells = calloc((size_t)size * PLAIN_PARAMS, sizeof(Buf));
+  if (!versions || !values || !cells) die("out of memory");
+
+  PGconn *conn = connect_or_die();
+  if (mode == PLAIN) {
+    char *sql = plain_insert_sql(size);
+    PGresult *prep = PQprepare(conn, "plain_batch", sql, 0, NULL);
+    check(prep, PGRES_COMMAND_OK, "PREPARE");
+    PQclear(prep);
+    free(sql);
+  }
+  Buf b = {0};
+  double busy = 0;
+  for (int call = 0; call < calls; ++call) {
+    int t = call % tenants + 1;
+    char tenant[37], store[37];
+    tenant_uuid(tenant, t);
+    store_uuid(store, t);
+    b.len = 0;
+    if (mode == VES) buf_printf(&b, "[");
+    if (mode == LITERAL)
+      buf_printf(&b,
+                 "INSERT INTO bench.plain_events (position, tenant_id, store_id, entity_type, entity_id, "
+                 "entity_version, event_id, event_type, payload, metadata, source, recorded_at%s) VALUES ",
+                 extra_columns);
+    for (int i = 0; i < size; ++i) {
+      long sku = rand_between(1, skus);
+      long version = ++versions[(size_t)(t - 1) * skus + (sku - 1)];
+      if (mode == VES) {
+        buf_printf(&b,
+                   "%s{\"tenant_id\": \"%s\", \"store_id\": \"%s\", \"entity_type\": \"InventoryItem\", "
+                   "\"entity_id\": \"SKU-%ld\", \"event_type\": \"inventory.adjusted\", \"payload\": ",
+                   i ? ", " : "", tenant, store, sku);
+        payload(&b, sku);
+        buf_printf(&b, "}");
+      } else if (mode == LITERAL) {
+        buf_printf(&b,
+                   "%s(nextval('bench.plain_position_seq'), '%s', '%s', 'InventoryItem', 'SKU-%ld', %ld, "
+                   "gen_random_uuid(), 'inventory.adjusted', '",
+                   i ? ", " : "", tenant, store, sku, version);
+        payload(&b, sku);
+        buf_printf(&b, "', '{}', 'manual', now()%s)", extra_values);
+      } else {
+        Buf *c = &cells[(size_t)i * PLAIN_PARAMS];
+        for (int k = 0; k < PLAIN_PARAMS; ++k) c[k].len = 0;
+        buf_printf(&c[0], "%s", tenant);
+        buf_printf(&c[1], "%s", store);
+        buf_printf(&c[2], "InventoryItem");
+        buf_printf(&c[3], "SKU-%ld", sku);
+        buf_printf(&c[4], "%ld", version);
+        buf_printf(&c[5], "inventory.adjusted");
+        payload(&c[6], sku);
+        for (int k = 0; k < PLAIN_PARAMS; ++k) values[(size_t)i * PLAIN_PARAMS + k] = c[k].data;
+      }
+    }
+    if (mode == VES) buf_printf(&b, "]");
+    const char *params[1] = {b.data};
+    double start = now_s();
+    PGresult *res;
+    if (mode == VES)
+      res = PQexecParams(conn, "SELECT count(*) FROM ves.append_batch($1::jsonb)", 1, NULL, params, NULL, NULL, 0);
+    else if (mode == LITERAL)
+      res = PQexec(conn, b.data);
+    else
+      res = PQexecPrepared(conn, "plain_batch", size * PLAIN_PARAMS, (const char *const *)values, NULL, NULL, 0);
+    busy += now_s() - start;
+    check(res, mode == VES ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, mode == VES ? "ves.append_batch" : "INSERT");
+    long done = atol(mode == VES ? PQgetvalue(res, 0, 0) : PQcmdTuples(res));
+    if (done != size) die("call %d wrote %ld events, not %d", call + 1, done, size);
+    PQclear(res);
+  }
+  long events = (long)calls * size;
+  printf("events=%ld seconds=%.3f events_per_s=%.0f\n", events, busy, events / busy);
+  PQfinish(conn);
+  for (size_t k = 0; k < (size_t)size * PLAIN_PARAMS; ++k) free(cells[k].data);
+  free(cells);
+  free(values);
+  free(b.data);
+  free(versions);
+  return 0;
+}
+
+static int read_pages(int argc, char **argv) {
+  if (argc != 5) die("usage: client read ves|direct|plain PAGE PASSES");
+  const char *sql;
+  if (strcmp(argv[2], "ves") == 0)
+    sql = "SELECT * FROM ves.read_all($1, $2)";
+  else if (strcmp(argv[2], "direct") == 0)
+    sql = "SELECT * FROM ves.events WHERE position > $1 ORDER BY position LIMIT $2";
+  else if (strcmp(argv[2], "plain") == 0)
+    sql = "SELECT * FROM bench.plain_events WHERE position > $1 ORDER BY position LIMIT $2";
+  else
+    die("read mode is ves, direct or plain, not %s", argv[2]);
+  int page = atoi(argv[3]), passes = atoi(argv[4]);
+  if (page < 1 || passes < 1) die("counts must be positive");
+
+  PGconn *conn = connect_or_die();
+  PGresult *prep = PQprepare(conn, "page", sql, 0, NULL);
+  check(prep, PGRES_COMMAND_OK, "PREPARE");
+  PQclear(prep);
+
+  char after[32], limit[32];
+  snprintf(limit, sizeof limit, "%d", page);
+  long events = 0, first_pass = 0;
+  size_t bytes = 0;
+  double start = now_s();
+  for (int pass = 0; pass < passes; ++pass) {
+    long last = 0, before = events;
+    for (;;) {
+      snprintf(after, sizeof after, "%ld", last);
+      const char *params[2] = {after, limit};
+      PGresult *res = PQexecPrepared(conn, "page", 2, params, NULL, NULL, 0);
+      check(res, PGRES_TUPLES_OK, argv[2]);
+      int n = PQntuples(res);
+      if (n == 0) {
+        PQclear(res);
+        break;
+      }
+      /* Look at every value, as a consumer would. */
+      int fields = PQnfields(res);
+      for (int r = 0; r < n; ++r)
+        for (int f = 0; f < fields; ++f) bytes += (size_t)PQgetlength(res, r, f);
+      long next = atol(PQgetvalue(res, n - 1, PQfnumber(res, "position")));
+      if (next <= last) die("positions went backwards: %ld after %ld", next, last);
+      last = next;
+      events += n;
+      PQclear(res);
+    }
+    if (pass == 0) first_pass = events;
+    else if (events - before != first_pass)
+      die("pass %d read %ld events, the first read %ld", pass + 1, events - before, first_pass);
+  }
+  double seconds = now_s() - start;
+  printf("events=%ld seconds=%.3f events_per_s=%.0f bytes=%zu\n", events, seconds, events / seconds, bytes);
+  PQfinish(conn);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (getenv("BENCH_EXTRA_COLUMNS")) extra_columns = getenv("BENCH_EXTRA_COLUMNS");
+  if (getenv("BENCH_EXTRA_VALUES")) extra_values = getenv("BENCH_EXTRA_VALUES");
+  if (argc >= 2 && strcmp(argv[1], "batch") == 0) return batch(argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "read") == 0) return read_pages(argc, argv);
+  die("usage: client batch ... | client read ...");
+  return 1;
+}
