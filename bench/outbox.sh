@@ -27,18 +27,11 @@ trap cleanup EXIT
 cc -O2 -o "$dir/sink" bench/sink.c
 cc -O2 -I"$(pg_config --includedir)" -o "$dir/latency" bench/latency.c -L"$(pg_config --libdir)" -lpq
 
-as_pg initdb -D "$dir/data" -A trust -U postgres >/dev/null
-cat >>"$dir/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'pg_ves'
+start_throwaway_cluster "$dir" "$port" <<CONF
 ves.databases = 'postgres'
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$dir'
 shared_buffers = '512MB'
 max_wal_size = '4GB'
 CONF
-as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
-export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 
 start_sink() {

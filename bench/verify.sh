@@ -18,16 +18,9 @@ cleanup() {
 trap cleanup EXIT
 
 c++ -O2 -std=c++17 -o "$dir/raw_verify" bench/raw_verify.cpp -lsodium
-as_pg initdb -D "$dir/data" -A trust -U postgres >/dev/null
-cat >>"$dir/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'pg_ves'
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$dir'
+start_throwaway_cluster "$dir" "$port" <<CONF
 shared_buffers = '512MB'
 CONF
-as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
-export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 q "CREATE EXTENSION pg_ves"
 for b in $(seq $(( (events + 999) / 1000 ))); do

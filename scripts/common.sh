@@ -32,3 +32,20 @@ build_and_install() {
   make -s -j"$(nproc)"
   make -s install >/dev/null
 }
+
+# A throwaway cluster in DIR on PORT (loopback and a socket in DIR), owned by
+# the cluster user, with pg_ves preloaded; extra postgresql.conf lines come on
+# standard input. Exports PG* so psql and libpq clients connect to it.
+start_throwaway_cluster() {
+  local dir=$1 port=$2
+  as_pg initdb -D "$dir/data" -A trust -U postgres >/dev/null
+  {
+    echo "shared_preload_libraries = 'pg_ves'"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "port = $port"
+    echo "unix_socket_directories = '$dir'"
+    cat
+  } >>"$dir/data/postgresql.conf"
+  as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+  export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+}

@@ -25,15 +25,7 @@ sink_pid=$!
 for _ in $(seq 50); do [ -s "$dir/sink.port" ] && break; sleep 0.1; done
 sink_port=$(cat "$dir/sink.port")
 
-as_pg initdb -D "$dir/data" -A trust -U postgres >/dev/null
-cat test/pg_ves.conf >>"$dir/data/postgresql.conf"
-{
-  echo "listen_addresses = '127.0.0.1'"
-  echo "port = $port"
-  echo "unix_socket_directories = '$dir'"
-  echo "ves.databases = 'postgres'"
-} >>"$dir/data/postgresql.conf"
-as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+echo "ves.databases = 'postgres'" | start_throwaway_cluster "$dir" "$port"
 echo "pg_ves demo: throwaway cluster on 127.0.0.1:$port"
 
 as_pg psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -v sink_port="$sink_port" <<'SQL'
