@@ -86,7 +86,7 @@ struct HttpEngine::Impl {
       curl_multi_assign(self->multi, s, nullptr);
       return 0;
     }
-    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    ev.events = (what & CURL_POLL_IN ? uint32_t{EPOLLIN} : 0u) | (what & CURL_POLL_OUT ? uint32_t{EPOLLOUT} : 0u);
     if (socketp) {
       epoll_ctl(self->epfd, EPOLL_CTL_MOD, s, &ev);
     } else {
