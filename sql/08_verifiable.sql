@@ -13,6 +13,9 @@ SELECT regress_try($q$SELECT ves.canonical_json_text('{"x": NaN}')$q$);
 -- A payload with no canonical form is refused at append, nothing written.
 SELECT regress_try($q$SELECT * FROM ves.append('00000000-0000-0000-0000-000000000801', '00000000-0000-0000-0000-000000000802', 'X', 'x', 'x', '{"big": 1e400}')$q$);
 
+SELECT regress_try($q$SELECT * FROM ves.append_batch('[{"tenant_id": "00000000-0000-0000-0000-000000000801", "store_id": "00000000-0000-0000-0000-000000000802", "entity_type": "X", "entity_id": "x", "event_type": "x", "payload": {}}, {"tenant_id": "00000000-0000-0000-0000-000000000801", "store_id": "00000000-0000-0000-0000-000000000802", "entity_type": "X", "entity_id": "y", "event_type": "x", "payload": {"big": 1e400}}]')$q$);
+SELECT count(*) AS nothing_written FROM ves.events WHERE tenant_id = '00000000-0000-0000-0000-000000000801';
+
 -- Register the vector agent's public key and ingest the three vector events.
 SELECT agent_id, key_id, status, encode(public_key, 'hex') AS public_key FROM ves.register_agent_key('00000000-0000-0000-0000-000000000001', '11111111-1111-1111-1111-111111111111', 1, decode('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a','hex'));
 CREATE TEMP TABLE vectors (i int, envelope jsonb, signing_hash text, leaf_hash text, receipt_hash text, proof text[]);

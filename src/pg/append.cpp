@@ -12,6 +12,7 @@
 //
 // This file calls Postgres directly and therefore keeps only trivially
 // destructible locals (see boundary.hpp).
+#include "core/error.hpp"
 #include "pg/append.hpp"
 #include "pg/boundary.hpp"
 #include "pg/keys.hpp"
@@ -839,7 +840,23 @@ PGVES_FUNCTION(ves_append_batch) {
     batch_input(elem->val.binary.data, &inputs[ctx.index], empty);
   }
   spi_connect();
-  append_many(inputs, count, results, &ctx.index);
+  try {
+    append_many(inputs, count, results, &ctx.index);
+  } catch (const PgError &) {
+    // Its context lines were collected when it was raised.
+    error_context_stack = callback.previous;
+    throw;
+  } catch (const std::exception &e) {
+    // Raised later, outside this frame: the context callback must not
+    // outlive it, so the event number goes into the message instead.
+    error_context_stack = callback.previous;
+    int at = ctx.index;
+    if (at < 0) throw;
+    if (auto *core_error = dynamic_cast<const pgves::core::Error *>(&e))
+      throw VesError(sqlstate_for_core(core_error->code()),
+                     "event " + std::to_string(at + 1) + " of the batch: " + core_error->what());
+    throw;
+  }
   SPI_finish();
   error_context_stack = callback.previous;
   bool appended = false;

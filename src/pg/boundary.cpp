@@ -14,8 +14,10 @@ void copy_text(char *dst, size_t size, const char *src) {
   std::strncpy(dst, src, size - 1);
   dst[size - 1] = '\0';
 }
+}  // namespace
+
 // core::Error codes are stable identifiers; each family has its SQLSTATE.
-int sqlstate_for(const std::string &code) {
+int sqlstate_for_core(const std::string &code) noexcept {
   if (code == "hash_mismatch") return sqlstate::verification_failed;
   if (code == "invalid_envelope" || code == "invalid_event" || code == "invalid_uuid" ||
       code == "invalid_hex" || code == "invalid_base64" || code == "invalid_proof_index")
@@ -24,7 +26,6 @@ int sqlstate_for(const std::string &code) {
     return sqlstate::key_unavailable;
   return sqlstate::invalid_json;
 }
-}  // namespace
 
 void capture(PendingError &out, const std::exception *e, bool unknown) noexcept {
   if (unknown || !e) {
@@ -44,7 +45,7 @@ void capture(PendingError &out, const std::exception *e, bool unknown) noexcept 
     return;
   }
   if (auto *core_error = dynamic_cast<const core::Error *>(e)) {
-    out.sqlstate = sqlstate_for(core_error->code());
+    out.sqlstate = sqlstate_for_core(core_error->code());
     copy_text(out.message, sizeof out.message, core_error->what());
     std::snprintf(out.detail, sizeof out.detail, "core error: %s", core_error->code().c_str());
     return;

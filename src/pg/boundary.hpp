@@ -107,6 +107,8 @@ struct PendingError {
 };
 
 void capture(PendingError &out, const std::exception *e, bool unknown) noexcept;
+// The SQLSTATE for a core::Error code.
+int sqlstate_for_core(const std::string &code) noexcept;
 [[noreturn]] void raise(const PendingError &err);
 
 template <typename Body>
