@@ -28,15 +28,10 @@ std::string uuid_string(const pgves::core::ves::Uuid &u) { return pgves::core::v
 // ves.export_event(event_id uuid) -> jsonb: the VES v1 envelope, hashes and
 // signature as 0x-prefixed lowercase hex.
 PGVES_FUNCTION(ves_export_event) {
-  if (PG_ARGISNULL(0))
-    throw VesError(sqlstate::null_argument, "event_id must not be NULL", {}, "Pass the id of a stored event.");
-  pg_uuid_t id = *PG_GETARG_UUID_P(0);
-  connect();
-  StoredEvent stored = fetch_stored_event(id);
+  StoredEvent stored = stored_event_argument(fcinfo, 0);
   stored.event.payload = pgves::core::json::parse(stored.payload_text);
-  Jsonb *out = jsonb_from_text(pgves::core::ves::export_envelope(stored.event));
-  pg_call_void([] { SPI_finish(); });
-  PG_RETURN_JSONB_P(out);
+  // Built after SPI_finish, in the caller's memory: SPI's would be freed.
+  PG_RETURN_JSONB_P(jsonb_from_text(pgves::core::ves::export_envelope(stored.event)));
 }
 
 // ves.ingest_event(envelope jsonb) -> (event_id, position, duplicate).

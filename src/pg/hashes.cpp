@@ -132,11 +132,7 @@ PGVES_FUNCTION(ves_payload_hash) {
 
 // ves.signing_hash(event_id uuid) -> bytea, from the stored event.
 PGVES_FUNCTION(ves_signing_hash) {
-  require_args(fcinfo, 1);
-  pg_uuid_t id = *PG_GETARG_UUID_P(0);
-  pg_call_void([] { spi_connect(); });
-  StoredEvent e = fetch_stored_event(id);
-  pg_call_void([] { SPI_finish(); });
+  StoredEvent e = stored_event_argument(fcinfo, 0);
   auto h = ves::signing_hash(e.event);
   return bytes_datum(h.data(), h.size());
 }

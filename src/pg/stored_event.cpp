@@ -101,6 +101,16 @@ StoredEvent fetch_stored_event(const pg_uuid_t &event_id) {
   return read_stored_event(SPI_tuptable, 0);
 }
 
+StoredEvent stored_event_argument(FunctionCallInfo fcinfo, int argno) {
+  if (PG_ARGISNULL(argno))
+    throw VesError(sqlstate::null_argument, "event_id must not be NULL", {}, "Pass the id of a stored event.");
+  pg_uuid_t id = *PG_GETARG_UUID_P(argno);
+  pg_call_void([] { spi_connect(); });
+  StoredEvent event = fetch_stored_event(id);
+  pg_call_void([] { SPI_finish(); });
+  return event;
+}
+
 const KeyRegistry::Key &KeyRegistry::lookup(const core::ves::Uuid &tenant,
                                             const core::ves::Uuid &agent, uint32 key_id) {
   auto id = std::make_tuple(tenant, agent, key_id);

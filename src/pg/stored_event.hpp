@@ -29,6 +29,10 @@ StoredEvent read_stored_event(const SPITupleTable *table, uint64 row);
 // and the session set no ves.tenant_id to choose.
 StoredEvent fetch_stored_event(const pg_uuid_t &event_id);
 
+// The stored event named by a SQL function's event_id argument (VE011 when
+// NULL), read in its own SPI connection.
+StoredEvent stored_event_argument(FunctionCallInfo fcinfo, int argno);
+
 core::ves::Uuid to_core_uuid(const pg_uuid_t &u);
 pg_uuid_t to_pg_uuid(const core::ves::Uuid &u);
 

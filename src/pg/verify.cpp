@@ -22,11 +22,9 @@ void connect() { pg_call_void([] { spi_connect(); }); }
 
 // ves.verify_event(event_id uuid) -> boolean
 PGVES_FUNCTION(ves_verify_event) {
-  if (PG_ARGISNULL(0))
-    throw VesError(sqlstate::null_argument, "event_id must not be NULL", {}, "Pass the id of a stored event.");
-  pg_uuid_t id = *PG_GETARG_UUID_P(0);
+  StoredEvent e = stored_event_argument(fcinfo, 0);
+  // The key registry reads through SPI too.
   connect();
-  StoredEvent e = fetch_stored_event(id);
   KeyRegistry keys;
   bool ok = verification_failure(e, keys) == nullptr;
   pg_call_void([] { SPI_finish(); });
