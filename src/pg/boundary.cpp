@@ -24,6 +24,7 @@ int sqlstate_for_core(const std::string &code) noexcept {
     return sqlstate::invalid_envelope;
   if (code == "invalid_key" || code == "invalid_webhook_secret" || code == "crypto_unavailable")
     return sqlstate::key_unavailable;
+  if (code == "invalid_policy" || code == "invalid_strategy") return sqlstate::invalid_argument;
   return sqlstate::invalid_json;
 }
 
