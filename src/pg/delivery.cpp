@@ -692,7 +692,9 @@ void housekeeping() {
     spi_connect();
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
-    SPI_execute("SELECT ves.ensure_partitions()", false, 0);
+    SPI_execute("SELECT ves.ensure_partitions(), ves.ensure_idempotency_partitions(), "
+                "ves.expire_idempotency_records()",
+                false, 0);
     SPI_finish();
     PopActiveSnapshot();
     CommitTransactionCommand();

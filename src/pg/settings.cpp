@@ -10,6 +10,7 @@ int max_payload_size = 1024 * 1024;
 char *tenant_id = nullptr;
 bool require_tenant = false;
 bool notify_on_append = true;
+int idempotency_ttl = 86400;
 int retention_months = 12;
 char *server_key_file = nullptr;
 char *databases = nullptr;
@@ -69,6 +70,11 @@ void define() {
       "ves.databases", "Databases whose outbox the pg_ves sync workers drain (comma-separated).",
       "The launcher keeps one worker per listed database; reload to apply.", &databases, "",
       PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "ves.idempotency_ttl", "How long the response of a keyed state, stock or order call is kept.",
+      "A repeat with the same idempotency key within this time returns the first response; the "
+      "sync worker drops expired records a day partition at a time.",
+      &idempotency_ttl, 86400, 60, 365 * 86400, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

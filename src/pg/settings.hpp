@@ -9,6 +9,7 @@ extern int max_payload_size;      // ves.max_payload_size, bytes
 extern char *tenant_id;           // ves.tenant_id, the session's tenant ('' = none)
 extern bool require_tenant;       // ves.require_tenant
 extern bool notify_on_append;     // ves.notify
+extern int idempotency_ttl;       // ves.idempotency_ttl, seconds
 extern int retention_months;      // ves.retention_months
 extern char *server_key_file;     // ves.server_key_file
 extern char *databases;           // ves.databases

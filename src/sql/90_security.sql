@@ -76,6 +76,36 @@ GRANT EXECUTE ON FUNCTION
   ves._destinations_changed()
 TO ves_admin;
 
+GRANT EXECUTE ON FUNCTION
+  ves.get_state(uuid, text, text),
+  ves.get_stock(uuid, uuid, text, text),
+  ves.get_order(uuid, text),
+  ves.get_conflict_policy(uuid, text)
+TO ves_reader;
+
+GRANT EXECUTE ON FUNCTION
+  ves.upsert(uuid, uuid, text, text, jsonb, bigint, text, text, timestamptz),
+  ves.delete_entity(uuid, uuid, text, text, bigint, text, text, timestamptz),
+  ves.adjust_stock(uuid, uuid, text, bigint, text, text, text, text, timestamptz),
+  ves.set_stock(uuid, uuid, text, bigint, text, text, text, timestamptz),
+  ves.reserve_stock(uuid, uuid, text, bigint, text, text, text, text, text),
+  ves.release_stock(uuid, text, text, text),
+  ves.commit_reservation(uuid, text, text),
+  ves.set_low_stock_threshold(uuid, uuid, text, bigint, text),
+  ves.record_order_event(uuid, uuid, text, text, jsonb, text, text, timestamptz)
+TO ves_writer;
+
+GRANT EXECUTE ON FUNCTION
+  ves.set_conflict_policy(uuid, text, jsonb),
+  ves.resolve_conflict(uuid, text, jsonb),
+  ves.ensure_idempotency_partitions(timestamptz, int),
+  ves.expire_idempotency_records(timestamptz)
+TO ves_admin;
+
+GRANT SELECT ON ves.entity_state, ves.conflicts, ves.open_conflicts, ves.conflict_policies, ves.inventory,
+  ves.reservations, ves.orders, ves.held_order_events TO ves_reader;
+GRANT SELECT ON ves.idempotency_records TO ves_admin;
+
 GRANT SELECT ON ves.events, ves.streams, ves.snapshots, ves.subscriptions,
   ves.subscription_members, ves.subscription_status, ves.event_partitions,
   ves.agent_keys, ves.progress TO ves_reader;
@@ -90,7 +120,9 @@ DECLARE t text;
 BEGIN
   FOREACH t IN ARRAY ARRAY['events', 'streams', 'snapshots', 'subscriptions',
                            'subscription_members', 'idempotency_keys', 'event_ids',
-                           'agent_key_store', 'agent_key_secrets', 'local_agents', 'outbox'] LOOP
+                           'agent_key_store', 'agent_key_secrets', 'local_agents', 'outbox',
+                           'entity_state', 'conflicts', 'conflict_policies', 'inventory', 'reservations',
+                           'orders', 'held_order_events', 'idempotency_records'] LOOP
     EXECUTE format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON ves.%I FOR SELECT USING (ves.tenant_visible(tenant_id))', t);
   END LOOP;
@@ -104,6 +136,7 @@ $rls$;
 -- A pg_dump script turns check_function_bodies off and brings its own
 -- partitions; creating ours would collide with them.
 SELECT ves.ensure_partitions() WHERE current_setting('check_function_bodies')::boolean;
+SELECT ves.ensure_idempotency_partitions() WHERE current_setting('check_function_bodies')::boolean;
 
 -- Partitions are data, not part of the extension: detach them from it so
 -- pg_dump writes their definitions and rows like those created later.

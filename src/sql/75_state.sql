@@ -1,0 +1,641 @@
+-- Entity state, idempotent upsert and conflicts (src/pg/conflict.cpp decides;
+-- src/core/conflict.cpp holds the rules).
+--
+-- ves.entity_state keeps the current state of each entity in step with its
+-- event stream: every change that applies is also a signed event
+-- (<entity_type>.created / .updated / .deleted, payload {"state": ...}), so
+-- the state at any version can be read back from the log, which is what the
+-- three-way merge uses as its base.
+
+CREATE FUNCTION ves._decide(policy jsonb, base jsonb, local_state jsonb, remote_state jsonb,
+                            entity_exists boolean, deleted boolean, reference_deleted boolean,
+                            base_version bigint, current_version bigint, source_version bigint,
+                            source_observed_at timestamptz, local_source text, local_observed_at timestamptz,
+                            remote_source text, remote_observed_at timestamptz, stamps jsonb DEFAULT NULL)
+  RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'ves_decide' LANGUAGE C IMMUTABLE;
+CREATE FUNCTION ves._apply_changes(current_state jsonb, base jsonb, side jsonb) RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'ves_apply_changes' LANGUAGE C IMMUTABLE;
+CREATE FUNCTION ves._conflict_policy(policy jsonb) RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'ves_conflict_policy' LANGUAGE C IMMUTABLE;
+
+-- Builds a state from picks ({"field": "l" | "r"}) and the two original values.
+CREATE FUNCTION ves._pick(picks jsonb, l jsonb, r jsonb) RETURNS jsonb
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(pg_catalog.jsonb_object_agg(p.key, CASE WHEN p.value = '"r"' THEN r -> p.key ELSE l -> p.key END),
+                  '{}'::jsonb)
+  FROM pg_catalog.jsonb_each(picks) AS p
+$$;
+
+-- Argument checks shared by the state, inventory and order functions.
+CREATE FUNCTION ves._check_entity(tenant_id uuid, store_id uuid, entity_type text, entity_id text, source text)
+  RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF tenant_id IS NULL OR store_id IS NULL OR entity_type IS NULL OR entity_id IS NULL OR source IS NULL THEN
+    RAISE EXCEPTION 'tenant_id, store_id, entity_type, entity_id and source must not be NULL' USING ERRCODE = 'VE011',
+      HINT = 'Name the tenant, the store and the entity; source defaults to ''manual''.';
+  END IF;
+  IF octet_length(entity_type) NOT BETWEEN 1 AND 100 OR octet_length(entity_id) NOT BETWEEN 1 AND 256
+     OR octet_length(source) NOT BETWEEN 1 AND 64 THEN
+    RAISE EXCEPTION 'entity_type (1 to 100 bytes), entity_id (1 to 256) or source (1 to 64) is empty or too long'
+      USING ERRCODE = 'VE006', HINT = 'Use short, printable identifiers.';
+  END IF;
+  PERFORM ves.check_tenant(tenant_id);
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- Idempotency records: the cached response of a state, stock or order call
+-- made with an idempotency key, kept for ves.idempotency_ttl (default 24 h).
+-- Day partitions: the worker drops a day once everything in it has expired,
+-- so expiry never leaves dead rows behind.
+
+CREATE TABLE ves.idempotency_records (
+  tenant_id       uuid        NOT NULL,
+  idempotency_key text        NOT NULL,
+  operation       text        NOT NULL,
+  request_hash    bytea       NOT NULL,
+  response        jsonb       NOT NULL,
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  expires_at      timestamptz NOT NULL
+) PARTITION BY RANGE (created_at);
+
+-- Makes the day partitions for `at` and the next `days_ahead` days.
+CREATE FUNCTION ves.ensure_idempotency_partitions(at timestamptz DEFAULT now(), days_ahead int DEFAULT 3)
+  RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  day_start timestamptz;
+  part text;
+  made int := 0;
+BEGIN
+  FOR i IN 0 .. days_ahead LOOP
+    day_start := (date_trunc('day', at AT TIME ZONE 'UTC') + make_interval(days => i)) AT TIME ZONE 'UTC';
+    part := 'idempotency_records_' || to_char(day_start AT TIME ZONE 'UTC', '"d"YYYYMMDD');
+    CONTINUE WHEN to_regclass('ves.' || part) IS NOT NULL;
+    LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE;
+    CONTINUE WHEN to_regclass('ves.' || part) IS NOT NULL;
+    EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.idempotency_records FOR VALUES FROM (%L) TO (%L)',
+                   part, day_start, day_start + interval '1 day');
+    EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, idempotency_key)', part);
+    EXECUTE format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', part);
+    made := made + 1;
+  END LOOP;
+  RETURN made;
+END $$;
+
+-- Drops the day partitions whose every record has expired; returns how many.
+CREATE FUNCTION ves.expire_idempotency_records(at timestamptz DEFAULT now()) RETURNS int
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p record;
+  live boolean;
+  dropped int := 0;
+BEGIN
+  FOR p IN
+    SELECT c.oid::regclass AS rel, c.relname,
+           (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'ves.idempotency_records'::regclass
+  LOOP
+    CONTINUE WHEN p.upper_bound + coalesce(current_setting('ves.idempotency_ttl', true), '1d')::interval > at;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE expires_at > %L)', p.rel, at) INTO live;
+    CONTINUE WHEN live;
+    EXECUTE format('DROP TABLE %s', p.rel);
+    dropped := dropped + 1;
+  END LOOP;
+  RETURN dropped;
+END $$;
+
+CREATE FUNCTION ves._request_hash(operation text, request jsonb) RETURNS bytea
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT pg_catalog.sha256(pg_catalog.convert_to(operation || ':' || request::text, 'UTF8'))
+$$;
+
+-- The cached response for a key, NULL when there is none (or no key). Holds
+-- a transaction lock on the key, so a call racing the original waits for it
+-- and then returns its response.
+CREATE FUNCTION ves._idempotency_begin(tenant_id uuid, idempotency_key text, operation text, request_hash bytea)
+  RETURNS jsonb LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r ves.idempotency_records;
+BEGIN
+  IF idempotency_key IS NULL THEN RETURN NULL; END IF;
+  IF octet_length(idempotency_key) NOT BETWEEN 1 AND 256 THEN
+    RAISE EXCEPTION 'idempotency_key must be 1 to 256 bytes' USING ERRCODE = 'VE006',
+      HINT = 'Use a short key that names the request, e.g. the platform''s webhook id.';
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || idempotency_key, 7));
+  SELECT * INTO r FROM ves.idempotency_records x
+  WHERE x.tenant_id = _idempotency_begin.tenant_id AND x.idempotency_key = _idempotency_begin.idempotency_key
+    AND x.expires_at > now()
+  ORDER BY x.created_at DESC LIMIT 1;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  IF r.operation <> _idempotency_begin.operation OR r.request_hash <> _idempotency_begin.request_hash THEN
+    RAISE EXCEPTION 'idempotency key "%" was already used for a different request', idempotency_key
+      USING ERRCODE = 'VE002', DETAIL = format('first used for %s at %s', r.operation, r.created_at),
+            HINT = 'Use a new key for a new request; repeat a request only with its own key and the same arguments.';
+  END IF;
+  RETURN r.response;
+END $$;
+
+CREATE FUNCTION ves._idempotency_finish(tenant_id uuid, idempotency_key text, operation text, request_hash bytea,
+                                        response jsonb) RETURNS void
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF idempotency_key IS NULL THEN RETURN; END IF;
+  BEGIN
+    INSERT INTO ves.idempotency_records (tenant_id, idempotency_key, operation, request_hash, response, expires_at)
+    VALUES (tenant_id, idempotency_key, operation, request_hash, response,
+            now() + coalesce(current_setting('ves.idempotency_ttl', true), '1d')::interval);
+  EXCEPTION WHEN check_violation THEN
+    -- No partition for today (the worker has not run for days): make it.
+    PERFORM ves.ensure_idempotency_partitions(now(), 1);
+    INSERT INTO ves.idempotency_records (tenant_id, idempotency_key, operation, request_hash, response, expires_at)
+    VALUES (tenant_id, idempotency_key, operation, request_hash, response,
+            now() + coalesce(current_setting('ves.idempotency_ttl', true), '1d')::interval);
+  END;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- Policies per tenant and entity type ('*': every type without its own).
+
+CREATE TABLE ves.conflict_policies (
+  tenant_id   uuid        NOT NULL,
+  entity_type text        NOT NULL,
+  policy      jsonb       NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, entity_type)
+);
+SELECT pg_catalog.pg_extension_config_dump('ves.conflict_policies', '');
+
+-- The policy in force for a tenant and entity type, every key filled in.
+CREATE FUNCTION ves.get_conflict_policy(tenant_id uuid, entity_type text DEFAULT '*') RETURNS jsonb
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE p jsonb;
+BEGIN
+  IF tenant_id IS NULL OR entity_type IS NULL THEN
+    RAISE EXCEPTION 'tenant_id and entity_type must not be NULL' USING ERRCODE = 'VE011',
+      HINT = 'Pass ''*'' for the tenant''s default policy.';
+  END IF;
+  PERFORM ves.check_tenant(tenant_id);
+  SELECT x.policy INTO p FROM ves.conflict_policies x
+  WHERE x.tenant_id = get_conflict_policy.tenant_id AND x.entity_type IN (get_conflict_policy.entity_type, '*')
+  ORDER BY x.entity_type = '*' LIMIT 1;
+  RETURN coalesce(p, ves._conflict_policy('{}') || '{"references": {}}');
+END $$;
+
+-- Sets the keys given (the others keep their value in force) and returns the
+-- whole policy.
+CREATE FUNCTION ves.set_conflict_policy(tenant_id uuid, entity_type text, policy jsonb) RETURNS jsonb
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE merged jsonb;
+BEGIN
+  IF policy IS NULL OR jsonb_typeof(policy) <> 'object' THEN
+    RAISE EXCEPTION 'policy must be a JSON object' USING ERRCODE = 'VE010',
+      HINT = 'For example {"strategy": "last_write_wins", "review_window_ms": 0}.';
+  END IF;
+  merged := ves.get_conflict_policy(tenant_id, entity_type) || policy;
+  merged := ves._conflict_policy(merged - 'references')
+            || jsonb_build_object('references', coalesce(merged -> 'references', '{}'));
+  PERFORM ves._conflict_policy(jsonb_build_object('references', merged -> 'references'));
+  INSERT INTO ves.conflict_policies AS c (tenant_id, entity_type, policy)
+  VALUES (tenant_id, entity_type, merged)
+  ON CONFLICT ON CONSTRAINT conflict_policies_pkey DO UPDATE SET policy = excluded.policy, updated_at = now();
+  RETURN merged;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- Current state.
+
+CREATE TABLE ves.entity_state (
+  tenant_id        uuid        NOT NULL,
+  store_id         uuid        NOT NULL,
+  entity_type      text        NOT NULL,
+  entity_id        text        NOT NULL,
+  state            jsonb       NOT NULL,
+  version          bigint      NOT NULL,  -- the stream version of the event that set this state
+  deleted          boolean     NOT NULL DEFAULT false,
+  last_source      text        NOT NULL,
+  last_observed_at timestamptz NOT NULL,
+  -- Per source: the state it last reported and its latest observed_at. A
+  -- change that names no base version is merged against that state.
+  source_seen      jsonb       NOT NULL DEFAULT '{}',
+  -- Per field: who set its value (or removed it) and when, {"f": {"at": µs,
+  -- "src": source, "gone": true?}}; last_write_wins decides field by field.
+  field_stamps     jsonb       NOT NULL DEFAULT '{}',
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  updated_at       timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, entity_type, entity_id)
+) WITH (fillfactor = 80);
+SELECT pg_catalog.pg_extension_config_dump('ves.entity_state', '');
+
+CREATE TABLE ves.conflicts (
+  conflict_id        uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+  tenant_id          uuid        NOT NULL,
+  store_id           uuid        NOT NULL,
+  entity_type        text        NOT NULL,
+  entity_id          text        NOT NULL,
+  conflict_type      text        NOT NULL CHECK (conflict_type IN ('version_mismatch', 'concurrent_edit',
+                       'deleted_reference', 'cross_platform_mismatch', 'reservation_conflict')),
+  status             text        NOT NULL CHECK (status IN ('open', 'resolved')),
+  rule               text        NOT NULL,   -- what decided, or sent it to review
+  strategy           text,                   -- how it was resolved
+  fields             text[]      NOT NULL DEFAULT '{}',
+  base_version       bigint,
+  local_version      bigint,
+  base_state         jsonb,
+  local_state        jsonb,
+  remote_state       jsonb,
+  proposed_state     jsonb,                  -- the fields that merge cleanly, for the reviewer
+  resolved_state     jsonb,
+  local_source       text,
+  remote_source      text        NOT NULL,
+  local_observed_at  timestamptz,
+  remote_observed_at timestamptz NOT NULL,
+  detail             jsonb       NOT NULL DEFAULT '{}',
+  detected_at        timestamptz NOT NULL DEFAULT now(),
+  resolved_at        timestamptz,
+  resolved_by        name,
+  event_id           uuid,                   -- sync.conflict_detected
+  resolution_event_id uuid                   -- sync.conflict_resolved
+);
+CREATE INDEX conflicts_open ON ves.conflicts (tenant_id, detected_at) WHERE status = 'open';
+CREATE INDEX conflicts_entity ON ves.conflicts (tenant_id, entity_type, entity_id, detected_at);
+SELECT pg_catalog.pg_extension_config_dump('ves.conflicts', '');
+
+CREATE VIEW ves.open_conflicts WITH (security_barrier) AS
+  SELECT conflict_id, tenant_id, store_id, entity_type, entity_id, conflict_type, rule, fields,
+         local_state, remote_state, base_state, proposed_state, local_source, remote_source,
+         local_observed_at, remote_observed_at, detail, detected_at, now() - detected_at AS age
+  FROM ves.conflicts WHERE status = 'open' AND ves.tenant_visible(tenant_id);
+
+CREATE TYPE ves.upsert_result AS (
+  outcome          text,    -- applied, duplicate, conflict or resolved
+  version          bigint,  -- the entity's version after the call
+  conflict_id      uuid,
+  event_id         uuid,    -- the event that changed the state, if any
+  original_outcome text     -- for a duplicate, what the first call did; else the outcome
+);
+
+-- The state an entity had at a version, read back from its event stream.
+CREATE FUNCTION ves._state_at(tenant_id uuid, entity_type text, entity_id text, version bigint) RETURNS jsonb
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce((
+    SELECT e.payload -> 'state' FROM ves.events e
+    WHERE e.tenant_id = $1 AND e.entity_type = $2 AND e.entity_id = $3 AND e.entity_version <= $4
+      AND e.event_type IN ($2 || '.created', $2 || '.updated', $2 || '.deleted')
+    ORDER BY e.entity_version DESC LIMIT 1), '{}')
+$$;
+
+-- Records what a source reported: the base of its next change that names no
+-- base version, and its latest observed_at.
+CREATE FUNCTION ves._source_seen(seen jsonb, source text, reported jsonb, observed_at timestamptz) RETURNS jsonb
+  LANGUAGE sql IMMUTABLE AS $$
+  SELECT seen || jsonb_build_object(source, jsonb_build_object(
+    'state', reported,
+    'observed_at', greatest(observed_at, (seen -> source ->> 'observed_at')::timestamptz)))
+$$;
+
+-- Opens a conflict for review: the row, a sync.conflict_detected event on
+-- the conflict's own stream and a NOTIFY ves_conflicts (payload: the id).
+CREATE FUNCTION ves._open_conflict(c ves.conflicts) RETURNS uuid
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r ves.append_result;
+BEGIN
+  c.conflict_id := coalesce(c.conflict_id, gen_random_uuid());
+  c.status := 'open';
+  SELECT * INTO r FROM ves.append(c.tenant_id, c.store_id, 'sync.conflict', c.conflict_id::text,
+    'sync.conflict_detected',
+    jsonb_build_object('conflict_id', c.conflict_id, 'conflict_type', c.conflict_type, 'rule', c.rule,
+                       'entity_type', c.entity_type, 'entity_id', c.entity_id, 'fields', to_jsonb(c.fields),
+                       'local', c.local_state, 'remote', c.remote_state, 'base', c.base_state,
+                       'remote_source', c.remote_source, 'detail', c.detail),
+    expected_version => 0, source => c.remote_source);
+  c.event_id := r.event_id;
+  INSERT INTO ves.conflicts SELECT c.*;
+  PERFORM pg_notify('ves_conflicts', c.conflict_id::text);
+  RETURN c.conflict_id;
+END $$;
+
+CREATE FUNCTION ves.upsert(
+  tenant_id       uuid,
+  store_id        uuid,
+  entity_type     text,
+  entity_id       text,
+  state           jsonb,
+  base_version    bigint      DEFAULT NULL,
+  source          text        DEFAULT 'manual',
+  idempotency_key text        DEFAULT NULL,
+  observed_at     timestamptz DEFAULT now()
+) RETURNS ves.upsert_result
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  request_hash bytea;
+  cached       jsonb;
+  policy       jsonb;
+  cur          ves.entity_state;
+  found_entity boolean;
+  ref          record;
+  ref_deleted  boolean := false;
+  ref_detail   jsonb := '{}';
+  base_state   jsonb := '{}';
+  d            jsonb;
+  new_state    jsonb;
+  res          ves.upsert_result;
+  ar           ves.append_result;
+  c            ves.conflicts;
+  etype        text;
+BEGIN
+  PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
+  IF state IS NULL OR jsonb_typeof(state) <> 'object' THEN
+    RAISE EXCEPTION 'state must be a JSON object' USING ERRCODE = 'VE004',
+      HINT = 'Pass the entity''s whole state, e.g. {"title": "Mug", "price": 12.5}.';
+  END IF;
+  IF observed_at IS NULL THEN
+    RAISE EXCEPTION 'observed_at must not be NULL' USING ERRCODE = 'VE011',
+      HINT = 'Pass when the source saw this state, or leave the default now().';
+  END IF;
+  IF base_version IS NOT NULL AND base_version < 0 THEN
+    RAISE EXCEPTION 'base_version must be 0 or more' USING ERRCODE = 'VE010',
+      HINT = 'Pass the version the state was read at, or NULL.';
+  END IF;
+
+  IF idempotency_key IS NOT NULL THEN
+    request_hash := ves._request_hash('upsert', jsonb_build_array(store_id, entity_type, entity_id, state,
+                                                                   base_version, source));
+    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'upsert', request_hash);
+    IF cached IS NOT NULL THEN
+      RETURN ('duplicate', (cached ->> 'version')::bigint, (cached ->> 'conflict_id')::uuid,
+              (cached ->> 'event_id')::uuid, cached ->> 'outcome')::ves.upsert_result;
+    END IF;
+  END IF;
+
+  -- One writer per entity at a time; the row lock alone would not cover an
+  -- entity that does not exist yet.
+  PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || entity_type || '/' || entity_id, 11));
+  SELECT * INTO cur FROM ves.entity_state s
+  WHERE s.tenant_id = upsert.tenant_id AND s.entity_type = upsert.entity_type AND s.entity_id = upsert.entity_id
+  FOR UPDATE;
+  found_entity := FOUND;
+
+  policy := ves.get_conflict_policy(tenant_id, entity_type);
+  FOR ref IN SELECT r.key AS field, r.value #>> '{}' AS ref_type FROM jsonb_each(policy -> 'references') r
+             WHERE jsonb_typeof(upsert.state -> r.key) IN ('string', 'number') LOOP
+    IF EXISTS (SELECT 1 FROM ves.entity_state s WHERE s.tenant_id = upsert.tenant_id
+               AND s.entity_type = ref.ref_type AND s.entity_id = upsert.state ->> ref.field AND s.deleted) THEN
+      ref_deleted := true;
+      ref_detail := ref_detail || jsonb_build_object(ref.field, jsonb_build_object('entity_type', ref.ref_type,
+                                                                                   'entity_id', state ->> ref.field));
+    END IF;
+  END LOOP;
+
+  -- The base: the state at the version the caller names, or else what this
+  -- source reported last ({} if it never did), so a platform that has not
+  -- seen our changes does not undo them.
+  IF found_entity THEN
+    base_state := CASE WHEN base_version IS NULL THEN coalesce(cur.source_seen -> source -> 'state', '{}')
+                       WHEN base_version = cur.version THEN cur.state
+                       WHEN base_version = 0 THEN '{}'::jsonb
+                       ELSE ves._state_at(tenant_id, entity_type, entity_id, base_version) END;
+  END IF;
+
+  d := ves._decide(policy, base_state, coalesce(cur.state, '{}'), state, found_entity, coalesce(cur.deleted, false),
+                   ref_deleted, base_version, coalesce(cur.version, 0),
+                   CASE WHEN base_version IS NULL AND base_state = cur.state THEN cur.version ELSE 0 END,
+                   (cur.source_seen -> source ->> 'observed_at')::timestamptz,
+                   cur.last_source, cur.last_observed_at, source, observed_at, cur.field_stamps);
+  new_state := ves._pick(d -> 'picks', coalesce(cur.state, '{}'), state);
+  res.outcome := d ->> 'outcome';
+  res.version := coalesce(cur.version, 0);
+
+  IF d ->> 'type' IS NOT NULL THEN
+    c.tenant_id := tenant_id; c.store_id := store_id; c.entity_type := entity_type; c.entity_id := entity_id;
+    c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule';
+    c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
+    c.base_version := base_version; c.local_version := cur.version;
+    c.base_state := base_state; c.local_state := cur.state; c.remote_state := state;
+    c.proposed_state := new_state;
+    c.local_source := cur.last_source; c.remote_source := source;
+    c.local_observed_at := cur.last_observed_at; c.remote_observed_at := observed_at;
+    c.detail := CASE WHEN ref_deleted THEN jsonb_build_object('deleted_references', ref_detail)
+                     WHEN cur.deleted THEN '{"entity_deleted": true}'::jsonb ELSE '{}'::jsonb END;
+    c.detected_at := now();
+  END IF;
+
+  IF res.outcome = 'conflict' THEN
+    res.conflict_id := ves._open_conflict(c);
+  ELSE
+    IF res.outcome = 'resolved' THEN
+      c.conflict_id := gen_random_uuid(); c.status := 'resolved';
+      c.strategy := d ->> 'rule'; c.resolved_state := new_state; c.resolved_at := now(); c.resolved_by := session_user;
+      INSERT INTO ves.conflicts SELECT c.*;
+      res.conflict_id := c.conflict_id;
+    END IF;
+    IF (d ->> 'changed')::boolean OR NOT found_entity THEN
+      etype := entity_type || CASE WHEN NOT found_entity OR cur.deleted THEN '.created' ELSE '.updated' END;
+      SELECT * INTO ar FROM ves.append(tenant_id, store_id, entity_type, entity_id, etype,
+        jsonb_build_object('state', new_state, 'source', source, 'observed_at', observed_at,
+                           'base_version', base_version),
+        metadata => CASE WHEN res.conflict_id IS NULL THEN '{}'::jsonb
+                         ELSE jsonb_build_object('conflict_id', res.conflict_id, 'rule', d ->> 'rule') END,
+        source => source);
+      res.version := ar.entity_version;
+      res.event_id := ar.event_id;
+      INSERT INTO ves.entity_state AS s (tenant_id, store_id, entity_type, entity_id, state, version, deleted,
+                                         last_source, last_observed_at, source_seen, field_stamps)
+      VALUES (tenant_id, store_id, entity_type, entity_id, new_state, ar.entity_version, false, source, observed_at,
+              ves._source_seen('{}', source, upsert.state, observed_at), d -> 'stamps')
+      ON CONFLICT ON CONSTRAINT entity_state_pkey DO UPDATE
+        SET state = excluded.state, version = excluded.version, deleted = false, store_id = excluded.store_id,
+            field_stamps = excluded.field_stamps,
+            last_source = excluded.last_source, last_observed_at = excluded.last_observed_at,
+            source_seen = ves._source_seen(s.source_seen, source, upsert.state, observed_at),
+            updated_at = now();
+    ELSIF d ->> 'rule' <> 'stale_observation' THEN
+      UPDATE ves.entity_state s SET source_seen = ves._source_seen(s.source_seen, source, upsert.state, observed_at),
+        field_stamps = d -> 'stamps'
+      WHERE s.tenant_id = upsert.tenant_id AND s.entity_type = upsert.entity_type AND s.entity_id = upsert.entity_id;
+    END IF;
+  END IF;
+
+  res.original_outcome := res.outcome;
+  IF idempotency_key IS NOT NULL THEN
+    PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'upsert', request_hash,
+      jsonb_build_object('outcome', res.outcome, 'version', res.version, 'conflict_id', res.conflict_id,
+                         'event_id', res.event_id));
+  END IF;
+  RETURN res;
+END $$;
+
+-- Marks an entity deleted (event <entity_type>.deleted). A later upsert of it,
+-- or of an entity that references it (policy "references"), is a
+-- deleted_reference conflict.
+CREATE FUNCTION ves.delete_entity(
+  tenant_id       uuid,
+  store_id        uuid,
+  entity_type     text,
+  entity_id       text,
+  base_version    bigint      DEFAULT NULL,
+  source          text        DEFAULT 'manual',
+  idempotency_key text        DEFAULT NULL,
+  observed_at     timestamptz DEFAULT now()
+) RETURNS ves.upsert_result
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  request_hash bytea;
+  cached       jsonb;
+  cur          ves.entity_state;
+  ar           ves.append_result;
+  res          ves.upsert_result;
+BEGIN
+  PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
+  IF idempotency_key IS NOT NULL THEN
+    request_hash := ves._request_hash('delete_entity', jsonb_build_array(store_id, entity_type, entity_id,
+                                                                          base_version, source));
+    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'delete_entity', request_hash);
+    IF cached IS NOT NULL THEN
+      RETURN ('duplicate', (cached ->> 'version')::bigint, NULL, (cached ->> 'event_id')::uuid,
+              cached ->> 'outcome')::ves.upsert_result;
+    END IF;
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || entity_type || '/' || entity_id, 11));
+  SELECT * INTO cur FROM ves.entity_state s
+  WHERE s.tenant_id = delete_entity.tenant_id AND s.entity_type = delete_entity.entity_type
+    AND s.entity_id = delete_entity.entity_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION '% "%" has no state to delete', entity_type, entity_id USING ERRCODE = 'VE012',
+      HINT = 'Only entities written with ves.upsert can be deleted with ves.delete_entity.';
+  END IF;
+  IF base_version IS NOT NULL AND base_version <> cur.version THEN
+    RAISE EXCEPTION 'wrong base version for % "%": % was given, the entity is at %', entity_type, entity_id,
+      base_version, cur.version USING ERRCODE = 'VE001', DETAIL = format('current_version=%s', cur.version),
+      HINT = 'Read the entity again and decide whether it should still be deleted.';
+  END IF;
+  res.outcome := 'applied';
+  IF cur.deleted THEN
+    res.version := cur.version;
+  ELSE
+    SELECT * INTO ar FROM ves.append(tenant_id, store_id, entity_type, entity_id, entity_type || '.deleted',
+      jsonb_build_object('state', cur.state, 'deleted', true, 'source', source, 'observed_at', observed_at),
+      source => source);
+    UPDATE ves.entity_state s SET deleted = true, version = ar.entity_version, last_source = source,
+      last_observed_at = observed_at, updated_at = now()
+    WHERE s.tenant_id = delete_entity.tenant_id AND s.entity_type = delete_entity.entity_type
+      AND s.entity_id = delete_entity.entity_id;
+    res.version := ar.entity_version;
+    res.event_id := ar.event_id;
+  END IF;
+  res.original_outcome := res.outcome;
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'delete_entity', request_hash,
+    jsonb_build_object('outcome', res.outcome, 'version', res.version, 'event_id', res.event_id));
+  RETURN res;
+END $$;
+
+-- The current state of an entity (NULL when it has none or was deleted).
+CREATE FUNCTION ves.get_state(tenant_id uuid, entity_type text, entity_id text) RETURNS jsonb
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM ves.check_tenant(tenant_id);
+  RETURN (SELECT s.state FROM ves.entity_state s WHERE s.tenant_id = get_state.tenant_id
+          AND s.entity_type = get_state.entity_type AND s.entity_id = get_state.entity_id AND NOT s.deleted);
+END $$;
+
+-- Resolves an open conflict. accept_local keeps the entity as it is now;
+-- accept_remote applies the incoming side's changes (relative to the base)
+-- on top of the entity as it is now; last_write_wins does whichever of the
+-- two was observed later; merge stores `merged` (a whole state; it may be
+-- omitted when no field conflicts). Inventory conflicts are resolved by
+-- ves._resolve_stock_conflict. Emits sync.conflict_resolved on the
+-- conflict's stream and, when the entity changes, <type>.updated.
+CREATE FUNCTION ves.resolve_conflict(conflict_id uuid, strategy text, merged jsonb DEFAULT NULL)
+  RETURNS ves.upsert_result
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c        ves.conflicts;
+  cur      ves.entity_state;
+  target   jsonb;
+  ar       ves.append_result;
+  res      ves.upsert_result;
+  chosen   text := strategy;
+BEGIN
+  IF conflict_id IS NULL OR strategy IS NULL THEN
+    RAISE EXCEPTION 'conflict_id and strategy must not be NULL' USING ERRCODE = 'VE011',
+      HINT = 'Strategies: accept_local, accept_remote, merge (with a merged state) or last_write_wins.';
+  END IF;
+  IF strategy NOT IN ('accept_local', 'accept_remote', 'merge', 'last_write_wins') THEN
+    RAISE EXCEPTION 'a conflict cannot be resolved with strategy "%"', strategy USING ERRCODE = 'VE010',
+      HINT = 'Strategies: accept_local, accept_remote, merge (with a merged state) or last_write_wins.';
+  END IF;
+  IF merged IS NOT NULL AND (strategy <> 'merge' OR jsonb_typeof(merged) <> 'object') THEN
+    RAISE EXCEPTION 'a merged state is only taken with strategy merge, and must be a JSON object'
+      USING ERRCODE = 'VE010', HINT = 'Pass merged => ''{...}'' together with strategy ''merge''.';
+  END IF;
+  SELECT * INTO c FROM ves.conflicts x WHERE x.conflict_id = resolve_conflict.conflict_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'conflict % does not exist', conflict_id USING ERRCODE = 'VE012',
+      HINT = 'See ves.open_conflicts for the conflicts waiting for a decision.';
+  END IF;
+  PERFORM ves.check_tenant(c.tenant_id);
+  IF c.status <> 'open' THEN
+    RAISE EXCEPTION 'conflict % is already resolved', conflict_id USING ERRCODE = 'VE030',
+      DETAIL = format('resolved with %s by %s at %s', c.strategy, c.resolved_by, c.resolved_at),
+      HINT = 'A conflict is resolved once; to change the entity again use ves.upsert.';
+  END IF;
+  IF strategy = 'merge' AND merged IS NULL AND cardinality(c.fields) > 0 THEN
+    RAISE EXCEPTION 'conflict % has fields changed on both sides (%); merge needs the merged state', conflict_id,
+      array_to_string(c.fields, ', ') USING ERRCODE = 'VE011',
+      HINT = 'Pass merged => the whole state to keep; proposed_state in ves.open_conflicts is a starting point.';
+  END IF;
+  IF strategy = 'last_write_wins' THEN
+    chosen := CASE WHEN c.remote_observed_at > coalesce(c.local_observed_at, '-infinity') THEN 'accept_remote'
+                   ELSE 'accept_local' END;
+  END IF;
+
+  IF c.entity_type = 'inventory' AND c.detail ? 'sku' THEN
+    res := ves._resolve_stock_conflict(c, chosen, merged);
+    c.resolved_state := CASE chosen WHEN 'accept_local' THEN c.local_state WHEN 'accept_remote' THEN c.remote_state
+                                    ELSE coalesce(merged, c.proposed_state) END;
+  ELSE
+    PERFORM pg_advisory_xact_lock(hashtextextended(c.tenant_id::text || '/' || c.entity_type || '/' || c.entity_id, 11));
+    SELECT * INTO cur FROM ves.entity_state s WHERE s.tenant_id = c.tenant_id AND s.entity_type = c.entity_type
+      AND s.entity_id = c.entity_id FOR UPDATE;
+    target := CASE chosen
+      WHEN 'accept_local' THEN NULL
+      WHEN 'merge' THEN coalesce(merged, c.proposed_state)
+      ELSE CASE WHEN cur.state IS NULL OR cur.deleted THEN c.remote_state
+                ELSE ves._pick(ves._apply_changes(cur.state, c.base_state, c.remote_state), cur.state, c.remote_state)
+           END
+    END;
+    res.version := cur.version;
+    IF target IS NOT NULL AND (cur.state IS NULL OR cur.deleted OR target IS DISTINCT FROM cur.state) THEN
+      SELECT * INTO ar FROM ves.append(c.tenant_id, c.store_id, c.entity_type, c.entity_id,
+        c.entity_type || CASE WHEN cur.state IS NULL OR cur.deleted THEN '.created' ELSE '.updated' END,
+        jsonb_build_object('state', target, 'source', c.remote_source, 'observed_at', c.remote_observed_at),
+        metadata => jsonb_build_object('conflict_id', c.conflict_id, 'resolution', strategy),
+        source => c.remote_source);
+      INSERT INTO ves.entity_state AS s (tenant_id, store_id, entity_type, entity_id, state, version, deleted,
+                                         last_source, last_observed_at, source_seen)
+      VALUES (c.tenant_id, c.store_id, c.entity_type, c.entity_id, target, ar.entity_version, false, c.remote_source,
+              c.remote_observed_at, ves._source_seen('{}', c.remote_source, c.remote_state, c.remote_observed_at))
+      ON CONFLICT ON CONSTRAINT entity_state_pkey DO UPDATE
+        SET state = excluded.state, version = excluded.version, deleted = false, updated_at = now(),
+            last_source = excluded.last_source, last_observed_at = excluded.last_observed_at,
+            source_seen = ves._source_seen(s.source_seen, c.remote_source, c.remote_state, c.remote_observed_at);
+      res.version := ar.entity_version;
+      res.event_id := ar.event_id;
+    END IF;
+    c.resolved_state := coalesce(target, cur.state);
+  END IF;
+
+  SELECT * INTO ar FROM ves.append(c.tenant_id, c.store_id, 'sync.conflict', c.conflict_id::text,
+    'sync.conflict_resolved',
+    jsonb_build_object('conflict_id', c.conflict_id, 'strategy', strategy, 'entity_type', c.entity_type,
+                       'entity_id', c.entity_id, 'version', res.version, 'resolved_by', session_user),
+    source => 'manual');
+  UPDATE ves.conflicts x SET status = 'resolved', strategy = resolve_conflict.strategy,
+    resolved_state = c.resolved_state, resolved_at = now(),
+    resolved_by = session_user, resolution_event_id = ar.event_id
+  WHERE x.conflict_id = resolve_conflict.conflict_id;
+  res.outcome := 'resolved';
+  res.conflict_id := conflict_id;
+  res.original_outcome := 'resolved';
+  RETURN res;
+END $$;
