@@ -1,0 +1,184 @@
+-- Orders follow their state machine (src/core/order_state.cpp): order.created,
+-- order.updated, order.shipped (with a tracking number), order.delivered,
+-- order.cancelled, payment.* and return.*. An event the order can never
+-- accept is refused (VE032; VE004 for a shipment without tracking number).
+-- An event that arrives before its prerequisite is held when it comes from a
+-- platform (any source but 'manual') and applied, in arrival order, as soon
+-- as the order reaches the state it needs; from 'manual' it is refused, as a
+-- person can send the earlier event first.
+
+CREATE FUNCTION ves._order_transition(status text, payment_status text, return_status text, event_type text,
+                                      payload jsonb,
+                                      OUT verdict text, OUT next_status text, OUT next_payment_status text,
+                                      OUT next_return_status text, OUT reason text, OUT bad_payload boolean)
+  AS 'MODULE_PATHNAME', 'ves_order_transition' LANGUAGE C IMMUTABLE;
+
+CREATE TABLE ves.orders (
+  tenant_id       uuid        NOT NULL,
+  store_id        uuid        NOT NULL,
+  order_id        text        NOT NULL CHECK (octet_length(order_id) BETWEEN 1 AND 256),
+  status          text        NOT NULL,
+  payment_status  text        NOT NULL DEFAULT 'none',
+  return_status   text        NOT NULL DEFAULT 'none',
+  tracking_number text,
+  data            jsonb       NOT NULL DEFAULT '{}',  -- order.created / order.updated payloads merged
+  version         bigint      NOT NULL,               -- the order stream's version
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  updated_at      timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, order_id)
+) WITH (fillfactor = 80);
+SELECT pg_catalog.pg_extension_config_dump('ves.orders', '');
+
+CREATE TABLE ves.held_order_events (
+  hold_id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  tenant_id       uuid        NOT NULL,
+  store_id        uuid        NOT NULL,
+  order_id        text        NOT NULL,
+  event_type      text        NOT NULL,
+  payload         jsonb       NOT NULL,
+  source          text        NOT NULL,
+  observed_at     timestamptz NOT NULL,
+  status          text        NOT NULL DEFAULT 'held' CHECK (status IN ('held', 'applied', 'rejected')),
+  reason          text        NOT NULL,   -- why it was held, then why it was rejected
+  held_at         timestamptz NOT NULL DEFAULT now(),
+  closed_at       timestamptz,
+  event_id        uuid                    -- the event once applied
+);
+CREATE INDEX held_order_events_open ON ves.held_order_events (tenant_id, order_id, hold_id) WHERE status = 'held';
+SELECT pg_catalog.pg_extension_config_dump('ves.held_order_events', '');
+
+CREATE TYPE ves.order_result AS (
+  outcome        text,    -- applied, held or duplicate
+  status         text,
+  payment_status text,
+  return_status  text,
+  version        bigint,
+  event_id       uuid,
+  released       int      -- held events this one let through
+);
+
+-- Applies one accepted event: append it, store the order's new state.
+CREATE FUNCTION ves._apply_order_event(tenant_id uuid, store_id uuid, order_id text, event_type text, payload jsonb,
+                                       source text, observed_at timestamptz, t record) RETURNS ves.append_result
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE ar ves.append_result;
+BEGIN
+  SELECT * INTO ar FROM ves.append(tenant_id, store_id, 'order', order_id, event_type, payload,
+    metadata => jsonb_build_object('observed_at', observed_at), source => source);
+  INSERT INTO ves.orders AS o (tenant_id, store_id, order_id, status, payment_status, return_status, tracking_number,
+                               data, version)
+  VALUES (tenant_id, store_id, order_id, t.next_status, t.next_payment_status, t.next_return_status,
+          payload ->> 'tracking_number', CASE WHEN event_type = 'order.created' THEN payload ELSE '{}' END,
+          ar.entity_version)
+  ON CONFLICT ON CONSTRAINT orders_pkey DO UPDATE SET
+    status = excluded.status, payment_status = excluded.payment_status, return_status = excluded.return_status,
+    tracking_number = coalesce(excluded.tracking_number, o.tracking_number),
+    data = CASE WHEN event_type IN ('order.created', 'order.updated') THEN o.data || payload ELSE o.data END,
+    version = excluded.version, updated_at = now();
+  RETURN ar;
+END $$;
+
+CREATE FUNCTION ves.record_order_event(
+  tenant_id       uuid,
+  store_id        uuid,
+  order_id        text,
+  event_type      text,
+  payload         jsonb       DEFAULT '{}',
+  source          text        DEFAULT 'manual',
+  idempotency_key text        DEFAULT NULL,
+  observed_at     timestamptz DEFAULT now()
+) RETURNS ves.order_result
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  request_hash bytea;
+  cached jsonb;
+  o ves.orders;
+  t record;
+  ar ves.append_result;
+  h ves.held_order_events;
+  progress boolean;
+  res ves.order_result;
+BEGIN
+  PERFORM ves._check_entity(tenant_id, store_id, 'order', order_id, source);
+  IF event_type IS NULL THEN
+    RAISE EXCEPTION 'event_type must not be NULL' USING ERRCODE = 'VE011', HINT = 'For example ''order.shipped''.';
+  END IF;
+  IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+    RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = 'VE004', HINT = 'Pass ''{}'' when there is nothing to say.';
+  END IF;
+  IF idempotency_key IS NOT NULL THEN
+    request_hash := ves._request_hash('record_order_event', jsonb_build_array(store_id, order_id, event_type, payload, source));
+    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'record_order_event', request_hash);
+    IF cached IS NOT NULL THEN
+      res := jsonb_populate_record(NULL::ves.order_result, cached);
+      res.outcome := 'duplicate';
+      RETURN res;
+    END IF;
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/order/' || order_id, 17));
+  SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
+    AND x.order_id = record_order_event.order_id FOR UPDATE;
+  t := ves._order_transition(coalesce(o.status, 'none'), coalesce(o.payment_status, 'none'),
+                             coalesce(o.return_status, 'none'), event_type, payload);
+  IF t.verdict = 'reject' OR (t.verdict = 'hold' AND source = 'manual') THEN
+    IF t.bad_payload THEN
+      RAISE EXCEPTION '%', t.reason USING ERRCODE = 'VE004',
+        HINT = 'Send order.shipped with {"tracking_number": "..."} in its payload.';
+    END IF;
+    RAISE EXCEPTION '% refused for order "%": %', event_type, order_id, t.reason USING ERRCODE = 'VE032',
+      DETAIL = format('status=%s payment_status=%s return_status=%s', coalesce(o.status, 'none'),
+                      coalesce(o.payment_status, 'none'), coalesce(o.return_status, 'none')),
+      HINT = CASE WHEN t.verdict = 'hold' THEN 'Record the earlier event first; events from platforms are held until then.'
+                  ELSE 'The order''s state machine does not allow this event now.' END;
+  END IF;
+
+  IF t.verdict = 'hold' THEN
+    INSERT INTO ves.held_order_events (tenant_id, store_id, order_id, event_type, payload, source, observed_at, reason)
+    VALUES (tenant_id, store_id, order_id, event_type, payload, source, observed_at, t.reason);
+    res := ('held', coalesce(o.status, 'none'), coalesce(o.payment_status, 'none'), coalesce(o.return_status, 'none'),
+            coalesce(o.version, 0), NULL, 0)::ves.order_result;
+  ELSE
+    ar := ves._apply_order_event(tenant_id, store_id, order_id, event_type, payload, source, observed_at, t);
+    res.outcome := 'applied';
+    res.event_id := ar.event_id;
+    res.released := 0;
+    -- Held events that this one lets through, in the order they arrived.
+    LOOP
+      progress := false;
+      FOR h IN SELECT * FROM ves.held_order_events x WHERE x.tenant_id = record_order_event.tenant_id
+                 AND x.order_id = record_order_event.order_id AND x.status = 'held' ORDER BY x.hold_id LOOP
+        SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
+          AND x.order_id = record_order_event.order_id;
+        t := ves._order_transition(o.status, o.payment_status, o.return_status, h.event_type, h.payload);
+        CONTINUE WHEN t.verdict = 'hold';
+        IF t.verdict = 'apply' THEN
+          ar := ves._apply_order_event(h.tenant_id, h.store_id, h.order_id, h.event_type, h.payload, h.source,
+                                       h.observed_at, t);
+          UPDATE ves.held_order_events x SET status = 'applied', closed_at = now(), event_id = ar.event_id
+          WHERE x.hold_id = h.hold_id;
+          res.released := res.released + 1;
+        ELSE
+          UPDATE ves.held_order_events x SET status = 'rejected', closed_at = now(), reason = t.reason
+          WHERE x.hold_id = h.hold_id;
+        END IF;
+        progress := true;
+      END LOOP;
+      EXIT WHEN NOT progress;
+    END LOOP;
+    SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
+      AND x.order_id = record_order_event.order_id;
+    res.status := o.status; res.payment_status := o.payment_status; res.return_status := o.return_status;
+    res.version := o.version;
+  END IF;
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'record_order_event', request_hash, to_jsonb(res));
+  RETURN res;
+END $$;
+
+CREATE FUNCTION ves.get_order(tenant_id uuid, order_id text) RETURNS ves.orders
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE o ves.orders;
+BEGIN
+  PERFORM ves.check_tenant(tenant_id);
+  SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = get_order.tenant_id AND x.order_id = get_order.order_id;
+  RETURN o;
+END $$;
