@@ -34,7 +34,7 @@ CREATE EXTENSION pg_ves;
 \echo '--- the mock platform is a Standard Webhooks destination; the sync worker drains the outbox to it'
 SELECT name, kind, url FROM ves.create_destination('mock-platform', 'webhook',
   'http://127.0.0.1:' || :'sink_port' || '/webhooks/inventory',
-  '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "entity_types": ["InventoryItem"]}');
+  '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "entity_types": ["InventoryItem", "inventory"]}');
 SELECT database, pid IS NOT NULL AS running FROM ves.worker_status;
 \set tenant '''00000000-0000-0000-0000-000000000001'''
 \set store '''00000000-0000-0000-0000-000000000002'''
@@ -65,6 +65,20 @@ SELECT count(*) AS appended FROM ves.append_batch(
   (SELECT jsonb_agg(jsonb_build_object('tenant_id', :tenant, 'store_id', :store,
           'entity_type', 'InventoryItem', 'entity_id', 'SKU-' || g, 'event_type', 'inventory.adjusted',
           'payload', jsonb_build_object('delta', g))) FROM generate_series(1, 500) g));
+
+\echo '--- stock with reservations: available never goes below zero'
+SELECT sku, on_hand, reserved, available, outcome FROM ves.set_stock(:tenant, :store, 'MUG-1', 3, source => 'shopify');
+SELECT sku, on_hand, reserved, available, outcome, reservation_id
+FROM ves.reserve_stock(:tenant, :store, 'MUG-1', 2, 'order-1002/line-1', order_id => 'order-1002');
+\set ON_ERROR_STOP 0
+SELECT * FROM ves.reserve_stock(:tenant, :store, 'MUG-1', 2, 'order-1003/line-1');
+\set ON_ERROR_STOP 1
+
+\echo '--- the shop sells one; shopify, not having seen it, reports an increase: the reduction wins'
+SELECT sku, on_hand, reserved, available, outcome FROM ves.adjust_stock(:tenant, :store, 'MUG-1', -1, reason => 'shop sale');
+SELECT sku, on_hand, reserved, available, outcome
+FROM ves.set_stock(:tenant, :store, 'MUG-1', 5, source => 'shopify', observed_at => now() + interval '1 minute');
+SELECT conflict_type, status, rule, local_state, remote_state FROM ves.conflicts;
 
 \echo '--- a consumer subscribes, polls behind the read fence, and acks'
 SELECT name FROM ves.create_subscription(:tenant, 'warehouse-sync', entity_types => '{InventoryItem}');
