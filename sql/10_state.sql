@@ -51,14 +51,17 @@ FROM ves.events e JOIN ves.conflicts c ON e.event_id = c.event_id WHERE c.status
 
 -- resolve_conflict: bad calls, then accept_remote applies the remote side's
 -- changes (price 15) on top of the entity as it is now.
-SELECT regress_try(format('SELECT ves.resolve_conflict(%L, %L)', conflict_id, 'manual')),
-       regress_try(format('SELECT ves.resolve_conflict(%L, %L)', conflict_id, 'merge')),
-       regress_try(format('SELECT ves.resolve_conflict(%L, %L, %L)', conflict_id, 'accept_local', '{}'))
-FROM ves.open_conflicts WHERE tenant_id = :t;
+-- (conflict ids are random: shown as <id>)
+SELECT regress_try(format('SELECT ves.resolve_conflict(%L, %L)', conflict_id, 'manual')) AS manual,
+       regexp_replace(regress_try(format('SELECT ves.resolve_conflict(%L, %L)', conflict_id, 'merge')),
+                      '[0-9a-f-]{36}', '<id>') AS merge_without_state,
+       regress_try(format('SELECT ves.resolve_conflict(%L, %L, %L)', conflict_id, 'accept_local', '{}')) AS local_with_state
+FROM ves.open_conflicts WHERE tenant_id = :t \gx
 SELECT regress_try($q$SELECT ves.resolve_conflict('00000000-0000-0000-0000-00000000dead', 'accept_local')$q$);
 SELECT r.outcome, r.version, st(:t, 'p1') FROM ves.open_conflicts c, ves.resolve_conflict(c.conflict_id, 'accept_remote') r
 WHERE c.tenant_id = :t;
-SELECT regress_try(format('SELECT ves.resolve_conflict(%L, %L)', conflict_id, 'accept_local')) AS twice
+SELECT regexp_replace(regress_try(format('SELECT ves.resolve_conflict(%L, %L)', conflict_id, 'accept_local')),
+                      '[0-9a-f-]{36}', '<id>') AS twice
 FROM ves.conflicts WHERE tenant_id = :t AND strategy = 'accept_remote';
 SELECT e.event_type, e.metadata ->> 'resolution' AS resolution FROM ves.events e
 WHERE e.tenant_id = :t AND e.metadata ? 'resolution' ORDER BY position;

@@ -20,6 +20,7 @@ extern "C" {
 }
 
 #include <string>
+#include <vector>
 
 using namespace pgves::pg;
 namespace conflict = pgves::core::conflict;
@@ -89,6 +90,41 @@ std::string picks(const json::Value &state, const json::Value &local, const json
 
 Datum jsonb_datum(const std::string &text) { return PointerGetDatum(jsonb_from_text(text)); }
 
+// The state a decision picked, built from the original jsonb values of the
+// two sides (the one that is NULL counts as {}): {"key": value of the side
+// picked}. Keys are copied into palloc'd memory before any Postgres call.
+Jsonb *picked_state(const json::Value &state, const json::Value &remote, Jsonb *l, Jsonb *r) {
+  struct Pick {
+    std::string key;
+    bool from_remote;
+  };
+  std::vector<Pick> list;
+  for (const auto &[key, value] : state.as_object()) {
+    const json::Value *rv = remote.find(key);
+    list.push_back({key, rv && *rv == value});
+  }
+  // No C++ object is created inside: a Postgres error here unwinds only
+  // through `list`, which outlives the call.
+  return pg_call([&] {
+    JsonbParseState *ps = nullptr;
+    pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
+    for (const Pick &p : list) {
+      Jsonb *from = p.from_remote ? r : l;
+      JsonbValue k;
+      k.type = jbvString;
+      k.val.string.val = pstrdup(p.key.c_str());
+      k.val.string.len = static_cast<int>(p.key.size());
+      JsonbValue *v = from ? getKeyJsonValueFromContainer(&from->root, k.val.string.val, k.val.string.len, nullptr)
+                           : nullptr;
+      if (v == nullptr) elog(ERROR, "pg_ves: picked member \"%s\" is missing", k.val.string.val);
+      pushJsonbValue(&ps, WJB_KEY, &k);
+      pushJsonbValue(&ps, WJB_VALUE, v);
+    }
+    JsonbValue *res = pushJsonbValue(&ps, WJB_END_OBJECT, nullptr);
+    return JsonbValueToJsonb(res);
+  });
+}
+
 }  // namespace
 
 // ves._decide(policy, base, local, remote, exists, deleted, reference_deleted,
@@ -122,9 +158,38 @@ PGVES_FUNCTION(ves_decide) {
   out += d.changed ? "true" : "false";
   out += ",\"fields\":[";
   for (size_t i = 0; i < d.fields.size(); ++i) out += (i ? "," : "") + quoted(d.fields[i]);
-  out += "],\"picks\":" + picks(d.state, in.local.state, in.remote.state);
-  out += ",\"stamps\":" + pgves::core::jcs::canonicalize(d.stamps) + "}";
-  return jsonb_datum(out);
+  out += "],\"stamps\":" + pgves::core::jcs::canonicalize(d.stamps) + "}";
+  Jsonb *state = picked_state(d.state, in.remote.state, PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2),
+                              PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3));
+  Jsonb *result = jsonb_from_text(out);
+  // {"state": ...} || result, through jsonb's own concatenation.
+  return pg_call([&] {
+    JsonbParseState *ps = nullptr;
+    JsonbValue k;
+    k.type = jbvString;
+    k.val.string.val = const_cast<char *>("state");
+    k.val.string.len = 5;
+    pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
+    pushJsonbValue(&ps, WJB_KEY, &k);
+    JsonbValue sv;
+    sv.type = jbvBinary;
+    sv.val.binary.data = &state->root;
+    sv.val.binary.len = VARSIZE(state) - VARHDRSZ;
+    pushJsonbValue(&ps, WJB_VALUE, &sv);
+    JsonbIterator *it = JsonbIteratorInit(&result->root);
+    JsonbValue v;
+    JsonbIteratorToken tok;
+    bool first = true;
+    while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+      if (first) {  // skip the inner WJB_BEGIN_OBJECT
+        first = false;
+        continue;
+      }
+      if (tok == WJB_END_OBJECT) break;
+      pushJsonbValue(&ps, tok, tok == WJB_KEY || tok == WJB_VALUE ? &v : nullptr);
+    }
+    return PointerGetDatum(JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, nullptr)));
+  });
 }
 
 // ves._apply_changes(current, base, side): picks for current with side's

@@ -288,11 +288,13 @@ $$;
 -- Records what a source reported: the base of its next change that names no
 -- base version, and its latest observed_at.
 CREATE FUNCTION ves._source_seen(seen jsonb, source text, reported jsonb, observed_at timestamptz) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE AS $$
-  SELECT seen || jsonb_build_object(source, jsonb_build_object(
-    'state', reported,
-    'observed_at', greatest(observed_at, (seen -> source ->> 'observed_at')::timestamptz)))
-$$;
+  LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  prior timestamptz := (seen -> source ->> 'observed_at')::timestamptz;
+BEGIN
+  RETURN seen || jsonb_build_object(source, jsonb_build_object('state', reported,
+    'observed_at', CASE WHEN prior > observed_at THEN prior ELSE observed_at END));
+END $$;
 
 -- Opens a conflict for review: the row, a sync.conflict_detected event on
 -- the conflict's own stream and a NOTIFY ves_conflicts (payload: the id).
@@ -376,16 +378,21 @@ BEGIN
   FOR UPDATE;
   found_entity := FOUND;
 
-  policy := ves.get_conflict_policy(tenant_id, entity_type);
-  FOR ref IN SELECT r.key AS field, r.value #>> '{}' AS ref_type FROM jsonb_each(policy -> 'references') r
-             WHERE jsonb_typeof(upsert.state -> r.key) IN ('string', 'number') LOOP
-    IF EXISTS (SELECT 1 FROM ves.entity_state s WHERE s.tenant_id = upsert.tenant_id
-               AND s.entity_type = ref.ref_type AND s.entity_id = upsert.state ->> ref.field AND s.deleted) THEN
-      ref_deleted := true;
-      ref_detail := ref_detail || jsonb_build_object(ref.field, jsonb_build_object('entity_type', ref.ref_type,
-                                                                                   'entity_id', state ->> ref.field));
-    END IF;
-  END LOOP;
+  SELECT x.policy INTO policy FROM ves.conflict_policies x
+  WHERE x.tenant_id = upsert.tenant_id AND x.entity_type IN (upsert.entity_type, '*')
+  ORDER BY x.entity_type = '*' LIMIT 1;
+  policy := coalesce(policy, '{}');  -- _decide fills in the defaults
+  IF policy -> 'references' <> '{}' THEN
+    FOR ref IN SELECT r.key AS field, r.value #>> '{}' AS ref_type FROM jsonb_each(policy -> 'references') r
+               WHERE jsonb_typeof(upsert.state -> r.key) IN ('string', 'number') LOOP
+      IF EXISTS (SELECT 1 FROM ves.entity_state s WHERE s.tenant_id = upsert.tenant_id
+                 AND s.entity_type = ref.ref_type AND s.entity_id = upsert.state ->> ref.field AND s.deleted) THEN
+        ref_deleted := true;
+        ref_detail := ref_detail || jsonb_build_object(ref.field, jsonb_build_object('entity_type', ref.ref_type,
+                                                                                     'entity_id', state ->> ref.field));
+      END IF;
+    END LOOP;
+  END IF;
 
   -- The base: the state at the version the caller names, or else what this
   -- source reported last ({} if it never did), so a platform that has not
@@ -402,7 +409,7 @@ BEGIN
                    CASE WHEN base_version IS NULL AND base_state = cur.state THEN cur.version ELSE 0 END,
                    (cur.source_seen -> source ->> 'observed_at')::timestamptz,
                    cur.last_source, cur.last_observed_at, source, observed_at, cur.field_stamps);
-  new_state := ves._pick(d -> 'picks', coalesce(cur.state, '{}'), state);
+  new_state := d -> 'state';
   res.outcome := d ->> 'outcome';
   res.version := coalesce(cur.version, 0);
 

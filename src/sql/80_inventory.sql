@@ -285,8 +285,7 @@ BEGIN
   d := ves._decide(policy, base, jsonb_build_object('on_hand', inv.on_hand), jsonb_build_object('on_hand', quantity),
                    existed, false, false, NULL, inv.version, (seen ->> 'version')::bigint,
                    (seen ->> 'observed_at')::timestamptz, inv.last_source, inv.last_observed_at, source, observed_at);
-  wanted := (ves._pick(d -> 'picks', jsonb_build_object('on_hand', inv.on_hand),
-                       jsonb_build_object('on_hand', quantity)) ->> 'on_hand')::bigint;
+  wanted := (d -> 'state' ->> 'on_hand')::bigint;
   res.outcome := d ->> 'outcome';
   IF d ->> 'rule' = 'stale_observation' THEN
     -- Older than what this source already reported: it changes nothing, not
