@@ -112,8 +112,8 @@ $$;
 
 -- The cached response for a key, NULL when there is none (or no key). Holds
 -- a transaction lock on the key, so a call racing the original waits for it
--- and then returns its response.
-CREATE FUNCTION ves._idempotency_begin(tenant_id uuid, idempotency_key text, operation text, request_hash bytea)
+-- and then returns its response. `request` is what the call was asked to do.
+CREATE FUNCTION ves._idempotency_begin(tenant_id uuid, idempotency_key text, operation text, request jsonb)
   RETURNS jsonb LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE r ves.idempotency_records;
 BEGIN
@@ -128,7 +128,7 @@ BEGIN
     AND x.expires_at > now()
   ORDER BY x.created_at DESC LIMIT 1;
   IF NOT FOUND THEN RETURN NULL; END IF;
-  IF r.operation <> _idempotency_begin.operation OR r.request_hash <> _idempotency_begin.request_hash THEN
+  IF r.operation <> operation OR r.request_hash <> ves._request_hash(operation, request) THEN
     RAISE EXCEPTION 'idempotency key "%" was already used for a different request', idempotency_key
       USING ERRCODE = 'VE002', DETAIL = format('first used for %s at %s', r.operation, r.created_at),
             HINT = 'Use a new key for a new request; repeat a request only with its own key and the same arguments.';
@@ -136,21 +136,25 @@ BEGIN
   RETURN r.response;
 END $$;
 
-CREATE FUNCTION ves._idempotency_finish(tenant_id uuid, idempotency_key text, operation text, request_hash bytea,
+-- Keeps the response of a keyed call (nothing without a key).
+CREATE FUNCTION ves._idempotency_finish(tenant_id uuid, idempotency_key text, operation text, request jsonb,
                                         response jsonb) RETURNS void
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  request_hash bytea;
+  ttl interval;
 BEGIN
   IF idempotency_key IS NULL THEN RETURN; END IF;
+  request_hash := ves._request_hash(operation, request);
+  ttl := coalesce(current_setting('ves.idempotency_ttl', true), '1d')::interval;
   BEGIN
     INSERT INTO ves.idempotency_records (tenant_id, idempotency_key, operation, request_hash, response, expires_at)
-    VALUES (tenant_id, idempotency_key, operation, request_hash, response,
-            now() + coalesce(current_setting('ves.idempotency_ttl', true), '1d')::interval);
+    VALUES (tenant_id, idempotency_key, operation, request_hash, response, now() + ttl);
   EXCEPTION WHEN check_violation THEN
     -- No partition for today (the worker has not run for days): make it.
     PERFORM ves.ensure_idempotency_partitions(now(), 1);
     INSERT INTO ves.idempotency_records (tenant_id, idempotency_key, operation, request_hash, response, expires_at)
-    VALUES (tenant_id, idempotency_key, operation, request_hash, response,
-            now() + coalesce(current_setting('ves.idempotency_ttl', true), '1d')::interval);
+    VALUES (tenant_id, idempotency_key, operation, request_hash, response, now() + ttl);
   END;
 END $$;
 
@@ -275,6 +279,13 @@ CREATE TYPE ves.upsert_result AS (
   original_outcome text     -- for a duplicate, what the first call did; else the outcome
 );
 
+-- A repeat of a keyed call: the first call's result, outcome 'duplicate'.
+CREATE FUNCTION ves._upsert_duplicate(cached jsonb) RETURNS ves.upsert_result
+  LANGUAGE sql IMMUTABLE AS $$
+  SELECT ('duplicate', (cached ->> 'version')::bigint, (cached ->> 'conflict_id')::uuid,
+          (cached ->> 'event_id')::uuid, cached ->> 'outcome')::ves.upsert_result
+$$;
+
 -- The state an entity had at a version, read back from its event stream.
 CREATE FUNCTION ves._state_at(tenant_id uuid, entity_type text, entity_id text, version bigint) RETURNS jsonb
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -330,7 +341,7 @@ CREATE FUNCTION ves.upsert(
 ) RETURNS ves.upsert_result
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  request_hash bytea;
+  request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, state, base_version, source);
   cached       jsonb;
   policy       jsonb;
   cur          ves.entity_state;
@@ -360,14 +371,9 @@ BEGIN
       HINT = 'Pass the version the state was read at, or NULL.';
   END IF;
 
-  IF idempotency_key IS NOT NULL THEN
-    request_hash := ves._request_hash('upsert', jsonb_build_array(store_id, entity_type, entity_id, state,
-                                                                   base_version, source));
-    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'upsert', request_hash);
-    IF cached IS NOT NULL THEN
-      RETURN ('duplicate', (cached ->> 'version')::bigint, (cached ->> 'conflict_id')::uuid,
-              (cached ->> 'event_id')::uuid, cached ->> 'outcome')::ves.upsert_result;
-    END IF;
+  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'upsert', request);
+  IF cached IS NOT NULL THEN
+    RETURN ves._upsert_duplicate(cached);
   END IF;
 
   -- One writer per entity at a time; the row lock alone would not cover an
@@ -464,11 +470,7 @@ BEGIN
   END IF;
 
   res.original_outcome := res.outcome;
-  IF idempotency_key IS NOT NULL THEN
-    PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'upsert', request_hash,
-      jsonb_build_object('outcome', res.outcome, 'version', res.version, 'conflict_id', res.conflict_id,
-                         'event_id', res.event_id));
-  END IF;
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'upsert', request, to_jsonb(res));
   RETURN res;
 END $$;
 
@@ -487,21 +489,16 @@ CREATE FUNCTION ves.delete_entity(
 ) RETURNS ves.upsert_result
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  request_hash bytea;
+  request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, base_version, source);
   cached       jsonb;
   cur          ves.entity_state;
   ar           ves.append_result;
   res          ves.upsert_result;
 BEGIN
   PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
-  IF idempotency_key IS NOT NULL THEN
-    request_hash := ves._request_hash('delete_entity', jsonb_build_array(store_id, entity_type, entity_id,
-                                                                          base_version, source));
-    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'delete_entity', request_hash);
-    IF cached IS NOT NULL THEN
-      RETURN ('duplicate', (cached ->> 'version')::bigint, NULL, (cached ->> 'event_id')::uuid,
-              cached ->> 'outcome')::ves.upsert_result;
-    END IF;
+  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'delete_entity', request);
+  IF cached IS NOT NULL THEN
+    RETURN ves._upsert_duplicate(cached);
   END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || entity_type || '/' || entity_id, 11));
   SELECT * INTO cur FROM ves.entity_state s
@@ -531,8 +528,7 @@ BEGIN
     res.event_id := ar.event_id;
   END IF;
   res.original_outcome := res.outcome;
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'delete_entity', request_hash,
-    jsonb_build_object('outcome', res.outcome, 'version', res.version, 'event_id', res.event_id));
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'delete_entity', request, to_jsonb(res));
   RETURN res;
 END $$;
 

@@ -63,6 +63,14 @@ CREATE FUNCTION ves._stock_result(inv ves.inventory, outcome text, conflict_id u
           event_id, reservation_id)::ves.stock_result
 $$;
 
+-- A repeat of a keyed call: the first call's result, outcome 'duplicate'.
+CREATE FUNCTION ves._stock_duplicate(cached jsonb) RETURNS ves.stock_result
+  LANGUAGE sql IMMUTABLE AS $$
+  SELECT (r.sku, r.location, r.on_hand, r.reserved, r.available, 'duplicate', r.conflict_id, r.event_id,
+          r.reservation_id)::ves.stock_result
+  FROM jsonb_populate_record(NULL::ves.stock_result, cached) r
+$$;
+
 CREATE FUNCTION ves._check_stock_args(tenant_id uuid, store_id uuid, sku text, location text, source text)
   RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -179,7 +187,7 @@ CREATE FUNCTION ves.adjust_stock(
 ) RETURNS ves.stock_result
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  request_hash bytea;
+  request jsonb := jsonb_build_array(store_id, sku, location, delta, reason, source);
   cached jsonb;
   inv ves.inventory;
   wanted bigint;
@@ -191,14 +199,9 @@ BEGIN
     RAISE EXCEPTION 'delta must be a non-zero count' USING ERRCODE = 'VE010',
       HINT = 'Pass +n for stock received, -n for stock removed; ves.set_stock sets an absolute count.';
   END IF;
-  IF idempotency_key IS NOT NULL THEN
-    request_hash := ves._request_hash('adjust_stock', jsonb_build_array(store_id, sku, location, delta, reason, source));
-    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'adjust_stock', request_hash);
-    IF cached IS NOT NULL THEN
-      res := jsonb_populate_record(NULL::ves.stock_result, cached);
-      res.outcome := 'duplicate';
-      RETURN res;
-    END IF;
+  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'adjust_stock', request);
+  IF cached IS NOT NULL THEN
+    RETURN ves._stock_duplicate(cached);
   END IF;
   inv := ves._lock_stock(tenant_id, store_id, sku, location);
   wanted := inv.on_hand + delta;
@@ -214,7 +217,7 @@ BEGIN
     res.conflict_id := rc.conflict_id;
     IF rc.opened THEN
       res := ves._stock_result(inv, 'conflict', rc.conflict_id, NULL);
-      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'adjust_stock', request_hash, to_jsonb(res));
+      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'adjust_stock', request, to_jsonb(res));
       RETURN res;
     END IF;
     wanted := rc.on_hand;
@@ -226,7 +229,7 @@ BEGIN
       jsonb_strip_nulls(jsonb_build_object('delta', delta, 'reason', reason, 'conflict_id', res.conflict_id)), source);
   END IF;
   res := ves._stock_result(inv, res.outcome, res.conflict_id, res.event_id);
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'adjust_stock', request_hash, to_jsonb(res));
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'adjust_stock', request, to_jsonb(res));
   RETURN res;
 END $$;
 
@@ -247,7 +250,7 @@ CREATE FUNCTION ves.set_stock(
 ) RETURNS ves.stock_result
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  request_hash bytea;
+  request jsonb := jsonb_build_array(store_id, sku, location, quantity, source);
   cached jsonb;
   inv ves.inventory;
   existed boolean;
@@ -268,14 +271,9 @@ BEGIN
   IF observed_at IS NULL THEN
     RAISE EXCEPTION 'observed_at must not be NULL' USING ERRCODE = 'VE011', HINT = 'Leave the default now().';
   END IF;
-  IF idempotency_key IS NOT NULL THEN
-    request_hash := ves._request_hash('set_stock', jsonb_build_array(store_id, sku, location, quantity, source));
-    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'set_stock', request_hash);
-    IF cached IS NOT NULL THEN
-      res := jsonb_populate_record(NULL::ves.stock_result, cached);
-      res.outcome := 'duplicate';
-      RETURN res;
-    END IF;
+  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'set_stock', request);
+  IF cached IS NOT NULL THEN
+    RETURN ves._stock_duplicate(cached);
   END IF;
   inv := ves._lock_stock(tenant_id, store_id, sku, location);
   existed := inv.last_source IS NOT NULL;
@@ -291,7 +289,7 @@ BEGIN
     -- Older than what this source already reported: it changes nothing, not
     -- even the base of the source's next report.
     res := ves._stock_result(inv, 'resolved', NULL, NULL);
-    PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request_hash, to_jsonb(res));
+    PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
     RETURN res;
   END IF;
   IF d ->> 'type' IS NOT NULL THEN
@@ -307,7 +305,7 @@ BEGIN
     c.detected_at := now();
     IF res.outcome = 'conflict' THEN
       res := ves._stock_result(inv, 'conflict', ves._open_conflict(c), NULL);
-      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request_hash, to_jsonb(res));
+      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
       RETURN res;
     END IF;
     c.conflict_id := gen_random_uuid(); c.status := 'resolved'; c.strategy := c.rule;
@@ -319,7 +317,7 @@ BEGIN
     rc := ves._reservation_conflict(inv, wanted, policy, source, observed_at, 'set_stock');
     IF rc.opened THEN
       res := ves._stock_result(inv, 'conflict', rc.conflict_id, NULL);
-      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request_hash, to_jsonb(res));
+      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
       RETURN res;
     END IF;
     wanted := rc.on_hand;
@@ -343,7 +341,7 @@ BEGIN
     RETURNING * INTO inv;
   END IF;
   res := ves._stock_result(inv, res.outcome, res.conflict_id, res.event_id);
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request_hash, to_jsonb(res));
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
   RETURN res;
 END $$;
 
@@ -363,7 +361,7 @@ CREATE FUNCTION ves.reserve_stock(
 ) RETURNS ves.stock_result
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  request_hash bytea;
+  request jsonb := jsonb_build_array(store_id, sku, location, quantity, reservation_id, order_id, source);
   cached jsonb;
   inv ves.inventory;
   r ves.reservations;
@@ -378,15 +376,9 @@ BEGIN
     RAISE EXCEPTION 'reservation_id must be 1 to 256 bytes' USING ERRCODE = 'VE006',
       HINT = 'Use the order line''s id, or leave it NULL to have one generated.';
   END IF;
-  IF idempotency_key IS NOT NULL THEN
-    request_hash := ves._request_hash('reserve_stock', jsonb_build_array(store_id, sku, location, quantity,
-                                                                          reservation_id, order_id, source));
-    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'reserve_stock', request_hash);
-    IF cached IS NOT NULL THEN
-      res := jsonb_populate_record(NULL::ves.stock_result, cached);
-      res.outcome := 'duplicate';
-      RETURN res;
-    END IF;
+  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'reserve_stock', request);
+  IF cached IS NOT NULL THEN
+    RETURN ves._stock_duplicate(cached);
   END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/reservation/' || rid, 13));
   SELECT * INTO r FROM ves.reservations x WHERE x.tenant_id = reserve_stock.tenant_id AND x.reservation_id = rid;
@@ -421,7 +413,7 @@ BEGIN
   res := ves._stock_result(inv, 'applied', NULL,
     ves._stock_event(inv, 'inventory.reserved',
       jsonb_build_object('reservation_id', rid, 'quantity', quantity, 'order_id', order_id), source), rid);
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'reserve_stock', request_hash, to_jsonb(res));
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'reserve_stock', request, to_jsonb(res));
   RETURN res;
 END $$;
 

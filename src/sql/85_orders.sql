@@ -90,7 +90,7 @@ CREATE FUNCTION ves.record_order_event(
 ) RETURNS ves.order_result
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  request_hash bytea;
+  request jsonb := jsonb_build_array(store_id, order_id, event_type, payload, source);
   cached jsonb;
   o ves.orders;
   t record;
@@ -106,14 +106,11 @@ BEGIN
   IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
     RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = 'VE004', HINT = 'Pass ''{}'' when there is nothing to say.';
   END IF;
-  IF idempotency_key IS NOT NULL THEN
-    request_hash := ves._request_hash('record_order_event', jsonb_build_array(store_id, order_id, event_type, payload, source));
-    cached := ves._idempotency_begin(tenant_id, idempotency_key, 'record_order_event', request_hash);
-    IF cached IS NOT NULL THEN
-      res := jsonb_populate_record(NULL::ves.order_result, cached);
-      res.outcome := 'duplicate';
-      RETURN res;
-    END IF;
+  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'record_order_event', request);
+  IF cached IS NOT NULL THEN
+    res := jsonb_populate_record(NULL::ves.order_result, cached);
+    res.outcome := 'duplicate';
+    RETURN res;
   END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/order/' || order_id, 17));
   SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
@@ -170,7 +167,7 @@ BEGIN
     res.status := o.status; res.payment_status := o.payment_status; res.return_status := o.return_status;
     res.version := o.version;
   END IF;
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'record_order_event', request_hash, to_jsonb(res));
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'record_order_event', request, to_jsonb(res));
   RETURN res;
 END $$;
 
