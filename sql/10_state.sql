@@ -160,6 +160,8 @@ WHERE c.tenant_id = :t AND c.entity_id = 'p3';
 -- and the listing that pointed at it can now be created.
 SELECT r.outcome, r.version, st(:t, 'l2', 'listing') FROM ves.open_conflicts c,
   ves.resolve_conflict(c.conflict_id, 'accept_remote') r WHERE c.tenant_id = :t AND c.entity_id = 'l2';
+-- The resolution stamped the fields it set with the change's source and time.
+SELECT jsonb_pretty(field_stamps) FROM ves.entity_state WHERE tenant_id = :t AND entity_id = 'l2';
 SELECT count(*) AS still_open FROM ves.open_conflicts WHERE tenant_id = :t;
 
 -- Every stored conflict keeps both sides, the base, the rule and the outcome.

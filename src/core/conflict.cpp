@@ -50,19 +50,6 @@ bool contains(const std::vector<std::string>& list, std::string_view s) {
 
 std::int64_t distance(std::int64_t a, std::int64_t b) { return a > b ? a - b : b - a; }
 
-// A total order on changes, so that every replica picks the same winner: the
-// later observation, then the higher-ranked source, then the larger
-// canonical text of the value (arbitrary but the same everywhere).
-bool remote_is_later(const Side& local, const Side& remote, const Policy& p, const Value* lv, const Value* rv) {
-    if (remote.observed_at_us != local.observed_at_us) return remote.observed_at_us > local.observed_at_us;
-    int lr = source_rank(p, local.source), rr = source_rank(p, remote.source);
-    if (lr != rr) return rr < lr;
-    if (local.source != remote.source) return remote.source > local.source;
-    std::string lt = lv ? jcs::canonicalize(*lv) : std::string();
-    std::string rt = rv ? jcs::canonicalize(*rv) : std::string();
-    return rt > lt;
-}
-
 bool same_state(const Value& a, const Value& b) {
     const auto& am = members(a);
     const auto& bm = members(b);
@@ -148,7 +135,7 @@ Value raised_floor(const Input& in) {
 
 // Stamps after a change that applied: every field whose value (or presence)
 // the change altered now carries the remote's stamp.
-Value restamp(const Input& in, const Value& result) {
+Value restamp_input(const Input& in, const Value& result) {
     Value::Object out = members(stamp_fields(in.stamps));
     const Value& local = in.local.state;
     for (const auto& key : keys_of(local, result, Value(Value::Object{}))) {
@@ -165,7 +152,7 @@ Decision finish(Decision d, const Input& in) {
     d.changed = !same_state(d.state, in.local.state);
     std::sort(d.fields.begin(), d.fields.end());
     if (d.stamps.kind() != Kind::object)
-        d.stamps = d.outcome == Outcome::conflict ? in.stamps : restamp(in, d.state);
+        d.stamps = d.outcome == Outcome::conflict ? in.stamps : restamp_input(in, d.state);
     return d;
 }
 
@@ -325,6 +312,16 @@ int source_rank(const Policy& p, std::string_view source) {
     return is_external(source) || !p.external_sources_win ? listed : listed + 1;
 }
 
+Value restamp(const Value& stamps, const Value& local, const Value& result, const Side& remote,
+              const Policy& policy) {
+    Input in;
+    in.stamps = stamps;
+    in.local.state = local;
+    in.remote = remote;
+    in.policy = policy;
+    return restamp_input(in, result);
+}
+
 ThreeWay merge3(const Value& base, const Value& local, const Value& remote) {
     ThreeWay out;
     Value::Object merged = members(local);
@@ -370,7 +367,8 @@ Decision decide(const Input& in) {
             case Strategy::last_write_wins:
                 d.outcome = Outcome::resolved;
                 d.rule = "last_write_wins";
-                remote_wins = remote_is_later(in.local, in.remote, p, &local, &remote);
+                remote_wins = beats(p, {in.remote.observed_at_us, in.remote.source}, &remote,
+                                    {in.local.observed_at_us, in.local.source}, &local);
                 break;
             case Strategy::merge:
             case Strategy::manual: d.outcome = Outcome::conflict; d.rule = "manual"; break;
@@ -506,7 +504,8 @@ Decision decide(const Input& in) {
                 for (const auto& key : open) {
                     const Value* l = local.find(key);
                     const Value* r = remote.find(key);
-                    if (remote_is_later(in.local, in.remote, p, l, r)) put(state, key, r);
+                    if (beats(p, {in.remote.observed_at_us, in.remote.source}, r, field_stamp(in, key), l))
+                        put(state, key, r);
                 }
                 rule = "last_write_wins";
                 break;

@@ -111,6 +111,11 @@ struct ThreeWay {
 };
 ThreeWay merge3(const json::Value& base, const json::Value& local, const json::Value& remote);
 
+// The stamps after `result` replaced `local` by a change from `remote`: the
+// fields it altered carry remote's stamp, the floor rises if remote outranks it.
+json::Value restamp(const json::Value& stamps, const json::Value& local, const json::Value& result, const Side& remote,
+                    const Policy& policy);
+
 // current with every change side made relative to base applied on top (a
 // member side removed is removed). Used to resolve a stored conflict in
 // favour of one side against the entity as it is now.

@@ -202,6 +202,17 @@ PGVES_FUNCTION(ves_apply_changes) {
   return jsonb_datum(picks(result, current, side));
 }
 
+// ves._restamp(stamps, local, result, source, observed_at, policy): the field
+// stamps after `result` replaced `local` by a change from `source`.
+PGVES_FUNCTION(ves_restamp) {
+  conflict::Side remote;
+  remote.source = text_arg(fcinfo, 3, "manual");
+  remote.observed_at_us = unix_us(fcinfo, 4);
+  json::Value out = conflict::restamp(jsonb_arg(fcinfo, 0, "stamps"), jsonb_arg(fcinfo, 1, "local state"),
+                                      jsonb_arg(fcinfo, 2, "state"), remote, policy_arg(fcinfo, 5));
+  return jsonb_datum(pgves::core::jcs::canonicalize(out));
+}
+
 // ves._conflict_policy(policy jsonb): the policy validated, defaults filled in.
 PGVES_FUNCTION(ves_conflict_policy) {
   conflict::Policy p = policy_arg(fcinfo, 0);

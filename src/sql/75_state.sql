@@ -16,6 +16,9 @@ CREATE FUNCTION ves._decide(policy jsonb, base jsonb, local_state jsonb, remote_
   AS 'MODULE_PATHNAME', 'ves_decide' LANGUAGE C IMMUTABLE;
 CREATE FUNCTION ves._apply_changes(current_state jsonb, base jsonb, side jsonb) RETURNS jsonb
   AS 'MODULE_PATHNAME', 'ves_apply_changes' LANGUAGE C IMMUTABLE;
+CREATE FUNCTION ves._restamp(stamps jsonb, local_state jsonb, result jsonb, source text, observed_at timestamptz,
+                             policy jsonb) RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'ves_restamp' LANGUAGE C IMMUTABLE;
 CREATE FUNCTION ves._conflict_policy(policy jsonb) RETURNS jsonb
   AS 'MODULE_PATHNAME', 'ves_conflict_policy' LANGUAGE C IMMUTABLE;
 
@@ -615,11 +618,14 @@ BEGIN
         metadata => jsonb_build_object('conflict_id', c.conflict_id, 'resolution', strategy),
         source => c.remote_source);
       INSERT INTO ves.entity_state AS s (tenant_id, store_id, entity_type, entity_id, state, version, deleted,
-                                         last_source, last_observed_at, source_seen)
+                                         last_source, last_observed_at, source_seen, field_stamps)
       VALUES (c.tenant_id, c.store_id, c.entity_type, c.entity_id, target, ar.entity_version, false, c.remote_source,
-              c.remote_observed_at, ves._source_seen('{}', c.remote_source, c.remote_state, c.remote_observed_at))
+              c.remote_observed_at, ves._source_seen('{}', c.remote_source, c.remote_state, c.remote_observed_at),
+              ves._restamp(cur.field_stamps, CASE WHEN cur.deleted THEN '{}' ELSE cur.state END, target,
+                           c.remote_source, c.remote_observed_at, ves.get_conflict_policy(c.tenant_id, c.entity_type)))
       ON CONFLICT ON CONSTRAINT entity_state_pkey DO UPDATE
         SET state = excluded.state, version = excluded.version, deleted = false, updated_at = now(),
+            field_stamps = excluded.field_stamps,
             last_source = excluded.last_source, last_observed_at = excluded.last_observed_at,
             source_seen = ves._source_seen(s.source_seen, c.remote_source, c.remote_state, c.remote_observed_at);
       res.version := ar.entity_version;

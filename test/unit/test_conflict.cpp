@@ -312,12 +312,23 @@ TEST(ConflictDecide, DeletedEntityOrReferenceUnderEachStrategy) {
         EXPECT_EQ(canon(d.state), canon(R"({"a":2,"b":1})"));
         EXPECT_TRUE(d.changed);
 
-        in.remote.observed_at_us = kT0 - kSec;  // remote observed earlier, even though from shopify
+        // Observed earlier, but from shopify, which outranks amazon: the same
+        // order last_write_wins uses field by field everywhere else.
+        in.remote.observed_at_us = kT0 - kSec;
         d = conflict::decide(in);
         EXPECT_EQ(d.outcome, Outcome::resolved);
         EXPECT_EQ(d.rule, "last_write_wins");
+        EXPECT_EQ(canon(d.state), canon(R"({"a":2,"b":1})"));
+        EXPECT_TRUE(d.changed);
+
+        // With source priority off, the earlier observation loses.
+        in.policy.source_priority.clear();
+        in.policy.external_sources_win = false;
+        d = conflict::decide(in);
         EXPECT_EQ(canon(d.state), canon(R"({"a":1,"b":1})"));
         EXPECT_FALSE(d.changed);
+        in.policy = Policy{};
+        in.policy.strategy = Strategy::last_write_wins;
 
         in.remote.observed_at_us = kT0;  // a tie: shopify outranks amazon
         d = conflict::decide(in);
