@@ -290,14 +290,20 @@ CREATE FUNCTION ves._upsert_duplicate(cached jsonb) RETURNS ves.upsert_result
 $$;
 
 -- The state an entity had at a version, read back from its event stream.
+-- (plpgsql, not sql: a sql function with its own search_path is neither
+-- inlined nor allowed to keep its plan, and planning over every partition
+-- of ves.events costs far more than the lookup.)
 CREATE FUNCTION ves._state_at(tenant_id uuid, entity_type text, entity_id text, version bigint) RETURNS jsonb
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce((
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN coalesce((
     SELECT e.payload -> 'state' FROM ves.events e
-    WHERE e.tenant_id = $1 AND e.entity_type = $2 AND e.entity_id = $3 AND e.entity_version <= $4
-      AND e.event_type IN ($2 || '.created', $2 || '.updated', $2 || '.deleted')
-    ORDER BY e.entity_version DESC LIMIT 1), '{}')
-$$;
+    WHERE e.tenant_id = _state_at.tenant_id AND e.entity_type = _state_at.entity_type
+      AND e.entity_id = _state_at.entity_id AND e.entity_version <= _state_at.version
+      AND e.event_type IN (_state_at.entity_type || '.created', _state_at.entity_type || '.updated',
+                           _state_at.entity_type || '.deleted')
+    ORDER BY e.entity_version DESC LIMIT 1), '{}');
+END $$;
 
 -- Records what a source reported: the base of its next change that names no
 -- base version, and its latest observed_at.
