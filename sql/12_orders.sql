@@ -53,6 +53,8 @@ SELECT count(*) AS c1_rows FROM ves.orders WHERE tenant_id = :t AND order_id = '
 SELECT ord(ves.record_order_event(:t, :s, 'D-1', 'order.delivered', source => 'tiktok'));
 SELECT ord(ves.record_order_event(:t, :s, 'D-1', 'payment.captured', source => 'tiktok'));
 SELECT ord(ves.record_order_event(:t, :s, 'D-1', 'order.shipped', '{"tracking_number": "TT1"}', source => 'tiktok'));
+-- (a shipment without tracking number is refused at once: it can never become valid)
+SELECT regress_try($q$SELECT ves.record_order_event('00000000-0000-0000-0000-000000000e02', '00000000-0000-0000-0000-000000000f02', 'D-1', 'order.shipped', '{}', source => 'tiktok')$q$);
 SELECT event_type, status, reason FROM ves.held_order_events WHERE tenant_id = :t AND order_id = 'D-1' ORDER BY hold_id;
 SELECT ord(ves.record_order_event(:t, :s, 'D-1', 'order.created', '{"total": 5}', source => 'tiktok'));
 SELECT event_type, status FROM ves.held_order_events WHERE tenant_id = :t AND order_id = 'D-1' ORDER BY hold_id;

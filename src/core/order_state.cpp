@@ -49,18 +49,21 @@ Transition order_event(const State& s, std::string_view what, const json::Value&
         n.status = "created";
         return apply(n);
     }
-    if (st == "none") return hold("the order has not been created yet");
-    if (what == "updated") {
-        if (st == "cancelled") return reject("the order was cancelled");
-        return apply(n);
-    }
     if (what == "shipped") {
+        // A shipment without a tracking number is never valid, early or not.
         const json::Value* tn = payload.find("tracking_number");
         if (tn == nullptr || tn->kind() != json::Kind::string || tn->as_string().empty()) {
             Transition t = reject("order.shipped must carry a non-empty \"tracking_number\"");
             t.bad_payload = true;
             return t;
         }
+    }
+    if (st == "none") return hold("the order has not been created yet");
+    if (what == "updated") {
+        if (st == "cancelled") return reject("the order was cancelled");
+        return apply(n);
+    }
+    if (what == "shipped") {
         if (st == "cancelled") return reject("the order was cancelled; nothing ships after a cancel");
         if (st != "created") return reject("the order has already shipped (status " + st + ")");
         n.status = "shipped";
