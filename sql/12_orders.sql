@@ -66,6 +66,15 @@ SELECT ord(ves.record_order_event(:t, :s, 'E-1', 'order.cancelled', source => 'a
 SELECT ord(ves.record_order_event(:t, :s, 'E-1', 'payment.authorized', source => 'amazon'));
 SELECT event_type, status, reason FROM ves.held_order_events WHERE tenant_id = :t AND order_id = 'E-1' ORDER BY hold_id;
 
+-- Held events whose prerequisite never comes expire after the sync setting
+-- order_hold (7 days); the worker closes them.
+SELECT ord(ves.record_order_event(:t, :s, 'G-1', 'order.delivered', source => 'shopify'));
+SELECT ves.get_sync_settings() ->> 'order_hold' AS order_hold;
+SELECT ves.expire_held_order_events(now() + interval '6 days') AS expired_early;
+SELECT ves.expire_held_order_events(now() + interval '8 days') AS expired_later;
+SELECT event_type, status, reason FROM ves.held_order_events WHERE tenant_id = :t AND order_id = 'G-1';
+SELECT regress_try($q$SELECT ves.set_sync_settings('{"order_hold": "soon"}')$q$);
+
 -- Webhook retries with an idempotency key return the first response.
 SELECT ord(ves.record_order_event(:t, :s, 'F-1', 'order.created', idempotency_key => 'wh-1', source => 'shopify'));
 SELECT ord(ves.record_order_event(:t, :s, 'F-1', 'order.created', idempotency_key => 'wh-1', source => 'shopify'));

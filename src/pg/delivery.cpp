@@ -693,7 +693,7 @@ void housekeeping() {
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
     SPI_execute("SELECT ves.ensure_partitions(), ves.ensure_idempotency_partitions(), "
-                "ves.expire_idempotency_records()",
+                "ves.expire_idempotency_records(), ves.expire_held_order_events()",
                 false, 0);
     SPI_finish();
     PopActiveSnapshot();

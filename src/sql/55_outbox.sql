@@ -99,7 +99,8 @@ INSERT INTO ves.sync_settings (settings) VALUES ('{
   "lease_seconds": 60,
   "safety_poll_ms": 5000,
   "synced_retention": "1 day",
-  "purge_batch": 5000
+  "purge_batch": 5000,
+  "order_hold": "7 days"
 }');
 
 SELECT pg_catalog.pg_extension_config_dump('ves.destinations', '');
@@ -397,11 +398,11 @@ BEGIN
       HINT = 'For example ''{"window": 128}''.';
   END IF;
   FOR k IN SELECT jsonb_object_keys(settings) LOOP
-    IF k = 'synced_retention' THEN
+    IF k IN ('synced_retention', 'order_hold') THEN
       BEGIN
         PERFORM (settings->>k)::interval;
       EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'synced_retention must be an interval' USING ERRCODE = 'VE010', HINT = 'For example "1 day".';
+        RAISE EXCEPTION '% must be an interval', k USING ERRCODE = 'VE010', HINT = 'For example "1 day".';
       END;
     ELSIF limits ? k THEN
       IF jsonb_typeof(settings->k) <> 'number' OR (settings->>k)::numeric <> floor((settings->>k)::numeric)
@@ -411,7 +412,7 @@ BEGIN
       END IF;
     ELSE
       RAISE EXCEPTION 'unknown sync setting "%"', k USING ERRCODE = 'VE010',
-        HINT = 'Settings: window, claim_batch, lease_seconds, safety_poll_ms, synced_retention, purge_batch.';
+        HINT = 'Settings: window, claim_batch, lease_seconds, safety_poll_ms, synced_retention, purge_batch, order_hold.';
     END IF;
   END LOOP;
   UPDATE ves.sync_settings s SET settings = s.settings || set_sync_settings.settings RETURNING s.settings INTO merged;

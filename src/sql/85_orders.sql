@@ -38,13 +38,14 @@ CREATE TABLE ves.held_order_events (
   payload         jsonb       NOT NULL,
   source          text        NOT NULL,
   observed_at     timestamptz NOT NULL,
-  status          text        NOT NULL DEFAULT 'held' CHECK (status IN ('held', 'applied', 'rejected')),
+  status          text        NOT NULL DEFAULT 'held' CHECK (status IN ('held', 'applied', 'rejected', 'expired')),
   reason          text        NOT NULL,   -- why it was held, then why it was rejected
   held_at         timestamptz NOT NULL DEFAULT now(),
   closed_at       timestamptz,
   event_id        uuid                    -- the event once applied
 );
 CREATE INDEX held_order_events_open ON ves.held_order_events (tenant_id, order_id, hold_id) WHERE status = 'held';
+CREATE INDEX held_order_events_age ON ves.held_order_events (held_at) WHERE status = 'held';
 SELECT pg_catalog.pg_extension_config_dump('ves.held_order_events', '');
 
 CREATE TYPE ves.order_result AS (
@@ -169,6 +170,22 @@ BEGIN
   END IF;
   PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'record_order_event', request, to_jsonb(res));
   RETURN res;
+END $$;
+
+-- Closes held events whose prerequisite has not come within the sync
+-- setting order_hold (7 days by default): status 'expired', never applied.
+-- The sync worker runs it; returns how many it closed.
+CREATE FUNCTION ves.expire_held_order_events(at timestamptz DEFAULT now()) RETURNS int
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  hold text := coalesce((SELECT settings ->> 'order_hold' FROM ves.sync_settings), '7 days');
+  n int;
+BEGIN
+  UPDATE ves.held_order_events h SET status = 'expired', closed_at = at,
+    reason = h.reason || format('; expired after %s', hold)
+  WHERE h.status = 'held' AND h.held_at < at - hold::interval;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
 END $$;
 
 CREATE FUNCTION ves.get_order(tenant_id uuid, order_id text) RETURNS ves.orders

@@ -99,7 +99,8 @@ GRANT EXECUTE ON FUNCTION
   ves.set_conflict_policy(uuid, text, jsonb),
   ves.resolve_conflict(uuid, text, jsonb),
   ves.ensure_idempotency_partitions(timestamptz, int),
-  ves.expire_idempotency_records(timestamptz)
+  ves.expire_idempotency_records(timestamptz),
+  ves.expire_held_order_events(timestamptz)
 TO ves_admin;
 
 GRANT SELECT ON ves.entity_state, ves.conflicts, ves.open_conflicts, ves.conflict_policies, ves.inventory,
