@@ -1,7 +1,8 @@
 # The sync worker keeps the idempotency records of ves.upsert, the stock and
 # the order functions: it makes the day partitions ahead and drops a day
 # once every record in it has expired (ves.idempotency_ttl), without
-# touching records still in force.
+# touching records still in force. It also expires order events held longer
+# than the sync setting order_hold.
 use strict;
 use warnings;
 
@@ -35,6 +36,11 @@ is(day_partitions(), 1, 'only the old day exists before the worker runs');
 is(sql(qq{SELECT outcome FROM ves.upsert('$tenant', '$store', 'product', 'p1', '{"a": 1}', idempotency_key => 'live')}),
 	'applied', 'a keyed upsert today');
 
+# Two early platform events: one held eight days ago, one just now.
+sql(qq{SELECT ves.record_order_event('$tenant', '$store', 'o-old', 'order.delivered', source => 'shopify')});
+sql(qq{SELECT ves.record_order_event('$tenant', '$store', 'o-new', 'order.delivered', source => 'shopify')});
+sql(q{UPDATE ves.held_order_events SET held_at = now() - interval '8 days' WHERE order_id = 'o-old'});
+
 ok(enable_worker($node), 'the sync worker runs');
 ok(wait_until(30, sub { sql("SELECT to_regclass('ves.$old') IS NULL") eq 't' }),
 	'the worker dropped the expired day');
@@ -43,6 +49,10 @@ is(sql(q{SELECT count(*) FROM ves.idempotency_records WHERE idempotency_key = 'l
 	'the record in force is kept');
 is(sql(qq{SELECT outcome || '/' || original_outcome FROM ves.upsert('$tenant', '$store', 'product', 'p1', '{"a": 1}',
           idempotency_key => 'live')}), 'duplicate/applied', 'and still answers a repeat');
+
+ok(wait_until(30, sub { sql(q{SELECT status FROM ves.held_order_events WHERE order_id = 'o-old'}) eq 'expired' }),
+	'the worker expired the event held past order_hold');
+is(sql(q{SELECT status FROM ves.held_order_events WHERE order_id = 'o-new'}), 'held', 'and kept the recent one');
 
 $node->stop;
 done_testing();
