@@ -54,59 +54,8 @@ so="$(pg_config --pkglibdir)/pg_ves.so"
 installed_at() { stat -c %Y "$so" "$(pg_config --sharedir)/extension/pg_ves--0.1.0.sql" | tr '\n' ' '; }
 installed_before=$(installed_at)
 
-work=$(scratch_dir state_bench)
-data="$work/data"
-port=$(free_port)
-started=0
-cleanup() {
-  if [ "$started" = 1 ]; then
-    as_pg pg_ctl -D "$data" -m fast -w stop >/dev/null 2>&1 || as_pg pg_ctl -D "$data" -m immediate stop >/dev/null 2>&1 || true
-  fi
-  if [ "${PGVES_BENCH_KEEP:-0}" = 1 ]; then
-    echo "bench: kept $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# The cluster, as in bench/run.sh: password authentication on loopback only.
-password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-printf '%s\n' "$password" >"$work/pwfile"
-[ "$(id -u)" -ne 0 ] || chown "$PG_USER" "$work/pwfile"
-chmod 600 "$work/pwfile"
-as_pg initdb -D "$data" -U postgres --auth=scram-sha-256 --pwfile="$work/pwfile" -E UTF8 --locale=C >"$work/initdb.log" 2>&1 ||
-  { cat "$work/initdb.log"; die "initdb failed"; }
-rm -f "$work/pwfile"
-cat >>"$data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$work'
-shared_preload_libraries = 'pg_ves'
-max_connections = 20
-shared_buffers = '$shared_buffers'
-wal_buffers = '16MB'
-max_wal_size = '8GB'
-min_wal_size = '1GB'
-checkpoint_timeout = '30min'
-checkpoint_completion_target = 0.9
-fsync = on
-full_page_writes = on
-synchronous_commit = '$sync_commit'
-work_mem = '16MB'
-maintenance_work_mem = '256MB'
-effective_cache_size = '4GB'
-random_page_cost = 1.1
-jit = off
-log_min_messages = warning
-EOF
-as_pg pg_ctl -D "$data" -l "$work/server.log" -w start >/dev/null || { cat "$work/server.log"; die "the server did not start"; }
-started=1
-
-export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGPASSWORD=$password PGDATABASE=bench
-PGDATABASE=postgres psql -qX -v ON_ERROR_STOP=1 -c 'CREATE DATABASE bench' >/dev/null
-sql() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
+. bench/cluster.sh
+bench_cluster state_bench
 sql -c 'CREATE EXTENSION pg_ves'
 
 tenant_sql() { echo "('00000000-0000-4000-8000-' || lpad(($1)::text, 12, '0'))::uuid"; }
