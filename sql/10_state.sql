@@ -191,6 +191,8 @@ SELECT regress_try($q$SELECT ves.upsert('00000000-0000-0000-0000-000000000c01', 
 SELECT regress_try($q$SELECT ves.upsert('00000000-0000-0000-0000-000000000c01', '00000000-0000-0000-0000-000000000d01', '', 'x', '{}')$q$);
 SELECT regress_try($q$SELECT ves.upsert('00000000-0000-0000-0000-000000000c01', '00000000-0000-0000-0000-000000000d01', 'product', 'x', '{}', base_version => -1)$q$);
 SELECT regress_try($q$SELECT ves.upsert('00000000-0000-0000-0000-000000000c01', '00000000-0000-0000-0000-000000000d01', 'product', 'x', '{}', idempotency_key => '')$q$);
+SELECT regress_try($q$SELECT ves.upsert('00000000-0000-0000-0000-000000000c01', '00000000-0000-0000-0000-000000000d01', 'product', 'x', '{}', base_version => 2)$q$);
+SELECT regress_try($q$SELECT ves.upsert('00000000-0000-0000-0000-000000000c01', '00000000-0000-0000-0000-000000000d01', 'product', 'p1', '{}', base_version => 99)$q$);
 SELECT count(*) AS no_x FROM ves.entity_state WHERE entity_id = 'x';
 
 -- Tenants: a session bound to another tenant may not write or read here.

@@ -392,6 +392,12 @@ BEGIN
   WHERE s.tenant_id = upsert.tenant_id AND s.entity_type = upsert.entity_type AND s.entity_id = upsert.entity_id
   FOR UPDATE;
   found_entity := FOUND;
+  IF base_version > coalesce(cur.version, 0) THEN
+    RAISE EXCEPTION 'base_version % of % "%" is ahead of the entity, which is at %', base_version, entity_type,
+      entity_id, coalesce(cur.version, 0)
+      USING ERRCODE = 'VE001', DETAIL = format('current_version=%s', coalesce(cur.version, 0)),
+            HINT = 'Pass the version the state was read at (0 for an entity that does not exist yet), or NULL.';
+  END IF;
 
   SELECT x.policy INTO policy FROM ves.conflict_policies x
   WHERE x.tenant_id = upsert.tenant_id AND x.entity_type IN (upsert.entity_type, '*')
