@@ -62,8 +62,33 @@ CREATE TABLE ves.idempotency_records (
   expires_at      timestamptz NOT NULL
 ) PARTITION BY RANGE (created_at);
 
--- Makes the day partitions for `at` and the next `days_ahead` days.
-CREATE FUNCTION ves.ensure_idempotency_partitions(at timestamptz DEFAULT now(), days_ahead int DEFAULT 3)
+-- Runs DDL on the idempotency partitions, waiting at most `lock_wait` for
+-- its locks (NULL: as long as lock_timeout allows). Creating or dropping a
+-- partition locks the parent table, and every keyed call that arrives while
+-- the DDL waits queues behind it; so routine maintenance gives up quickly and
+-- the next round tries again. Returns whether the DDL ran.
+CREATE FUNCTION ves._partition_ddl(statements text[], lock_wait interval) RETURNS boolean
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  previous text := current_setting('lock_timeout');
+  stmt text;
+BEGIN
+  IF lock_wait IS NOT NULL THEN
+    PERFORM set_config('lock_timeout', (extract(epoch FROM lock_wait) * 1000)::bigint::text, true);
+  END IF;
+  FOREACH stmt IN ARRAY statements LOOP
+    EXECUTE stmt;
+  END LOOP;
+  PERFORM set_config('lock_timeout', previous, true);
+  RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+  RETURN false;  -- the subtransaction's rollback also restores lock_timeout
+END $$;
+
+-- Makes the day partitions for `at` and the next `days_ahead` days; returns
+-- how many it made.
+CREATE FUNCTION ves.ensure_idempotency_partitions(at timestamptz DEFAULT now(), days_ahead int DEFAULT 3,
+                                                  lock_wait interval DEFAULT '100ms')
   RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   day_start timestamptz;
@@ -74,20 +99,21 @@ BEGIN
     day_start := (date_trunc('day', at AT TIME ZONE 'UTC') + make_interval(days => i)) AT TIME ZONE 'UTC';
     part := 'idempotency_records_' || to_char(day_start AT TIME ZONE 'UTC', '"d"YYYYMMDD');
     CONTINUE WHEN to_regclass('ves.' || part) IS NOT NULL;
-    LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE;
-    CONTINUE WHEN to_regclass('ves.' || part) IS NOT NULL;
-    EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.idempotency_records FOR VALUES FROM (%L) TO (%L)',
-                   part, day_start, day_start + interval '1 day');
-    EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, idempotency_key)', part);
-    EXECUTE format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', part);
-    made := made + 1;
+    IF ves._partition_ddl(ARRAY[
+         'LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE',
+         format('CREATE TABLE IF NOT EXISTS ves.%I PARTITION OF ves.idempotency_records FOR VALUES FROM (%L) TO (%L)',
+                part, day_start, day_start + interval '1 day'),
+         format('CREATE INDEX IF NOT EXISTS %I ON ves.%I (tenant_id, idempotency_key)', part || '_key', part),
+         format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', part)], lock_wait) THEN
+      made := made + 1;
+    END IF;
   END LOOP;
   RETURN made;
 END $$;
 
 -- Drops the day partitions whose every record has expired; returns how many.
-CREATE FUNCTION ves.expire_idempotency_records(at timestamptz DEFAULT now()) RETURNS int
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION ves.expire_idempotency_records(at timestamptz DEFAULT now(), lock_wait interval DEFAULT '100ms')
+  RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p record;
   live boolean;
@@ -102,8 +128,9 @@ BEGIN
     CONTINUE WHEN p.upper_bound + coalesce(current_setting('ves.idempotency_ttl', true), '1d')::interval > at;
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE expires_at > %L)', p.rel, at) INTO live;
     CONTINUE WHEN live;
-    EXECUTE format('DROP TABLE %s', p.rel);
-    dropped := dropped + 1;
+    IF ves._partition_ddl(ARRAY[format('DROP TABLE %s', p.rel)], lock_wait) THEN
+      dropped := dropped + 1;
+    END IF;
   END LOOP;
   RETURN dropped;
 END $$;
@@ -154,8 +181,9 @@ BEGIN
     INSERT INTO ves.idempotency_records (tenant_id, idempotency_key, operation, request_hash, response, expires_at)
     VALUES (tenant_id, idempotency_key, operation, request_hash, response, now() + ttl);
   EXCEPTION WHEN check_violation THEN
-    -- No partition for today (the worker has not run for days): make it.
-    PERFORM ves.ensure_idempotency_partitions(now(), 1);
+    -- No partition for today (the worker has not run for days): make it,
+    -- waiting for the lock like any other statement.
+    PERFORM ves.ensure_idempotency_partitions(now(), 1, NULL);
     INSERT INTO ves.idempotency_records (tenant_id, idempotency_key, operation, request_hash, response, expires_at)
     VALUES (tenant_id, idempotency_key, operation, request_hash, response, now() + ttl);
   END;

@@ -98,8 +98,8 @@ TO ves_writer;
 GRANT EXECUTE ON FUNCTION
   ves.set_conflict_policy(uuid, text, jsonb),
   ves.resolve_conflict(uuid, text, jsonb),
-  ves.ensure_idempotency_partitions(timestamptz, int),
-  ves.expire_idempotency_records(timestamptz),
+  ves.ensure_idempotency_partitions(timestamptz, int, interval),
+  ves.expire_idempotency_records(timestamptz, interval),
   ves.expire_held_order_events(timestamptz)
 TO ves_admin;
 

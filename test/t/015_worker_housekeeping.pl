@@ -9,6 +9,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
+use Time::HiRes qw(time);
 
 use PgVesTest;
 
@@ -53,6 +55,24 @@ is(sql(qq{SELECT outcome || '/' || original_outcome FROM ves.upsert('$tenant', '
 ok(wait_until(30, sub { sql(q{SELECT status FROM ves.held_order_events WHERE order_id = 'o-old'}) eq 'expired' }),
 	'the worker expired the event held past order_hold');
 is(sql(q{SELECT status FROM ves.held_order_events WHERE order_id = 'o-new'}), 'held', 'and kept the recent one');
+
+# Dropping a day locks the parent table; a keyed call in flight holds it. The
+# maintenance gives up after its short lock wait instead of queueing every
+# keyed call behind it, and drops the day on a later round.
+my $holder = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('postgres'),
+	'-c', 'BEGIN',
+	'-c', qq{SELECT ves.upsert('$tenant', '$store', 'product', 'p2', '{"a": 1}', idempotency_key => 'held-open')},
+	'-c', 'SELECT pg_sleep(4)', '-c', 'COMMIT' ], '>', \my $holder_out, '2>', \my $holder_err);
+ok(wait_until(10, sub { sql(q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                               WHERE c.relname = 'idempotency_records' AND l.pid <> pg_backend_pid()}) > 0 }),
+	'a keyed call holds the records table');
+my $t0 = time;
+is(sql(q{SELECT ves.expire_idempotency_records(now() + interval '30 days')}), 0,
+	'maintenance drops nothing while the table is in use');
+cmp_ok(time - $t0, '<', 3, 'and does not wait for the transaction');
+$holder->finish;
+cmp_ok(sql(q{SELECT ves.expire_idempotency_records(now() + interval '30 days')}), '>=', 1,
+	'once it ends, the expired days are dropped');
 
 $node->stop;
 done_testing();
