@@ -692,7 +692,9 @@ void housekeeping() {
     spi_connect();
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
-    SPI_execute("SELECT ves.ensure_partitions(), ves.ensure_idempotency_partitions(), "
+    // Partition DDL waits at most 100 ms for its locks: appends and keyed
+    // calls must not queue behind it; a busy round is retried 10 s later.
+    SPI_execute("SELECT ves.ensure_partitions(now(), '100ms'), ves.ensure_idempotency_partitions(), "
                 "ves.expire_idempotency_records(), ves.expire_held_order_events()",
                 false, 0);
     SPI_finish();

@@ -38,12 +38,21 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.events
 -- Makes sure the month partitions for `at` and the configured months ahead
 -- exist; returns the end of the range known to exist, which the append path
 -- caches so it asks again only when time passes it.
-CREATE FUNCTION ves.ensure_partitions(at timestamptz DEFAULT now()) RETURNS timestamptz
+--
+-- Creating a partition takes an exclusive lock on ves.events, and every
+-- append arriving while that waits queues behind it. With `lock_wait` (the
+-- sync worker passes 100 ms) a month whose lock is not granted in time is
+-- left for a later round, and the range returned ends before it; without it
+-- (an append that finds its own month missing) the creation waits like any
+-- other statement.
+CREATE FUNCTION ves.ensure_partitions(at timestamptz DEFAULT now(), lock_wait interval DEFAULT NULL)
+  RETURNS timestamptz
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cfg ves.partition_config;
   month_start timestamptz;
   month_name text;
+  previous_timeout text := current_setting('lock_timeout');
   i int;
   b int;
 BEGIN
@@ -53,26 +62,38 @@ BEGIN
     month_start := (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i)) AT TIME ZONE 'UTC';
     month_name := 'events_' || to_char(month_start AT TIME ZONE 'UTC', '"y"YYYY"m"MM');
     CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
-    -- Creation is rare; serialise it so concurrent callers do not race. A
-    -- table lock (unlike an advisory lock) also refreshes the catalog view,
-    -- so the re-check below sees a partition another session just created.
-    LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE;
-    CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
-    EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.events FOR VALUES FROM (%L) TO (%L) PARTITION BY HASH (tenant_id)',
-                   month_name, month_start,
-                   (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i + 1)) AT TIME ZONE 'UTC');
-    FOR b IN 0 .. cfg.tenant_buckets - 1 LOOP
-      EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
-                     month_name || '_t' || b, month_name, cfg.tenant_buckets, b);
-      EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
-                     month_name || '_t' || b);
-      EXECUTE format('ALTER TABLE ves.%I ADD PRIMARY KEY (position, tenant_id)', month_name || '_t' || b);
-      EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, entity_type, entity_id, entity_version)', month_name || '_t' || b);
-      EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, event_id)', month_name || '_t' || b);
-    END LOOP;
-    EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
-                   month_name);
-    EXECUTE format('GRANT SELECT ON ves.%I TO ves_reader', month_name);
+    BEGIN
+      IF lock_wait IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', (extract(epoch FROM lock_wait) * 1000)::bigint::text, true);
+      END IF;
+      -- Creation is rare; serialise it so concurrent callers do not race. A
+      -- table lock (unlike an advisory lock) also refreshes the catalog view,
+      -- so the re-check below sees a partition another session just created.
+      LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE;
+      IF to_regclass('ves.' || month_name) IS NULL THEN
+        EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.events FOR VALUES FROM (%L) TO (%L) PARTITION BY HASH (tenant_id)',
+                       month_name, month_start,
+                       (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i + 1)) AT TIME ZONE 'UTC');
+        FOR b IN 0 .. cfg.tenant_buckets - 1 LOOP
+          EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+                         month_name || '_t' || b, month_name, cfg.tenant_buckets, b);
+          EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
+                         month_name || '_t' || b);
+          EXECUTE format('ALTER TABLE ves.%I ADD PRIMARY KEY (position, tenant_id)', month_name || '_t' || b);
+          EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, entity_type, entity_id, entity_version)', month_name || '_t' || b);
+          EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, event_id)', month_name || '_t' || b);
+        END LOOP;
+        EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
+                       month_name);
+        EXECUTE format('GRANT SELECT ON ves.%I TO ves_reader', month_name);
+      END IF;
+      PERFORM set_config('lock_timeout', previous_timeout, true);
+    EXCEPTION WHEN lock_not_available THEN
+      -- Only with lock_wait (otherwise the error is the caller's): nothing of
+      -- this month was made, lock_timeout is back; try again next round.
+      IF lock_wait IS NULL THEN RAISE; END IF;
+      RETURN month_start;
+    END;
   END LOOP;
   RETURN (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => cfg.months_ahead + 1)) AT TIME ZONE 'UTC';
 END $$;

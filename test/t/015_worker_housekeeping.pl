@@ -74,5 +74,29 @@ $holder->finish;
 cmp_ok(sql(q{SELECT ves.expire_idempotency_records(now() + interval '30 days')}), '>=', 1,
 	'once it ends, the expired days are dropped');
 
+# The same for the month partitions of ves.events: an append in flight holds
+# the table; a new month is made only when the lock comes quickly.
+my $appender = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('postgres'),
+	'-c', 'BEGIN',
+	'-c', qq{SELECT ves.append('$tenant', '$store', 'product', 'p3', 'product.noted', '{}')},
+	'-c', 'SELECT pg_sleep(4)', '-c', 'COMMIT' ], '>', \my $appender_out, '2>', \my $appender_err);
+ok(wait_until(10, sub { sql(q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                               WHERE c.relname = 'events' AND l.pid <> pg_backend_pid()}) > 0 }),
+	'an append in flight holds ves.events');
+my $months_before = sql(q{SELECT count(*) FROM pg_inherits WHERE inhparent = 'ves.events'::regclass});
+$t0 = time;
+my ($left_for_later, $timeout_after) = split /\n/, sql(q{SET lock_timeout = '7s';
+  SELECT ves.ensure_partitions(now() + interval '12 months', '100ms')
+           = date_trunc('month', (now() + interval '12 months') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+  SHOW lock_timeout;});
+is($left_for_later, 't', 'a busy ves.events: the new month is left for later, and the range returned ends before it');
+cmp_ok(time - $t0, '<', 3, 'without waiting for the append');
+is(sql(q{SELECT count(*) FROM pg_inherits WHERE inhparent = 'ves.events'::regclass}), $months_before,
+	'and nothing half-made is left behind');
+is($timeout_after, '7s', 'the session keeps its own lock_timeout');
+$appender->finish;
+is(sql(q{SELECT ves.ensure_partitions(now() + interval '12 months', '100ms')
+           > now() + interval '12 months'}), 't', 'once the append commits, the months are made');
+
 $node->stop;
 done_testing();
