@@ -10,6 +10,8 @@
 # and defines sql(). On exit the cluster is stopped and the directory removed
 # (PGVES_BENCH_KEEP=1 keeps the directory). Reads $shared_buffers and
 # $sync_commit and a die() function; sets $work, $data and $port.
+# PGVES_BENCH_WORKER_DB=bench runs the sync worker in the bench database (it
+# then sends NOTIFY ves_events for the appenders); by default none runs.
 
 bench_cluster() {
   work=$(scratch_dir "$1")
@@ -55,6 +57,7 @@ effective_cache_size = '4GB'
 random_page_cost = 1.1
 jit = off
 log_min_messages = warning
+ves.databases = '${PGVES_BENCH_WORKER_DB:-}'
 CONF
   as_pg pg_ctl -D "$data" -l "$work/server.log" -w start >/dev/null ||
     { cat "$work/server.log"; die "the server did not start"; }

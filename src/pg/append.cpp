@@ -649,7 +649,7 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
 }  // namespace
 
 void notify_appended() {
-  if (settings::notify_on_append) Async_Notify("ves_events", nullptr);
+  if (settings::notify_on_append && !worker::relay_notify_at_commit()) Async_Notify("ves_events", nullptr);
 }
 
 namespace {

@@ -29,6 +29,7 @@
 
 extern "C" {
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "commands/extension.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
@@ -731,6 +732,37 @@ void housekeeping() {
 
 }  // namespace
 
+// Sends NOTIFY ves_events for appenders that committed since the last time
+// (see worker::relay_notify_at_commit): one short transaction for any number
+// of commits, at most one every kRelayGapMs, so a busy stream of commits
+// costs a few notifications a millisecond apart rather than one each.
+// `force` sends one regardless, for commits that may have asked a worker
+// that has since stopped. Returns whether requests are still waiting.
+constexpr std::int64_t kRelayGapMs = 2;
+
+struct Relay {
+  std::uint64_t relayed = 0;
+  std::int64_t last_ms = 0;
+  bool active = false;  // appenders may wake the worker for notifications alone
+};
+
+bool relay_notifications(Relay &r, bool force) {
+  std::uint64_t requests = pg_call([] { return worker::worker_notify_requests(); });
+  if (requests == r.relayed && !force) return false;
+  std::int64_t now = steady_ms();
+  if (!force && now - r.last_ms < kRelayGapMs) return true;
+  std::uint64_t latest = pg_call([requests] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    Async_Notify("ves_events", nullptr);
+    CommitTransactionCommand();
+    return worker::worker_notify_relayed(requests);
+  });
+  r.relayed = requests;
+  r.last_ms = now;
+  return latest != requests;
+}
+
 void run_delivery_loop() {
   // A lost commit of a claim or a result only means a row is sent again with
   // the same idempotency key, so the worker does not wait for WAL flushes.
@@ -747,6 +779,8 @@ void run_delivery_loop() {
   std::unique_ptr<Deliverer> deliverer;
   std::uint64_t epoch = 0;
   std::int64_t last_poll = 0, last_housekeeping = 0, last_full_scan = 0;
+  Relay relay;
+  bool relay_waiting = false;
   bool woken = true;
   for (;;) {
     check_interrupts();
@@ -754,13 +788,19 @@ void run_delivery_loop() {
       if (!deliverer) {
         if (!extension_present()) {
           // Not installed (yet, or any more): idle without spinning.
-          pg_call_void([] { pgstat_report_activity(STATE_IDLE, "pg_ves: waiting for CREATE EXTENSION pg_ves"); });
+          pg_call_void([] {
+            worker::worker_relays_notify(false);
+            pgstat_report_activity(STATE_IDLE, "pg_ves: waiting for CREATE EXTENSION pg_ves");
+          });
           engine.wait(10000);
           continue;
         }
         deliverer = std::make_unique<Deliverer>(true, 0, 0);
         deliverer->release_own_leases();
         epoch = 0;
+        pg_call_void([] { worker::worker_relays_notify(true); });
+        relay.active = true;
+        relay_notifications(relay, true);
       }
       std::uint64_t now_epoch = pg_call([] { return worker::destinations_epoch(); });
       if (now_epoch != epoch) {
@@ -791,7 +831,10 @@ void run_delivery_loop() {
       idle = deliverer->in_flight() == 0 && deliverer->queued() == 0;
       worth_claiming = ask > 0 && (idle || ask >= std::max(1, cfg.window / 4));
       long timeout = deliverer->more_work() && worth_claiming ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
+      if (relay_waiting) timeout = std::min(timeout, static_cast<long>(kRelayGapMs));
       woken = engine.wait(timeout);
+      woken = pg_call([] { return worker::worker_take_outbox_wake(); }) || (woken && !relay.active);
+      relay_waiting = relay_notifications(relay, false);
       deliverer->absorb(engine.take_completed());
       deliverer->record();
       if (now - last_housekeeping >= 10000) {

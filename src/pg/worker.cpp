@@ -55,6 +55,10 @@ struct Slot {
   uint64 delivered;
   uint64 failed;
   int in_flight;
+  bool relays_notify;        // the worker sends NOTIFY ves_events for appenders
+  uint64 notify_requests;    // commits that asked it to
+  uint64 notify_relayed;     // requests covered by its last NOTIFY
+  bool outbox_woken;         // a commit queued outbox rows or changed destinations
 };
 
 struct Shared {
@@ -101,24 +105,38 @@ void set_latch_of(int procno) {
 
 bool wake_pending = false;
 bool epoch_pending = false;
+bool notify_pending = false;
 bool xact_callback_registered = false;
 
 void on_xact(XactEvent event, void *) {
   if (event == XACT_EVENT_COMMIT && shared) {
     if (epoch_pending) pg_atomic_fetch_add_u64(&shared->destinations_epoch, 1);
-    if (wake_pending || epoch_pending) {
+    if (wake_pending || epoch_pending || notify_pending) {
       SpinLockAcquire(&shared->mutex);
       int procnos[kMaxWorkers];
       int n = 0;
       for (auto &slot : shared->slots)
-        if (slot.pid != 0 && slot.dboid == MyDatabaseId) procnos[n++] = slot.procno;
+        if (slot.pid != 0 && slot.dboid == MyDatabaseId) {
+          bool wake = false;
+          if (notify_pending && slot.relays_notify) {
+            // Only the first request since the last NOTIFY wakes the worker;
+            // the ones after it are covered by the NOTIFY it is about to send.
+            wake = slot.notify_requests == slot.notify_relayed;
+            slot.notify_requests++;
+          }
+          if (wake_pending || epoch_pending) {
+            slot.outbox_woken = true;
+            wake = true;
+          }
+          if (wake) procnos[n++] = slot.procno;
+        }
       SpinLockRelease(&shared->mutex);
       for (int i = 0; i < n; ++i) set_latch_of(procnos[i]);
     }
   }
   if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
       event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-    wake_pending = epoch_pending = false;
+    wake_pending = epoch_pending = notify_pending = false;
 }
 
 void ensure_callback() {
@@ -227,6 +245,61 @@ void wake_at_commit() {
   wake_pending = true;
 }
 
+bool relay_notify_at_commit() {
+  if (!shared) return false;
+  if (notify_pending) return true;
+  bool relayed = false;
+  SpinLockAcquire(&shared->mutex);
+  for (auto &slot : shared->slots)
+    if (slot.pid != 0 && slot.dboid == MyDatabaseId && slot.relays_notify) relayed = true;
+  SpinLockRelease(&shared->mutex);
+  if (relayed) {
+    ensure_callback();
+    notify_pending = true;
+  }
+  return relayed;
+}
+
+void worker_relays_notify(bool on) {
+  SpinLockAcquire(&shared->mutex);
+  for (auto &slot : shared->slots)
+    if (slot.pid == MyProcPid) slot.relays_notify = on;
+  SpinLockRelease(&shared->mutex);
+}
+
+uint64 worker_notify_requests() {
+  uint64 n = 0;
+  SpinLockAcquire(&shared->mutex);
+  for (auto &slot : shared->slots)
+    if (slot.pid == MyProcPid) n = slot.notify_requests;
+  SpinLockRelease(&shared->mutex);
+  return n;
+}
+
+uint64 worker_notify_relayed(uint64 requests) {
+  uint64 now = requests;
+  SpinLockAcquire(&shared->mutex);
+  for (auto &slot : shared->slots)
+    if (slot.pid == MyProcPid) {
+      slot.notify_relayed = requests;
+      now = slot.notify_requests;
+    }
+  SpinLockRelease(&shared->mutex);
+  return now;
+}
+
+bool worker_take_outbox_wake() {
+  bool woken = false;
+  SpinLockAcquire(&shared->mutex);
+  for (auto &slot : shared->slots)
+    if (slot.pid == MyProcPid) {
+      woken = slot.outbox_woken;
+      slot.outbox_woken = false;
+    }
+  SpinLockRelease(&shared->mutex);
+  return woken;
+}
+
 void destinations_changed_at_commit() {
   ensure_callback();
   epoch_pending = true;
@@ -256,6 +329,7 @@ void worker_detach(int, Datum arg) {
     if (slot.pid == MyProcPid) {
       slot.pid = 0;
       slot.in_flight = 0;
+      slot.relays_notify = false;
     }
   SpinLockRelease(&shared->mutex);
   if (shared->launcher_pid) set_latch_of(shared->launcher_procno);

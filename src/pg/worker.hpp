@@ -21,6 +21,24 @@ void destinations_changed_at_commit();
 // Changes with every destination change; appenders cache per epoch.
 uint64 destinations_epoch();
 
+// NOTIFY ves_events for the calling transaction: when a worker serves this
+// database, it sends the notification shortly after the commit (one for
+// many commits) and this returns true; otherwise the caller sends it itself.
+// Sending NOTIFY takes a cluster-wide lock held through the commit's WAL
+// flush, which serialises every committing appender; one sender does not.
+bool relay_notify_at_commit();
+
+// For the running worker: whether it relays notifications, and how many
+// commits have asked it to so far.
+void worker_relays_notify(bool on);
+uint64 worker_notify_requests();
+// Records that a NOTIFY covered `requests`; returns the count now, which is
+// larger if a commit asked meanwhile (it did not wake the worker).
+uint64 worker_notify_relayed(uint64 requests);
+// Whether a commit asked for outbox work since the last call (and clears it):
+// a wake-up for a notification alone does not warrant a claim.
+bool worker_take_outbox_wake();
+
 // For the running worker: its share of ves.worker_status.
 void worker_report(int in_flight, uint64 delivered, uint64 failed);
 
