@@ -32,9 +32,15 @@ namespace {
 // Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 constexpr int64 kUnixToPostgresUs = INT64CONST(946684800000000);
 
+// Argument n, detoasted through pg_call: a detoast can raise, and the
+// callers hold C++ objects.
+Jsonb *jsonb_param(FunctionCallInfo fcinfo, int n) {
+  return pg_call([&] { return PG_GETARG_JSONB_P(n); });
+}
+
 json::Value jsonb_arg(FunctionCallInfo fcinfo, int n, const char *name) {
   if (PG_ARGISNULL(n)) return json::Value(json::Value::Object{});
-  std::string text = jsonb_text(PG_GETARG_JSONB_P(n));
+  std::string text = jsonb_text(jsonb_param(fcinfo, n));
   json::Value v = json::parse(text);
   if (v.kind() != json::Kind::object)
     throw VesError(sqlstate::invalid_payload, std::string(name) + " must be a JSON object", {},
@@ -44,7 +50,7 @@ json::Value jsonb_arg(FunctionCallInfo fcinfo, int n, const char *name) {
 
 std::string text_arg(FunctionCallInfo fcinfo, int n, const char *fallback) {
   if (PG_ARGISNULL(n)) return fallback;
-  text *t = PG_GETARG_TEXT_PP(n);
+  text *t = pg_call([&] { return PG_GETARG_TEXT_PP(n); });
   return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
@@ -54,7 +60,7 @@ int64 unix_us(FunctionCallInfo fcinfo, int n) {
 
 conflict::Policy policy_arg(FunctionCallInfo fcinfo, int n) {
   if (PG_ARGISNULL(n)) return conflict::Policy{};
-  return conflict::parse_policy(json::parse(jsonb_text(PG_GETARG_JSONB_P(n))));
+  return conflict::parse_policy(json::parse(jsonb_text(jsonb_param(fcinfo, n))));
 }
 
 std::string quoted(const std::string &s) {
@@ -159,8 +165,8 @@ PGVES_FUNCTION(ves_decide) {
   out += ",\"fields\":[";
   for (size_t i = 0; i < d.fields.size(); ++i) out += (i ? "," : "") + quoted(d.fields[i]);
   out += "],\"stamps\":" + pgves::core::jcs::canonicalize(d.stamps) + "}";
-  Jsonb *state = picked_state(d.state, in.remote.state, PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2),
-                              PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3));
+  Jsonb *state = picked_state(d.state, in.remote.state, PG_ARGISNULL(2) ? nullptr : jsonb_param(fcinfo, 2),
+                              PG_ARGISNULL(3) ? nullptr : jsonb_param(fcinfo, 3));
   Jsonb *result = jsonb_from_text(out);
   // {"state": ...} || result, through jsonb's own concatenation.
   return pg_call([&] {
