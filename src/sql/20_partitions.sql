@@ -35,6 +35,32 @@ CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON ves.events
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.events
   FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation();
 
+-- Runs partition DDL, waiting at most `lock_wait` for its locks (NULL: as
+-- long as lock_timeout allows). Creating or dropping a partition locks the
+-- parent table exclusively, and every statement that arrives on the table
+-- while the DDL waits queues behind it; so routine maintenance gives up
+-- quickly and the next round tries again. Returns whether the DDL ran (all
+-- of it, or nothing); locks it took are kept to the end of the transaction.
+CREATE FUNCTION ves._partition_ddl(statements text[], lock_wait interval) RETURNS boolean
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  previous text := current_setting('lock_timeout');
+  stmt text;
+BEGIN
+  IF lock_wait IS NOT NULL THEN
+    PERFORM set_config('lock_timeout', (extract(epoch FROM lock_wait) * 1000)::bigint::text, true);
+  END IF;
+  FOREACH stmt IN ARRAY statements LOOP
+    EXECUTE stmt;
+  END LOOP;
+  PERFORM set_config('lock_timeout', previous, true);
+  RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+  -- Without lock_wait the timeout was the caller's own: it is their error.
+  IF lock_wait IS NULL THEN RAISE; END IF;
+  RETURN false;  -- the subtransaction's rollback also restores lock_timeout
+END $$;
+
 -- Makes sure the month partitions for `at` and the configured months ahead
 -- exist; returns the end of the range known to exist, which the append path
 -- caches so it asks again only when time passes it.
@@ -52,7 +78,8 @@ DECLARE
   cfg ves.partition_config;
   month_start timestamptz;
   month_name text;
-  previous_timeout text := current_setting('lock_timeout');
+  part text;
+  ddl text[];
   i int;
   b int;
 BEGIN
@@ -62,38 +89,32 @@ BEGIN
     month_start := (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i)) AT TIME ZONE 'UTC';
     month_name := 'events_' || to_char(month_start AT TIME ZONE 'UTC', '"y"YYYY"m"MM');
     CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
-    BEGIN
-      IF lock_wait IS NOT NULL THEN
-        PERFORM set_config('lock_timeout', (extract(epoch FROM lock_wait) * 1000)::bigint::text, true);
-      END IF;
-      -- Creation is rare; serialise it so concurrent callers do not race. A
-      -- table lock (unlike an advisory lock) also refreshes the catalog view,
-      -- so the re-check below sees a partition another session just created.
-      LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE;
-      IF to_regclass('ves.' || month_name) IS NULL THEN
-        EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.events FOR VALUES FROM (%L) TO (%L) PARTITION BY HASH (tenant_id)',
-                       month_name, month_start,
-                       (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i + 1)) AT TIME ZONE 'UTC');
-        FOR b IN 0 .. cfg.tenant_buckets - 1 LOOP
-          EXECUTE format('CREATE TABLE ves.%I PARTITION OF ves.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
-                         month_name || '_t' || b, month_name, cfg.tenant_buckets, b);
-          EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
-                         month_name || '_t' || b);
-          EXECUTE format('ALTER TABLE ves.%I ADD PRIMARY KEY (position, tenant_id)', month_name || '_t' || b);
-          EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, entity_type, entity_id, entity_version)', month_name || '_t' || b);
-          EXECUTE format('CREATE INDEX ON ves.%I (tenant_id, event_id)', month_name || '_t' || b);
-        END LOOP;
-        EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()',
-                       month_name);
-        EXECUTE format('GRANT SELECT ON ves.%I TO ves_reader', month_name);
-      END IF;
-      PERFORM set_config('lock_timeout', previous_timeout, true);
-    EXCEPTION WHEN lock_not_available THEN
-      -- Only with lock_wait (otherwise the error is the caller's): nothing of
-      -- this month was made, lock_timeout is back; try again next round.
-      IF lock_wait IS NULL THEN RAISE; END IF;
+    -- Creation is rare; serialise it so concurrent callers do not race. A
+    -- table lock (unlike an advisory lock) also refreshes the catalog view,
+    -- so the re-check below sees a partition another session just created.
+    IF NOT ves._partition_ddl(ARRAY['LOCK TABLE ves.partition_config IN SHARE ROW EXCLUSIVE MODE'], lock_wait) THEN
       RETURN month_start;
-    END;
+    END IF;
+    CONTINUE WHEN to_regclass('ves.' || month_name) IS NOT NULL;
+    ddl := ARRAY[format('CREATE TABLE ves.%I PARTITION OF ves.events FOR VALUES FROM (%L) TO (%L) PARTITION BY HASH (tenant_id)',
+                        month_name, month_start,
+                        (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => i + 1)) AT TIME ZONE 'UTC')];
+    FOR b IN 0 .. cfg.tenant_buckets - 1 LOOP
+      part := month_name || '_t' || b;
+      ddl := ddl || ARRAY[
+        format('CREATE TABLE ves.%I PARTITION OF ves.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+               part, month_name, cfg.tenant_buckets, b),
+        format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()', part),
+        format('ALTER TABLE ves.%I ADD PRIMARY KEY (position, tenant_id)', part),
+        format('CREATE INDEX ON ves.%I (tenant_id, entity_type, entity_id, entity_version)', part),
+        format('CREATE INDEX ON ves.%I (tenant_id, event_id)', part)];
+    END LOOP;
+    ddl := ddl || ARRAY[
+      format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()', month_name),
+      format('GRANT SELECT ON ves.%I TO ves_reader', month_name)];
+    IF NOT ves._partition_ddl(ddl, lock_wait) THEN
+      RETURN month_start;
+    END IF;
   END LOOP;
   RETURN (date_trunc('month', at AT TIME ZONE 'UTC') + make_interval(months => cfg.months_ahead + 1)) AT TIME ZONE 'UTC';
 END $$;

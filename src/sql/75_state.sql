@@ -62,29 +62,6 @@ CREATE TABLE ves.idempotency_records (
   expires_at      timestamptz NOT NULL
 ) PARTITION BY RANGE (created_at);
 
--- Runs DDL on the idempotency partitions, waiting at most `lock_wait` for
--- its locks (NULL: as long as lock_timeout allows). Creating or dropping a
--- partition locks the parent table, and every keyed call that arrives while
--- the DDL waits queues behind it; so routine maintenance gives up quickly and
--- the next round tries again. Returns whether the DDL ran.
-CREATE FUNCTION ves._partition_ddl(statements text[], lock_wait interval) RETURNS boolean
-  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  previous text := current_setting('lock_timeout');
-  stmt text;
-BEGIN
-  IF lock_wait IS NOT NULL THEN
-    PERFORM set_config('lock_timeout', (extract(epoch FROM lock_wait) * 1000)::bigint::text, true);
-  END IF;
-  FOREACH stmt IN ARRAY statements LOOP
-    EXECUTE stmt;
-  END LOOP;
-  PERFORM set_config('lock_timeout', previous, true);
-  RETURN true;
-EXCEPTION WHEN lock_not_available THEN
-  RETURN false;  -- the subtransaction's rollback also restores lock_timeout
-END $$;
-
 -- Makes the day partitions for `at` and the next `days_ahead` days; returns
 -- how many it made.
 CREATE FUNCTION ves.ensure_idempotency_partitions(at timestamptz DEFAULT now(), days_ahead int DEFAULT 3,
