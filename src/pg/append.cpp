@@ -54,16 +54,18 @@ SavedPlan find_key = {
     "SELECT event_id, request_hash FROM ves.idempotency_keys "
     "WHERE tenant_id = $1 AND idempotency_key = $2",
     2, {kUuid, kText}, nullptr};
+// Event ids are unique across tenants: an id is looked up by itself, and the
+// tenant that holds it is compared afterwards.
 SavedPlan claim_id = {
     "INSERT INTO ves.event_ids (tenant_id, event_id, content_hash) VALUES ($1, $2, $3) "
     "ON CONFLICT DO NOTHING RETURNING 1",
     3, {kUuid, kUuid, kBytea}, nullptr};
 SavedPlan find_id = {
-    "SELECT content_hash FROM ves.event_ids WHERE tenant_id = $1 AND event_id = $2", 2,
+    "SELECT content_hash, tenant_id OPERATOR(pg_catalog.=) $1 FROM ves.event_ids WHERE event_id = $2", 2,
     {kUuid, kUuid}, nullptr};
 SavedPlan find_stored = {
-    "SELECT store_id, entity_type, entity_id, event_type, payload_plain_hash FROM ves.events "
-    "WHERE tenant_id = $1 AND event_id = $2 LIMIT 1",
+    "SELECT store_id, entity_type, entity_id, event_type, payload_plain_hash, "
+    "tenant_id OPERATOR(pg_catalog.=) $1 FROM ves.events WHERE event_id = $2 LIMIT 1",
     2, {kUuid, kUuid}, nullptr};
 SavedPlan find_result = {
     "SELECT position, entity_version FROM ves.events WHERE tenant_id = $1 AND event_id = $2", 2,
@@ -320,15 +322,19 @@ bool claim(AppendInput &in, bytea *hash, bool generated, AppendResult *result) {
     Datum args[3] = {tenant, id, PointerGetDatum(hash)};
     spi_run(claim_id, args, nullptr, false, SPI_OK_INSERT_RETURNING);
     bytea *existing = nullptr;
+    bool same_tenant = true;
     if (SPI_processed == 0) {
       spi_run(find_id, args, nullptr, false, SPI_OK_SELECT, 1);
       existing = fetched_bytea(1);
+      bool isnull;
+      same_tenant = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
     } else {
       spi_run(find_stored, args, nullptr, false, SPI_OK_SELECT, 1);
       if (SPI_processed == 1) {
         bool isnull;
         HeapTuple tup = SPI_tuptable->vals[0];
         TupleDesc desc = SPI_tuptable->tupdesc;
+        same_tenant = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
         pg_uuid_t store = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
         bytea *plain = DatumGetByteaPP(SPI_getbinval(tup, desc, 5, &isnull));
         existing = content_hash_of(&store, DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
@@ -337,6 +343,11 @@ bool claim(AppendInput &in, bytea *hash, bool generated, AppendResult *result) {
                                    reinterpret_cast<const uint8 *>(VARDATA_ANY(plain)));
       }
     }
+    // Said without naming the tenant that holds the id.
+    if (!same_tenant)
+      ereport(ERROR, (errcode(sqlstate::event_id_reused),
+                      errmsg("event id %s is already used", uuid_text(&in.id)),
+                      errhint("Event ids are unique across tenants; pass NULL to have one generated.")));
     if (existing) {
       if (!same_hash(existing, hash))
         ereport(ERROR, (errcode(sqlstate::event_id_reused),

@@ -19,6 +19,7 @@
 #include "pg/settings.hpp"
 #include "pg/spi_plan.hpp"
 #include "pg/stored_event.hpp"
+#include "pg/tenant.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
@@ -221,6 +222,9 @@ void on_xact(XactEvent event, void *) {
 
 // Other backends drop their cached keys once this transaction commits.
 void mark_keys_changed() {
+  // The commit callback must not fail, so the shared memory it touches is
+  // checked now, while the transaction can still roll back.
+  fence::require_shmem();
   if (!xact_callback_registered) {
     RegisterXactCallback(on_xact, nullptr);
     xact_callback_registered = true;
@@ -384,6 +388,7 @@ Datum new_key_entry(FunctionCallInfo fcinfo, bool rotate) {
   pg_uuid_t agent{};
   if (has_agent) agent = *PG_GETARG_UUID_P(2);
   pg_call_void([&] {
+    tenant::check_access(&tenant);
     spi_connect();
     Datum args[2] = {UUIDPGetDatum(&tenant), UUIDPGetDatum(&store)};
     int rc = SPI_execute_with_args(

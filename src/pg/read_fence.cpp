@@ -107,7 +107,6 @@ void on_xact(XactEvent event, void *) {
 
 void on_exit(int, Datum) { release_slot(); }
 
-void require_shmem() { shmem::require(shared); }
 
 Oid position_sequence() {
   Oid nsp = get_namespace_oid("ves", false);
@@ -201,6 +200,10 @@ DatabaseHighWater *database_entry() {
 
 }  // namespace
 
+void require_shmem() { shmem::require(shared); }
+
+bool preloaded() { return shared != nullptr; }
+
 void request_shmem() {
   shmem::register_segment("pg_ves read fence", shmem_size, init_segment, attach_segment);
 }
@@ -210,9 +213,9 @@ uint64 key_epoch() {
   return pg_atomic_read_u64(&shared->key_epoch);
 }
 
+// Runs in a commit callback: never raises, whatever was loaded.
 void bump_key_epoch() {
-  require_shmem();
-  pg_atomic_fetch_add_u64(&shared->key_epoch, 1);
+  if (shared) pg_atomic_fetch_add_u64(&shared->key_epoch, 1);
 }
 
 void register_callbacks() {
@@ -286,4 +289,12 @@ PGVES_FUNCTION(ves_read_fence_holders) {
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
   }
   return (Datum)0;
+}
+
+// ves._require_preload(): run first by the install script, so CREATE EXTENSION
+// fails cleanly on a server that did not preload pg_ves instead of leaving an
+// extension whose first append would need shared memory that is not there.
+PGVES_FUNCTION(ves_require_preload) {
+  fence::require_shmem();
+  PG_RETURN_VOID();
 }

@@ -17,6 +17,11 @@ namespace pgves::pg::fence {
 
 void request_shmem();
 void register_callbacks();
+// Raises unless pg_ves was preloaded and its shared memory exists.
+void require_shmem();
+// Whether pg_ves was loaded by shared_preload_libraries (set in the postmaster
+// and inherited by every backend it forks).
+bool preloaded();
 
 // Bumped whenever an agent key is created, rotated or revoked, so backends
 // know their cached signing keys are stale. Lives beside the fence because

@@ -1,5 +1,6 @@
 // ves.verify_event and ves.verify_events: recompute every event's payload
-// hash and check its Ed25519 signature against the key registry.
+// hash and check its Ed25519 signature against the key registry; verify_events
+// also checks that every entity's stream of versions is whole.
 #include "pg/boundary.hpp"
 #include "pg/spi_plan.hpp"
 #include "pg/progress.hpp"
@@ -10,6 +11,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 }
 
+#include <cstring>
 #include <string>
 
 using namespace pgves::pg;
@@ -17,6 +19,67 @@ using namespace pgves::pg;
 namespace {
 
 void connect() { pg_call_void([] { spi_connect(); }); }
+
+// What the signatures cannot show: an event deleted from an entity's stream
+// (versions run 1, 2, 3, ... with the stream row holding the last one), or a
+// version stored twice. Retention drops whole old months, so a missing
+// prefix or a stream with no events left is only reported when no partition
+// was ever dropped (ves.maintenance_log).
+const char *const kStreamGaps =
+    "WITH kept AS (SELECT NOT EXISTS (SELECT FROM ves.maintenance_log l"
+    "                                  WHERE l.action OPERATOR(pg_catalog.=) 'drop_partition') AS whole),"
+    " ev AS (SELECT e.position, e.event_id, e.entity_type, e.entity_id, e.entity_version,"
+    "               pg_catalog.lag(e.entity_version) OVER (PARTITION BY e.tenant_id, e.entity_type, e.entity_id"
+    "                                                     ORDER BY e.position) AS prev"
+    "        FROM ves.events e WHERE e.position BETWEEN $1 AND $2"
+    "          AND ($3::uuid IS NULL OR e.tenant_id = $3) AND ($4::uuid IS NULL OR e.store_id = $4)"
+    "          AND ($5::text IS NULL OR e.entity_type = $5) AND ($6::text IS NULL OR e.entity_id = $6))"
+    " SELECT ev.position, ev.event_id,"
+    "        CASE WHEN ev.entity_version = ev.prev THEN 'duplicate_version' ELSE 'missing_version' END,"
+    "        CASE WHEN ev.entity_version = ev.prev"
+    "             THEN pg_catalog.format('%s %s: version %s is stored twice', ev.entity_type, ev.entity_id,"
+    "                                    ev.entity_version)"
+    "             ELSE pg_catalog.format('%s %s: versions %s to %s are missing', ev.entity_type, ev.entity_id,"
+    "                                    coalesce(ev.prev, 0) + 1, ev.entity_version - 1) END"
+    " FROM ev, kept"
+    " WHERE CASE WHEN ev.prev IS NULL THEN $7 AND kept.whole AND ev.entity_version <> 1"
+    "            ELSE ev.entity_version <> ev.prev + 1 END"
+    " UNION ALL"
+    " SELECT NULL::bigint, NULL::uuid, 'missing_version',"
+    "        pg_catalog.format('%s %s: versions %s to %s are missing (the stream is at version %s)',"
+    "                          s.entity_type, s.entity_id, coalesce(x.m, 0) + 1, s.version, s.version)"
+    " FROM ves.streams s CROSS JOIN kept,"
+    "      LATERAL (SELECT pg_catalog.max(e.entity_version) AS m FROM ves.events e"
+    "               WHERE e.tenant_id = s.tenant_id AND e.entity_type = s.entity_type"
+    "                 AND e.entity_id = s.entity_id) x"
+    " WHERE $8 AND ($3::uuid IS NULL OR s.tenant_id = $3) AND ($4::uuid IS NULL OR s.store_id = $4)"
+    "   AND ($5::text IS NULL OR s.entity_type = $5) AND ($6::text IS NULL OR s.entity_id = $6)"
+    "   AND s.version > coalesce(x.m, 0) AND (x.m IS NOT NULL OR kept.whole)"
+    " ORDER BY 1 NULLS LAST";
+
+// Adds the stream gaps in the scanned range to the result; SPI connected.
+// `from_start`: the range starts at the first position; `to_end`: it runs to
+// the last one, so the streams' current versions can be compared.
+void report_stream_gaps(ReturnSetInfo *rsinfo, Datum *args, const char *nulls, bool from_start, bool to_end) {
+  Datum all_args[8] = {args[0], args[1], args[2], args[3], args[4], args[5], BoolGetDatum(from_start),
+                       BoolGetDatum(to_end)};
+  char all_nulls[9];
+  std::memcpy(all_nulls, nulls, 6);
+  all_nulls[6] = all_nulls[7] = ' ';
+  all_nulls[8] = '\0';
+  Oid types[8] = {INT8OID, INT8OID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID};
+  if (SPI_execute_with_args(kStreamGaps, 8, types, all_args, all_nulls, true, 0) != SPI_OK_SELECT)
+    elog(ERROR, "pg_ves: cannot check the event streams for gaps");
+  MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+  for (uint64 i = 0; i < SPI_processed; ++i) {
+    Datum values[4];
+    bool isnull[4];
+    for (int c = 0; c < 4; ++c)
+      values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &isnull[c]);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+  }
+  MemoryContextSwitchTo(old);
+}
 
 }  // namespace
 
@@ -99,8 +162,8 @@ PGVES_FUNCTION(ves_verify_events) {
         MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
         pg_uuid_t *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
         *copy = id;
-        Datum values[3] = {Int64GetDatum(position), UUIDPGetDatum(copy), CStringGetTextDatum(reason)};
-        bool isnull[3] = {false, false, false};
+        Datum values[4] = {Int64GetDatum(position), UUIDPGetDatum(copy), CStringGetTextDatum(reason), (Datum)0};
+        bool isnull[4] = {false, false, false, true};
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
         MemoryContextSwitchTo(old);
       });
@@ -112,6 +175,7 @@ PGVES_FUNCTION(ves_verify_events) {
   }
   pg_call_void([&] {
     SPI_cursor_close(portal);
+    report_stream_gaps(rsinfo, args, nulls, from <= 1, !bounded);
     SPI_finish();
     progress::finish();
   });

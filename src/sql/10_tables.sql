@@ -18,13 +18,13 @@ CREATE TABLE ves.streams (
   PRIMARY KEY (tenant_id, entity_type, entity_id)
 ) WITH (fillfactor = 70);
 
--- Caller-given event ids, unique per tenant across every month partition
--- (generated ids are UUIDv7 and cannot collide, so they are not listed).
+-- Caller-given event ids, unique across tenants and every month partition
+-- (generated ids are UUIDv7 and cannot collide, so they are not listed; a
+-- caller-given id is also checked against stored events).
 CREATE TABLE ves.event_ids (
   tenant_id    uuid  NOT NULL,
-  event_id     uuid  NOT NULL,
-  content_hash bytea NOT NULL,
-  PRIMARY KEY (tenant_id, event_id)
+  event_id     uuid  NOT NULL PRIMARY KEY,
+  content_hash bytea NOT NULL
 );
 
 -- Durable idempotency: a key maps to the event it produced and to the hash

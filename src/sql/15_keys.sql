@@ -40,7 +40,8 @@ SELECT pg_catalog.pg_extension_config_dump('ves.local_agents', '');
 
 CREATE VIEW ves.agent_keys AS
 SELECT tenant_id, agent_id, key_id, public_key, status, created_at, revoked_at, local
-FROM ves.agent_key_store;
+FROM ves.agent_key_store
+WHERE ves.tenant_visible(tenant_id);
 
 CREATE TYPE ves.agent_key AS (agent_id uuid, key_id int, public_key bytea);
 
@@ -48,13 +49,15 @@ CREATE TYPE ves.agent_key AS (agent_id uuid, key_id int, public_key bytea);
 -- does this by itself on first use; call it to choose the agent id.
 CREATE FUNCTION ves.create_agent_key(tenant_id uuid, store_id uuid, agent_id uuid DEFAULT NULL)
   RETURNS ves.agent_key
-  AS 'MODULE_PATHNAME', 'ves_create_agent_key' LANGUAGE C VOLATILE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_create_agent_key' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- A new key id for the local agent of (tenant, store); the old key stays
 -- valid for verifying the events it signed (status 'rotated').
 CREATE FUNCTION ves.rotate_agent_key(tenant_id uuid, store_id uuid)
   RETURNS ves.agent_key
-  AS 'MODULE_PATHNAME', 'ves_rotate_agent_key' LANGUAGE C VOLATILE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_rotate_agent_key' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION ves._keys_changed() RETURNS void
   AS 'MODULE_PATHNAME', 'ves_keys_changed' LANGUAGE C VOLATILE;

@@ -107,7 +107,7 @@ BEGIN
         format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()', part),
         format('ALTER TABLE ves.%I ADD PRIMARY KEY (position, tenant_id)', part),
         format('CREATE INDEX ON ves.%I (tenant_id, entity_type, entity_id, entity_version)', part),
-        format('CREATE INDEX ON ves.%I (tenant_id, event_id)', part)];
+        format('CREATE INDEX ON ves.%I (event_id)', part)];
     END LOOP;
     ddl := ddl || ARRAY[
       format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ves.%I FOR EACH STATEMENT EXECUTE FUNCTION ves.refuse_mutation()', month_name),

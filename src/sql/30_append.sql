@@ -20,17 +20,12 @@ CREATE FUNCTION ves.append(
   source           text   DEFAULT 'manual',
   id               uuid   DEFAULT NULL
 ) RETURNS ves.append_result
-  AS 'MODULE_PATHNAME', 'ves_append' LANGUAGE C VOLATILE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_append' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION ves.append_batch(events jsonb) RETURNS SETOF ves.append_result
-  AS 'MODULE_PATHNAME', 'ves_append_batch' LANGUAGE C VOLATILE SECURITY DEFINER;
-
-CREATE FUNCTION ves.current_tenant() RETURNS uuid
-  AS 'MODULE_PATHNAME', 'ves_current_tenant' LANGUAGE C STABLE;
-CREATE FUNCTION ves.check_tenant(tenant_id uuid) RETURNS void
-  AS 'MODULE_PATHNAME', 'ves_check_tenant' LANGUAGE C STABLE;
-CREATE FUNCTION ves.tenant_visible(tenant_id uuid) RETURNS boolean
-  AS 'MODULE_PATHNAME', 'ves_tenant_visible' LANGUAGE C STABLE LEAKPROOF;
+  AS 'MODULE_PATHNAME', 'ves_append_batch' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION ves.debug_raise(kind text) RETURNS int
   AS 'MODULE_PATHNAME', 'ves_debug_raise' LANGUAGE C VOLATILE;

@@ -3,11 +3,13 @@
 -- Both run as the owner: the first call after a restart reads the position
 -- sequence, which callers have no privilege on.
 CREATE FUNCTION ves.read_fence() RETURNS bigint
-  AS 'MODULE_PATHNAME', 'ves_read_fence' LANGUAGE C VOLATILE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_read_fence' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION ves._read_fence_holders(OUT pid int, OUT lower_bound bigint, OUT xact_start timestamptz)
   RETURNS SETOF record
-  AS 'MODULE_PATHNAME', 'ves_read_fence_holders' LANGUAGE C VOLATILE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_read_fence_holders' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- Who holds ves.read_all back: open transactions that appended and the
 -- lowest position they may still commit.

@@ -7,7 +7,8 @@ CREATE FUNCTION ves.canonical_json_text(json_text text) RETURNS text
 CREATE FUNCTION ves.payload_hash(payload jsonb) RETURNS bytea
   AS 'MODULE_PATHNAME', 'ves_payload_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION ves.signing_hash(event_id uuid) RETURNS bytea
-  AS 'MODULE_PATHNAME', 'ves_signing_hash' LANGUAGE C STABLE STRICT SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_signing_hash' LANGUAGE C STABLE STRICT
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION ves.leaf_hash(tenant_id uuid, store_id uuid, sequence_number bigint,
                               signing_hash bytea, agent_signature bytea) RETURNS bytea
   AS 'MODULE_PATHNAME', 'ves_leaf_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -24,11 +25,15 @@ CREATE FUNCTION ves.verify_merkle_proof(leaf bytea, proof bytea[], leaf_index bi
   AS 'MODULE_PATHNAME', 'ves_verify_merkle_proof' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION ves.verify_event(event_id uuid) RETURNS boolean
-  AS 'MODULE_PATHNAME', 'ves_verify_event' LANGUAGE C STABLE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_verify_event' LANGUAGE C STABLE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- The events in a range that fail verification, with the reason:
 -- payload_hash_mismatch, payload_not_canonicalizable, bad_signature,
--- unknown_key or revoked_key. Progress shows in ves.progress.
+-- unknown_key or revoked_key; and the holes in entities' version streams:
+-- missing_version (an event deleted; event_position and event_id name the
+-- event after the hole, or are NULL when the stream's last versions are gone)
+-- and duplicate_version, with a detail. Progress shows in ves.progress.
 CREATE FUNCTION ves.verify_events(
   tenant_id     uuid   DEFAULT NULL,
   store_id      uuid   DEFAULT NULL,
@@ -36,8 +41,9 @@ CREATE FUNCTION ves.verify_events(
   entity_id     text   DEFAULT NULL,
   from_position bigint DEFAULT NULL,
   to_position   bigint DEFAULT NULL
-) RETURNS TABLE (event_position bigint, event_id uuid, reason text)
-  AS 'MODULE_PATHNAME', 'ves_verify_events' LANGUAGE C VOLATILE SECURITY DEFINER;
+) RETURNS TABLE (event_position bigint, event_id uuid, reason text, detail text)
+  AS 'MODULE_PATHNAME', 'ves_verify_events' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION ves._progress(OUT pid int, OUT command text, OUT done bigint, OUT total bigint,
                               OUT failed bigint, OUT started_at timestamptz)
@@ -51,8 +57,10 @@ SELECT p.pid, p.command, p.done, p.total,
 FROM ves._progress() p;
 
 CREATE FUNCTION ves.export_event(event_id uuid) RETURNS jsonb
-  AS 'MODULE_PATHNAME', 'ves_export_event' LANGUAGE C STABLE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_export_event' LANGUAGE C STABLE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE TYPE ves.ingest_result AS (event_id uuid, position bigint, duplicate boolean);
 CREATE FUNCTION ves.ingest_event(envelope jsonb) RETURNS ves.ingest_result
-  AS 'MODULE_PATHNAME', 'ves_ingest_event' LANGUAGE C VOLATILE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_ingest_event' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;

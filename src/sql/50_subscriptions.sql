@@ -224,4 +224,5 @@ END $$;
 CREATE VIEW ves.subscription_status AS
 SELECT m.tenant_id, m.subscription, m.member, m.checkpoint,
        m.replay_to IS NOT NULL AS replaying, m.replay_checkpoint, m.replay_to, m.updated_at
-FROM ves.subscription_members m;
+FROM ves.subscription_members m
+WHERE ves.tenant_visible(m.tenant_id);

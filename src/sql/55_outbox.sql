@@ -448,7 +448,8 @@ CREATE FUNCTION ves._destinations_changed() RETURNS void
 
 CREATE FUNCTION ves.push_events(destination text DEFAULT NULL, max_count int DEFAULT 1000,
                                 OUT sent bigint, OUT synced bigint, OUT failed bigint, OUT dead bigint)
-  AS 'MODULE_PATHNAME', 'ves_push_events' LANGUAGE C VOLATILE SECURITY DEFINER;
+  AS 'MODULE_PATHNAME', 'ves_push_events' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION ves.start_worker(database text DEFAULT NULL) RETURNS boolean
   AS 'MODULE_PATHNAME', 'ves_start_worker' LANGUAGE C VOLATILE;

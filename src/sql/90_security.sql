@@ -100,8 +100,11 @@ GRANT EXECUTE ON FUNCTION
   ves.resolve_conflict(uuid, text, jsonb),
   ves.ensure_idempotency_partitions(timestamptz, int, interval),
   ves.expire_idempotency_records(timestamptz, interval),
-  ves.expire_held_order_events(timestamptz)
+  ves.expire_held_order_events(timestamptz),
+  ves.bind_role(regrole, uuid),
+  ves.unbind_role(regrole, uuid)
 TO ves_admin;
+GRANT SELECT ON ves.role_bindings TO ves_admin;
 
 GRANT SELECT ON ves.entity_state, ves.conflicts, ves.open_conflicts, ves.conflict_policies, ves.inventory,
   ves.reservations, ves.orders, ves.held_order_events TO ves_reader;
@@ -123,7 +126,7 @@ BEGIN
                            'subscription_members', 'idempotency_keys', 'event_ids',
                            'agent_key_store', 'agent_key_secrets', 'local_agents', 'outbox',
                            'entity_state', 'conflicts', 'conflict_policies', 'inventory', 'reservations',
-                           'orders', 'held_order_events', 'idempotency_records'] LOOP
+                           'orders', 'held_order_events', 'idempotency_records', 'tenant_bindings'] LOOP
     EXECUTE format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON ves.%I FOR SELECT USING (ves.tenant_visible(tenant_id))', t);
   END LOOP;
