@@ -39,6 +39,9 @@ const char *const kStreamGaps =
     "        CASE WHEN ev.entity_version = ev.prev"
     "             THEN pg_catalog.format('%s %s: version %s is stored twice', ev.entity_type, ev.entity_id,"
     "                                    ev.entity_version)"
+    "             WHEN coalesce(ev.prev, 0) + 1 = ev.entity_version - 1"
+    "             THEN pg_catalog.format('%s %s: version %s is missing', ev.entity_type, ev.entity_id,"
+    "                                    ev.entity_version - 1)"
     "             ELSE pg_catalog.format('%s %s: versions %s to %s are missing', ev.entity_type, ev.entity_id,"
     "                                    coalesce(ev.prev, 0) + 1, ev.entity_version - 1) END"
     " FROM ev, kept"
@@ -46,8 +49,11 @@ const char *const kStreamGaps =
     "            ELSE ev.entity_version <> ev.prev + 1 END"
     " UNION ALL"
     " SELECT NULL::bigint, NULL::uuid, 'missing_version',"
-    "        pg_catalog.format('%s %s: versions %s to %s are missing (the stream is at version %s)',"
-    "                          s.entity_type, s.entity_id, coalesce(x.m, 0) + 1, s.version, s.version)"
+    "        CASE WHEN coalesce(x.m, 0) + 1 = s.version"
+    "             THEN pg_catalog.format('%s %s: version %s, the stream''s last, is missing',"
+    "                                    s.entity_type, s.entity_id, s.version)"
+    "             ELSE pg_catalog.format('%s %s: versions %s to %s, the stream''s last, are missing',"
+    "                                    s.entity_type, s.entity_id, coalesce(x.m, 0) + 1, s.version) END"
     " FROM ves.streams s CROSS JOIN kept,"
     "      LATERAL (SELECT pg_catalog.max(e.entity_version) AS m FROM ves.events e"
     "               WHERE e.tenant_id = s.tenant_id AND e.entity_type = s.entity_type"
@@ -56,6 +62,17 @@ const char *const kStreamGaps =
     "   AND ($5::text IS NULL OR s.entity_type = $5) AND ($6::text IS NULL OR s.entity_id = $6)"
     "   AND s.version > coalesce(x.m, 0) AND (x.m IS NOT NULL OR kept.whole)"
     " ORDER BY 1 NULLS LAST";
+
+// What a verification failure means, for the detail column.
+const char *failure_detail(const char *reason) {
+  std::string r(reason);
+  if (r == "payload_hash_mismatch") return "the stored payload does not hash to the payload hash that was signed";
+  if (r == "payload_not_canonicalizable") return "the stored payload has no RFC 8785 canonical form";
+  if (r == "unknown_key") return "the signing agent key is not in the key registry";
+  if (r == "revoked_key") return "the event is dated after its signing key was revoked";
+  if (r == "bad_signature") return "the Ed25519 signature does not match the event's signing hash";
+  return "";
+}
 
 // Adds the stream gaps in the scanned range to the result; SPI connected.
 // `from_start`: the range starts at the first position; `to_end`: it runs to
@@ -162,8 +179,9 @@ PGVES_FUNCTION(ves_verify_events) {
         MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
         pg_uuid_t *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
         *copy = id;
-        Datum values[4] = {Int64GetDatum(position), UUIDPGetDatum(copy), CStringGetTextDatum(reason), (Datum)0};
-        bool isnull[4] = {false, false, false, true};
+        Datum values[4] = {Int64GetDatum(position), UUIDPGetDatum(copy), CStringGetTextDatum(reason),
+                           CStringGetTextDatum(failure_detail(reason))};
+        bool isnull[4] = {false, false, false, false};
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
         MemoryContextSwitchTo(old);
       });
