@@ -161,3 +161,13 @@ SET client_min_messages = warning;
 DROP SCHEMA atk_regress_atk_reader, atk_regress_atk_writer, atk_regress_atk_admin CASCADE;
 RESET client_min_messages;
 DO $$ BEGIN EXECUTE format('REVOKE CREATE ON DATABASE %I FROM regress_atk_reader, regress_atk_writer, regress_atk_admin', current_database()); END $$;
+
+-- Every view a pg_ves role may read that shows tenant data filters it by
+-- the session's tenant (or runs as the invoker, under row-level security).
+SELECT c.oid::regclass AS unfiltered_view
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'ves' AND c.relkind = 'v'
+  AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
+  AND (has_table_privilege('ves_reader', c.oid, 'SELECT') OR has_table_privilege('ves_admin', c.oid, 'SELECT'))
+  AND pg_get_viewdef(c.oid) NOT LIKE '%tenant_visible(%'
+  AND NOT coalesce(c.reloptions @> ARRAY['security_invoker=true'], false);
