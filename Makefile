@@ -1,7 +1,7 @@
 # pg_ves — PGXS build. This file is the source of truth for the extension;
 # CMakeLists.txt only builds src/core and its unit tests.
 EXTENSION    = pg_ves
-EXTVERSION   = 0.1.0
+EXTVERSION   = 0.2.0
 MODULE_big   = pg_ves
 
 CORE_SRCS    = $(sort $(wildcard src/core/*.cpp))
@@ -9,8 +9,15 @@ PG_SRCS      = $(sort $(wildcard src/pg/*.cpp))
 OBJS         = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 SQL_PARTS    = $(sort $(wildcard src/sql/*.sql))
-DATA_built   = $(EXTENSION)--$(EXTVERSION).sql
-DATA         = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+# Released versions' install scripts are kept as they shipped
+# (src/sql/upgrade/pg_ves--A.sql); the upgrade to this version is built from
+# src/sql/upgrade/A--B.sql by build.awk, which takes object definitions from
+# this version's install script. When a new version starts, commit the built
+# upgrade script as src/sql/upgrade/pg_ves--A--B.sql and drop its source.
+# test/t/031_upgrade.pl checks that every path ends in a fresh install's schema.
+UPGRADES     = $(patsubst src/sql/upgrade/%.sql,$(EXTENSION)--%.sql,$(wildcard src/sql/upgrade/[0-9]*--*.sql))
+DATA_built   = $(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)
+DATA         = $(sort $(wildcard src/sql/upgrade/$(EXTENSION)--*.sql))
 
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
@@ -32,6 +39,9 @@ override CXXFLAGS := $(filter-out -Wmissing-prototypes -Wdeclaration-after-state
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
+
+$(UPGRADES): $(EXTENSION)--%.sql: src/sql/upgrade/%.sql $(EXTENSION)--$(EXTVERSION).sql src/sql/upgrade/build.awk $(SQL_PARTS)
+	awk -v install=$(EXTENSION)--$(EXTVERSION).sql -f src/sql/upgrade/build.awk $< > $@
 
 $(OBJS): $(wildcard src/core/*.hpp) $(wildcard src/pg/*.hpp)
 
