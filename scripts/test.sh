@@ -131,6 +131,17 @@ t_failed=$(grep -cE '^not ok' "$work/tap.log")
 record tap $(( ${t_total:-0} - t_failed )) "$t_failed"
 [ $rc -eq 0 ] || { tail -n 60 "$work/tap.log"; find "$work/tap" -name '*.log' -exec tail -n 40 {} + 2>/dev/null | tail -n 120; }
 
+echo "== sqlsmith (SQL fuzzing as a ves_admin role, bounded)"
+# One test: fails when a server process died by a signal or the server stopped
+# answering (its output then names the query that was running).
+if bash scripts/sqlsmith.sh "${PGVES_SQLSMITH_SECONDS:-60}" >"$work/sqlsmith-run.log" 2>&1; then
+  tail -n 1 "$work/sqlsmith-run.log"
+  record sqlsmith 1 0
+else
+  tail -n 40 "$work/sqlsmith-run.log"
+  record sqlsmith 0 1
+fi
+
 echo "== server logs"
 # A backend that died by a signal is a crash, even when every test passed.
 # Only SIGKILL is expected: the crash tests send it on purpose.
