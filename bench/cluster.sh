@@ -15,6 +15,7 @@
 
 bench_cluster() {
   work=$(scratch_dir "$1")
+  PG_CWD=$work
   data="$work/data"
   port=$(free_port)
   bench_cluster_started=0

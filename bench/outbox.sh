@@ -15,6 +15,7 @@ rate=${BENCH_LATENCY_RATE:-1000}
 seconds=${BENCH_LATENCY_SECONDS:-10}
 
 dir=$(scratch_dir outbox_bench)
+PG_CWD=$dir
 port=$(free_port)
 sink_pid=""
 cleanup() {

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 events=${BENCH_VERIFY_EVENTS:-50000}
 dir=$(scratch_dir verify_bench)
+PG_CWD=$dir
 port=$(free_port)
 cleanup() {
   as_pg pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true

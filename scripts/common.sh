@@ -8,7 +8,12 @@ export PATH="$PG_BIN:$PATH"
 if [ "$(id -u)" -eq 0 ]; then
   PG_USER=${PGVES_TEST_USER:-postgres}
   id "$PG_USER" >/dev/null 2>&1 || useradd --system --create-home "$PG_USER"
-  as_pg() { runuser -u "$PG_USER" -- env PATH="$PATH" "$@"; }
+  # From a directory the cluster user can enter: the clone may live where only
+  # root can (mode 700, like /root), and Postgres' programs then warn "could not
+  # change directory" on every start, which TAP's poll_query_until counts as a
+  # failed poll. Scripts point PG_CWD at their scratch directory; paths given to
+  # as_pg must be absolute.
+  as_pg() { (cd "${PG_CWD:-/tmp}" && runuser -u "$PG_USER" -- env PATH="$PATH" "$@"); }
 else
   PG_USER=$(id -un)
   as_pg() { "$@"; }

@@ -10,6 +10,7 @@ bash scripts/deps.sh
 build_and_install
 
 dir=$(scratch_dir demo)
+PG_CWD=$dir
 port=$(free_port)
 sink_pid=""
 cleanup() {

@@ -8,6 +8,7 @@ packages=(
   postgresql-15 postgresql-server-dev-15 postgresql-contrib
   libsodium-dev libcurl4-openssl-dev
   libgtest-dev libipc-run-perl python3 procps
+  sqlsmith
 )
 
 missing=()

@@ -11,6 +11,7 @@ bash scripts/deps.sh || exit 1
 build_and_install || { echo "0 passed, 1 failed"; exit 1; }
 
 work=$(scratch_dir test)
+PG_CWD=$work  # as_pg runs from here: the clone may be where the cluster user cannot enter
 trap 'rm -rf "$work"' EXIT
 passed=0
 failed=0
@@ -24,6 +25,24 @@ record() {  # name, passed count, failed count
 # Copies of the inputs the cluster user can read, wherever this clone lives.
 cp -r sql expected test "$work/"
 [ "$(id -u)" -ne 0 ] || chown -R "$PG_USER" "$work"
+
+echo "== self-contained clone"
+# A clone must pass its own tests: no tracked file other than Markdown may
+# refer to a path beside the clone (the test vectors live in test/vectors).
+if [ -d .git ] || [ -f .git ]; then
+  tracked() { git ls-files -z; }
+else
+  tracked() { find . -path ./build -prune -o -type f -print0; }
+fi
+outside=$(tracked | grep -zv '[.]md$' | xargs -0 grep -nE '[.][.]/shared|[.][.]/[.][.]/' 2>/dev/null || true)
+if [ -n "$outside" ]; then
+  echo "$outside"
+  echo "these files refer to paths outside the clone"
+  record self-contained 0 1
+else
+  echo "no tracked file refers to a path outside the clone"
+  record self-contained 1 0
+fi
 
 echo "== unit (src/core, GoogleTest, ASan+UBSan)"
 if cmake -S . -B build/unit -DCMAKE_BUILD_TYPE=Debug -DPGVES_SANITIZE=ON >"$work/cmake.log" 2>&1 &&
@@ -111,6 +130,17 @@ t_failed=$(grep -cE '^not ok' "$work/tap.log")
 [ $rc -eq 0 ] || [ "$t_failed" -gt 0 ] || t_failed=1
 record tap $(( ${t_total:-0} - t_failed )) "$t_failed"
 [ $rc -eq 0 ] || { tail -n 60 "$work/tap.log"; find "$work/tap" -name '*.log' -exec tail -n 40 {} + 2>/dev/null | tail -n 120; }
+
+echo "== sqlsmith (SQL fuzzing as a ves_admin role, bounded)"
+# One test: fails when a server process died by a signal or the server stopped
+# answering (its output then names the query that was running).
+if bash scripts/sqlsmith.sh "${PGVES_SQLSMITH_SECONDS:-60}" >"$work/sqlsmith-run.log" 2>&1; then
+  tail -n 1 "$work/sqlsmith-run.log"
+  record sqlsmith 1 0
+else
+  tail -n 40 "$work/sqlsmith-run.log"
+  record sqlsmith 0 1
+fi
 
 echo "== server logs"
 # A backend that died by a signal is a crash, even when every test passed.

@@ -1,6 +1,6 @@
 -- Verifiable events: RFC 8785, VES v1 hashes and signatures, the key registry,
 -- verification, export and ingest. Expected values are the public VES v1 vectors
--- (shared/vectors/ves_v1.json).
+-- (test/vectors/ves_v1.json).
 \set SHOW_CONTEXT never
 
 -- RFC 8785 canonical JSON.

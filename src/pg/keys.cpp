@@ -4,7 +4,8 @@
 // Ed25519 key, created on its first append (documented in the README) and
 // rotated with ves.rotate_agent_key. Private keys are stored encrypted with
 // crypto_secretbox under the server key, a 32-byte file named by
-// ves.server_key_file that only the server's OS user can read. Decrypted keys
+// ves.server_key_file that only the server's OS user can read, or printed in
+// hex by ves.server_key_command. Decrypted keys
 // live in sodium_malloc memory, cached per backend until any backend changes
 // a key (the key epoch in shared memory).
 #include "pg/keys.hpp"
@@ -24,6 +25,8 @@
 extern "C" {
 #include "catalog/pg_type.h"
 #include "common/file_perm.h"
+#include "port.h"
+#include "storage/fd.h"
 #include "utils/timestamp.h"
 }
 
@@ -107,13 +110,91 @@ crypto::SecretBytes read_server_key(const std::string &path) {
   return key;
 }
 
+[[noreturn]] void key_command_error(const std::string &what, const std::string &detail = {}) {
+  throw VesError(sqlstate::key_unavailable, "ves.server_key_command " + what, detail,
+                 "The command must exit with status 0 and print the 32-byte server key as 64 "
+                 "hexadecimal digits (a trailing newline is allowed) on standard output; fix it "
+                 "in postgresql.conf and reload.");
+}
+
+int hex_value(uint8 c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Runs ves.server_key_command (through the shell, from the data directory,
+// like ssl_passphrase_command) and decodes its standard output. The output
+// only ever lives in sodium_malloc memory, and no message quotes it: a wrong
+// output is described by its length alone.
+crypto::SecretBytes run_server_key_command(const std::string &command) {
+  constexpr size_t kCapacity = 1024;
+  crypto::SecretBytes out(kCapacity);
+  size_t len = 0;
+  bool overflow = false;
+  int status = 0;
+  bool started = pg_call([&] {
+    FILE *pipe = OpenPipeStream(command.c_str(), "r");
+    if (!pipe) return false;
+    size_t n;
+    while ((n = fread(out.data() + len, 1, kCapacity - len, pipe)) > 0) {
+      len += n;
+      if (len == kCapacity) {
+        uint8 sink[64];
+        while (fread(sink, 1, sizeof sink, pipe) > 0) overflow = true;
+        sodium_memzero(sink, sizeof sink);
+        break;
+      }
+    }
+    status = ClosePipeStream(pipe);
+    return true;
+  });
+  if (!started) key_command_error("could not be started", std::string("popen: ") + std::strerror(errno));
+  if (status != 0) {
+    std::string detail = pg_call([&] {
+      char *text = wait_result_to_str(status);
+      std::string copy(text);
+      pfree(text);
+      return copy;
+    });
+    key_command_error("failed", "The " + detail + ".");
+  }
+  // 64 hex digits, then at most whitespace (the newline of echo or cat).
+  size_t end = len;
+  while (end > 0 && (out.data()[end - 1] == '\n' || out.data()[end - 1] == '\r' ||
+                     out.data()[end - 1] == ' ' || out.data()[end - 1] == '\t'))
+    --end;
+  crypto::SecretBytes key(crypto_secretbox_KEYBYTES);
+  bool hex = end == 2 * key.size();
+  for (size_t i = 0; hex && i < key.size(); ++i) {
+    int hi = hex_value(out.data()[2 * i]), lo = hex_value(out.data()[2 * i + 1]);
+    if (hi < 0 || lo < 0) hex = false;
+    else key.data()[i] = static_cast<uint8>(hi << 4 | lo);
+  }
+  if (!hex)
+    key_command_error("printed something other than a server key",
+                      overflow ? "It printed more than " + std::to_string(kCapacity) + " bytes."
+                               : "It printed " + std::to_string(len) + " bytes; expected 64 "
+                                 "hexadecimal digits.");
+  return key;
+}
+
+// ves.server_key_command, when set, takes precedence over ves.server_key_file.
+// Each backend loads the key when it first needs it and keeps it until the
+// setting naming its source changes (a reload).
 const crypto::SecretBytes &server_key() {
   static std::optional<crypto::SecretBytes> key;
   static std::string loaded_from;
-  std::string path = server_key_path();
-  if (!key || loaded_from != path) {
-    key.emplace(read_server_key(path));
-    loaded_from = path;
+  std::string command = settings::server_key_command ? settings::server_key_command : "";
+  std::string source = command.empty() ? "file:" + server_key_path() : "command:" + command;
+  if (!key || loaded_from != source) {
+    key.reset();
+    if (command.empty())
+      key.emplace(read_server_key(server_key_path()));
+    else
+      key.emplace(run_server_key_command(command));
+    loaded_from = source;
   }
   return *key;
 }

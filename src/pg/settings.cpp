@@ -13,6 +13,7 @@ bool notify_on_append = true;
 int idempotency_ttl = 86400;
 int retention_months = 12;
 char *server_key_file = nullptr;
+char *server_key_command = nullptr;
 char *databases = nullptr;
 
 namespace {
@@ -75,6 +76,13 @@ void define() {
       "A repeat with the same idempotency key within this time returns the first response; the "
       "sync worker drops expired records a day partition at a time.",
       &idempotency_ttl, 86400, 60, 365 * 86400, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "ves.server_key_command",
+      "Command that prints the key that encrypts agent private keys at rest.",
+      "Run through the shell from the data directory when a backend first needs the key; its "
+      "standard output must be the 32-byte key as 64 hexadecimal digits. Takes precedence over "
+      "ves.server_key_file when set.",
+      &server_key_command, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

@@ -12,6 +12,7 @@ extern bool notify_on_append;     // ves.notify
 extern int idempotency_ttl;       // ves.idempotency_ttl, seconds
 extern int retention_months;      // ves.retention_months
 extern char *server_key_file;     // ves.server_key_file
+extern char *server_key_command;  // ves.server_key_command
 extern char *databases;           // ves.databases
 
 void define();

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -9,10 +11,24 @@
 
 namespace pgves::test {
 
-// The vectors are shared with other implementations, so they are read from
-// where they are published rather than copied into the tests.
+// The public vectors (RFC 8785, VES v1, Standard Webhooks) are copied into the
+// repository under test/vectors, with their sources in test/vectors/README.md,
+// so that a clone on its own passes its tests. A relative path that climbs out
+// of that directory is refused: the tests must never depend on files beside the
+// clone.
+inline std::string vector_path(const std::string& relative) {
+    namespace fs = std::filesystem;
+    const fs::path root = fs::weakly_canonical(fs::path(PGVES_VECTORS_DIR));
+    const fs::path path = fs::weakly_canonical(root / relative);
+    const auto [end, unused] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
+    (void)unused;
+    if (end != root.end())
+        throw std::runtime_error("test vector path " + relative + " leaves " + root.string());
+    return path.string();
+}
+
 inline std::string read_vector_file(const std::string& relative) {
-    const std::string path = std::string(PGVES_VECTORS_DIR) + "/" + relative;
+    const std::string path = vector_path(relative);
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error("cannot open test vector file " + path);
     std::ostringstream text;
