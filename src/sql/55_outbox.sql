@@ -411,6 +411,7 @@ DECLARE
   k text;
   limits jsonb := '{"window": [1, 4096], "claim_batch": [1, 10000], "lease_seconds": [5, 86400],
                     "safety_poll_ms": [100, 600000], "purge_batch": [100, 100000]}';
+  iv interval;
 BEGIN
   IF settings IS NULL OR jsonb_typeof(settings) <> 'object' THEN
     RAISE EXCEPTION 'settings must be a JSON object' USING ERRCODE = 'VE010',
@@ -418,16 +419,23 @@ BEGIN
   END IF;
   FOR k IN SELECT jsonb_object_keys(settings) LOOP
     IF k IN ('synced_retention', 'order_hold') THEN
+      -- A JSON string holding a positive interval of at most ten years.
       BEGIN
-        PERFORM (settings->>k)::interval;
+        iv := CASE WHEN jsonb_typeof(settings->k) = 'string' THEN (settings->>k)::interval END;
       EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION '% must be an interval', k USING ERRCODE = 'VE010', HINT = 'For example "1 day".';
+        iv := NULL;
       END;
+      IF iv IS NULL OR iv < interval '1 second' OR iv > interval '10 years' THEN
+        RAISE EXCEPTION 'sync setting "%" must be an interval between 1 second and 10 years, given as a JSON string', k
+          USING ERRCODE = 'VE010', HINT = format('For example {"%s": "1 day"}.', k);
+      END IF;
     ELSIF limits ? k THEN
       IF jsonb_typeof(settings->k) <> 'number' OR (settings->>k)::numeric <> floor((settings->>k)::numeric)
          OR (settings->>k)::numeric NOT BETWEEN (limits->k->>0)::numeric AND (limits->k->>1)::numeric THEN
         RAISE EXCEPTION 'sync setting "%" must be a whole number between % and %', k, limits->k->>0, limits->k->>1
-          USING ERRCODE = 'VE010', HINT = 'See ves.get_sync_settings() for the current values.';
+          USING ERRCODE = 'VE010',
+          HINT = format('Give %s as a JSON number from %s to %s, e.g. {"%s": %s}.', k, limits->k->>0, limits->k->>1,
+                        k, limits->k->>0);
       END IF;
     ELSE
       RAISE EXCEPTION 'unknown sync setting "%"', k USING ERRCODE = 'VE010',
