@@ -10,6 +10,7 @@ extern "C" {
 }
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -69,29 +70,43 @@ size_t on_header(char *data, size_t size, size_t n, void *user) noexcept {
 // Every connection libcurl opens passes here with the address it resolved,
 // so ves.destination_address_reject applies after DNS: a host name cannot
 // smuggle a refused address past it.
+// Records why a transfer may not use this address; true when it may not.
+bool refuse_address(Transfer *t, const std::uint8_t *bytes, size_t len) noexcept {
+  const core::Cidr *hit = core::find_cidr(settings::address_reject(), bytes, len);
+  if (!hit) return false;
+  try {
+    t->refused = "connection to " + core::address_text(bytes, len) + " refused by ves.destination_address_reject (" +
+                 core::cidr_text(*hit) + ")";
+  } catch (...) {
+  }
+  return true;
+}
+
+// Every connection libcurl opens passes here with the address it resolved,
+// so ves.destination_address_reject applies after DNS: a host name cannot
+// smuggle a refused address past it.
 curl_socket_t on_open_socket(void *user, curlsocktype purpose, curl_sockaddr *address) noexcept {
   auto *t = static_cast<Transfer *>(user);
-  const std::uint8_t *bytes = nullptr;
-  size_t len = 0;
-  if (address->family == AF_INET && address->addrlen >= sizeof(sockaddr_in)) {
-    bytes = reinterpret_cast<const std::uint8_t *>(&reinterpret_cast<const sockaddr_in *>(&address->addr)->sin_addr);
-    len = 4;
-  } else if (address->family == AF_INET6 && address->addrlen >= sizeof(sockaddr_in6)) {
-    bytes = reinterpret_cast<const std::uint8_t *>(&reinterpret_cast<const sockaddr_in6 *>(&address->addr)->sin6_addr);
-    len = 16;
-  }
-  if (purpose == CURLSOCKTYPE_IPCXN && bytes) {
-    if (const core::Cidr *hit = core::find_cidr(settings::address_reject(), bytes, len)) {
-      try {
-        t->refused = "connection to " + core::address_text(bytes, len) + " refused by ves.destination_address_reject (" +
-                     core::cidr_text(*hit) + ")";
-      } catch (...) {
-        t->refused = "connection refused by ves.destination_address_reject";
-      }
-      return CURL_SOCKET_BAD;
+  if (purpose == CURLSOCKTYPE_IPCXN) {
+    if (address->family == AF_INET && address->addrlen >= sizeof(sockaddr_in)) {
+      const auto *in = reinterpret_cast<const sockaddr_in *>(&address->addr);
+      if (refuse_address(t, reinterpret_cast<const std::uint8_t *>(&in->sin_addr), 4)) return CURL_SOCKET_BAD;
+    } else if (address->family == AF_INET6 && address->addrlen >= sizeof(sockaddr_in6)) {
+      const auto *in6 = reinterpret_cast<const sockaddr_in6 *>(&address->addr);
+      if (refuse_address(t, reinterpret_cast<const std::uint8_t *>(&in6->sin6_addr), 16)) return CURL_SOCKET_BAD;
     }
   }
   return ::socket(address->family, address->socktype, address->protocol);
+}
+
+// Runs before each request, on a new or a reused connection: a kept-alive
+// connection opened before the list was reloaded is checked too.
+int on_prereq(void *user, char *primary_ip, char *, int, int) noexcept {
+  auto *t = static_cast<Transfer *>(user);
+  std::uint8_t bytes[16];
+  if (inet_pton(AF_INET, primary_ip, bytes) == 1) return refuse_address(t, bytes, 4) ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+  if (inet_pton(AF_INET6, primary_ip, bytes) == 1) return refuse_address(t, bytes, 16) ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+  return CURL_PREREQFUNC_OK;
 }
 
 // Aborts transfers when the process is asked to stop.
@@ -244,6 +259,8 @@ void HttpEngine::submit(std::uint64_t tag, const core::HttpRequest &request, lon
   curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t.get());
+  curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, &on_prereq);
+  curl_easy_setopt(easy, CURLOPT_PREREQDATA, t.get());
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, t.get());
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
