@@ -16,7 +16,7 @@ use MIME::Base64 qw(decode_base64 encode_base64);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(time usleep);
 
 use PgVesTest;
 
@@ -130,6 +130,25 @@ sql(q{SELECT ves.retry_events(ARRAY(SELECT o.id FROM ves.outbox o JOIN ves.desti
                                    WHERE d.name IN ('by-ip', 'by-name')))});
 ok($sink->wait_for(1, '/by-ip', 20), 'with the default list, 127.0.0.1 delivers');
 ok($sink->wait_for(1, '/by-name', 20), 'and so does localhost');
+
+# --- ves.max_timeout_ms bounds the send, whatever timeout_ms says ------------------
+
+sql("SELECT ves.create_destination('patient', 'http', '" . $sink->url('/patient')
+	  . "', '{\"timeout_ms\": 30000, \"max_attempts\": 100, \"backoff_base_ms\": 60000, \"jitter\": 0}')");
+$node->append_conf('postgresql.conf', "ves.max_timeout_ms = 1000\n");
+$node->reload;
+sleep 1;
+$sink->control(path => '/patient', mode => 'hang', delay_ms => 20000);
+my $t0 = time;
+sql("SELECT ves.append('$t', '$store', 'Order', 'o-3', 'order.created', '{\"n\": 3}')");
+ok( wait_until(15, sub { sql(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+                                 WHERE d.name = 'patient' AND o.status = 'failed'}) == 1 }),
+	'a destination with timeout_ms 30000 gives up after ves.max_timeout_ms');
+cmp_ok(time - $t0, '<', 10, 'well before its own timeout_ms');
+like(sql(q{SELECT last_error FROM ves.get_sync_status() WHERE destination = 'patient'}), qr/timeout|timed out/i,
+	'the failure is a timeout');
+is(sql(q{SELECT timeout_ms FROM ves.destinations WHERE name = 'patient'}), 30000, 'the stored timeout_ms is unchanged');
+$sink->clear('/patient');
 
 # --- nothing in the log ------------------------------------------------------------
 
