@@ -60,6 +60,8 @@ SELECT regress_try($q$SELECT ves.create_destination('u5', 'http', 'http://[::1/x
 SELECT regress_try($q$SELECT ves.create_destination('u6', 'http', 'https:///path')$q$);
 SELECT regress_try($q$SELECT ves.create_destination('u7', 'http', 'http://')$q$);
 SELECT regress_try($q$SELECT ves.alter_destination('sealed', '{}', url => E'http://example.com/\tx')$q$);
+-- A credential in the url would sit in plain text: it belongs in a secret header.
+SELECT regress_try($q$SELECT ves.create_destination('u8', 'http', 'https://user:pa55@example.com/')$q$);
 
 -- Headers: token names, string values without control characters.
 SELECT regress_try($q$SELECT ves.create_destination('h1', 'http', 'http://example.com/', '{"headers": {"X-Count": 5}}')$q$);

@@ -90,6 +90,20 @@ void validate_url(std::string_view url) {
     if (part(CURLUPART_HOST).empty()) throw Error("invalid_url", "destination url has no host");
 }
 
+bool url_has_userinfo(std::string_view url) {
+    std::unique_ptr<CURLU, void (*)(CURLU*)> handle(curl_url(), curl_url_cleanup);
+    if (!handle) throw std::bad_alloc();
+    const std::string text(url);
+    if (curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), 0) != CURLUE_OK) return false;
+    for (CURLUPart which : {CURLUPART_USER, CURLUPART_PASSWORD}) {
+        char* value = nullptr;
+        const bool present = curl_url_get(handle.get(), which, &value, 0) == CURLUE_OK && value;
+        curl_free(value);
+        if (present) return true;
+    }
+    return false;
+}
+
 bool is_reserved_header(std::string_view name) {
     for (std::string_view reserved : reserved_headers)
         if (iequals(name, reserved)) return true;

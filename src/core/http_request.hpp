@@ -43,6 +43,11 @@ void validate_header(std::string_view name, std::string_view value);
 // http or https (either case) and a non-empty host.
 void validate_url(std::string_view url);
 
+// Whether a valid URL carries a user name or password ("https://u:p@host/").
+// Destinations refuse these: a credential belongs in a secret header, which
+// is sealed at rest, not in the url column, which is not.
+bool url_has_userinfo(std::string_view url);
+
 // Whether extra headers may not use this name (compared case-insensitively):
 // the ones the builders set, which a destination must not be able to spoof,
 // and the ones libcurl derives from the URL and body, which would misframe

@@ -47,6 +47,10 @@ void check_url(const std::string &url) {
                    "Give an http:// or https:// URL with a host and no spaces, e.g. "
                    "https://example.com/hooks/pg-ves.");
   }
+  if (core::url_has_userinfo(url))
+    throw VesError(sqlstate::invalid_destination_url, "destination url must not carry a user name or password", {},
+                   "The url is stored in plain text; send credentials in a secret header instead, e.g. "
+                   "{\"headers\": {\"Authorization\": {\"value\": \"Basic ...\", \"secret\": true}}}.");
 }
 
 std::vector<core::HeaderSpec> check_headers(const core::json::Value &headers) {
