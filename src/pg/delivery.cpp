@@ -118,6 +118,15 @@ struct Destination {
   bool succeeded = false;
   bool gone = false;
   std::string last_error;
+
+  Destination() = default;
+  Destination(const Destination &) = delete;
+  Destination &operator=(const Destination &) = delete;
+  // The opened credentials do not outlive the destination in freed memory.
+  ~Destination() {
+    sodium_memzero(secret.data(), secret.size());
+    for (auto &h : headers) sodium_memzero(h.second.data(), h.second.size());
+  }
 };
 
 struct Outcome {
