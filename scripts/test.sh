@@ -93,8 +93,10 @@ regress_counts() {  # log file -> "passed failed"
 
 echo "== pg_regress"
 tests=$(cd sql && ls *.sql | sed 's/\.sql$//' | sort)
-as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
-  --bindir="$PG_BIN" --temp-instance="$work/regress/instance" --temp-config="$work/test/pg_ves.conf" \
+# --bindir: pg_regress would otherwise run the server of the installation it
+# was built for, not the one pg_config (and make install) names.
+as_pg "$PGXS_DIR/src/test/regress/pg_regress" --bindir="$PG_BIN" \
+  --temp-instance="$work/regress/instance" --temp-config="$work/test/pg_ves.conf" \
   --inputdir="$work" --outputdir="$work/regress" --load-extension=pg_ves \
   $tests >"$work/regress.log" 2>&1
 rc=$?
@@ -106,8 +108,8 @@ record pg_regress "$ok" "$bad"
 
 echo "== isolation"
 specs=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort)
-as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" \
-  --bindir="$PG_BIN" --temp-instance="$work/isolation/instance" --temp-config="$work/test/pg_ves.conf" \
+as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" --bindir="$PG_BIN" \
+  --temp-instance="$work/isolation/instance" --temp-config="$work/test/pg_ves.conf" \
   --inputdir="$work/test/isolation" --outputdir="$work/isolation" --load-extension=pg_ves \
   $specs >"$work/isolation.log" 2>&1
 rc=$?

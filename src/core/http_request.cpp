@@ -2,8 +2,12 @@
 
 #include "http_request.hpp"
 
+#include <curl/curl.h>
+
 #include <algorithm>
 #include <array>
+#include <memory>
+#include <new>
 
 #include "error.hpp"
 #include "standard_webhooks.hpp"
@@ -60,26 +64,44 @@ void validate_header(std::string_view name, std::string_view value) {
 }
 
 void validate_url(std::string_view url) {
-    std::string_view rest;
-    if (istarts_with(url, "https://"))
-        rest = url.substr(8);
-    else if (istarts_with(url, "http://"))
-        rest = url.substr(7);
-    else
-        throw Error("invalid_url", "destination url must start with http:// or https://");
     for (char c : url)
         if (is_ctl(static_cast<unsigned char>(c)) || c == ' ')
             throw Error("invalid_url", "destination url contains a space or control character");
-    // The host follows any userinfo and precedes any port, path, query or fragment.
-    std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-    if (const auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
-    std::size_t host_size = authority.find(':');
-    if (!authority.empty() && authority.front() == '[') {
-        // An IPv6 literal, whose colons do not start a port.
-        const std::size_t close = authority.find(']');
-        host_size = close == std::string_view::npos ? 0 : close - 1;
+    if (!istarts_with(url, "https://") && !istarts_with(url, "http://"))
+        throw Error("invalid_url", "destination url must start with http:// or https://");
+    // libcurl reads "http:///x" as host "x"; a third slash is a missing host.
+    if (url.substr(url.find("://") + 3, 1) == "/") throw Error("invalid_url", "destination url has no host");
+    // libcurl's own parser: what it accepts here is what the transfer will use.
+    std::unique_ptr<CURLU, void (*)(CURLU*)> handle(curl_url(), curl_url_cleanup);
+    if (!handle) throw std::bad_alloc();
+    const std::string text(url);
+    if (CURLUcode rc = curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), 0); rc != CURLUE_OK)
+        throw Error("invalid_url", std::string("destination url is not a valid URL: ") + curl_url_strerror(rc));
+    auto part = [&](CURLUPart which) {
+        char* value = nullptr;
+        std::string out;
+        if (curl_url_get(handle.get(), which, &value, 0) == CURLUE_OK && value) out = value;
+        curl_free(value);
+        return out;
+    };
+    const std::string scheme = part(CURLUPART_SCHEME);
+    if (scheme != "http" && scheme != "https")
+        throw Error("invalid_url", "destination url must start with http:// or https://");
+    if (part(CURLUPART_HOST).empty()) throw Error("invalid_url", "destination url has no host");
+}
+
+bool url_has_userinfo(std::string_view url) {
+    std::unique_ptr<CURLU, void (*)(CURLU*)> handle(curl_url(), curl_url_cleanup);
+    if (!handle) throw std::bad_alloc();
+    const std::string text(url);
+    if (curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), 0) != CURLUE_OK) return false;
+    for (CURLUPart which : {CURLUPART_USER, CURLUPART_PASSWORD}) {
+        char* value = nullptr;
+        const bool present = curl_url_get(handle.get(), which, &value, 0) == CURLUE_OK && value;
+        curl_free(value);
+        if (present) return true;
     }
-    if (std::min(host_size, authority.size()) == 0) throw Error("invalid_url", "destination url has no host");
+    return false;
 }
 
 bool is_reserved_header(std::string_view name) {

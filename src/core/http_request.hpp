@@ -38,10 +38,15 @@ HttpRequest build_http_request(std::string url, const std::string& idempotency_k
 // particular no CR, LF or NUL, which would let a value inject headers).
 void validate_header(std::string_view name, std::string_view value);
 
-// Throws Error("invalid_url") unless url is http:// or https:// (either
-// case) followed by a non-empty host and contains no spaces or control
-// characters.
+// Throws Error("invalid_url") unless url contains no spaces or control
+// characters, is accepted by libcurl's URL parser (curl_url), has the scheme
+// http or https (either case) and a non-empty host.
 void validate_url(std::string_view url);
+
+// Whether a valid URL carries a user name or password ("https://u:p@host/").
+// Destinations refuse these: a credential belongs in a secret header, which
+// is sealed at rest, not in the url column, which is not.
+bool url_has_userinfo(std::string_view url);
 
 // Whether extra headers may not use this name (compared case-insensitively):
 // the ones the builders set, which a destination must not be able to spoof,

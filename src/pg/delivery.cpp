@@ -22,7 +22,11 @@
 #include "core/rate_limiter.hpp"
 #include "core/retry_policy.hpp"
 #include "pg/boundary.hpp"
+#include "core/destination_config.hpp"
+#include "core/error.hpp"
 #include "pg/http_engine.hpp"
+#include "pg/keys.hpp"
+#include "pg/settings.hpp"
 #include "pg/spi_plan.hpp"
 #include "pg/stored_event.hpp"
 #include "pg/worker.hpp"
@@ -40,7 +44,11 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <sodium.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <random>
@@ -62,6 +70,15 @@ std::int64_t steady_ms() {
 std::int64_t unix_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// A credential as the loading query reads it: hex of the sealed box.
+std::string unseal_hex(const char *hex) {
+  std::vector<uint8> box(std::strlen(hex) / 2);
+  size_t len = 0;
+  if (sodium_hex2bin(box.data(), box.size(), hex, std::strlen(hex), nullptr, &len, nullptr) != 0)
+    throw core::Error("invalid_destination", "a sealed destination credential is not hex");
+  return keys::open_secret(box.data(), len);
 }
 
 struct Settings {
@@ -90,6 +107,7 @@ struct Destination {
   core::TokenBucket bucket;
   core::CircuitBreaker breaker;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::string config_error;  // why the stored configuration cannot be used
   bool paused = false;
   // Runtime state, kept across reloads.
   int in_flight = 0;
@@ -100,6 +118,15 @@ struct Destination {
   bool succeeded = false;
   bool gone = false;
   std::string last_error;
+
+  Destination() = default;
+  Destination(const Destination &) = delete;
+  Destination &operator=(const Destination &) = delete;
+  // The opened credentials do not outlive the destination in freed memory.
+  ~Destination() {
+    sodium_memzero(secret.data(), secret.size());
+    for (auto &h : headers) sodium_memzero(h.second.data(), h.second.size());
+  }
 };
 
 struct Outcome {
@@ -217,17 +244,18 @@ class Deliverer {
       char ***rows = nullptr;
       uint64 nrows = 0;
       pg_call_void([&] {
-        if (SPI_execute("SELECT d.id, d.name, d.kind, d.url, s.secret, d.concurrency, d.rate_limit, d.burst,"
-                        " d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,"
-                        " d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused"
+        if (SPI_execute("SELECT d.id, d.name, d.kind, d.url, encode(s.secret_box, 'hex'), d.concurrency,"
+                        " d.rate_limit, d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms,"
+                        " d.jitter, d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused,"
+                        " encode(s.headers_box, 'hex')"
                         " FROM ves.destinations d LEFT JOIN ves.destination_secrets s ON s.destination_id = d.id",
                         true, 0) != SPI_OK_SELECT)
           elog(ERROR, "pg_ves: cannot read ves.destinations");
         nrows = SPI_processed;
         rows = static_cast<char ***>(palloc0(sizeof(char **) * (nrows + 1)));
         for (uint64 i = 0; i < nrows; ++i) {
-          rows[i] = static_cast<char **>(palloc0(sizeof(char *) * 17));
-          for (int c = 0; c < 17; ++c) rows[i][c] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
+          rows[i] = static_cast<char **>(palloc0(sizeof(char *) * 18));
+          for (int c = 0; c < 18; ++c) rows[i][c] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
         }
       });
       auto text = [](const char *v) { return std::string(v ? v : ""); };
@@ -242,7 +270,9 @@ class Deliverer {
         d.name = text(r[1]);
         d.kind = text(r[2]);
         d.url = text(r[3]);
-        d.secret = text(r[4]);
+        d.config_error.clear();
+        sodium_memzero(d.secret.data(), d.secret.size());
+        d.secret.clear();
         d.concurrency = static_cast<int>(num(r[5]));
         d.bucket.reconfigure(num(r[6]), num(r[7]));
         d.timeout_ms = static_cast<long>(num(r[8]));
@@ -251,10 +281,23 @@ class Deliverer {
         d.retry.cap_ms = static_cast<std::int64_t>(num(r[11]));
         d.retry.jitter = num(r[12]);
         d.breaker.reconfigure(static_cast<int>(num(r[13])), static_cast<std::int64_t>(num(r[14])));
+        for (auto &h : d.headers) sodium_memzero(h.second.data(), h.second.size());
         d.headers.clear();
-        core::json::Value h = core::json::parse(text(r[15]));
-        for (const auto &m : h.as_object())
-          if (m.second.kind() == core::json::Kind::string) d.headers.emplace_back(m.first, m.second.as_string());
+        // The same parser that checked the headers when they were written;
+        // secret ones are shown redacted there and come from the sealed box.
+        try {
+          for (const core::HeaderSpec &h : core::parse_header_option(core::json::parse(text(r[15]))))
+            if (!h.secret) d.headers.emplace_back(h.name, h.value);
+          if (r[4]) d.secret = unseal_hex(r[4]);
+          if (r[17]) {
+            std::string sealed = unseal_hex(r[17]);
+            for (const core::HeaderSpec &h : core::parse_secret_headers(sealed)) d.headers.emplace_back(h.name, h.value);
+            sodium_memzero(sealed.data(), sealed.size());
+          }
+        } catch (const std::exception &e) {
+          // Nothing is sent without its credentials; dispatch reports this.
+          d.config_error = e.what();
+        }
         d.paused = text(r[16]) == "t";
       }
       for (auto it = destinations_.begin(); it != destinations_.end();)
@@ -348,6 +391,7 @@ class Deliverer {
         d.queue.pop_front();
         core::HttpRequest request;
         try {
+          if (!d.config_error.empty()) throw core::Error("invalid_destination", d.config_error);
           request = d.kind == "webhook"
                         ? core::build_webhook_request(d.url, d.secret, job.event_id, unix_ms() / 1000, job.body, d.headers)
                         : core::build_http_request(d.url, job.event_id, job.body, d.headers);
@@ -362,7 +406,9 @@ class Deliverer {
           continue;
         }
         std::uint64_t tag = next_tag_++;
-        engine.submit(tag, request, d.timeout_ms);
+        // ves.max_timeout_ms bounds every transfer, even one configured
+        // before the setting was lowered.
+        engine.submit(tag, request, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
         ++d.in_flight;
         ++totals_.sent;
         in_flight_[tag] = std::move(job);

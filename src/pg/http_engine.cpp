@@ -1,6 +1,8 @@
 #include "pg/http_engine.hpp"
 
+#include "core/address_filter.hpp"
 #include "pg/boundary.hpp"
+#include "pg/settings.hpp"
 
 extern "C" {
 #include "storage/latch.h"
@@ -8,7 +10,10 @@ extern "C" {
 }
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,6 +32,7 @@ std::int64_t now_ms() {
 
 struct Transfer {
   std::uint64_t tag = 0;
+  std::string refused;  // set when an address was refused by ves.destination_address_reject
   CURL *easy = nullptr;
   curl_slist *headers = nullptr;
   std::string body;
@@ -59,6 +65,48 @@ size_t on_header(char *data, size_t size, size_t n, void *user) noexcept {
     }
   }
   return len;
+}
+
+// Every connection libcurl opens passes here with the address it resolved,
+// so ves.destination_address_reject applies after DNS: a host name cannot
+// smuggle a refused address past it.
+// Records why a transfer may not use this address; true when it may not.
+bool refuse_address(Transfer *t, const std::uint8_t *bytes, size_t len) noexcept {
+  const core::Cidr *hit = core::find_cidr(settings::address_reject(), bytes, len);
+  if (!hit) return false;
+  try {
+    t->refused = "connection to " + core::address_text(bytes, len) + " refused by ves.destination_address_reject (" +
+                 core::cidr_text(*hit) + ")";
+  } catch (...) {
+  }
+  return true;
+}
+
+// Every connection libcurl opens passes here with the address it resolved,
+// so ves.destination_address_reject applies after DNS: a host name cannot
+// smuggle a refused address past it.
+curl_socket_t on_open_socket(void *user, curlsocktype purpose, curl_sockaddr *address) noexcept {
+  auto *t = static_cast<Transfer *>(user);
+  if (purpose == CURLSOCKTYPE_IPCXN) {
+    if (address->family == AF_INET && address->addrlen >= sizeof(sockaddr_in)) {
+      const auto *in = reinterpret_cast<const sockaddr_in *>(&address->addr);
+      if (refuse_address(t, reinterpret_cast<const std::uint8_t *>(&in->sin_addr), 4)) return CURL_SOCKET_BAD;
+    } else if (address->family == AF_INET6 && address->addrlen >= sizeof(sockaddr_in6)) {
+      const auto *in6 = reinterpret_cast<const sockaddr_in6 *>(&address->addr);
+      if (refuse_address(t, reinterpret_cast<const std::uint8_t *>(&in6->sin6_addr), 16)) return CURL_SOCKET_BAD;
+    }
+  }
+  return ::socket(address->family, address->socktype, address->protocol);
+}
+
+// Runs before each request, on a new or a reused connection: a kept-alive
+// connection opened before the list was reloaded is checked too.
+int on_prereq(void *user, char *primary_ip, char *, int, int) noexcept {
+  auto *t = static_cast<Transfer *>(user);
+  std::uint8_t bytes[16];
+  if (inet_pton(AF_INET, primary_ip, bytes) == 1) return refuse_address(t, bytes, 4) ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+  if (inet_pton(AF_INET6, primary_ip, bytes) == 1) return refuse_address(t, bytes, 16) ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+  return CURL_PREREQFUNC_OK;
 }
 
 // Aborts transfers when the process is asked to stop.
@@ -114,7 +162,9 @@ struct HttpEngine::Impl {
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.result.status);
       } else {
         t.result.transport_error = true;
-        t.result.error = curl_easy_strerror(msg->data.result);
+        // A refused address explains a failed connect better than curl's
+        // "Couldn't connect to server".
+        t.result.error = !t.refused.empty() ? t.refused : curl_easy_strerror(msg->data.result);
       }
       double seconds = 0;
       curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &seconds);
@@ -179,6 +229,7 @@ void HttpEngine::submit(std::uint64_t tag, const core::HttpRequest &request, lon
   t->easy = easy;
   t->result.tag = tag;
   t->result.excerpt.reserve(kExcerptBytes);
+  t->refused.reserve(256);  // the open-socket callback must not allocate
   t->body = request.body;
   for (const auto &h : request.headers) {
     std::string line = h.first + ": " + h.second;
@@ -201,7 +252,15 @@ void HttpEngine::submit(std::uint64_t tag, const core::HttpRequest &request, lon
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 10000L));
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+  // Redirects are never followed: the endpoint's answer is the outcome. Were
+  // one followed, it could only lead to http or https.
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 0L);
+  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t.get());
+  curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, &on_prereq);
+  curl_easy_setopt(easy, CURLOPT_PREREQDATA, t.get());
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, t.get());
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);

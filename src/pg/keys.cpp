@@ -199,20 +199,28 @@ const crypto::SecretBytes &server_key() {
   return *key;
 }
 
-Bytes seal(const crypto::SecretBytes &secret) {
-  Bytes box(kBoxNonce + kBoxMac + secret.size());
+// crypto_secretbox under the server key: nonce || box. Shared by agent
+// private keys and destination credentials.
+Bytes seal_bytes(const uint8 *data, size_t len) {
+  Bytes box(kBoxNonce + kBoxMac + len);
   randombytes_buf(box.data(), kBoxNonce);
-  crypto_secretbox_easy(box.data() + kBoxNonce, secret.data(), secret.size(), box.data(),
-                        server_key().data());
+  crypto_secretbox_easy(box.data() + kBoxNonce, data, len, box.data(), server_key().data());
   return box;
+}
+
+Bytes seal(const crypto::SecretBytes &secret) { return seal_bytes(secret.data(), secret.size()); }
+
+// False when the box was not made with this server key (or was altered).
+bool open_bytes(const uint8 *box, size_t len, uint8 *out) {
+  if (len < kBoxNonce + kBoxMac) return false;
+  return crypto_secretbox_open_easy(out, box + kBoxNonce, len - kBoxNonce, box, server_key().data()) == 0;
 }
 
 crypto::SecretBytes open_box(const Bytes &box) {
   if (box.size() != kBoxNonce + kBoxMac + kSecretKey)
     throw VesError(sqlstate::key_unavailable, "a stored agent private key has the wrong size");
   crypto::SecretBytes secret(kSecretKey);
-  if (crypto_secretbox_open_easy(secret.data(), box.data() + kBoxNonce, box.size() - kBoxNonce,
-                                 box.data(), server_key().data()) != 0)
+  if (!open_bytes(box.data(), box.size(), secret.data()))
     throw VesError(sqlstate::key_unavailable, "cannot decrypt an agent private key",
                    "The server key does not match the key the agent key was encrypted with.",
                    "Restore the server key file named by ves.server_key_file, or rotate the "
@@ -403,6 +411,25 @@ const Signer &signer_for(const pg_uuid_t &tenant, const pg_uuid_t &store) {
 std::string text_string(const text *t) { return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)); }
 
 }  // namespace
+
+std::vector<uint8> seal_secret(std::string_view secret) {
+  crypto::init();
+  return seal_bytes(reinterpret_cast<const uint8 *>(secret.data()), secret.size());
+}
+
+std::string open_secret(const uint8 *box, size_t len) {
+  if (len < kBoxNonce + kBoxMac)
+    throw VesError(sqlstate::key_unavailable, "a sealed destination credential is too short");
+  std::string out(len - kBoxNonce - kBoxMac, '\0');
+  if (!open_bytes(box, len, reinterpret_cast<uint8 *>(out.data()))) {
+    sodium_memzero(out.data(), out.size());
+    throw VesError(sqlstate::key_unavailable, "cannot decrypt a destination credential",
+                   "The server key does not match the key the credential was sealed with.",
+                   "Restore the server key file named by ves.server_key_file, or set the secret "
+                   "again with ves.alter_destination.");
+  }
+  return out;
+}
 
 void payload_plain_hash(const Jsonb *payload, uint8 out[32]) {
   // jsonb's text form is valid JSON; the core parses it strictly and

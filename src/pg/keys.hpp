@@ -4,6 +4,10 @@
 
 #include "pg/postgres.hpp"
 
+#include <string>
+#include <string_view>
+#include <vector>
+
 namespace pgves::pg::keys {
 
 // What signing adds to an event.
@@ -23,5 +27,14 @@ void payload_plain_hash(const Jsonb *payload, uint8 out[32]);
 // on first use. `sig->payload_plain_hash` must already be set. Requires SPI.
 void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &event_id,
           const text *entity_type, const text *entity_id, const text *event_type, Signature *sig);
+
+// Seals a credential (a destination secret, secret header values) under the
+// server key with crypto_secretbox, exactly as agent private keys are sealed:
+// nonce || box. Creates the server key file on first use.
+std::vector<uint8> seal_secret(std::string_view secret);
+
+// Opens what seal_secret made. Raises VE023 when the server key does not
+// match or the box was altered.
+std::string open_secret(const uint8 *box, size_t len);
 
 }  // namespace pgves::pg::keys

@@ -4,6 +4,10 @@ extern "C" {
 #include "utils/guc.h"
 }
 
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
 namespace pgves::pg::settings {
 
 int max_payload_size = 1024 * 1024;
@@ -15,6 +19,8 @@ int retention_months = 12;
 char *server_key_file = nullptr;
 char *server_key_command = nullptr;
 char *databases = nullptr;
+int max_timeout_ms = 60000;
+char *destination_address_reject = nullptr;
 
 namespace {
 // A check hook runs inside the GUC machinery, in C; it must not throw.
@@ -37,7 +43,53 @@ bool check_tenant_id(char **newval, void **extra, GucSource source) {
   }
   return true;
 }
+
+// ves.destination_address_reject: the check hook parses the list (with the
+// core parser the tests cover) and hands the ranges to the assign hook as
+// GUC "extra" data, which the GUC machinery owns and frees with free().
+struct RejectList {
+  size_t count;
+  core::Cidr ranges[1];
+};
+const std::vector<core::Cidr> *current_reject = nullptr;
+
+bool check_address_reject(char **newval, void **extra, GucSource source) {
+  std::vector<core::Cidr> ranges;
+  try {
+    ranges = core::parse_cidr_list(*newval ? *newval : "");
+  } catch (const std::exception &e) {
+    // GUC_check_errdetail formats into Postgres memory; copy the text first.
+    char detail[512];
+    std::snprintf(detail, sizeof detail, "%s", e.what());
+    GUC_check_errdetail("%s", detail);
+    GUC_check_errhint("List CIDR ranges separated by commas, e.g. '169.254.0.0/16, fe80::/10'; '' refuses nothing.");
+    return false;
+  }
+  auto *list = static_cast<RejectList *>(malloc(sizeof(RejectList) + sizeof(core::Cidr) * ranges.size()));
+  if (!list) return false;
+  list->count = ranges.size();
+  for (size_t i = 0; i < ranges.size(); ++i) list->ranges[i] = ranges[i];
+  *extra = list;
+  return true;
+}
+
+void assign_address_reject(const char *newval, void *extra) {
+  static std::vector<core::Cidr> ranges;
+  try {
+    auto *list = static_cast<const RejectList *>(extra);
+    ranges.assign(list->ranges, list->ranges + list->count);
+  } catch (...) {
+    // Out of memory: keep the previous list rather than refuse nothing.
+  }
+  current_reject = &ranges;
+}
+
 }  // namespace
+
+const std::vector<core::Cidr> &address_reject() {
+  static const std::vector<core::Cidr> none;
+  return current_reject ? *current_reject : none;
+}
 
 void define() {
   DefineCustomIntVariable(
@@ -83,6 +135,19 @@ void define() {
       "standard output must be the 32-byte key as 64 hexadecimal digits. Takes precedence over "
       "ves.server_key_file when set.",
       &server_key_command, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "ves.max_timeout_ms", "Upper bound on any destination's timeout_ms.",
+      "ves.create_destination and ves.alter_destination refuse a larger timeout_ms; the worker "
+      "waits at most this long for any request.",
+      &max_timeout_ms, 60000, 100, 600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+      nullptr, nullptr);
+  DefineCustomStringVariable(
+      "ves.destination_address_reject",
+      "Address ranges (CIDR, comma-separated) the sync worker never connects to.",
+      "Checked on every resolved address right before libcurl connects, so a host name that "
+      "resolves into a listed range is refused too. '' refuses nothing.",
+      &destination_address_reject, "169.254.0.0/16, fe80::/10", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+      check_address_reject, assign_address_reject, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

@@ -2,7 +2,10 @@
 // Postgres layer. The README documents each one.
 #pragma once
 
+#include "core/address_filter.hpp"
 #include "pg/postgres.hpp"
+
+#include <vector>
 
 namespace pgves::pg::settings {
 extern int max_payload_size;      // ves.max_payload_size, bytes
@@ -14,6 +17,11 @@ extern int retention_months;      // ves.retention_months
 extern char *server_key_file;     // ves.server_key_file
 extern char *server_key_command;  // ves.server_key_command
 extern char *databases;           // ves.databases
+extern int max_timeout_ms;        // ves.max_timeout_ms, the cap on any destination's timeout_ms
+extern char *destination_address_reject;  // ves.destination_address_reject, CIDR list
+
+// The parsed ves.destination_address_reject of this process (never null).
+const std::vector<core::Cidr> &address_reject();
 
 void define();
 }  // namespace pgves::pg::settings

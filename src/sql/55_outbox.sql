@@ -14,7 +14,8 @@ CREATE TABLE ves.destinations (
   id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name                text        NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
   kind                text        NOT NULL CHECK (kind IN ('webhook', 'http')),
-  url                 text        NOT NULL CHECK (url ~ '^https?://'),
+  -- Checked with libcurl's URL parser when written (ves._destination_check).
+  url                 text        NOT NULL CHECK (url ~* '^https?://'),
   -- Filter: NULL means everything.
   tenant_id           uuid,
   entity_types        text[],
@@ -31,6 +32,9 @@ CREATE TABLE ves.destinations (
   jitter              float8      NOT NULL DEFAULT 0.2 CHECK (jitter BETWEEN 0 AND 1),
   breaker_threshold   int         NOT NULL DEFAULT 5 CHECK (breaker_threshold >= 0),
   breaker_cooldown_ms int         NOT NULL DEFAULT 30000 CHECK (breaker_cooldown_ms >= 1),
+  -- Extra request headers: name -> value, or for a secret header
+  -- {"secret": true, "value": "[redacted]"} (its value is sealed in
+  -- ves.destination_secrets).
   headers             jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(headers) = 'object'),
   -- Written by the worker, for ves.get_sync_status.
   breaker_state       text        NOT NULL DEFAULT 'closed',
@@ -41,10 +45,15 @@ CREATE TABLE ves.destinations (
   updated_at          timestamptz NOT NULL DEFAULT now()
 );
 
--- Credentials, readable by the extension owner only.
+-- Credentials, sealed with crypto_secretbox under the server key
+-- (ves.server_key_file, nonce || box, as agent private keys): the webhook
+-- secret and a JSON object of the secret headers' values. Readable by the
+-- extension owner only, and even then only as sealed bytes; the worker opens
+-- them when it loads destinations.
 CREATE TABLE ves.destination_secrets (
-  destination_id int  PRIMARY KEY REFERENCES ves.destinations ON DELETE CASCADE,
-  secret         text NOT NULL
+  destination_id int   PRIMARY KEY REFERENCES ves.destinations ON DELETE CASCADE,
+  secret_box     bytea,
+  headers_box    bytea
 );
 
 CREATE TABLE ves.outbox (
@@ -143,16 +152,14 @@ BEGIN
     d.jitter := coalesce((options->>'jitter')::float8, d.jitter);
     d.breaker_threshold := coalesce((options->>'breaker_threshold')::int, d.breaker_threshold);
     d.breaker_cooldown_ms := coalesce((options->>'breaker_cooldown_ms')::int, d.breaker_cooldown_ms);
-    d.headers := coalesce(options->'headers', d.headers);
     IF d.concurrency NOT BETWEEN 1 AND 1024 THEN RAISE invalid_parameter_value USING MESSAGE = 'concurrency must be between 1 and 1024'; END IF;
     IF d.rate_limit < 0 THEN RAISE invalid_parameter_value USING MESSAGE = 'rate_limit must be 0 (none) or more'; END IF;
     IF d.burst < 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'burst must be 1 or more'; END IF;
-    IF d.timeout_ms NOT BETWEEN 100 AND 600000 THEN RAISE invalid_parameter_value USING MESSAGE = 'timeout_ms must be between 100 and 600000'; END IF;
+    IF d.timeout_ms NOT BETWEEN 100 AND 600000 THEN RAISE invalid_parameter_value USING MESSAGE = 'timeout_ms must be between 100 and ves.max_timeout_ms'; END IF;
     IF d.max_attempts NOT BETWEEN 1 AND 1000 THEN RAISE invalid_parameter_value USING MESSAGE = 'max_attempts must be between 1 and 1000'; END IF;
     IF d.backoff_base_ms < 1 OR d.backoff_cap_ms < 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'backoff_base_ms and backoff_cap_ms must be 1 or more'; END IF;
     IF d.jitter NOT BETWEEN 0 AND 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'jitter must be between 0 and 1'; END IF;
     IF d.breaker_threshold < 0 OR d.breaker_cooldown_ms < 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'breaker_threshold must be 0 (off) or more and breaker_cooldown_ms 1 or more'; END IF;
-    IF jsonb_typeof(d.headers) <> 'object' THEN RAISE invalid_parameter_value USING MESSAGE = 'headers must be a JSON object of strings'; END IF;
   EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_parameter_value
                  OR datatype_mismatch THEN
     RAISE EXCEPTION 'invalid destination option: %', SQLERRM USING ERRCODE = 'VE010',
@@ -161,22 +168,35 @@ BEGIN
   RETURN d;
 END $$;
 
--- The secret, checked for the kind: webhooks take whsec_ (HMAC, v1) or
--- whsk_ (Ed25519, v1a) secrets.
-CREATE FUNCTION ves._check_secret(kind text, secret text) RETURNS void
-  LANGUAGE plpgsql IMMUTABLE AS $$
+-- The URL, headers, secret and timeout_ms, checked by the C++ validators the
+-- worker sends with; returns the headers to show (secret values redacted) and
+-- the sealed secret and secret header values. See src/pg/destination_config.cpp.
+CREATE FUNCTION ves._destination_check(kind text, url text, options jsonb,
+                                       OUT headers jsonb, OUT secret_box bytea, OUT headers_box bytea)
+  AS 'MODULE_PATHNAME', 'ves_destination_check' LANGUAGE C VOLATILE;
+
+-- Writes the sealed credentials of a destination: what options names
+-- replaces what is stored ("secret": null removes the secret).
+CREATE FUNCTION ves._store_destination_secrets(dest int, options jsonb, sealed_secret bytea, sealed_headers bytea)
+  RETURNS void
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF secret IS NULL THEN RETURN; END IF;
-  IF kind = 'webhook' AND secret !~ '^(whsec_|whsk_)[A-Za-z0-9+/=]+$' THEN
-    RAISE EXCEPTION 'a webhook secret starts with whsec_ (HMAC) or whsk_ (Ed25519) followed by base64'
-      USING ERRCODE = 'VE010', HINT = 'Use the secret your endpoint gave you, e.g. whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw.';
-  END IF;
+  IF NOT (options ? 'secret' OR options ? 'headers') THEN RETURN; END IF;
+  INSERT INTO ves.destination_secrets AS s (destination_id, secret_box, headers_box)
+  VALUES (dest, sealed_secret, sealed_headers)
+  ON CONFLICT (destination_id) DO UPDATE
+    SET secret_box = CASE WHEN options ? 'secret' THEN excluded.secret_box ELSE s.secret_box END,
+        headers_box = CASE WHEN options ? 'headers' THEN excluded.headers_box ELSE s.headers_box END;
+  DELETE FROM ves.destination_secrets s
+  WHERE s.destination_id = dest AND s.secret_box IS NULL AND s.headers_box IS NULL;
 END $$;
 
 CREATE FUNCTION ves.create_destination(name text, kind text, url text, options jsonb DEFAULT '{}')
   RETURNS ves.destinations
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE d ves.destinations;
+DECLARE
+  d ves.destinations;
+  c record;
 BEGIN
   IF name IS NULL OR kind IS NULL OR url IS NULL THEN
     RAISE EXCEPTION 'name, kind and url must not be NULL' USING ERRCODE = 'VE011',
@@ -186,20 +206,21 @@ BEGIN
     RAISE EXCEPTION 'unknown destination kind "%"', kind USING ERRCODE = 'VE010',
       HINT = 'Kinds: webhook (Standard Webhooks), http (plain JSON POST).';
   END IF;
-  IF url !~ '^https?://[^\s]+$' THEN
-    RAISE EXCEPTION 'url must be an http:// or https:// URL' USING ERRCODE = 'VE010',
-      HINT = 'For example https://example.com/hooks/pg-ves.';
-  END IF;
   IF length(name) NOT BETWEEN 1 AND 128 THEN
     RAISE EXCEPTION 'destination name must be 1 to 128 characters' USING ERRCODE = 'VE006',
       HINT = 'Use a short, stable name.';
   END IF;
-  PERFORM ves._check_secret(kind, options->>'secret');
+  IF options IS NULL THEN
+    RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'VE010',
+      HINT = 'Pass options such as ''{"secret": "whsec_...", "rate_limit": 50}''.';
+  END IF;
+  c := ves._destination_check(kind, url, options);
   d.name := name; d.kind := kind; d.url := url;
   d.concurrency := 16; d.rate_limit := 0; d.burst := 10; d.timeout_ms := 10000; d.max_attempts := 10;
   d.backoff_base_ms := 500; d.backoff_cap_ms := 300000; d.jitter := 0.2; d.breaker_threshold := 5;
   d.breaker_cooldown_ms := 30000; d.headers := '{}';
   d := ves._destination_options(d, options);
+  d.headers := coalesce(c.headers, d.headers);
   IF EXISTS (SELECT FROM ves.destinations x WHERE x.name = create_destination.name) THEN
     RAISE EXCEPTION 'destination "%" already exists', name USING ERRCODE = 'VE013',
       HINT = 'Use ves.alter_destination to change it.';
@@ -211,9 +232,7 @@ BEGIN
           d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,
           d.breaker_threshold, d.breaker_cooldown_ms, d.headers)
   RETURNING * INTO d;
-  IF options ? 'secret' THEN
-    INSERT INTO ves.destination_secrets VALUES (d.id, options->>'secret');
-  END IF;
+  PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box);
   PERFORM ves._destinations_changed();
   RETURN d;
 END $$;
@@ -237,14 +256,17 @@ END $$;
 CREATE FUNCTION ves.alter_destination(name text, options jsonb DEFAULT '{}', url text DEFAULT NULL)
   RETURNS ves.destinations
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE d ves.destinations := ves._destination(name, true);
+DECLARE
+  d ves.destinations := ves._destination(name, true);
+  c record;
 BEGIN
-  IF url IS NOT NULL AND url !~ '^https?://[^\s]+$' THEN
-    RAISE EXCEPTION 'url must be an http:// or https:// URL' USING ERRCODE = 'VE010',
-      HINT = 'For example https://example.com/hooks/pg-ves.';
+  IF options IS NULL THEN
+    RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'VE010',
+      HINT = 'Pass ''{}'' to change only the url.';
   END IF;
-  PERFORM ves._check_secret(d.kind, options->>'secret');
+  c := ves._destination_check(d.kind, url, options);
   d := ves._destination_options(d, options);
+  d.headers := coalesce(c.headers, d.headers);
   UPDATE ves.destinations x SET url = coalesce(alter_destination.url, x.url), tenant_id = d.tenant_id,
     entity_types = d.entity_types, event_types = d.event_types, concurrency = d.concurrency,
     rate_limit = d.rate_limit, burst = d.burst, timeout_ms = d.timeout_ms, max_attempts = d.max_attempts,
@@ -252,10 +274,7 @@ BEGIN
     breaker_threshold = d.breaker_threshold, breaker_cooldown_ms = d.breaker_cooldown_ms,
     headers = d.headers, updated_at = now()
   WHERE x.id = d.id RETURNING * INTO d;
-  IF options ? 'secret' THEN
-    INSERT INTO ves.destination_secrets VALUES (d.id, options->>'secret')
-    ON CONFLICT (destination_id) DO UPDATE SET secret = excluded.secret;
-  END IF;
+  PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box);
   PERFORM ves._destinations_changed();
   RETURN d;
 END $$;
@@ -392,6 +411,7 @@ DECLARE
   k text;
   limits jsonb := '{"window": [1, 4096], "claim_batch": [1, 10000], "lease_seconds": [5, 86400],
                     "safety_poll_ms": [100, 600000], "purge_batch": [100, 100000]}';
+  iv interval;
 BEGIN
   IF settings IS NULL OR jsonb_typeof(settings) <> 'object' THEN
     RAISE EXCEPTION 'settings must be a JSON object' USING ERRCODE = 'VE010',
@@ -399,16 +419,23 @@ BEGIN
   END IF;
   FOR k IN SELECT jsonb_object_keys(settings) LOOP
     IF k IN ('synced_retention', 'order_hold') THEN
+      -- A JSON string holding a positive interval of at most ten years.
       BEGIN
-        PERFORM (settings->>k)::interval;
+        iv := CASE WHEN jsonb_typeof(settings->k) = 'string' THEN (settings->>k)::interval END;
       EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION '% must be an interval', k USING ERRCODE = 'VE010', HINT = 'For example "1 day".';
+        iv := NULL;
       END;
+      IF iv IS NULL OR iv < interval '1 second' OR iv > interval '10 years' THEN
+        RAISE EXCEPTION 'sync setting "%" must be an interval between 1 second and 10 years, given as a JSON string', k
+          USING ERRCODE = 'VE010', HINT = format('For example {"%s": "1 day"}.', k);
+      END IF;
     ELSIF limits ? k THEN
       IF jsonb_typeof(settings->k) <> 'number' OR (settings->>k)::numeric <> floor((settings->>k)::numeric)
          OR (settings->>k)::numeric NOT BETWEEN (limits->k->>0)::numeric AND (limits->k->>1)::numeric THEN
         RAISE EXCEPTION 'sync setting "%" must be a whole number between % and %', k, limits->k->>0, limits->k->>1
-          USING ERRCODE = 'VE010', HINT = 'See ves.get_sync_settings() for the current values.';
+          USING ERRCODE = 'VE010',
+          HINT = format('Give %s as a JSON number from %s to %s, e.g. {"%s": %s}.', k, limits->k->>0, limits->k->>1,
+                        k, limits->k->>0);
       END IF;
     ELSE
       RAISE EXCEPTION 'unknown sync setting "%"', k USING ERRCODE = 'VE010',

@@ -159,6 +159,23 @@ TEST(HttpRequest, ValidateUrl) {
     EXPECT_EQ(error_code([] { validate_url(std::string("http://a\0b", 10)); }), "invalid_url");
 }
 
+TEST(HttpRequest, UrlUserinfo) {
+    EXPECT_TRUE(pgves::core::url_has_userinfo("https://user:pw@example.com/p"));
+    EXPECT_TRUE(pgves::core::url_has_userinfo("https://user@example.com/p"));
+    EXPECT_TRUE(pgves::core::url_has_userinfo("https://:pw@example.com/p"));
+    EXPECT_FALSE(pgves::core::url_has_userinfo("https://example.com/p?user=a@b"));
+    EXPECT_FALSE(pgves::core::url_has_userinfo("http://127.0.0.1:9/x"));
+}
+
+// What only a real URL parser catches: curl_url decides, as it will at send time.
+TEST(HttpRequest, ValidateUrlWithLibcurlsParser) {
+    for (const char* url : {"http://example.com:99999/", "http://example.com:port/", "http://[zz::1]/x",
+                            "http://[::1/x", "http://ex\tample.com", "http://exa\x7fmple.com"})
+        EXPECT_EQ(error_code([&] { validate_url(url); }), "invalid_url") << url;
+    for (const char* url : {"http://example.com:8080", "https://xn--bcher-kva.example/", "http://10.0.0.1:1/"})
+        EXPECT_NO_THROW(validate_url(url)) << url;
+}
+
 TEST(HttpRequest, ReservedHeaders) {
     EXPECT_TRUE(is_reserved_header("webhook-signature"));
     EXPECT_TRUE(is_reserved_header("CONTENT-LENGTH"));
