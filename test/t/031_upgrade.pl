@@ -5,9 +5,16 @@
 use strict;
 use warnings;
 
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(decode_base64 encode_base64);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use PgVesTest;
+
+my $whsec = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+my $sink = start_sink();
 
 my $repo = $ENV{PGVES_REPO} or die "PGVES_REPO must name the repository copy\n";
 my $describe = slurp_file("$repo/test/sql/schema_description.sql");
@@ -45,7 +52,7 @@ for my $from (@released)
 		SELECT ves.upsert('$t', '$s', 'Product', 'P-1', '{"title": "before"}', NULL, 'manual');
 		SELECT ves.adjust_stock('$t', '$s', 'SKU-9', 10);
 		SELECT ves.create_destination('old-hook', 'webhook', 'http://127.0.0.1:9/',
-		                              '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}');
+		                              '{"secret": "$whsec"}');
 		SELECT ves.create_subscription('$t', 'old-sub');
 	});
 	$node->safe_psql($db, 'ALTER EXTENSION pg_ves UPDATE');
@@ -78,7 +85,21 @@ for my $from (@released)
 		'destinations are kept');
 	my $dump = $node->safe_psql($db, q{SELECT string_agg(t::text, ' ') FROM ves.destination_secrets t});
 	unlike($dump, qr/MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/, 'secrets stored by the old version are no longer plain text');
+
+	# The sealed secret still signs: the append above went to the old
+	# destination's outbox; send it to the mock platform.
+	$sink->reset;
+	$node->safe_psql($db, "SELECT ves.alter_destination('old-hook', '{}', '" . $sink->url("/$db") . "')");
+	$node->safe_psql($db, "SELECT ves.push_events('old-hook', 100)");
+	my ($r) = $sink->requests("/$db");
+	ok($r, 'the old destination delivers after the upgrade');
+	my $h = $r ? $r->{headers} : {};
+	(my $key = $whsec) =~ s/^whsec_//;
+	my $want = encode_base64(hmac_sha256("$h->{'webhook-id'}.$h->{'webhook-timestamp'}.$r->{body}", decode_base64($key)), '');
+	ok((grep { $_ eq "v1,$want" } split / /, $h->{'webhook-signature'} // ''),
+		'signed with the secret 0.1.0 stored, now sealed');
 }
+$sink->stop;
 
 $node->stop;
 done_testing();

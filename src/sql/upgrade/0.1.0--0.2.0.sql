@@ -65,6 +65,24 @@ GRANT SELECT ON ves.role_bindings TO ves_admin;
 ALTER TABLE ves.tenant_bindings ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON ves.tenant_bindings FOR SELECT USING (ves.tenant_visible(tenant_id));
 
+-- Destinations: URLs, headers, secrets and timeouts are checked when written
+-- by the validators the worker sends with, and credentials are sealed under
+-- the server key. Secrets stored in plain text by 0.1.0 are sealed here.
+DROP FUNCTION ves._check_secret(text, text);
+-- @create function ves._destination_check
+-- @create function ves._store_destination_secrets
+-- @replace function ves._destination_options
+-- @replace function ves.create_destination
+-- @replace function ves.alter_destination
+-- @replace function ves.set_sync_settings
+ALTER TABLE ves.destinations DROP CONSTRAINT destinations_url_check,
+  ADD CONSTRAINT destinations_url_check CHECK (url ~* '^https?://');
+ALTER TABLE ves.destination_secrets ADD COLUMN secret_box bytea, ADD COLUMN headers_box bytea;
+UPDATE ves.destination_secrets s
+SET secret_box = (ves._destination_check(d.kind, NULL, pg_catalog.jsonb_build_object('secret', s.secret))).secret_box
+FROM ves.destinations d WHERE d.id = s.destination_id;
+ALTER TABLE ves.destination_secrets DROP COLUMN secret;
+
 -- Nothing new is granted to PUBLIC. Tables are named one by one: a REVOKE on
 -- every table would also give the month partitions explicit privileges, which
 -- a fresh install's partitions do not have.
