@@ -14,6 +14,7 @@ int idempotency_ttl = 86400;
 int retention_months = 12;
 char *server_key_file = nullptr;
 char *databases = nullptr;
+char *worker_role = nullptr;
 
 namespace {
 // A check hook runs inside the GUC machinery, in C; it must not throw.
@@ -75,6 +76,11 @@ void define() {
       "A repeat with the same idempotency key within this time returns the first response; the "
       "sync worker drops expired records a day partition at a time.",
       &idempotency_ttl, 86400, 60, 365 * 86400, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "ves.worker_role", "Role the pg_ves sync workers connect as ('' = the bootstrap superuser).",
+      "It must exist, have LOGIN and not be a superuser; grant it ves_worker. The launcher checks it before "
+      "starting a worker and logs a warning (and starts none) while it cannot be used; reload to apply.",
+      &worker_role, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

@@ -13,6 +13,7 @@ extern int idempotency_ttl;       // ves.idempotency_ttl, seconds
 extern int retention_months;      // ves.retention_months
 extern char *server_key_file;     // ves.server_key_file
 extern char *databases;           // ves.databases
+extern char *worker_role;         // ves.worker_role ('' = bootstrap superuser)
 
 void define();
 }  // namespace pgves::pg::settings
