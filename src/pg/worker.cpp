@@ -469,6 +469,7 @@ void pg_ves_launcher_main(Datum) {
     int failures;
     TimestampTz next_start;
     int blocker;  // last reason logged for not starting it (Blocker)
+    char role[NAMEDATALEN];  // the ves.worker_role its running worker was started with
   };
   static Tracked tracked[kMaxWorkers];
   int ntracked = 0;
@@ -537,6 +538,12 @@ void pg_ves_launcher_main(Datum) {
         } else if (pid > 0) {
           t->failures = 0;
         }
+        if (running && strcmp(t->role, role) != 0) {
+          // ves.worker_role changed: stop this worker (gracefully); the
+          // next round starts one as the new role.
+          TerminateBackgroundWorker(t->handle);
+          next_wait = 200;
+        }
       }
       if (running) continue;
       bool stopped = false, held = false, start_now = false;
@@ -562,6 +569,7 @@ void pg_ves_launcher_main(Datum) {
                               "ves.databases.")));
       t->blocker = blocker;
       if (blocker != kNone) continue;  // checked again at the next round (5 s)
+      strlcpy(t->role, role, NAMEDATALEN);
       if (!start_dynamic_worker(t->dbname, role, &t->handle)) {
         ereport(LOG, (errmsg("pg_ves launcher: no background worker slot for database \"%s\"", t->dbname),
                       errhint("Raise max_worker_processes.")));
