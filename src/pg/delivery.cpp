@@ -576,7 +576,7 @@ class Deliverer {
         } catch (const PgError &row_error) {
           abort_step();
           std::string what = "cannot record outbox row " + std::to_string(o.id) + " (status " + o.status +
-                             "); its lease is given back when the worker stops";
+                             "); it is sent again once its lease ends";
           log_pg_error(what.c_str(), row_error);
         }
       }

@@ -82,6 +82,30 @@ sql(q{SELECT ves.retry_events(array_agg(o.id)) FROM ves.outbox o JOIN ves.destin
 ok(wait_until(30, sub { arrived('/bad', @ids) == 20 }), 'once fixed, its rows are delivered');
 sql(q{SELECT ves.drop_destination('bad')});
 
+# A database error while recording one row: a trigger refuses to mark one
+# row synced. The other rows of its batch are recorded all the same.
+$offset = -s $node->logfile;
+sql(q{CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.entity_id = 'poison-3' AND NEW.status = 'synced' THEN
+          RAISE EXCEPTION 'poisoned row' USING DETAIL = 'refused by the test trigger';
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER poison BEFORE UPDATE ON ves.outbox FOR EACH ROW EXECUTE FUNCTION public.poison();});
+@ids = append('postgres', 10, 'poison');
+ok(wait_until(30, sub { arrived('/good', @ids) == 10 }), 'all 10 events of the poisoned batch are sent');
+ok( wait_until(30, sub {
+			sql(q{SELECT count(*) FROM ves.outbox WHERE entity_id LIKE 'poison-%' AND status = 'synced'}) == 9 }),
+	'the 9 rows the database accepts are recorded synced');
+$log = log_since($offset);
+like($log, qr/cannot record outbox row \d+ \(status synced\).*poisoned row \(SQLSTATE P0001\)/,
+	'the log names the row that could not be recorded, with the error');
+like($log, qr/DETAIL:  refused by the test trigger/, 'and the error\'s detail');
+is_deeply([ worker_pids($node) ], [$pid], 'the worker kept its pid');
+unlike($log, qr/FATAL/, 'no FATAL');
+sql(q{DROP TRIGGER poison ON ves.outbox});
+
 # --- (2) a graceful stop while transfers are in flight -----------------------------------------
 
 $sink->control(mode => 'slow', delay_ms => 1000, path => '/good');
