@@ -606,6 +606,15 @@ void pg_ves_worker_main(Datum) {
   // PGC_S_OVERRIDE: no later SET (not even a function's SET clause) can
   // change it.
   SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+  // Likewise the few settings a database owner could use to stop the worker
+  // from working (read-only or serializable transactions, a statement
+  // timeout, row security off, which fails a role's queries on tables with
+  // policies).
+  SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("row_security", "on", PGC_SUSET, PGC_S_OVERRIDE);
   pgstat_report_appname("pg_ves worker");
   worker_attach(dbname);
   before_shmem_exit(worker_detach, 0);

@@ -1,7 +1,8 @@
 # The sync worker's privileges. (1) A database owner who is not a superuser
 # sets a hostile search_path on the database and puts shadowing functions and
-# operators in it: the worker delivers normally and none of them ever runs in
-# it. (2) ves.worker_role: the worker connects as that role (LOGIN, holding
+# operators in it (and makes transactions read-only and serializable, and
+# turns row security off): the worker delivers normally and none of them ever
+# runs in it. (2) ves.worker_role: the worker connects as that role (LOGIN, holding
 # ves_worker, not a superuser), delivers, and keeps the partitions made; a
 # missing, NOLOGIN or superuser role is refused with one warning each and no
 # worker starts meanwhile.
@@ -26,7 +27,10 @@ my $sink = start_sink();
 sub sql
 {
 	my ($query, $db, %opts) = @_;
-	return $node->safe_psql($db // 'postgres', "SET search_path = pg_catalog, public;\n$query", %opts);
+	return $node->safe_psql($db // 'postgres',
+		"SET search_path = pg_catalog, public; SET default_transaction_read_only = off;"
+		  . " SET default_transaction_isolation = 'read committed'; SET row_security = on;\n$query",
+		%opts);
 }
 sub log_since { return substr(slurp_file($node->logfile), $_[0]); }
 
@@ -94,10 +98,15 @@ CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = evil.eq_uuid
 CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = uuid, FUNCTION = evil.eq_text_uuid);
 CREATE OPERATOR evil.->> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = evil.arrow);
 ALTER DATABASE shop SET search_path = evil, pg_catalog, public;
+-- Settings that would keep a worker from working if it took them.
+ALTER DATABASE shop SET default_transaction_read_only = on;
+ALTER DATABASE shop SET default_transaction_isolation = 'serializable';
+ALTER DATABASE shop SET row_security = off;
 });
 
 # The traps work: a session that takes the database's search_path runs them.
-$node->safe_psql('shop', 'SELECT now(), 1 = 1', extra_params => [ '-U', 'mallory' ]);
+$node->safe_psql('shop', "SET default_transaction_read_only = off;\nSELECT now(), 1 = 1",
+	extra_params => [ '-U', 'mallory' ]);
 cmp_ok(sql(q{SELECT count(*) FROM evil.calls WHERE backend = 'client backend'}, 'shop'), '>=', 2,
 	'the traps are armed: a session with the database\'s search_path runs them');
 
