@@ -454,7 +454,7 @@ class Deliverer {
 
   void absorb_one(HttpResult &r, const Job &job, Destination &d) {
     std::int64_t now = steady_ms();
-    {
+    {  // the former loop body of absorb(), kept as it was
       core::Classified c = r.transport_error ? core::classify_transport_error()
                                              : core::classify_http(r.status, r.retry_after, unix_ms());
       Outcome o{job.id, job.tenant, "synced", 0, job.attempts + 1, r.status, {}, std::move(r.excerpt)};
@@ -615,7 +615,7 @@ class Deliverer {
   void record_rows(const Outcome *outcomes, size_t n) {
     // Declared outside pg_call: a Postgres error must not skip destructors.
     std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
-    {
+    {  // formerly inside record()'s step
       pg_call_void([&] {
         for (size_t i = 0; i < n; ++i) {
           const Outcome &o = outcomes[i];
@@ -639,7 +639,7 @@ class Deliverer {
   }
 
   void record_destinations() {
-    {
+    {  // formerly inside record()'s step
       pg_call_void([&] {
         std::int64_t now = steady_ms();
         for (auto &entry : destinations_) {
