@@ -121,8 +121,12 @@ GRANT SELECT ON ves.idempotency_keys, ves.event_ids, ves.local_agents TO ves_adm
 -- claims and records outbox rows, records the destinations' health; its
 -- partition DDL, purges and expiries and its reading of the credentials go
 -- through SECURITY DEFINER functions.
-GRANT SELECT ON ves.sync_settings, ves.events TO ves_worker;
-GRANT SELECT, UPDATE ON ves.destinations, ves.outbox TO ves_worker;
+-- (A worker statement that writes another column needs it added here.)
+GRANT SELECT ON ves.sync_settings, ves.events, ves.destinations, ves.outbox TO ves_worker;
+GRANT UPDATE (status, attempts, next_attempt_at, lease_until, leased_by, last_status, last_error, last_response,
+              updated_at, synced_at) ON ves.outbox TO ves_worker;
+GRANT UPDATE (breaker_state, last_success_at, last_error, last_error_at, paused, paused_reason)
+  ON ves.destinations TO ves_worker;
 GRANT EXECUTE ON FUNCTION
   ves.tenant_visible(uuid),
   ves._worker_secrets(),

@@ -196,6 +196,18 @@ my $log = log_since($offset);
 unlike($log, qr/permission denied|FATAL/, 'no permission error and no FATAL while it runs as pgves_worker');
 like($log, qr/sync workers run as role "pgves_worker"/, 'the launcher logs the role it uses');
 
+# ves_worker holds what the worker needs, and not more.
+for my $case ([ 'SELECT secret FROM ves.destination_secrets', 'read the credentials directly' ],
+	[ 'DELETE FROM ves.outbox', 'delete outbox rows' ],
+	[ q{UPDATE ves.outbox SET destination_id = destination_id}, 'move outbox rows to another destination' ],
+	[ q{UPDATE ves.destinations SET url = 'http://127.0.0.1:1/'}, 'change a destination\'s URL' ],
+	[ "SELECT ves.append('$tenant', '$store', 'Order', 'x', 'order.created', '{}')", 'append events' ])
+{
+	my ($query, $what) = @$case;
+	my ($rc, $out, $err) = $node->psql('postgres', $query, extra_params => [ '-U', 'pgves_worker' ]);
+	like($err, qr/permission denied/, "pgves_worker may not $what");
+}
+
 # Back to the default: the bootstrap superuser.
 set_role('');
 ok(wait_until(30, sub { (worker_users() // '') =~ /:true$/ }), "with ves.worker_role = '' the worker runs as the bootstrap superuser again");
