@@ -28,6 +28,7 @@ extern "C" {
 #include "storage/procarray.h"
 #include "storage/spin.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -377,13 +378,14 @@ PGDLLEXPORT void pg_ves_worker_main(Datum);
 namespace {
 
 // Why the launcher does not start a database's worker now.
-enum Blocker { kNone = 0, kNoDatabase, kNoRole, kRoleNoLogin, kRoleSuperuser };
+enum Blocker { kNone = 0, kNoDatabase, kNoRole, kRoleNoLogin, kRoleSuperuser, kNoConnect };
 
 // Reads the shared catalogs (the launcher is connected to no database):
 // whether the role exists and may run a worker, whether the database exists.
 // Only trivially destructible locals: a Postgres error jumps through it.
 Blocker start_blocker_unguarded(const char *dbname, const char *role, bool *role_checked) {
   Blocker b = kNone;
+  Oid roleid = InvalidOid;
   *role_checked = false;
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
@@ -394,12 +396,17 @@ Blocker start_blocker_unguarded(const char *dbname, const char *role, bool *role
       b = kNoRole;
     } else {
       auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
+      roleid = form->oid;
       if (form->rolsuper) b = kRoleSuperuser;
       else if (!form->rolcanlogin) b = kRoleNoLogin;
       ReleaseSysCache(tup);
     }
   }
-  if (b == kNone && !OidIsValid(get_database_oid(dbname, true))) b = kNoDatabase;
+  if (b == kNone) {
+    Oid dboid = get_database_oid(dbname, true);
+    if (!OidIsValid(dboid)) b = kNoDatabase;
+    else if (OidIsValid(roleid) && pg_database_aclcheck(dboid, roleid, ACL_CONNECT) != ACLCHECK_OK) b = kNoConnect;
+  }
   CommitTransactionCommand();
   return b;
 }
@@ -560,7 +567,13 @@ void pg_ves_launcher_main(Datum) {
       if (now < t->next_start && !start_now) continue;
       bool role_checked = false;
       Blocker blocker = start_blocker(t->dbname, role, &role_checked);
-      if (role_checked) log_role_blocker(role, blocker == kNoDatabase ? kNone : blocker);
+      if (role_checked) log_role_blocker(role, blocker == kNoDatabase || blocker == kNoConnect ? kNone : blocker);
+      if (blocker == kNoConnect && t->blocker != kNoConnect)
+        ereport(WARNING,
+                (errmsg("pg_ves launcher: ves.worker_role \"%s\" may not connect to database \"%s\"; its sync worker "
+                        "does not start until it may",
+                        role, t->dbname),
+                 errhint("GRANT CONNECT ON DATABASE %s TO %s;", t->dbname, role)));
       if (blocker == kNoDatabase && t->blocker != kNoDatabase)
         ereport(LOG, (errmsg("pg_ves launcher: database \"%s\" listed in ves.databases does not exist yet; its sync "
                              "worker starts once it is created",

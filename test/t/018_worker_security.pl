@@ -162,12 +162,25 @@ for my $case ([ 'nosuch', 'does not exist' ], [ 'ves_worker', 'does not have the
 	unlike($log, qr/FATAL/, 'and no FATAL');
 }
 
-# A usable role.
+# A role that may not connect to one of the databases: that database waits,
+# with one warning.
+sql('REVOKE CONNECT ON DATABASE shop FROM PUBLIC');
 my $offset = -s $node->logfile;
-my ($days_before) = sql(q{SELECT count(*) FROM pg_inherits WHERE inhparent = 'ves.idempotency_records'::regclass});
 set_role('pgves_worker');
+ok(wait_until(30, sub { worker_pids($node) }), 'with ves.worker_role = pgves_worker the worker of postgres starts');
+sleep 11;
+is_deeply([ worker_pids($node, 'shop') ], [], 'but none for shop, where pgves_worker may not connect');
+my $no_connect = () = log_since($offset) =~ /WARNING:  pg_ves launcher: ves.worker_role "pgves_worker" may not connect to database "shop"/g;
+is($no_connect, 1, 'one warning says so');
+like(log_since($offset), qr/sync workers run as role "pgves_worker"/, 'the launcher logs the role it uses');
+unlike(log_since($offset), qr/FATAL/, 'no FATAL');
+sql('GRANT CONNECT ON DATABASE shop TO pgves_worker');
+
+# A usable role.
+$offset = -s $node->logfile;
+my ($days_before) = sql(q{SELECT count(*) FROM pg_inherits WHERE inhparent = 'ves.idempotency_records'::regclass});
 ok(wait_until(30, sub { worker_pids($node) && worker_pids($node, 'shop') }),
-	'with ves.worker_role = pgves_worker the workers start');
+	'once granted CONNECT, both workers run as pgves_worker');
 is(worker_users(), 'pgves_worker:false', 'pg_stat_activity shows the worker as pgves_worker, not a superuser');
 my @mine = append('postgres', 10, 'role');
 ok(wait_until(30, sub { arrived('/postgres', @mine) == 10 }), 'it delivers the events');
@@ -194,7 +207,6 @@ is(sql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'ves.$month':
 	'owned by the extension owner (made through the SECURITY DEFINER function)');
 my $log = log_since($offset);
 unlike($log, qr/permission denied|FATAL/, 'no permission error and no FATAL while it runs as pgves_worker');
-like($log, qr/sync workers run as role "pgves_worker"/, 'the launcher logs the role it uses');
 
 # ves_worker holds what the worker needs, and not more.
 for my $case ([ 'SELECT secret FROM ves.destination_secrets', 'read the credentials directly' ],
