@@ -107,8 +107,11 @@ struct Destination {
   core::TokenBucket bucket;
   core::CircuitBreaker breaker;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string config_error;  // why the stored configuration cannot be used
   bool paused = false;
+  // Set when the worker cannot use this destination's stored configuration
+  // (a row written around ves.create_destination/alter_destination): its
+  // rows fail with this reason instead of stopping the worker.
+  std::string config_error;
   // Runtime state, kept across reloads.
   int in_flight = 0;
   std::deque<Job> queue;
@@ -213,6 +216,21 @@ Datum array_of(const std::vector<Datum> &values, Oid type) {
                                          type, len, byval, align));
 }
 
+// One LOG line for a database error the worker survives: its SQLSTATE,
+// message, detail and hint, and what the worker was doing.
+void log_error_data(const char *context, const ErrorData *data) {
+  try {
+    pg_call_void([&] {
+      ereport(LOG, (errmsg("pg_ves worker: %s: %s (SQLSTATE %s)", context, data->message ? data->message : "error",
+                           unpack_sql_state(data->sqlerrcode)),
+                    data->detail ? errdetail("%s", data->detail) : 0, data->hint ? errhint("%s", data->hint) : 0,
+                    data->context ? errcontext("%s", data->context) : 0));
+    });
+  } catch (const std::exception &) {
+    // Logging is best effort.
+  }
+}
+
 class Deliverer {
  public:
   // own_transactions: the worker runs each step in its own transaction;
@@ -248,7 +266,7 @@ class Deliverer {
                         " d.rate_limit, d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms,"
                         " d.jitter, d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused,"
                         " encode(s.headers_box, 'hex')"
-                        " FROM ves.destinations d LEFT JOIN ves.destination_secrets s ON s.destination_id = d.id",
+                        " FROM ves.destinations d LEFT JOIN ves._worker_secrets() s ON s.destination_id = d.id",
                         true, 0) != SPI_OK_SELECT)
           elog(ERROR, "pg_ves: cannot read ves.destinations");
         nrows = SPI_processed;
@@ -268,41 +286,54 @@ class Deliverer {
         seen[id] = true;
         d.id = id;
         d.name = text(r[1]);
-        d.kind = text(r[2]);
-        d.url = text(r[3]);
         d.config_error.clear();
-        sodium_memzero(d.secret.data(), d.secret.size());
-        d.secret.clear();
-        d.concurrency = static_cast<int>(num(r[5]));
-        d.bucket.reconfigure(num(r[6]), num(r[7]));
-        d.timeout_ms = static_cast<long>(num(r[8]));
-        d.retry.max_attempts = static_cast<int>(num(r[9]));
-        d.retry.base_ms = static_cast<std::int64_t>(num(r[10]));
-        d.retry.cap_ms = static_cast<std::int64_t>(num(r[11]));
-        d.retry.jitter = num(r[12]);
-        d.breaker.reconfigure(static_cast<int>(num(r[13])), static_cast<std::int64_t>(num(r[14])));
-        for (auto &h : d.headers) sodium_memzero(h.second.data(), h.second.size());
-        d.headers.clear();
-        // The same parser that checked the headers when they were written;
-        // secret ones are shown redacted there and come from the sealed box.
         try {
-          for (const core::HeaderSpec &h : core::parse_header_option(core::json::parse(text(r[15]))))
-            if (!h.secret) d.headers.emplace_back(h.name, h.value);
-          if (r[4]) d.secret = unseal_hex(r[4]);
-          if (r[17]) {
-            std::string sealed = unseal_hex(r[17]);
-            for (const core::HeaderSpec &h : core::parse_secret_headers(sealed)) d.headers.emplace_back(h.name, h.value);
-            sodium_memzero(sealed.data(), sealed.size());
-          }
+          parse_destination(d, r);
         } catch (const std::exception &e) {
-          // Nothing is sent without its credentials; dispatch reports this.
-          d.config_error = e.what();
+          // One destination's bad row must not stop the others: its rows
+          // fail with the reason (see dispatch) and the worker goes on.
+          d.config_error = std::string("invalid destination configuration: ") + e.what();
+          d.headers.clear();
+          d.dirty = true;
+          d.last_error = d.config_error;
+          log_problem(d, 0, d.config_error);
         }
-        d.paused = text(r[16]) == "t";
       }
       for (auto it = destinations_.begin(); it != destinations_.end();)
         it = seen.count(it->first) || it->second.in_flight > 0 ? std::next(it) : destinations_.erase(it);
     });
+  }
+
+  // Builds a destination's settings from the text of its columns (see
+  // load_config); throws on a value the worker cannot use.
+  static void parse_destination(Destination &d, char **r) {
+    auto text = [](const char *v) { return std::string(v ? v : ""); };
+    auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
+    d.kind = text(r[2]);
+    d.url = text(r[3]);
+    sodium_memzero(d.secret.data(), d.secret.size());
+    d.secret.clear();
+    d.concurrency = static_cast<int>(num(r[5]));
+    d.bucket.reconfigure(num(r[6]), num(r[7]));
+    d.timeout_ms = static_cast<long>(num(r[8]));
+    d.retry.max_attempts = static_cast<int>(num(r[9]));
+    d.retry.base_ms = static_cast<std::int64_t>(num(r[10]));
+    d.retry.cap_ms = static_cast<std::int64_t>(num(r[11]));
+    d.retry.jitter = num(r[12]);
+    d.breaker.reconfigure(static_cast<int>(num(r[13])), static_cast<std::int64_t>(num(r[14])));
+    d.paused = text(r[16]) == "t";
+    for (auto &h : d.headers) sodium_memzero(h.second.data(), h.second.size());
+    d.headers.clear();
+    // The same parser that checked the headers when they were written;
+    // secret ones are shown redacted there and come from the sealed box.
+    for (const core::HeaderSpec &h : core::parse_header_option(core::json::parse(text(r[15]))))
+      if (!h.secret) d.headers.emplace_back(h.name, h.value);
+    if (r[4]) d.secret = unseal_hex(r[4]);
+    if (r[17]) {
+      std::string sealed = unseal_hex(r[17]);
+      for (const core::HeaderSpec &h : core::parse_secret_headers(sealed)) d.headers.emplace_back(h.name, h.value);
+      sodium_memzero(sealed.data(), sealed.size());
+    }
   }
 
   // Claims up to n rows and queues them on their destinations.
@@ -353,6 +384,12 @@ class Deliverer {
         if (held_.count(job.id)) continue;  // our own lease, renewed
         auto body = bodies.find(positions[i]);
         auto dest = destinations_.find(job.destination);
+        auto bad = envelope_errors_.find(positions[i]);
+        if (bad != envelope_errors_.end() && dest != destinations_.end()) {
+          // Its event cannot be exported: the row fails, the others go on.
+          fail_job(job, dest->second, bad->second);
+          continue;
+        }
         if (body == bodies.end() || dest == destinations_.end()) {
           // Its event or destination vanished meanwhile (retention, a drop):
           // give the row back rather than hold its lease.
@@ -389,9 +426,13 @@ class Deliverer {
         d.bucket.try_take(now_us);
         Job job = std::move(d.queue.front());
         d.queue.pop_front();
+        if (!d.config_error.empty()) {
+          forget(job);
+          fail_job(job, d, d.config_error);
+          continue;
+        }
         core::HttpRequest request;
         try {
-          if (!d.config_error.empty()) throw core::Error("invalid_destination", d.config_error);
           request = d.kind == "webhook"
                         ? core::build_webhook_request(d.url, d.secret, job.event_id, unix_ms() / 1000, job.body, d.headers)
                         : core::build_http_request(d.url, job.event_id, job.body, d.headers);
@@ -404,11 +445,21 @@ class Deliverer {
           outcomes_.push_back(Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
           ++totals_.dead;
           continue;
+        } catch (const std::exception &e) {
+          forget(job);
+          fail_job(job, d, std::string("cannot build the request: ") + e.what());
+          continue;
         }
         std::uint64_t tag = next_tag_++;
-        // ves.max_timeout_ms bounds every transfer, even one configured
-        // before the setting was lowered.
-        engine.submit(tag, request, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
+        try {
+          // ves.max_timeout_ms bounds every transfer, even one configured
+          // before the setting was lowered.
+          engine.submit(tag, request, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
+        } catch (const std::exception &e) {
+          forget(job);
+          fail_job(job, d, std::string("cannot start the transfer: ") + e.what());
+          continue;
+        }
         ++d.in_flight;
         ++totals_.sent;
         in_flight_[tag] = std::move(job);
@@ -418,7 +469,6 @@ class Deliverer {
 
   // Turns finished transfers into outcomes and destination health.
   void absorb(std::vector<HttpResult> results) {
-    std::int64_t now = steady_ms();
     for (HttpResult &r : results) {
       auto it = in_flight_.find(r.tag);
       if (it == in_flight_.end()) continue;
@@ -428,6 +478,17 @@ class Deliverer {
       Destination &d = destinations_[job.destination];
       --d.in_flight;
       d.dirty = true;
+      try {
+        absorb_one(r, job, d);
+      } catch (const std::exception &e) {
+        fail_job(job, d, std::string("cannot process the answer: ") + e.what());
+      }
+    }
+  }
+
+  void absorb_one(HttpResult &r, const Job &job, Destination &d) {
+    std::int64_t now = steady_ms();
+    {  // the former loop body of absorb(), kept as it was
       core::Classified c = r.transport_error ? core::classify_transport_error()
                                              : core::classify_http(r.status, r.retry_after, unix_ms());
       Outcome o{job.id, job.tenant, "synced", 0, job.attempts + 1, r.status, {}, std::move(r.excerpt)};
@@ -483,44 +544,85 @@ class Deliverer {
     }
   }
 
+  // A row that failed in the worker itself (a destination configuration it
+  // cannot use, an event it cannot export, an error while sending): logged
+  // with its ids, recorded 'failed' with the reason and retried with the
+  // destination's backoff ('dead' after its last attempt), while every other
+  // row goes on.
+  // The caller has already forgotten the job if it was held.
+  void fail_job(const Job &job, Destination &d, const std::string &error) {
+    log_problem(d, job.id, error);
+    d.dirty = true;
+    d.last_error = error;
+    Outcome o{job.id, job.tenant, "failed", 0, job.attempts + 1, 0, error, {}};
+    if (o.attempts >= d.retry.max_attempts) {
+      o.status = "dead";
+      o.error = error + " after " + std::to_string(o.attempts) + " attempts";
+      ++totals_.dead;
+    } else {
+      core::Classified c{core::Outcome::retry, -1};
+      o.delay_ms = core::next_delay_ms(d.retry, o.attempts, c, uniform_(random_));
+      next_retry_ms_ = std::min(next_retry_ms_, steady_ms() + o.delay_ms);
+      ++totals_.failed;
+    }
+    outcomes_.push_back(std::move(o));
+  }
+
+  // One LOG line for a problem of one destination or row.
+  static void log_problem(const Destination &d, std::int64_t row, const std::string &error) {
+    std::string what = error;
+    try {
+      pg_call_void([&] {
+        if (row)
+          ereport(LOG, (errmsg("pg_ves worker: outbox row %lld for destination \"%s\" (id %d) failed: %s",
+                               static_cast<long long>(row), d.name.c_str(), d.id, what.c_str()),
+                        errhint("The row is retried with the destination's backoff; the other rows go on.")));
+        else
+          ereport(LOG, (errmsg("pg_ves worker: destination \"%s\" (id %d): %s", d.name.c_str(), d.id, what.c_str()),
+                        errhint("Fix it with ves.alter_destination(); its rows fail until then, the other "
+                                "destinations go on.")));
+      });
+    } catch (const std::exception &) {
+      // Logging is best effort.
+    }
+  }
+
   void record() {
     bool any_dirty = false;
     for (auto &entry : destinations_) any_dirty |= entry.second.dirty;
     if (outcomes_.empty() && !any_dirty) return;
-    // Declared outside pg_call: a Postgres error must not skip destructors.
-    std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
-    step("pg_ves: recording deliveries", [&] {
-      pg_call_void([&] {
-        for (const Outcome &o : outcomes_) {
-          ids.push_back(Int64GetDatum(o.id));
-          pg_uuid_t *t = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
-          *t = o.tenant;
-          tenants.push_back(UUIDPGetDatum(t));
-          statuses.push_back(CStringGetTextDatum(o.status));
-          delays.push_back(Int64GetDatum(o.delay_ms));
-          attempts.push_back(Int32GetDatum(o.attempts));
-          codes.push_back(Int32GetDatum(static_cast<int32>(o.http_status)));
-          errors.push_back(CStringGetTextDatum(o.error.c_str()));
-          excerpts.push_back(PointerGetDatum(cstring_to_text_with_len(o.excerpt.data(), clean_length(o.excerpt))));
-        }
-        if (!ids.empty()) {
-          Datum args[8] = {array_of(ids, INT8OID),   array_of(tenants, UUIDOID), array_of(statuses, TEXTOID),
-                           array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
-                           array_of(errors, TEXTOID), array_of(excerpts, TEXTOID)};
-          run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
-        }
-        std::int64_t now = steady_ms();
-        for (auto &entry : destinations_) {
-          Destination &d = entry.second;
-          if (!d.dirty) continue;
-          Datum args[5] = {Int32GetDatum(d.id), CStringGetTextDatum(core::to_string(d.breaker.state(now))),
-                           BoolGetDatum(d.succeeded), d.last_error.empty() ? (Datum)0 : CStringGetTextDatum(d.last_error.c_str()),
-                           BoolGetDatum(d.gone)};
-          char nulls[6] = {' ', ' ', ' ', d.last_error.empty() ? 'n' : ' ', ' ', '\0'};
-          spi_run(destination_plan, args, nulls, false, SPI_OK_UPDATE);
-        }
+    try {
+      // One transaction for the rows and the destinations.
+      step("pg_ves: recording deliveries", [&] {
+        if (!outcomes_.empty()) record_rows(outcomes_.data(), outcomes_.size());
+        if (any_dirty) record_destinations();
       });
-    });
+    } catch (const PgError &e) {
+      if (!own_transactions_) throw;
+      // It failed as a whole: roll it back, log it, and record the rows one
+      // by one, so that one row the database refuses does not keep the
+      // others from being recorded.
+      abort_step();
+      log_pg_error("cannot record a batch of deliveries; recording its rows one by one", e);
+      for (const Outcome &o : outcomes_) {
+        try {
+          step("pg_ves: recording deliveries", [&] { record_rows(&o, 1); });
+        } catch (const PgError &row_error) {
+          abort_step();
+          std::string what = "cannot record outbox row " + std::to_string(o.id) + " (status " + o.status +
+                             "); it is sent again once its lease ends";
+          log_pg_error(what.c_str(), row_error);
+        }
+      }
+      if (any_dirty) {
+        try {
+          step("pg_ves: recording destinations", [&] { record_destinations(); });
+        } catch (const PgError &dest_error) {
+          abort_step();
+          log_pg_error("cannot record the destinations' health", dest_error);
+        }
+      }
+    }
     std::int64_t synced = 0, failed = 0;
     for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
     outcomes_.clear();
@@ -542,6 +644,57 @@ class Deliverer {
     }
     if (!released.empty()) release(released);
     if (own_transactions_) worker::worker_report(static_cast<int>(in_flight_.size()), synced, failed);
+  }
+
+  void record_rows(const Outcome *outcomes, size_t n) {
+    // Declared outside pg_call: a Postgres error must not skip destructors.
+    std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
+    {  // formerly inside record()'s step
+      pg_call_void([&] {
+        for (size_t i = 0; i < n; ++i) {
+          const Outcome &o = outcomes[i];
+          ids.push_back(Int64GetDatum(o.id));
+          pg_uuid_t *t = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+          *t = o.tenant;
+          tenants.push_back(UUIDPGetDatum(t));
+          statuses.push_back(CStringGetTextDatum(o.status));
+          delays.push_back(Int64GetDatum(o.delay_ms));
+          attempts.push_back(Int32GetDatum(o.attempts));
+          codes.push_back(Int32GetDatum(static_cast<int32>(o.http_status)));
+          errors.push_back(CStringGetTextDatum(o.error.c_str()));
+          excerpts.push_back(PointerGetDatum(cstring_to_text_with_len(o.excerpt.data(), clean_length(o.excerpt))));
+        }
+        Datum args[8] = {array_of(ids, INT8OID),   array_of(tenants, UUIDOID), array_of(statuses, TEXTOID),
+                         array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
+                         array_of(errors, TEXTOID), array_of(excerpts, TEXTOID)};
+        run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
+      });
+    }
+  }
+
+  void record_destinations() {
+    {  // formerly inside record()'s step
+      pg_call_void([&] {
+        std::int64_t now = steady_ms();
+        for (auto &entry : destinations_) {
+          Destination &d = entry.second;
+          if (!d.dirty) continue;
+          Datum args[5] = {Int32GetDatum(d.id), CStringGetTextDatum(core::to_string(d.breaker.state(now))),
+                           BoolGetDatum(d.succeeded), d.last_error.empty() ? (Datum)0 : CStringGetTextDatum(d.last_error.c_str()),
+                           BoolGetDatum(d.gone)};
+          char nulls[6] = {' ', ' ', ' ', d.last_error.empty() ? 'n' : ' ', ' ', '\0'};
+          spi_run(destination_plan, args, nulls, false, SPI_OK_UPDATE);
+        }
+      });
+    }
+  }
+
+  // Logs a database error the worker survives, with all it carries.
+  static void log_pg_error(const char *context, const PgError &e) { log_error_data(context, e.data()); }
+
+  // Rolls back a step's transaction after an error inside it.
+  void abort_step() {
+    if (own_transactions_) pg_call_void([] { AbortCurrentTransaction(); });
   }
 
   // Where claims start reading the open-rows index. Rows that finish leave
@@ -675,10 +828,21 @@ class Deliverer {
       run_indexed(plan, args, nullptr, SPI_OK_SELECT);
     });
     SPITupleTable *table = SPI_tuptable;
+    envelope_errors_.clear();
     for (uint64 i = 0; i < SPI_processed; ++i) {
-      StoredEvent e = read_stored_event(table, i);
-      e.event.payload = core::json::parse(e.payload_text);
-      out[e.position] = core::ves::format_uuid(e.event.event_id) + core::ves::export_envelope(e.event);
+      std::int64_t position = 0;
+      try {
+        StoredEvent e = read_stored_event(table, i);
+        position = e.position;
+        e.event.payload = core::json::parse(e.payload_text);
+        out[e.position] = core::ves::format_uuid(e.event.event_id) + core::ves::export_envelope(e.event);
+      } catch (const PgError &) {
+        throw;  // a database error: the claim's transaction is aborted
+      } catch (const std::exception &e) {
+        // One event the worker cannot export fails its rows, not the claim.
+        if (position) envelope_errors_[position] = std::string("cannot export the event: ") + e.what();
+        else throw;
+      }
     }
     return out;
   }
@@ -703,6 +867,7 @@ class Deliverer {
   std::int64_t next_floor_ = 0;
   bool full_scan_ = true;
   std::vector<Outcome> outcomes_;
+  std::unordered_map<std::int64_t, std::string> envelope_errors_;  // by position, from the last envelopes()
   std::uint64_t next_tag_ = 1;
   std::int64_t next_retry_ms_ = INT64_MAX;
   bool more_work_ = true;
@@ -741,7 +906,7 @@ void housekeeping() {
     pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
     // Partition DDL waits at most 100 ms for its locks: appends and keyed
     // calls must not queue behind it; a busy round is retried 10 s later.
-    SPI_execute("SELECT ves.ensure_partitions(now(), '100ms'), ves.ensure_idempotency_partitions(), "
+    SPI_execute("SELECT ves.ensure_partitions(pg_catalog.now(), '100ms'), ves.ensure_idempotency_partitions(), "
                 "ves.expire_idempotency_records(), ves.expire_held_order_events()",
                 false, 0);
     SPI_finish();
@@ -750,14 +915,15 @@ void housekeeping() {
   });
   // Closed rows go in batches, each its own transaction, until a batch comes
   // back short: a backlog of any size is purged without long locks.
-  for (int round = 0; round < 1000; ++round) {
+  for (int round = 0; round < 1000 && !ShutdownRequestPending; ++round) {
     bool more = false;
     pg_call_void([&] {
       SetCurrentStatementStartTimestamp();
       StartTransactionCommand();
       spi_connect();
       PushActiveSnapshot(GetTransactionSnapshot());
-      SPI_execute("SELECT ves.purge_outbox(), (SELECT (settings->>'purge_batch')::int FROM ves.sync_settings)",
+      SPI_execute("SELECT ves.purge_outbox(), (SELECT (settings OPERATOR(pg_catalog.->>) 'purge_batch')::int"
+                  " FROM ves.sync_settings)",
                   false, 1);
       bool isnull;
       int64 purged = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -809,6 +975,67 @@ bool relay_notifications(Relay &r, bool force) {
   return latest != requests;
 }
 
+// After an error in a round: roll back whatever transaction is open, drop
+// the deliverer (the next one gives this process's leases back) and pause.
+void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
+  try {
+    pg_call_void([] {
+      AbortCurrentTransaction();
+      pgstat_report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
+    });
+  } catch (const PgError &e) {
+    log_error_data("cannot roll back after an error", e.data());
+  }
+  deliverer.reset();
+  relay.active = false;
+  std::int64_t until = steady_ms() + 5000;
+  // The pause ends early for a shutdown request (the latch is set).
+  while (!ShutdownRequestPending && steady_ms() < until) {
+    engine.wait(static_cast<long>(until - steady_ms()));
+    check_interrupts();
+  }
+}
+
+// SIGTERM: no new claims; transfers in flight get at most kShutdownDrainMs
+// (or their own timeout, when shorter) to answer; the answers received are
+// recorded in one short transaction and every lease this process still
+// holds is given back, so no row waits out lease_seconds.
+constexpr std::int64_t kShutdownDrainMs = 5000;
+
+void stop_gracefully(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer) {
+  if (!deliverer) return;
+  try {
+    pg_call_void([] { pgstat_report_activity(STATE_RUNNING, "pg_ves: stopping, finishing transfers in flight"); });
+    std::int64_t deadline = steady_ms() + kShutdownDrainMs;
+    while (deliverer->in_flight() > 0 && steady_ms() < deadline) {
+      engine.wait(static_cast<long>(std::min<std::int64_t>(100, deadline - steady_ms())));
+      deliverer->absorb(engine.take_completed());
+      check_interrupts();
+    }
+    int abandoned = deliverer->in_flight();
+    deliverer->record();
+    deliverer->release_own_leases();
+    if (abandoned > 0)
+      pg_call_void([&] {
+        ereport(LOG, (errmsg("pg_ves worker: stopped with %d transfers unanswered after %lld ms; their rows are "
+                             "sent again (same idempotency key)",
+                             abandoned, static_cast<long long>(kShutdownDrainMs))));
+      });
+  } catch (const PgError &e) {
+    log_error_data("could not finish cleanly while stopping; leased rows are claimed again after their lease",
+                   e.data());
+    try {
+      pg_call_void([] { AbortCurrentTransaction(); });
+    } catch (const std::exception &) {
+    }
+  } catch (const std::exception &e) {
+    try {
+      pg_call_void([&] { ereport(LOG, (errmsg("pg_ves worker: could not finish cleanly while stopping: %s", e.what()))); });
+    } catch (const std::exception &) {
+    }
+  }
+}
+
 void run_delivery_loop() {
   // A lost commit of a claim or a result only means a row is sent again with
   // the same idempotency key, so the worker does not wait for WAL flushes.
@@ -830,6 +1057,7 @@ void run_delivery_loop() {
   bool woken = true;
   for (;;) {
     check_interrupts();
+    if (ShutdownRequestPending) break;
     try {
       if (!deliverer) {
         if (!extension_present()) {
@@ -888,19 +1116,24 @@ void run_delivery_loop() {
         last_housekeeping = now;
       }
     } catch (const PgError &e) {
-      // A database error (the extension being dropped, a lock timeout, ...):
-      // log it, roll back, drop all state, and start over after a pause.
-      ErrorData *data = e.data();
-      ereport(LOG, (errmsg("pg_ves worker: %s", data->message ? data->message : "error"),
-                    errhint("The worker retries in 5 seconds; rows it had claimed are sent again after their lease.")));
-      pg_call_void([] {
-        AbortCurrentTransaction();
-        pgstat_report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
-      });
-      deliverer.reset();
-      engine.wait(5000);
+      // A database error outside one row or destination (the extension
+      // being dropped, a lock timeout, ...): log it, roll back, drop all
+      // state (its leases are given back at once), and start over after a
+      // pause.
+      log_error_data("a delivery round failed; retrying in 5 seconds", e.data());
+      recover(engine, deliverer, relay);
+    } catch (const std::exception &e) {
+      // The same for a C++ error: the worker never dies of one round.
+      try {
+        pg_call_void([&] {
+          ereport(LOG, (errmsg("pg_ves worker: a delivery round failed; retrying in 5 seconds: %s", e.what())));
+        });
+      } catch (const std::exception &) {
+      }
+      recover(engine, deliverer, relay);
     }
   }
+  stop_gracefully(engine, deliverer);
 }
 
 }  // namespace pgves::pg

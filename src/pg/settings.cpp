@@ -21,6 +21,7 @@ char *server_key_command = nullptr;
 char *databases = nullptr;
 int max_timeout_ms = 60000;
 char *destination_address_reject = nullptr;
+char *worker_role = nullptr;
 
 namespace {
 // A check hook runs inside the GUC machinery, in C; it must not throw.
@@ -148,6 +149,11 @@ void define() {
       "resolves into a listed range is refused too. '' refuses nothing.",
       &destination_address_reject, "169.254.0.0/16, fe80::/10", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
       check_address_reject, assign_address_reject, nullptr);
+  DefineCustomStringVariable(
+      "ves.worker_role", "Role the pg_ves sync workers connect as ('' = the bootstrap superuser).",
+      "It must exist, have LOGIN and not be a superuser; grant it ves_worker. The launcher checks it before "
+      "starting a worker and logs a warning (and starts none) while it cannot be used; reload to apply.",
+      &worker_role, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

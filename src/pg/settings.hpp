@@ -17,6 +17,7 @@ extern int retention_months;      // ves.retention_months
 extern char *server_key_file;     // ves.server_key_file
 extern char *server_key_command;  // ves.server_key_command
 extern char *databases;           // ves.databases
+extern char *worker_role;         // ves.worker_role ('' = bootstrap superuser)
 extern int max_timeout_ms;        // ves.max_timeout_ms, the cap on any destination's timeout_ms
 extern char *destination_address_reject;  // ves.destination_address_reject, CIDR list
 

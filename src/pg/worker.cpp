@@ -15,7 +15,9 @@
 #include "pg/shmem.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -26,7 +28,9 @@ extern "C" {
 #include "storage/procarray.h"
 #include "storage/spin.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 }
@@ -52,14 +56,29 @@ struct Slot {
   bool start_now;            // ves.start_worker(): skip the restart delay once
   TimestampTz hold_until;    // DROP DATABASE in progress: do not restart before
   TimestampTz started_at;
-  uint64 delivered;
-  uint64 failed;
-  int in_flight;
   bool relays_notify;        // the worker sends NOTIFY ves_events for appenders
-  uint64 notify_requests;    // commits that asked it to
-  uint64 notify_relayed;     // requests covered by its last NOTIFY
-  bool outbox_woken;         // a commit queued outbox rows or changed destinations
+  // Touched at every commit or every recorded batch: atomics, never under
+  // the spinlock.
+  pg_atomic_uint64 delivered;
+  pg_atomic_uint64 failed;
+  pg_atomic_uint32 in_flight;
+  pg_atomic_uint64 notify_requests;  // commits that asked it to
+  pg_atomic_uint64 notify_relayed;   // requests covered by its last NOTIFY
+  pg_atomic_uint32 outbox_woken;     // a commit queued outbox rows or changed destinations
 };
+
+// The spinlock guards a slot's identity and flags only (dbname, dboid, pid,
+// procno, stopped, requested, start_now, hold_until, started_at,
+// relays_notify). Code holding it copies plain values and nothing else: no
+// allocation, no Postgres call, no atomics, nothing that can fail.
+void init_slot_counters(Slot &s) {
+  pg_atomic_init_u64(&s.delivered, 0);
+  pg_atomic_init_u64(&s.failed, 0);
+  pg_atomic_init_u32(&s.in_flight, 0);
+  pg_atomic_init_u64(&s.notify_requests, 0);
+  pg_atomic_init_u64(&s.notify_relayed, 0);
+  pg_atomic_init_u32(&s.outbox_woken, 0);
+}
 
 struct Shared {
   slock_t mutex;
@@ -70,11 +89,15 @@ struct Shared {
 };
 
 Shared *shared = nullptr;
+// This worker's slot, once attached (slots are never reused for another
+// database, so the pointer stays valid).
+Slot *my_slot = nullptr;
 Size size() { return sizeof(Shared); }
 void init(void *segment) {
   auto *s = static_cast<Shared *>(segment);
   memset(s, 0, sizeof(Shared));
   SpinLockInit(&s->mutex);
+  for (auto &slot : s->slots) init_slot_counters(slot);
   pg_atomic_init_u64(&s->destinations_epoch, 1);
 }
 void attach(void *segment) { shared = static_cast<Shared *>(segment); }
@@ -90,7 +113,7 @@ Slot *claim_slot(const char *dbname) {
   if (slot) return slot;
   for (auto &s : shared->slots)
     if (!s.dbname[0]) {
-      memset(&s, 0, sizeof s);
+      // A free slot has never been used: its counters are still zero.
       strlcpy(s.dbname, dbname, NAMEDATALEN);
       return &s;
     }
@@ -112,26 +135,39 @@ void on_xact(XactEvent event, void *) {
   if (event == XACT_EVENT_COMMIT && shared) {
     if (epoch_pending) pg_atomic_fetch_add_u64(&shared->destinations_epoch, 1);
     if (wake_pending || epoch_pending || notify_pending) {
-      SpinLockAcquire(&shared->mutex);
-      int procnos[kMaxWorkers];
+      // Under the spinlock: which slots serve this database (plain copies).
+      int index[kMaxWorkers], procnos[kMaxWorkers];
+      bool relays[kMaxWorkers];
       int n = 0;
-      for (auto &slot : shared->slots)
+      SpinLockAcquire(&shared->mutex);
+      for (int i = 0; i < kMaxWorkers; ++i) {
+        const Slot &slot = shared->slots[i];
         if (slot.pid != 0 && slot.dboid == MyDatabaseId) {
-          bool wake = false;
-          if (notify_pending && slot.relays_notify) {
-            // Only the first request since the last NOTIFY wakes the worker;
-            // the ones after it are covered by the NOTIFY it is about to send.
-            wake = slot.notify_requests == slot.notify_relayed;
-            slot.notify_requests++;
-          }
-          if (wake_pending || epoch_pending) {
-            slot.outbox_woken = true;
-            wake = true;
-          }
-          if (wake) procnos[n++] = slot.procno;
+          index[n] = i;
+          procnos[n] = slot.procno;
+          relays[n] = slot.relays_notify;
+          ++n;
         }
+      }
       SpinLockRelease(&shared->mutex);
-      for (int i = 0; i < n; ++i) set_latch_of(procnos[i]);
+      for (int k = 0; k < n; ++k) {
+        Slot &slot = shared->slots[index[k]];
+        bool wake = false;
+        if (notify_pending && relays[k]) {
+          // Only the first request since the last NOTIFY wakes the worker;
+          // the ones after it are covered by the NOTIFY it is about to send.
+          // (fetch_add is a full barrier; the worker publishes relayed with
+          // an exchange before it re-reads requests, so one side sees the
+          // other and no request is left without a NOTIFY.)
+          uint64 before = pg_atomic_fetch_add_u64(&slot.notify_requests, 1);
+          wake = before == pg_atomic_read_u64(&slot.notify_relayed);
+        }
+        if (wake_pending || epoch_pending) {
+          pg_atomic_write_u32(&slot.outbox_woken, 1);
+          wake = true;
+        }
+        if (wake) set_latch_of(procnos[k]);
+      }
     }
   }
   if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
@@ -155,9 +191,10 @@ ProcessUtility_hook_type prev_utility = nullptr;
 void stop_worker_for_drop(const char *dbname) {
   if (!shared) return;
   int pid = 0;
+  TimestampTz hold = GetCurrentTimestamp() + 60 * USECS_PER_SEC;
   SpinLockAcquire(&shared->mutex);
   if (Slot *slot = find_slot(dbname)) {
-    slot->hold_until = GetCurrentTimestamp() + 60 * USECS_PER_SEC;
+    slot->hold_until = hold;
     pid = slot->pid;
   }
   SpinLockRelease(&shared->mutex);
@@ -205,7 +242,7 @@ std::vector<std::string> configured_databases() {
 
 }  // namespace
 
-bool start_dynamic_worker(const char *dbname, BackgroundWorkerHandle **handle) {
+bool start_dynamic_worker(const char *dbname, const char *role, BackgroundWorkerHandle **handle) {
   BackgroundWorker w;
   memset(&w, 0, sizeof w);
   w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -215,7 +252,11 @@ bool start_dynamic_worker(const char *dbname, BackgroundWorkerHandle **handle) {
   strlcpy(w.bgw_function_name, "pg_ves_worker_main", BGW_MAXLEN);
   snprintf(w.bgw_name, BGW_MAXLEN, "pg_ves worker for %s", dbname);
   strlcpy(w.bgw_type, "pg_ves worker", BGW_MAXLEN);
-  strlcpy(w.bgw_extra, dbname, BGW_EXTRALEN);
+  // bgw_extra: the database name, then (at NAMEDATALEN) the role to connect
+  // as, '' for the bootstrap superuser.
+  static_assert(BGW_EXTRALEN >= 2 * NAMEDATALEN, "bgw_extra holds two names");
+  strlcpy(w.bgw_extra, dbname, NAMEDATALEN);
+  strlcpy(w.bgw_extra + NAMEDATALEN, role ? role : "", NAMEDATALEN);
   w.bgw_notify_pid = MyProcPid;
   return RegisterDynamicBackgroundWorker(&w, handle);
 }
@@ -225,7 +266,9 @@ void request_shmem() { shmem::register_segment("pg_ves workers", size, init, att
 void register_launcher() {
   BackgroundWorker w;
   memset(&w, 0, sizeof w);
-  w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+  // A connection to no database: the launcher reads the shared catalogs
+  // (pg_database, pg_authid) before it starts a worker.
+  w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
   w.bgw_start_time = BgWorkerStart_RecoveryFinished;
   w.bgw_restart_time = 5;
   strlcpy(w.bgw_library_name, "pg_ves", BGW_MAXLEN);
@@ -267,38 +310,15 @@ void worker_relays_notify(bool on) {
   SpinLockRelease(&shared->mutex);
 }
 
-uint64 worker_notify_requests() {
-  uint64 n = 0;
-  SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid == MyProcPid) n = slot.notify_requests;
-  SpinLockRelease(&shared->mutex);
-  return n;
-}
+uint64 worker_notify_requests() { return my_slot ? pg_atomic_read_u64(&my_slot->notify_requests) : 0; }
 
 uint64 worker_notify_relayed(uint64 requests) {
-  uint64 now = requests;
-  SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid == MyProcPid) {
-      slot.notify_relayed = requests;
-      now = slot.notify_requests;
-    }
-  SpinLockRelease(&shared->mutex);
-  return now;
+  if (!my_slot) return requests;
+  pg_atomic_exchange_u64(&my_slot->notify_relayed, requests);  // a full barrier
+  return pg_atomic_read_u64(&my_slot->notify_requests);
 }
 
-bool worker_take_outbox_wake() {
-  bool woken = false;
-  SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid == MyProcPid) {
-      woken = slot.outbox_woken;
-      slot.outbox_woken = false;
-    }
-  SpinLockRelease(&shared->mutex);
-  return woken;
-}
+bool worker_take_outbox_wake() { return my_slot && pg_atomic_exchange_u32(&my_slot->outbox_woken, 0) != 0; }
 
 void destinations_changed_at_commit() {
   ensure_callback();
@@ -312,15 +332,17 @@ uint64 destinations_epoch() {
 
 // Called by a worker once connected: publishes its latch.
 void worker_attach(const char *dbname) {
+  TimestampTz now = GetCurrentTimestamp();
   SpinLockAcquire(&shared->mutex);
   Slot *slot = claim_slot(dbname);
   if (slot) {
     slot->pid = MyProcPid;
     slot->procno = MyProc->pgprocno;
     slot->dboid = MyDatabaseId;
-    slot->started_at = GetCurrentTimestamp();
+    slot->started_at = now;
   }
   SpinLockRelease(&shared->mutex);
+  my_slot = slot;
 }
 
 void worker_detach(int, Datum arg) {
@@ -328,22 +350,19 @@ void worker_detach(int, Datum arg) {
   for (auto &slot : shared->slots)
     if (slot.pid == MyProcPid) {
       slot.pid = 0;
-      slot.in_flight = 0;
       slot.relays_notify = false;
     }
   SpinLockRelease(&shared->mutex);
+  if (my_slot) pg_atomic_write_u32(&my_slot->in_flight, 0);
+  my_slot = nullptr;
   if (shared->launcher_pid) set_latch_of(shared->launcher_procno);
 }
 
 void worker_report(int in_flight, uint64 delivered, uint64 failed) {
-  SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid == MyProcPid) {
-      slot.in_flight = in_flight;
-      slot.delivered += delivered;
-      slot.failed += failed;
-    }
-  SpinLockRelease(&shared->mutex);
+  if (!my_slot) return;
+  pg_atomic_write_u32(&my_slot->in_flight, static_cast<uint32>(in_flight));
+  if (delivered) pg_atomic_fetch_add_u64(&my_slot->delivered, delivered);
+  if (failed) pg_atomic_fetch_add_u64(&my_slot->failed, failed);
 }
 
 }  // namespace pgves::pg::worker
@@ -356,13 +375,94 @@ PGDLLEXPORT void pg_ves_launcher_main(Datum);
 PGDLLEXPORT void pg_ves_worker_main(Datum);
 }
 
+namespace {
+
+// Why the launcher does not start a database's worker now.
+enum Blocker { kNone = 0, kNoDatabase, kNoRole, kRoleNoLogin, kRoleSuperuser, kNoConnect };
+
+// Reads the shared catalogs (the launcher is connected to no database):
+// whether the role exists and may run a worker, whether the database exists.
+// Only trivially destructible locals: a Postgres error jumps through it.
+Blocker start_blocker_unguarded(const char *dbname, const char *role, bool *role_checked) {
+  Blocker b = kNone;
+  Oid roleid = InvalidOid;
+  *role_checked = false;
+  SetCurrentStatementStartTimestamp();
+  StartTransactionCommand();
+  if (role && role[0]) {
+    *role_checked = true;
+    HeapTuple tup = SearchSysCache1(AUTHNAME, CStringGetDatum(role));
+    if (!HeapTupleIsValid(tup)) {
+      b = kNoRole;
+    } else {
+      auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
+      roleid = form->oid;
+      if (form->rolsuper) b = kRoleSuperuser;
+      else if (!form->rolcanlogin) b = kRoleNoLogin;
+      ReleaseSysCache(tup);
+    }
+  }
+  if (b == kNone) {
+    Oid dboid = get_database_oid(dbname, true);
+    if (!OidIsValid(dboid)) b = kNoDatabase;
+    else if (OidIsValid(roleid) && pg_database_aclcheck(dboid, roleid, ACL_CONNECT) != ACLCHECK_OK) b = kNoConnect;
+  }
+  CommitTransactionCommand();
+  return b;
+}
+
+// The same, logging a catalog error (and reporting the database blocked)
+// instead of ending the launcher.
+Blocker start_blocker(const char *dbname, const char *role, bool *role_checked) {
+  Blocker b = kNone;
+  try {
+    b = pg_call([&] { return start_blocker_unguarded(dbname, role, role_checked); });
+  } catch (const PgError &e) {
+    pg_call_void([&] {
+      AbortCurrentTransaction();
+      ereport(LOG, (errmsg("pg_ves launcher: cannot check database \"%s\": %s", dbname, e.what())));
+    });
+    b = kNoDatabase;
+  }
+  return b;
+}
+
+// The role problem last logged, so that each is logged once, not each round.
+char logged_role[NAMEDATALEN] = "";
+int logged_role_blocker = kNone;
+
+void log_role_blocker(const char *role, Blocker b) {
+  if (b == logged_role_blocker && strcmp(role, logged_role) == 0) return;
+  logged_role_blocker = b;
+  strlcpy(logged_role, role, NAMEDATALEN);
+  if (b == kNone) {
+    if (role[0])
+      ereport(LOG, (errmsg("pg_ves launcher: sync workers run as role \"%s\" (ves.worker_role)", role)));
+    return;
+  }
+  const char *why = b == kNoRole          ? "does not exist"
+                    : b == kRoleNoLogin   ? "does not have the LOGIN attribute"
+                                          : "is a superuser";
+  ereport(WARNING,
+          (errmsg("pg_ves launcher: ves.worker_role \"%s\" %s; no sync worker starts until this is fixed", role, why),
+           errhint("Create it with CREATE ROLE %s LOGIN; GRANT ves_worker TO %s; (not a superuser), or set "
+                   "ves.worker_role = '' to run the workers as the bootstrap superuser, then reload.",
+                   role, role)));
+}
+
+}  // namespace
+
 // The launcher holds no C++ state across Postgres calls but a vector of
-// names, refreshed each round; errors here are FATAL and the postmaster
-// restarts it after bgw_restart_time.
+// names, refreshed each round; a Postgres error here ends it and the
+// postmaster restarts it after bgw_restart_time. It is connected to no
+// database, only to the shared catalogs: before starting a worker it checks
+// that the database exists and that ves.worker_role can run it, so a worker
+// is never started only to fail at its connection, over and over.
 void pg_ves_launcher_main(Datum) {
   pqsignal(SIGHUP, SignalHandlerForConfigReload);
-  pqsignal(SIGTERM, die);
+  pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
   BackgroundWorkerUnblockSignals();
+  BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
   pgstat_report_appname("pg_ves launcher");
 
   SpinLockAcquire(&shared->mutex);
@@ -375,12 +475,15 @@ void pg_ves_launcher_main(Datum) {
     BackgroundWorkerHandle *handle;
     int failures;
     TimestampTz next_start;
+    int blocker;  // last reason logged for not starting it (Blocker)
+    char role[NAMEDATALEN];  // the ves.worker_role its running worker was started with
   };
   static Tracked tracked[kMaxWorkers];
   int ntracked = 0;
 
   for (;;) {
     CHECK_FOR_INTERRUPTS();
+    if (ShutdownRequestPending) break;
     if (ConfigReloadPending) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
@@ -390,16 +493,21 @@ void pg_ves_launcher_main(Datum) {
     std::vector<std::string> dbs;
     try {
       dbs = configured_databases();
+      // Copied out under the spinlock into a fixed array; the strings are
+      // made after its release.
+      char requested[kMaxWorkers][NAMEDATALEN];
+      int nrequested = 0;
       SpinLockAcquire(&shared->mutex);
-      std::vector<std::string> requested;
       for (auto &slot : shared->slots)
-        if (slot.dbname[0] && slot.requested) requested.emplace_back(slot.dbname);
+        if (slot.dbname[0] && slot.requested) memcpy(requested[nrequested++], slot.dbname, NAMEDATALEN);
       SpinLockRelease(&shared->mutex);
-      for (auto &r : requested)
-        if (std::find(dbs.begin(), dbs.end(), r) == dbs.end()) dbs.push_back(r);
+      for (int i = 0; i < nrequested; ++i)
+        if (std::find(dbs.begin(), dbs.end(), requested[i]) == dbs.end()) dbs.emplace_back(requested[i]);
     } catch (...) {
       dbs.clear();
     }
+    char role[NAMEDATALEN];
+    strlcpy(role, settings::worker_role ? settings::worker_role : "", NAMEDATALEN);
     // Workers of databases no longer listed (a reload removed them) stop.
     for (int i = 0; i < ntracked; ++i) {
       bool wanted = false;
@@ -437,6 +545,12 @@ void pg_ves_launcher_main(Datum) {
         } else if (pid > 0) {
           t->failures = 0;
         }
+        if (running && strcmp(t->role, role) != 0) {
+          // ves.worker_role changed: stop this worker (gracefully); the
+          // next round starts one as the new role.
+          TerminateBackgroundWorker(t->handle);
+          next_wait = 200;
+        }
       }
       if (running) continue;
       bool stopped = false, held = false, start_now = false;
@@ -451,7 +565,25 @@ void pg_ves_launcher_main(Datum) {
       SpinLockRelease(&shared->mutex);
       if (stopped || held) continue;
       if (now < t->next_start && !start_now) continue;
-      if (!start_dynamic_worker(t->dbname, &t->handle)) {
+      bool role_checked = false;
+      Blocker blocker = start_blocker(t->dbname, role, &role_checked);
+      if (role_checked) log_role_blocker(role, blocker == kNoDatabase || blocker == kNoConnect ? kNone : blocker);
+      if (blocker == kNoConnect && t->blocker != kNoConnect)
+        ereport(WARNING,
+                (errmsg("pg_ves launcher: ves.worker_role \"%s\" may not connect to database \"%s\"; its sync worker "
+                        "does not start until it may",
+                        role, t->dbname),
+                 errhint("GRANT CONNECT ON DATABASE %s TO %s;", t->dbname, role)));
+      if (blocker == kNoDatabase && t->blocker != kNoDatabase)
+        ereport(LOG, (errmsg("pg_ves launcher: database \"%s\" listed in ves.databases does not exist yet; its sync "
+                             "worker starts once it is created",
+                             t->dbname),
+                      errhint("Create the database and the extension pg_ves in it, or remove it from "
+                              "ves.databases.")));
+      t->blocker = blocker;
+      if (blocker != kNone) continue;  // checked again at the next round (5 s)
+      strlcpy(t->role, role, NAMEDATALEN);
+      if (!start_dynamic_worker(t->dbname, role, &t->handle)) {
         ereport(LOG, (errmsg("pg_ves launcher: no background worker slot for database \"%s\"", t->dbname),
                       errhint("Raise max_worker_processes.")));
         t->handle = nullptr;
@@ -461,23 +593,50 @@ void pg_ves_launcher_main(Datum) {
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, next_wait, PG_WAIT_EXTENSION);
     ResetLatch(MyLatch);
   }
+  // An expected stop (server shutdown): exit code 1 so that the postmaster
+  // restarts the launcher if the server goes on running (a terminated
+  // launcher), and a LOG line rather than FATAL.
+  ereport(LOG, (errmsg("pg_ves launcher stopping")));
+  proc_exit(1);
 }
 
 void pg_ves_worker_main(Datum) {
+  // SIGTERM (ves.stop_worker, DROP DATABASE, a reload removing the database,
+  // server shutdown) only sets ShutdownRequestPending: the delivery loop
+  // stops claiming, finishes what it has in flight for a bounded time,
+  // records it, gives its leases back and returns.
   pqsignal(SIGHUP, SignalHandlerForConfigReload);
-  pqsignal(SIGTERM, die);
+  pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
   BackgroundWorkerUnblockSignals();
 
   char dbname[NAMEDATALEN];
+  char role[NAMEDATALEN];
   strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
-  BackgroundWorkerInitializeConnection(dbname, nullptr, 0);
+  strlcpy(role, MyBgworkerEntry->bgw_extra + NAMEDATALEN, NAMEDATALEN);
+  BackgroundWorkerInitializeConnection(dbname, role[0] ? role : nullptr, 0);
+  // Whatever ALTER DATABASE / ALTER ROLE ... SET search_path said: every
+  // query this worker runs resolves unqualified names in pg_catalog only.
+  // PGC_S_OVERRIDE: no later SET (not even a function's SET clause) can
+  // change it.
+  SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+  // Likewise the few settings a database owner could use to stop the worker
+  // from working (read-only or serializable transactions, a statement
+  // timeout, row security off, which fails a role's queries on tables with
+  // policies).
+  SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("row_security", "on", PGC_SUSET, PGC_S_OVERRIDE);
   pgstat_report_appname("pg_ves worker");
   worker_attach(dbname);
   before_shmem_exit(worker_detach, 0);
-  ereport(LOG, (errmsg("pg_ves worker started for database \"%s\"", dbname)));
+  ereport(LOG, (errmsg("pg_ves worker started for database \"%s\"%s%s%s", dbname, role[0] ? " as role \"" : "",
+                       role, role[0] ? "\"" : "")));
 
-  // Everything below runs inside the boundary: a C++ exception ends the
-  // worker with a clean FATAL and the launcher starts another.
+  // Everything below runs inside the boundary. The loop catches every error
+  // of a round itself; what still escapes ends the worker with a FATAL and
+  // the launcher starts another.
   bool failed = false;
   char message[512] = {0};
   try {
@@ -493,6 +652,7 @@ void pg_ves_worker_main(Datum) {
     snprintf(message, sizeof message, "unknown C++ exception");
   }
   if (failed) ereport(FATAL, (errmsg("pg_ves worker stopped: %s", message)));
+  ereport(LOG, (errmsg("pg_ves worker for database \"%s\" stopped", dbname)));
   proc_exit(0);
 }
 
@@ -564,15 +724,35 @@ PGVES_FUNCTION(ves_worker_status) {
   ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
   shmem::require(shared);
   InitMaterializedSRF(fcinfo, 0);
-  Slot copy[kMaxWorkers];
+  // Plain copies under the spinlock, into a fixed stack array; text datums
+  // and tuples are made after its release.
+  struct Copy {
+    char dbname[NAMEDATALEN];
+    int pid;
+    bool stopped;
+    TimestampTz started_at;
+  } copy[kMaxWorkers];
+  int index[kMaxWorkers];
+  int n = 0;
   SpinLockAcquire(&shared->mutex);
-  memcpy(copy, shared->slots, sizeof copy);
-  SpinLockRelease(&shared->mutex);
-  for (const Slot &s : copy) {
+  for (int i = 0; i < kMaxWorkers; ++i) {
+    const Slot &s = shared->slots[i];
     if (!s.dbname[0]) continue;
+    memcpy(copy[n].dbname, s.dbname, NAMEDATALEN);
+    copy[n].pid = s.pid;
+    copy[n].stopped = s.stopped;
+    copy[n].started_at = s.started_at;
+    index[n++] = i;
+  }
+  SpinLockRelease(&shared->mutex);
+  for (int k = 0; k < n; ++k) {
+    const Copy &s = copy[k];
+    Slot &live = shared->slots[index[k]];
+    uint32 in_flight = s.pid ? pg_atomic_read_u32(&live.in_flight) : 0;
     Datum values[7] = {CStringGetTextDatum(s.dbname), Int32GetDatum(s.pid), BoolGetDatum(s.stopped),
-                       TimestampTzGetDatum(s.started_at), Int32GetDatum(s.in_flight),
-                       Int64GetDatum(static_cast<int64>(s.delivered)), Int64GetDatum(static_cast<int64>(s.failed))};
+                       TimestampTzGetDatum(s.started_at), Int32GetDatum(static_cast<int32>(in_flight)),
+                       Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&live.delivered))),
+                       Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&live.failed)))};
     bool nulls[7] = {false, s.pid == 0, false, s.started_at == 0, false, false, false};
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
   }

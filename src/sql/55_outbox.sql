@@ -468,6 +468,13 @@ END $$;
 
 -- Workers --------------------------------------------------------------------
 
+-- The destinations' credentials for the sync worker, which may run as a
+-- role that cannot read ves.destination_secrets (ves.worker_role).
+CREATE FUNCTION ves._worker_secrets() RETURNS TABLE (destination_id int, secret_box bytea, headers_box bytea)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT s.destination_id, s.secret_box, s.headers_box FROM ves.destination_secrets s
+$$;
+
 CREATE FUNCTION ves._wake_worker() RETURNS void
   AS 'MODULE_PATHNAME', 'ves_wake_worker' LANGUAGE C VOLATILE;
 CREATE FUNCTION ves._destinations_changed() RETURNS void
