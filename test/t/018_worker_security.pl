@@ -209,7 +209,7 @@ my $log = log_since($offset);
 unlike($log, qr/permission denied|FATAL/, 'no permission error and no FATAL while it runs as pgves_worker');
 
 # ves_worker holds what the worker needs, and not more.
-for my $case ([ 'SELECT secret FROM ves.destination_secrets', 'read the credentials directly' ],
+for my $case ([ 'SELECT secret_box FROM ves.destination_secrets', 'read the credentials directly' ],
 	[ 'DELETE FROM ves.outbox', 'delete outbox rows' ],
 	[ q{UPDATE ves.outbox SET destination_id = destination_id}, 'move outbox rows to another destination' ],
 	[ q{UPDATE ves.destinations SET url = 'http://127.0.0.1:1/'}, 'change a destination\'s URL' ],

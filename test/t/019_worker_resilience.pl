@@ -63,9 +63,9 @@ ok( wait_until(30, sub {
 ok( wait_until(30, sub {
 			sql(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
 			      WHERE d.name = 'bad' AND o.status IN ('failed', 'dead')
-			        AND o.last_error LIKE '%header "X-Count" must have a string value%'}) == 20 }),
+			        AND o.last_error ~ 'header "?X-Count"? must (have a string value|be a string)'}) == 20 }),
 	'the bad destination\'s 20 rows are failed, with the reason in last_error');
-like(sql(q{SELECT last_error FROM ves.destinations WHERE name = 'bad'}), qr/header "X-Count" must have a string value/,
+like(sql(q{SELECT last_error FROM ves.destinations WHERE name = 'bad'}), qr/header "?X-Count"? must (have a string value|be a string)/,
 	'so is the destination');
 is(scalar $sink->requests('/bad'), 0, 'nothing was sent to it');
 is_deeply([ worker_pids($node) ], [$pid], 'the worker kept its pid');
