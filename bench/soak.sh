@@ -43,9 +43,9 @@ sink_pid=""
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   as_pg pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-  [ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true
+  [ -z "$sink_pid" ] || { kill "$sink_pid" 2>/dev/null; wait "$sink_pid" 2>/dev/null; }
   if [ -n "${SOAK_KEEP:-}" ]; then echo "soak: kept $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
@@ -58,7 +58,7 @@ sink_port=$(cat "$dir/sink.port")
 sink_url="http://127.0.0.1:$sink_port"
 
 start_throwaway_cluster "$dir" "$port" <<EOF
-cluster_name = 'soak'
+cluster_name = 'soak_$port'
 ves.databases = 'postgres'
 restart_after_crash = on
 log_min_messages = log
@@ -150,7 +150,7 @@ pg_alive() { psql_q -c 'SELECT 1' >/dev/null 2>&1; }
 # postmaster's death), then starts it again.
 restart_server() {
   for _ in $(seq 300); do
-    pgrep -f '^postgres: soak: ' >/dev/null || break
+    pgrep -f "^postgres: soak_$port: " >/dev/null || break
     sleep 0.1
   done
   for _ in $(seq 20); do
@@ -166,11 +166,13 @@ killer() {
     running || break
     case $((RANDOM % 10)) in
       0|1|2|3|4) what=backend
-        # Client calls are short: look a few times for one in flight.
-        for _ in $(seq 40); do
+        # Client calls are short, and the server may still be recovering
+        # from the last kill: look for one in flight for up to 10 s.
+        for _ in $(seq 100); do
           pid=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'soak-client'
                            ORDER BY random() LIMIT 1" 2>/dev/null)
           [ -z "$pid" ] || break
+          sleep 0.1
         done ;;
       5|6|7) what=worker
         pid=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ves worker' LIMIT 1" 2>/dev/null) ;;

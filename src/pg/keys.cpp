@@ -137,15 +137,10 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
     FILE *pipe = OpenPipeStream(command.c_str(), "r");
     if (!pipe) return false;
     size_t n;
-    while ((n = fread(out.data() + len, 1, kCapacity - len, pipe)) > 0) {
-      len += n;
-      if (len == kCapacity) {
-        uint8 sink[64];
-        while (fread(sink, 1, sizeof sink, pipe) > 0) overflow = true;
-        sodium_memzero(sink, sizeof sink);
-        break;
-      }
-    }
+    // A full buffer is wrong output already; closing the pipe then ends a
+    // command that keeps writing (SIGPIPE) instead of reading it forever.
+    while (len < kCapacity && (n = fread(out.data() + len, 1, kCapacity - len, pipe)) > 0) len += n;
+    overflow = len == kCapacity;
     status = ClosePipeStream(pipe);
     return true;
   });
@@ -173,7 +168,7 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
   }
   if (!hex)
     key_command_error("printed something other than a server key",
-                      overflow ? "It printed more than " + std::to_string(kCapacity) + " bytes."
+                      overflow ? "It printed " + std::to_string(kCapacity) + " bytes or more."
                                : "It printed " + std::to_string(len) + " bytes; expected 64 "
                                  "hexadecimal digits.");
   return key;
