@@ -144,7 +144,8 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
     status = ClosePipeStream(pipe);
     return true;
   });
-  if (!started) key_command_error("could not be started", std::string("popen: ") + std::strerror(errno));
+  if (!started)
+    key_command_error("could not be started", std::string("popen: ") + std::strerror(errno));
   if (status != 0) {
     std::string detail = pg_call([&] {
       char *text = wait_result_to_str(status);
@@ -163,14 +164,17 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
   bool hex = end == 2 * key.size();
   for (size_t i = 0; hex && i < key.size(); ++i) {
     int hi = hex_value(out.data()[2 * i]), lo = hex_value(out.data()[2 * i + 1]);
-    if (hi < 0 || lo < 0) hex = false;
-    else key.data()[i] = static_cast<uint8>(hi << 4 | lo);
+    if (hi < 0 || lo < 0)
+      hex = false;
+    else
+      key.data()[i] = static_cast<uint8>(hi << 4 | lo);
   }
-  if (!hex)
+  if (!hex) {
+    std::string printed =
+        overflow ? std::to_string(kCapacity) + " bytes or more" : std::to_string(len) + " bytes";
     key_command_error("printed something other than a server key",
-                      overflow ? "It printed " + std::to_string(kCapacity) + " bytes or more."
-                               : "It printed " + std::to_string(len) + " bytes; expected 64 "
-                                 "hexadecimal digits.");
+                      "It printed " + printed + "; expected 64 hexadecimal digits.");
+  }
   return key;
 }
 
