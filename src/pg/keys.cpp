@@ -138,19 +138,15 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
     FILE *pipe = OpenPipeStream(command.c_str(), "r");
     if (!pipe) return false;
     size_t n;
-    while ((n = fread(out.data() + len, 1, kCapacity - len, pipe)) > 0) {
-      len += n;
-      if (len == kCapacity) {
-        uint8 sink[64];
-        while (fread(sink, 1, sizeof sink, pipe) > 0) overflow = true;
-        sodium_memzero(sink, sizeof sink);
-        break;
-      }
-    }
+    // A full buffer is wrong output already; closing the pipe then ends a
+    // command that keeps writing (SIGPIPE) instead of reading it forever.
+    while (len < kCapacity && (n = fread(out.data() + len, 1, kCapacity - len, pipe)) > 0) len += n;
+    overflow = len == kCapacity;
     status = ClosePipeStream(pipe);
     return true;
   });
-  if (!started) key_command_error("could not be started", std::string("popen: ") + std::strerror(errno));
+  if (!started)
+    key_command_error("could not be started", std::string("popen: ") + std::strerror(errno));
   if (status != 0) {
     std::string detail = pg_call([&] {
       char *text = wait_result_to_str(status);
@@ -169,14 +165,17 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
   bool hex = end == 2 * key.size();
   for (size_t i = 0; hex && i < key.size(); ++i) {
     int hi = hex_value(out.data()[2 * i]), lo = hex_value(out.data()[2 * i + 1]);
-    if (hi < 0 || lo < 0) hex = false;
-    else key.data()[i] = static_cast<uint8>(hi << 4 | lo);
+    if (hi < 0 || lo < 0)
+      hex = false;
+    else
+      key.data()[i] = static_cast<uint8>(hi << 4 | lo);
   }
-  if (!hex)
+  if (!hex) {
+    std::string printed =
+        overflow ? std::to_string(kCapacity) + " bytes or more" : std::to_string(len) + " bytes";
     key_command_error("printed something other than a server key",
-                      overflow ? "It printed more than " + std::to_string(kCapacity) + " bytes."
-                               : "It printed " + std::to_string(len) + " bytes; expected 64 "
-                                 "hexadecimal digits.");
+                      "It printed " + printed + "; expected 64 hexadecimal digits.");
+  }
   return key;
 }
 

@@ -85,6 +85,10 @@ my $err_long = key_error_with("cat $key_file $key_file", 'a3');
 like($err_long, qr/VE023.*printed something other than a server key/s, 'the key twice is VE023');
 unlike($err_long, qr/\Q$key_hex\E/i, '... and the error does not contain the key');
 
+# A command that never stops writing is cut off, not read forever.
+my $err_endless = key_error_with('yes', 'a5');
+like($err_endless, qr/VE023/, 'a command with endless output is VE023, and does not hang the backend');
+
 my $err_nothex = key_error_with(q{printf %064d 0 | tr 0 g}, 'a4');
 like($err_nothex, qr/VE023.*printed something other than a server key/s, '64 characters that are not hex are VE023');
 
