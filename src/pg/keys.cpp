@@ -180,8 +180,9 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
 }
 
 // ves.server_key_command, when set, takes precedence over ves.server_key_file.
-// Each backend loads the key when it first needs it and keeps it until the
-// setting naming its source changes (a reload).
+// The postmaster runs the command once at start (preload_server_key) and
+// every backend it forks inherits the key; a backend loads it itself when
+// that failed, or when a reload changed the setting naming its source.
 const crypto::SecretBytes &server_key() {
   static std::optional<crypto::SecretBytes> key;
   static std::string loaded_from;
@@ -459,6 +460,26 @@ void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &even
   sig->key_id = signer.key_id;
   std::snprintf(sig->created_at, sizeof sig->created_at, "%s", e.created_at.c_str());
   std::memcpy(sig->agent_signature, signature.data(), signature.size());
+}
+
+// Runs in the postmaster while it loads pg_ves, like ssl_passphrase_command:
+// one shell for the server's life instead of one per backend. A failure is
+// only logged here (the server still starts); backends then try again and
+// raise VE023 where they need the key.
+void preload_server_key() {
+  if (!settings::server_key_command || settings::server_key_command[0] == '\0') return;
+  char message[512] = {0};
+  try {
+    (void)server_key();
+  } catch (const PgError &e) {
+    std::snprintf(message, sizeof message, "%s", e.what());
+  } catch (const std::exception &e) {
+    std::snprintf(message, sizeof message, "%s", e.what());
+  }
+  if (message[0] != '\0')
+    ereport(WARNING, (errcode(sqlstate::key_unavailable),
+                      errmsg("pg_ves could not load the server key at start: %s", message),
+                      errhint("Backends will run ves.server_key_command again when they need the key.")));
 }
 
 }  // namespace pgves::pg::keys

@@ -37,4 +37,8 @@ std::vector<uint8> seal_secret(std::string_view secret);
 // match or the box was altered.
 std::string open_secret(const uint8 *box, size_t len);
 
+// Runs ves.server_key_command in the postmaster at start, so the backends it
+// forks inherit the server key; logs a warning when that fails.
+void preload_server_key();
+
 }  // namespace pgves::pg::keys

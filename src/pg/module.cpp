@@ -1,4 +1,5 @@
 // Library entry point: settings, shared memory and callbacks.
+#include "pg/keys.hpp"
 #include "pg/postgres.hpp"
 #include "pg/progress.hpp"
 #include "pg/read_fence.hpp"
@@ -24,5 +25,6 @@ void _PG_init(void) {
     pgves::pg::worker::request_shmem();
     pgves::pg::worker::register_launcher();
     pgves::pg::shmem::install_hooks();
+    pgves::pg::keys::preload_server_key();
   }
 }

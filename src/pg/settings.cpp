@@ -132,7 +132,8 @@ void define() {
   DefineCustomStringVariable(
       "ves.server_key_command",
       "Command that prints the key that encrypts agent private keys at rest.",
-      "Run through the shell from the data directory when a backend first needs the key; its "
+      "Run through the shell from the data directory by the postmaster at start (backends inherit "
+      "the key) and by a backend after a reload that changed it; its "
       "standard output must be the 32-byte key as 64 hexadecimal digits. Takes precedence over "
       "ves.server_key_file when set.",
       &server_key_command, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);

@@ -145,6 +145,19 @@ is( $standby->safe_psql('postgres',
 	0, 'every event appended after the failover is signed');
 ok(!-e $standby->data_dir . '/pg_ves_server.key', 'the standby created no key file either');
 
+# --- run once, at start ------------------------------------------------------------
+
+# Like ssl_passphrase_command, the postmaster runs the command when it starts
+# and the backends it forks inherit the key: new connections start no shell.
+my $runs = "$PostgreSQL::Test::Utils::tmp_check/key_command_runs";
+$standby->append_conf('postgresql.conf', qq{ves.server_key_command = 'echo run >> $runs; cat $key_file'\n});
+$standby->restart;
+ok(-e $runs, 'the command ran when the server started');
+append_on($standby, "once-$_", 1) for 1 .. 3;
+is(scalar(split /\n/, slurp_file($runs)), 1, 'and only then: three new connections signed without running it');
+is($standby->safe_psql('postgres', 'SELECT count(*) FROM ves.verify_events()'), 0,
+	'with the key it printed');
+
 # --- the key never reaches a log ---------------------------------------------------
 
 $standby->stop;
