@@ -87,7 +87,7 @@ TEST(ClaimQuotas, ClaimBatchIsSharedToo) {
 TEST(ClaimQuotas, NeverExceedsTheWindow) {
     for (int a = 0; a <= 70; a += 5)
         for (int b = 0; b <= 70; b += 5) {
-            std::vector<DestinationLoad> loads{load(16, a), load(8, b), load(32, 0, a % 2 == 0)};
+            std::vector<DestinationLoad> loads{load(16, a), load(8, b), load(32, 0, false)};
             std::vector<int> q = claim_quotas(loads, 64, 256);
             // Within their shares, claims never take the total past the window.
             if (a <= 32 && b <= 16) {
