@@ -130,31 +130,32 @@ struct Totals {
 //    candidate in outbox_entity_idx order, found by one backward probe from
 //    the candidate's own key (the row comparison and the ORDER BY match that
 //    index alone); the candidate is the entity's first open row unless that
-//    row belongs to the same entity.
+//    row belongs to the same entity;
+//  - the update finds the locked rows by their ctid (a TID scan), not by a
+//    join whose order the statistics would choose.
 // A committed lease blocks a row until it expires unless its holder is gone
 // ($6 lists the lease identities of the workers alive now): rows of a worker
 // that was killed are taken over at once.
 const char *kClaimSql =
-    "WITH c AS ("
-    "  SELECT o.tenant_id, o.id FROM ves.outbox o"
-    "  WHERE o.destination_id = $2 AND o.status IN ('pending', 'failed')"
-    "    AND o.event_position >= $4"
-    "    AND o.next_attempt_at <= now()"
-    "    AND (o.lease_until IS NULL OR o.lease_until < now() OR NOT coalesce(o.leased_by = ANY ($6), false))"
-    "    AND (SELECT p.destination_id = o.destination_id AND p.tenant_id = o.tenant_id"
-    "               AND p.entity_type = o.entity_type AND p.entity_id = o.entity_id"
+    "UPDATE ves.outbox o SET lease_until = now() + $3 * interval '1 second', leased_by = $5"
+    " WHERE o.ctid = ANY (ARRAY("
+    "  SELECT c.ctid FROM ves.outbox c"
+    "  WHERE c.destination_id = $2 AND c.status IN ('pending', 'failed')"
+    "    AND c.event_position >= $4"
+    "    AND c.next_attempt_at <= now()"
+    "    AND (c.lease_until IS NULL OR c.lease_until < now() OR NOT coalesce(c.leased_by = ANY ($6), false))"
+    "    AND (SELECT p.destination_id = c.destination_id AND p.tenant_id = c.tenant_id"
+    "               AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
     "         FROM ves.outbox p"
     "         WHERE (p.destination_id, p.tenant_id, p.entity_type, p.entity_id, p.event_position)"
-    "             < (o.destination_id, o.tenant_id, o.entity_type, o.entity_id, o.event_position)"
+    "             < (c.destination_id, c.tenant_id, c.entity_type, c.entity_id, c.event_position)"
     "           AND p.status IN ('pending', 'failed')"
     "         ORDER BY p.destination_id DESC, p.tenant_id DESC, p.entity_type DESC, p.entity_id DESC,"
     "                  p.event_position DESC"
     "         LIMIT 1) IS NOT TRUE"
-    "  ORDER BY o.event_position"
+    "  ORDER BY c.event_position"
     "  LIMIT $1"
-    "  FOR UPDATE OF o SKIP LOCKED)"
-    " UPDATE ves.outbox o SET lease_until = now() + $3 * interval '1 second', leased_by = $5"
-    " FROM c WHERE o.tenant_id = c.tenant_id AND o.id = c.id"
+    "  FOR UPDATE SKIP LOCKED))"
     " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, o.event_recorded_at";
 
 const char *kRecordSql =
