@@ -9,10 +9,10 @@ namespace pgves::core {
 
 // One destination as the claim sees it.
 struct DestinationLoad {
-    int concurrency = 1;    // its cap on requests in flight (>= 1)
-    int held = 0;           // rows it holds: in flight plus queued
-    bool ready = true;      // may send now: not paused, throttled or open-circuited
-    bool has_work = true;   // rows may be waiting for it (unknown counts as yes)
+  int concurrency = 1;   // its cap on requests in flight (>= 1)
+  int held = 0;          // rows it holds: in flight plus queued
+  bool ready = true;     // may send now: not paused, throttled or open-circuited
+  bool has_work = true;  // rows may be waiting for it (unknown counts as yes)
 };
 
 // The rows each destination may claim now, index for index.
@@ -27,7 +27,8 @@ struct DestinationLoad {
 // holds more (it claimed while it was alone) does not shrink the others'
 // shares: the window is then exceeded until its rows finish, rather than
 // the others waiting for its timeouts.
-std::vector<int> claim_quotas(const std::vector<DestinationLoad> &loads, int window, int claim_batch);
+std::vector<int> claim_quotas(const std::vector<DestinationLoad> &loads, int window,
+                              int claim_batch);
 
 // Whether a claim is worth its transaction now: a destination that may send
 // holds nothing and may claim, or the quotas add up to at least a quarter of

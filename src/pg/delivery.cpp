@@ -1,7 +1,8 @@
 // Draining the outbox.
 //
-//   claim   a short transaction marks up to `window` free rows 'syncing' under
-//           a lease (FOR UPDATE SKIP LOCKED), at most one open row per
+//   claim   a short transaction marks free rows 'syncing' under a lease
+//           (FOR UPDATE SKIP LOCKED), each destination at most its share of
+//           the window (core::claim_quotas), at most one open row per
 //           (destination, entity), in position order, and reads their events;
 //   send    outside any transaction, each destination's queue feeds libcurl
 //           within its concurrency cap, token bucket and circuit breaker; new
@@ -9,9 +10,10 @@
 //   record  a short transaction writes every finished transfer's outcome and
 //           the destinations' health.
 //
-// A crash anywhere loses nothing: rows stay 'syncing' until their lease
-// expires and are claimed again; a request may then be sent twice, always
-// with the same idempotency key (the event id).
+// A crash anywhere loses nothing: a lease names its holder's lease identity
+// (worker::lease_owner), and rows whose holder is no longer alive are claimed
+// again at once (a live holder's only when the lease expires); a request may
+// then be sent twice, always with the same idempotency key (the event id).
 #include "pg/delivery.hpp"
 
 #include "core/circuit_breaker.hpp"
