@@ -128,11 +128,13 @@ struct Totals {
 // or sequential scan, which run_indexed turns off.
 //  - candidates: outbox_open_idx, (destination_id, event_position), read in
 //    position order from the scan floor;
-//  - "no earlier open row of this entity": the open row just before the
-//    candidate in outbox_entity_idx order, found by one backward probe from
-//    the candidate's own key (the row comparison and the ORDER BY match that
-//    index alone); the candidate is the entity's first open row unless that
-//    row belongs to the same entity;
+//  - "no earlier open row of this entity": one probe of outbox_entity_idx
+//    for the entity's open row just before the candidate. A scalar subquery
+//    with LIMIT, not NOT EXISTS: that would become an anti-join, which the
+//    planner may run as a hash join over a full index scan. The ORDER BY
+//    (position, once the entity's columns are fixed) needs a sort on any
+//    other index, and outbox_open_idx, which would serve it, does not apply
+//    (its predicate needs next_attempt_at, which the probe does not test);
 //  - the update finds the locked rows by their ctid (a TID scan), not by a
 //    join whose order the statistics would choose.
 // A committed lease blocks a row until it expires unless its holder is gone
@@ -146,15 +148,12 @@ const char *kClaimSql =
     "    AND c.event_position >= $4"
     "    AND c.next_attempt_at <= now()"
     "    AND (c.lease_until IS NULL OR c.lease_until < now() OR NOT coalesce(c.leased_by = ANY ($6), false))"
-    "    AND (SELECT p.destination_id = c.destination_id AND p.tenant_id = c.tenant_id"
-    "               AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
-    "         FROM ves.outbox p"
-    "         WHERE (p.destination_id, p.tenant_id, p.entity_type, p.entity_id, p.event_position)"
-    "             < (c.destination_id, c.tenant_id, c.entity_type, c.entity_id, c.event_position)"
-    "           AND p.status IN ('pending', 'failed')"
-    "         ORDER BY p.destination_id DESC, p.tenant_id DESC, p.entity_type DESC, p.entity_id DESC,"
-    "                  p.event_position DESC"
-    "         LIMIT 1) IS NOT TRUE"
+    "    AND (SELECT 1 FROM ves.outbox p"
+    "         WHERE p.destination_id = c.destination_id AND p.tenant_id = c.tenant_id"
+    "           AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
+    "           AND p.event_position < c.event_position AND p.status IN ('pending', 'failed')"
+    "         ORDER BY p.event_position DESC"
+    "         LIMIT 1) IS NULL"
     "  ORDER BY c.event_position"
     "  LIMIT $1"
     "  FOR UPDATE SKIP LOCKED))"

@@ -78,8 +78,13 @@ CREATE TABLE ves.outbox (
 
 -- Few indexes, on purpose: every delivery updates its row twice.
 -- Claiming: each destination's open rows in position order (every claim is
--- for one destination, within its share of the worker's window).
-CREATE INDEX outbox_open_idx ON ves.outbox (destination_id, event_position) WHERE status IN ('pending', 'failed');
+-- for one destination, within its share of the worker's window). The
+-- predicate's second half is always true (the column is NOT NULL), and the
+-- claim implies it (next_attempt_at <= now()); the claim's per-entity probe
+-- does not, so this index can never serve that probe, whatever the
+-- statistics say (src/pg/delivery.cpp, kClaimSql).
+CREATE INDEX outbox_open_idx ON ves.outbox (destination_id, event_position)
+  WHERE status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL;
 -- Ordering: the open rows of one entity at one destination; a claim probes
 -- it once per candidate for the entity's previous open row.
 CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_type, entity_id, event_position)
