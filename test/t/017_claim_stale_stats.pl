@@ -49,6 +49,7 @@ $node->safe_psql('postgres', q{
   ALTER SYSTEM SET auto_explain.log_min_duration = 0;
   ALTER SYSTEM SET auto_explain.log_analyze = on;
   ALTER SYSTEM SET auto_explain.log_timing = off;
+  ALTER SYSTEM SET auto_explain.log_buffers = on;
   ALTER SYSTEM SET auto_explain.log_format = 'json';
   ALTER SYSTEM SET auto_explain.log_nested_statements = on;
 });
@@ -85,7 +86,10 @@ while ($log =~ /duration: ([\d.]+) ms\s+plan:\n\t(\{\n.*?\n\t\})\n/sg)
 		$walk->($_) for @{ $n->{Plans} // [] };
 	};
 	$walk->($plan->{Plan});
-	push @claims, { ms => $ms, read => $read, claimed => $claimed };
+	# Pages touched, dead index entries included (rows that were synced
+	# leave theirs in the indexes until vacuum).
+	my $pages = ($plan->{Plan}{'Shared Hit Blocks'} // 0) + ($plan->{Plan}{'Shared Read Blocks'} // 0);
+	push @claims, { ms => $ms, read => $read, claimed => $claimed, pages => $pages };
 	if (!$worst || $read / ($claimed + 1) > $worst->{read} / ($worst->{claimed} + 1))
 	{
 		$worst = $claims[-1];
@@ -105,6 +109,9 @@ cmp_ok($worst->{read}, '<=', 8 * ($worst->{claimed} + 1) + 64,
 	"every claim reads a bounded number of entries (worst: $worst->{read} for $worst->{claimed} claimed)")
   or diag($worst_text);
 cmp_ok($total_read, '<=', 6 * $total_claimed + 64 * @claims, 'in all, a few entries per claimed row');
+my ($most_pages) = sort { $b->{pages} / ($b->{claimed} + 1) <=> $a->{pages} / ($a->{claimed} + 1) } @claims;
+cmp_ok($most_pages->{pages}, '<=', 30 * ($most_pages->{claimed} + 1) + 200,
+	"every claim touches a bounded number of pages (worst: $most_pages->{pages} for $most_pages->{claimed} claimed)");
 
 # The claim plan uses the two outbox indexes, never a sequential scan or a sort.
 my %nodes;
