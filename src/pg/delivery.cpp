@@ -596,14 +596,11 @@ class Deliverer {
 
   void release_in_step(const std::vector<Datum> &ids) {
     pg_call_void([&] {
-      Oid types[1] = {INT8ARRAYOID};
-      Datum args[1] = {array_of(ids, INT8OID)};
-      Oid types2[2] = {INT8ARRAYOID, INT8OID};
-      Datum args2[2] = {args[0], Int64GetDatum(owner_)};
-      (void)types;
+      Oid types[2] = {INT8ARRAYOID, INT8OID};
+      Datum args[2] = {array_of(ids, INT8OID), Int64GetDatum(owner_)};
       SPI_execute_with_args("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
                             " WHERE id = ANY ($1) AND leased_by = $2",
-                            2, types2, args2, nullptr, false, 0);
+                            2, types, args, nullptr, false, 0);
     });
   }
 
