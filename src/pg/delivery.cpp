@@ -1,7 +1,8 @@
 // Draining the outbox.
 //
-//   claim   a short transaction marks up to `window` free rows 'syncing' under
-//           a lease (FOR UPDATE SKIP LOCKED), at most one open row per
+//   claim   a short transaction marks free rows 'syncing' under a lease
+//           (FOR UPDATE SKIP LOCKED), each destination at most its share of
+//           the window (core::claim_quotas), at most one open row per
 //           (destination, entity), in position order, and reads their events;
 //   send    outside any transaction, each destination's queue feeds libcurl
 //           within its concurrency cap, token bucket and circuit breaker; new
@@ -9,9 +10,10 @@
 //   record  a short transaction writes every finished transfer's outcome and
 //           the destinations' health.
 //
-// A crash anywhere loses nothing: rows stay 'syncing' until their lease
-// expires and are claimed again; a request may then be sent twice, always
-// with the same idempotency key (the event id).
+// A crash anywhere loses nothing: a lease names its holder's lease identity
+// (worker::lease_owner), and rows whose holder is no longer alive are claimed
+// again at once (a live holder's only when the lease expires); a request may
+// then be sent twice, always with the same idempotency key (the event id).
 #include "pg/delivery.hpp"
 
 #include "core/circuit_breaker.hpp"
@@ -21,6 +23,7 @@
 #include "core/json.hpp"
 #include "core/rate_limiter.hpp"
 #include "core/retry_policy.hpp"
+#include "core/send_window.hpp"
 #include "pg/boundary.hpp"
 #include "core/destination_config.hpp"
 #include "core/error.hpp"
@@ -114,6 +117,7 @@ struct Destination {
   std::string config_error;
   // Runtime state, kept across reloads.
   int in_flight = 0;
+  bool has_work = true;  // rows may be waiting: its last claim came back full, or something changed
   std::deque<Job> queue;
   std::int64_t throttled_until_ms = 0;
   // What to write back at the next record.
@@ -147,25 +151,42 @@ struct Totals {
   std::int64_t sent = 0, synced = 0, failed = 0, dead = 0;
 };
 
+// One destination's claim. Its plan must not depend on the table's
+// statistics (the worker keeps its plans, and statistics taken while the
+// outbox was empty would otherwise pick a plan that scans every open row for
+// every candidate): each part has exactly one access path that needs no sort
+// or sequential scan, which run_indexed turns off.
+//  - candidates: outbox_open_idx, (destination_id, event_position), read in
+//    position order from the scan floor;
+//  - "no earlier open row of this entity": one probe of outbox_entity_idx
+//    for the entity's open row just before the candidate. A scalar subquery
+//    with LIMIT, not NOT EXISTS: that would become an anti-join, which the
+//    planner may run as a hash join over a full index scan. The ORDER BY
+//    (position, once the entity's columns are fixed) needs a sort on any
+//    other index, and outbox_open_idx, which would serve it, does not apply
+//    (its predicate needs next_attempt_at, which the probe does not test);
+//  - the update finds the locked rows by their ctid (a TID scan), not by a
+//    join whose order the statistics would choose.
+// A committed lease blocks a row until it expires unless its holder is gone
+// ($6 lists the lease identities of the workers alive now): rows of a worker
+// that was killed are taken over at once.
 const char *kClaimSql =
-    "WITH c AS ("
-    "  SELECT o.tenant_id, o.id FROM ves.outbox o"
-    "  WHERE o.status IN ('pending', 'failed')"
-    "    AND (o.lease_until IS NULL OR o.lease_until < now())"
-    "    AND o.next_attempt_at <= now()"
-    "    AND NOT (o.destination_id = ANY ($2))"
-    "    AND ($4::int IS NULL OR o.destination_id = $4)"
-    "    AND o.event_position >= $5"
-    "    AND NOT EXISTS (SELECT 1 FROM ves.outbox p"
-    "      WHERE p.destination_id = o.destination_id AND p.tenant_id = o.tenant_id"
-    "        AND p.entity_type = o.entity_type AND p.entity_id = o.entity_id"
-    "        AND p.event_position < o.event_position"
-    "        AND p.status IN ('pending', 'failed'))"
-    "  ORDER BY o.event_position"
+    "UPDATE ves.outbox o SET lease_until = now() + $3 * interval '1 second', leased_by = $5"
+    " WHERE o.ctid = ANY (ARRAY("
+    "  SELECT c.ctid FROM ves.outbox c"
+    "  WHERE c.destination_id = $2 AND c.status IN ('pending', 'failed')"
+    "    AND c.event_position >= $4"
+    "    AND c.next_attempt_at <= now()"
+    "    AND (c.lease_until IS NULL OR c.lease_until < now() OR NOT coalesce(c.leased_by = ANY ($6), false))"
+    "    AND (SELECT 1 FROM ves.outbox p"
+    "         WHERE p.destination_id = c.destination_id AND p.tenant_id = c.tenant_id"
+    "           AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
+    "           AND p.event_position < c.event_position AND p.status IN ('pending', 'failed')"
+    "         ORDER BY p.event_position DESC"
+    "         LIMIT 1) IS NULL"
+    "  ORDER BY c.event_position"
     "  LIMIT $1"
-    "  FOR UPDATE OF o SKIP LOCKED)"
-    " UPDATE ves.outbox o SET lease_until = now() + $3 * interval '1 second', leased_by = pg_backend_pid()"
-    " FROM c WHERE o.tenant_id = c.tenant_id AND o.id = c.id"
+    "  FOR UPDATE SKIP LOCKED))"
     " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, o.event_recorded_at";
 
 const char *kRecordSql =
@@ -176,7 +197,7 @@ const char *kRecordSql =
     "  synced_at = CASE WHEN r.status = 'synced' THEN now() END"
     " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::int[], $6::int[], $7::text[], $8::text[])"
     "   AS r(id, tenant_id, status, delay_ms, attempts, http_status, error, excerpt)"
-    " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = pg_backend_pid()"
+    " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = $9"
     "   AND o.lease_until IS NOT NULL";
 
 // Runs one of the delivery statements with sequential scans, bitmap scans
@@ -188,16 +209,16 @@ const char *kRecordSql =
 // snapshot, older than the claim's, and miss rows committed between.
 void run_indexed(SavedPlan &plan, Datum *args, const char *nulls, int expect) {
   int level = NewGUCNestLevel();
-  for (const char *name : {"enable_seqscan", "enable_bitmapscan", "enable_sort"})
+  for (const char *name : {"enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_incremental_sort"})
     set_config_option(name, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
   spi_run(plan, args, nulls, false, expect);
   AtEOXact_GUC(true, level);
 }
 
-SavedPlan claim_plan = {kClaimSql, 5, {INT4OID, INT4ARRAYOID, INT4OID, INT4OID, INT8OID}, nullptr};
-SavedPlan record_plan = {kRecordSql, 8,
+SavedPlan claim_plan = {kClaimSql, 6, {INT4OID, INT4OID, INT4OID, INT8OID, INT8OID, INT8ARRAYOID}, nullptr};
+SavedPlan record_plan = {kRecordSql, 9,
                          {INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
-                          TEXTARRAYOID, TEXTARRAYOID},
+                          TEXTARRAYOID, TEXTARRAYOID, INT8OID},
                          nullptr};
 SavedPlan destination_plan = {
     "UPDATE ves.destinations SET breaker_state = $2,"
@@ -231,13 +252,26 @@ void log_error_data(const char *context, const ErrorData *data) {
   }
 }
 
+// Gives back every row leased by `owner`, inside the current transaction.
+void release_leases_of(std::int64_t owner) {
+  pg_call_void([&] {
+    Oid types[1] = {INT8OID};
+    Datum args[1] = {Int64GetDatum(owner)};
+    SPI_execute_with_args("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
+                          " WHERE leased_by = $1 AND lease_until IS NOT NULL",
+                          1, types, args, nullptr, false, 0);
+  });
+}
+
 class Deliverer {
  public:
   // own_transactions: the worker runs each step in its own transaction;
   // ves.push_events runs everything in the caller's.
   Deliverer(bool own_transactions, int only_destination, std::int64_t limit)
       : own_transactions_(own_transactions), only_destination_(only_destination), limit_(limit),
-        random_(std::random_device{}()) {}
+        random_(std::random_device{}()) {
+    owner_ = pg_call([] { return worker::lease_owner(); });
+  }
 
   void load_config() {
     step("pg_ves: loading destinations", [&] {
@@ -336,45 +370,75 @@ class Deliverer {
     }
   }
 
-  // Claims up to n rows and queues them on their destinations.
-  int claim(int n) {
-    if (n <= 0) return 0;
-    std::vector<Datum> excluded;
+  // What each destination may claim now (core::claim_quotas), in
+  // destinations_ order, and whether a claim is worth its transaction.
+  struct ClaimPlan {
+    std::vector<std::pair<int, int>> quotas;  // destination id, rows
+    bool worthwhile = false;
+  };
+  ClaimPlan plan_claim(std::int64_t max_rows) {
     std::int64_t now = steady_ms();
+    std::vector<core::DestinationLoad> loads;
+    std::vector<int> ids;
     for (auto &entry : destinations_) {
       Destination &d = entry.second;
-      if (d.paused || now < d.throttled_until_ms ||
-          d.breaker.state(now) == core::CircuitBreaker::State::open ||
-          static_cast<int>(d.queue.size()) >= settings_.window)
-        excluded.push_back(Int32GetDatum(d.id));
+      if (only_destination_ && d.id != only_destination_) continue;
+      core::DestinationLoad l;
+      l.concurrency = d.concurrency;
+      l.held = d.in_flight + static_cast<int>(d.queue.size());
+      l.ready = ready(d, now);
+      l.has_work = d.has_work;
+      loads.push_back(l);
+      ids.push_back(d.id);
     }
+    int batch = static_cast<int>(std::min<std::int64_t>(settings_.claim_batch, std::max<std::int64_t>(0, max_rows)));
+    std::vector<int> quotas = core::claim_quotas(loads, settings_.window, batch);
+    ClaimPlan plan;
+    plan.worthwhile = core::claim_worthwhile(loads, quotas);
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (quotas[i] > 0) plan.quotas.emplace_back(ids[i], quotas[i]);
+    return plan;
+  }
+
+  // Claims each destination's quota and queues the rows on it.
+  int claim(const ClaimPlan &plan) {
+    if (plan.quotas.empty()) return 0;
     int claimed = 0;
     std::int64_t floor = scan_floor();
+    std::vector<std::int64_t> live = pg_call([] { return worker::live_lease_owners(); });
     step("pg_ves: claiming outbox rows", [&] {
       std::vector<std::int64_t> positions;
       std::vector<Job> jobs;
       TimestampTz first_recorded = DT_NOEND, last_recorded = DT_NOBEGIN;
-      pg_call_void([&] {
-        Datum args[5] = {Int32GetDatum(n), array_of(excluded, INT4OID), Int32GetDatum(settings_.lease_seconds),
-                         Int32GetDatum(only_destination_), Int64GetDatum(floor)};
-        char nulls[6] = {' ', ' ', ' ', only_destination_ ? ' ' : 'n', ' ', '\0'};
-        run_indexed(claim_plan, args, nulls, SPI_OK_UPDATE_RETURNING);
-      });
-      SPITupleTable *table = SPI_tuptable;
-      for (uint64 i = 0; i < SPI_processed; ++i) {
-        HeapTuple tup = table->vals[i];
-        bool isnull;
-        Job job;
-        job.id = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
-        job.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
-        job.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
-        job.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
-        job.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
-        positions.push_back(job.position);
-        TimestampTz recorded = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
-        first_recorded = std::min(first_recorded, recorded);
-        last_recorded = std::max(last_recorded, recorded);
-        jobs.push_back(std::move(job));
+      std::vector<Datum> live_datums;
+      for (std::int64_t owner : live) live_datums.push_back(Int64GetDatum(owner));
+      for (const auto &quota : plan.quotas) {
+        uint64 got = 0;
+        pg_call_void([&] {
+          Datum args[6] = {Int32GetDatum(quota.second),  Int32GetDatum(quota.first), Int32GetDatum(settings_.lease_seconds),
+                           Int64GetDatum(floor),         Int64GetDatum(owner_),      array_of(live_datums, INT8OID)};
+          run_indexed(claim_plan, args, nullptr, SPI_OK_UPDATE_RETURNING);
+          got = SPI_processed;
+        });
+        // Fewer rows than asked: nothing more waits for it until something
+        // changes (a commit, a finished row, a retry falling due, a poll).
+        destinations_[quota.first].has_work = got >= static_cast<uint64>(quota.second);
+        SPITupleTable *table = SPI_tuptable;
+        for (uint64 i = 0; i < got; ++i) {
+          HeapTuple tup = table->vals[i];
+          bool isnull;
+          Job job;
+          job.id = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
+          job.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
+          job.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
+          job.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
+          job.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
+          positions.push_back(job.position);
+          TimestampTz recorded = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
+          first_recorded = std::min(first_recorded, recorded);
+          last_recorded = std::max(last_recorded, recorded);
+          jobs.push_back(std::move(job));
+        }
       }
       if (jobs.empty()) return;
       std::unordered_map<std::int64_t, std::string> bodies = envelopes(positions, first_recorded, last_recorded);
@@ -413,6 +477,12 @@ class Deliverer {
     full_scan_ = false;
     finished_floor_ = INT64_MAX;
     return claimed;
+  }
+
+  // Something may have queued rows for any destination: a commit woke the
+  // worker, a poll is due, a retry fell due.
+  void expect_work() {
+    for (auto &entry : destinations_) entry.second.has_work = true;
   }
 
   // Starts transfers while destinations have room.
@@ -498,7 +568,7 @@ class Deliverer {
           d.breaker.on_success();
           d.succeeded = true;
           ++totals_.synced;
-          more_work_ = true;  // the entity's next row may now go
+          d.has_work = true;  // the entity's next row may now go
           break;
         case core::Outcome::retry:
           if (r.status == 429 || (r.status == 503 && c.retry_after_ms >= 0)) {
@@ -513,7 +583,7 @@ class Deliverer {
             o.status = "dead";
             o.error = what + " after " + std::to_string(o.attempts) + " attempts";
             ++totals_.dead;
-            more_work_ = true;
+            d.has_work = true;
           } else {
             o.status = "failed";
             o.error = what;
@@ -528,7 +598,7 @@ class Deliverer {
           o.status = "dead";
           o.error = what + " (permanent)";
           ++totals_.dead;
-          more_work_ = true;
+          d.has_work = true;
           break;
         case core::Outcome::gone:
           d.last_error = what + ": the endpoint is gone; destination paused";
@@ -537,7 +607,7 @@ class Deliverer {
           o.status = "dead";
           o.error = what;
           ++totals_.dead;
-          more_work_ = true;
+          d.has_work = true;
           break;
       }
       outcomes_.push_back(std::move(o));
@@ -664,9 +734,9 @@ class Deliverer {
           errors.push_back(CStringGetTextDatum(o.error.c_str()));
           excerpts.push_back(PointerGetDatum(cstring_to_text_with_len(o.excerpt.data(), clean_length(o.excerpt))));
         }
-        Datum args[8] = {array_of(ids, INT8OID),   array_of(tenants, UUIDOID), array_of(statuses, TEXTOID),
+        Datum args[9] = {array_of(ids, INT8OID),   array_of(tenants, UUIDOID), array_of(statuses, TEXTOID),
                          array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
-                         array_of(errors, TEXTOID), array_of(excerpts, TEXTOID)};
+                         array_of(errors, TEXTOID), array_of(excerpts, TEXTOID), Int64GetDatum(owner_)};
         run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
       });
     }
@@ -725,24 +795,18 @@ class Deliverer {
 
   void release_in_step(const std::vector<Datum> &ids) {
     pg_call_void([&] {
-      Oid types[1] = {INT8ARRAYOID};
-      Datum args[1] = {array_of(ids, INT8OID)};
+      Oid types[2] = {INT8ARRAYOID, INT8OID};
+      Datum args[2] = {array_of(ids, INT8OID), Int64GetDatum(owner_)};
       SPI_execute_with_args("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
-                            " WHERE id = ANY ($1) AND leased_by = pg_backend_pid()",
-                            1, types, args, nullptr, false, 0);
+                            " WHERE id = ANY ($1) AND leased_by = $2",
+                            2, types, args, nullptr, false, 0);
     });
   }
 
   // Rows this process claimed before its state was dropped (after an error)
   // go back to the queue at once instead of waiting out their lease.
   void release_own_leases() {
-    step("pg_ves: releasing leases", [&] {
-      pg_call_void([] {
-        SPI_execute("UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
-                    " WHERE leased_by = pg_backend_pid() AND lease_until IS NOT NULL",
-                    false, 0);
-      });
-    });
+    step("pg_ves: releasing leases", [&] { release_leases_of(owner_); });
   }
 
   int queued() const {
@@ -766,15 +830,22 @@ class Deliverer {
     return static_cast<long>(std::max<std::int64_t>(0, until - now));
   }
 
-  // Whether claiming may find something: a row finished (the entity's next
-  // one may go), a claim came back full, or a scheduled retry is due.
-  bool more_work() const { return more_work_ || next_retry_ms_ <= steady_ms(); }
-  void set_more_work(bool more) {
-    more_work_ = more;
-    if (!more && next_retry_ms_ <= steady_ms()) {
+  // Whether claiming may find something for a destination that may send: a
+  // row of it finished (the entity's next one may go), its last claim came
+  // back full, or a scheduled retry is due (then every destination may have
+  // work again; the retry is below the scan floor).
+  bool more_work() {
+    std::int64_t now = steady_ms();
+    if (next_retry_ms_ <= now) {
       next_retry_ms_ = INT64_MAX;
-      full_scan_ = true;  // the retry is below the floor
+      full_scan_ = true;
+      expect_work();
     }
+    for (const auto &entry : destinations_)
+      if (entry.second.has_work && ready(entry.second, now) &&
+          (!only_destination_ || entry.first == only_destination_))
+        return true;
+    return false;
   }
 
   // The next claim reads the outbox from its first open row.
@@ -855,6 +926,11 @@ class Deliverer {
     return static_cast<int>(n);
   }
 
+  // May send now: not paused, throttled or with its circuit open.
+  static bool ready(const Destination &d, std::int64_t now) {
+    return !d.paused && now >= d.throttled_until_ms && d.breaker.state(now) != core::CircuitBreaker::State::open;
+  }
+
   bool own_transactions_;
   int only_destination_;
   std::int64_t limit_;
@@ -870,7 +946,7 @@ class Deliverer {
   std::unordered_map<std::int64_t, std::string> envelope_errors_;  // by position, from the last envelopes()
   std::uint64_t next_tag_ = 1;
   std::int64_t next_retry_ms_ = INT64_MAX;
-  bool more_work_ = true;
+  std::int64_t owner_ = 0;  // this process's lease identity
   Totals totals_;
   std::int64_t claimed_total_ = 0;
   std::mt19937_64 random_;
@@ -1036,6 +1112,24 @@ void stop_gracefully(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer) 
   }
 }
 
+void release_my_leases() {
+  std::int64_t owner = pg_call([] { return worker::lease_owner(); });
+  pg_call_void([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "pg_ves: releasing leases");
+  });
+  release_leases_of(owner);
+  pg_call_void([] {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  });
+}
+
 void run_delivery_loop() {
   // A lost commit of a claim or a result only means a row is sent again with
   // the same idempotency key, so the worker does not wait for WAL flushes.
@@ -1084,10 +1178,6 @@ void run_delivery_loop() {
       }
       std::int64_t now = steady_ms();
       const Settings &cfg = deliverer->settings();
-      int ask = std::min(cfg.window - deliverer->in_flight() - deliverer->queued(), cfg.claim_batch);
-      bool idle = deliverer->in_flight() == 0 && deliverer->queued() == 0;
-      // A claim is a transaction: batch them unless the window is empty.
-      bool worth_claiming = ask > 0 && (idle || ask >= std::max(1, cfg.window / 4));
       bool poll_due = now - last_poll >= cfg.safety_poll_ms;
       if (now - last_full_scan >= cfg.safety_poll_ms) {
         // Rows below the scan floor (excluded or locked earlier) are looked
@@ -1095,16 +1185,22 @@ void run_delivery_loop() {
         deliverer->request_full_scan();
         last_full_scan = now;
       }
-      if (worth_claiming && (woken || deliverer->more_work() || poll_due)) {
+      if (woken || poll_due) {
+        deliverer->expect_work();
         last_poll = now;
-        deliverer->set_more_work(false);
-        if (deliverer->claim(ask) == ask) deliverer->set_more_work(true);
+      }
+      // Each destination claims within its share of the window; a claim is
+      // a transaction, so they are batched (see core::claim_worthwhile).
+      deliverer->more_work();
+      Deliverer::ClaimPlan plan = deliverer->plan_claim(cfg.claim_batch);
+      if (plan.worthwhile) {
+        last_poll = now;
+        deliverer->claim(plan);
       }
       deliverer->dispatch(engine);
-      ask = std::min(cfg.window - deliverer->in_flight() - deliverer->queued(), cfg.claim_batch);
-      idle = deliverer->in_flight() == 0 && deliverer->queued() == 0;
-      worth_claiming = ask > 0 && (idle || ask >= std::max(1, cfg.window / 4));
-      long timeout = deliverer->more_work() && worth_claiming ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
+      deliverer->more_work();
+      plan = deliverer->plan_claim(cfg.claim_batch);
+      long timeout = plan.worthwhile ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
       if (relay_waiting) timeout = std::min(timeout, static_cast<long>(kRelayGapMs));
       woken = engine.wait(timeout);
       woken = pg_call([] { return worker::worker_take_outbox_wake(); }) || (woken && !relay.active);
@@ -1172,11 +1268,10 @@ PGVES_FUNCTION(ves_push_events) {
   HttpEngine engine;
   for (;;) {
     pg_call_void([] { CHECK_FOR_INTERRUPTS(); });
-    std::int64_t room = std::min<std::int64_t>(d.settings().window - d.in_flight() - d.queued(),
-                                               max_count - d.claimed_total());
+    std::int64_t room = max_count - d.claimed_total();
     if (room > 0 && d.more_work()) {
-      d.set_more_work(false);
-      if (d.claim(static_cast<int>(room)) == room) d.set_more_work(true);
+      Deliverer::ClaimPlan plan = d.plan_claim(room);
+      if (plan.worthwhile || (d.in_flight() == 0 && d.queued() == 0)) d.claim(plan);
     }
     d.dispatch(engine);
     if (d.in_flight() == 0 && d.queued() == 0) {

@@ -65,11 +65,12 @@ struct Slot {
   pg_atomic_uint64 notify_requests;  // commits that asked it to
   pg_atomic_uint64 notify_relayed;   // requests covered by its last NOTIFY
   pg_atomic_uint32 outbox_woken;     // a commit queued outbox rows or changed destinations
+  int64 lease_owner;         // the running worker's lease identity (see lease_owner())
 };
 
 // The spinlock guards a slot's identity and flags only (dbname, dboid, pid,
 // procno, stopped, requested, start_now, hold_until, started_at,
-// relays_notify). Code holding it copies plain values and nothing else: no
+// relays_notify, lease_owner). Code holding it copies plain values and nothing else: no
 // allocation, no Postgres call, no atomics, nothing that can fail.
 void init_slot_counters(Slot &s) {
   pg_atomic_init_u64(&s.delivered, 0);
@@ -85,6 +86,11 @@ struct Shared {
   pg_atomic_uint64 destinations_epoch;
   int launcher_pid;
   int launcher_procno;
+  // Lease identities: a random epoch drawn each time shared memory is set up
+  // (server start and every crash restart) and a generation counter, so an
+  // identity is never reused by a later worker.
+  uint32 lease_epoch;
+  pg_atomic_uint32 lease_generation;
   Slot slots[kMaxWorkers];
 };
 
@@ -99,7 +105,17 @@ void init(void *segment) {
   SpinLockInit(&s->mutex);
   for (auto &slot : s->slots) init_slot_counters(slot);
   pg_atomic_init_u64(&s->destinations_epoch, 1);
+  if (!pg_strong_random(&s->lease_epoch, sizeof s->lease_epoch))
+    s->lease_epoch = static_cast<uint32>(GetCurrentTimestamp() ^ MyProcPid);
+  pg_atomic_init_u32(&s->lease_generation, 0);
 }
+
+int64 next_lease_owner() {
+  uint32 generation = pg_atomic_add_fetch_u32(&shared->lease_generation, 1) & 0x7fffffff;
+  return static_cast<int64>((static_cast<uint64>(shared->lease_epoch) << 31) | generation) & INT64_MAX;
+}
+
+int64 my_lease_owner = 0;
 void attach(void *segment) { shared = static_cast<Shared *>(segment); }
 
 Slot *find_slot(const char *dbname) {
@@ -333,6 +349,7 @@ uint64 destinations_epoch() {
 // Called by a worker once connected: publishes its latch.
 void worker_attach(const char *dbname) {
   TimestampTz now = GetCurrentTimestamp();
+  my_lease_owner = next_lease_owner();
   SpinLockAcquire(&shared->mutex);
   Slot *slot = claim_slot(dbname);
   if (slot) {
@@ -340,6 +357,7 @@ void worker_attach(const char *dbname) {
     slot->procno = MyProc->pgprocno;
     slot->dboid = MyDatabaseId;
     slot->started_at = now;
+    slot->lease_owner = my_lease_owner;
   }
   SpinLockRelease(&shared->mutex);
   my_slot = slot;
@@ -350,12 +368,33 @@ void worker_detach(int, Datum arg) {
   for (auto &slot : shared->slots)
     if (slot.pid == MyProcPid) {
       slot.pid = 0;
+      slot.lease_owner = 0;
       slot.relays_notify = false;
     }
   SpinLockRelease(&shared->mutex);
   if (my_slot) pg_atomic_write_u32(&my_slot->in_flight, 0);
   my_slot = nullptr;
   if (shared->launcher_pid) set_latch_of(shared->launcher_procno);
+}
+
+int64 lease_owner() {
+  if (my_lease_owner == 0 && shared) my_lease_owner = next_lease_owner();
+  // Without pg_ves preloaded there are no workers, only this backend.
+  while (my_lease_owner == 0)
+    if (!pg_strong_random(&my_lease_owner, sizeof my_lease_owner)) my_lease_owner = MyProcPid;
+    else my_lease_owner &= INT64_MAX;
+  return my_lease_owner;
+}
+
+std::vector<int64> live_lease_owners() {
+  if (!shared) return {};
+  int64 owners[kMaxWorkers];
+  int n = 0;
+  SpinLockAcquire(&shared->mutex);
+  for (auto &slot : shared->slots)
+    if (slot.pid != 0 && slot.lease_owner != 0) owners[n++] = slot.lease_owner;
+  SpinLockRelease(&shared->mutex);
+  return std::vector<int64>(owners, owners + n);
 }
 
 void worker_report(int in_flight, uint64 delivered, uint64 failed) {

@@ -6,6 +6,8 @@
 
 #include "pg/postgres.hpp"
 
+#include <vector>
+
 namespace pgves::pg::worker {
 
 void request_shmem();
@@ -38,6 +40,17 @@ uint64 worker_notify_relayed(uint64 requests);
 // Whether a commit asked for outbox work since the last call (and clears it):
 // a wake-up for a notification alone does not warrant a claim.
 bool worker_take_outbox_wake();
+
+// Who holds an outbox lease (ves.outbox.leased_by): this process's lease
+// identity, unique across workers, backends and server restarts. A worker's
+// is published in its slot while it runs; any other process (a backend in
+// ves.push_events) draws one on first use. A committed lease whose identity
+// is not among live_lease_owners() belongs to a process that is gone, and
+// its rows may be claimed at once. (A backend's leases are never committed
+// while it holds them: ves.push_events records every row it claimed before
+// its transaction ends.)
+int64 lease_owner();
+std::vector<int64> live_lease_owners();
 
 // For the running worker: its share of ves.worker_status.
 void worker_report(int in_flight, uint64 delivered, uint64 failed);

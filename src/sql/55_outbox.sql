@@ -6,7 +6,10 @@
 -- 4xx or a 410); acknowledged (an operator closed a failed or dead row).
 -- A pending or failed row that a worker has claimed is shown as 'syncing':
 -- the claim is its lease (lease_until, leased_by), not a stored status, so
--- claiming touches no indexed column and is a HOT update.
+-- claiming touches no indexed column and is a HOT update. leased_by is the
+-- holder's lease identity; a worker takes over at once the rows of a holder
+-- that is no longer alive (killed, or from before a server restart), and
+-- waits for lease_until only while the holder lives.
 -- Per (destination, entity) a row is only sent once every earlier row of
 -- that entity is synced, dead or acknowledged.
 
@@ -72,7 +75,7 @@ CREATE TABLE ves.outbox (
   attempts        int         NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL DEFAULT now(),
   lease_until     timestamptz,
-  leased_by       int,
+  leased_by       bigint,     -- lease identity of the holder (not a pid), see worker::lease_owner
   last_status     int,
   last_error      text,
   last_response   text,
@@ -83,9 +86,16 @@ CREATE TABLE ves.outbox (
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
 
 -- Few indexes, on purpose: every delivery updates its row twice.
--- Claiming: open rows in position order.
-CREATE INDEX outbox_open_idx ON ves.outbox (event_position) WHERE status IN ('pending', 'failed');
--- Ordering: the open rows of one entity at one destination.
+-- Claiming: each destination's open rows in position order (every claim is
+-- for one destination, within its share of the worker's window). The
+-- predicate's second half is always true (the column is NOT NULL), and the
+-- claim implies it (next_attempt_at <= now()); the claim's per-entity probe
+-- does not, so this index can never serve that probe, whatever the
+-- statistics say (src/pg/delivery.cpp, kClaimSql).
+CREATE INDEX outbox_open_idx ON ves.outbox (destination_id, event_position)
+  WHERE status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL;
+-- Ordering: the open rows of one entity at one destination; a claim probes
+-- it once per candidate for the entity's previous open row.
 CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_type, entity_id, event_position)
   WHERE status IN ('pending', 'failed');
 -- Purging closed rows.

@@ -43,20 +43,26 @@ LOG_ENCODER = json.JSONEncoder(separators=(",", ":"))
 # ---------------------------------------------------------------------------
 
 class Rule:
-    __slots__ = ("prefix", "mode", "status", "retry_after", "delay_ms", "times")
+    __slots__ = ("prefix", "mode", "status", "retry_after", "delay_ms", "times",
+                 "every", "matched")
 
-    def __init__(self, prefix, mode, status, retry_after, delay_ms, times):
+    def __init__(self, prefix, mode, status, retry_after, delay_ms, times,
+                 every=None):
         self.prefix = prefix
         self.mode = mode
         self.status = status
         self.retry_after = retry_after
         self.delay_ms = delay_ms
         self.times = times  # None = unlimited, else remaining uses
+        # None = every request; else only every Nth matching request (the
+        # Nth, 2Nth, ...), the others fall through to the next rule.
+        self.every = every
+        self.matched = 0
 
     def describe(self):
         return {"path": self.prefix, "mode": self.mode, "status": self.status,
                 "retry_after": self.retry_after, "delay_ms": self.delay_ms,
-                "times": self.times}
+                "times": self.times, "every": self.every}
 
 
 class Decision:
@@ -102,7 +108,12 @@ def parse_rule(spec):
         times = int(times)
         if times < 1:
             raise ValueError("times must be >= 1")
-    return Rule(prefix, mode, status, retry_after, delay_ms, times)
+    every = spec.get("every")
+    if every is not None:
+        every = int(every)
+        if every < 1:
+            raise ValueError("every must be >= 1")
+    return Rule(prefix, mode, status, retry_after, delay_ms, times, every)
 
 
 class Store:
@@ -147,11 +158,18 @@ class Store:
         # Caller holds self.lock.  The longest matching prefix wins.  A rule
         # with "times" is removed once used up, so later requests fall back
         # to the next less specific rule, or to the default "ok".
+        # A rule with "every" applies to every Nth request it matches; the
+        # others go on to the next less specific rule.
         best = None
-        for prefix, rule in self.rules.items():
-            if path.startswith(prefix) and (
-                    best is None or len(prefix) > len(best.prefix)):
-                best = rule
+        for rule in sorted((r for p, r in self.rules.items()
+                            if path.startswith(p)),
+                           key=lambda r: len(r.prefix), reverse=True):
+            if rule.every is not None:
+                rule.matched += 1
+                if rule.matched % rule.every != 0:
+                    continue
+            best = rule
+            break
         if best is None:
             return DEFAULT_DECISION
         if best.times is not None:

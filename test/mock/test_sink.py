@@ -172,6 +172,16 @@ class SinkCase:
         r, _ = self.call("POST", "/any", b"{}")
         self.assertEqual(r.status, 200)
 
+    def test_every_nth(self):
+        # every 3rd request under /e fails; the others fall through to the
+        # less specific rule for / (a 202 here), never to the failing one
+        self.control(mode="status", status=202, path="/")
+        self.control(mode="status", status=500, every=3, path="/e")
+        got = [self.call("POST", "/e/%d" % i, b"{}")[0].status
+               for i in range(7)]
+        self.assertEqual(got, [202, 202, 500, 202, 202, 500, 202])
+        self.assertEqual(self.call("POST", "/x", b"{}")[0].status, 202)
+
     def test_reset_mode(self):
         self.control(mode="reset", path="/r")
         with self.assertRaises(ConnectionError):
