@@ -83,6 +83,15 @@ SET secret_box = (ves._destination_check(d.kind, NULL, pg_catalog.jsonb_build_ob
 FROM ves.destinations d WHERE d.id = s.destination_id;
 ALTER TABLE ves.destination_secrets DROP COLUMN secret;
 
+-- Leases belong to a worker's lease identity (epoch and generation), not to
+-- a PID, so a new worker takes a dead one's rows over at once; claim
+-- candidates come per destination from an index the per-entity check cannot
+-- use, whatever the statistics say.
+ALTER TABLE ves.outbox ALTER COLUMN leased_by TYPE bigint;
+DROP INDEX ves.outbox_open_idx;
+CREATE INDEX outbox_open_idx ON ves.outbox (destination_id, event_position)
+  WHERE status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL;
+
 -- The sync worker may run as a non-superuser role holding ves_worker
 -- (ves.worker_role); its credentials come through a definer function.
 DO $roles$
