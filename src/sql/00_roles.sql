@@ -29,14 +29,9 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'ves_admin') THEN
     CREATE ROLE ves_admin NOLOGIN;
   END IF;
-  -- The rights of the sync worker (ves.worker_role): grant it to a LOGIN role.
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'ves_worker') THEN
-    CREATE ROLE ves_worker NOLOGIN;
-  END IF;
 END
 $roles$;
 GRANT ves_reader TO ves_writer;
 GRANT ves_writer TO ves_admin;
 
 GRANT USAGE ON SCHEMA ves TO ves_reader;
-GRANT USAGE ON SCHEMA ves TO ves_worker;

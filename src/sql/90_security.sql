@@ -119,27 +119,6 @@ GRANT SELECT ON ves.read_fence_holders, ves.maintenance_log, ves.partition_confi
 GRANT SELECT ON ves.idempotency_keys, ves.event_ids, ves.local_agents TO ves_admin;
 -- ves.agent_key_secrets: nothing for anyone; only the extension owner reads it.
 
--- ves_worker: exactly what the sync worker does when ves.worker_role names
--- a role holding it. It reads the settings, the destinations and the events,
--- claims and records outbox rows, records the destinations' health; its
--- partition DDL, purges and expiries and its reading of the credentials go
--- through SECURITY DEFINER functions.
--- (A worker statement that writes another column needs it added here.)
-GRANT SELECT ON ves.sync_settings, ves.events, ves.destinations, ves.outbox TO ves_worker;
-GRANT UPDATE (status, attempts, next_attempt_at, lease_until, leased_by, last_status, last_error, last_response,
-              updated_at, synced_at) ON ves.outbox TO ves_worker;
-GRANT UPDATE (breaker_state, last_success_at, last_error, last_error_at, paused, paused_reason)
-  ON ves.destinations TO ves_worker;
-GRANT EXECUTE ON FUNCTION
-  ves.tenant_visible(uuid),
-  ves._worker_secrets(),
-  ves.ensure_partitions(timestamptz, interval),
-  ves.ensure_idempotency_partitions(timestamptz, int, interval),
-  ves.expire_idempotency_records(timestamptz, interval),
-  ves.expire_held_order_events(timestamptz),
-  ves.purge_outbox(int)
-TO ves_worker;
-
 DO $rls$
 DECLARE t text;
 BEGIN
@@ -153,10 +132,6 @@ BEGIN
   END LOOP;
 END
 $rls$;
--- The worker serves every tenant: it reads all events and claims and records
--- every outbox row, whatever ves.tenant_id its role might set.
-CREATE POLICY sync_worker ON ves.outbox FOR ALL TO ves_worker USING (true) WITH CHECK (true);
-CREATE POLICY sync_worker ON ves.events FOR SELECT TO ves_worker USING (true);
 
 -- Create this month's and the next months' partitions now, so appends never
 -- run DDL (which would lock ves.events until they commit). Later months are

@@ -101,15 +101,7 @@ is_deeply(\@differ, [], 'every repeat carries the same webhook-id and the same b
 # Per entity, the first arrival of each version comes after the first
 # arrival of the previous one: the next event of an entity is only sent
 # once the previous one was answered.
-my %version = map { split /\|/ } split /\n/, sql(q{SELECT event_id || '|' || entity_id || ':' || entity_version FROM ves.events});
-my (%last, @out_of_order);
-for my $r (sort { $a->{seq} <=> $b->{seq} } values %first)
-{
-	my ($entity, $v) = split /:/, $version{ $r->{headers}{'webhook-id'} };
-	push @out_of_order, "$entity:$v" if ($last{$entity} // 0) != $v - 1;
-	$last{$entity} = $v;
-}
-is_deeply(\@out_of_order, [], 'per entity, events first arrived in entity_version order');
+is_deeply([ entity_order_violations($node, values %first) ], [], 'per entity, events first arrived in entity_version order');
 
 $node->stop;
 my @signalled = grep { /terminated by signal/ } split /\n/, slurp_file($node->logfile);

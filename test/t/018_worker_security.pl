@@ -34,19 +34,7 @@ sub sql
 }
 sub log_since { return substr(slurp_file($node->logfile), $_[0]); }
 
-sub append
-{
-	my ($db, $n, $prefix) = @_;
-	return split /\n/, sql("SELECT event_id FROM generate_series(1, $n) g,
-	  LATERAL ves.append('$tenant', '$store', 'Order', '$prefix-' || g, 'order.created', '{}')", $db);
-}
-
-sub arrived
-{
-	my ($path, @ids) = @_;
-	my %at = map { ($_->{headers}{'webhook-id'} // '') => 1 } $sink->requests($path);
-	return scalar grep { $at{$_} } @ids;
-}
+sub append { my ($db, $n, $prefix) = @_; return append_orders(sub { sql($_[0], $db) }, $tenant, $store, $n, $prefix); }
 
 # --- (1) a hostile search_path set by the database owner ---------------------------------
 
@@ -112,7 +100,7 @@ cmp_ok(sql(q{SELECT count(*) FROM evil.calls WHERE backend = 'client backend'}, 
 
 ok(enable_worker($node, 'postgres, shop'), 'workers run for postgres and shop');
 my @ids = append('shop', 10, 'evil');
-ok(wait_until(30, sub { arrived('/shop', @ids) == 10 }), 'the worker in shop delivers all 10 events');
+ok(wait_until(30, sub { $sink->arrived('/shop', @ids) == 10 }), 'the worker in shop delivers all 10 events');
 ok( wait_until(30, sub { sql(q{SELECT count(*) FROM ves.outbox WHERE status = 'synced'}, 'shop') == 10 }),
 	'and records them synced');
 # Let it run its housekeeping and a few rounds more.
@@ -183,11 +171,11 @@ ok(wait_until(30, sub { worker_pids($node) && worker_pids($node, 'shop') }),
 	'once granted CONNECT, both workers run as pgves_worker');
 is(worker_users(), 'pgves_worker:false', 'pg_stat_activity shows the worker as pgves_worker, not a superuser');
 my @mine = append('postgres', 10, 'role');
-ok(wait_until(30, sub { arrived('/postgres', @mine) == 10 }), 'it delivers the events');
+ok(wait_until(30, sub { $sink->arrived('/postgres', @mine) == 10 }), 'it delivers the events');
 ok( wait_until(30, sub { sql(q{SELECT count(*) FROM ves.outbox WHERE status = 'synced'}) == 10 }),
 	'and records them synced');
 my @more = append('shop', 5, 'role');
-ok(wait_until(30, sub { arrived('/shop', @more) == 5 }), 'so does the worker in shop, as the same role');
+ok(wait_until(30, sub { $sink->arrived('/shop', @more) == 5 }), 'so does the worker in shop, as the same role');
 is(sql(q{SELECT count(*) FROM evil.calls WHERE backend LIKE 'pg_ves%'}, 'shop'), 0,
 	'where no shadowing object runs either, despite the role\'s own search_path setting');
 

@@ -25,19 +25,7 @@ sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
 sub log_since { return substr(slurp_file($node->logfile), $_[0]); }
 my $sink = start_sink();
 
-sub append
-{
-	my ($db, $n, $prefix) = @_;
-	return split /\n/, sql("SELECT event_id FROM generate_series(1, $n) g,
-	  LATERAL ves.append('$tenant', '$store', 'Order', '$prefix-' || g, 'order.created', '{}')", $db);
-}
-
-sub arrived
-{
-	my ($path, @ids) = @_;
-	my %at = map { ($_->{headers}{'webhook-id'} // '') => 1 } $sink->requests($path);
-	return scalar grep { $at{$_} } @ids;
-}
+sub append { my ($db, $n, $prefix) = @_; return append_orders(sub { sql($_[0], $db) }, $tenant, $store, $n, $prefix); }
 
 sql(q{SELECT ves.set_sync_settings('{"lease_seconds": 60}')});
 sql("SELECT ves.create_destination('good', 'webhook', '" . $sink->url('/good') . "', '{}')");
@@ -55,7 +43,7 @@ sql(q{BEGIN;
       SELECT ves._destinations_changed();
       COMMIT;});
 my @ids = append('postgres', 20, 'mixed');
-ok(wait_until(30, sub { arrived('/good', @ids) == 20 }), 'the healthy destination receives all 20 events');
+ok(wait_until(30, sub { $sink->arrived('/good', @ids) == 20 }), 'the healthy destination receives all 20 events');
 ok( wait_until(30, sub {
 			sql(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
 			      WHERE d.name = 'good' AND o.status = 'synced'}) == 20 }),
@@ -79,7 +67,7 @@ unlike($log, qr/FATAL|terminated by signal/, 'no FATAL, no crash');
 sql(q{SELECT ves.alter_destination('bad', '{"headers": {"X-Count": "7"}}')});
 sql(q{SELECT ves.retry_events(array_agg(o.id)) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
       WHERE d.name = 'bad'});
-ok(wait_until(30, sub { arrived('/bad', @ids) == 20 }), 'once fixed, its rows are delivered');
+ok(wait_until(30, sub { $sink->arrived('/bad', @ids) == 20 }), 'once fixed, its rows are delivered');
 sql(q{SELECT ves.drop_destination('bad')});
 
 # A database error while recording one row: a trigger refuses to mark one
@@ -94,7 +82,7 @@ sql(q{CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$
       END $$;
       CREATE TRIGGER poison BEFORE UPDATE ON ves.outbox FOR EACH ROW EXECUTE FUNCTION public.poison();});
 @ids = append('postgres', 10, 'poison');
-ok(wait_until(30, sub { arrived('/good', @ids) == 10 }), 'all 10 events of the poisoned batch are sent');
+ok(wait_until(30, sub { $sink->arrived('/good', @ids) == 10 }), 'all 10 events of the poisoned batch are sent');
 ok( wait_until(30, sub {
 			sql(q{SELECT count(*) FROM ves.outbox WHERE entity_id LIKE 'poison-%' AND status = 'synced'}) == 9 }),
 	'the 9 rows the database accepts are recorded synced');
@@ -134,7 +122,7 @@ like($log, qr/LOG:  pg_ves worker for database "postgres" stopped/, 'a LOG line 
 
 $sink->clear('/good');
 is(sql('SELECT ves.start_worker()'), 't', 'ves.start_worker()');
-ok(wait_until(30, sub { arrived('/good', @ids) == 60 }), 'the rest is delivered after the restart');
+ok(wait_until(30, sub { $sink->arrived('/good', @ids) == 60 }), 'the rest is delivered after the restart');
 
 # --- (3) a database that does not exist yet ---------------------------------------------------
 
@@ -153,7 +141,7 @@ sql('CREATE EXTENSION pg_ves', 'later');
 sql("SELECT ves.create_destination('hook', 'webhook', '" . $sink->url('/later') . "', '{}')", 'later');
 ok(wait_until(30, sub { worker_pids($node, 'later') }), 'its worker starts once the database exists');
 my @later = append('later', 5, 'later');
-ok(wait_until(30, sub { arrived('/later', @later) == 5 }), 'and delivers its events');
+ok(wait_until(30, sub { $sink->arrived('/later', @later) == 5 }), 'and delivers its events');
 $log = log_since($offset);
 $fatals = () = $log =~ /FATAL/g;
 is($fatals, 0, 'no FATAL at all meanwhile');

@@ -101,15 +101,7 @@ is_deeply([ sort keys %first ], \@events, 'every event was accepted at least onc
 
 # Per entity, the first accepted delivery of each version comes after that
 # of the previous one.
-my %version = map { split /\|/ } split /\n/, sql(q{SELECT event_id || '|' || entity_id || ':' || entity_version FROM ves.events});
-my (%last, @out_of_order);
-for my $r (sort { $a->{seq} <=> $b->{seq} } values %first)
-{
-	my ($entity, $v) = split /:/, $version{ $r->{headers}{'webhook-id'} };
-	push @out_of_order, "$entity:$v" if ($last{$entity} // 0) != $v - 1;
-	$last{$entity} = $v;
-}
-is_deeply(\@out_of_order, [], 'per entity, events were accepted in entity_version order');
+is_deeply([ entity_order_violations($node, values %first) ], [], 'per entity, events were accepted in entity_version order');
 
 $node->stop;
 done_testing();

@@ -15,6 +15,10 @@ use Test::More;
 use PgVesTest;
 
 my $node = new_node('destination_share');
+# The silent destination waits up to 10 minutes per request, the most
+# ves.max_timeout_ms allows.
+$node->append_conf('postgresql.conf', "ves.max_timeout_ms = '10min'\n");
+$node->reload;
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 my $sink = start_sink();
 # The kernel completes the connections (up to the backlog) and takes the

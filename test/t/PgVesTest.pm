@@ -15,7 +15,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(new_node enable_worker worker_pids wait_until start_sink postmaster_pid children_of);
+our @EXPORT = qw(new_node enable_worker worker_pids wait_until start_sink postmaster_pid children_of
+  append_orders entity_order_violations);
 
 # Cluster::init runs pg_regress --config-auth. scripts/test.sh sets
 # PG_REGRESS; a hand-run prove may not, so find it next to PGXS.
@@ -112,6 +113,35 @@ sub children_of
 }
 
 sub start_sink { return PgVesTest::Sink->new(@_); }
+
+# Appends $n order.created events for entities "$prefix-1" .. "$prefix-$n" of
+# ($tenant, $store), running the statement with $run (a test's own way to
+# run SQL); returns their event ids in order.
+sub append_orders
+{
+	my ($run, $tenant, $store, $n, $prefix) = @_;
+	return split /\n/, $run->(
+		"SELECT event_id FROM generate_series(1, $n) g,
+		   LATERAL ves.append('$tenant', '$store', 'Order', '$prefix-' || g, 'order.created', '{}')");
+}
+
+# The arrivals (sink requests, one per event, with their sequence numbers)
+# that broke per-entity order: "entity:version" for each request whose event
+# was not the next version of its entity. Empty when order was kept.
+sub entity_order_violations
+{
+	my ($node, @requests) = @_;
+	my %version = map { split /\|/ } split /\n/,
+	  $node->safe_psql('postgres', q{SELECT event_id || '|' || entity_id || ':' || entity_version FROM ves.events});
+	my (%last, @out_of_order);
+	for my $r (sort { $a->{seq} <=> $b->{seq} } @requests)
+	{
+		my ($entity, $v) = split /:/, $version{ $r->{headers}{'webhook-id'} };
+		push @out_of_order, "$entity:$v" if ($last{$entity} // 0) != $v - 1;
+		$last{$entity} = $v;
+	}
+	return @out_of_order;
+}
 
 package PgVesTest::Sink;
 
@@ -232,6 +262,14 @@ sub requests
 }
 
 # Waits up to $seconds until at least $n requests under $prefix arrived.
+# How many of the events @ids arrived at $path (by webhook-id).
+sub arrived
+{
+	my ($self, $path, @ids) = @_;
+	my %at = map { ($_->{headers}{'webhook-id'} // '') => 1 } $self->requests($path);
+	return scalar grep { $at{$_} } @ids;
+}
+
 sub wait_for
 {
 	my ($self, $n, $prefix, $seconds) = @_;

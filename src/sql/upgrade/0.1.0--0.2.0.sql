@@ -94,31 +94,8 @@ CREATE INDEX outbox_open_idx ON ves.outbox (destination_id, event_position)
 
 -- The sync worker may run as a non-superuser role holding ves_worker
 -- (ves.worker_role); its credentials come through a definer function.
-DO $roles$
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'ves_worker') THEN
-    CREATE ROLE ves_worker NOLOGIN;
-  END IF;
-END
-$roles$;
-GRANT USAGE ON SCHEMA ves TO ves_worker;
 -- @create function ves._worker_secrets
-GRANT SELECT ON ves.sync_settings, ves.events, ves.destinations, ves.outbox TO ves_worker;
-GRANT UPDATE (status, attempts, next_attempt_at, lease_until, leased_by, last_status, last_error, last_response,
-              updated_at, synced_at) ON ves.outbox TO ves_worker;
-GRANT UPDATE (breaker_state, last_success_at, last_error, last_error_at, paused, paused_reason)
-  ON ves.destinations TO ves_worker;
-GRANT EXECUTE ON FUNCTION
-  ves.tenant_visible(uuid),
-  ves._worker_secrets(),
-  ves.ensure_partitions(timestamptz, interval),
-  ves.ensure_idempotency_partitions(timestamptz, int, interval),
-  ves.expire_idempotency_records(timestamptz, interval),
-  ves.expire_held_order_events(timestamptz),
-  ves.purge_outbox(int)
-TO ves_worker;
-CREATE POLICY sync_worker ON ves.outbox FOR ALL TO ves_worker USING (true) WITH CHECK (true);
-CREATE POLICY sync_worker ON ves.events FOR SELECT TO ves_worker USING (true);
+-- @include src/sql/92_worker.sql
 
 -- Nothing new is granted to PUBLIC. Tables are named one by one: a REVOKE on
 -- every table would also give the month partitions explicit privileges, which
