@@ -14,7 +14,7 @@ GRANT USAGE ON SCHEMA ves TO ves_worker;
 -- a role holding it. It reads the settings, the destinations and the events,
 -- claims and records outbox rows, records the destinations' health; its
 -- partition DDL, purges and expiries and its reading of the credentials go
--- through SECURITY DEFINER functions.
+-- through definer functions that pin their search_path.
 -- (A worker statement that writes another column needs it added here.)
 GRANT SELECT ON ves.sync_settings, ves.events, ves.destinations, ves.outbox TO ves_worker;
 GRANT UPDATE (status, attempts, next_attempt_at, lease_until, leased_by, last_status, last_error, last_response,
