@@ -4,8 +4,8 @@ EXTENSION    = pg_ves
 EXTVERSION   = 0.2.0
 MODULE_big   = pg_ves
 
-CORE_SRCS    = $(sort $(wildcard src/core/*.cpp))
-PG_SRCS      = $(sort $(wildcard src/pg/*.cpp))
+CORE_SRCS    = $(sort $(wildcard src/core/*/*.cpp))
+PG_SRCS      = $(sort $(wildcard src/pg/*/*.cpp))
 OBJS         = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 SQL_PARTS    = $(sort $(wildcard src/sql/*.sql))
@@ -43,8 +43,13 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 $(UPGRADES): $(EXTENSION)--%.sql: src/sql/upgrade/%.sql $(EXTENSION)--$(EXTVERSION).sql src/sql/upgrade/build.awk $(SQL_PARTS)
 	awk -v install=$(EXTENSION)--$(EXTVERSION).sql -f src/sql/upgrade/build.awk $< > $@
 
-$(OBJS): $(wildcard src/core/*.hpp) $(wildcard src/pg/*.hpp)
+$(OBJS): $(wildcard src/core/*/*.hpp) $(wildcard src/pg/*/*.hpp)
 
-.PHONY: format
+.PHONY: format format-check
+# One style for every C and C++ file (.clang-format); the test command runs
+# format-check and fails on a file clang-format would change.
+FORMATTED    = $(sort $(wildcard src/*/*/*.[ch]pp test/unit/*.[ch]pp test/fuzz/*.cpp bench/*.c bench/*.cpp))
 format:
-	clang-format -i src/core/*.[ch]pp src/pg/*.[ch]pp test/unit/*.cpp
+	@clang-format -i $(FORMATTED)
+format-check:
+	@clang-format --dry-run --Werror $(FORMATTED)

@@ -79,13 +79,18 @@ static uint64_t rng(void) {
 static long rand_between(long lo, long hi) { return lo + (long)(rng() % (uint64_t)(hi - lo + 1)); }
 
 /* Tenants, stores and payloads have the same shape as in the pgbench scripts. */
-static void tenant_uuid(char out[37], int t) { snprintf(out, 37, "00000000-0000-4000-8000-%012d", t); }
-static void store_uuid(char out[37], int t) { snprintf(out, 37, "00000000-0000-4000-9000-%012d", t); }
+static void tenant_uuid(char out[37], int t) {
+  snprintf(out, 37, "00000000-0000-4000-8000-%012d", t);
+}
+static void store_uuid(char out[37], int t) {
+  snprintf(out, 37, "00000000-0000-4000-9000-%012d", t);
+}
 static void payload(Buf *b, long sku) {
-  buf_printf(b,
-             "{\"sku\": \"SKU-%ld\", \"delta\": %ld, \"reason\": \"sale\", \"location\": \"WH-%ld\", "
-             "\"order_id\": \"ORD-%ld\"}",
-             sku, rand_between(-5, 5), rand_between(1, 4), rand_between(1000000, 9999999));
+  buf_printf(
+      b,
+      "{\"sku\": \"SKU-%ld\", \"delta\": %ld, \"reason\": \"sale\", \"location\": \"WH-%ld\", "
+      "\"order_id\": \"ORD-%ld\"}",
+      sku, rand_between(-5, 5), rand_between(1, 4), rand_between(1000000, 9999999));
 }
 
 static PGconn *connect_or_die(void) {
@@ -108,14 +113,16 @@ static const char *extra_columns = "", *extra_values = "";
 #define PLAIN_PARAMS 7
 static char *plain_insert_sql(int size) {
   Buf b = {0};
-  buf_printf(&b,
-             "INSERT INTO bench.plain_events (position, tenant_id, store_id, entity_type, entity_id, "
-             "entity_version, event_id, event_type, payload, metadata, source, recorded_at%s) VALUES ",
-             extra_columns);
+  buf_printf(
+      &b,
+      "INSERT INTO bench.plain_events (position, tenant_id, store_id, entity_type, entity_id, "
+      "entity_version, event_id, event_type, payload, metadata, source, recorded_at%s) VALUES ",
+      extra_columns);
   for (int i = 0; i < size; ++i) {
     int p = i * PLAIN_PARAMS;
     buf_printf(&b,
-               "%s(nextval('bench.plain_position_seq'), $%d::uuid, $%d::uuid, $%d::text, $%d::text, $%d::bigint, "
+               "%s(nextval('bench.plain_position_seq'), $%d::uuid, $%d::uuid, $%d::text, "
+               "$%d::text, $%d::bigint, "
                "gen_random_uuid(), $%d::text, $%d::jsonb, '{}', 'manual', now()%s)",
                i ? ", " : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, extra_values);
   }
@@ -123,7 +130,8 @@ static char *plain_insert_sql(int size) {
 }
 
 static int batch(int argc, char **argv) {
-  if (argc != 8) die("usage: client batch ves|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED");
+  if (argc != 8)
+    die("usage: client batch ves|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED");
   enum { VES, PLAIN, LITERAL } mode;
   if (strcmp(argv[2], "ves") == 0)
     mode = VES;
@@ -136,7 +144,8 @@ static int batch(int argc, char **argv) {
   int calls = atoi(argv[3]), size = atoi(argv[4]), tenants = atoi(argv[5]), skus = atoi(argv[6]);
   rng_state = strtoull(argv[7], NULL, 10) | 1;
   if (calls < 1 || size < 1 || tenants < 1 || skus < 1) die("counts must be positive");
-  if (mode == PLAIN && (long)size * PLAIN_PARAMS > 65535) die("at most %d rows a call", 65535 / PLAIN_PARAMS);
+  if (mode == PLAIN && (long)size * PLAIN_PARAMS > 65535)
+    die("at most %d rows a call", 65535 / PLAIN_PARAMS);
 
   /* The baseline keeps entity versions itself, as an application without
    * pg_ves would; pg_ves computes them from ves.streams. */
@@ -164,25 +173,28 @@ static int batch(int argc, char **argv) {
     b.len = 0;
     if (mode == VES) buf_printf(&b, "[");
     if (mode == LITERAL)
-      buf_printf(&b,
-                 "INSERT INTO bench.plain_events (position, tenant_id, store_id, entity_type, entity_id, "
-                 "entity_version, event_id, event_type, payload, metadata, source, recorded_at%s) VALUES ",
-                 extra_columns);
+      buf_printf(
+          &b,
+          "INSERT INTO bench.plain_events (position, tenant_id, store_id, entity_type, entity_id, "
+          "entity_version, event_id, event_type, payload, metadata, source, recorded_at%s) VALUES ",
+          extra_columns);
     for (int i = 0; i < size; ++i) {
       long sku = rand_between(1, skus);
       long version = ++versions[(size_t)(t - 1) * skus + (sku - 1)];
       if (mode == VES) {
-        buf_printf(&b,
-                   "%s{\"tenant_id\": \"%s\", \"store_id\": \"%s\", \"entity_type\": \"InventoryItem\", "
-                   "\"entity_id\": \"SKU-%ld\", \"event_type\": \"inventory.adjusted\", \"payload\": ",
-                   i ? ", " : "", tenant, store, sku);
+        buf_printf(
+            &b,
+            "%s{\"tenant_id\": \"%s\", \"store_id\": \"%s\", \"entity_type\": \"InventoryItem\", "
+            "\"entity_id\": \"SKU-%ld\", \"event_type\": \"inventory.adjusted\", \"payload\": ",
+            i ? ", " : "", tenant, store, sku);
         payload(&b, sku);
         buf_printf(&b, "}");
       } else if (mode == LITERAL) {
-        buf_printf(&b,
-                   "%s(nextval('bench.plain_position_seq'), '%s', '%s', 'InventoryItem', 'SKU-%ld', %ld, "
-                   "gen_random_uuid(), 'inventory.adjusted', '",
-                   i ? ", " : "", tenant, store, sku, version);
+        buf_printf(
+            &b,
+            "%s(nextval('bench.plain_position_seq'), '%s', '%s', 'InventoryItem', 'SKU-%ld', %ld, "
+            "gen_random_uuid(), 'inventory.adjusted', '",
+            i ? ", " : "", tenant, store, sku, version);
         payload(&b, sku);
         buf_printf(&b, "', '{}', 'manual', now()%s)", extra_values);
       } else {
@@ -203,13 +215,16 @@ static int batch(int argc, char **argv) {
     double start = now_s();
     PGresult *res;
     if (mode == VES)
-      res = PQexecParams(conn, "SELECT count(*) FROM ves.append_batch($1::jsonb)", 1, NULL, params, NULL, NULL, 0);
+      res = PQexecParams(conn, "SELECT count(*) FROM ves.append_batch($1::jsonb)", 1, NULL, params,
+                         NULL, NULL, 0);
     else if (mode == LITERAL)
       res = PQexec(conn, b.data);
     else
-      res = PQexecPrepared(conn, "plain_batch", size * PLAIN_PARAMS, (const char *const *)values, NULL, NULL, 0);
+      res = PQexecPrepared(conn, "plain_batch", size * PLAIN_PARAMS, (const char *const *)values,
+                           NULL, NULL, 0);
     busy += now_s() - start;
-    check(res, mode == VES ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, mode == VES ? "ves.append_batch" : "INSERT");
+    check(res, mode == VES ? PGRES_TUPLES_OK : PGRES_COMMAND_OK,
+          mode == VES ? "ves.append_batch" : "INSERT");
     long done = atol(mode == VES ? PQgetvalue(res, 0, 0) : PQcmdTuples(res));
     if (done != size) die("call %d wrote %ld events, not %d", call + 1, done, size);
     PQclear(res);
@@ -271,12 +286,14 @@ static int read_pages(int argc, char **argv) {
       events += n;
       PQclear(res);
     }
-    if (pass == 0) first_pass = events;
+    if (pass == 0)
+      first_pass = events;
     else if (events - before != first_pass)
       die("pass %d read %ld events, the first read %ld", pass + 1, events - before, first_pass);
   }
   double seconds = now_s() - start;
-  printf("events=%ld seconds=%.3f events_per_s=%.0f bytes=%zu\n", events, seconds, events / seconds, bytes);
+  printf("events=%ld seconds=%.3f events_per_s=%.0f bytes=%zu\n", events, seconds, events / seconds,
+         bytes);
   PQfinish(conn);
   return 0;
 }

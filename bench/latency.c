@@ -27,15 +27,22 @@ static void must(PGresult *r, ExecStatusType want, PGconn *c) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) { fprintf(stderr, "usage: latency RATE_PER_S SECONDS\n"); return 2; }
+  if (argc != 3) {
+    fprintf(stderr, "usage: latency RATE_PER_S SECONDS\n");
+    return 2;
+  }
   double rate = atof(argv[1]);
   int seconds = atoi(argv[2]);
   PGconn *c = PQconnectdb("");
-  if (PQstatus(c) != CONNECTION_OK) { fprintf(stderr, "latency: %s", PQerrorMessage(c)); return 1; }
+  if (PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "latency: %s", PQerrorMessage(c));
+    return 1;
+  }
   PGresult *r = PQprepare(c, "append",
                           "SELECT event_id FROM ves.append('00000000-0000-0000-0000-0000000000b1', "
                           "'00000000-0000-0000-0000-0000000000b2', 'InventoryItem', 'SKU-' || $1, "
-                          "'inventory.adjusted', jsonb_build_object('delta', $1::int))", 0, NULL);
+                          "'inventory.adjusted', jsonb_build_object('delta', $1::int))",
+                          0, NULL);
   must(r, PGRES_COMMAND_OK, c);
   PQclear(r);
   long long start = now_ns(), interval = (long long)(1e9 / rate);

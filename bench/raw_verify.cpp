@@ -19,8 +19,10 @@ int main(int argc, char **argv) {
   long n = 0;
   int bad = 0;
   for (;;) {
-    for (int i = 0; i < 256; ++i, ++n) bad += crypto_sign_verify_detached(sig, msg, sizeof msg, pk) != 0;
-    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (int i = 0; i < 256; ++i, ++n)
+      bad += crypto_sign_verify_detached(sig, msg, sizeof msg, pk) != 0;
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (elapsed >= seconds) {
       std::printf("verifies_per_s=%.0f failures=%d\n", n / elapsed, bad);
       return bad != 0;

@@ -31,15 +31,25 @@
 #define MAX_CONN 4096
 #define BUF 65536
 
-struct conn { int fd; size_t len; char buf[BUF]; };
-struct rec { char id[64]; long long ns; };
+struct conn {
+  int fd;
+  size_t len;
+  char buf[BUF];
+};
+struct rec {
+  char id[64];
+  long long ns;
+};
 
 static struct conn *conns[MAX_CONN];
 static struct rec *recs;
 static size_t nrecs, caprecs;
 static volatile sig_atomic_t stop;
 
-static void on_term(int s) { (void)s; stop = 1; }
+static void on_term(int s) {
+  (void)s;
+  stop = 1;
+}
 
 static long long now_ns(void) {
   struct timespec ts;
@@ -49,7 +59,7 @@ static long long now_ns(void) {
 
 static const char *header(const char *head, size_t head_len, const char *name, size_t *vlen) {
   size_t n = strlen(name);
-  for (const char *p = head; p < head + head_len; ) {
+  for (const char *p = head; p < head + head_len;) {
     const char *eol = memmem(p, head + head_len - p, "\r\n", 2);
     if (!eol) break;
     if ((size_t)(eol - p) > n + 1 && strncasecmp(p, name, n) == 0 && p[n] == ':') {
@@ -65,7 +75,8 @@ static const char *header(const char *head, size_t head_len, const char *name, s
 
 static void reply(int fd, const char *body) {
   char out[256];
-  int n = snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Type: text/plain\r\n\r\n%s",
+  int n = snprintf(out, sizeof out,
+                   "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Type: text/plain\r\n\r\n%s",
                    strlen(body), body);
   ssize_t w = write(fd, out, n);
   (void)w;
@@ -103,7 +114,10 @@ static int serve(struct conn *c) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) { fprintf(stderr, "usage: sink PORT_FILE DUMP_FILE\n"); return 2; }
+  if (argc != 3) {
+    fprintf(stderr, "usage: sink PORT_FILE DUMP_FILE\n");
+    return 2;
+  }
   signal(SIGTERM, on_term);
   signal(SIGINT, on_term);
   signal(SIGPIPE, SIG_IGN);
@@ -111,7 +125,10 @@ int main(int argc, char **argv) {
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, 1024)) { perror("listen"); return 1; }
+  if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, 1024)) {
+    perror("listen");
+    return 1;
+  }
   socklen_t alen = sizeof a;
   getsockname(ls, (struct sockaddr *)&a, &alen);
   char tmp[4096];
@@ -132,7 +149,10 @@ int main(int argc, char **argv) {
       if (fd == ls) {
         int c;
         while ((c = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
-          if (c >= MAX_CONN) { close(c); continue; }
+          if (c >= MAX_CONN) {
+            close(c);
+            continue;
+          }
           setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           conns[c] = calloc(1, sizeof(struct conn));
           conns[c]->fd = c;

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential g++ make cmake pkg-config clang
+  build-essential g++ make cmake pkg-config clang clang-format
   postgresql-15 postgresql-server-dev-15 postgresql-contrib
   libsodium-dev libcurl4-openssl-dev
   libgtest-dev libipc-run-perl python3 procps

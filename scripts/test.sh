@@ -44,6 +44,32 @@ else
   record self-contained 1 0
 fi
 
+echo "== style and layering"
+# One format for every C and C++ file, and src/core free of PostgreSQL: each
+# of its sources includes core/base/no_postgres.hpp after everything else, so
+# a PostgreSQL header pulled in by any include above stops the build.
+if make -s format-check >"$work/format.log" 2>&1; then
+  echo "clang-format: every file formatted"
+  record format 1 0
+else
+  head -n 40 "$work/format.log"
+  echo "run 'make format' to format them"
+  record format 0 1
+fi
+misplaced=$(for f in src/core/*/*.cpp; do
+  [ "$(grep '^#include' "$f" | tail -n 1)" = '#include "core/base/no_postgres.hpp"' ] || echo "$f"
+done)
+probe=$(printf '#include "postgres.h"\n#include "core/base/no_postgres.hpp"\n' |
+  g++ -std=c++17 -fsyntax-only -Isrc -I"$(pg_config --includedir-server)" -x c++ - 2>&1 || true)
+if [ -z "$misplaced" ] && grep -q 'must not include PostgreSQL headers' <<<"$probe"; then
+  echo "every src/core source ends its includes with the no-PostgreSQL guard, and the guard fires"
+  record layering 1 0
+else
+  [ -z "$misplaced" ] || echo "guard missing or not last in: $misplaced"
+  grep -q 'must not include PostgreSQL headers' <<<"$probe" || echo "the guard did not fire after postgres.h"
+  record layering 0 1
+fi
+
 echo "== unit (src/core, GoogleTest, ASan+UBSan)"
 if cmake -S . -B build/unit -DCMAKE_BUILD_TYPE=Debug -DPGVES_SANITIZE=ON >"$work/cmake.log" 2>&1 &&
    cmake --build build/unit -j"$(nproc)" >>"$work/cmake.log" 2>&1; then

@@ -3,7 +3,7 @@
 #include <numeric>
 #include <vector>
 
-#include "core/send_window.hpp"
+#include "core/delivery/send_window.hpp"
 
 using pgves::core::claim_quotas;
 using pgves::core::claim_worthwhile;

@@ -1,4 +1,4 @@
-#include "core/timestamp.hpp"
+#include "core/ves/timestamp.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,37 @@
+// pg_ves' own SQLSTATEs, class VE. The README lists each with its meaning;
+// keep the two in step.
+#pragma once
+
+#include "pg/base/postgres.hpp"
+
+namespace pgves::pg::sqlstate {
+constexpr int wrong_expected_version = MAKE_SQLSTATE('V', 'E', '0', '0', '1');
+constexpr int idempotency_key_reused = MAKE_SQLSTATE('V', 'E', '0', '0', '2');
+constexpr int event_id_reused = MAKE_SQLSTATE('V', 'E', '0', '0', '3');
+constexpr int invalid_payload = MAKE_SQLSTATE('V', 'E', '0', '0', '4');
+constexpr int payload_too_large = MAKE_SQLSTATE('V', 'E', '0', '0', '5');
+constexpr int invalid_identifier = MAKE_SQLSTATE('V', 'E', '0', '0', '6');
+constexpr int tenant_denied = MAKE_SQLSTATE('V', 'E', '0', '0', '7');
+constexpr int event_immutable = MAKE_SQLSTATE('V', 'E', '0', '0', '8');
+constexpr int invalid_batch = MAKE_SQLSTATE('V', 'E', '0', '0', '9');
+constexpr int invalid_argument = MAKE_SQLSTATE('V', 'E', '0', '1', '0');
+constexpr int null_argument = MAKE_SQLSTATE('V', 'E', '0', '1', '1');
+constexpr int not_found = MAKE_SQLSTATE('V', 'E', '0', '1', '2');
+constexpr int already_exists = MAKE_SQLSTATE('V', 'E', '0', '1', '3');
+constexpr int prepare_not_supported = MAKE_SQLSTATE('V', 'E', '0', '1', '4');
+constexpr int isolation_not_supported = MAKE_SQLSTATE('V', 'E', '0', '1', '5');
+constexpr int invalid_uuid = MAKE_SQLSTATE('V', 'E', '0', '1', '6');
+constexpr int conflict_closed = MAKE_SQLSTATE('V', 'E', '0', '3', '0');
+constexpr int insufficient_stock = MAKE_SQLSTATE('V', 'E', '0', '3', '1');
+constexpr int invalid_order_transition = MAKE_SQLSTATE('V', 'E', '0', '3', '2');
+constexpr int reservation_closed = MAKE_SQLSTATE('V', 'E', '0', '3', '3');
+constexpr int invalid_destination_url = MAKE_SQLSTATE('V', 'E', '0', '4', '0');
+constexpr int invalid_destination_header = MAKE_SQLSTATE('V', 'E', '0', '4', '1');
+constexpr int timeout_above_maximum = MAKE_SQLSTATE('V', 'E', '0', '4', '2');
+constexpr int internal = MAKE_SQLSTATE('V', 'E', '0', '9', '9');
+constexpr int invalid_json = MAKE_SQLSTATE('V', 'E', '0', '2', '0');
+constexpr int invalid_envelope = MAKE_SQLSTATE('V', 'E', '0', '2', '1');
+constexpr int verification_failed = MAKE_SQLSTATE('V', 'E', '0', '2', '2');
+constexpr int key_unavailable = MAKE_SQLSTATE('V', 'E', '0', '2', '3');
+constexpr int unknown_key = MAKE_SQLSTATE('V', 'E', '0', '2', '4');
+}  // namespace pgves::pg::sqlstate

@@ -1,0 +1,952 @@
+// ves.append and ves.append_batch: the write path of the event store.
+//
+// Order of work for one event, each step a prepared statement:
+//   1. claim the idempotency key (if any): a second caller with the same key
+//      waits on the first and then sees its row, so racing callers share one
+//      result;
+//   2. claim the event id the same way;
+//   3. check and bump the entity version on its stream row — the row lock
+//      orders writers of one entity and nothing else, and the expected
+//      version is checked before any position is taken;
+//   4. publish the read fence bound, then insert the event with its position.
+//
+// This file calls Postgres directly and therefore keeps only trivially
+// destructible locals (see boundary.hpp).
+#include "core/base/error.hpp"
+#include "pg/store/append.hpp"
+#include "pg/base/boundary.hpp"
+#include "pg/store/keys.hpp"
+#include "pg/store/read_fence.hpp"
+#include "pg/base/settings.hpp"
+#include "pg/base/spi_plan.hpp"
+#include "pg/base/tenant.hpp"
+#include "pg/sync/worker.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "common/pg_prng.h"
+#include "port.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+}
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace pgves::pg {
+namespace {
+
+const Oid kUuid = UUIDOID, kText = TEXTOID, kBytea = BYTEAOID, kInt8 = INT8OID, kJsonb = JSONBOID,
+          kInt4 = INT4OID;
+
+SavedPlan claim_key = {
+    "INSERT INTO ves.idempotency_keys (tenant_id, idempotency_key, event_id, request_hash) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+    4,
+    {kUuid, kText, kUuid, kBytea},
+    nullptr};
+SavedPlan find_key = {
+    "SELECT event_id, request_hash FROM ves.idempotency_keys "
+    "WHERE tenant_id = $1 AND idempotency_key = $2",
+    2,
+    {kUuid, kText},
+    nullptr};
+// Event ids are unique across tenants: an id is looked up by itself, and the
+// tenant that holds it is compared afterwards.
+SavedPlan claim_id = {
+    "INSERT INTO ves.event_ids (tenant_id, event_id, content_hash) VALUES ($1, $2, $3) "
+    "ON CONFLICT DO NOTHING RETURNING 1",
+    3,
+    {kUuid, kUuid, kBytea},
+    nullptr};
+SavedPlan find_id = {
+    "SELECT content_hash, tenant_id OPERATOR(pg_catalog.=) $1 FROM ves.event_ids WHERE event_id = "
+    "$2",
+    2,
+    {kUuid, kUuid},
+    nullptr};
+SavedPlan find_stored = {
+    "SELECT store_id, entity_type, entity_id, event_type, payload_plain_hash, "
+    "tenant_id OPERATOR(pg_catalog.=) $1 FROM ves.events WHERE event_id = $2 LIMIT 1",
+    2,
+    {kUuid, kUuid},
+    nullptr};
+SavedPlan find_result = {
+    "SELECT position, entity_version FROM ves.events WHERE tenant_id = $1 AND event_id = $2",
+    2,
+    {kUuid, kUuid},
+    nullptr};
+SavedPlan bump_any = {
+    "INSERT INTO ves.streams AS s (tenant_id, entity_type, entity_id, store_id, version) "
+    "VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, entity_type, entity_id) "
+    "DO UPDATE SET version = s.version + 1, updated_at = now() RETURNING version",
+    4,
+    {kUuid, kText, kText, kUuid},
+    nullptr};
+SavedPlan bump_new = {
+    "INSERT INTO ves.streams (tenant_id, entity_type, entity_id, store_id, version) "
+    "VALUES ($1, $2, $3, $4, 1) ON CONFLICT DO NOTHING RETURNING version",
+    4,
+    {kUuid, kText, kText, kUuid},
+    nullptr};
+SavedPlan bump_existing = {
+    "UPDATE ves.streams SET version = version + 1, updated_at = now() "
+    "WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3 AND ($4 < 0 OR version = $4) "
+    "RETURNING version",
+    4,
+    {kUuid, kText, kText, kInt8},
+    nullptr};
+SavedPlan current_version = {
+    "SELECT version FROM ves.streams WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3",
+    3,
+    {kUuid, kText, kText},
+    nullptr};
+SavedPlan insert_event = {
+    "INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, "
+    "entity_version, event_id, event_type, payload, metadata, source, recorded_at, "
+    "source_agent_id, agent_key_id, created_at, payload_plain_hash, agent_signature) "
+    "VALUES (nextval('ves.position_seq'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), "
+    "$11, $12, $13, $14, $15) RETURNING position",
+    15,
+    {kUuid, kUuid, kText, kText, kInt8, kUuid, kText, kJsonb, kJsonb, kText, kUuid, kInt4, kText,
+     kBytea, kBytea},
+    nullptr};
+SavedPlan ensure_partition = {"SELECT ves.ensure_partitions(now())", 0, {}, nullptr};
+SavedPlan fan_out = {
+    "INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, entity_type, "
+    "entity_id) "
+    "SELECT $1, d.id, $2, $3, $4, $5 FROM ves.destinations d "
+    "WHERE (d.tenant_id IS NULL OR d.tenant_id = $1) "
+    "AND (d.entity_types IS NULL OR $4 = ANY (d.entity_types)) "
+    "AND (d.event_types IS NULL OR $6 = ANY (d.event_types))",
+    6,
+    {kUuid, kInt8, kUuid, kText, kText, kText},
+    nullptr};
+SavedPlan any_destination = {"SELECT EXISTS (SELECT FROM ves.destinations)", 0, {}, nullptr};
+
+// Whether any destination exists, cached per destinations epoch so appends
+// to a store without destinations pay for one atomic read, not a query.
+uint64 destinations_known_epoch = 0;
+bool destinations_exist = true;
+
+bool have_destinations() {
+  uint64 epoch = worker::destinations_epoch();
+  if (epoch != destinations_known_epoch) {
+    spi_run(any_destination, nullptr, nullptr, true, SPI_OK_SELECT, 1);
+    bool isnull;
+    destinations_exist =
+        DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    destinations_known_epoch = epoch;
+  }
+  return destinations_exist;
+}
+
+// The end of the month partitions this backend knows exist.
+TimestampTz partitions_known_until = 0;
+
+void require_arg(FunctionCallInfo fcinfo, int n, const char *name) {
+  if (PG_ARGISNULL(n))
+    ereport(ERROR, (errcode(sqlstate::null_argument), errmsg("%s must not be NULL", name),
+                    errhint("Pass a value for %s.", name)));
+}
+
+void check_identifier(const text *value, const char *name, int max_bytes) {
+  int len = VARSIZE_ANY_EXHDR(value);
+  const unsigned char *p = reinterpret_cast<const unsigned char *>(VARDATA_ANY(value));
+  if (len == 0)
+    ereport(ERROR, (errcode(sqlstate::invalid_identifier), errmsg("%s must not be empty", name),
+                    errhint("Pass a non-empty %s.", name)));
+  if (len > max_bytes)
+    ereport(ERROR, (errcode(sqlstate::invalid_identifier),
+                    errmsg("%s is %d bytes long, more than the %d allowed", name, len, max_bytes),
+                    errhint("Use a shorter %s.", name)));
+  for (int i = 0; i < len; ++i)
+    if (p[i] < 0x20 || p[i] == 0x7f)
+      ereport(ERROR, (errcode(sqlstate::invalid_identifier),
+                      errmsg("%s contains a control character at byte %d", name, i + 1),
+                      errhint("Identifiers are printable text.")));
+}
+
+void check_object(const Jsonb *value, const char *name) {
+  if (!JB_ROOT_IS_OBJECT(value) || JB_ROOT_IS_SCALAR(value))
+    ereport(ERROR, (errcode(sqlstate::invalid_payload), errmsg("%s must be a JSON object", name),
+                    errhint("Wrap the value in an object, e.g. {\"value\": ...}.")));
+  if (static_cast<int>(VARSIZE(value)) > settings::max_payload_size)
+    ereport(ERROR, (errcode(sqlstate::payload_too_large),
+                    errmsg("%s is %d bytes, more than ves.max_payload_size (%d bytes)", name,
+                           static_cast<int>(VARSIZE(value)), settings::max_payload_size),
+                    errhint("Store large documents elsewhere and reference them from the "
+                            "event, or raise ves.max_payload_size.")));
+}
+
+void validate(const AppendInput &in) {
+  check_identifier(in.entity_type, "entity_type", 128);
+  check_identifier(in.entity_id, "entity_id", 256);
+  check_identifier(in.event_type, "event_type", 128);
+  check_identifier(in.source, "source", 64);
+  if (in.idempotency_key) check_identifier(in.idempotency_key, "idempotency_key", 256);
+  check_object(in.payload, "payload");
+  check_object(in.metadata, "metadata");
+  if (in.has_expected && in.expected < -1)
+    ereport(ERROR, (errcode(sqlstate::invalid_argument),
+                    errmsg("expected_version %lld is not valid", (long long)in.expected),
+                    errhint("Use NULL (any), 0 (must not exist), -1 (must exist) or the exact "
+                            "current version.")));
+  tenant::check_access(&in.tenant);
+}
+
+bytea *bytes(const uint8 *data, size_t len) {
+  bytea *b = static_cast<bytea *>(palloc(VARHDRSZ + len));
+  SET_VARSIZE(b, VARHDRSZ + len);
+  memcpy(VARDATA(b), data, len);
+  return b;
+}
+
+// UUIDv7: time-ordered ids keep the id index append-only.
+void new_event_id(pg_uuid_t *out) {
+  uint64 ms = static_cast<uint64>((GetCurrentTimestamp() / 1000) + 946684800000LL);
+  if (!pg_strong_random(out->data, UUID_LEN)) elog(ERROR, "pg_ves: no random bytes");
+  for (int i = 0; i < 6; ++i) out->data[i] = static_cast<uint8>(ms >> (40 - 8 * i));
+  out->data[6] = (out->data[6] & 0x0f) | 0x70;
+  out->data[8] = (out->data[8] & 0x3f) | 0x80;
+}
+
+void hash_text(crypto_hash_sha256_state *st, const text *t) {
+  uint32 len = VARSIZE_ANY_EXHDR(t);
+  unsigned char prefix[4] = {static_cast<unsigned char>(len >> 24),
+                             static_cast<unsigned char>(len >> 16),
+                             static_cast<unsigned char>(len >> 8), static_cast<unsigned char>(len)};
+  crypto_hash_sha256_update(st, prefix, 4);
+  crypto_hash_sha256_update(st, reinterpret_cast<const unsigned char *>(VARDATA_ANY(t)), len);
+}
+
+// What "the same content" means for idempotency: store, entity, type and
+// payload (by its canonical hash); metadata and source describe the call,
+// not the event.
+bytea *content_hash_of(const pg_uuid_t *store, const text *entity_type, const text *entity_id,
+                       const text *event_type, const uint8 *payload_plain_hash) {
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  crypto_hash_sha256_update(&st, store->data, UUID_LEN);
+  hash_text(&st, entity_type);
+  hash_text(&st, entity_id);
+  hash_text(&st, event_type);
+  crypto_hash_sha256_update(&st, payload_plain_hash, 32);
+  bytea *out = static_cast<bytea *>(palloc(VARHDRSZ + crypto_hash_sha256_BYTES));
+  SET_VARSIZE(out, VARHDRSZ + crypto_hash_sha256_BYTES);
+  crypto_hash_sha256_final(&st, reinterpret_cast<unsigned char *>(VARDATA(out)));
+  return out;
+}
+
+bytea *content_hash(const AppendInput &in) {
+  return content_hash_of(&in.store, in.entity_type, in.entity_id, in.event_type,
+                         in.sig.payload_plain_hash);
+}
+
+bool same_hash(const bytea *a, const bytea *b) {
+  return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+         std::memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+char *uuid_text(const pg_uuid_t *u) {
+  return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(u))));
+}
+
+// The original result of an event that already exists.
+AppendResult original(const pg_uuid_t *tenant, const pg_uuid_t *event_id) {
+  Datum args[2] = {UUIDPGetDatum(const_cast<pg_uuid_t *>(tenant)),
+                   UUIDPGetDatum(const_cast<pg_uuid_t *>(event_id))};
+  spi_run(find_result, args, nullptr, false, SPI_OK_SELECT, 1);
+  if (SPI_processed != 1)
+    ereport(ERROR, (errcode(sqlstate::internal),
+                    errmsg("event %s is recorded as appended but is not in ves.events",
+                           uuid_text(event_id)),
+                    errhint("Its month partition may have been dropped by retention.")));
+  AppendResult r;
+  r.event_id = *event_id;
+  r.position = spi_int64(1, 0);
+  bool isnull;
+  r.entity_version =
+      DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  r.duplicate = true;
+  return r;
+}
+
+bytea *fetched_bytea(int column) {
+  bool isnull = false;
+  Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
+  return isnull ? nullptr : DatumGetByteaPCopy(d);
+}
+
+void ensure_partitions() {
+  TimestampTz now = GetCurrentTransactionStartTimestamp();
+  if (now < partitions_known_until) return;
+  spi_run(ensure_partition, nullptr, nullptr, false, SPI_OK_SELECT, 1);
+  bool isnull;
+  Datum until = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  partitions_known_until = isnull ? 0 : DatumGetTimestampTz(until);
+}
+
+[[noreturn]] void version_mismatch(const AppendInput &in, int64 current) {
+  char *entity_type = text_to_cstring(in.entity_type);
+  char *entity_id = text_to_cstring(in.entity_id);
+  const char *want = !in.has_expected    ? "any"
+                     : in.expected == 0  ? "no stream (0)"
+                     : in.expected == -1 ? "an existing stream (-1)"
+                                         : psprintf("%lld", (long long)in.expected);
+  ereport(ERROR, (errcode(sqlstate::wrong_expected_version),
+                  errmsg("wrong expected version for %s/%s: expected %s, current version is %lld",
+                         entity_type, entity_id, want, (long long)current),
+                  errdetail("current_version=%lld", (long long)current),
+                  errhint("Read the entity again and retry with its current version.")));
+  pg_unreachable();
+}
+
+}  // namespace
+
+namespace {
+
+// Validates the event, computes its payload and content hashes and gives it
+// an id when it has none. Returns the content hash.
+bytea *hash_event(AppendInput &in) {
+  validate(in);
+  if (!in.presigned) keys::payload_plain_hash(in.payload, in.sig.payload_plain_hash);
+  if (!in.has_id) new_event_id(&in.id);
+  return content_hash(in);
+}
+
+// Claims the event's idempotency key and, when the caller gave one, its event
+// id. Returns true when it is a duplicate; *result then holds the original.
+// Generated ids (UUIDv7) cannot collide and are not recorded in
+// ves.event_ids; a caller-given id is also checked against stored events.
+bool claim(AppendInput &in, bytea *hash, bool generated, AppendResult *result) {
+  Datum tenant = UUIDPGetDatum(&in.tenant);
+  Datum id = UUIDPGetDatum(&in.id);
+
+  if (in.idempotency_key) {
+    Datum args[4] = {tenant, PointerGetDatum(in.idempotency_key), id, PointerGetDatum(hash)};
+    spi_run(claim_key, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    if (SPI_processed == 0) {
+      spi_run(find_key, args, nullptr, false, SPI_OK_SELECT, 1);
+      bool isnull;
+      pg_uuid_t existing =
+          *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+      bytea *existing_hash = fetched_bytea(2);
+      if (!same_hash(existing_hash, hash))
+        ereport(ERROR, (errcode(sqlstate::idempotency_key_reused),
+                        errmsg("idempotency key \"%s\" was already used for different content",
+                               text_to_cstring(in.idempotency_key)),
+                        errdetail("The key belongs to event %s.", uuid_text(&existing)),
+                        errhint("Use a new idempotency key for a different event.")));
+      *result = original(&in.tenant, &existing);
+      return true;
+    }
+  }
+
+  if (!generated) {
+    Datum args[3] = {tenant, id, PointerGetDatum(hash)};
+    spi_run(claim_id, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    bytea *existing = nullptr;
+    bool same_tenant = true;
+    if (SPI_processed == 0) {
+      spi_run(find_id, args, nullptr, false, SPI_OK_SELECT, 1);
+      existing = fetched_bytea(1);
+      bool isnull;
+      same_tenant =
+          DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    } else {
+      spi_run(find_stored, args, nullptr, false, SPI_OK_SELECT, 1);
+      if (SPI_processed == 1) {
+        bool isnull;
+        HeapTuple tup = SPI_tuptable->vals[0];
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        same_tenant = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+        pg_uuid_t store = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+        bytea *plain = DatumGetByteaPP(SPI_getbinval(tup, desc, 5, &isnull));
+        existing = content_hash_of(&store, DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
+                                   DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull)),
+                                   DatumGetTextPP(SPI_getbinval(tup, desc, 4, &isnull)),
+                                   reinterpret_cast<const uint8 *>(VARDATA_ANY(plain)));
+      }
+    }
+    // Said without naming the tenant that holds the id.
+    if (!same_tenant)
+      ereport(ERROR,
+              (errcode(sqlstate::event_id_reused),
+               errmsg("event id %s is already used", uuid_text(&in.id)),
+               errhint("Event ids are unique across tenants; pass NULL to have one generated.")));
+    if (existing) {
+      if (!same_hash(existing, hash))
+        ereport(ERROR,
+                (errcode(sqlstate::event_id_reused),
+                 errmsg("event id %s already exists with different content", uuid_text(&in.id)),
+                 errhint("Every event needs its own id; pass NULL to have one generated.")));
+      *result = original(&in.tenant, &in.id);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Checks the expected version on the entity's stream row and bumps it; the
+// row lock orders writers of one entity. Returns the event's version.
+int64 bump_version(const AppendInput &in) {
+  Datum args[4] = {UUIDPGetDatum(const_cast<pg_uuid_t *>(&in.tenant)),
+                   PointerGetDatum(in.entity_type), PointerGetDatum(in.entity_id),
+                   UUIDPGetDatum(const_cast<pg_uuid_t *>(&in.store))};
+  if (!in.has_expected) {
+    spi_run(bump_any, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+  } else if (in.expected == 0) {
+    spi_run(bump_new, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+  } else {
+    args[3] = Int64GetDatum(in.expected);
+    spi_run(bump_existing, args, nullptr, false, SPI_OK_UPDATE_RETURNING);
+  }
+  if (SPI_processed == 0) {
+    spi_run(current_version, args, nullptr, false, SPI_OK_SELECT, 1);
+    version_mismatch(in, spi_int64(1, 0));
+  }
+  return spi_int64(1, 0);
+}
+
+}  // namespace
+
+AppendResult append_one(AppendInput &in) {
+  AppendResult result;
+  bool generated = !in.has_id;
+  bytea *hash = hash_event(in);
+  if (claim(in, hash, generated, &result)) return result;
+  result.event_id = in.id;
+  result.duplicate = false;
+  result.entity_version = bump_version(in);
+  Datum tenant = UUIDPGetDatum(&in.tenant);
+  Datum id = UUIDPGetDatum(&in.id);
+
+  // Signed after every check that can refuse the event, so refusals cost no
+  // signature.
+  if (!in.presigned)
+    keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
+  ensure_partitions();
+  fence::before_position();
+  {
+    Datum args[15] = {tenant,
+                      UUIDPGetDatum(&in.store),
+                      PointerGetDatum(in.entity_type),
+                      PointerGetDatum(in.entity_id),
+                      Int64GetDatum(result.entity_version),
+                      id,
+                      PointerGetDatum(in.event_type),
+                      JsonbPGetDatum(in.payload),
+                      JsonbPGetDatum(in.metadata),
+                      PointerGetDatum(in.source),
+                      UUIDPGetDatum(&in.sig.agent_id),
+                      Int32GetDatum(in.sig.key_id),
+                      CStringGetTextDatum(in.sig.created_at),
+                      PointerGetDatum(bytes(in.sig.payload_plain_hash, 32)),
+                      PointerGetDatum(bytes(in.sig.agent_signature, 64))};
+    spi_run(insert_event, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    result.position = spi_int64(1, 0);
+  }
+  fence::after_position(result.position);
+  if (have_destinations()) {
+    Datum args[6] = {tenant,
+                     Int64GetDatum(result.position),
+                     id,
+                     PointerGetDatum(in.entity_type),
+                     PointerGetDatum(in.entity_id),
+                     PointerGetDatum(in.event_type)};
+    spi_run(fan_out, args, nullptr, false, SPI_OK_INSERT);
+    if (SPI_processed > 0) worker::wake_at_commit();
+  }
+  return result;
+}
+
+// --- append_batch: the same steps, with the writes made once per batch -----
+
+namespace {
+
+const Oid kUuidArray = UUIDARRAYOID, kTextArray = TEXTARRAYOID, kInt8Array = INT8ARRAYOID,
+          kInt4Array = INT4ARRAYOID, kByteaArray = BYTEAARRAYOID, kJsonbArray = JSONBARRAYOID;
+
+SavedPlan bump_grouped = {
+    "INSERT INTO ves.streams AS s (tenant_id, entity_type, entity_id, store_id, version) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::int8[]) "
+    "ON CONFLICT (tenant_id, entity_type, entity_id) "
+    "DO UPDATE SET version = s.version + excluded.version, updated_at = now() "
+    "RETURNING tenant_id, entity_type, entity_id, version",
+    5,
+    {kUuidArray, kTextArray, kTextArray, kUuidArray, kInt8Array},
+    nullptr};
+SavedPlan take_positions = {
+    "SELECT nextval('ves.position_seq') FROM generate_series(1, $1)", 1, {kInt4}, nullptr};
+SavedPlan insert_events_bulk = {
+    "INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, "
+    "entity_version, "
+    "event_id, event_type, payload, metadata, source, recorded_at, source_agent_id, agent_key_id, "
+    "created_at, payload_plain_hash, agent_signature) "
+    "SELECT p, t, s, et, ei, v, id, ty, pl, md, src, now(), ag, k, ca, ph, sg FROM unnest("
+    "$1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::uuid[], "
+    "$8::text[], "
+    "$9::jsonb[], $10::jsonb[], $11::text[], $12::uuid[], $13::int4[], $14::text[], $15::bytea[], "
+    "$16::bytea[]) AS u(p, t, s, et, ei, v, id, ty, pl, md, src, ag, k, ca, ph, sg)",
+    16,
+    {kInt8Array, kUuidArray, kUuidArray, kTextArray, kTextArray, kInt8Array, kUuidArray, kTextArray,
+     kJsonbArray, kJsonbArray, kTextArray, kUuidArray, kInt4Array, kTextArray, kByteaArray,
+     kByteaArray},
+    nullptr};
+SavedPlan fan_out_bulk = {
+    "INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, entity_type, "
+    "entity_id) "
+    "SELECT u.t, d.id, u.p, u.id, u.et, u.ei "
+    "FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::text[], $6::text[]) AS u(t, "
+    "p, id, et, ei, ty) "
+    "JOIN ves.destinations d ON (d.tenant_id IS NULL OR d.tenant_id = u.t) "
+    "AND (d.entity_types IS NULL OR u.et = ANY (d.entity_types)) "
+    "AND (d.event_types IS NULL OR u.ty = ANY (d.event_types)) "
+    "ORDER BY u.p, d.id",
+    6,
+    {kUuidArray, kInt8Array, kUuidArray, kTextArray, kTextArray, kTextArray},
+    nullptr};
+
+// A growable array of Datums for one column of a bulk statement.
+class Column {
+ public:
+  explicit Column(Oid element) : element_(element) {}
+  void push(Datum d) { values_.push_back(d); }
+  Datum array() const {
+    int16 len;
+    bool byval;
+    char align;
+    get_typlenbyvalalign(element_, &len, &byval, &align);
+    return PointerGetDatum(construct_array(const_cast<Datum *>(values_.data()),
+                                           static_cast<int>(values_.size()), element_, len, byval,
+                                           align));
+  }
+
+ private:
+  Oid element_;
+  std::vector<Datum> values_;
+};
+
+std::string text_string(const text *t) { return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)); }
+
+std::string entity_key(const AppendInput &in) {
+  std::string k(reinterpret_cast<const char *>(in.tenant.data), UUID_LEN);
+  k += text_string(in.entity_type);
+  k.push_back('\0');
+  k += text_string(in.entity_id);
+  return k;
+}
+
+// Appends events[0..n) in order, all or nothing; results in out[].
+// C++ containers are alive throughout, so every Postgres call is a pg_call.
+void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
+  std::vector<bytea *> hash(n);
+  std::vector<bool> generated(n), written(n, false);
+  std::vector<int> alias(n, -1);
+  std::map<std::string, int> keys_seen, ids_seen;
+
+  for (int i = 0; i < n; ++i) {
+    *current = i;
+    generated[i] = !in[i].has_id;
+    hash[i] = pg_call([&] { return hash_event(in[i]); });
+    // A key or id repeated inside the batch: the same content is the same
+    // event, other content is refused, as across batches.
+    std::string tenant(reinterpret_cast<const char *>(in[i].tenant.data), UUID_LEN);
+    int earlier = -1;
+    if (in[i].idempotency_key) {
+      auto [it, fresh] = keys_seen.emplace(tenant + text_string(in[i].idempotency_key), i);
+      if (!fresh) earlier = it->second;
+    }
+    if (earlier < 0 && !generated[i]) {
+      auto [it, fresh] = ids_seen.emplace(
+          tenant + std::string(reinterpret_cast<const char *>(in[i].id.data), UUID_LEN), i);
+      if (!fresh) earlier = it->second;
+    }
+    if (earlier >= 0) {
+      bool same = pg_call([&] { return same_hash(hash[earlier], hash[i]); });
+      if (!same) {
+        int code = in[i].idempotency_key && in[earlier].idempotency_key
+                       ? sqlstate::idempotency_key_reused
+                       : sqlstate::event_id_reused;
+        pg_call_void([&] {
+          ereport(
+              ERROR,
+              (errcode(code),
+               errmsg("the batch repeats an idempotency key or event id with different content"),
+               errdetail("Event %d repeats event %d.", i + 1, earlier + 1),
+               errhint("Give each event its own key and id.")));
+        });
+      }
+      alias[i] = earlier;
+      continue;
+    }
+    bool dup = pg_call([&] { return claim(in[i], hash[i], generated[i], &out[i]); });
+    written[i] = !dup;
+  }
+
+  // Versions: one statement for every entity whose events carry no expected
+  // version (locking in key order, like any other batch), one per event for
+  // the others.
+  std::map<std::string, std::vector<int>> groups;
+  for (int i = 0; i < n; ++i)
+    if (written[i]) groups[entity_key(in[i])].push_back(i);
+  Column g_tenant(UUIDOID), g_type(TEXTOID), g_id(TEXTOID), g_store(UUIDOID), g_count(INT8OID);
+  std::map<std::string, std::vector<int> *> grouped;
+  for (auto &entry : groups) {
+    bool checked = false;
+    for (int i : entry.second) checked |= in[i].has_expected;
+    if (checked) {
+      for (int i : entry.second) {
+        *current = i;
+        out[i].entity_version = pg_call([&] { return bump_version(in[i]); });
+      }
+      continue;
+    }
+    const AppendInput &first = in[entry.second.front()];
+    g_tenant.push(UUIDPGetDatum(const_cast<pg_uuid_t *>(&first.tenant)));
+    g_type.push(PointerGetDatum(first.entity_type));
+    g_id.push(PointerGetDatum(first.entity_id));
+    g_store.push(UUIDPGetDatum(const_cast<pg_uuid_t *>(&first.store)));
+    g_count.push(Int64GetDatum(static_cast<int64>(entry.second.size())));
+    grouped[entry.first] = &entry.second;
+  }
+  if (!grouped.empty()) {
+    std::vector<std::pair<std::string, int64>> finals;
+    pg_call_void([&] {
+      Datum args[5] = {g_tenant.array(), g_type.array(), g_id.array(), g_store.array(),
+                       g_count.array()};
+      spi_run(bump_grouped, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+      for (uint64 r = 0; r < SPI_processed; ++r) {
+        AppendInput key{};
+        bool isnull;
+        HeapTuple tup = SPI_tuptable->vals[r];
+        key.tenant = *DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+        key.entity_type = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+        key.entity_id = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+        finals.emplace_back(entity_key(key),
+                            DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
+      }
+    });
+    for (const auto &f : finals) {
+      const std::vector<int> &members = *grouped.at(f.first);
+      int64 v = f.second - static_cast<int64>(members.size());
+      for (int i : members) out[i].entity_version = ++v;
+    }
+  }
+
+  // Signatures, then positions in batch order, then the rows.
+  int m = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!written[i]) continue;
+    *current = i;
+    ++m;
+    if (!in[i].presigned)
+      keys::sign(in[i].tenant, in[i].store, in[i].id, in[i].entity_type, in[i].entity_id,
+                 in[i].event_type, &in[i].sig);
+  }
+  *current = -1;
+  if (m > 0) {
+    std::vector<int64> positions;
+    pg_call_void([&] {
+      ensure_partitions();
+      fence::before_position();
+      Datum args[1] = {Int32GetDatum(m)};
+      spi_run(take_positions, args, nullptr, false, SPI_OK_SELECT);
+      bool isnull;
+      for (uint64 r = 0; r < SPI_processed; ++r)
+        positions.push_back(
+            DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
+      fence::after_position(
+          positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end()));
+    });
+    std::sort(positions.begin(), positions.end());
+    Column c_pos(INT8OID), c_tenant(UUIDOID), c_store(UUIDOID), c_type(TEXTOID), c_id(TEXTOID),
+        c_version(INT8OID), c_event(UUIDOID), c_event_type(TEXTOID), c_payload(JSONBOID),
+        c_metadata(JSONBOID), c_source(TEXTOID), c_agent(UUIDOID), c_key(INT4OID),
+        c_created(TEXTOID), c_hash(BYTEAOID), c_signature(BYTEAOID);
+    size_t next = 0;
+    pg_call_void([&] {
+      for (int i = 0; i < n; ++i) {
+        if (!written[i]) continue;
+        AppendInput &e = in[i];
+        out[i].event_id = e.id;
+        out[i].position = positions[next++];
+        out[i].duplicate = false;
+        c_pos.push(Int64GetDatum(out[i].position));
+        c_tenant.push(UUIDPGetDatum(&e.tenant));
+        c_store.push(UUIDPGetDatum(&e.store));
+        c_type.push(PointerGetDatum(e.entity_type));
+        c_id.push(PointerGetDatum(e.entity_id));
+        c_version.push(Int64GetDatum(out[i].entity_version));
+        c_event.push(UUIDPGetDatum(&e.id));
+        c_event_type.push(PointerGetDatum(e.event_type));
+        c_payload.push(JsonbPGetDatum(e.payload));
+        c_metadata.push(JsonbPGetDatum(e.metadata));
+        c_source.push(PointerGetDatum(e.source));
+        c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
+        c_key.push(Int32GetDatum(e.sig.key_id));
+        c_created.push(CStringGetTextDatum(e.sig.created_at));
+        c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
+        c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
+      }
+      Datum args[16] = {
+          c_pos.array(),     c_tenant.array(),   c_store.array(),  c_type.array(),
+          c_id.array(),      c_version.array(),  c_event.array(),  c_event_type.array(),
+          c_payload.array(), c_metadata.array(), c_source.array(), c_agent.array(),
+          c_key.array(),     c_created.array(),  c_hash.array(),   c_signature.array()};
+      spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
+      if (have_destinations()) {
+        Datum fan[6] = {c_tenant.array(), c_pos.array(), c_event.array(),
+                        c_type.array(),   c_id.array(),  c_event_type.array()};
+        spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
+        if (SPI_processed > 0) worker::wake_at_commit();
+      }
+    });
+  }
+  for (int i = 0; i < n; ++i)
+    if (alias[i] >= 0) {
+      out[i] = out[alias[i]];
+      out[i].duplicate = true;
+    }
+}
+
+}  // namespace
+
+void notify_appended() {
+  if (settings::notify_on_append && !worker::relay_notify_at_commit())
+    Async_Notify("ves_events", nullptr);
+}
+
+namespace {
+
+HeapTuple result_tuple(TupleDesc desc, const AppendResult &r) {
+  pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+  *id = r.event_id;
+  Datum values[4] = {UUIDPGetDatum(id), Int64GetDatum(r.position), Int64GetDatum(r.entity_version),
+                     BoolGetDatum(r.duplicate)};
+  bool nulls[4] = {false, false, false, false};
+  return heap_form_tuple(desc, values, nulls);
+}
+
+// --- append_batch: one JSON object per event --------------------------------
+
+struct BatchContext {
+  int index;
+  int count;
+};
+
+void batch_error_context(void *arg) {
+  BatchContext *ctx = static_cast<BatchContext *>(arg);
+  if (ctx->index >= 0)
+    errcontext("event %d of %d in the batch (counting from 1)", ctx->index + 1, ctx->count);
+}
+
+text *field_text(JsonbContainer *obj, const char *key, bool required) {
+  JsonbValue v;
+  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v) || v.type == jbvNull) {
+    if (required)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" is missing", key),
+                      errhint("Every event of a batch needs \"%s\".", key)));
+    return nullptr;
+  }
+  if (v.type != jbvString)
+    ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" must be a string", key),
+                    errhint("Write \"%s\" as a JSON string.", key)));
+  return cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+}
+
+bool field_uuid(JsonbContainer *obj, const char *key, bool required, pg_uuid_t *out) {
+  text *t = field_text(obj, key, required);
+  if (!t) return false;
+  char *s = text_to_cstring(t);
+  // uuid_in reports bad input as 22P02; a batch reports it as its own error.
+  int digits = 0;
+  bool ok = true;
+  for (const char *p = s; *p && ok; ++p) {
+    if (*p == '-') continue;
+    if (isxdigit(static_cast<unsigned char>(*p)))
+      ++digits;
+    else
+      ok = false;
+  }
+  if (!ok || digits != 32)
+    ereport(ERROR,
+            (errcode(sqlstate::invalid_uuid), errmsg("\"%s\" is not a valid UUID: \"%s\"", key, s),
+             errhint("Write UUIDs as 32 hex digits, e.g. 00000000-0000-0000-0000-000000000001.")));
+  *out = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
+  return true;
+}
+
+Jsonb *field_object(JsonbContainer *obj, const char *key, bool required) {
+  JsonbValue v;
+  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v) || v.type == jbvNull) {
+    if (required)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" is missing", key),
+                      errhint("Every event of a batch needs \"%s\".", key)));
+    return nullptr;
+  }
+  if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+    ereport(ERROR, (errcode(sqlstate::invalid_payload), errmsg("\"%s\" must be a JSON object", key),
+                    errhint("Wrap the value in an object, e.g. {\"value\": ...}.")));
+  return JsonbValueToJsonb(&v);
+}
+
+void check_batch_keys(JsonbContainer *obj) {
+  static const char *known[] = {
+      "tenant_id",        "store_id",        "entity_type", "entity_id", "event_type", "payload",
+      "expected_version", "idempotency_key", "metadata",    "source",    "id"};
+  JsonbIterator *it = JsonbIteratorInit(obj);
+  JsonbValue v;
+  JsonbIteratorToken tok;
+  while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+    if (tok != WJB_KEY) continue;
+    bool found = false;
+    for (const char *k : known)
+      if (strlen(k) == static_cast<size_t>(v.val.string.len) &&
+          memcmp(k, v.val.string.val, v.val.string.len) == 0)
+        found = true;
+    if (!found)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch),
+                      errmsg("unknown key \"%.*s\"", v.val.string.len, v.val.string.val),
+                      errhint("Event keys are the parameters of ves.append: tenant_id, store_id, "
+                              "entity_type, entity_id, event_type, payload, expected_version, "
+                              "idempotency_key, metadata, source, id.")));
+  }
+}
+
+Jsonb *empty_object() {
+  return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty) {
+  check_batch_keys(obj);
+  field_uuid(obj, "tenant_id", true, &in->tenant);
+  field_uuid(obj, "store_id", true, &in->store);
+  in->entity_type = field_text(obj, "entity_type", true);
+  in->entity_id = field_text(obj, "entity_id", true);
+  in->event_type = field_text(obj, "event_type", true);
+  in->payload = field_object(obj, "payload", true);
+  in->idempotency_key = field_text(obj, "idempotency_key", false);
+  in->metadata = field_object(obj, "metadata", false);
+  if (!in->metadata) in->metadata = empty;
+  in->source = field_text(obj, "source", false);
+  if (!in->source) in->source = cstring_to_text("manual");
+  in->has_id = field_uuid(obj, "id", false, &in->id);
+  in->presigned = false;
+  JsonbValue v;
+  in->has_expected = false;
+  if (getKeyJsonValueFromContainer(obj, "expected_version", 16, &v) && v.type != jbvNull) {
+    if (v.type != jbvNumeric)
+      ereport(ERROR,
+              (errcode(sqlstate::invalid_batch), errmsg("\"expected_version\" must be a number"),
+               errhint("Use null, 0, -1 or the exact current version.")));
+    in->has_expected = true;
+    in->expected = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+  }
+}
+
+}  // namespace
+}  // namespace pgves::pg
+
+using namespace pgves::pg;
+
+PGVES_FUNCTION(ves_append) {
+  require_arg(fcinfo, 0, "tenant_id");
+  require_arg(fcinfo, 1, "store_id");
+  require_arg(fcinfo, 2, "entity_type");
+  require_arg(fcinfo, 3, "entity_id");
+  require_arg(fcinfo, 4, "event_type");
+  require_arg(fcinfo, 5, "payload");
+  AppendInput in;
+  in.tenant = *PG_GETARG_UUID_P(0);
+  in.store = *PG_GETARG_UUID_P(1);
+  in.entity_type = PG_GETARG_TEXT_PP(2);
+  in.entity_id = PG_GETARG_TEXT_PP(3);
+  in.event_type = PG_GETARG_TEXT_PP(4);
+  in.payload = PG_GETARG_JSONB_P(5);
+  in.has_expected = !PG_ARGISNULL(6);
+  in.expected = in.has_expected ? PG_GETARG_INT64(6) : 0;
+  in.idempotency_key = PG_ARGISNULL(7) ? nullptr : PG_GETARG_TEXT_PP(7);
+  in.metadata = PG_ARGISNULL(8) ? empty_object() : PG_GETARG_JSONB_P(8);
+  in.source = PG_ARGISNULL(9) ? cstring_to_text("manual") : PG_GETARG_TEXT_PP(9);
+  in.has_id = !PG_ARGISNULL(10);
+  if (in.has_id) in.id = *PG_GETARG_UUID_P(10);
+  in.presigned = false;
+
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    elog(ERROR, "pg_ves: ves.append must return a composite");
+  desc = BlessTupleDesc(desc);
+  spi_connect();
+  AppendResult r = append_one(in);
+  SPI_finish();
+  if (!r.duplicate) notify_appended();
+  return HeapTupleGetDatum(result_tuple(desc, r));
+}
+
+PGVES_FUNCTION(ves_append_batch) {
+  require_arg(fcinfo, 0, "events");
+  Jsonb *events = PG_GETARG_JSONB_P(0);
+  if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
+    ereport(ERROR,
+            (errcode(sqlstate::invalid_batch), errmsg("events must be a JSON array of objects"),
+             errhint("Pass '[{\"tenant_id\": ..., \"entity_type\": ..., ...}, ...]'.")));
+  ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  InitMaterializedSRF(fcinfo, 0);
+  int count = JB_ROOT_COUNT(events);
+  BatchContext ctx = {0, count};
+  ErrorContextCallback callback;
+  callback.callback = batch_error_context;
+  callback.arg = &ctx;
+  callback.previous = error_context_stack;
+  error_context_stack = &callback;
+
+  Jsonb *empty = empty_object();
+  AppendInput *inputs = static_cast<AppendInput *>(palloc0(sizeof(AppendInput) * Max(count, 1)));
+  AppendResult *results =
+      static_cast<AppendResult *>(palloc0(sizeof(AppendResult) * Max(count, 1)));
+  for (ctx.index = 0; ctx.index < count; ++ctx.index) {
+    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, ctx.index);
+    if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("each event must be a JSON object"),
+                      errhint("Pass an array of objects.")));
+    batch_input(elem->val.binary.data, &inputs[ctx.index], empty);
+  }
+  spi_connect();
+  try {
+    append_many(inputs, count, results, &ctx.index);
+  } catch (const PgError &) {
+    // Its context lines were collected when it was raised.
+    error_context_stack = callback.previous;
+    throw;
+  } catch (const std::exception &e) {
+    // Raised later, outside this frame: the context callback must not
+    // outlive it, so the event number goes into the message instead.
+    error_context_stack = callback.previous;
+    int at = ctx.index;
+    if (at < 0) throw;
+    if (auto *core_error = dynamic_cast<const pgves::core::Error *>(&e))
+      throw VesError(sqlstate_for_core(core_error->code()),
+                     "event " + std::to_string(at + 1) + " of the batch: " + core_error->what());
+    throw;
+  }
+  SPI_finish();
+  error_context_stack = callback.previous;
+  bool appended = false;
+  MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+  for (int i = 0; i < count; ++i) {
+    appended |= !results[i].duplicate;
+    tuplestore_puttuple(rsinfo->setResult, result_tuple(rsinfo->setDesc, results[i]));
+  }
+  MemoryContextSwitchTo(old);
+  if (appended) notify_appended();
+  return (Datum)0;
+}

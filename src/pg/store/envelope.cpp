@@ -1,0 +1,117 @@
+// ves.export_event and ves.ingest_event: events as VES v1 JSON envelopes.
+#include "core/json/canonical_json.hpp"
+#include "core/ves/envelope.hpp"
+#include "core/json/json.hpp"
+#include "pg/store/append.hpp"
+#include "pg/base/boundary.hpp"
+#include "pg/base/spi_plan.hpp"
+#include "pg/store/stored_event.hpp"
+#include "pg/base/tenant.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+}
+
+#include <cstring>
+#include <string>
+
+using namespace pgves::pg;
+
+namespace {
+
+void connect() {
+  pg_call_void([] { spi_connect(); });
+}
+
+std::string uuid_string(const pgves::core::ves::Uuid &u) {
+  return pgves::core::ves::format_uuid(u);
+}
+
+}  // namespace
+
+// ves.export_event(event_id uuid) -> jsonb: the VES v1 envelope, hashes and
+// signature as 0x-prefixed lowercase hex.
+PGVES_FUNCTION(ves_export_event) {
+  StoredEvent stored = stored_event_argument(fcinfo, 0);
+  stored.event.payload = pgves::core::json::parse(stored.payload_text);
+  // Built after SPI_finish, in the caller's memory: SPI's would be freed.
+  PG_RETURN_JSONB_P(jsonb_from_text(pgves::core::ves::export_envelope(stored.event)));
+}
+
+// ves.ingest_event(envelope jsonb) -> (event_id, position, duplicate).
+// Verifies the payload hash and the agent's signature against the key
+// registry, then appends the event as it was signed. The same event id with
+// the same content returns the original; with other content it is refused.
+PGVES_FUNCTION(ves_ingest_event) {
+  if (PG_ARGISNULL(0))
+    throw VesError(sqlstate::null_argument, "envelope must not be NULL", {},
+                   "Pass a VES v1 event envelope.");
+  Jsonb *envelope = PG_GETARG_JSONB_P(0);
+  pgves::core::ves::Event e = pgves::core::ves::parse_envelope(jsonb_text(envelope));
+  if (e.payload_kind != 0 || !e.payload)
+    throw VesError(sqlstate::invalid_envelope,
+                   "only plaintext payloads (payload_kind 0) can be ingested", {},
+                   "Decrypt the payload first; encrypted payloads are not stored yet.");
+  if (e.payload->kind() != pgves::core::json::Kind::object)
+    throw VesError(sqlstate::invalid_payload, "the envelope's payload must be a JSON object", {},
+                   "pg_ves stores object payloads only.");
+  pgves::core::ves::check_payload_hashes(e);
+
+  pg_uuid_t tenant = to_pg_uuid(e.tenant_id);
+  pg_call_void([&] { tenant::check_access(&tenant); });
+  connect();
+  {
+    KeyRegistry keys;
+    const KeyRegistry::Key &key = keys.lookup(e.tenant_id, e.source_agent_id, e.agent_key_id);
+    std::string who =
+        "agent " + uuid_string(e.source_agent_id) + " key " + std::to_string(e.agent_key_id);
+    if (!key.found)
+      throw VesError(sqlstate::unknown_key, "the event is signed by an unknown key: " + who, {},
+                     "Register the agent's public key with ves.register_agent_key first.");
+    if (!key.revoked_at.empty() && e.created_at >= key.revoked_at)
+      throw VesError(
+          sqlstate::unknown_key, "the event is signed by a revoked key: " + who,
+          "The key was revoked at " + key.revoked_at + "; the event is dated " + e.created_at + ".",
+          "Ask the agent to sign with its current key.");
+    if (!pgves::core::ves::verify_signature(e, key.public_key))
+      throw VesError(sqlstate::verification_failed, "the event's signature does not verify: " + who,
+                     {}, "The envelope was altered or signed with another key; it was not stored.");
+  }
+
+  AppendInput in{};
+  in.tenant = tenant;
+  in.store = to_pg_uuid(e.store_id);
+  in.has_id = true;
+  in.id = to_pg_uuid(e.event_id);
+  in.presigned = true;
+  in.sig.agent_id = to_pg_uuid(e.source_agent_id);
+  in.sig.key_id = static_cast<int32>(e.agent_key_id);
+  std::snprintf(in.sig.created_at, sizeof in.sig.created_at, "%s", e.created_at.c_str());
+  std::memcpy(in.sig.payload_plain_hash, e.payload_plain_hash.data(), 32);
+  std::memcpy(in.sig.agent_signature, e.agent_signature.data(), 64);
+  std::string payload = pgves::core::jcs::canonicalize(*e.payload);
+  AppendResult r;
+  pg_call_void([&] {
+    in.entity_type = cstring_to_text_with_len(e.entity_type.data(), e.entity_type.size());
+    in.entity_id = cstring_to_text_with_len(e.entity_id.data(), e.entity_id.size());
+    in.event_type = cstring_to_text_with_len(e.event_type.data(), e.event_type.size());
+    in.payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload.c_str())));
+    in.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+    in.source = cstring_to_text("ves");
+    r = append_one(in);
+    SPI_finish();
+    if (!r.duplicate) notify_appended();
+  });
+
+  TupleDesc desc;
+  pg_call_void([&] {
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+      elog(ERROR, "pg_ves: ves.ingest_event must return a composite");
+  });
+  pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+  *id = r.event_id;
+  Datum values[3] = {UUIDPGetDatum(id), Int64GetDatum(r.position), BoolGetDatum(r.duplicate)};
+  bool nulls[3] = {false, false, false};
+  return pg_call(
+      [&] { return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)); });
+}

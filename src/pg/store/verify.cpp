@@ -1,0 +1,231 @@
+// ves.verify_event and ves.verify_events: recompute every event's payload
+// hash and check its Ed25519 signature against the key registry; verify_events
+// also checks that every entity's stream of versions is whole.
+#include "pg/base/boundary.hpp"
+#include "pg/base/spi_plan.hpp"
+#include "pg/base/progress.hpp"
+#include "pg/store/stored_event.hpp"
+#include "pg/base/tenant.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+}
+
+#include <cstring>
+#include <string>
+
+using namespace pgves::pg;
+
+namespace {
+
+void connect() {
+  pg_call_void([] { spi_connect(); });
+}
+
+// What the signatures cannot show: an event deleted from an entity's stream
+// (versions run 1, 2, 3, ... with the stream row holding the last one), or a
+// version stored twice. Retention drops whole old months, so a missing
+// prefix or a stream with no events left is only reported when no partition
+// was ever dropped (ves.maintenance_log).
+const char *const kStreamGaps =
+    "WITH kept AS (SELECT NOT EXISTS (SELECT FROM ves.maintenance_log l"
+    "                                  WHERE l.action OPERATOR(pg_catalog.=) 'drop_partition') AS "
+    "whole),"
+    " ev AS (SELECT e.position, e.event_id, e.entity_type, e.entity_id, e.entity_version,"
+    "               pg_catalog.lag(e.entity_version) OVER (PARTITION BY e.tenant_id, "
+    "e.entity_type, e.entity_id"
+    "                                                     ORDER BY e.position) AS prev"
+    "        FROM ves.events e WHERE e.position BETWEEN $1 AND $2"
+    "          AND ($3::uuid IS NULL OR e.tenant_id = $3) AND ($4::uuid IS NULL OR e.store_id = $4)"
+    "          AND ($5::text IS NULL OR e.entity_type = $5) AND ($6::text IS NULL OR e.entity_id = "
+    "$6))"
+    " SELECT ev.position, ev.event_id,"
+    "        CASE WHEN ev.entity_version = ev.prev THEN 'duplicate_version' ELSE 'missing_version' "
+    "END,"
+    "        CASE WHEN ev.entity_version = ev.prev"
+    "             THEN pg_catalog.format('%s %s: version %s is stored twice', ev.entity_type, "
+    "ev.entity_id,"
+    "                                    ev.entity_version)"
+    "             WHEN coalesce(ev.prev, 0) + 1 = ev.entity_version - 1"
+    "             THEN pg_catalog.format('%s %s: version %s is missing', ev.entity_type, "
+    "ev.entity_id,"
+    "                                    ev.entity_version - 1)"
+    "             ELSE pg_catalog.format('%s %s: versions %s to %s are missing', ev.entity_type, "
+    "ev.entity_id,"
+    "                                    coalesce(ev.prev, 0) + 1, ev.entity_version - 1) END"
+    " FROM ev, kept"
+    " WHERE CASE WHEN ev.prev IS NULL THEN $7 AND kept.whole AND ev.entity_version <> 1"
+    "            ELSE ev.entity_version <> ev.prev + 1 END"
+    " UNION ALL"
+    " SELECT NULL::bigint, NULL::uuid, 'missing_version',"
+    "        CASE WHEN coalesce(x.m, 0) + 1 = s.version"
+    "             THEN pg_catalog.format('%s %s: version %s, the stream''s last, is missing',"
+    "                                    s.entity_type, s.entity_id, s.version)"
+    "             ELSE pg_catalog.format('%s %s: versions %s to %s, the stream''s last, are "
+    "missing',"
+    "                                    s.entity_type, s.entity_id, coalesce(x.m, 0) + 1, "
+    "s.version) END"
+    " FROM ves.streams s CROSS JOIN kept,"
+    "      LATERAL (SELECT pg_catalog.max(e.entity_version) AS m FROM ves.events e"
+    "               WHERE e.tenant_id = s.tenant_id AND e.entity_type = s.entity_type"
+    "                 AND e.entity_id = s.entity_id) x"
+    " WHERE $8 AND ($3::uuid IS NULL OR s.tenant_id = $3) AND ($4::uuid IS NULL OR s.store_id = $4)"
+    "   AND ($5::text IS NULL OR s.entity_type = $5) AND ($6::text IS NULL OR s.entity_id = $6)"
+    "   AND s.version > coalesce(x.m, 0) AND (x.m IS NOT NULL OR kept.whole)"
+    " ORDER BY 1 NULLS LAST";
+
+// What a verification failure means, for the detail column.
+const char *failure_detail(const char *reason) {
+  std::string r(reason);
+  if (r == "payload_hash_mismatch")
+    return "the stored payload does not hash to the payload hash that was signed";
+  if (r == "payload_not_canonicalizable")
+    return "the stored payload has no RFC 8785 canonical form";
+  if (r == "unknown_key") return "the signing agent key is not in the key registry";
+  if (r == "revoked_key") return "the event is dated after its signing key was revoked";
+  if (r == "bad_signature") return "the Ed25519 signature does not match the event's signing hash";
+  return "";
+}
+
+// Adds the stream gaps in the scanned range to the result; SPI connected.
+// `from_start`: the range starts at the first position; `to_end`: it runs to
+// the last one, so the streams' current versions can be compared.
+void report_stream_gaps(ReturnSetInfo *rsinfo, Datum *args, const char *nulls, bool from_start,
+                        bool to_end) {
+  Datum all_args[8] = {args[0],
+                       args[1],
+                       args[2],
+                       args[3],
+                       args[4],
+                       args[5],
+                       BoolGetDatum(from_start),
+                       BoolGetDatum(to_end)};
+  char all_nulls[9];
+  std::memcpy(all_nulls, nulls, 6);
+  all_nulls[6] = all_nulls[7] = ' ';
+  all_nulls[8] = '\0';
+  Oid types[8] = {INT8OID, INT8OID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID};
+  if (SPI_execute_with_args(kStreamGaps, 8, types, all_args, all_nulls, true, 0) != SPI_OK_SELECT)
+    elog(ERROR, "pg_ves: cannot check the event streams for gaps");
+  MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+  for (uint64 i = 0; i < SPI_processed; ++i) {
+    Datum values[4];
+    bool isnull[4];
+    for (int c = 0; c < 4; ++c)
+      values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &isnull[c]);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+  }
+  MemoryContextSwitchTo(old);
+}
+
+}  // namespace
+
+// ves.verify_event(event_id uuid) -> boolean
+PGVES_FUNCTION(ves_verify_event) {
+  StoredEvent e = stored_event_argument(fcinfo, 0);
+  // The key registry reads through SPI too.
+  connect();
+  KeyRegistry keys;
+  bool ok = verification_failure(e, keys) == nullptr;
+  pg_call_void([] { SPI_finish(); });
+  PG_RETURN_BOOL(ok);
+}
+
+// ves.verify_events(tenant_id, store_id, entity_type, entity_id,
+//                   from_position, to_position) -> (position, event_id, reason)
+// Returns only the events that fail. Reports progress in ves.progress and
+// stops on cancel.
+PGVES_FUNCTION(ves_verify_events) {
+  ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  int64 from = PG_ARGISNULL(4) ? 1 : PG_GETARG_INT64(4);
+  bool bounded = !PG_ARGISNULL(5);
+  int64 to = bounded ? PG_GETARG_INT64(5) : PG_INT64_MAX;
+  if (from < 0 || to < from)
+    throw VesError(sqlstate::invalid_argument, "the position range is empty or negative", {},
+                   "Pass 0 <= from_position <= to_position, or leave them NULL.");
+  pg_uuid_t tenant_filter{}, session_tenant{};
+  bool by_tenant = !PG_ARGISNULL(0);
+  if (by_tenant) tenant_filter = *PG_GETARG_UUID_P(0);
+  pg_call_void([&] {
+    if (by_tenant)
+      tenant::check_access(&tenant_filter);
+    else if (tenant::session_tenant(&session_tenant)) {
+      tenant_filter = session_tenant;
+      by_tenant = true;
+    }
+    InitMaterializedSRF(fcinfo, 0);
+  });
+  Datum args[6] = {Int64GetDatum(from),
+                   Int64GetDatum(to),
+                   UUIDPGetDatum(&tenant_filter),
+                   PG_ARGISNULL(1) ? (Datum)0 : PG_GETARG_DATUM(1),
+                   PG_ARGISNULL(2) ? (Datum)0 : PG_GETARG_DATUM(2),
+                   PG_ARGISNULL(3) ? (Datum)0 : PG_GETARG_DATUM(3)};
+  char nulls[7] = {' ',
+                   ' ',
+                   by_tenant ? ' ' : 'n',
+                   PG_ARGISNULL(1) ? 'n' : ' ',
+                   PG_ARGISNULL(2) ? 'n' : ' ',
+                   PG_ARGISNULL(3) ? 'n' : ' ',
+                   '\0'};
+  std::string query =
+      std::string("SELECT ") + kStoredEventColumns +
+      " FROM ves.events WHERE position BETWEEN $1 AND $2"
+      " AND ($3::uuid IS NULL OR tenant_id = $3) AND ($4::uuid IS NULL OR store_id = $4)"
+      " AND ($5::text IS NULL OR entity_type = $5) AND ($6::text IS NULL OR entity_id = $6)"
+      " ORDER BY position";
+  connect();
+  int64 last_position = pg_call([] {
+    SPI_execute("SELECT last_value FROM ves.position_seq", true, 1);
+    bool isnull;
+    return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  });
+  int64 span = (bounded ? to : last_position) - from + 1;
+  Portal portal = pg_call([&] {
+    Oid types[6] = {INT8OID, INT8OID, UUIDOID, UUIDOID, TEXTOID, TEXTOID};
+    return SPI_cursor_open_with_args(nullptr, query.c_str(), 6, types, args, nulls, true, 0);
+  });
+  pg_call_void([&] { progress::start("verify_events", span > 0 ? span : 0); });
+  KeyRegistry keys;
+  int64 failed = 0;
+  for (;;) {
+    uint64 n = pg_call([&] {
+      CHECK_FOR_INTERRUPTS();
+      SPI_cursor_fetch(portal, true, 1000);
+      return SPI_processed;
+    });
+    if (n == 0) break;
+    int64 position = 0;
+    SPITupleTable *batch = SPI_tuptable;
+    for (uint64 i = 0; i < n; ++i) {
+      StoredEvent e = read_stored_event(batch, i);
+      position = e.position;
+      const char *reason = verification_failure(e, keys);
+      if (!reason) continue;
+      ++failed;
+      pg_uuid_t id = to_pg_uuid(e.event.event_id);
+      pg_call_void([&] {
+        MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+        pg_uuid_t *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+        *copy = id;
+        Datum values[4] = {Int64GetDatum(position), UUIDPGetDatum(copy),
+                           CStringGetTextDatum(reason),
+                           CStringGetTextDatum(failure_detail(reason))};
+        bool isnull[4] = {false, false, false, false};
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+        MemoryContextSwitchTo(old);
+      });
+    }
+    pg_call_void([&] {
+      SPI_freetuptable(batch);
+      progress::update(position - from + 1, failed);
+    });
+  }
+  pg_call_void([&] {
+    SPI_cursor_close(portal);
+    report_stream_gaps(rsinfo, args, nulls, from <= 1, !bounded);
+    SPI_finish();
+    progress::finish();
+  });
+  return (Datum)0;
+}

@@ -1,0 +1,52 @@
+// HTTP transfers for the sync worker: libcurl's multi interface driven from
+// a Postgres WaitEventSet, so a latch (commit wake-up, signal), postmaster
+// death and network readiness all end the same wait.
+//
+// curl's sockets are watched through one private epoll descriptor, which is
+// itself a socket in the WaitEventSet: the wait always happens in Postgres.
+// Transfers run outside any transaction; callers record results afterwards.
+#pragma once
+
+#include "core/delivery/http_request.hpp"
+#include "pg/base/postgres.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pgves::pg {
+
+struct HttpResult {
+  std::uint64_t tag = 0;
+  long status = 0;               // 0 when no HTTP response arrived
+  bool transport_error = false;  // connection refused/reset, timeout, ...
+  std::string error;             // curl's message for transport errors
+  std::string retry_after;       // the Retry-After header, if any
+  std::string excerpt;           // the first bytes of the response body
+  double elapsed_ms = 0;
+};
+
+class HttpEngine {
+ public:
+  HttpEngine();
+  ~HttpEngine();
+  HttpEngine(const HttpEngine &) = delete;
+  HttpEngine &operator=(const HttpEngine &) = delete;
+
+  void submit(std::uint64_t tag, const core::HttpRequest &request, long timeout_ms);
+  int in_flight() const;
+
+  // Waits up to timeout_ms (or less, when curl needs to run sooner) and runs
+  // whatever transfers are ready. Returns true when the process latch was set
+  // (it is reset); the caller checks for interrupts and new work.
+  bool wait(long timeout_ms);
+
+  std::vector<HttpResult> take_completed();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgves::pg
