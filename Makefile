@@ -1,7 +1,7 @@
 # pg_ves — PGXS build. This file is the source of truth for the extension;
 # CMakeLists.txt only builds src/core and its unit tests.
 EXTENSION    = pg_ves
-EXTVERSION   = 0.2.0
+EXTVERSION   = 0.3.0
 MODULE_big   = pg_ves
 
 CORE_SRCS    = $(sort $(wildcard src/core/*/*.cpp))
