@@ -1,9 +1,11 @@
 #include "pg/base/safe.hpp"
 
 #include "pg/base/boundary.hpp"
+#include "pg/base/tenant.hpp"
 
 extern "C" {
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -26,6 +28,14 @@ Datum text_datum(std::string_view s) {
   });
 }
 
+Datum uuid_datum(const pg_uuid_t &id) {
+  return pg_call([&] {
+    auto *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+    *copy = id;
+    return UUIDPGetDatum(copy);
+  });
+}
+
 std::vector<uint8_t> bytea_bytes(Datum bytea) {
   return pg_call([&] {
     struct varlena *b = PG_DETOAST_DATUM_PACKED(bytea);
@@ -43,21 +53,19 @@ Datum bytea_datum(const void *data, size_t len) {
   });
 }
 
-std::string jsonb_string(Datum jsonb) {
+std::string jsonb_text(const Jsonb *value) {
   return pg_call([&] {
-    Jsonb *j = DatumGetJsonbP(jsonb);
-    char *out = JsonbToCString(nullptr, &j->root, VARSIZE(j));
-    std::string copy(out);
-    pfree(out);
-    return copy;
+    char *text =
+        JsonbToCString(nullptr, const_cast<JsonbContainer *>(&value->root), VARSIZE(value));
+    std::string out(text);
+    pfree(text);
+    return out;
   });
 }
 
-Datum jsonb_datum(std::string_view json) {
-  return pg_call([&] {
-    std::string copy(json);
-    return DirectFunctionCall1(jsonb_in, CStringGetDatum(copy.c_str()));
-  });
+Jsonb *jsonb_from_text(const std::string &text) {
+  return pg_call(
+      [&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text.c_str()))); });
 }
 
 void spi_connect() {
@@ -95,6 +103,57 @@ std::string spi_text(uint64 row, int column) {
   bool isnull = false;
   Datum d = spi_datum(row, column, &isnull);
   return isnull ? std::string() : text_string(d);
+}
+
+Portal cursor_open(const std::string &sql, int nargs, Oid *types, Datum *values,
+                   const char *nulls) {
+  return pg_call([&] {
+    return SPI_cursor_open_with_args(nullptr, sql.c_str(), nargs, types, values, nulls, true, 0);
+  });
+}
+
+uint64 cursor_fetch(Portal portal, long count) {
+  return pg_call([&] {
+    CHECK_FOR_INTERRUPTS();
+    SPI_cursor_fetch(portal, true, count);
+    return SPI_processed;
+  });
+}
+
+void free_tuptable(SPITupleTable *batch) {
+  pg_call_void([&] { SPI_freetuptable(batch); });
+}
+
+void cursor_close(Portal portal) {
+  pg_call_void([&] { SPI_cursor_close(portal); });
+}
+
+void check_tenant_access(const pg_uuid_t &tenant) {
+  pg_call_void([&] { tenant::check_access(&tenant); });
+}
+
+bool session_tenant(pg_uuid_t *out) {
+  return pg_call([&] { return tenant::session_tenant(out); });
+}
+
+void init_materialized_srf(FunctionCallInfo fcinfo) {
+  pg_call_void([&] { InitMaterializedSRF(fcinfo, 0); });
+}
+
+void put_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
+  pg_call_void([&] {
+    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+  });
+}
+
+Datum composite_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
+  return pg_call([&] {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+      elog(ERROR, "pg_ves: a function returning a row was declared without one");
+    return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+  });
 }
 
 void check_for_interrupts() {

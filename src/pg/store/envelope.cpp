@@ -4,6 +4,7 @@
 #include "core/json/json.hpp"
 #include "pg/store/append.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/store/stored_event.hpp"
 #include "pg/base/tenant.hpp"
@@ -19,12 +20,26 @@ using namespace pgves::pg;
 
 namespace {
 
-void connect() {
-  pg_call_void([] { spi_connect(); });
-}
-
 std::string uuid_string(const pgves::core::ves::Uuid &u) {
   return pgves::core::ves::format_uuid(u);
+}
+
+// Appends an ingested event as it was signed; SPI is connected and is
+// finished here.
+AppendResult append_ingested(AppendInput &in, const pgves::core::ves::Event &e,
+                             const std::string &payload) {
+  return pg_call([&] {
+    in.entity_type = cstring_to_text_with_len(e.entity_type.data(), e.entity_type.size());
+    in.entity_id = cstring_to_text_with_len(e.entity_id.data(), e.entity_id.size());
+    in.event_type = cstring_to_text_with_len(e.event_type.data(), e.event_type.size());
+    in.payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload.c_str())));
+    in.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+    in.source = cstring_to_text("ves");
+    AppendResult r = append_one(in);
+    SPI_finish();
+    if (!r.duplicate) notify_appended();
+    return r;
+  });
 }
 
 }  // namespace
@@ -58,8 +73,8 @@ PGVES_FUNCTION(ves_ingest_event) {
   pgves::core::ves::check_payload_hashes(e);
 
   pg_uuid_t tenant = to_pg_uuid(e.tenant_id);
-  pg_call_void([&] { tenant::check_access(&tenant); });
-  connect();
+  safe::check_tenant_access(tenant);
+  safe::spi_connect();
   {
     KeyRegistry keys;
     const KeyRegistry::Key &key = keys.lookup(e.tenant_id, e.source_agent_id, e.agent_key_id);
@@ -90,28 +105,9 @@ PGVES_FUNCTION(ves_ingest_event) {
   std::memcpy(in.sig.payload_plain_hash, e.payload_plain_hash.data(), 32);
   std::memcpy(in.sig.agent_signature, e.agent_signature.data(), 64);
   std::string payload = pgves::core::jcs::canonicalize(*e.payload);
-  AppendResult r;
-  pg_call_void([&] {
-    in.entity_type = cstring_to_text_with_len(e.entity_type.data(), e.entity_type.size());
-    in.entity_id = cstring_to_text_with_len(e.entity_id.data(), e.entity_id.size());
-    in.event_type = cstring_to_text_with_len(e.event_type.data(), e.event_type.size());
-    in.payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload.c_str())));
-    in.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-    in.source = cstring_to_text("ves");
-    r = append_one(in);
-    SPI_finish();
-    if (!r.duplicate) notify_appended();
-  });
-
-  TupleDesc desc;
-  pg_call_void([&] {
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-      elog(ERROR, "pg_ves: ves.ingest_event must return a composite");
-  });
-  pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
-  *id = r.event_id;
-  Datum values[3] = {UUIDPGetDatum(id), Int64GetDatum(r.position), BoolGetDatum(r.duplicate)};
+  AppendResult r = append_ingested(in, e, payload);
+  Datum values[3] = {safe::uuid_datum(r.event_id), Int64GetDatum(r.position),
+                     BoolGetDatum(r.duplicate)};
   bool nulls[3] = {false, false, false};
-  return pg_call(
-      [&] { return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)); });
+  return safe::composite_result(fcinfo, values, nulls);
 }

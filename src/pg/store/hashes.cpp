@@ -4,6 +4,7 @@
 #include "core/json/json.hpp"
 #include "core/ves/ves.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/store/stored_event.hpp"
 
@@ -28,22 +29,11 @@ void require_args(FunctionCallInfo fcinfo, int n) {
                      "Pass every argument.");
 }
 
-Datum bytes_datum(const uint8 *data, size_t len) {
-  return pg_call([&] {
-    bytea *b = static_cast<bytea *>(palloc(VARHDRSZ + len));
-    SET_VARSIZE(b, VARHDRSZ + len);
-    std::memcpy(VARDATA(b), data, len);
-    return PointerGetDatum(b);
-  });
-}
+Datum bytes_datum(const uint8 *data, size_t len) { return safe::bytea_datum(data, len); }
 
 template <size_t N>
 std::array<uint8, N> fixed_bytes(Datum d, const char *name) {
-  std::vector<uint8> raw = pg_call([&] {
-    bytea *b = DatumGetByteaPP(d);
-    const uint8 *p = reinterpret_cast<const uint8 *>(VARDATA_ANY(b));
-    return std::vector<uint8>(p, p + VARSIZE_ANY_EXHDR(b));
-  });
+  std::vector<uint8> raw = safe::bytea_bytes(d);
   if (raw.size() != N)
     throw VesError(sqlstate::invalid_argument,
                    std::string(name) + " must be " + std::to_string(N) + " bytes, not " +
@@ -109,11 +99,7 @@ Datum hash_array_datum(const std::vector<ves::Hash32> &hashes) {
   });
 }
 
-Datum text_datum(const std::string &s) {
-  return pg_call([&] {
-    return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size())));
-  });
-}
+using safe::text_datum;
 
 }  // namespace
 
@@ -128,7 +114,7 @@ PGVES_FUNCTION(ves_canonical_json) {
 // keys are refused (jsonb would keep the last one silently).
 PGVES_FUNCTION(ves_canonical_json_text) {
   require_args(fcinfo, 1);
-  std::string input = pg_call([&] { return std::string(text_to_cstring(PG_GETARG_TEXT_PP(0))); });
+  std::string input = safe::text_string(PG_GETARG_DATUM(0));
   return text_datum(pgves::core::jcs::canonicalize_text(input));
 }
 

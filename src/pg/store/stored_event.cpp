@@ -109,9 +109,9 @@ StoredEvent stored_event_argument(FunctionCallInfo fcinfo, int argno) {
     throw VesError(sqlstate::null_argument, "event_id must not be NULL", {},
                    "Pass the id of a stored event.");
   pg_uuid_t id = *PG_GETARG_UUID_P(argno);
-  pg_call_void([] { spi_connect(); });
+  safe::spi_connect();
   StoredEvent event = fetch_stored_event(id);
-  pg_call_void([] { SPI_finish(); });
+  safe::spi_finish();
   return event;
 }
 
@@ -166,20 +166,6 @@ const char *verification_failure(const StoredEvent &stored, KeyRegistry &keys) {
   if (!key.revoked_at.empty() && e.created_at >= key.revoked_at) return "revoked_key";
   if (!core::ves::verify_signature(e, key.public_key)) return "bad_signature";
   return nullptr;
-}
-
-std::string jsonb_text(const Jsonb *value) {
-  char *text = pg_call([&] {
-    return JsonbToCString(nullptr, const_cast<JsonbContainer *>(&value->root), VARSIZE(value));
-  });
-  std::string out(text);
-  pfree(text);
-  return out;
-}
-
-Jsonb *jsonb_from_text(const std::string &text) {
-  return pg_call(
-      [&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text.c_str()))); });
 }
 
 }  // namespace pgves::pg

@@ -4,6 +4,7 @@
 #include "core/crypto/crypto.hpp"
 #include "core/ves/ves.hpp"
 #include "pg/base/postgres.hpp"
+#include "pg/base/safe.hpp"
 
 #include <map>
 #include <string>
@@ -53,8 +54,8 @@ class KeyRegistry {
   std::map<std::tuple<core::ves::Uuid, core::ves::Uuid, uint32>, Key> keys_;
 };
 
-// The text of a jsonb value and a jsonb from text, through pg_call.
-std::string jsonb_text(const Jsonb *value);
-Jsonb *jsonb_from_text(const std::string &text);
+// The text of a jsonb value and a jsonb from text (src/pg/base/safe.hpp).
+using safe::jsonb_from_text;
+using safe::jsonb_text;
 
 }  // namespace pgves::pg

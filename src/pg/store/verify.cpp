@@ -4,6 +4,7 @@
 #include "pg/base/boundary.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/base/progress.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/store/stored_event.hpp"
 #include "pg/base/tenant.hpp"
 
@@ -17,10 +18,6 @@ extern "C" {
 using namespace pgves::pg;
 
 namespace {
-
-void connect() {
-  pg_call_void([] { spi_connect(); });
-}
 
 // What the signatures cannot show: an event deleted from an entity's stream
 // (versions run 1, 2, 3, ... with the stream row holding the last one), or a
@@ -90,8 +87,9 @@ const char *failure_detail(const char *reason) {
 // Adds the stream gaps in the scanned range to the result; SPI connected.
 // `from_start`: the range starts at the first position; `to_end`: it runs to
 // the last one, so the streams' current versions can be compared.
-void report_stream_gaps(ReturnSetInfo *rsinfo, Datum *args, const char *nulls, bool from_start,
-                        bool to_end) {
+// Adds a row for every gap in the checked streams (Postgres calls only).
+void report_stream_gaps_unguarded(ReturnSetInfo *rsinfo, Datum *args, const char *nulls,
+                                  bool from_start, bool to_end) {
   Datum all_args[8] = {args[0],
                        args[1],
                        args[2],
@@ -118,16 +116,51 @@ void report_stream_gaps(ReturnSetInfo *rsinfo, Datum *args, const char *nulls, b
   MemoryContextSwitchTo(old);
 }
 
+// --- PostgreSQL calls made while C++ objects are alive ----------------------
+
+void report_stream_gaps(ReturnSetInfo *rsinfo, Datum *args, const char *nulls, bool from_start,
+                        bool to_end) {
+  pg_call_void([&] { report_stream_gaps_unguarded(rsinfo, args, nulls, from_start, to_end); });
+}
+
+int64 last_position() {
+  return pg_call([] {
+    SPI_execute("SELECT last_value FROM ves.position_seq", true, 1);
+    bool isnull;
+    return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  });
+}
+
+void put_failure(FunctionCallInfo fcinfo, int64 position, pg_uuid_t id, const char *reason) {
+  pg_call_void([&] {
+    Datum values[4] = {Int64GetDatum(position), safe::uuid_datum(id), CStringGetTextDatum(reason),
+                       CStringGetTextDatum(failure_detail(reason))};
+    bool isnull[4] = {false, false, false, false};
+    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+  });
+}
+
+void progress_start(int64 span) {
+  pg_call_void([&] { progress::start("verify_events", span); });
+}
+void progress_update(int64 done, int64 failed) {
+  pg_call_void([&] { progress::update(done, failed); });
+}
+void progress_finish() {
+  pg_call_void([] { progress::finish(); });
+}
+
 }  // namespace
 
 // ves.verify_event(event_id uuid) -> boolean
 PGVES_FUNCTION(ves_verify_event) {
   StoredEvent e = stored_event_argument(fcinfo, 0);
   // The key registry reads through SPI too.
-  connect();
+  safe::spi_connect();
   KeyRegistry keys;
   bool ok = verification_failure(e, keys) == nullptr;
-  pg_call_void([] { SPI_finish(); });
+  safe::spi_finish();
   PG_RETURN_BOOL(ok);
 }
 
@@ -146,15 +179,13 @@ PGVES_FUNCTION(ves_verify_events) {
   pg_uuid_t tenant_filter{}, session_tenant{};
   bool by_tenant = !PG_ARGISNULL(0);
   if (by_tenant) tenant_filter = *PG_GETARG_UUID_P(0);
-  pg_call_void([&] {
-    if (by_tenant)
-      tenant::check_access(&tenant_filter);
-    else if (tenant::session_tenant(&session_tenant)) {
-      tenant_filter = session_tenant;
-      by_tenant = true;
-    }
-    InitMaterializedSRF(fcinfo, 0);
-  });
+  if (by_tenant) {
+    safe::check_tenant_access(tenant_filter);
+  } else if (safe::session_tenant(&session_tenant)) {
+    tenant_filter = session_tenant;
+    by_tenant = true;
+  }
+  safe::init_materialized_srf(fcinfo);
   Datum args[6] = {Int64GetDatum(from),
                    Int64GetDatum(to),
                    UUIDPGetDatum(&tenant_filter),
@@ -174,26 +205,15 @@ PGVES_FUNCTION(ves_verify_events) {
       " AND ($3::uuid IS NULL OR tenant_id = $3) AND ($4::uuid IS NULL OR store_id = $4)"
       " AND ($5::text IS NULL OR entity_type = $5) AND ($6::text IS NULL OR entity_id = $6)"
       " ORDER BY position";
-  connect();
-  int64 last_position = pg_call([] {
-    SPI_execute("SELECT last_value FROM ves.position_seq", true, 1);
-    bool isnull;
-    return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-  });
-  int64 span = (bounded ? to : last_position) - from + 1;
-  Portal portal = pg_call([&] {
-    Oid types[6] = {INT8OID, INT8OID, UUIDOID, UUIDOID, TEXTOID, TEXTOID};
-    return SPI_cursor_open_with_args(nullptr, query.c_str(), 6, types, args, nulls, true, 0);
-  });
-  pg_call_void([&] { progress::start("verify_events", span > 0 ? span : 0); });
+  safe::spi_connect();
+  int64 span = (bounded ? to : last_position()) - from + 1;
+  Oid types[6] = {INT8OID, INT8OID, UUIDOID, UUIDOID, TEXTOID, TEXTOID};
+  Portal portal = safe::cursor_open(query, 6, types, args, nulls);
+  progress_start(span > 0 ? span : 0);
   KeyRegistry keys;
   int64 failed = 0;
   for (;;) {
-    uint64 n = pg_call([&] {
-      CHECK_FOR_INTERRUPTS();
-      SPI_cursor_fetch(portal, true, 1000);
-      return SPI_processed;
-    });
+    uint64 n = safe::cursor_fetch(portal, 1000);
     if (n == 0) break;
     int64 position = 0;
     SPITupleTable *batch = SPI_tuptable;
@@ -203,29 +223,14 @@ PGVES_FUNCTION(ves_verify_events) {
       const char *reason = verification_failure(e, keys);
       if (!reason) continue;
       ++failed;
-      pg_uuid_t id = to_pg_uuid(e.event.event_id);
-      pg_call_void([&] {
-        MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-        pg_uuid_t *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
-        *copy = id;
-        Datum values[4] = {Int64GetDatum(position), UUIDPGetDatum(copy),
-                           CStringGetTextDatum(reason),
-                           CStringGetTextDatum(failure_detail(reason))};
-        bool isnull[4] = {false, false, false, false};
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
-        MemoryContextSwitchTo(old);
-      });
+      put_failure(fcinfo, position, to_pg_uuid(e.event.event_id), reason);
     }
-    pg_call_void([&] {
-      SPI_freetuptable(batch);
-      progress::update(position - from + 1, failed);
-    });
+    safe::free_tuptable(batch);
+    progress_update(position - from + 1, failed);
   }
-  pg_call_void([&] {
-    SPI_cursor_close(portal);
-    report_stream_gaps(rsinfo, args, nulls, from <= 1, !bounded);
-    SPI_finish();
-    progress::finish();
-  });
+  safe::cursor_close(portal);
+  report_stream_gaps(rsinfo, args, nulls, from <= 1, !bounded);
+  safe::spi_finish();
+  progress_finish();
   return (Datum)0;
 }
