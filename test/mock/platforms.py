@@ -262,6 +262,9 @@ class Platform:
                     status, obj = self.control(method, parts, body)
             except (ControlError, ValueError, TypeError, KeyError) as e:
                 status, obj = 400, {"error": str(e)}
+            if isinstance(obj, dict) and "_deliver" in obj:
+                # Outside the lock: the URL may lead back to this mock.
+                obj = deliver(*obj.pop("_deliver"))
             return Reply(status, obj, outcome="control")
         with self.lock:
             self.stats["requests"] += 1
@@ -512,7 +515,8 @@ class Shopify(Platform):
 
     def check_key(self, key):
         item, sep, loc = key.partition("@")
-        if not (SHOPIFY_ITEM_RE.match(item) and SHOPIFY_LOCATION_RE.match(loc)):
+        if not (SHOPIFY_ITEM_RE.match(item) and
+                SHOPIFY_LOCATION_RE.match(loc)):
             raise ControlError("Shopify key is 'gid://shopify/InventoryItem/N"
                                "@gid://shopify/Location/N'")
 
@@ -736,7 +740,8 @@ class Shopify(Platform):
         if uri is not None and (not isinstance(uri, str) or ":" not in uri or
                                 uri.startswith("gid://shopify/")):
             errs.append(self.user_error(
-                "INVALID_REFERENCE_DOCUMENT", ["input", "referenceDocumentUri"],
+                "INVALID_REFERENCE_DOCUMENT",
+                ["input", "referenceDocumentUri"],
                 "The specified reference document is invalid."))
         seen = set()
         for i, q in enumerate(inp["quantities"]):
@@ -851,7 +856,12 @@ class Shopify(Platform):
                                              str(uuid.uuid4())),
             "X-Shopify-Event-Id": str(uuid.uuid4()),
             "X-Shopify-Triggered-At": now_iso()}
-        return deliver(spec.get("url"), headers, body)
+        return to_deliver(spec.get("url"), headers, body)
+
+
+def to_deliver(url, headers, body):
+    """A control answer that handle() turns into deliver(...)."""
+    return {"_deliver": (url, headers, body)}
 
 
 def deliver(url, headers, body):
@@ -1152,7 +1162,7 @@ class TikTok(Platform):
             sig = hmac_sha256(spec.get("secret", self.config["app_secret"]),
                               self.config["app_key"].encode() + body
                               ).hexdigest()
-            return 200, deliver(spec.get("url"), {
+            return 200, to_deliver(spec.get("url"), {
                 "Content-Type": "application/json",
                 "Authorization": sig}, body)
         return 404, {"error": "no such control endpoint"}
@@ -1470,8 +1480,8 @@ class Meta(Platform):
         if not key:
             raise ControlError("Meta key is the retailer_id")
 
-    def error(self, status, code, message, subcode=None, etype="OAuthException",
-              outcome=None):
+    def error(self, status, code, message, subcode=None,
+              etype="OAuthException", outcome=None):
         e = {"message": message, "type": etype, "code": code,
              "fbtrace_id": "Apgves%08d" % self.seq}
         if subcode is not None:
@@ -1662,7 +1672,8 @@ class Meta(Platform):
         data = []
         for rid, n in sorted(self.quantities.items()):
             if wanted is None or rid in wanted:
-                data.append({"id": str(900000000000 + zlib.crc32(rid.encode())),
+                fb_id = 900000000000 + zlib.crc32(rid.encode())
+                data.append({"id": str(fb_id),
                              "retailer_id": rid,
                              "quantity_to_sell_on_facebook": n})
         return Reply(200, {"data": data}, outcome="read")
@@ -1681,7 +1692,7 @@ class Meta(Platform):
             sig = "sha256=" + hmac_sha256(
                 spec.get("secret", self.config["app_secret"]), body
             ).hexdigest()
-            return 200, deliver(spec.get("url"), {
+            return 200, to_deliver(spec.get("url"), {
                 "Content-Type": "application/json",
                 "X-Hub-Signature-256": sig}, body)
         return 404, {"error": "no such control endpoint"}
