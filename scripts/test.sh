@@ -101,14 +101,16 @@ else
 fi
 
 echo "== mock platform self-test"
-if python3 test/mock/test_sink.py >"$work/mock.log" 2>&1; then
-  n=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$work/mock.log")
-  echo "test/mock/sink.py: ${n:-?} cases ok"
-  record mock "${n:-1}" 0
-else
-  tail -n 30 "$work/mock.log"
-  record mock 0 1
-fi
+for t in sink platforms; do
+  if python3 "test/mock/test_$t.py" >"$work/mock_$t.log" 2>&1; then
+    n=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$work/mock_$t.log")
+    echo "test/mock/$t.py: ${n:-?} cases ok"
+    record mock "${n:-1}" 0
+  else
+    tail -n 30 "$work/mock_$t.log"
+    record mock 0 1
+  fi
+done
 
 regress_counts() {  # log file -> "passed failed"
   local ok bad
