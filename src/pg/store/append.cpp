@@ -545,8 +545,128 @@ std::string entity_key(const AppendInput &in) {
   return k;
 }
 
+// --- the batch's PostgreSQL steps, for append_many's C++ frames --------------
+
+bytea *step_hash(AppendInput &in) {
+  return pg_call([&] { return hash_event(in); });
+}
+
+bool step_same_hash(bytea *a, bytea *b) {
+  return pg_call([&] { return same_hash(a, b); });
+}
+
+bool step_claim(AppendInput &in, bytea *hash, bool generated, AppendResult *out) {
+  return pg_call([&] { return claim(in, hash, generated, out); });
+}
+
+int64 step_bump_version(AppendInput &in) {
+  return pg_call([&] { return bump_version(in); });
+}
+
+[[noreturn]] void refuse_repeat(bool both_keyed, int i, int earlier) {
+  int code = both_keyed ? sqlstate::idempotency_key_reused : sqlstate::event_id_reused;
+  pg_call_void([&] {
+    ereport(ERROR,
+            (errcode(code),
+             errmsg("the batch repeats an idempotency key or event id with different content"),
+             errdetail("Event %d repeats event %d.", i + 1, earlier + 1),
+             errhint("Give each event its own key and id.")));
+  });
+  pg_unreachable();
+}
+
+// Bumps the version of every entity of a batch whose events carry no expected
+// version, in one statement; returns (entity key, final version) pairs.
+std::vector<std::pair<std::string, int64>> bump_grouped_versions(Column &g_tenant, Column &g_type,
+                                                                 Column &g_id, Column &g_store,
+                                                                 Column &g_count) {
+  std::vector<std::pair<std::string, int64>> finals;
+  pg_call_void([&] {
+    Datum args[5] = {g_tenant.array(), g_type.array(), g_id.array(), g_store.array(),
+                     g_count.array()};
+    spi_run(bump_grouped, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    for (uint64 r = 0; r < SPI_processed; ++r) {
+      AppendInput key{};
+      bool isnull;
+      HeapTuple tup = SPI_tuptable->vals[r];
+      key.tenant = *DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+      key.entity_type = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+      key.entity_id = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+      finals.emplace_back(entity_key(key),
+                          DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
+    }
+  });
+  return finals;
+}
+
+// Takes `m` positions behind the read fence.
+std::vector<int64> take_batch_positions(int m) {
+  std::vector<int64> positions;
+  pg_call_void([&] {
+    ensure_partitions();
+    fence::before_position();
+    Datum args[1] = {Int32GetDatum(m)};
+    spi_run(take_positions, args, nullptr, false, SPI_OK_SELECT);
+    bool isnull;
+    for (uint64 r = 0; r < SPI_processed; ++r)
+      positions.push_back(
+          DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
+    fence::after_position(
+        positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end()));
+  });
+  return positions;
+}
+
+// Inserts the written events of a batch with the given positions (ascending,
+// in batch order) and queues them for delivery.
+void insert_batch(AppendInput *in, int n, const std::vector<bool> &written,
+                  const std::vector<int64> &positions, AppendResult *out) {
+  Column c_pos(INT8OID), c_tenant(UUIDOID), c_store(UUIDOID), c_type(TEXTOID), c_id(TEXTOID),
+      c_version(INT8OID), c_event(UUIDOID), c_event_type(TEXTOID), c_payload(JSONBOID),
+      c_metadata(JSONBOID), c_source(TEXTOID), c_agent(UUIDOID), c_key(INT4OID), c_created(TEXTOID),
+      c_hash(BYTEAOID), c_signature(BYTEAOID);
+  size_t next = 0;
+  pg_call_void([&] {
+    for (int i = 0; i < n; ++i) {
+      if (!written[i]) continue;
+      AppendInput &e = in[i];
+      out[i].event_id = e.id;
+      out[i].position = positions[next++];
+      out[i].duplicate = false;
+      c_pos.push(Int64GetDatum(out[i].position));
+      c_tenant.push(UUIDPGetDatum(&e.tenant));
+      c_store.push(UUIDPGetDatum(&e.store));
+      c_type.push(PointerGetDatum(e.entity_type));
+      c_id.push(PointerGetDatum(e.entity_id));
+      c_version.push(Int64GetDatum(out[i].entity_version));
+      c_event.push(UUIDPGetDatum(&e.id));
+      c_event_type.push(PointerGetDatum(e.event_type));
+      c_payload.push(JsonbPGetDatum(e.payload));
+      c_metadata.push(JsonbPGetDatum(e.metadata));
+      c_source.push(PointerGetDatum(e.source));
+      c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
+      c_key.push(Int32GetDatum(e.sig.key_id));
+      c_created.push(CStringGetTextDatum(e.sig.created_at));
+      c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
+      c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
+    }
+    Datum args[16] = {c_pos.array(),     c_tenant.array(),   c_store.array(),  c_type.array(),
+                      c_id.array(),      c_version.array(),  c_event.array(),  c_event_type.array(),
+                      c_payload.array(), c_metadata.array(), c_source.array(), c_agent.array(),
+                      c_key.array(),     c_created.array(),  c_hash.array(),   c_signature.array()};
+    spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
+    if (have_destinations()) {
+      Datum fan[6] = {c_tenant.array(), c_pos.array(), c_event.array(),
+                      c_type.array(),   c_id.array(),  c_event_type.array()};
+      spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
+      if (SPI_processed > 0) worker::wake_at_commit();
+    }
+  });
+}
+
 // Appends events[0..n) in order, all or nothing; results in out[].
-// C++ containers are alive throughout, so every Postgres call is a pg_call.
+// C++ containers are alive throughout, so it reaches Postgres only through
+// the step wrappers above.
 void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
   std::vector<bytea *> hash(n);
   std::vector<bool> generated(n), written(n, false);
@@ -556,7 +676,7 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
   for (int i = 0; i < n; ++i) {
     *current = i;
     generated[i] = !in[i].has_id;
-    hash[i] = pg_call([&] { return hash_event(in[i]); });
+    hash[i] = step_hash(in[i]);
     // A key or id repeated inside the batch: the same content is the same
     // event, other content is refused, as across batches.
     std::string tenant(reinterpret_cast<const char *>(in[i].tenant.data), UUID_LEN);
@@ -571,24 +691,12 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
       if (!fresh) earlier = it->second;
     }
     if (earlier >= 0) {
-      bool same = pg_call([&] { return same_hash(hash[earlier], hash[i]); });
-      if (!same) {
-        int code = in[i].idempotency_key && in[earlier].idempotency_key
-                       ? sqlstate::idempotency_key_reused
-                       : sqlstate::event_id_reused;
-        pg_call_void([&] {
-          ereport(
-              ERROR,
-              (errcode(code),
-               errmsg("the batch repeats an idempotency key or event id with different content"),
-               errdetail("Event %d repeats event %d.", i + 1, earlier + 1),
-               errhint("Give each event its own key and id.")));
-        });
-      }
+      if (!step_same_hash(hash[earlier], hash[i]))
+        refuse_repeat(in[i].idempotency_key && in[earlier].idempotency_key, i, earlier);
       alias[i] = earlier;
       continue;
     }
-    bool dup = pg_call([&] { return claim(in[i], hash[i], generated[i], &out[i]); });
+    bool dup = step_claim(in[i], hash[i], generated[i], &out[i]);
     written[i] = !dup;
   }
 
@@ -606,7 +714,7 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
     if (checked) {
       for (int i : entry.second) {
         *current = i;
-        out[i].entity_version = pg_call([&] { return bump_version(in[i]); });
+        out[i].entity_version = step_bump_version(in[i]);
       }
       continue;
     }
@@ -619,22 +727,8 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
     grouped[entry.first] = &entry.second;
   }
   if (!grouped.empty()) {
-    std::vector<std::pair<std::string, int64>> finals;
-    pg_call_void([&] {
-      Datum args[5] = {g_tenant.array(), g_type.array(), g_id.array(), g_store.array(),
-                       g_count.array()};
-      spi_run(bump_grouped, args, nullptr, false, SPI_OK_INSERT_RETURNING);
-      for (uint64 r = 0; r < SPI_processed; ++r) {
-        AppendInput key{};
-        bool isnull;
-        HeapTuple tup = SPI_tuptable->vals[r];
-        key.tenant = *DatumGetUUIDP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-        key.entity_type = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-        key.entity_id = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
-        finals.emplace_back(entity_key(key),
-                            DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
-      }
-    });
+    std::vector<std::pair<std::string, int64>> finals =
+        bump_grouped_versions(g_tenant, g_type, g_id, g_store, g_count);
     for (const auto &f : finals) {
       const std::vector<int> &members = *grouped.at(f.first);
       int64 v = f.second - static_cast<int64>(members.size());
@@ -654,62 +748,9 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
   }
   *current = -1;
   if (m > 0) {
-    std::vector<int64> positions;
-    pg_call_void([&] {
-      ensure_partitions();
-      fence::before_position();
-      Datum args[1] = {Int32GetDatum(m)};
-      spi_run(take_positions, args, nullptr, false, SPI_OK_SELECT);
-      bool isnull;
-      for (uint64 r = 0; r < SPI_processed; ++r)
-        positions.push_back(
-            DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
-      fence::after_position(
-          positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end()));
-    });
+    std::vector<int64> positions = take_batch_positions(m);
     std::sort(positions.begin(), positions.end());
-    Column c_pos(INT8OID), c_tenant(UUIDOID), c_store(UUIDOID), c_type(TEXTOID), c_id(TEXTOID),
-        c_version(INT8OID), c_event(UUIDOID), c_event_type(TEXTOID), c_payload(JSONBOID),
-        c_metadata(JSONBOID), c_source(TEXTOID), c_agent(UUIDOID), c_key(INT4OID),
-        c_created(TEXTOID), c_hash(BYTEAOID), c_signature(BYTEAOID);
-    size_t next = 0;
-    pg_call_void([&] {
-      for (int i = 0; i < n; ++i) {
-        if (!written[i]) continue;
-        AppendInput &e = in[i];
-        out[i].event_id = e.id;
-        out[i].position = positions[next++];
-        out[i].duplicate = false;
-        c_pos.push(Int64GetDatum(out[i].position));
-        c_tenant.push(UUIDPGetDatum(&e.tenant));
-        c_store.push(UUIDPGetDatum(&e.store));
-        c_type.push(PointerGetDatum(e.entity_type));
-        c_id.push(PointerGetDatum(e.entity_id));
-        c_version.push(Int64GetDatum(out[i].entity_version));
-        c_event.push(UUIDPGetDatum(&e.id));
-        c_event_type.push(PointerGetDatum(e.event_type));
-        c_payload.push(JsonbPGetDatum(e.payload));
-        c_metadata.push(JsonbPGetDatum(e.metadata));
-        c_source.push(PointerGetDatum(e.source));
-        c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
-        c_key.push(Int32GetDatum(e.sig.key_id));
-        c_created.push(CStringGetTextDatum(e.sig.created_at));
-        c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
-        c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
-      }
-      Datum args[16] = {
-          c_pos.array(),     c_tenant.array(),   c_store.array(),  c_type.array(),
-          c_id.array(),      c_version.array(),  c_event.array(),  c_event_type.array(),
-          c_payload.array(), c_metadata.array(), c_source.array(), c_agent.array(),
-          c_key.array(),     c_created.array(),  c_hash.array(),   c_signature.array()};
-      spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
-      if (have_destinations()) {
-        Datum fan[6] = {c_tenant.array(), c_pos.array(), c_event.array(),
-                        c_type.array(),   c_id.array(),  c_event_type.array()};
-        spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
-        if (SPI_processed > 0) worker::wake_at_commit();
-      }
-    });
+    insert_batch(in, n, written, positions, out);
   }
   for (int i = 0; i < n; ++i)
     if (alias[i] >= 0) {

@@ -16,6 +16,7 @@
 #include "core/ves/timestamp.hpp"
 #include "core/ves/ves.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/spi_plan.hpp"
@@ -127,6 +128,32 @@ int hex_value(uint8 c) {
   return -1;
 }
 
+// Runs `command` through the shell and reads at most `capacity` bytes of its
+// standard output into `buf`; false when it could not be started. A full
+// buffer is wrong output already; closing the pipe then ends a command that
+// keeps writing (SIGPIPE) instead of reading it forever.
+bool read_command_output(const std::string &command, uint8 *buf, size_t capacity, size_t *len,
+                         int *status) {
+  return pg_call([&] {
+    FILE *pipe = OpenPipeStream(command.c_str(), "r");
+    if (!pipe) return false;
+    size_t n;
+    while (*len < capacity && (n = fread(buf + *len, 1, capacity - *len, pipe)) > 0) *len += n;
+    *status = ClosePipeStream(pipe);
+    return true;
+  });
+}
+
+// How a child process ended, as PostgreSQL words it.
+std::string wait_status_text(int status) {
+  return pg_call([&] {
+    char *text = wait_result_to_str(status);
+    std::string copy(text);
+    pfree(text);
+    return copy;
+  });
+}
+
 // Runs ves.server_key_command (through the shell, from the data directory,
 // like ssl_passphrase_command) and decodes its standard output. The output
 // only ever lives in sodium_malloc memory, and no message quotes it: a wrong
@@ -137,28 +164,10 @@ crypto::SecretBytes run_server_key_command(const std::string &command) {
   size_t len = 0;
   bool overflow = false;
   int status = 0;
-  bool started = pg_call([&] {
-    FILE *pipe = OpenPipeStream(command.c_str(), "r");
-    if (!pipe) return false;
-    size_t n;
-    // A full buffer is wrong output already; closing the pipe then ends a
-    // command that keeps writing (SIGPIPE) instead of reading it forever.
-    while (len < kCapacity && (n = fread(out.data() + len, 1, kCapacity - len, pipe)) > 0) len += n;
-    overflow = len == kCapacity;
-    status = ClosePipeStream(pipe);
-    return true;
-  });
-  if (!started)
+  if (!read_command_output(command, out.data(), kCapacity, &len, &status))
     key_command_error("could not be started", std::string("popen: ") + std::strerror(errno));
-  if (status != 0) {
-    std::string detail = pg_call([&] {
-      char *text = wait_result_to_str(status);
-      std::string copy(text);
-      pfree(text);
-      return copy;
-    });
-    key_command_error("failed", "The " + detail + ".");
-  }
+  overflow = len == kCapacity;
+  if (status != 0) key_command_error("failed", "The " + wait_status_text(status) + ".");
   // 64 hex digits, then at most whitespace (the newline of echo or cat).
   size_t end = len;
   while (end > 0 && (out.data()[end - 1] == '\n' || out.data()[end - 1] == '\r' ||
@@ -347,6 +356,38 @@ pg_uuid_t random_uuid() {
   return u;
 }
 
+// The agent of (tenant, store), created as `candidate` when there is none,
+// locked for the rest of the transaction.
+pg_uuid_t lock_local_agent(const pg_uuid_t &tenant, const pg_uuid_t &store,
+                           const pg_uuid_t &candidate) {
+  return pg_call([&] {
+    Datum args[3] = {uuid_datum(tenant), uuid_datum(store), uuid_datum(candidate)};
+    spi_run(add_agent, args, nullptr, false, SPI_OK_INSERT);
+    spi_run(lock_agent, args, nullptr, false, SPI_OK_SELECT, 1);
+    bool isnull;
+    return *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  });
+}
+
+// Stores a new key of `agent` under the next key id, retiring the active one;
+// returns the key id.
+int32 store_next_key(const pg_uuid_t &tenant, const pg_uuid_t &agent, const crypto::PublicKey32 &pk,
+                     const Bytes &box) {
+  return pg_call([&] {
+    Datum args[4] = {uuid_datum(tenant), uuid_datum(agent), 0, 0};
+    spi_run(next_key_id, args, nullptr, false, SPI_OK_SELECT, 1);
+    int32 key_id = static_cast<int32>(spi_int64(1, 1));
+    spi_run(retire_keys, args, nullptr, false, SPI_OK_UPDATE);
+    args[2] = Int32GetDatum(key_id);
+    args[3] = PointerGetDatum(to_bytea(pk.data(), pk.size()));
+    spi_run(insert_key, args, nullptr, false, SPI_OK_INSERT);
+    args[3] = PointerGetDatum(to_bytea(box.data(), box.size()));
+    spi_run(insert_secret, args, nullptr, false, SPI_OK_INSERT);
+    mark_keys_changed();
+    return key_id;
+  });
+}
+
 struct NewKey {
   pg_uuid_t agent_id;
   int32 key_id;
@@ -359,15 +400,7 @@ struct NewKey {
 NewKey new_local_key(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t *agent,
                      bool reuse_active, Row *reused) {
   NewKey out{};
-  pg_uuid_t candidate = agent ? *agent : random_uuid();
-  pg_call_void([&] {
-    Datum args[3] = {uuid_datum(tenant), uuid_datum(store), uuid_datum(candidate)};
-    spi_run(add_agent, args, nullptr, false, SPI_OK_INSERT);
-    spi_run(lock_agent, args, nullptr, false, SPI_OK_SELECT, 1);
-    bool isnull;
-    out.agent_id =
-        *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-  });
+  out.agent_id = lock_local_agent(tenant, store, agent ? *agent : random_uuid());
   if (reuse_active) {
     *reused = fetch_signer(tenant, store);
     if (reused->found) return out;
@@ -377,18 +410,7 @@ NewKey new_local_key(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_u
   crypto::init();
   crypto_sign_keypair(pk.data(), sk.data());
   Bytes box = seal(sk);
-  pg_call_void([&] {
-    Datum args[4] = {uuid_datum(tenant), uuid_datum(out.agent_id), 0, 0};
-    spi_run(next_key_id, args, nullptr, false, SPI_OK_SELECT, 1);
-    out.key_id = static_cast<int32>(spi_int64(1, 1));
-    spi_run(retire_keys, args, nullptr, false, SPI_OK_UPDATE);
-    args[2] = Int32GetDatum(out.key_id);
-    args[3] = PointerGetDatum(to_bytea(pk.data(), pk.size()));
-    spi_run(insert_key, args, nullptr, false, SPI_OK_INSERT);
-    args[3] = PointerGetDatum(to_bytea(box.data(), box.size()));
-    spi_run(insert_secret, args, nullptr, false, SPI_OK_INSERT);
-    mark_keys_changed();
-  });
+  out.key_id = store_next_key(tenant, out.agent_id, pk, box);
   out.public_key = pk;
   return out;
 }
@@ -411,8 +433,12 @@ std::array<uint8, 32> cache_key(const pg_uuid_t &tenant, const pg_uuid_t &store)
   return k;
 }
 
+uint64 current_key_epoch() {
+  return pg_call([] { return fence::key_epoch(); });
+}
+
 const Signer &signer_for(const pg_uuid_t &tenant, const pg_uuid_t &store) {
-  uint64 epoch = pg_call([] { return fence::key_epoch(); });
+  uint64 epoch = current_key_epoch();
   auto key = cache_key(tenant, store);
   auto it = signers.find(key);
   if (it != signers.end() && it->second.epoch == epoch) return it->second;
@@ -525,21 +551,14 @@ Datum key_result(FunctionCallInfo fcinfo, const pg_uuid_t &agent, int32 key_id,
   return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
 
-// ves.create_agent_key / ves.rotate_agent_key share this body: `rotate`
-// requires an existing local agent, creation refuses one.
-Datum new_key_entry(FunctionCallInfo fcinfo, bool rotate) {
-  if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-    throw VesError(sqlstate::null_argument, "tenant_id and store_id must not be NULL", {},
-                   "Name the tenant and store whose events the key signs.");
-  pg_uuid_t tenant = *PG_GETARG_UUID_P(0);
-  pg_uuid_t store = *PG_GETARG_UUID_P(1);
-  bool has_agent = !rotate && !PG_ARGISNULL(2);
-  pg_uuid_t agent{};
-  if (has_agent) agent = *PG_GETARG_UUID_P(2);
+// Connects SPI and checks whether (tenant, store) has a local agent as the
+// entry point needs: `rotate` requires one, creation refuses one.
+void begin_key_entry(const pg_uuid_t &tenant, const pg_uuid_t &store, bool rotate) {
   pg_call_void([&] {
     tenant::check_access(&tenant);
     spi_connect();
-    Datum args[2] = {UUIDPGetDatum(&tenant), UUIDPGetDatum(&store)};
+    Datum args[2] = {UUIDPGetDatum(const_cast<pg_uuid_t *>(&tenant)),
+                     UUIDPGetDatum(const_cast<pg_uuid_t *>(&store))};
     int rc = SPI_execute_with_args(
         "SELECT 1 FROM ves.local_agents WHERE tenant_id = $1 AND store_id = $2", 2,
         const_cast<Oid *>(std::array<Oid, 2>{UUIDOID, UUIDOID}.data()), args, nullptr, false, 1);
@@ -554,8 +573,22 @@ Datum new_key_entry(FunctionCallInfo fcinfo, bool rotate) {
                       errmsg("a local agent key already exists for this tenant and store"),
                       errhint("Use ves.rotate_agent_key to replace it with a new key id.")));
   });
+}
+
+// ves.create_agent_key / ves.rotate_agent_key share this body: `rotate`
+// requires an existing local agent, creation refuses one.
+Datum new_key_entry(FunctionCallInfo fcinfo, bool rotate) {
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+    throw VesError(sqlstate::null_argument, "tenant_id and store_id must not be NULL", {},
+                   "Name the tenant and store whose events the key signs.");
+  pg_uuid_t tenant = *PG_GETARG_UUID_P(0);
+  pg_uuid_t store = *PG_GETARG_UUID_P(1);
+  bool has_agent = !rotate && !PG_ARGISNULL(2);
+  pg_uuid_t agent{};
+  if (has_agent) agent = *PG_GETARG_UUID_P(2);
+  begin_key_entry(tenant, store, rotate);
   auto created = keys::new_local_key(tenant, store, has_agent ? &agent : nullptr, false, nullptr);
-  pg_call_void([] { SPI_finish(); });
+  safe::spi_finish();
   return key_result(fcinfo, created.agent_id, created.key_id, created.public_key);
 }
 
