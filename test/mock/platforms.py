@@ -36,6 +36,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sink import read_http_body  # noqa: E402
+
 LINGER_ZERO = struct.pack("ii", 1, 0)
 FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset")
 SERVER_NAME = "pg_ves-platform-mock"
@@ -348,6 +351,21 @@ class Platform:
 
     def platform_control(self, method, route, query, spec):
         return 404, {"error": "no such control endpoint"}
+
+    def token_control(self, method, route):
+        """The controls of platforms that issue access tokens (self.tokens:
+        token -> expiry): POST /_expire_tokens expires every access token
+        issued so far (the refresh token stays valid); GET /_tokens lists
+        them. None for any other route."""
+        if route == "/_expire_tokens" and method == "POST":
+            for t in self.tokens:
+                self.tokens[t] = 0
+            return 200, {"ok": True, "expired": len(self.tokens)}
+        if route == "/_tokens" and method == "GET":
+            now = time.time()
+            return 200, {"tokens": {t: {"expires": e, "valid": e > now}
+                                    for t, e in self.tokens.items()}}
+        return None
 
     def check_key(self, key):
         pass
@@ -1145,16 +1163,9 @@ class TikTok(Platform):
             outcome="token_granted")
 
     def platform_control(self, method, route, query, spec):
-        if route == "/_expire_tokens" and method == "POST":
-            # Every access token issued so far (and the configured one)
-            # expires now; the refresh token stays valid.
-            for t in self.tokens:
-                self.tokens[t] = 0
-            return 200, {"ok": True, "expired": len(self.tokens)}
-        if route == "/_tokens" and method == "GET":
-            now = time.time()
-            return 200, {"tokens": {t: {"expires": e, "valid": e > now}
-                                    for t, e in self.tokens.items()}}
+        answer = self.token_control(method, route)
+        if answer:
+            return answer
         if route == "/_sign_webhook" and method == "POST":
             # TikTok Shop webhook signature: Authorization = hex
             # HMAC-SHA256(app_secret, app_key + raw body).
@@ -1427,15 +1438,8 @@ class Amazon(Platform):
                      outcome="token_granted")
 
     def platform_control(self, method, route, query, spec):
-        if route == "/_expire_tokens" and method == "POST":
-            for t in self.tokens:
-                self.tokens[t] = 0
-            return 200, {"ok": True, "expired": len(self.tokens)}
-        if route == "/_tokens" and method == "GET":
-            now = time.time()
-            return 200, {"tokens": {t: {"expires": e, "valid": e > now}
-                                    for t, e in self.tokens.items()}}
-        return 404, {"error": "no such control endpoint"}
+        return self.token_control(method, route) or \
+            (404, {"error": "no such control endpoint"})
 
 
 # ---------------------------------------------------------------------------
@@ -1722,20 +1726,7 @@ class Handler(BaseHTTPRequestHandler):
                 fmt % args))
 
     def read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            out = bytearray()
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n",
-                                                              b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline(65537)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
+        return read_http_body(self)
 
     def handle_any(self):
         body = self.read_body()

@@ -559,6 +559,26 @@ class AsyncSink:
 # threaded engine (http.server)
 # ---------------------------------------------------------------------------
 
+
+def read_http_body(handler):
+    """The request body of a BaseHTTPRequestHandler: chunked or by
+    Content-Length."""
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        out = bytearray()
+        while True:
+            line = handler.rfile.readline(65537)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline(65537) not in (b"\r\n", b"\n",
+                                                          b""):
+                    pass
+                return bytes(out)
+            out += handler.rfile.read(size)
+            handler.rfile.readline(65537)
+    n = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(n) if n > 0 else b""
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = SERVER_NAME
@@ -576,20 +596,7 @@ class Handler(BaseHTTPRequestHandler):
                                                   fmt % args))
 
     def _read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            out = bytearray()
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n",
-                                                              b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline(65537)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
+        return read_http_body(self)
 
     def _write(self, status, data):
         self.log_request(status)
