@@ -727,14 +727,16 @@ class Credential:
         self.spec = spec
 
     def check(self, tenant_id, store_id, write):
-        """None if allowed, else the server's 403 message."""
+        """None if allowed, else the server's 403 message.  A store_id of
+        None checks the tenant only (as the server's admin routes do)."""
         if write and self.read_only:
             return "Write permission required"
         if self.tenant_id is None:
             return None
         if self.tenant_id != tenant_id:
             return "Tenant access denied"
-        if self.store_ids is not None and store_id not in self.store_ids:
+        if store_id is not None and self.store_ids is not None and \
+                store_id not in self.store_ids:
             return "Store access denied"
         return None
 

@@ -279,6 +279,18 @@ class Ingest(Base):
         self.assertEqual(data["sequenceStart"], 1)
         self.assertEqual(self.stats()["accepted"], 4)
 
+    def test_accepts_the_published_vector_envelopes(self):
+        with open(os.path.join(VECTORS, "ves_v1.json")) as f:
+            vec = json.load(f)["events"]
+        evs = [e["event"] for e in vec]
+        data = self.push(evs)
+        self.assertEqual((data["eventsAccepted"], data["sequenceEnd"]),
+                         (3, 3))
+        for e, rc in zip(vec, data["receipts"]):
+            self.assertEqual(rc["receiptHash"], S.receipt_hash(
+                TENANT, STORE, e["event"]["event_id"], rc["sequenceNumber"],
+                S.unhex(e["event_signing_hash"])).hex())
+
     def test_unsigned_receipts(self):
         self.ctl("POST", "/_config", {"sign_receipts": False})
         rc = self.push([make_event()])["receipts"][0]
