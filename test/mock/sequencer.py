@@ -653,6 +653,7 @@ class Fault:
         if self.kind == "5xx" and not 500 <= self.status <= 599:
             raise ControlError("status must be within 500..599")
         self.delay_ms = int(spec.get("delay_ms", 1000))
+        self.retry_after = spec.get("retry_after")
         self.how = spec.get("how", "payload")
         if self.kind == "forge" and self.how not in FORGE_HOW:
             raise ControlError("how must be one of %s" % (FORGE_HOW,))
@@ -667,6 +668,8 @@ class Fault:
             d["status"] = self.status
         if self.kind == "delay":
             d["delay_ms"] = self.delay_ms
+        if self.retry_after is not None:
+            d["retry_after"] = self.retry_after
         if self.kind == "forge":
             d["how"] = self.how
         return d
@@ -693,12 +696,12 @@ AUTH_ERRORS = {
 }
 
 
-def auth_error(code):
+def auth_error(code, retry_after=60):
     status, message = AUTH_ERRORS[code]
     r = Reply(status, {"error": message, "code": code},
               outcome="throttled" if status == 429 else "auth_failed:" + code)
     if status == 429:
-        r.headers.append(("Retry-After", "60"))
+        r.headers.append(("Retry-After", str(retry_after)))
     return r
 
 
@@ -762,6 +765,8 @@ class Sequencer:
         "sign_receipts": True,
         "sequencer_key_version": 0,
         "read_receipts": True,   # mock extension: receipt beside each read
+        "serve_ves_reads": True,  # false: reads as the server (legacy table)
+        "retry_after": 60,        # seconds in 429 answers (server: 60)
         "schema_reject_event_types": [],
     }
 
@@ -850,7 +855,9 @@ class Sequencer:
             return Reply(reset=True, outcome="injected:reset")
         if f.kind == "throttle":
             self.stats["throttled"] += 1
-            r = auth_error("rate_limited")
+            r = auth_error("rate_limited", f.retry_after
+                           if f.retry_after is not None
+                           else self.config["retry_after"])
         elif f.status == 503:
             # What the server's middleware answers when its database pool
             # is exhausted.
@@ -962,7 +969,7 @@ class Sequencer:
             return refusal
         if self.rate_limited(cred):
             self.stats["throttled"] += 1
-            return auth_error("rate_limited")
+            return auth_error("rate_limited", self.config["retry_after"])
         if path == "/api/v1/ves/events/ingest":
             return self.ingest(cred, headers, body)
         if path == "/api/v1/events":
@@ -1294,6 +1301,8 @@ class Sequencer:
         if denied:
             return text_error(403, denied, "forbidden")
         st = self.streams.get((q["tenant_id"], q["store_id"]))
+        if not self.config["serve_ves_reads"]:
+            st = None
         return Reply(200, {"head_sequence": st["head"] if st else 0},
                      outcome="head")
 
@@ -1311,6 +1320,10 @@ class Sequencer:
         first = max(q.get("from", 0), 1)
         last = first + limit - 1
         st = self.streams.get((tenant_id, store_id))
+        if not self.config["serve_ves_reads"]:
+            # The server reads its legacy table, which VES ingest never
+            # writes: nothing pushed here is ever served.
+            st = None
         rows = sorted((s for s in (st["events"] if st else [])
                        if first <= s.seq <= last), key=lambda s: s.seq)
         self.stats["reads"] += 1

@@ -533,8 +533,17 @@ class Auth(Base):
                                 "code": "rate_limited"})
         self.assertEqual(r.getheader("Retry-After"), "60")
         self.assertEqual(self.stats()["throttled"], 1)
-        self.ctl("POST", "/_config", {"rate_limit_per_minute": None})
+        self.ctl("POST", "/_config", {"rate_limit_per_minute": None,
+                                      "retry_after": 1})
         self.push([make_event()])
+        self.fault(kind="throttle")
+        r, _ = self.call("GET", "/api/v1/head?" + urlencode(
+            {"tenant_id": TENANT, "store_id": STORE}), headers=AUTH)
+        self.assertEqual((r.status, r.getheader("Retry-After")), (429, "1"))
+        self.fault(kind="throttle", retry_after=0)
+        r, _ = self.call("GET", "/api/v1/head?" + urlencode(
+            {"tenant_id": TENANT, "store_id": STORE}), headers=AUTH)
+        self.assertEqual((r.status, r.getheader("Retry-After")), (429, "0"))
 
 
 class Read(Base):
@@ -582,6 +591,9 @@ class Read(Base):
         self.assertEqual(self.read(store=STORE2)["events"], [])
         self.ctl("POST", "/_config", {"read_receipts": False})
         self.assertNotIn("receipt", self.read()["events"][0])
+        # As StateSet's server: its HTTP read never serves VES events.
+        self.ctl("POST", "/_config", {"serve_ves_reads": False})
+        self.assertEqual(self.read(), {"events": [], "count": 0})
 
     def test_limit(self):
         self.push_n(3)
