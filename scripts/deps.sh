@@ -7,7 +7,7 @@ packages=(
   build-essential g++ make cmake pkg-config clang clang-format
   postgresql-15 postgresql-server-dev-15 postgresql-contrib
   libsodium-dev libcurl4-openssl-dev
-  libgtest-dev libipc-run-perl python3 procps
+  libgtest-dev libipc-run-perl python3 python3-cryptography procps
   sqlsmith
 )
 
