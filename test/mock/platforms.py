@@ -25,21 +25,16 @@ import json
 import os
 import re
 import signal
-import socket
-import struct
 import sys
 import threading
 import time
 import uuid
 import zlib
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sink import read_http_body  # noqa: E402
+from mockhttp import MockServer, write_atomic  # noqa: E402
 
-LINGER_ZERO = struct.pack("ii", 1, 0)
 FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset")
 SERVER_NAME = "pg_ves-platform-mock"
 
@@ -1710,75 +1705,6 @@ PLATFORMS = {"shopify": Shopify, "tiktok": TikTok, "amazon": Amazon,
 # HTTP server (threaded, keep-alive)
 # ---------------------------------------------------------------------------
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = SERVER_NAME
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("%s mock: %s - %s\n" % (
-                self.server.platform.name, self.address_string(),
-                fmt % args))
-
-    def read_body(self):
-        return read_http_body(self)
-
-    def handle_any(self):
-        body = self.read_body()
-        headers = {}
-        for k, v in self.headers.items():
-            k = k.lower()
-            headers[k] = headers[k] + ", " + v if k in headers else v
-        reply = self.server.platform.handle(
-            self.command, self.path, headers, body,
-            "%s:%d" % self.client_address[:2])
-        if reply.reset:
-            self.close_connection = True
-            sock = self.connection
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-            os.close(sock.detach())
-            return
-        data = reply.body()
-        try:
-            phrase = HTTPStatus(reply.status).phrase
-        except ValueError:
-            phrase = "Unknown"
-        lines = ["HTTP/1.1 %d %s" % (reply.status, phrase),
-                 "Server: " + SERVER_NAME,
-                 "Content-Type: application/json",
-                 "Content-Length: %d" % len(data)]
-        lines += ["%s: %s" % kv for kv in reply.headers]
-        if self.close_connection:
-            lines.append("Connection: close")
-        self.log_request(reply.status)
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-                         + (b"" if self.command == "HEAD" else data))
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-
-def write_atomic(path, text):
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Mock Shopify / TikTok Shop / Amazon SP-API / Meta "
@@ -1818,9 +1744,8 @@ def main(argv=None):
         plat.max_records = args.max_records
         if args.log_dir:
             plat.open_log(os.path.join(args.log_dir, n + ".jsonl"))
-        srv = Server((args.host, args.port + i if args.port else 0), Handler)
-        srv.platform = plat
-        srv.verbose = args.verbose
+        srv = MockServer((args.host, args.port + i if args.port else 0), plat,
+                         "%s mock" % n, SERVER_NAME, args.verbose)
         servers.append((n, srv))
     threads = [threading.Thread(target=s.serve_forever,
                                 kwargs={"poll_interval": 0.2}, daemon=True)

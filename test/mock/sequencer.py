@@ -26,14 +26,11 @@ import json
 import os
 import re
 import signal
-import socket
 import struct
 import sys
 import threading
 import time
 import uuid
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -42,10 +39,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey, Ed25519PublicKey)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sink import read_http_body  # noqa: E402
+from mockhttp import MockServer, write_atomic  # noqa: E402
 
 SERVER_NAME = "pg_ves-sequencer-mock"
-LINGER_ZERO = struct.pack("ii", 1, 0)
 
 # ---------------------------------------------------------------------------
 # RFC 8785 (JSON Canonicalization Scheme)
@@ -1512,74 +1508,6 @@ class Sequencer:
 # HTTP server (threaded, keep-alive)
 # ---------------------------------------------------------------------------
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = SERVER_NAME
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("sequencer mock: %s - %s\n" % (
-                self.address_string(), fmt % args))
-
-    def handle_any(self):
-        body = read_http_body(self)
-        headers = {}
-        for k, v in self.headers.items():
-            k = k.lower()
-            headers[k] = headers[k] + ", " + v if k in headers else v
-        reply = self.server.sequencer.handle(
-            self.command, self.path, headers, body,
-            "%s:%d" % self.client_address[:2])
-        if reply.reset:
-            self.close_connection = True
-            sock = self.connection
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-            os.close(sock.detach())
-            return
-        if reply.delay:
-            time.sleep(reply.delay / 1000.0)
-        data = reply.body()
-        try:
-            phrase = HTTPStatus(reply.status).phrase
-        except ValueError:
-            phrase = "Unknown"
-        lines = ["HTTP/1.1 %d %s" % (reply.status, phrase),
-                 "Server: " + SERVER_NAME,
-                 "Content-Length: %d" % len(data)]
-        if data:
-            lines.append("Content-Type: " + reply.content_type())
-        lines += ["%s: %s" % kv for kv in reply.headers]
-        if self.close_connection:
-            lines.append("Connection: close")
-        self.log_request(reply.status)
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-                         + (b"" if self.command == "HEAD" else data))
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-
-def write_atomic(path, text):
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Mock VES v1 sequencer (StateSet-compatible HTTP API) "
@@ -1627,9 +1555,8 @@ def main(argv=None):
         ap.error(str(e))
     seq.max_records = args.max_records
     seq.open_log(args.log)
-    srv = Server((args.host, args.port), Handler)
-    srv.sequencer = seq
-    srv.verbose = args.verbose
+    srv = MockServer((args.host, args.port), seq, "sequencer mock",
+                     SERVER_NAME, args.verbose)
     t = threading.Thread(target=srv.serve_forever,
                          kwargs={"poll_interval": 0.2}, daemon=True)
     t.start()

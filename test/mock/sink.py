@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -28,13 +27,15 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mockhttp import LINGER_ZERO, read_http_body  # noqa: E402
+
 MODES = ("ok", "status", "hang", "reset", "slow")
 DEFAULT_HANG_MS = 60000
 DEFAULT_SLOW_MS = 200
 SERVER_NAME = "pg_ves-sink"
 OK_BODY = b'{"ok":true}'
 MAX_HEAD = 64 * 1024
-LINGER_ZERO = struct.pack("ii", 1, 0)
 LOG_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -558,25 +559,6 @@ class AsyncSink:
 # ---------------------------------------------------------------------------
 # threaded engine (http.server)
 # ---------------------------------------------------------------------------
-
-
-def read_http_body(handler):
-    """The request body of a BaseHTTPRequestHandler: chunked or by
-    Content-Length."""
-    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
-        out = bytearray()
-        while True:
-            line = handler.rfile.readline(65537)
-            size = int(line.split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline(65537) not in (b"\r\n", b"\n",
-                                                          b""):
-                    pass
-                return bytes(out)
-            out += handler.rfile.read(size)
-            handler.rfile.readline(65537)
-    n = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(n) if n > 0 else b""
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,129 @@
+"""The HTTP plumbing shared by pg_ves' mock servers (sink.py, platforms.py,
+sequencer.py): reading a request body, a threaded keep-alive server that
+hands each request to a mock's handle() and writes its Reply, and the
+atomic port file. Standard library only."""
+
+import os
+import socket
+import struct
+import sys
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def read_http_body(handler):
+    """The request body of a BaseHTTPRequestHandler: chunked or by
+    Content-Length."""
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        out = bytearray()
+        while True:
+            line = handler.rfile.readline(65537)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline(65537) not in (b"\r\n", b"\n",
+                                                          b""):
+                    pass
+                return bytes(out)
+            out += handler.rfile.read(size)
+            handler.rfile.readline(65537)
+    n = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(n) if n > 0 else b""
+
+
+def reset_connection(handler):
+    """Drops the connection with a TCP reset, as a crashed peer would."""
+    handler.close_connection = True
+    sock = handler.connection
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+    os.close(sock.detach())
+
+
+class MockHandler(BaseHTTPRequestHandler):
+    """Passes every request to server.mock.handle(method, path, headers,
+    body, peer), which returns a reply with .status, .headers (pairs),
+    .reset, .body() and optionally .content_type() and .delay (ms)."""
+
+    protocol_version = "HTTP/1.1"
+    sys_version = ""
+
+    def setup(self):
+        super().setup()
+        # Without it a keep-alive client stalls on delayed ACKs.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def server_version(self):
+        return self.server.server_name_header
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("%s: %s - %s\n" % (
+                self.server.label, self.address_string(), fmt % args))
+
+    def handle_any(self):
+        body = read_http_body(self)
+        headers = {}
+        for k, v in self.headers.items():
+            k = k.lower()
+            headers[k] = headers[k] + ", " + v if k in headers else v
+        reply = self.server.mock.handle(
+            self.command, self.path, headers, body,
+            "%s:%d" % self.client_address[:2])
+        if reply.reset:
+            reset_connection(self)
+            return
+        delay = getattr(reply, "delay", 0)
+        if delay:
+            import time
+            time.sleep(delay / 1000.0)
+        data = reply.body()
+        try:
+            phrase = HTTPStatus(reply.status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        lines = ["HTTP/1.1 %d %s" % (reply.status, phrase),
+                 "Server: " + self.server.server_name_header,
+                 "Content-Length: %d" % len(data)]
+        if data:
+            content_type = getattr(reply, "content_type", None)
+            lines.append("Content-Type: " + (
+                content_type() if content_type else "application/json"))
+        lines += ["%s: %s" % kv for kv in reply.headers]
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.log_request(reply.status)
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+                         + (b"" if self.command == "HEAD" else data))
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
+
+
+class MockServer(ThreadingHTTPServer):
+    """A threaded server for one mock: serve(address, mock, label, name)."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address, mock, label, server_name_header,
+                 verbose=False):
+        super().__init__(address, MockHandler)
+        self.mock = mock
+        self.label = label
+        self.server_name_header = server_name_header
+        self.verbose = verbose
+
+    def handle_error(self, request, client_address):
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+
+def write_atomic(path, text):
+    """Writes text to path so that a reader never sees half of it."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
