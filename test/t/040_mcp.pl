@@ -335,6 +335,8 @@ ok($r->{isError}, 'a ves_reader role: get_sync_status is a tool error');
 like(text_of($r), qr/^ERROR 42501: permission denied for function get_sync_status/,
 	'with the SQLSTATE PostgreSQL gave');
 ok(!call($reader, 'pull_events', {})->{isError}, 'a ves_reader role may pull events');
+ok(!call($reader, 'list_conflicts', {})->{isError}, 'a ves_reader role may list conflicts');
+ok(!call($reader, 'verify_events', {})->{isError}, 'a ves_reader role may verify events');
 stop_driver($reader);
 
 # The raw protocol ---------------------------------------------------------------
