@@ -86,6 +86,8 @@ std::string validate(const Value &schema, const Value &value, const std::string 
   }
   if (value.kind() == Kind::string) {
     const std::string &s = value.as_string();
+    // PostgreSQL text cannot hold NUL, and libpq would cut the value there.
+    if (s.find('\0') != std::string::npos) return where + " must not contain NUL characters";
     if (const Value *m = schema.find("minLength"); m && s.size() < m->as_number())
       return where + " must not be shorter than " + core::jcs::canonicalize(*m) + " characters";
     if (const Value *m = schema.find("maxLength"); m && s.size() > m->as_number())
