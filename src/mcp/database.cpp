@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <cerrno>
 #include <utility>
 
 #include "core/base/error.hpp"
@@ -88,8 +89,32 @@ Outcome Database::run(const std::string &sql, const std::vector<Param> &params) 
   std::vector<const char *> values;
   values.reserve(params.size());
   for (const Param &p : params) values.push_back(p ? p->c_str() : nullptr);
-  PGresult *r = PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                             values.data(), nullptr, nullptr, 0);
+  PGresult *r = nullptr;
+  if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                        nullptr, nullptr, 0)) {
+    // Wait for the result on the connection's socket and, for a
+    // cancellation, on the watched descriptor.
+    bool watching = watch_fd_ >= 0 && check_;
+    while (PQisBusy(conn_)) {
+      pollfd fds[2] = {{PQsocket(conn_), POLLIN, 0}, {watch_fd_, POLLIN, 0}};
+      if (poll(fds, watching ? 2 : 1, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      const Watch w = watching && fds[1].revents ? check_() : Watch::keep_watching;
+      if (w != Watch::keep_watching) watching = false;
+      if (w == Watch::cancel) {
+        if (PGcancel *c = PQgetCancel(conn_)) {
+          char err[256];
+          PQcancel(c, err, sizeof err);
+          PQfreeCancel(c);
+        }
+      }
+      if (fds[0].revents && !PQconsumeInput(conn_)) break;
+    }
+    r = PQgetResult(conn_);
+    while (PGresult *extra = PQgetResult(conn_)) PQclear(extra);
+  }
   Outcome o;
   const ExecStatusType status = PQresultStatus(r);
   if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +51,18 @@ class Database {
   // Opens the connection now; returns the error when it cannot.
   std::optional<SqlError> connect();
 
+  // What to do when the watched descriptor has something to read while a
+  // statement runs.
+  enum class Watch { keep_watching, cancel, stop_watching };
+
+  // While a statement runs, `check` is called whenever fd is readable; on
+  // cancel the statement is cancelled (its error, SQLSTATE 57014, is then its
+  // result).
+  void watch(int fd, std::function<Watch()> check) {
+    watch_fd_ = fd;
+    check_ = std::move(check);
+  }
+
  private:
   bool alive();
   Outcome run(const std::string &sql, const std::vector<Param> &params);
@@ -59,6 +72,8 @@ class Database {
   std::optional<std::string> tenant_;
   bool read_only_;
   pg_conn *conn_ = nullptr;
+  int watch_fd_ = -1;
+  std::function<Watch()> check_;
 };
 
 }  // namespace pgves::mcp

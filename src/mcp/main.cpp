@@ -3,7 +3,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <iostream>
 #include <optional>
 #include <string>
 
@@ -90,14 +89,7 @@ int main(int argc, char **argv) {
                  e->message.c_str());
   pgves::mcp::Server server(db, read_only);
 
-  std::string line;
-  while (std::getline(std::cin, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (auto reply = server.handle_line(line)) {
-      std::cout << *reply << '\n' << std::flush;
-      if (!std::cout) return 1;
-    }
-  }
+  pgves::mcp::Input input(0);
+  server.run(input, stdout);
   return 0;
 }

@@ -45,6 +45,49 @@ bool valid_id(const Value &id) {
 
 }  // namespace
 
+void Server::run(Input &in, std::FILE *out) {
+  input_ = &in;
+  db_.watch(in.fd(), [this] { return cancel_requested(); });
+  for (;;) {
+    while (auto line = in.next_line()) {
+      if (line->find_first_not_of(" \t") == std::string::npos) continue;
+      if (auto reply = handle_line(*line)) {
+        reply->push_back('\n');
+        if (std::fwrite(reply->data(), 1, reply->size(), out) != reply->size() ||
+            std::fflush(out) != 0)
+          return;  // the client has gone
+      }
+    }
+    if (!in.fill() && in.eof() && in.pending().empty()) return;
+  }
+}
+
+// Called while a statement runs and the input has something to read: takes
+// what arrived and says whether it cancels the request being served. At the
+// end of the input the request runs to its end and is answered.
+Database::Watch Server::cancel_requested() {
+  if (!input_ || current_id_.is_null()) return Database::Watch::stop_watching;
+  input_->fill();
+  auto &lines = input_->pending();
+  for (auto it = lines.begin(); it != lines.end(); ++it) {
+    if (it->find("notifications/cancelled") == std::string::npos) continue;
+    try {
+      const Value m = core::json::parse(*it);
+      const Value *method = m.find("method");
+      const Value *params = m.find("params");
+      const Value *id = params ? params->find("requestId") : nullptr;
+      if (method && *method == Value("notifications/cancelled") && id && *id == current_id_) {
+        lines.erase(it);
+        cancelled_ = true;
+        return Database::Watch::cancel;
+      }
+    } catch (const core::Error &) {
+      // Not JSON: answered with -32700 when its turn comes.
+    }
+  }
+  return input_->eof() ? Database::Watch::stop_watching : Database::Watch::keep_watching;
+}
+
 std::optional<std::string> Server::handle_line(std::string_view line) {
   Value message;
   try {
@@ -94,11 +137,18 @@ std::optional<Value> Server::handle(const Value &message) {
   // Notifications (no id) are never answered: notifications/initialized,
   // notifications/cancelled (a call runs to its end) and any other.
   if (!id) return std::nullopt;
+  current_id_ = *id;
+  cancelled_ = false;
   try {
-    return result_reply(*id, dispatch(method->as_string(), params ? *params : no_params));
+    Value result = dispatch(method->as_string(), params ? *params : no_params);
+    current_id_ = Value();
+    if (cancelled_) return std::nullopt;
+    return result_reply(*id, std::move(result));
   } catch (const RpcError &e) {
+    current_id_ = Value();
     return error_reply(*id, e.code, e.message);
   } catch (const std::exception &e) {
+    current_id_ = Value();
     return error_reply(*id, kInternalError, std::string("Internal error: ") + e.what());
   }
 }

@@ -1,11 +1,13 @@
 #pragma once
 
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/json/json.hpp"
 #include "mcp/database.hpp"
+#include "mcp/input.hpp"
 
 namespace pgves::mcp {
 
@@ -20,8 +22,12 @@ class Server {
  public:
   Server(Database &db, bool read_only) : db_(db), read_only_(read_only) {}
 
-  // One line of the stdio transport (a message or a batch); the reply line,
-  // or nothing when every message was a notification or a response.
+  // Serves the stdio transport: a message (or a batch) per input line, a
+  // reply per line on out, until the input ends.
+  void run(Input &in, std::FILE *out);
+
+  // One line of the stdio transport; the reply line, or nothing when every
+  // message was a notification, a response or a cancelled request.
   std::optional<std::string> handle_line(std::string_view line);
 
  private:
@@ -30,9 +36,15 @@ class Server {
   core::json::Value initialize(const core::json::Value &params);
   core::json::Value list_tools();
   core::json::Value call_tool(const core::json::Value &params);
+  Database::Watch cancel_requested();
 
   Database &db_;
   bool read_only_;
+  Input *input_ = nullptr;
+  // The request being served, and whether the client cancelled it
+  // (notifications/cancelled): a cancelled request gets no reply.
+  core::json::Value current_id_;
+  bool cancelled_ = false;
 };
 
 }  // namespace pgves::mcp

@@ -6,8 +6,9 @@
 // JSON line on stdout:
 //   {"op": "info"}                         -> {"server": serverInfo, "capabilities": ...}
 //   {"op": "list"}                         -> {"tools": [...]}  (tools/list)
-//   {"op": "call", "name": N, "arguments": A}
+//   {"op": "call", "name": N, "arguments": A, "timeout": ms (optional)}
 //       -> {"result": CallToolResult} or {"error": message, "code": JSON-RPC code}
+//       (past the timeout the SDK sends notifications/cancelled and gives up)
 //   {"op": "ping"}                         -> {"result": {}}
 //   {"op": "exit"}                         -> {"closed": true}, then the driver exits
 // The SDK checks every structured result against the tool's outputSchema;
@@ -43,7 +44,8 @@ async function run(cmd) {
     case 'ping':
       return { result: await client.ping() };
     case 'call':
-      return { result: await client.callTool({ name: cmd.name, arguments: cmd.arguments ?? {} }) };
+      return { result: await client.callTool({ name: cmd.name, arguments: cmd.arguments ?? {} }, undefined,
+                                             cmd.timeout ? { timeout: cmd.timeout } : undefined) };
     default:
       throw new Error(`unknown op ${cmd.op}`);
   }

@@ -284,6 +284,35 @@ $r = mcp($d, { op => 'call', name => 'drop_everything', arguments => {} });
 is($r->{code}, -32602, 'an unknown tool: JSON-RPC error -32602');
 is(mcp($d, { op => 'ping' })->{error}, undef, 'the server still answers');
 
+# Cancellation -------------------------------------------------------------------
+
+# A call that waits on a lock past the client's timeout: the SDK sends
+# notifications/cancelled, and pg_ves_mcp cancels the statement and serves
+# the next request while the lock is still held.
+my ($lock_out, $lock_err) = ('', '');
+my $locker = IPC::Run::start(
+	[ 'psql', '-X', '-d', $conninfo, '-c', 'BEGIN; LOCK TABLE ves.sync_settings; SELECT pg_sleep(120)' ],
+	'>', \$lock_out, '2>', \$lock_err);
+ok( wait_until(30, sub {
+			sql(q{SELECT count(*) FROM pg_locks WHERE relation = 'ves.sync_settings'::regclass
+                  AND mode = 'AccessExclusiveLock' AND granted}) == 1;
+		}),
+	'setup: another session locks ves.sync_settings');
+$r = mcp($d, { op => 'call', name => 'get_sync_settings', arguments => {}, timeout => 1000 });
+is($r->{code}, -32001, 'a call waiting past the client\'s timeout: the SDK gives up and cancels it');
+ok( wait_until(30, sub {
+			sql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_ves_mcp'
+                  AND wait_event_type = 'Lock'}) == 0;
+		}),
+	'pg_ves_mcp no longer waits for the lock');
+like(slurp_file($node->logfile), qr/canceling statement due to user request/,
+	'because it cancelled the statement');
+is(mcp($d, { op => 'ping' })->{error}, undef, 'it answers the next request while the lock is held');
+is(call($d, 'get_sync_status')->{structuredContent}{openConflicts}, 0, 'and runs the next tool call');
+sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()});
+$locker->finish;
+is(call($d, 'get_sync_settings')->{structuredContent}{settings}{window}, 128, 'with the lock gone, get_sync_settings answers');
+
 # A database restart -------------------------------------------------------------
 
 $node->restart;
