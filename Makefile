@@ -26,6 +26,10 @@ PG_CPPFLAGS  = -Isrc
 PG_CXXFLAGS  = -std=c++17 -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register
 SHLIB_LINK   = -lsodium -lcurl -lstdc++
 
+# pg_ves_mcp (src/mcp) is a client program, not part of pg_ves.so; see its
+# rules below.
+EXTRA_CLEAN  = pg_ves_mcp $(wildcard src/mcp/*.o)
+
 # The server's JIT bitcode is for C; pg_ves is C++ and gains nothing from it.
 override with_llvm = no
 
@@ -45,10 +49,28 @@ $(UPGRADES): $(EXTENSION)--%.sql: src/sql/upgrade/%.sql $(EXTENSION)--$(EXTVERSI
 
 $(OBJS): $(wildcard src/core/*/*.hpp) $(wildcard src/pg/*/*.hpp)
 
+# pg_ves_mcp: the MCP server for the sync verbs, linked with libpq and the
+# core's JSON code, installed next to the server's programs (pg_config --bindir).
+MCP_SRCS     = $(sort $(wildcard src/mcp/*.cpp))
+MCP_OBJS     = $(MCP_SRCS:.cpp=.o) src/core/json/json.o src/core/json/canonical_json.o src/core/json/utf8.o
+$(MCP_SRCS:.cpp=.o): override CPPFLAGS += -I$(includedir) -DPGVES_VERSION='"$(EXTVERSION)"'
+$(MCP_SRCS:.cpp=.o): $(wildcard src/mcp/*.hpp) $(wildcard src/core/json/*.hpp)
+pg_ves_mcp: $(MCP_OBJS)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $(MCP_OBJS) -L$(libdir) -lpq
+all: pg_ves_mcp
+install: install-mcp
+uninstall: uninstall-mcp
+.PHONY: install-mcp uninstall-mcp
+install-mcp: pg_ves_mcp
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) pg_ves_mcp '$(DESTDIR)$(bindir)/pg_ves_mcp'
+uninstall-mcp:
+	rm -f '$(DESTDIR)$(bindir)/pg_ves_mcp'
+
 .PHONY: format format-check
 # One style for every C and C++ file (.clang-format); the test command runs
 # format-check and fails on a file clang-format would change.
-FORMATTED    = $(sort $(wildcard src/*/*/*.[ch]pp test/unit/*.[ch]pp test/fuzz/*.cpp bench/*.c bench/*.cpp))
+FORMATTED    = $(sort $(wildcard src/*/*/*.[ch]pp src/mcp/*.[ch]pp test/unit/*.[ch]pp test/fuzz/*.cpp bench/*.c bench/*.cpp))
 format:
 	@clang-format -i $(FORMATTED)
 format-check:

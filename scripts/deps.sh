@@ -10,6 +10,10 @@ packages=(
   libgtest-dev libipc-run-perl python3 python3-cryptography procps
   sqlsmith
 )
+# pg_ves_mcp links libpq; its test runs the MCP SDK client on Node.js (a
+# node that brings its own npm, as NodeSource's does, is enough).
+packages+=(libpq-dev)
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

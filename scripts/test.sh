@@ -10,6 +10,12 @@ bash scripts/deps.sh || exit 1
 . scripts/common.sh
 build_and_install || { echo "0 passed, 1 failed"; exit 1; }
 
+# The MCP SDK client that test/t/040_mcp.pl runs, as package-lock.json pins it.
+if [ ! -d test/mcp/node_modules ]; then
+  (cd test/mcp && npm ci --no-audit --no-fund --loglevel=error </dev/null) >&2 ||
+    echo "npm ci in test/mcp failed: test/t/040_mcp.pl will fail"
+fi
+
 work=$(scratch_dir test)
 PG_CWD=$work  # as_pg runs from here: the clone may be where the cluster user cannot enter
 trap 'rm -rf "$work"' EXIT
