@@ -141,13 +141,12 @@ BEGIN
   RETURN out_row;
 END $$;
 
--- A new on-hand count below what is reserved: reservations win (the count
--- stops at the reserved quantity and the conflict is recorded as resolved),
--- or, when the tenant's inventory policy says reservations_win = false, the
--- change waits for a person.
-CREATE FUNCTION ves._reservation_conflict(inv ves.inventory, wanted bigint, policy jsonb, source text,
-                                          observed_at timestamptz, reason text, OUT on_hand bigint, OUT conflict_id uuid,
-                                          OUT opened boolean)
+-- Records the reservation_conflict that ves._decide_stock found for a new
+-- on-hand count below what is reserved: resolved (rule reservations_win, the
+-- count stops at the reserved quantity) or opened for a person (rule
+-- manual). Returns its id.
+CREATE FUNCTION ves._reservation_conflict(inv ves.inventory, wanted bigint, outcome text, rule text, on_hand bigint,
+                                          source text, observed_at timestamptz, reason text) RETURNS uuid
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE c ves.conflicts;
 BEGIN
@@ -162,16 +161,16 @@ BEGIN
   c.local_observed_at := inv.last_observed_at; c.remote_observed_at := observed_at;
   c.detail := jsonb_build_object('sku', inv.sku, 'location', inv.location, 'reserved', inv.reserved, 'reason', reason);
   c.detected_at := now();
-  IF (policy ->> 'reservations_win')::boolean THEN
-    c.conflict_id := gen_random_uuid(); c.status := 'resolved'; c.rule := 'reservations_win';
-    c.strategy := 'reservations_win'; c.proposed_state := jsonb_build_object('on_hand', inv.reserved);
+  c.rule := rule;
+  IF outcome = 'resolved' THEN
+    c.conflict_id := gen_random_uuid(); c.status := 'resolved';
+    c.strategy := rule; c.proposed_state := jsonb_build_object('on_hand', on_hand);
     c.resolved_state := c.proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
     INSERT INTO ves.conflicts SELECT c.*;
-    on_hand := inv.reserved; conflict_id := c.conflict_id; opened := false;
-  ELSE
-    c.rule := 'manual'; c.proposed_state := c.remote_state;
-    conflict_id := ves._open_conflict(c); on_hand := NULL; opened := true;
+    RETURN c.conflict_id;
   END IF;
+  c.proposed_state := c.remote_state;
+  RETURN ves._open_conflict(c);
 END $$;
 
 CREATE FUNCTION ves.adjust_stock(
@@ -191,7 +190,7 @@ DECLARE
   cached jsonb;
   inv ves.inventory;
   wanted bigint;
-  rc record;
+  sd record;
   res ves.stock_result;
 BEGIN
   PERFORM ves._check_stock_args(tenant_id, store_id, sku, location, source);
@@ -211,17 +210,17 @@ BEGIN
             HINT = 'Count the stock again and record it with ves.set_stock.';
   END IF;
   res.outcome := 'applied';
-  IF wanted < inv.reserved THEN
-    rc := ves._reservation_conflict(inv, wanted, ves.get_conflict_policy(tenant_id, 'inventory'), source,
-                                    observed_at, coalesce(reason, 'adjustment'));
-    res.conflict_id := rc.conflict_id;
-    IF rc.opened THEN
-      res := ves._stock_result(inv, 'conflict', rc.conflict_id, NULL);
+  sd := ves._decide_stock(ves.get_conflict_policy(tenant_id, 'inventory'), inv.on_hand, inv.reserved, wanted);
+  IF sd.conflict_type IS NOT NULL THEN
+    res.conflict_id := ves._reservation_conflict(inv, wanted, sd.outcome, sd.rule, sd.on_hand, source, observed_at,
+                                                 coalesce(reason, 'adjustment'));
+    IF sd.outcome = 'conflict' THEN
+      res := ves._stock_result(inv, 'conflict', res.conflict_id, NULL);
       PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'adjust_stock', request, to_jsonb(res));
       RETURN res;
     END IF;
-    wanted := rc.on_hand;
-    res.outcome := 'resolved';
+    wanted := sd.on_hand;
+    res.outcome := sd.outcome;
   END IF;
   IF wanted <> inv.on_hand THEN
     inv := ves._store_on_hand(inv, wanted, source, observed_at, NULL);
@@ -259,7 +258,8 @@ DECLARE
   base jsonb;
   d jsonb;
   wanted bigint;
-  rc record;
+  sd record;
+  rc_id uuid;
   c ves.conflicts;
   res ves.stock_result;
 BEGIN
@@ -313,16 +313,17 @@ BEGIN
     INSERT INTO ves.conflicts SELECT c.*;
     res.conflict_id := c.conflict_id;
   END IF;
-  IF wanted < inv.reserved THEN
-    rc := ves._reservation_conflict(inv, wanted, policy, source, observed_at, 'set_stock');
-    IF rc.opened THEN
-      res := ves._stock_result(inv, 'conflict', rc.conflict_id, NULL);
+  sd := ves._decide_stock(policy, inv.on_hand, inv.reserved, wanted);
+  IF sd.conflict_type IS NOT NULL THEN
+    rc_id := ves._reservation_conflict(inv, wanted, sd.outcome, sd.rule, sd.on_hand, source, observed_at, 'set_stock');
+    IF sd.outcome = 'conflict' THEN
+      res := ves._stock_result(inv, 'conflict', rc_id, NULL);
       PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
       RETURN res;
     END IF;
-    wanted := rc.on_hand;
-    res.outcome := 'resolved';
-    res.conflict_id := rc.conflict_id;
+    wanted := sd.on_hand;
+    res.outcome := sd.outcome;
+    res.conflict_id := rc_id;
   END IF;
   -- What this source reported is the base of its next report; we agree with
   -- it (and skip the merge next time) only when its count is what we store.
@@ -513,13 +514,15 @@ BEGIN
   RETURN ves._stock_result(inv, NULL, NULL, NULL);
 END $$;
 
--- Resolving an inventory conflict (ves.resolve_conflict calls this).
-CREATE FUNCTION ves._resolve_stock_conflict(c ves.conflicts, chosen text, merged jsonb) RETURNS ves.upsert_result
+-- Resolving a conflict on the counts of ves.inventory (ves.resolve_conflict
+-- calls this with what the chosen strategy does). Returns the row's version,
+-- the event that changed it (if any) and the state it was resolved to.
+CREATE FUNCTION ves._resolve_stock_conflict(c ves.conflicts, chosen text, merged jsonb, OUT version bigint,
+                                            OUT event_id uuid, OUT resolved_state jsonb)
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   inv ves.inventory;
   wanted bigint;
-  res ves.upsert_result;
 BEGIN
   inv := ves._lock_stock(c.tenant_id, c.store_id, c.detail ->> 'sku', c.detail ->> 'location');
   wanted := CASE chosen WHEN 'accept_local' THEN inv.on_hand
@@ -533,13 +536,13 @@ BEGIN
     RAISE EXCEPTION 'on_hand % is below the % units reserved for "%"', wanted, inv.reserved, inv.sku
       USING ERRCODE = 'VE031', HINT = 'Release reservations first, or keep at least the reserved count.';
   END IF;
-  res.version := inv.version;
+  version := inv.version;
   IF wanted <> inv.on_hand THEN
     inv := ves._store_on_hand(inv, wanted, c.remote_source, now(), NULL);
-    res.event_id := ves._stock_event(inv, 'inventory.stock_updated',
+    event_id := ves._stock_event(inv, 'inventory.stock_updated',
       jsonb_build_object('reason', 'conflict_resolved', 'conflict_id', c.conflict_id), 'manual');
-    res.version := inv.version;
+    version := inv.version;
   END IF;
-  -- resolved_state of the conflict row is set by the caller from c.
-  RETURN res;
+  resolved_state := CASE chosen WHEN 'accept_local' THEN c.local_state WHEN 'accept_remote' THEN c.remote_state
+                                ELSE coalesce(merged, c.proposed_state) END;
 END $$;
