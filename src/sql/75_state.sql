@@ -186,6 +186,35 @@ BEGIN
   END;
 END $$;
 
+-- The one wrapper of every keyed call (ves.upsert, delete_entity, adjust_stock,
+-- set_stock, reserve_stock, record_order_event):
+--   res := ves._keyed_begin(tenant_id, idempotency_key, 'op', request, res);
+--   IF res.outcome = 'duplicate' THEN RETURN res; END IF;
+--   ... the call's work ...
+--   RETURN ves._keyed_end(tenant_id, idempotency_key, 'op', request, res);
+-- _keyed_begin returns the result the first call with this key returned, as
+-- a repeat (outcome 'duplicate'; original_outcome, where the result type has
+-- it, is what the first call did), or `result` unchanged when the key is new
+-- or absent. It holds the key's lock for the transaction.
+CREATE FUNCTION ves._keyed_begin(tenant_id uuid, idempotency_key text, operation text, request jsonb,
+                                 INOUT result anyelement)
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE cached jsonb := ves._idempotency_begin(tenant_id, idempotency_key, operation, request);
+BEGIN
+  IF cached IS NOT NULL THEN
+    result := jsonb_populate_record(result, cached || jsonb_build_object('outcome', 'duplicate',
+                                                                         'original_outcome', cached -> 'outcome'));
+  END IF;
+END $$;
+
+-- Keeps the result of a keyed call (nothing without a key) and returns it.
+CREATE FUNCTION ves._keyed_end(tenant_id uuid, idempotency_key text, operation text, request jsonb,
+                               INOUT result anyelement)
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, operation, request, to_jsonb(result));
+END $$;
+
 -- ---------------------------------------------------------------------------
 -- Policies per tenant and entity type ('*': every type without its own).
 
@@ -307,13 +336,6 @@ CREATE TYPE ves.upsert_result AS (
   original_outcome text     -- for a duplicate, what the first call did; else the outcome
 );
 
--- A repeat of a keyed call: the first call's result, outcome 'duplicate'.
-CREATE FUNCTION ves._upsert_duplicate(cached jsonb) RETURNS ves.upsert_result
-  LANGUAGE sql IMMUTABLE AS $$
-  SELECT ('duplicate', (cached ->> 'version')::bigint, (cached ->> 'conflict_id')::uuid,
-          (cached ->> 'event_id')::uuid, cached ->> 'outcome')::ves.upsert_result
-$$;
-
 -- The state an entity had at a version, read back from its event stream.
 -- (plpgsql, not sql: a sql function with its own search_path is neither
 -- inlined nor allowed to keep its plan, and planning over every partition
@@ -376,7 +398,6 @@ CREATE FUNCTION ves.upsert(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, state, base_version, source);
-  cached       jsonb;
   policy       jsonb;
   cur          ves.entity_state;
   found_entity boolean;
@@ -405,10 +426,8 @@ BEGIN
       HINT = 'Pass the version the state was read at, or NULL.';
   END IF;
 
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'upsert', request);
-  IF cached IS NOT NULL THEN
-    RETURN ves._upsert_duplicate(cached);
-  END IF;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'upsert', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
 
   -- One writer per entity at a time; the row lock alone would not cover an
   -- entity that does not exist yet.
@@ -510,8 +529,7 @@ BEGIN
   END IF;
 
   res.original_outcome := res.outcome;
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'upsert', request, to_jsonb(res));
-  RETURN res;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'upsert', request, res);
 END $$;
 
 -- Marks an entity deleted (event <entity_type>.deleted). A later upsert of it,
@@ -530,16 +548,13 @@ CREATE FUNCTION ves.delete_entity(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, base_version, source);
-  cached       jsonb;
   cur          ves.entity_state;
   ar           ves.append_result;
   res          ves.upsert_result;
 BEGIN
   PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'delete_entity', request);
-  IF cached IS NOT NULL THEN
-    RETURN ves._upsert_duplicate(cached);
-  END IF;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'delete_entity', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || entity_type || '/' || entity_id, 11));
   SELECT * INTO cur FROM ves.entity_state s
   WHERE s.tenant_id = delete_entity.tenant_id AND s.entity_type = delete_entity.entity_type
@@ -568,8 +583,7 @@ BEGIN
     res.event_id := ar.event_id;
   END IF;
   res.original_outcome := res.outcome;
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'delete_entity', request, to_jsonb(res));
-  RETURN res;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'delete_entity', request, res);
 END $$;
 
 -- The current state of an entity (NULL when it has none or was deleted).
