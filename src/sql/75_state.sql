@@ -1,5 +1,7 @@
--- Entity state, idempotent upsert and conflicts (src/pg/conflict.cpp decides;
--- src/core/conflict.cpp holds the rules).
+-- Entity state, idempotent upsert and conflicts. src/core/state/conflict.cpp
+-- decides every conflict rule and names every strategy, conflict type and
+-- rule; src/pg/state/conflict.cpp serves them to the plpgsql here, which
+-- gathers facts and writes rows. Resolving by hand: 87_resolve.sql.
 --
 -- ves.entity_state keeps the current state of each entity in step with its
 -- event stream: every change that applies is also a signed event
