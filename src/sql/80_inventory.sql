@@ -137,13 +137,14 @@ END $$;
 -- on-hand count below what is reserved: resolved (rule reservations_win, the
 -- count stops at the reserved quantity) or opened for a person (rule
 -- manual). Returns its id.
-CREATE FUNCTION ves._reservation_conflict(inv ves.inventory, wanted bigint, outcome text, rule text, on_hand bigint,
-                                          source text, observed_at timestamptz, reason text) RETURNS uuid
+CREATE FUNCTION ves._reservation_conflict(inv ves.inventory, wanted bigint, conflict_type text, outcome text, rule text,
+                                          on_hand bigint, source text, observed_at timestamptz, reason text)
+  RETURNS uuid
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE c ves.conflicts;
 BEGIN
   c.tenant_id := inv.tenant_id; c.store_id := inv.store_id; c.entity_type := 'inventory'; c.entity_id := inv.sku;
-  c.conflict_type := 'reservation_conflict';
+  c.conflict_type := conflict_type;
   c.local_state := jsonb_build_object('on_hand', inv.on_hand, 'reserved', inv.reserved);
   c.remote_state := jsonb_build_object('on_hand', wanted);
   c.base_state := jsonb_build_object('on_hand', inv.on_hand);
@@ -202,8 +203,8 @@ BEGIN
   sd := ves._decide_stock(ves.get_conflict_policy(tenant_id, 'inventory'), inv.on_hand, inv.reserved, wanted);
   res.outcome := sd.outcome;
   IF sd.conflict_type IS NOT NULL THEN
-    res.conflict_id := ves._reservation_conflict(inv, wanted, sd.outcome, sd.rule, sd.on_hand, source, observed_at,
-                                                 coalesce(reason, 'adjustment'));
+    res.conflict_id := ves._reservation_conflict(inv, wanted, sd.conflict_type, sd.outcome, sd.rule, sd.on_hand, source,
+                                                 observed_at, coalesce(reason, 'adjustment'));
   END IF;
   IF sd.outcome <> 'conflict' AND sd.on_hand <> inv.on_hand THEN
     inv := ves._store_on_hand(inv, sd.on_hand, source, observed_at, NULL);
@@ -295,7 +296,8 @@ BEGIN
     END IF;
     sd := ves._decide_stock(policy, inv.on_hand, inv.reserved, wanted);
     IF sd.conflict_type IS NOT NULL THEN
-      rc_id := ves._reservation_conflict(inv, wanted, sd.outcome, sd.rule, sd.on_hand, source, observed_at, 'set_stock');
+      rc_id := ves._reservation_conflict(inv, wanted, sd.conflict_type, sd.outcome, sd.rule, sd.on_hand, source,
+                                     observed_at, 'set_stock');
       IF sd.outcome = 'conflict' THEN
         res := ves._stock_result(inv, 'conflict', rc_id, NULL);
         EXIT work;

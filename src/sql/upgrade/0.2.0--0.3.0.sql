@@ -31,5 +31,6 @@ REVOKE ALL ON FUNCTION ves.conflict_vocabulary(), ves._check_resolution(uuid, te
   ves._decide_stock(jsonb, bigint, bigint, bigint), ves._keyed_begin(uuid, text, text, jsonb, anyelement),
   ves._keyed_end(uuid, text, text, jsonb, anyelement), ves._resolve_state_conflict(ves.conflicts, text, jsonb),
   ves._resolve_stock_conflict(ves.conflicts, text, jsonb),
-  ves._reservation_conflict(ves.inventory, bigint, text, text, bigint, text, timestamptz, text) FROM PUBLIC;
+  ves._reservation_conflict(ves.inventory, bigint, text, text, text, bigint, text, timestamptz, text)
+  FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.conflict_vocabulary() TO ves_reader;
