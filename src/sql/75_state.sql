@@ -1,5 +1,7 @@
--- Entity state, idempotent upsert and conflicts (src/pg/conflict.cpp decides;
--- src/core/conflict.cpp holds the rules).
+-- Entity state, idempotent upsert and conflicts. src/core/state/conflict.cpp
+-- decides every conflict rule and names every strategy, conflict type and
+-- rule; src/pg/state/conflict.cpp serves them to the plpgsql here, which
+-- gathers facts and writes rows. Resolving by hand: 87_resolve.sql.
 --
 -- ves.entity_state keeps the current state of each entity in step with its
 -- event stream: every change that applies is also a signed event
@@ -21,6 +23,26 @@ CREATE FUNCTION ves._restamp(stamps jsonb, local_state jsonb, result jsonb, sour
   AS 'MODULE_PATHNAME', 'ves_restamp' LANGUAGE C IMMUTABLE;
 CREATE FUNCTION ves._conflict_policy(policy jsonb) RETURNS jsonb
   AS 'MODULE_PATHNAME', 'ves_conflict_policy' LANGUAGE C IMMUTABLE;
+
+-- The names of the conflict machinery, as src/core/state decides them:
+-- kind conflict_type, strategy (a policy's), resolution (what
+-- ves.resolve_conflict takes) and rule (what decided, in ves.conflicts).
+CREATE FUNCTION ves.conflict_vocabulary(OUT kind text, OUT name text) RETURNS SETOF record
+  AS 'MODULE_PATHNAME', 'ves_conflict_vocabulary' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+-- Refuses a ves.resolve_conflict call that no conflict could make valid.
+CREATE FUNCTION ves._check_resolution(conflict_id uuid, strategy text, merged jsonb) RETURNS void
+  AS 'MODULE_PATHNAME', 'ves_check_resolution' LANGUAGE C IMMUTABLE;
+-- What resolving a stored conflict with `strategy` does: accept_local,
+-- accept_remote or merge (last_write_wins picks a side as decide does).
+CREATE FUNCTION ves._resolution_effect(conflict_id uuid, strategy text, merged jsonb, fields text[], policy jsonb,
+                                       local_source text, local_observed_at timestamptz, local_state jsonb,
+                                       remote_source text, remote_observed_at timestamptz, remote_state jsonb)
+  RETURNS text AS 'MODULE_PATHNAME', 'ves_resolution_effect' LANGUAGE C IMMUTABLE;
+-- Reservations win over adjustments: what a new on-hand count does against
+-- the units reserved.
+CREATE FUNCTION ves._decide_stock(policy jsonb, on_hand bigint, reserved bigint, wanted bigint,
+                                  OUT conflict_type text, OUT outcome text, OUT rule text, OUT on_hand bigint)
+  AS 'MODULE_PATHNAME', 'ves_decide_stock' LANGUAGE C IMMUTABLE;
 
 -- Builds a state from picks ({"field": "l" | "r"}) and the two original values.
 CREATE FUNCTION ves._pick(picks jsonb, l jsonb, r jsonb) RETURNS jsonb
@@ -166,6 +188,35 @@ BEGIN
   END;
 END $$;
 
+-- The one wrapper of every keyed call (ves.upsert, delete_entity, adjust_stock,
+-- set_stock, reserve_stock, record_order_event):
+--   res := ves._keyed_begin(tenant_id, idempotency_key, 'op', request, res);
+--   IF res.outcome = 'duplicate' THEN RETURN res; END IF;
+--   ... the call's work ...
+--   RETURN ves._keyed_end(tenant_id, idempotency_key, 'op', request, res);
+-- _keyed_begin returns the result the first call with this key returned, as
+-- a repeat (outcome 'duplicate'; original_outcome, where the result type has
+-- it, is what the first call did), or `result` unchanged when the key is new
+-- or absent. It holds the key's lock for the transaction.
+CREATE FUNCTION ves._keyed_begin(tenant_id uuid, idempotency_key text, operation text, request jsonb,
+                                 INOUT result anyelement)
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE cached jsonb := ves._idempotency_begin(tenant_id, idempotency_key, operation, request);
+BEGIN
+  IF cached IS NOT NULL THEN
+    result := jsonb_populate_record(result, cached || jsonb_build_object('outcome', 'duplicate',
+                                                                         'original_outcome', cached -> 'outcome'));
+  END IF;
+END $$;
+
+-- Keeps the result of a keyed call (nothing without a key) and returns it.
+CREATE FUNCTION ves._keyed_end(tenant_id uuid, idempotency_key text, operation text, request jsonb,
+                               INOUT result anyelement)
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, operation, request, to_jsonb(result));
+END $$;
+
 -- ---------------------------------------------------------------------------
 -- Policies per tenant and entity type ('*': every type without its own).
 
@@ -287,13 +338,6 @@ CREATE TYPE ves.upsert_result AS (
   original_outcome text     -- for a duplicate, what the first call did; else the outcome
 );
 
--- A repeat of a keyed call: the first call's result, outcome 'duplicate'.
-CREATE FUNCTION ves._upsert_duplicate(cached jsonb) RETURNS ves.upsert_result
-  LANGUAGE sql IMMUTABLE AS $$
-  SELECT ('duplicate', (cached ->> 'version')::bigint, (cached ->> 'conflict_id')::uuid,
-          (cached ->> 'event_id')::uuid, cached ->> 'outcome')::ves.upsert_result
-$$;
-
 -- The state an entity had at a version, read back from its event stream.
 -- (plpgsql, not sql: a sql function with its own search_path is neither
 -- inlined nor allowed to keep its plan, and planning over every partition
@@ -356,7 +400,6 @@ CREATE FUNCTION ves.upsert(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, state, base_version, source);
-  cached       jsonb;
   policy       jsonb;
   cur          ves.entity_state;
   found_entity boolean;
@@ -385,10 +428,8 @@ BEGIN
       HINT = 'Pass the version the state was read at, or NULL.';
   END IF;
 
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'upsert', request);
-  IF cached IS NOT NULL THEN
-    RETURN ves._upsert_duplicate(cached);
-  END IF;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'upsert', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
 
   -- One writer per entity at a time; the row lock alone would not cover an
   -- entity that does not exist yet.
@@ -490,8 +531,7 @@ BEGIN
   END IF;
 
   res.original_outcome := res.outcome;
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'upsert', request, to_jsonb(res));
-  RETURN res;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'upsert', request, res);
 END $$;
 
 -- Marks an entity deleted (event <entity_type>.deleted). A later upsert of it,
@@ -510,16 +550,13 @@ CREATE FUNCTION ves.delete_entity(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, base_version, source);
-  cached       jsonb;
   cur          ves.entity_state;
   ar           ves.append_result;
   res          ves.upsert_result;
 BEGIN
   PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'delete_entity', request);
-  IF cached IS NOT NULL THEN
-    RETURN ves._upsert_duplicate(cached);
-  END IF;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'delete_entity', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || entity_type || '/' || entity_id, 11));
   SELECT * INTO cur FROM ves.entity_state s
   WHERE s.tenant_id = delete_entity.tenant_id AND s.entity_type = delete_entity.entity_type
@@ -548,8 +585,7 @@ BEGIN
     res.event_id := ar.event_id;
   END IF;
   res.original_outcome := res.outcome;
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'delete_entity', request, to_jsonb(res));
-  RETURN res;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'delete_entity', request, res);
 END $$;
 
 -- The current state of an entity (NULL when it has none or was deleted).
@@ -561,107 +597,50 @@ BEGIN
           AND s.entity_type = get_state.entity_type AND s.entity_id = get_state.entity_id AND NOT s.deleted);
 END $$;
 
--- Resolves an open conflict. accept_local keeps the entity as it is now;
--- accept_remote applies the incoming side's changes (relative to the base)
--- on top of the entity as it is now; last_write_wins does whichever of the
--- two was observed later; merge stores `merged` (a whole state; it may be
--- omitted when no field conflicts). Inventory conflicts are resolved by
--- ves._resolve_stock_conflict. Emits sync.conflict_resolved on the
--- conflict's stream and, when the entity changes, <type>.updated.
-CREATE FUNCTION ves.resolve_conflict(conflict_id uuid, strategy text, merged jsonb DEFAULT NULL)
-  RETURNS ves.upsert_result
-  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Resolving a conflict on an entity of ves.entity_state (ves.resolve_conflict
+-- calls this with what the chosen strategy does: accept_local keeps the
+-- entity as it is now; accept_remote applies the incoming side's changes,
+-- relative to the base, on top of the entity as it is now; merge stores
+-- `merged`, or the proposed state). Returns the entity's version, the event
+-- that changed it (if any) and the state it was resolved to.
+CREATE FUNCTION ves._resolve_state_conflict(c ves.conflicts, chosen text, merged jsonb, OUT version bigint,
+                                            OUT event_id uuid, OUT resolved_state jsonb)
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  c        ves.conflicts;
   cur      ves.entity_state;
   target   jsonb;
   ar       ves.append_result;
-  res      ves.upsert_result;
-  chosen   text := strategy;
 BEGIN
-  IF conflict_id IS NULL OR strategy IS NULL THEN
-    RAISE EXCEPTION 'conflict_id and strategy must not be NULL' USING ERRCODE = 'VE011',
-      HINT = 'Strategies: accept_local, accept_remote, merge (with a merged state) or last_write_wins.';
+  PERFORM pg_advisory_xact_lock(hashtextextended(c.tenant_id::text || '/' || c.entity_type || '/' || c.entity_id, 11));
+  SELECT * INTO cur FROM ves.entity_state s WHERE s.tenant_id = c.tenant_id AND s.entity_type = c.entity_type
+    AND s.entity_id = c.entity_id FOR UPDATE;
+  target := CASE chosen
+    WHEN 'accept_local' THEN NULL
+    WHEN 'merge' THEN coalesce(merged, c.proposed_state)
+    ELSE CASE WHEN cur.state IS NULL OR cur.deleted THEN c.remote_state
+              ELSE ves._pick(ves._apply_changes(cur.state, c.base_state, c.remote_state), cur.state, c.remote_state)
+         END
+  END;
+  version := cur.version;
+  IF target IS NOT NULL AND (cur.state IS NULL OR cur.deleted OR target IS DISTINCT FROM cur.state) THEN
+    SELECT * INTO ar FROM ves.append(c.tenant_id, c.store_id, c.entity_type, c.entity_id,
+      c.entity_type || CASE WHEN cur.state IS NULL OR cur.deleted THEN '.created' ELSE '.updated' END,
+      jsonb_build_object('state', target, 'source', c.remote_source, 'observed_at', c.remote_observed_at),
+      metadata => jsonb_build_object('conflict_id', c.conflict_id, 'resolution', c.strategy),
+      source => c.remote_source);
+    INSERT INTO ves.entity_state AS s (tenant_id, store_id, entity_type, entity_id, state, version, deleted,
+                                       last_source, last_observed_at, source_seen, field_stamps)
+    VALUES (c.tenant_id, c.store_id, c.entity_type, c.entity_id, target, ar.entity_version, false, c.remote_source,
+            c.remote_observed_at, ves._source_seen('{}', c.remote_source, c.remote_state, c.remote_observed_at),
+            ves._restamp(cur.field_stamps, CASE WHEN cur.deleted THEN '{}' ELSE cur.state END, target,
+                         c.remote_source, c.remote_observed_at, ves.get_conflict_policy(c.tenant_id, c.entity_type)))
+    ON CONFLICT ON CONSTRAINT entity_state_pkey DO UPDATE
+      SET state = excluded.state, version = excluded.version, deleted = false, updated_at = now(),
+          field_stamps = excluded.field_stamps,
+          last_source = excluded.last_source, last_observed_at = excluded.last_observed_at,
+          source_seen = ves._source_seen(s.source_seen, c.remote_source, c.remote_state, c.remote_observed_at);
+    version := ar.entity_version;
+    event_id := ar.event_id;
   END IF;
-  IF strategy NOT IN ('accept_local', 'accept_remote', 'merge', 'last_write_wins') THEN
-    RAISE EXCEPTION 'a conflict cannot be resolved with strategy "%"', strategy USING ERRCODE = 'VE010',
-      HINT = 'Strategies: accept_local, accept_remote, merge (with a merged state) or last_write_wins.';
-  END IF;
-  IF merged IS NOT NULL AND (strategy <> 'merge' OR jsonb_typeof(merged) <> 'object') THEN
-    RAISE EXCEPTION 'a merged state is only taken with strategy merge, and must be a JSON object'
-      USING ERRCODE = 'VE010', HINT = 'Pass merged => ''{...}'' together with strategy ''merge''.';
-  END IF;
-  SELECT * INTO c FROM ves.conflicts x WHERE x.conflict_id = resolve_conflict.conflict_id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'conflict % does not exist', conflict_id USING ERRCODE = 'VE012',
-      HINT = 'See ves.open_conflicts for the conflicts waiting for a decision.';
-  END IF;
-  PERFORM ves.check_tenant(c.tenant_id);
-  IF c.status <> 'open' THEN
-    RAISE EXCEPTION 'conflict % is already resolved', conflict_id USING ERRCODE = 'VE030',
-      DETAIL = format('resolved with %s by %s at %s', c.strategy, c.resolved_by, c.resolved_at),
-      HINT = 'A conflict is resolved once; to change the entity again use ves.upsert.';
-  END IF;
-  IF strategy = 'merge' AND merged IS NULL AND cardinality(c.fields) > 0 THEN
-    RAISE EXCEPTION 'conflict % has fields changed on both sides (%); merge needs the merged state', conflict_id,
-      array_to_string(c.fields, ', ') USING ERRCODE = 'VE011',
-      HINT = 'Pass merged => the whole state to keep; proposed_state in ves.open_conflicts is a starting point.';
-  END IF;
-  IF strategy = 'last_write_wins' THEN
-    chosen := CASE WHEN c.remote_observed_at > coalesce(c.local_observed_at, '-infinity') THEN 'accept_remote'
-                   ELSE 'accept_local' END;
-  END IF;
-
-  IF c.entity_type = 'inventory' AND c.detail ? 'sku' THEN
-    res := ves._resolve_stock_conflict(c, chosen, merged);
-    c.resolved_state := CASE chosen WHEN 'accept_local' THEN c.local_state WHEN 'accept_remote' THEN c.remote_state
-                                    ELSE coalesce(merged, c.proposed_state) END;
-  ELSE
-    PERFORM pg_advisory_xact_lock(hashtextextended(c.tenant_id::text || '/' || c.entity_type || '/' || c.entity_id, 11));
-    SELECT * INTO cur FROM ves.entity_state s WHERE s.tenant_id = c.tenant_id AND s.entity_type = c.entity_type
-      AND s.entity_id = c.entity_id FOR UPDATE;
-    target := CASE chosen
-      WHEN 'accept_local' THEN NULL
-      WHEN 'merge' THEN coalesce(merged, c.proposed_state)
-      ELSE CASE WHEN cur.state IS NULL OR cur.deleted THEN c.remote_state
-                ELSE ves._pick(ves._apply_changes(cur.state, c.base_state, c.remote_state), cur.state, c.remote_state)
-           END
-    END;
-    res.version := cur.version;
-    IF target IS NOT NULL AND (cur.state IS NULL OR cur.deleted OR target IS DISTINCT FROM cur.state) THEN
-      SELECT * INTO ar FROM ves.append(c.tenant_id, c.store_id, c.entity_type, c.entity_id,
-        c.entity_type || CASE WHEN cur.state IS NULL OR cur.deleted THEN '.created' ELSE '.updated' END,
-        jsonb_build_object('state', target, 'source', c.remote_source, 'observed_at', c.remote_observed_at),
-        metadata => jsonb_build_object('conflict_id', c.conflict_id, 'resolution', strategy),
-        source => c.remote_source);
-      INSERT INTO ves.entity_state AS s (tenant_id, store_id, entity_type, entity_id, state, version, deleted,
-                                         last_source, last_observed_at, source_seen, field_stamps)
-      VALUES (c.tenant_id, c.store_id, c.entity_type, c.entity_id, target, ar.entity_version, false, c.remote_source,
-              c.remote_observed_at, ves._source_seen('{}', c.remote_source, c.remote_state, c.remote_observed_at),
-              ves._restamp(cur.field_stamps, CASE WHEN cur.deleted THEN '{}' ELSE cur.state END, target,
-                           c.remote_source, c.remote_observed_at, ves.get_conflict_policy(c.tenant_id, c.entity_type)))
-      ON CONFLICT ON CONSTRAINT entity_state_pkey DO UPDATE
-        SET state = excluded.state, version = excluded.version, deleted = false, updated_at = now(),
-            field_stamps = excluded.field_stamps,
-            last_source = excluded.last_source, last_observed_at = excluded.last_observed_at,
-            source_seen = ves._source_seen(s.source_seen, c.remote_source, c.remote_state, c.remote_observed_at);
-      res.version := ar.entity_version;
-      res.event_id := ar.event_id;
-    END IF;
-    c.resolved_state := coalesce(target, cur.state);
-  END IF;
-
-  SELECT * INTO ar FROM ves.append(c.tenant_id, c.store_id, 'sync.conflict', c.conflict_id::text,
-    'sync.conflict_resolved',
-    jsonb_build_object('conflict_id', c.conflict_id, 'strategy', strategy, 'entity_type', c.entity_type,
-                       'entity_id', c.entity_id, 'version', res.version, 'resolved_by', session_user),
-    source => 'manual');
-  UPDATE ves.conflicts x SET status = 'resolved', strategy = resolve_conflict.strategy,
-    resolved_state = c.resolved_state, resolved_at = now(),
-    resolved_by = session_user, resolution_event_id = ar.event_id
-  WHERE x.conflict_id = resolve_conflict.conflict_id;
-  res.outcome := 'resolved';
-  res.conflict_id := conflict_id;
-  res.original_outcome := 'resolved';
-  RETURN res;
+  resolved_state := coalesce(target, cur.state);
 END $$;

@@ -63,14 +63,6 @@ CREATE FUNCTION ves._stock_result(inv ves.inventory, outcome text, conflict_id u
           event_id, reservation_id)::ves.stock_result
 $$;
 
--- A repeat of a keyed call: the first call's result, outcome 'duplicate'.
-CREATE FUNCTION ves._stock_duplicate(cached jsonb) RETURNS ves.stock_result
-  LANGUAGE sql IMMUTABLE AS $$
-  SELECT (r.sku, r.location, r.on_hand, r.reserved, r.available, 'duplicate', r.conflict_id, r.event_id,
-          r.reservation_id)::ves.stock_result
-  FROM jsonb_populate_record(NULL::ves.stock_result, cached) r
-$$;
-
 CREATE FUNCTION ves._check_stock_args(tenant_id uuid, store_id uuid, sku text, location text, source text)
   RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -141,18 +133,18 @@ BEGIN
   RETURN out_row;
 END $$;
 
--- A new on-hand count below what is reserved: reservations win (the count
--- stops at the reserved quantity and the conflict is recorded as resolved),
--- or, when the tenant's inventory policy says reservations_win = false, the
--- change waits for a person.
-CREATE FUNCTION ves._reservation_conflict(inv ves.inventory, wanted bigint, policy jsonb, source text,
-                                          observed_at timestamptz, reason text, OUT on_hand bigint, OUT conflict_id uuid,
-                                          OUT opened boolean)
+-- Records the reservation_conflict that ves._decide_stock found for a new
+-- on-hand count below what is reserved: resolved (rule reservations_win, the
+-- count stops at the reserved quantity) or opened for a person (rule
+-- manual). Returns its id.
+CREATE FUNCTION ves._reservation_conflict(inv ves.inventory, wanted bigint, conflict_type text, outcome text, rule text,
+                                          on_hand bigint, source text, observed_at timestamptz, reason text)
+  RETURNS uuid
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE c ves.conflicts;
 BEGIN
   c.tenant_id := inv.tenant_id; c.store_id := inv.store_id; c.entity_type := 'inventory'; c.entity_id := inv.sku;
-  c.conflict_type := 'reservation_conflict';
+  c.conflict_type := conflict_type;
   c.local_state := jsonb_build_object('on_hand', inv.on_hand, 'reserved', inv.reserved);
   c.remote_state := jsonb_build_object('on_hand', wanted);
   c.base_state := jsonb_build_object('on_hand', inv.on_hand);
@@ -162,16 +154,16 @@ BEGIN
   c.local_observed_at := inv.last_observed_at; c.remote_observed_at := observed_at;
   c.detail := jsonb_build_object('sku', inv.sku, 'location', inv.location, 'reserved', inv.reserved, 'reason', reason);
   c.detected_at := now();
-  IF (policy ->> 'reservations_win')::boolean THEN
-    c.conflict_id := gen_random_uuid(); c.status := 'resolved'; c.rule := 'reservations_win';
-    c.strategy := 'reservations_win'; c.proposed_state := jsonb_build_object('on_hand', inv.reserved);
+  c.rule := rule;
+  IF outcome = 'resolved' THEN
+    c.conflict_id := gen_random_uuid(); c.status := 'resolved';
+    c.strategy := rule; c.proposed_state := jsonb_build_object('on_hand', on_hand);
     c.resolved_state := c.proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
     INSERT INTO ves.conflicts SELECT c.*;
-    on_hand := inv.reserved; conflict_id := c.conflict_id; opened := false;
-  ELSE
-    c.rule := 'manual'; c.proposed_state := c.remote_state;
-    conflict_id := ves._open_conflict(c); on_hand := NULL; opened := true;
+    RETURN c.conflict_id;
   END IF;
+  c.proposed_state := c.remote_state;
+  RETURN ves._open_conflict(c);
 END $$;
 
 CREATE FUNCTION ves.adjust_stock(
@@ -188,10 +180,9 @@ CREATE FUNCTION ves.adjust_stock(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request jsonb := jsonb_build_array(store_id, sku, location, delta, reason, source);
-  cached jsonb;
   inv ves.inventory;
   wanted bigint;
-  rc record;
+  sd record;
   res ves.stock_result;
 BEGIN
   PERFORM ves._check_stock_args(tenant_id, store_id, sku, location, source);
@@ -199,10 +190,8 @@ BEGIN
     RAISE EXCEPTION 'delta must be a non-zero count' USING ERRCODE = 'VE010',
       HINT = 'Pass +n for stock received, -n for stock removed; ves.set_stock sets an absolute count.';
   END IF;
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'adjust_stock', request);
-  IF cached IS NOT NULL THEN
-    RETURN ves._stock_duplicate(cached);
-  END IF;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'adjust_stock', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
   inv := ves._lock_stock(tenant_id, store_id, sku, location);
   wanted := inv.on_hand + delta;
   IF wanted < 0 THEN
@@ -210,27 +199,20 @@ BEGIN
       USING ERRCODE = 'VE031', DETAIL = format('on_hand=%s reserved=%s', inv.on_hand, inv.reserved),
             HINT = 'Count the stock again and record it with ves.set_stock.';
   END IF;
-  res.outcome := 'applied';
-  IF wanted < inv.reserved THEN
-    rc := ves._reservation_conflict(inv, wanted, ves.get_conflict_policy(tenant_id, 'inventory'), source,
-                                    observed_at, coalesce(reason, 'adjustment'));
-    res.conflict_id := rc.conflict_id;
-    IF rc.opened THEN
-      res := ves._stock_result(inv, 'conflict', rc.conflict_id, NULL);
-      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'adjust_stock', request, to_jsonb(res));
-      RETURN res;
-    END IF;
-    wanted := rc.on_hand;
-    res.outcome := 'resolved';
+  -- Below the units reserved: reservations win, or a person decides.
+  sd := ves._decide_stock(ves.get_conflict_policy(tenant_id, 'inventory'), inv.on_hand, inv.reserved, wanted);
+  res.outcome := sd.outcome;
+  IF sd.conflict_type IS NOT NULL THEN
+    res.conflict_id := ves._reservation_conflict(inv, wanted, sd.conflict_type, sd.outcome, sd.rule, sd.on_hand, source,
+                                                 observed_at, coalesce(reason, 'adjustment'));
   END IF;
-  IF wanted <> inv.on_hand THEN
-    inv := ves._store_on_hand(inv, wanted, source, observed_at, NULL);
+  IF sd.outcome <> 'conflict' AND sd.on_hand <> inv.on_hand THEN
+    inv := ves._store_on_hand(inv, sd.on_hand, source, observed_at, NULL);
     res.event_id := ves._stock_event(inv, 'inventory.stock_updated',
       jsonb_strip_nulls(jsonb_build_object('delta', delta, 'reason', reason, 'conflict_id', res.conflict_id)), source);
   END IF;
   res := ves._stock_result(inv, res.outcome, res.conflict_id, res.event_id);
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'adjust_stock', request, to_jsonb(res));
-  RETURN res;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'adjust_stock', request, res);
 END $$;
 
 -- An absolute count reported by a platform (or a stock take). Decided like an
@@ -251,7 +233,6 @@ CREATE FUNCTION ves.set_stock(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request jsonb := jsonb_build_array(store_id, sku, location, quantity, source);
-  cached jsonb;
   inv ves.inventory;
   existed boolean;
   policy jsonb;
@@ -259,7 +240,8 @@ DECLARE
   base jsonb;
   d jsonb;
   wanted bigint;
-  rc record;
+  sd record;
+  rc_id uuid;
   c ves.conflicts;
   res ves.stock_result;
 BEGIN
@@ -271,78 +253,78 @@ BEGIN
   IF observed_at IS NULL THEN
     RAISE EXCEPTION 'observed_at must not be NULL' USING ERRCODE = 'VE011', HINT = 'Leave the default now().';
   END IF;
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'set_stock', request);
-  IF cached IS NOT NULL THEN
-    RETURN ves._stock_duplicate(cached);
-  END IF;
-  inv := ves._lock_stock(tenant_id, store_id, sku, location);
-  existed := inv.last_source IS NOT NULL;
-  policy := ves.get_conflict_policy(tenant_id, 'inventory');
-  seen := inv.source_seen -> source;
-  base := CASE WHEN seen IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('on_hand', seen -> 'on_hand') END;
-  d := ves._decide(policy, base, jsonb_build_object('on_hand', inv.on_hand), jsonb_build_object('on_hand', quantity),
-                   existed, false, false, NULL, inv.version, (seen ->> 'version')::bigint,
-                   (seen ->> 'observed_at')::timestamptz, inv.last_source, inv.last_observed_at, source, observed_at);
-  wanted := (d -> 'state' ->> 'on_hand')::bigint;
-  res.outcome := d ->> 'outcome';
-  IF d ->> 'rule' = 'stale_observation' THEN
-    -- Older than what this source already reported: it changes nothing, not
-    -- even the base of the source's next report.
-    res := ves._stock_result(inv, 'resolved', NULL, NULL);
-    PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
-    RETURN res;
-  END IF;
-  IF d ->> 'type' IS NOT NULL THEN
-    c.tenant_id := tenant_id; c.store_id := store_id; c.entity_type := 'inventory'; c.entity_id := sku;
-    c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule';
-    c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
-    c.base_version := (seen ->> 'version')::bigint; c.local_version := inv.version;
-    c.base_state := base; c.local_state := jsonb_build_object('on_hand', inv.on_hand);
-    c.remote_state := jsonb_build_object('on_hand', quantity); c.proposed_state := jsonb_build_object('on_hand', wanted);
-    c.local_source := inv.last_source; c.remote_source := source;
-    c.local_observed_at := inv.last_observed_at; c.remote_observed_at := observed_at;
-    c.detail := jsonb_build_object('sku', sku, 'location', location, 'reserved', inv.reserved);
-    c.detected_at := now();
-    IF res.outcome = 'conflict' THEN
-      res := ves._stock_result(inv, 'conflict', ves._open_conflict(c), NULL);
-      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
-      RETURN res;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'set_stock', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
+  -- One way out, through ves._keyed_end below.
+  <<work>>
+  BEGIN
+    inv := ves._lock_stock(tenant_id, store_id, sku, location);
+    existed := inv.last_source IS NOT NULL;
+    policy := ves.get_conflict_policy(tenant_id, 'inventory');
+    seen := inv.source_seen -> source;
+    base := CASE WHEN seen IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('on_hand', seen -> 'on_hand') END;
+    d := ves._decide(policy, base, jsonb_build_object('on_hand', inv.on_hand), jsonb_build_object('on_hand', quantity),
+                     existed, false, false, NULL, inv.version, (seen ->> 'version')::bigint,
+                     (seen ->> 'observed_at')::timestamptz, inv.last_source, inv.last_observed_at, source, observed_at);
+    wanted := (d -> 'state' ->> 'on_hand')::bigint;
+    res.outcome := d ->> 'outcome';
+    IF d ->> 'rule' = 'stale_observation' THEN
+      -- Older than what this source already reported: it changes nothing, not
+      -- even the base of the source's next report.
+      res := ves._stock_result(inv, 'resolved', NULL, NULL);
+      EXIT work;
     END IF;
-    c.conflict_id := gen_random_uuid(); c.status := 'resolved'; c.strategy := c.rule;
-    c.resolved_state := c.proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
-    INSERT INTO ves.conflicts SELECT c.*;
-    res.conflict_id := c.conflict_id;
-  END IF;
-  IF wanted < inv.reserved THEN
-    rc := ves._reservation_conflict(inv, wanted, policy, source, observed_at, 'set_stock');
-    IF rc.opened THEN
-      res := ves._stock_result(inv, 'conflict', rc.conflict_id, NULL);
-      PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
-      RETURN res;
+    IF d ->> 'type' IS NOT NULL THEN
+      c.tenant_id := tenant_id; c.store_id := store_id; c.entity_type := 'inventory'; c.entity_id := sku;
+      c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule';
+      c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
+      c.base_version := (seen ->> 'version')::bigint; c.local_version := inv.version;
+      c.base_state := base; c.local_state := jsonb_build_object('on_hand', inv.on_hand);
+      c.remote_state := jsonb_build_object('on_hand', quantity); c.proposed_state := jsonb_build_object('on_hand', wanted);
+      c.local_source := inv.last_source; c.remote_source := source;
+      c.local_observed_at := inv.last_observed_at; c.remote_observed_at := observed_at;
+      c.detail := jsonb_build_object('sku', sku, 'location', location, 'reserved', inv.reserved);
+      c.detected_at := now();
+      IF res.outcome = 'conflict' THEN
+        res := ves._stock_result(inv, 'conflict', ves._open_conflict(c), NULL);
+        EXIT work;
+      END IF;
+      c.conflict_id := gen_random_uuid(); c.status := 'resolved'; c.strategy := c.rule;
+      c.resolved_state := c.proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
+      INSERT INTO ves.conflicts SELECT c.*;
+      res.conflict_id := c.conflict_id;
     END IF;
-    wanted := rc.on_hand;
-    res.outcome := 'resolved';
-    res.conflict_id := rc.conflict_id;
-  END IF;
-  -- What this source reported is the base of its next report; we agree with
-  -- it (and skip the merge next time) only when its count is what we store.
-  seen := jsonb_build_object('on_hand', quantity,
-            'version', CASE WHEN wanted = quantity THEN inv.version + 1 ELSE coalesce((seen ->> 'version')::bigint, 0) END,
-            'observed_at', greatest(observed_at, (seen ->> 'observed_at')::timestamptz));
-  IF wanted <> inv.on_hand OR NOT existed THEN
-    inv := ves._store_on_hand(inv, wanted, source, observed_at, inv.source_seen || jsonb_build_object(source, seen));
-    res.event_id := ves._stock_event(inv, 'inventory.stock_updated',
-      jsonb_strip_nulls(jsonb_build_object('reported', quantity, 'reason', 'set_stock', 'conflict_id', res.conflict_id)), source);
-  ELSE
-    UPDATE ves.inventory i SET source_seen = i.source_seen || jsonb_build_object(source,
-        seen || jsonb_build_object('version', CASE WHEN wanted = quantity THEN i.version
-                                                   ELSE (seen ->> 'version')::bigint END))
-    WHERE (i.tenant_id, i.store_id, i.sku, i.location) = (inv.tenant_id, inv.store_id, inv.sku, inv.location)
-    RETURNING * INTO inv;
-  END IF;
-  res := ves._stock_result(inv, res.outcome, res.conflict_id, res.event_id);
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'set_stock', request, to_jsonb(res));
-  RETURN res;
+    sd := ves._decide_stock(policy, inv.on_hand, inv.reserved, wanted);
+    IF sd.conflict_type IS NOT NULL THEN
+      rc_id := ves._reservation_conflict(inv, wanted, sd.conflict_type, sd.outcome, sd.rule, sd.on_hand, source,
+                                     observed_at, 'set_stock');
+      IF sd.outcome = 'conflict' THEN
+        res := ves._stock_result(inv, 'conflict', rc_id, NULL);
+        EXIT work;
+      END IF;
+      wanted := sd.on_hand;
+      res.outcome := sd.outcome;
+      res.conflict_id := rc_id;
+    END IF;
+    -- What this source reported is the base of its next report; we agree with
+    -- it (and skip the merge next time) only when its count is what we store.
+    seen := jsonb_build_object('on_hand', quantity,
+              'version', CASE WHEN wanted = quantity THEN inv.version + 1 ELSE coalesce((seen ->> 'version')::bigint, 0) END,
+              'observed_at', greatest(observed_at, (seen ->> 'observed_at')::timestamptz));
+    IF wanted <> inv.on_hand OR NOT existed THEN
+      inv := ves._store_on_hand(inv, wanted, source, observed_at, inv.source_seen || jsonb_build_object(source, seen));
+      res.event_id := ves._stock_event(inv, 'inventory.stock_updated',
+        jsonb_strip_nulls(jsonb_build_object('reported', quantity, 'reason', 'set_stock', 'conflict_id', res.conflict_id)), source);
+    ELSE
+      UPDATE ves.inventory i SET source_seen = i.source_seen || jsonb_build_object(source,
+          seen || jsonb_build_object('version', CASE WHEN wanted = quantity THEN i.version
+                                                     ELSE (seen ->> 'version')::bigint END))
+      WHERE (i.tenant_id, i.store_id, i.sku, i.location) = (inv.tenant_id, inv.store_id, inv.sku, inv.location)
+      RETURNING * INTO inv;
+    END IF;
+    res := ves._stock_result(inv, res.outcome, res.conflict_id, res.event_id);
+  END work;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'set_stock', request, res);
 END $$;
 
 -- Holds `quantity` units for an order. Refused with VE031 when fewer are
@@ -362,7 +344,6 @@ CREATE FUNCTION ves.reserve_stock(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request jsonb := jsonb_build_array(store_id, sku, location, quantity, reservation_id, order_id, source);
-  cached jsonb;
   inv ves.inventory;
   r ves.reservations;
   res ves.stock_result;
@@ -376,10 +357,8 @@ BEGIN
     RAISE EXCEPTION 'reservation_id must be 1 to 256 bytes' USING ERRCODE = 'VE006',
       HINT = 'Use the order line''s id, or leave it NULL to have one generated.';
   END IF;
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'reserve_stock', request);
-  IF cached IS NOT NULL THEN
-    RETURN ves._stock_duplicate(cached);
-  END IF;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'reserve_stock', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/reservation/' || rid, 13));
   SELECT * INTO r FROM ves.reservations x WHERE x.tenant_id = reserve_stock.tenant_id AND x.reservation_id = rid;
   IF FOUND THEN
@@ -413,8 +392,7 @@ BEGIN
   res := ves._stock_result(inv, 'applied', NULL,
     ves._stock_event(inv, 'inventory.reserved',
       jsonb_build_object('reservation_id', rid, 'quantity', quantity, 'order_id', order_id), source), rid);
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'reserve_stock', request, to_jsonb(res));
-  RETURN res;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'reserve_stock', request, res);
 END $$;
 
 -- Closes a held reservation: released (the units become available again) or
@@ -513,13 +491,15 @@ BEGIN
   RETURN ves._stock_result(inv, NULL, NULL, NULL);
 END $$;
 
--- Resolving an inventory conflict (ves.resolve_conflict calls this).
-CREATE FUNCTION ves._resolve_stock_conflict(c ves.conflicts, chosen text, merged jsonb) RETURNS ves.upsert_result
+-- Resolving a conflict on the counts of ves.inventory (ves.resolve_conflict
+-- calls this with what the chosen strategy does). Returns the row's version,
+-- the event that changed it (if any) and the state it was resolved to.
+CREATE FUNCTION ves._resolve_stock_conflict(c ves.conflicts, chosen text, merged jsonb, OUT version bigint,
+                                            OUT event_id uuid, OUT resolved_state jsonb)
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   inv ves.inventory;
   wanted bigint;
-  res ves.upsert_result;
 BEGIN
   inv := ves._lock_stock(c.tenant_id, c.store_id, c.detail ->> 'sku', c.detail ->> 'location');
   wanted := CASE chosen WHEN 'accept_local' THEN inv.on_hand
@@ -533,13 +513,13 @@ BEGIN
     RAISE EXCEPTION 'on_hand % is below the % units reserved for "%"', wanted, inv.reserved, inv.sku
       USING ERRCODE = 'VE031', HINT = 'Release reservations first, or keep at least the reserved count.';
   END IF;
-  res.version := inv.version;
+  version := inv.version;
   IF wanted <> inv.on_hand THEN
     inv := ves._store_on_hand(inv, wanted, c.remote_source, now(), NULL);
-    res.event_id := ves._stock_event(inv, 'inventory.stock_updated',
+    event_id := ves._stock_event(inv, 'inventory.stock_updated',
       jsonb_build_object('reason', 'conflict_resolved', 'conflict_id', c.conflict_id), 'manual');
-    res.version := inv.version;
+    version := inv.version;
   END IF;
-  -- resolved_state of the conflict row is set by the caller from c.
-  RETURN res;
+  resolved_state := CASE chosen WHEN 'accept_local' THEN c.local_state WHEN 'accept_remote' THEN c.remote_state
+                                ELSE coalesce(merged, c.proposed_state) END;
 END $$;

@@ -92,7 +92,6 @@ CREATE FUNCTION ves.record_order_event(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request jsonb := jsonb_build_array(store_id, order_id, event_type, payload, source);
-  cached jsonb;
   o ves.orders;
   t record;
   ar ves.append_result;
@@ -107,12 +106,8 @@ BEGIN
   IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
     RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = 'VE004', HINT = 'Pass ''{}'' when there is nothing to say.';
   END IF;
-  cached := ves._idempotency_begin(tenant_id, idempotency_key, 'record_order_event', request);
-  IF cached IS NOT NULL THEN
-    res := jsonb_populate_record(NULL::ves.order_result, cached);
-    res.outcome := 'duplicate';
-    RETURN res;
-  END IF;
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'record_order_event', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/order/' || order_id, 17));
   SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
     AND x.order_id = record_order_event.order_id FOR UPDATE;
@@ -168,8 +163,7 @@ BEGIN
     res.status := o.status; res.payment_status := o.payment_status; res.return_status := o.return_status;
     res.version := o.version;
   END IF;
-  PERFORM ves._idempotency_finish(tenant_id, idempotency_key, 'record_order_event', request, to_jsonb(res));
-  RETURN res;
+  RETURN ves._keyed_end(tenant_id, idempotency_key, 'record_order_event', request, res);
 END $$;
 
 -- Closes held events whose prerequisite has not come within the sync

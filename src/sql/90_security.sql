@@ -109,6 +109,7 @@ GRANT SELECT ON ves.role_bindings TO ves_admin;
 GRANT SELECT ON ves.entity_state, ves.conflicts, ves.open_conflicts, ves.conflict_policies, ves.inventory,
   ves.reservations, ves.orders, ves.held_order_events TO ves_reader;
 GRANT SELECT ON ves.idempotency_records TO ves_admin;
+GRANT EXECUTE ON FUNCTION ves.conflict_vocabulary() TO ves_reader;
 
 GRANT SELECT ON ves.events, ves.streams, ves.snapshots, ves.subscriptions,
   ves.subscription_members, ves.subscription_status, ves.event_partitions,

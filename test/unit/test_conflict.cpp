@@ -1786,3 +1786,174 @@ TEST(ConflictConvergence, FormerCounterexamples) {
       EXPECT_EQ(run(order), first);
   }
 }
+
+// ---------------------------------------------------------------------------
+// Rules served to SQL: vocabularies, last_write_wins between whole changes
+// (ves.resolve_conflict), and reservations win over adjustments.
+
+namespace {
+
+conflict::Side side(std::string_view state, const char *source, std::int64_t at) {
+  return {J(state), source, at};
+}
+
+template <typename T>
+std::vector<std::string> names_of(const std::vector<T> &list) {
+  std::vector<std::string> out;
+  for (T x : list) out.push_back(conflict::name(x));
+  return out;
+}
+
+}  // namespace
+
+TEST(ConflictVocabulary, ListsEveryNameOnceAndParsesItBack) {
+  EXPECT_EQ(names_of(conflict::conflict_types()),
+            V({"version_mismatch", "concurrent_edit", "deleted_reference",
+               "cross_platform_mismatch", "reservation_conflict"}));
+  EXPECT_EQ(names_of(conflict::strategies()),
+            V({"accept_local", "accept_remote", "merge", "manual", "last_write_wins"}));
+  for (Strategy s : conflict::strategies())
+    EXPECT_EQ(conflict::parse_strategy(conflict::name(s)), s);
+  // A person resolving a conflict does what "manual" leaves to them.
+  EXPECT_EQ(names_of(conflict::resolutions()),
+            V({"accept_local", "accept_remote", "merge", "last_write_wins"}));
+  for (Strategy s : conflict::resolutions())
+    EXPECT_EQ(conflict::parse_resolution(conflict::name(s)), s);
+  EXPECT_FALSE(conflict::parse_resolution("manual"));
+  EXPECT_FALSE(conflict::parse_resolution("newest"));
+  EXPECT_FALSE(conflict::parse_resolution(""));
+  std::vector<std::string> rules = names_of(conflict::rules());
+  std::vector<std::string> sorted = rules;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end())
+      << "a rule listed twice";
+  EXPECT_NE(std::find(rules.begin(), rules.end(), "reservations_win"), rules.end());
+}
+
+TEST(ConflictVocabulary, EveryRuleDecideReportsIsListed) {
+  // Inputs that reach every rule decide() names (see the tests above).
+  std::vector<std::string> listed = names_of(conflict::rules());
+  Input merge_in = stale_base(R"({"a":1,"b":1})", R"({"a":2,"b":1})", R"({"a":1,"b":2})");
+  Input conflict_in = stale_base(R"({"a":1})", R"({"a":2})", R"({"a":3})");
+  std::vector<Input> inputs = {merge_in, conflict_in};
+  for (Strategy s : conflict::strategies()) {
+    Input in = conflict_in;
+    in.policy.strategy = s;
+    inputs.push_back(in);
+    in.facts.deleted = true;
+    inputs.push_back(in);
+  }
+  Input review = conflict_in;
+  review.policy.review_window_us = 120 * kSec;
+  inputs.push_back(review);
+  Input stock = stale_base(R"({"on_hand":10})", R"({"on_hand":8})", R"({"on_hand":12})");
+  inputs.push_back(stock);
+  for (const Input &in : inputs) {
+    Decision d = conflict::decide(in);
+    EXPECT_NE(std::find(listed.begin(), listed.end(), d.rule), listed.end()) << d.rule;
+  }
+}
+
+TEST(ConflictLastWriteWins, HigherRankedSourceWinsBeforeTheLaterObservation) {
+  Policy p;  // shopify, amazon, ... ; platforms before "manual"
+  conflict::Side shopify = side(R"({"price":1})", "shopify", kT0);
+  conflict::Side later_manual = side(R"({"price":2})", "manual", kT0 + 60 * kSec);
+  EXPECT_FALSE(conflict::remote_wins(p, &shopify, later_manual));
+  EXPECT_TRUE(conflict::remote_wins(p, &later_manual, shopify));
+  conflict::Side later_amazon = side(R"({"price":3})", "amazon", kT0 + 60 * kSec);
+  EXPECT_FALSE(conflict::remote_wins(p, &shopify, later_amazon));
+  p.source_priority = {"amazon", "shopify"};
+  EXPECT_TRUE(conflict::remote_wins(p, &shopify, later_amazon));
+}
+
+TEST(ConflictLastWriteWins, SameRankTheLaterObservationWins) {
+  Policy p;
+  conflict::Side erp = side(R"({"price":1})", "erp", kT0);
+  conflict::Side pos = side(R"({"price":2})", "pos", kT0 + 1);
+  EXPECT_TRUE(conflict::remote_wins(p, &erp, pos));
+  EXPECT_FALSE(conflict::remote_wins(p, &pos, erp));
+  // Without source priority every source ranks the same, manual included.
+  p.source_priority.clear();
+  p.external_sources_win = false;
+  conflict::Side shopify = side(R"({"price":1})", "shopify", kT0);
+  conflict::Side manual = side(R"({"price":2})", "manual", kT0 + 1);
+  EXPECT_TRUE(conflict::remote_wins(p, &shopify, manual));
+  EXPECT_FALSE(conflict::remote_wins(p, &manual, shopify));
+}
+
+TEST(ConflictLastWriteWins, TiesBreakBySourceNameThenStateTheSameFromEitherSide) {
+  Policy p;
+  // Same rank, same time: the greater source name.
+  conflict::Side erp = side(R"({"price":1})", "erp", kT0);
+  conflict::Side pos = side(R"({"price":1})", "pos", kT0);
+  EXPECT_TRUE(conflict::remote_wins(p, &erp, pos));
+  EXPECT_FALSE(conflict::remote_wins(p, &pos, erp));
+  // Same source too: the greater canonical state, whichever side it is on.
+  conflict::Side low = side(R"({"price":2})", "erp", kT0);
+  conflict::Side high = side(R"({"price":3})", "erp", kT0);
+  EXPECT_TRUE(conflict::remote_wins(p, &low, high));
+  EXPECT_FALSE(conflict::remote_wins(p, &high, low));
+  // Identical changes: the local one stays.
+  EXPECT_FALSE(conflict::remote_wins(p, &low, low));
+}
+
+TEST(ConflictLastWriteWins, NobodyLosesToAnyChange) {
+  Policy p;
+  conflict::Side early_manual = side(R"({})", "manual", 0);
+  EXPECT_TRUE(conflict::remote_wins(p, nullptr, early_manual));
+}
+
+TEST(ConflictLastWriteWins, ResolutionPicksTheSideDecideWouldKeep) {
+  Policy p;
+  conflict::Side shopify = side(R"({"price":1})", "shopify", kT0);
+  conflict::Side later_manual = side(R"({"price":2})", "manual", kT0 + 60 * kSec);
+  EXPECT_EQ(conflict::resolution_effect(Strategy::last_write_wins, p, &shopify, later_manual),
+            Strategy::accept_local);
+  EXPECT_EQ(conflict::resolution_effect(Strategy::last_write_wins, p, &later_manual, shopify),
+            Strategy::accept_remote);
+  for (Strategy s : {Strategy::accept_local, Strategy::accept_remote, Strategy::merge})
+    EXPECT_EQ(conflict::resolution_effect(s, p, &shopify, later_manual), s);
+
+  // decide() on a deleted entity compares whole changes by the same order.
+  for (bool remote_first : {false, true}) {
+    Input in;
+    in.facts.deleted = true;
+    in.local = remote_first ? later_manual : shopify;
+    in.remote = remote_first ? shopify : later_manual;
+    in.policy.strategy = Strategy::last_write_wins;
+    Decision d = conflict::decide(in);
+    bool took_remote = canon(d.state) == canon(in.remote.state);
+    EXPECT_EQ(took_remote, conflict::remote_wins(in.policy, &in.local, in.remote));
+    EXPECT_EQ(canon(d.state), canon(R"({"price":1})"));  // shopify either way
+  }
+}
+
+TEST(ConflictReservations, ACountAtOrAboveTheReservedUnitsApplies) {
+  Policy p;
+  for (std::int64_t wanted : {6, 7, 100}) {
+    conflict::StockDecision d = conflict::decide_stock(p, 10, 6, wanted);
+    EXPECT_EQ(d.type, Type::none);
+    EXPECT_EQ(d.outcome, Outcome::applied);
+    EXPECT_EQ(d.rule, conflict::Rule::none);
+    EXPECT_EQ(d.on_hand, wanted);
+  }
+}
+
+TEST(ConflictReservations, ReservationsWinStopTheCountAtTheReservedUnits) {
+  Policy p;
+  ASSERT_TRUE(p.reservations_win);
+  conflict::StockDecision d = conflict::decide_stock(p, 10, 6, 2);
+  EXPECT_EQ(d.type, Type::reservation_conflict);
+  EXPECT_EQ(d.outcome, Outcome::resolved);
+  EXPECT_STREQ(conflict::name(d.rule), "reservations_win");
+  EXPECT_EQ(d.on_hand, 6);
+}
+
+TEST(ConflictReservations, WithoutReservationsWinAPersonDecides) {
+  Policy p = conflict::parse_policy(J(R"({"reservations_win": false})"));
+  conflict::StockDecision d = conflict::decide_stock(p, 10, 6, 5);
+  EXPECT_EQ(d.type, Type::reservation_conflict);
+  EXPECT_EQ(d.outcome, Outcome::conflict);
+  EXPECT_STREQ(conflict::name(d.rule), "manual");
+  EXPECT_EQ(d.on_hand, 10);  // unchanged until then
+}

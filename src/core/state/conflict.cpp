@@ -187,11 +187,11 @@ Decision last_writer_wins_map(const Input &in) {
   d.state = Value(std::move(state));
   d.stamps = make_stamps(raised_floor(in), std::move(stamps));
   if (d.fields.empty()) {
-    d.rule = "none";
+    d.rule = name(Rule::none);
   } else {
     d.type = is_external(in.remote.source) ? Type::cross_platform_mismatch : Type::concurrent_edit;
     d.outcome = Outcome::resolved;
-    d.rule = "last_write_wins";
+    d.rule = name(Rule::last_write_wins);
   }
   return finish(d, in);
 }
@@ -282,9 +282,81 @@ const char *name(Outcome o) {
   return "applied";
 }
 
+const char *name(Rule r) {
+  switch (r) {
+    case Rule::none:
+      return "none";
+    case Rule::three_way_merge:
+      return "three_way_merge";
+    case Rule::stale_observation:
+      return "stale_observation";
+    case Rule::stock_reduction:
+      return "stock_reduction";
+    case Rule::review_window:
+      return "review_window";
+    case Rule::source_priority:
+      return "source_priority";
+    case Rule::merge:
+      return "merge";
+    case Rule::manual:
+      return "manual";
+    case Rule::accept_local:
+      return "accept_local";
+    case Rule::accept_remote:
+      return "accept_remote";
+    case Rule::last_write_wins:
+      return "last_write_wins";
+    case Rule::reservations_win:
+      return "reservations_win";
+  }
+  return "none";
+}
+
+const std::vector<Type> &conflict_types() {
+  static const std::vector<Type> list = {Type::version_mismatch, Type::concurrent_edit,
+                                         Type::deleted_reference, Type::cross_platform_mismatch,
+                                         Type::reservation_conflict};
+  return list;
+}
+
+const std::vector<Strategy> &strategies() {
+  static const std::vector<Strategy> list = {Strategy::accept_local, Strategy::accept_remote,
+                                             Strategy::merge, Strategy::manual,
+                                             Strategy::last_write_wins};
+  return list;
+}
+
+const std::vector<Strategy> &resolutions() {
+  // manual is "leave it to a person": resolving is what that person does.
+  static const std::vector<Strategy> list = {Strategy::accept_local, Strategy::accept_remote,
+                                             Strategy::merge, Strategy::last_write_wins};
+  return list;
+}
+
+const std::vector<Rule> &rules() {
+  static const std::vector<Rule> list = {Rule::none,
+                                         Rule::three_way_merge,
+                                         Rule::stale_observation,
+                                         Rule::stock_reduction,
+                                         Rule::review_window,
+                                         Rule::source_priority,
+                                         Rule::merge,
+                                         Rule::manual,
+                                         Rule::accept_local,
+                                         Rule::accept_remote,
+                                         Rule::last_write_wins,
+                                         Rule::reservations_win};
+  return list;
+}
+
+std::optional<Strategy> parse_resolution(std::string_view s) {
+  for (Strategy x : resolutions())
+    if (s == name(x)) return x;
+  return std::nullopt;
+}
+
 Strategy parse_strategy(std::string_view s) {
-  for (Strategy x : {Strategy::accept_local, Strategy::accept_remote, Strategy::merge,
-                     Strategy::manual, Strategy::last_write_wins})
+  for (Strategy x : strategies())
     if (s == name(x)) return x;
   throw Error("invalid_strategy",
               "unknown strategy \"" + std::string(s) +
@@ -400,23 +472,22 @@ Decision decide(const Input &in) {
     switch (p.strategy) {
       case Strategy::accept_local:
         d.outcome = Outcome::resolved;
-        d.rule = "accept_local";
+        d.rule = name(Rule::accept_local);
         break;
       case Strategy::accept_remote:
         d.outcome = Outcome::resolved;
-        d.rule = "accept_remote";
+        d.rule = name(Rule::accept_remote);
         remote_wins = true;
         break;
       case Strategy::last_write_wins:
         d.outcome = Outcome::resolved;
-        d.rule = "last_write_wins";
-        remote_wins = beats(p, {in.remote.observed_at_us, in.remote.source}, &remote,
-                            {in.local.observed_at_us, in.local.source}, &local);
+        d.rule = name(Rule::last_write_wins);
+        remote_wins = conflict::remote_wins(p, &in.local, in.remote);
         break;
       case Strategy::merge:
       case Strategy::manual:
         d.outcome = Outcome::conflict;
-        d.rule = "manual";
+        d.rule = name(Rule::manual);
         break;
     }
     if (remote_wins) d.state = remote;
@@ -428,7 +499,7 @@ Decision decide(const Input &in) {
 
   if (!f.exists) {
     d.state = remote;
-    d.rule = "none";
+    d.rule = name(Rule::none);
     return finish(d, in);
   }
 
@@ -440,14 +511,14 @@ Decision decide(const Input &in) {
       f.source_observed_at_us && in.remote.observed_at_us < *f.source_observed_at_us) {
     d.type = Type::version_mismatch;
     d.outcome = Outcome::resolved;
-    d.rule = "stale_observation";
+    d.rule = name(Rule::stale_observation);
     return finish(d, in);
   }
 
   if (f.base_version) {
     if (*f.base_version == f.current_version) {
       d.state = remote;
-      d.rule = "none";
+      d.rule = name(Rule::none);
       return finish(d, in);
     }
     d.type = Type::version_mismatch;
@@ -456,7 +527,7 @@ Decision decide(const Input &in) {
     // The source saw exactly the current state: its change is the whole story.
     if (f.source_version == f.current_version) {
       d.state = remote;
-      d.rule = "none";
+      d.rule = name(Rule::none);
       return finish(d, in);
     }
   }
@@ -467,7 +538,7 @@ Decision decide(const Input &in) {
     // A change that names no base, against an entity another source changed
     // since this source last saw it.
     if (m.conflicts.empty()) {
-      d.rule = "three_way_merge";
+      d.rule = name(Rule::three_way_merge);
       return finish(d, in);
     }
     if (is_external(in.remote.source)) {
@@ -481,7 +552,7 @@ Decision decide(const Input &in) {
       Value::Object s = d.state.as_object();
       for (const auto &key : m.conflicts) put(s, key, remote.find(key));
       d.state = Value(std::move(s));
-      d.rule = "three_way_merge";
+      d.rule = name(Rule::three_way_merge);
       return finish(d, in);
     }
   }
@@ -489,12 +560,12 @@ Decision decide(const Input &in) {
   d.fields = m.conflicts;
   if (p.strategy == Strategy::manual) {
     d.outcome = Outcome::conflict;
-    d.rule = "manual";
+    d.rule = name(Rule::manual);
     return finish(d, in);
   }
   if (m.conflicts.empty()) {
     d.outcome = Outcome::resolved;
-    d.rule = "three_way_merge";
+    d.rule = name(Rule::three_way_merge);
     return finish(d, in);
   }
 
@@ -510,7 +581,7 @@ Decision decide(const Input &in) {
       double bv = b->as_number(), lv = l->as_number(), rv = r->as_number();
       if (lv < bv || rv < bv) {  // at least one reduction: the lowest count stands
         put(state, key, lv <= rv ? l : r);
-        rule = "stock_reduction";
+        rule = name(Rule::stock_reduction);
         continue;
       }
     }
@@ -520,14 +591,14 @@ Decision decide(const Input &in) {
   if (!open.empty()) {
     if (distance(in.remote.observed_at_us, in.local.observed_at_us) < p.review_window_us) {
       d.outcome = Outcome::conflict;
-      d.rule = "review_window";
+      d.rule = name(Rule::review_window);
       d.state = Value(std::move(state));
       return finish(d, in);
     }
     int lr = source_rank(p, in.local.source), rr = source_rank(p, in.remote.source);
     if (lr != rr) {
       for (const auto &key : open) put(state, key, rr < lr ? remote.find(key) : local.find(key));
-      rule = "source_priority";
+      rule = name(Rule::source_priority);
       open.clear();
     }
   }
@@ -537,15 +608,15 @@ Decision decide(const Input &in) {
       case Strategy::merge:
       case Strategy::manual:
         d.outcome = Outcome::conflict;
-        d.rule = "merge";
+        d.rule = name(Rule::merge);
         d.state = Value(std::move(state));
         return finish(d, in);
       case Strategy::accept_local:
-        rule = "accept_local";
+        rule = name(Rule::accept_local);
         break;
       case Strategy::accept_remote:
         for (const auto &key : open) put(state, key, remote.find(key));
-        rule = "accept_remote";
+        rule = name(Rule::accept_remote);
         break;
       case Strategy::last_write_wins:
         for (const auto &key : open) {
@@ -554,7 +625,7 @@ Decision decide(const Input &in) {
           if (beats(p, {in.remote.observed_at_us, in.remote.source}, r, field_stamp(in, key), l))
             put(state, key, r);
         }
-        rule = "last_write_wins";
+        rule = name(Rule::last_write_wins);
         break;
     }
   }
@@ -562,6 +633,36 @@ Decision decide(const Input &in) {
   d.rule = rule;
   d.state = Value(std::move(state));
   return finish(d, in);
+}
+
+bool remote_wins(const Policy &p, const Side *local, const Side &remote) {
+  Stamp r{remote.observed_at_us, remote.source};
+  if (local == nullptr) return beats(p, r, &remote.state, Stamp{0, {}, true}, nullptr);
+  return beats(p, r, &remote.state, {local->observed_at_us, local->source}, &local->state);
+}
+
+Strategy resolution_effect(Strategy chosen, const Policy &p, const Side *local,
+                           const Side &remote) {
+  if (chosen != Strategy::last_write_wins) return chosen;
+  return remote_wins(p, local, remote) ? Strategy::accept_remote : Strategy::accept_local;
+}
+
+StockDecision decide_stock(const Policy &p, std::int64_t on_hand, std::int64_t reserved,
+                           std::int64_t wanted) {
+  StockDecision d;
+  d.on_hand = wanted;
+  if (wanted >= reserved) return d;
+  d.type = Type::reservation_conflict;
+  if (p.reservations_win) {
+    d.outcome = Outcome::resolved;
+    d.rule = Rule::reservations_win;
+    d.on_hand = reserved;
+  } else {
+    d.outcome = Outcome::conflict;
+    d.rule = Rule::manual;
+    d.on_hand = on_hand;
+  }
+  return d;
 }
 
 }  // namespace pgves::core::conflict

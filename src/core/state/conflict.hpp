@@ -29,12 +29,40 @@ enum class Type {
 };
 enum class Strategy { accept_local, accept_remote, merge, manual, last_write_wins };
 enum class Outcome { applied, resolved, conflict };
+// What decided a change, or sent it to review (Decision::rule, the rule and
+// strategy columns of ves.conflicts).
+enum class Rule {
+  none,
+  three_way_merge,
+  stale_observation,
+  stock_reduction,
+  review_window,
+  source_priority,
+  merge,
+  manual,
+  accept_local,
+  accept_remote,
+  last_write_wins,
+  reservations_win
+};
 
 const char *name(Type t);
 const char *name(Strategy s);
 const char *name(Outcome o);
+const char *name(Rule r);
 // Throws Error("invalid_strategy") for anything but the five names.
 Strategy parse_strategy(std::string_view s);
+
+// The vocabularies, in the order SQL lists them (ves.conflict_vocabulary()):
+// every name SQL stores or accepts comes from these lists, so nothing in SQL
+// enumerates them again.
+const std::vector<Type> &conflict_types();  // without Type::none
+const std::vector<Strategy> &strategies();
+// The strategies a person may resolve a stored conflict with: all but manual.
+const std::vector<Strategy> &resolutions();
+const std::vector<Rule> &rules();
+// nullopt for anything not in resolutions().
+std::optional<Strategy> parse_resolution(std::string_view s);
 
 struct Policy {
   Strategy strategy = Strategy::merge;
@@ -114,6 +142,32 @@ struct Decision {
 };
 
 Decision decide(const Input &in);
+
+// The last_write_wins order between two whole changes: the higher-ranked
+// source (source_priority, external_sources_win), then the later
+// observation, then the greater source name, then the greater canonical text
+// of the state. local == nullptr is a side nobody wrote, which always loses.
+// decide() orders field assertions the same way; ves.resolve_conflict uses
+// this for a stored conflict, so both paths pick the same winner.
+bool remote_wins(const Policy &p, const Side *local, const Side &remote);
+
+// What resolving a stored conflict with `chosen` (one of resolutions()) does:
+// accept_local, accept_remote or merge. last_write_wins becomes whichever
+// side remote_wins() picks.
+Strategy resolution_effect(Strategy chosen, const Policy &p, const Side *local, const Side &remote);
+
+// Reservations win over adjustments: an on-hand count below the units
+// reserved is a reservation_conflict. With reservations_win the count stops
+// at the reserved quantity (resolved, rule reservations_win); without, the
+// change waits for a person (conflict, rule manual, on_hand unchanged).
+struct StockDecision {
+  Type type = Type::none;
+  Outcome outcome = Outcome::applied;
+  Rule rule = Rule::none;
+  std::int64_t on_hand = 0;  // the count to store
+};
+StockDecision decide_stock(const Policy &p, std::int64_t on_hand, std::int64_t reserved,
+                           std::int64_t wanted);
 
 struct ThreeWay {
   json::Value merged;                  // local plus the remote's one-sided changes

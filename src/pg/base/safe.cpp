@@ -4,9 +4,11 @@
 #include "pg/base/tenant.hpp"
 
 extern "C" {
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 }
@@ -158,6 +160,29 @@ Datum composite_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
 
 void check_for_interrupts() {
   pg_call_void([] { CHECK_FOR_INTERRUPTS(); });
+}
+
+// --- Arguments.
+
+const Jsonb *jsonb_detoast(Datum jsonb) {
+  return pg_call([&] { return DatumGetJsonbP(jsonb); });
+}
+
+std::vector<std::string> text_array_strings(Datum array) {
+  std::vector<std::string> out;
+  pg_call_void([&] {
+    ArrayType *a = DatumGetArrayTypeP(array);
+    Datum *elems;
+    bool *nulls;
+    int n;
+    deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    for (int i = 0; i < n; ++i) {
+      if (nulls[i]) continue;
+      text *t = DatumGetTextPP(elems[i]);
+      out.emplace_back(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+    }
+  });
+  return out;
 }
 
 }  // namespace pgves::pg::safe

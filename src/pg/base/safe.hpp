@@ -69,4 +69,11 @@ Datum composite_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
 // unwinds them as a PgError.
 void check_for_interrupts();
 
+// --- Arguments (added for the conflict rules, src/pg/state/conflict.cpp).
+
+// A jsonb argument detoasted (for jsonb_text).
+const Jsonb *jsonb_detoast(Datum jsonb);
+// The elements of a one-dimensional text[]; NULL elements are skipped.
+std::vector<std::string> text_array_strings(Datum array);
+
 }  // namespace pgves::pg::safe

@@ -1,24 +1,25 @@
 // SQL access to the conflict rules and the order state machine of src/core.
-// The plpgsql in src/sql/75_state.sql, 80_inventory.sql and 85_orders.sql
-// gathers facts from tables, asks these functions what to do, and writes.
+// The plpgsql in src/sql/75_state.sql, 80_inventory.sql, 85_orders.sql and
+// 87_resolve.sql gathers facts from tables, asks these functions what to do,
+// and writes rows. Every rule, and every name SQL stores or accepts
+// (strategies, conflict types, rules), is decided in src/core/state.
 //
 // States cross this boundary as "picks": for every member of the resulting
-// state, which input it comes from. The caller assembles the state from the
-// original jsonb values, so numbers never pass through a double and come
-// back rounded.
+// state, which input it comes from (src/pg/state/picks.hpp).
 #include "core/json/canonical_json.hpp"
 #include "core/state/conflict.hpp"
 #include "core/json/json.hpp"
 #include "core/state/order_state.hpp"
 #include "pg/base/boundary.hpp"
-#include "pg/store/stored_event.hpp"
+#include "pg/base/safe.hpp"
+#include "pg/state/picks.hpp"
 
 extern "C" {
-#include "funcapi.h"
-#include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 }
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,16 +33,9 @@ namespace {
 // Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 constexpr int64 kUnixToPostgresUs = INT64CONST(946684800000000);
 
-// Argument n, detoasted through pg_call: a detoast can raise, and the
-// callers hold C++ objects.
-Jsonb *jsonb_param(FunctionCallInfo fcinfo, int n) {
-  return pg_call([&] { return PG_GETARG_JSONB_P(n); });
-}
-
 json::Value jsonb_arg(FunctionCallInfo fcinfo, int n, const char *name) {
   if (PG_ARGISNULL(n)) return json::Value(json::Value::Object{});
-  std::string text = jsonb_text(jsonb_param(fcinfo, n));
-  json::Value v = json::parse(text);
+  json::Value v = json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(n))));
   if (v.kind() != json::Kind::object)
     throw VesError(sqlstate::invalid_payload, std::string(name) + " must be a JSON object", {},
                    "Pass the entity's state as a JSON object.");
@@ -50,8 +44,7 @@ json::Value jsonb_arg(FunctionCallInfo fcinfo, int n, const char *name) {
 
 std::string text_arg(FunctionCallInfo fcinfo, int n, const char *fallback) {
   if (PG_ARGISNULL(n)) return fallback;
-  text *t = pg_call([&] { return PG_GETARG_TEXT_PP(n); });
-  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+  return safe::text_string(PG_GETARG_DATUM(n));
 }
 
 int64 unix_us(FunctionCallInfo fcinfo, int n) {
@@ -60,7 +53,12 @@ int64 unix_us(FunctionCallInfo fcinfo, int n) {
 
 conflict::Policy policy_arg(FunctionCallInfo fcinfo, int n) {
   if (PG_ARGISNULL(n)) return conflict::Policy{};
-  return conflict::parse_policy(json::parse(jsonb_text(jsonb_param(fcinfo, n))));
+  return conflict::parse_policy(
+      json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(n)))));
+}
+
+Datum nullable_jsonb(FunctionCallInfo fcinfo, int n) {
+  return PG_ARGISNULL(n) ? (Datum)0 : PG_GETARG_DATUM(n);
 }
 
 std::string quoted(const std::string &s) {
@@ -82,7 +80,8 @@ std::string quoted(const std::string &s) {
 }
 
 // {"key": "l" | "r", ...}: where each member of `state` can be taken from.
-std::string picks(const json::Value &state, const json::Value &local, const json::Value &remote) {
+std::string picks_json(const json::Value &state, const json::Value &local,
+                       const json::Value &remote) {
   std::string out = "{";
   bool first = true;
   for (const auto &[key, value] : state.as_object()) {
@@ -94,42 +93,42 @@ std::string picks(const json::Value &state, const json::Value &local, const json
   return out + "}";
 }
 
-Datum jsonb_datum(const std::string &text) { return PointerGetDatum(jsonb_from_text(text)); }
+Datum jsonb_datum(const std::string &json) { return PointerGetDatum(safe::jsonb_from_text(json)); }
 
-// The state a decision picked, built from the original jsonb values of the
-// two sides (the one that is NULL counts as {}): {"key": value of the side
-// picked}. Keys are copied into palloc'd memory before any Postgres call.
-Jsonb *picked_state(const json::Value &state, const json::Value &remote, Jsonb *l, Jsonb *r) {
-  struct Pick {
-    std::string key;
-    bool from_remote;
-  };
-  std::vector<Pick> list;
+// The picks that rebuild `state` from the two sides: a member equal to the
+// remote's comes from the remote, every other from the local side.
+std::vector<picks::Pick> picks_of(const json::Value &state, const json::Value &remote) {
+  std::vector<picks::Pick> list;
   for (const auto &[key, value] : state.as_object()) {
     const json::Value *rv = remote.find(key);
     list.push_back({key, rv && *rv == value});
   }
-  // No C++ object is created inside: a Postgres error here unwinds only
-  // through `list`, which outlives the call.
-  return pg_call([&] {
-    JsonbParseState *ps = nullptr;
-    pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
-    for (const Pick &p : list) {
-      Jsonb *from = p.from_remote ? r : l;
-      JsonbValue k;
-      k.type = jbvString;
-      k.val.string.val = pstrdup(p.key.c_str());
-      k.val.string.len = static_cast<int>(p.key.size());
-      JsonbValue *v = from ? getKeyJsonValueFromContainer(&from->root, k.val.string.val,
-                                                          k.val.string.len, nullptr)
-                           : nullptr;
-      if (v == nullptr) elog(ERROR, "pg_ves: picked member \"%s\" is missing", k.val.string.val);
-      pushJsonbValue(&ps, WJB_KEY, &k);
-      pushJsonbValue(&ps, WJB_VALUE, v);
-    }
-    JsonbValue *res = pushJsonbValue(&ps, WJB_END_OBJECT, nullptr);
-    return JsonbValueToJsonb(res);
-  });
+  return list;
+}
+
+// 8-4-4-4-12 lowercase hex, as uuid_out writes it (uuids are passed by
+// reference and never toasted: no PostgreSQL call needed).
+std::string uuid_text(const pg_uuid_t *u) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < UUID_LEN; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += hex[u->data[i] >> 4];
+    out += hex[u->data[i] & 0xf];
+  }
+  return out;
+}
+
+// "a, b or c", each name as core spells it; merge says what it needs.
+std::string resolution_list() {
+  const auto &list = conflict::resolutions();
+  std::string out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i) out += i + 1 == list.size() ? " or " : ", ";
+    out += conflict::name(list[i]);
+    if (list[i] == conflict::Strategy::merge) out += " (with a merged state)";
+  }
+  return out;
 }
 
 }  // namespace
@@ -166,38 +165,10 @@ PGVES_FUNCTION(ves_decide) {
   out += ",\"fields\":[";
   for (size_t i = 0; i < d.fields.size(); ++i) out += (i ? "," : "") + quoted(d.fields[i]);
   out += "],\"stamps\":" + pgves::core::jcs::canonicalize(d.stamps) + "}";
-  Jsonb *state =
-      picked_state(d.state, in.remote.state, PG_ARGISNULL(2) ? nullptr : jsonb_param(fcinfo, 2),
-                   PG_ARGISNULL(3) ? nullptr : jsonb_param(fcinfo, 3));
-  Jsonb *result = jsonb_from_text(out);
-  // {"state": ...} || result, through jsonb's own concatenation.
-  return pg_call([&] {
-    JsonbParseState *ps = nullptr;
-    JsonbValue k;
-    k.type = jbvString;
-    k.val.string.val = const_cast<char *>("state");
-    k.val.string.len = 5;
-    pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
-    pushJsonbValue(&ps, WJB_KEY, &k);
-    JsonbValue sv;
-    sv.type = jbvBinary;
-    sv.val.binary.data = &state->root;
-    sv.val.binary.len = VARSIZE(state) - VARHDRSZ;
-    pushJsonbValue(&ps, WJB_VALUE, &sv);
-    JsonbIterator *it = JsonbIteratorInit(&result->root);
-    JsonbValue v;
-    JsonbIteratorToken tok;
-    bool first = true;
-    while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-      if (first) {  // skip the inner WJB_BEGIN_OBJECT
-        first = false;
-        continue;
-      }
-      if (tok == WJB_END_OBJECT) break;
-      pushJsonbValue(&ps, tok, tok == WJB_KEY || tok == WJB_VALUE ? &v : nullptr);
-    }
-    return PointerGetDatum(JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, nullptr)));
-  });
+  Datum state = picks::object(picks_of(d.state, in.remote.state), nullable_jsonb(fcinfo, 2),
+                              nullable_jsonb(fcinfo, 3));
+  // {"state": ...} followed by the rest of the decision.
+  return picks::with_first_member("state", state, jsonb_datum(out));
 }
 
 // ves._apply_changes(current, base, side): picks for current with side's
@@ -207,7 +178,7 @@ PGVES_FUNCTION(ves_apply_changes) {
   json::Value base = jsonb_arg(fcinfo, 1, "base");
   json::Value side = jsonb_arg(fcinfo, 2, "side");
   json::Value result = conflict::apply_changes(current, base, side);
-  return jsonb_datum(picks(result, current, side));
+  return jsonb_datum(picks_json(result, current, side));
 }
 
 // ves._restamp(stamps, local, result, source, observed_at, policy): the field
@@ -241,18 +212,105 @@ PGVES_FUNCTION(ves_order_transition) {
   order::Transition t = order::transition(s, event_type, payload);
   const order::State &n = t.verdict == order::Verdict::apply ? t.next : s;
 
-  TupleDesc desc;
-  pg_call_void([&] {
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-      elog(ERROR, "pg_ves: composite expected");
-    desc = BlessTupleDesc(desc);
-  });
-  return pg_call([&] {
-    Datum values[6] = {
-        CStringGetTextDatum(order::name(t.verdict)), CStringGetTextDatum(n.status.c_str()),
-        CStringGetTextDatum(n.payment.c_str()),      CStringGetTextDatum(n.ret.c_str()),
-        CStringGetTextDatum(t.reason.c_str()),       BoolGetDatum(t.bad_payload)};
-    bool nulls[6] = {false, false, false, false, t.reason.empty(), false};
-    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-  });
+  Datum values[6] = {safe::text_datum(order::name(t.verdict)),
+                     safe::text_datum(n.status),
+                     safe::text_datum(n.payment),
+                     safe::text_datum(n.ret),
+                     safe::text_datum(t.reason),
+                     BoolGetDatum(t.bad_payload)};
+  bool nulls[6] = {false, false, false, false, t.reason.empty(), false};
+  return safe::composite_result(fcinfo, values, nulls);
+}
+
+// ves.conflict_vocabulary() -> (kind, name): every conflict type, policy
+// strategy, resolution strategy and rule, as src/core/state spells them.
+PGVES_FUNCTION(ves_conflict_vocabulary) {
+  std::vector<std::pair<const char *, const char *>> rows;
+  for (auto t : conflict::conflict_types()) rows.emplace_back("conflict_type", conflict::name(t));
+  for (auto s : conflict::strategies()) rows.emplace_back("strategy", conflict::name(s));
+  for (auto s : conflict::resolutions()) rows.emplace_back("resolution", conflict::name(s));
+  for (auto r : conflict::rules()) rows.emplace_back("rule", conflict::name(r));
+  safe::init_materialized_srf(fcinfo);
+  for (const auto &[kind, name] : rows) {
+    Datum values[2] = {safe::text_datum(kind), safe::text_datum(name)};
+    bool nulls[2] = {false, false};
+    safe::put_row(fcinfo, values, nulls);
+  }
+  return (Datum)0;
+}
+
+// ves._check_resolution(conflict_id, strategy, merged): refuses a call to
+// ves.resolve_conflict that no stored conflict could make valid.
+PGVES_FUNCTION(ves_check_resolution) {
+  const std::string hint = "Strategies: " + resolution_list() + ".";
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+    throw VesError(sqlstate::null_argument, "conflict_id and strategy must not be NULL", {}, hint);
+  std::string strategy = text_arg(fcinfo, 1, "");
+  std::optional<conflict::Strategy> s = conflict::parse_resolution(strategy);
+  if (!s)
+    throw VesError(sqlstate::invalid_argument,
+                   "a conflict cannot be resolved with strategy \"" + strategy + "\"", {}, hint);
+  if (!PG_ARGISNULL(2) &&
+      (*s != conflict::Strategy::merge ||
+       json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(2)))).kind() !=
+           json::Kind::object))
+    throw VesError(sqlstate::invalid_argument,
+                   "a merged state is only taken with strategy merge, and must be a JSON object",
+                   {}, "Pass merged => '{...}' together with strategy 'merge'.");
+  PG_RETURN_VOID();
+}
+
+// ves._resolution_effect(conflict_id, strategy, merged, fields, policy,
+//                        local_source, local_observed_at, local_state,
+//                        remote_source, remote_observed_at, remote_state)
+//   -> accept_local | accept_remote | merge
+// What resolving the stored conflict with `strategy` does; last_write_wins
+// picks a side by the order automatic resolution uses.
+PGVES_FUNCTION(ves_resolution_effect) {
+  std::optional<conflict::Strategy> s = conflict::parse_resolution(text_arg(fcinfo, 1, ""));
+  if (!s) throw VesError(sqlstate::invalid_argument, "unknown resolution strategy");
+  std::vector<std::string> fields;
+  if (!PG_ARGISNULL(3)) fields = safe::text_array_strings(PG_GETARG_DATUM(3));
+  if (*s == conflict::Strategy::merge && PG_ARGISNULL(2) && !fields.empty()) {
+    std::string list;
+    for (const auto &f : fields) list += (list.empty() ? "" : ", ") + f;
+    std::string id = uuid_text(DatumGetUUIDP(PG_GETARG_DATUM(0)));
+    throw VesError(sqlstate::null_argument,
+                   "conflict " + id + " has fields changed on both sides (" + list +
+                       "); merge needs the merged state",
+                   {},
+                   "Pass merged => the whole state to keep; proposed_state in ves.open_conflicts "
+                   "is a starting point.");
+  }
+  conflict::Policy policy = policy_arg(fcinfo, 4);
+  std::optional<conflict::Side> local;
+  if (!PG_ARGISNULL(6)) {
+    local.emplace();
+    local->source = text_arg(fcinfo, 5, "");
+    local->observed_at_us = unix_us(fcinfo, 6);
+    local->state = jsonb_arg(fcinfo, 7, "local state");
+  }
+  conflict::Side remote;
+  remote.source = text_arg(fcinfo, 8, "manual");
+  remote.observed_at_us = unix_us(fcinfo, 9);
+  remote.state = jsonb_arg(fcinfo, 10, "remote state");
+  conflict::Strategy effect =
+      conflict::resolution_effect(*s, policy, local ? &*local : nullptr, remote);
+  return safe::text_datum(conflict::name(effect));
+}
+
+// ves._decide_stock(policy, on_hand, reserved, wanted)
+//   -> (conflict_type, outcome, rule, on_hand)
+// Reservations win over adjustments (conflict::decide_stock).
+PGVES_FUNCTION(ves_decide_stock) {
+  conflict::Policy policy = policy_arg(fcinfo, 0);
+  int64 on_hand = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+  int64 reserved = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
+  int64 wanted = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
+  conflict::StockDecision d = conflict::decide_stock(policy, on_hand, reserved, wanted);
+  Datum values[4] = {safe::text_datum(conflict::name(d.type)),
+                     safe::text_datum(conflict::name(d.outcome)),
+                     safe::text_datum(conflict::name(d.rule)), Int64GetDatum(d.on_hand)};
+  bool nulls[4] = {d.type == conflict::Type::none, false, false, false};
+  return safe::composite_result(fcinfo, values, nulls);
 }

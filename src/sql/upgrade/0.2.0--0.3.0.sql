@@ -3,3 +3,34 @@
 -- through 0.1.0 -> 0.2.0 -> 0.3.0) has exactly the schema of a fresh 0.3.0
 -- install.
 \echo Use "ALTER EXTENSION pg_ves UPDATE" to load this file. \quit
+
+-- Conflict rules in one place (src/core/state decides; plpgsql gathers facts
+-- and writes rows) and one keyed-call wrapper.
+DROP FUNCTION ves._upsert_duplicate(jsonb);
+DROP FUNCTION ves._stock_duplicate(jsonb);
+DROP FUNCTION ves._reservation_conflict(ves.inventory, bigint, jsonb, text, timestamptz, text);
+DROP FUNCTION ves._resolve_stock_conflict(ves.conflicts, text, jsonb);
+-- @create function ves.conflict_vocabulary
+-- @create function ves._check_resolution
+-- @create function ves._resolution_effect
+-- @create function ves._decide_stock
+-- @create function ves._keyed_begin
+-- @create function ves._keyed_end
+-- @create function ves._resolve_state_conflict
+-- @create function ves._resolve_stock_conflict
+-- @create function ves._reservation_conflict
+-- @replace function ves.upsert
+-- @replace function ves.delete_entity
+-- @replace function ves.adjust_stock
+-- @replace function ves.set_stock
+-- @replace function ves.reserve_stock
+-- @replace function ves.record_order_event
+-- @replace function ves.resolve_conflict
+REVOKE ALL ON FUNCTION ves.conflict_vocabulary(), ves._check_resolution(uuid, text, jsonb),
+  ves._resolution_effect(uuid, text, jsonb, text[], jsonb, text, timestamptz, jsonb, text, timestamptz, jsonb),
+  ves._decide_stock(jsonb, bigint, bigint, bigint), ves._keyed_begin(uuid, text, text, jsonb, anyelement),
+  ves._keyed_end(uuid, text, text, jsonb, anyelement), ves._resolve_state_conflict(ves.conflicts, text, jsonb),
+  ves._resolve_stock_conflict(ves.conflicts, text, jsonb),
+  ves._reservation_conflict(ves.inventory, bigint, text, text, text, bigint, text, timestamptz, text)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.conflict_vocabulary() TO ves_reader;
