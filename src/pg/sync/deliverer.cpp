@@ -11,10 +11,10 @@
 //           the destinations' health.
 //
 // A crash anywhere loses nothing: a lease names its holder's lease identity
-// (worker::lease_owner), and rows whose holder is no longer alive are claimed
+// (signals::lease_owner), and rows whose holder is no longer alive are claimed
 // again at once (a live holder's only when the lease expires); a request may
 // then be sent twice, always with the same idempotency key (the event id).
-#include "pg/sync/delivery.hpp"
+#include "pg/sync/deliverer.hpp"
 
 #include "core/delivery/circuit_breaker.hpp"
 #include "core/delivery/delivery_outcome.hpp"
@@ -32,7 +32,7 @@
 #include "pg/base/settings.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/store/stored_event.hpp"
-#include "pg/sync/worker.hpp"
+#include "pg/sync/signals.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
@@ -83,13 +83,6 @@ std::string unseal_hex(const char *hex) {
     throw core::Error("invalid_destination", "a sealed destination credential is not hex");
   return keys::open_secret(box.data(), len);
 }
-
-struct Settings {
-  int window = 64;
-  int claim_batch = 256;
-  int lease_seconds = 60;
-  int safety_poll_ms = 5000;
-};
 
 struct Job {
   std::int64_t id = 0;
@@ -145,10 +138,6 @@ struct Outcome {
   long http_status;
   std::string error;
   std::string excerpt;
-};
-
-struct Totals {
-  std::int64_t sent = 0, synced = 0, failed = 0, dead = 0;
 };
 
 // One destination's claim. Its plan must not depend on the table's
@@ -246,23 +235,6 @@ Datum array_of(const std::vector<Datum> &values, Oid type) {
                                          static_cast<int>(values.size()), type, len, byval, align));
 }
 
-// One LOG line for a database error the worker survives: its SQLSTATE,
-// message, detail and hint, and what the worker was doing.
-void log_error_data(const char *context, const ErrorData *data) {
-  try {
-    pg_call_void([&] {
-      ereport(LOG,
-              (errmsg("pg_ves worker: %s: %s (SQLSTATE %s)", context,
-                      data->message ? data->message : "error", unpack_sql_state(data->sqlerrcode)),
-               data->detail ? errdetail("%s", data->detail) : 0,
-               data->hint ? errhint("%s", data->hint) : 0,
-               data->context ? errcontext("%s", data->context) : 0));
-    });
-  } catch (const std::exception &) {
-    // Logging is best effort.
-  }
-}
-
 // Gives back every row leased by `owner`, inside the current transaction.
 void release_leases_of(std::int64_t owner) {
   pg_call_void([&] {
@@ -275,16 +247,17 @@ void release_leases_of(std::int64_t owner) {
   });
 }
 
-class Deliverer {
+}  // namespace
+
+class Deliverer::Impl {
  public:
-  // own_transactions: the worker runs each step in its own transaction;
-  // ves.push_events runs everything in the caller's.
-  Deliverer(bool own_transactions, int only_destination, std::int64_t limit)
+  using ClaimPlan = Deliverer::ClaimPlan;
+
+  Impl(bool own_transactions, int only_destination)
       : own_transactions_(own_transactions),
         only_destination_(only_destination),
-        limit_(limit),
         random_(std::random_device{}()) {
-    owner_ = pg_call([] { return worker::lease_owner(); });
+    owner_ = pg_call([] { return signals::lease_owner(); });
   }
 
   void load_config() {
@@ -394,10 +367,6 @@ class Deliverer {
 
   // What each destination may claim now (core::claim_quotas), in
   // destinations_ order, and whether a claim is worth its transaction.
-  struct ClaimPlan {
-    std::vector<std::pair<int, int>> quotas;  // destination id, rows
-    bool worthwhile = false;
-  };
   ClaimPlan plan_claim(std::int64_t max_rows) {
     std::int64_t now = steady_ms();
     std::vector<core::DestinationLoad> loads;
@@ -428,7 +397,7 @@ class Deliverer {
     if (plan.quotas.empty()) return 0;
     int claimed = 0;
     std::int64_t floor = scan_floor();
-    std::vector<std::int64_t> live = pg_call([] { return worker::live_lease_owners(); });
+    std::vector<std::int64_t> live = pg_call([] { return signals::live_lease_owners(); });
     step("pg_ves: claiming outbox rows", [&] {
       std::vector<std::int64_t> positions;
       std::vector<Job> jobs;
@@ -697,10 +666,10 @@ class Deliverer {
     }
   }
 
-  void record() {
+  Recorded record() {
     bool any_dirty = false;
     for (auto &entry : destinations_) any_dirty |= entry.second.dirty;
-    if (outcomes_.empty() && !any_dirty) return;
+    if (outcomes_.empty() && !any_dirty) return {};
     try {
       // One transaction for the rows and the destinations.
       step("pg_ves: recording deliveries", [&] {
@@ -753,8 +722,7 @@ class Deliverer {
       d.last_error.clear();
     }
     if (!released.empty()) release(released);
-    if (own_transactions_)
-      worker::worker_report(static_cast<int>(in_flight_.size()), synced, failed);
+    return Recorded{true, synced, failed};
   }
 
   void record_rows(const Outcome *outcomes, size_t n) {
@@ -903,10 +871,9 @@ class Deliverer {
   // The next claim reads the outbox from its first open row.
   void request_full_scan() { full_scan_ = true; }
 
-  const Settings &settings() const { return settings_; }
-  const Totals &totals() const { return totals_; }
+  const SyncSettings &settings() const { return settings_; }
+  const DeliveryTotals &totals() const { return totals_; }
   std::int64_t claimed_total() const { return claimed_total_; }
-  std::int64_t limit() const { return limit_; }
   int in_flight() const { return static_cast<int>(in_flight_.size()); }
 
  private:
@@ -991,8 +958,7 @@ class Deliverer {
 
   bool own_transactions_;
   int only_destination_;
-  std::int64_t limit_;
-  Settings settings_;
+  SyncSettings settings_;
   std::map<int, Destination> destinations_;
   std::unordered_map<std::uint64_t, Job> in_flight_;
   std::unordered_map<std::int64_t, bool> held_;
@@ -1006,305 +972,47 @@ class Deliverer {
   std::uint64_t next_tag_ = 1;
   std::int64_t next_retry_ms_ = INT64_MAX;
   std::int64_t owner_ = 0;  // this process's lease identity
-  Totals totals_;
+  DeliveryTotals totals_;
   std::int64_t claimed_total_ = 0;
   std::mt19937_64 random_;
   std::uniform_real_distribution<double> uniform_{0.0, 1.0};
 };
 
-bool extension_present() {
-  bool present = false;
-  pg_call_void([&] {
-    StartTransactionCommand();
-    present = OidIsValid(get_extension_oid("pg_ves", true));
-    CommitTransactionCommand();
-  });
-  return present;
+Deliverer::Deliverer(bool own_transactions, int only_destination)
+    : impl_(std::make_unique<Impl>(own_transactions, only_destination)) {}
+Deliverer::~Deliverer() = default;
+void Deliverer::load_config() { impl_->load_config(); }
+Deliverer::ClaimPlan Deliverer::plan_claim(std::int64_t max_rows) {
+  return impl_->plan_claim(max_rows);
 }
+int Deliverer::claim(const ClaimPlan &plan) { return impl_->claim(plan); }
+void Deliverer::expect_work() { impl_->expect_work(); }
+bool Deliverer::more_work() { return impl_->more_work(); }
+void Deliverer::request_full_scan() { impl_->request_full_scan(); }
+void Deliverer::dispatch(HttpEngine &engine) { impl_->dispatch(engine); }
+void Deliverer::absorb(std::vector<HttpResult> results) { impl_->absorb(std::move(results)); }
+Recorded Deliverer::record() { return impl_->record(); }
+void Deliverer::release_own_leases() { impl_->release_own_leases(); }
+long Deliverer::idle_timeout_ms(long poll_ms) { return impl_->idle_timeout_ms(poll_ms); }
+int Deliverer::queued() const { return impl_->queued(); }
+int Deliverer::in_flight() const { return impl_->in_flight(); }
+const SyncSettings &Deliverer::settings() const { return impl_->settings(); }
+const DeliveryTotals &Deliverer::totals() const { return impl_->totals(); }
+std::int64_t Deliverer::claimed_total() const { return impl_->claimed_total(); }
 
-void check_interrupts() {
-  pg_call_void([] {
-    CHECK_FOR_INTERRUPTS();
-    if (ConfigReloadPending) {
-      ConfigReloadPending = false;
-      ProcessConfigFile(PGC_SIGHUP);
-    }
-  });
-}
-
-void housekeeping() {
-  pg_call_void([] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    spi_connect();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
-    // Partition DDL waits at most 100 ms for its locks: appends and keyed
-    // calls must not queue behind it; a busy round is retried 10 s later.
-    SPI_execute(
-        "SELECT ves.ensure_partitions(pg_catalog.now(), '100ms'), "
-        "ves.ensure_idempotency_partitions(), "
-        "ves.expire_idempotency_records(), ves.expire_held_order_events()",
-        false, 0);
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-  });
-  // Closed rows go in batches, each its own transaction, until a batch comes
-  // back short: a backlog of any size is purged without long locks.
-  for (int round = 0; round < 1000 && !ShutdownRequestPending; ++round) {
-    bool more = false;
+void log_error_data(const char *context, const ErrorData *data) {
+  try {
     pg_call_void([&] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      spi_connect();
-      PushActiveSnapshot(GetTransactionSnapshot());
-      SPI_execute(
-          "SELECT ves.purge_outbox(), (SELECT (settings OPERATOR(pg_catalog.->>) "
-          "'purge_batch')::int"
-          " FROM ves.sync_settings)",
-          false, 1);
-      bool isnull;
-      int64 purged =
-          DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-      int32 batch =
-          DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-      more = purged >= batch;
-      SPI_finish();
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-      CHECK_FOR_INTERRUPTS();
+      ereport(LOG,
+              (errmsg("pg_ves worker: %s: %s (SQLSTATE %s)", context,
+                      data->message ? data->message : "error", unpack_sql_state(data->sqlerrcode)),
+               data->detail ? errdetail("%s", data->detail) : 0,
+               data->hint ? errhint("%s", data->hint) : 0,
+               data->context ? errcontext("%s", data->context) : 0));
     });
-    if (!more) break;
+  } catch (const std::exception &) {
+    // Logging is best effort.
   }
-  pg_call_void([] {
-    pgstat_report_stat(false);
-    pgstat_report_activity(STATE_IDLE, nullptr);
-  });
-}
-
-}  // namespace
-
-// Sends NOTIFY ves_events for appenders that committed since the last time
-// (see worker::relay_notify_at_commit): one short transaction for any number
-// of commits, at most one every kRelayGapMs, so a busy stream of commits
-// costs a few notifications a millisecond apart rather than one each.
-// `force` sends one regardless, for commits that may have asked a worker
-// that has since stopped. Returns whether requests are still waiting.
-constexpr std::int64_t kRelayGapMs = 2;
-
-struct Relay {
-  std::uint64_t relayed = 0;
-  std::int64_t last_ms = 0;
-  bool active = false;  // appenders may wake the worker for notifications alone
-};
-
-bool relay_notifications(Relay &r, bool force) {
-  std::uint64_t requests = pg_call([] { return worker::worker_notify_requests(); });
-  if (requests == r.relayed && !force) return false;
-  std::int64_t now = steady_ms();
-  if (!force && now - r.last_ms < kRelayGapMs) return true;
-  std::uint64_t latest = pg_call([requests] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    Async_Notify("ves_events", nullptr);
-    CommitTransactionCommand();
-    return worker::worker_notify_relayed(requests);
-  });
-  r.relayed = requests;
-  r.last_ms = now;
-  return latest != requests;
-}
-
-// After an error in a round: roll back whatever transaction is open, drop
-// the deliverer (the next one gives this process's leases back) and pause.
-void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
-  try {
-    pg_call_void([] {
-      AbortCurrentTransaction();
-      pgstat_report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
-    });
-  } catch (const PgError &e) {
-    log_error_data("cannot roll back after an error", e.data());
-  }
-  deliverer.reset();
-  relay.active = false;
-  std::int64_t until = steady_ms() + 5000;
-  // The pause ends early for a shutdown request (the latch is set).
-  while (!ShutdownRequestPending && steady_ms() < until) {
-    engine.wait(static_cast<long>(until - steady_ms()));
-    check_interrupts();
-  }
-}
-
-// SIGTERM: no new claims; transfers in flight get at most kShutdownDrainMs
-// (or their own timeout, when shorter) to answer; the answers received are
-// recorded in one short transaction and every lease this process still
-// holds is given back, so no row waits out lease_seconds.
-constexpr std::int64_t kShutdownDrainMs = 5000;
-
-void stop_gracefully(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer) {
-  if (!deliverer) return;
-  try {
-    pg_call_void([] {
-      pgstat_report_activity(STATE_RUNNING, "pg_ves: stopping, finishing transfers in flight");
-    });
-    std::int64_t deadline = steady_ms() + kShutdownDrainMs;
-    while (deliverer->in_flight() > 0 && steady_ms() < deadline) {
-      engine.wait(static_cast<long>(std::min<std::int64_t>(100, deadline - steady_ms())));
-      deliverer->absorb(engine.take_completed());
-      check_interrupts();
-    }
-    int abandoned = deliverer->in_flight();
-    deliverer->record();
-    deliverer->release_own_leases();
-    if (abandoned > 0)
-      pg_call_void([&] {
-        ereport(
-            LOG,
-            (errmsg(
-                "pg_ves worker: stopped with %d transfers unanswered after %lld ms; their rows are "
-                "sent again (same idempotency key)",
-                abandoned, static_cast<long long>(kShutdownDrainMs))));
-      });
-  } catch (const PgError &e) {
-    log_error_data(
-        "could not finish cleanly while stopping; leased rows are claimed again after their lease",
-        e.data());
-    try {
-      pg_call_void([] { AbortCurrentTransaction(); });
-    } catch (const std::exception &) {
-    }
-  } catch (const std::exception &e) {
-    try {
-      pg_call_void([&] {
-        ereport(LOG,
-                (errmsg("pg_ves worker: could not finish cleanly while stopping: %s", e.what())));
-      });
-    } catch (const std::exception &) {
-    }
-  }
-}
-
-void release_my_leases() {
-  std::int64_t owner = pg_call([] { return worker::lease_owner(); });
-  pg_call_void([] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    spi_connect();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    pgstat_report_activity(STATE_RUNNING, "pg_ves: releasing leases");
-  });
-  release_leases_of(owner);
-  pg_call_void([] {
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    pgstat_report_activity(STATE_IDLE, nullptr);
-  });
-}
-
-void run_delivery_loop() {
-  // A lost commit of a claim or a result only means a row is sent again with
-  // the same idempotency key, so the worker does not wait for WAL flushes.
-  pg_call_void([] {
-    SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-    // The worker runs the same few statements forever: plan them once.
-    SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_USERSET, PGC_S_SESSION);
-    // DDL (DROP EXTENSION, ALTER TABLE) wins over the worker: the worker gives
-    // up a lock wait quickly, and in a deadlock it is the one that yields.
-    SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_SESSION);
-    SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
-  });
-  HttpEngine engine;
-  std::unique_ptr<Deliverer> deliverer;
-  std::uint64_t epoch = 0;
-  std::int64_t last_poll = 0, last_housekeeping = 0, last_full_scan = 0;
-  Relay relay;
-  bool relay_waiting = false;
-  bool woken = true;
-  for (;;) {
-    check_interrupts();
-    if (ShutdownRequestPending) break;
-    try {
-      if (!deliverer) {
-        if (!extension_present()) {
-          // Not installed (yet, or any more): idle without spinning.
-          pg_call_void([] {
-            worker::worker_relays_notify(false);
-            pgstat_report_activity(STATE_IDLE, "pg_ves: waiting for CREATE EXTENSION pg_ves");
-          });
-          engine.wait(10000);
-          continue;
-        }
-        deliverer = std::make_unique<Deliverer>(true, 0, 0);
-        deliverer->release_own_leases();
-        epoch = 0;
-        pg_call_void([] { worker::worker_relays_notify(true); });
-        relay.active = true;
-        relay_notifications(relay, true);
-      }
-      std::uint64_t now_epoch = pg_call([] { return worker::destinations_epoch(); });
-      if (now_epoch != epoch) {
-        deliverer->load_config();
-        deliverer->request_full_scan();
-        epoch = now_epoch;
-      }
-      std::int64_t now = steady_ms();
-      const Settings &cfg = deliverer->settings();
-      bool poll_due = now - last_poll >= cfg.safety_poll_ms;
-      if (now - last_full_scan >= cfg.safety_poll_ms) {
-        // Rows below the scan floor (excluded or locked earlier) are looked
-        // at again at least this often, however busy the worker is.
-        deliverer->request_full_scan();
-        last_full_scan = now;
-      }
-      if (woken || poll_due) {
-        deliverer->expect_work();
-        last_poll = now;
-      }
-      // Each destination claims within its share of the window; a claim is
-      // a transaction, so they are batched (see core::claim_worthwhile).
-      deliverer->more_work();
-      Deliverer::ClaimPlan plan = deliverer->plan_claim(cfg.claim_batch);
-      if (plan.worthwhile) {
-        last_poll = now;
-        deliverer->claim(plan);
-      }
-      deliverer->dispatch(engine);
-      deliverer->more_work();
-      plan = deliverer->plan_claim(cfg.claim_batch);
-      long timeout = plan.worthwhile ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
-      if (relay_waiting) timeout = std::min(timeout, static_cast<long>(kRelayGapMs));
-      woken = engine.wait(timeout);
-      woken = pg_call([] { return worker::worker_take_outbox_wake(); }) || (woken && !relay.active);
-      relay_waiting = relay_notifications(relay, false);
-      deliverer->absorb(engine.take_completed());
-      deliverer->record();
-      if (now - last_housekeeping >= 10000) {
-        housekeeping();
-        last_housekeeping = now;
-      }
-    } catch (const PgError &e) {
-      // A database error outside one row or destination (the extension
-      // being dropped, a lock timeout, ...): log it, roll back, drop all
-      // state (its leases are given back at once), and start over after a
-      // pause.
-      log_error_data("a delivery round failed; retrying in 5 seconds", e.data());
-      recover(engine, deliverer, relay);
-    } catch (const std::exception &e) {
-      // The same for a C++ error: the worker never dies of one round.
-      try {
-        pg_call_void([&] {
-          ereport(LOG, (errmsg("pg_ves worker: a delivery round failed; retrying in 5 seconds: %s",
-                               e.what())));
-        });
-      } catch (const std::exception &) {
-      }
-      recover(engine, deliverer, relay);
-    }
-  }
-  stop_gracefully(engine, deliverer);
 }
 
 }  // namespace pgves::pg
@@ -1340,7 +1048,7 @@ PGVES_FUNCTION(ves_push_events) {
     throw VesError(sqlstate::invalid_argument, "max_count must be between 1 and 100000", {},
                    "Push in passes of at most 100000 rows.");
   pg_call_void([] { spi_connect(); });
-  Deliverer d(false, destination, max_count);
+  Deliverer d(false, destination);
   d.load_config();
   HttpEngine engine;
   for (;;) {
@@ -1362,7 +1070,7 @@ PGVES_FUNCTION(ves_push_events) {
     d.record();
   }
   pg_call_void([] { SPI_finish(); });
-  const Totals &t = d.totals();
+  const DeliveryTotals &t = d.totals();
   TupleDesc desc;
   pg_call_void([&] {
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
