@@ -16,34 +16,24 @@
 // then be sent twice, always with the same idempotency key (the event id).
 #include "pg/sync/deliverer.hpp"
 
-#include "core/delivery/circuit_breaker.hpp"
-#include "core/delivery/delivery_outcome.hpp"
-#include "core/ves/envelope.hpp"
-#include "core/delivery/http_request.hpp"
-#include "core/json/json.hpp"
-#include "core/delivery/rate_limiter.hpp"
-#include "core/delivery/retry_policy.hpp"
-#include "core/delivery/send_window.hpp"
-#include "pg/base/boundary.hpp"
-#include "core/platforms/destination_config.hpp"
 #include "core/base/error.hpp"
-#include "pg/sync/http_engine.hpp"
-#include "pg/store/keys.hpp"
+#include "core/delivery/delivery_outcome.hpp"
+#include "core/delivery/http_request.hpp"
+#include "core/delivery/scheduler.hpp"
+#include "core/json/json.hpp"
+#include "core/platforms/destination_config.hpp"
+#include "core/ves/envelope.hpp"
+#include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/base/settings.hpp"
-#include "pg/base/spi_plan.hpp"
+#include "pg/store/keys.hpp"
 #include "pg/store/stored_event.hpp"
+#include "pg/sync/http_engine.hpp"
+#include "pg/sync/outbox_sql.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
-#include "catalog/pg_type.h"
-#include "commands/async.h"
-#include "commands/extension.h"
-#include "pgstat.h"
-#include "postmaster/interrupt.h"
-#include "utils/array.h"
-#include "utils/lsyscache.h"
-#include "utils/guc.h"
-#include "utils/snapmgr.h"
+#include "funcapi.h"
 #include "utils/timestamp.h"
 }
 
@@ -52,8 +42,8 @@ extern "C" {
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -97,22 +87,12 @@ struct Job {
 struct Destination {
   int id = 0;
   std::string name, kind, url, secret;
-  int concurrency = 16;
   long timeout_ms = 10000;
-  core::RetryPolicy retry;
-  core::TokenBucket bucket;
-  core::CircuitBreaker breaker;
   std::vector<std::pair<std::string, std::string>> headers;
-  bool paused = false;
   // Set when the worker cannot use this destination's stored configuration
   // (a row written around ves.create_destination/alter_destination): its
   // rows fail with this reason instead of stopping the worker.
   std::string config_error;
-  // Runtime state, kept across reloads.
-  int in_flight = 0;
-  bool has_work = true;  // rows may be waiting: its last claim came back full, or something changed
-  std::deque<Job> queue;
-  std::int64_t throttled_until_ms = 0;
   // What to write back at the next record.
   bool dirty = false;
   bool succeeded = false;
@@ -129,123 +109,7 @@ struct Destination {
   }
 };
 
-struct Outcome {
-  std::int64_t id;
-  pg_uuid_t tenant;
-  const char *status;
-  std::int64_t delay_ms;
-  int attempts;
-  long http_status;
-  std::string error;
-  std::string excerpt;
-};
-
-// One destination's claim. Its plan must not depend on the table's
-// statistics (the worker keeps its plans, and statistics taken while the
-// outbox was empty would otherwise pick a plan that scans every open row for
-// every candidate): each part has exactly one access path that needs no sort
-// or sequential scan, which run_indexed turns off.
-//  - candidates: outbox_open_idx, (destination_id, event_position), read in
-//    position order from the scan floor;
-//  - "no earlier open row of this entity": one probe of outbox_entity_idx
-//    for the entity's open row just before the candidate. A scalar subquery
-//    with LIMIT, not NOT EXISTS: that would become an anti-join, which the
-//    planner may run as a hash join over a full index scan. The ORDER BY
-//    (position, once the entity's columns are fixed) needs a sort on any
-//    other index, and outbox_open_idx, which would serve it, does not apply
-//    (its predicate needs next_attempt_at, which the probe does not test);
-//  - the update finds the locked rows by their ctid (a TID scan), not by a
-//    join whose order the statistics would choose.
-// A committed lease blocks a row until it expires unless its holder is gone
-// ($6 lists the lease identities of the workers alive now): rows of a worker
-// that was killed are taken over at once.
-const char *kClaimSql =
-    "UPDATE ves.outbox o SET lease_until = now() + $3 * interval '1 second', leased_by = $5"
-    " WHERE o.ctid = ANY (ARRAY("
-    "  SELECT c.ctid FROM ves.outbox c"
-    "  WHERE c.destination_id = $2 AND c.status IN ('pending', 'failed')"
-    "    AND c.event_position >= $4"
-    "    AND c.next_attempt_at <= now()"
-    "    AND (c.lease_until IS NULL OR c.lease_until < now() OR NOT coalesce(c.leased_by = ANY "
-    "($6), false))"
-    "    AND (SELECT 1 FROM ves.outbox p"
-    "         WHERE p.destination_id = c.destination_id AND p.tenant_id = c.tenant_id"
-    "           AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
-    "           AND p.event_position < c.event_position AND p.status IN ('pending', 'failed')"
-    "         ORDER BY p.event_position DESC"
-    "         LIMIT 1) IS NULL"
-    "  ORDER BY c.event_position"
-    "  LIMIT $1"
-    "  FOR UPDATE SKIP LOCKED))"
-    " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, "
-    "o.event_recorded_at";
-
-const char *kRecordSql =
-    "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
-    "  next_attempt_at = now() + r.delay_ms * interval '1 millisecond',"
-    "  last_status = nullif(r.http_status, 0), last_error = r.error, last_response = r.excerpt,"
-    "  lease_until = NULL, leased_by = NULL, updated_at = now(),"
-    "  synced_at = CASE WHEN r.status = 'synced' THEN now() END"
-    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::int[], $6::int[], "
-    "$7::text[], $8::text[])"
-    "   AS r(id, tenant_id, status, delay_ms, attempts, http_status, error, excerpt)"
-    " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = $9"
-    "   AND o.lease_until IS NOT NULL";
-
-// Runs one of the delivery statements with sequential scans, bitmap scans
-// and sorts off. Their right plans are index scans whatever the table's
-// size: right after a burst the statistics still say the outbox is tiny, and
-// a plan made then (the worker keeps its plans) would scan every row of a
-// queue that has since grown. The settings hold for this statement only.
-// Not read-only: a read-only SPI query would use the transaction's first
-// snapshot, older than the claim's, and miss rows committed between.
-void run_indexed(SavedPlan &plan, Datum *args, const char *nulls, int expect) {
-  int level = NewGUCNestLevel();
-  for (const char *name :
-       {"enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_incremental_sort"})
-    set_config_option(name, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-  spi_run(plan, args, nulls, false, expect);
-  AtEOXact_GUC(true, level);
-}
-
-SavedPlan claim_plan = {
-    kClaimSql, 6, {INT4OID, INT4OID, INT4OID, INT8OID, INT8OID, INT8ARRAYOID}, nullptr};
-SavedPlan record_plan = {kRecordSql,
-                         9,
-                         {INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
-                          INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID},
-                         nullptr};
-SavedPlan destination_plan = {
-    "UPDATE ves.destinations SET breaker_state = $2,"
-    "  last_success_at = CASE WHEN $3 THEN now() ELSE last_success_at END,"
-    "  last_error = coalesce($4, last_error), last_error_at = CASE WHEN $4 IS NULL THEN "
-    "last_error_at ELSE now() END,"
-    "  paused = paused OR $5, paused_reason = CASE WHEN $5 THEN $4 ELSE paused_reason END"
-    " WHERE id = $1",
-    5,
-    {INT4OID, TEXTOID, BOOLOID, TEXTOID, BOOLOID},
-    nullptr};
-
-Datum array_of(const std::vector<Datum> &values, Oid type) {
-  int16 len;
-  bool byval;
-  char align;
-  get_typlenbyvalalign(type, &len, &byval, &align);
-  return PointerGetDatum(construct_array(const_cast<Datum *>(values.data()),
-                                         static_cast<int>(values.size()), type, len, byval, align));
-}
-
-// Gives back every row leased by `owner`, inside the current transaction.
-void release_leases_of(std::int64_t owner) {
-  pg_call_void([&] {
-    Oid types[1] = {INT8OID};
-    Datum args[1] = {Int64GetDatum(owner)};
-    SPI_execute_with_args(
-        "UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
-        " WHERE leased_by = $1 AND lease_until IS NOT NULL",
-        1, types, args, nullptr, false, 0);
-  });
-}
+using Outcome = outbox_sql::RowOutcome;
 
 }  // namespace
 
@@ -257,19 +121,12 @@ class Deliverer::Impl {
       : own_transactions_(own_transactions),
         only_destination_(only_destination),
         random_(std::random_device{}()) {
-    owner_ = pg_call([] { return signals::lease_owner(); });
+    owner_ = signals::lease_owner();
   }
 
   void load_config() {
     step("pg_ves: loading destinations", [&] {
-      pg_call_void([&] {
-        if (SPI_execute("SELECT settings::text FROM ves.sync_settings", true, 1) != SPI_OK_SELECT)
-          elog(ERROR, "pg_ves: cannot read ves.sync_settings");
-      });
-      char *json_text =
-          pg_call([] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1); });
-      std::string json = json_text ? json_text : "{}";
-      core::json::Value v = core::json::parse(json);
+      core::json::Value v = core::json::parse(outbox_sql::sync_settings_json());
       auto number = [&](const char *key, int fallback) {
         const core::json::Value *x = v.find(key);
         return x && x->kind() == core::json::Kind::number ? static_cast<int>(x->as_number())
@@ -281,28 +138,9 @@ class Deliverer::Impl {
       settings_.safety_poll_ms = number("safety_poll_ms", 5000);
 
       // Text of every column, copied in Postgres memory; the C++ side is
-      // built afterwards, outside pg_call.
-      char ***rows = nullptr;
+      // built afterwards.
       uint64 nrows = 0;
-      pg_call_void([&] {
-        if (SPI_execute(
-                "SELECT d.id, d.name, d.kind, d.url, encode(s.secret_box, 'hex'), d.concurrency,"
-                " d.rate_limit, d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, "
-                "d.backoff_cap_ms,"
-                " d.jitter, d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused,"
-                " encode(s.headers_box, 'hex')"
-                " FROM ves.destinations d LEFT JOIN ves._worker_secrets() s ON s.destination_id = "
-                "d.id",
-                true, 0) != SPI_OK_SELECT)
-          elog(ERROR, "pg_ves: cannot read ves.destinations");
-        nrows = SPI_processed;
-        rows = static_cast<char ***>(palloc0(sizeof(char **) * (nrows + 1)));
-        for (uint64 i = 0; i < nrows; ++i) {
-          rows[i] = static_cast<char **>(palloc0(sizeof(char *) * 18));
-          for (int c = 0; c < 18; ++c)
-            rows[i][c] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
-        }
-      });
+      char ***rows = outbox_sql::destination_rows(&nrows);
       auto text = [](const char *v) { return std::string(v ? v : ""); };
       auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
       std::map<int, bool> seen;
@@ -315,7 +153,7 @@ class Deliverer::Impl {
         d.name = text(r[1]);
         d.config_error.clear();
         try {
-          parse_destination(d, r);
+          parse_destination(d, r, scheduler_);
         } catch (const std::exception &e) {
           // One destination's bad row must not stop the others: its rows
           // fail with the reason (see dispatch) and the worker goes on.
@@ -326,30 +164,42 @@ class Deliverer::Impl {
           log_problem(d, 0, d.config_error);
         }
       }
-      for (auto it = destinations_.begin(); it != destinations_.end();)
-        it = seen.count(it->first) || it->second.in_flight > 0 ? std::next(it)
-                                                               : destinations_.erase(it);
+      // A destination dropped meanwhile goes once nothing of it is in flight;
+      // its queued rows are dropped with it (their leases run out).
+      for (auto it = destinations_.begin(); it != destinations_.end();) {
+        if (seen.count(it->first) || scheduler_.in_flight(it->first) > 0) {
+          ++it;
+          continue;
+        }
+        for (std::int64_t row : scheduler_.drain(it->first)) queued_.erase(row);
+        scheduler_.remove(it->first);
+        it = destinations_.erase(it);
+      }
     });
   }
 
   // Builds a destination's settings from the text of its columns (see
   // load_config); throws on a value the worker cannot use.
-  static void parse_destination(Destination &d, char **r) {
+  static void parse_destination(Destination &d, char **r, core::Scheduler &scheduler) {
     auto text = [](const char *v) { return std::string(v ? v : ""); };
     auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
     d.kind = text(r[2]);
     d.url = text(r[3]);
     sodium_memzero(d.secret.data(), d.secret.size());
     d.secret.clear();
-    d.concurrency = static_cast<int>(num(r[5]));
-    d.bucket.reconfigure(num(r[6]), num(r[7]));
+    core::SendLimits limits;
+    limits.concurrency = static_cast<int>(num(r[5]));
+    limits.rate_per_s = num(r[6]);
+    limits.burst = num(r[7]);
     d.timeout_ms = static_cast<long>(num(r[8]));
-    d.retry.max_attempts = static_cast<int>(num(r[9]));
-    d.retry.base_ms = static_cast<std::int64_t>(num(r[10]));
-    d.retry.cap_ms = static_cast<std::int64_t>(num(r[11]));
-    d.retry.jitter = num(r[12]);
-    d.breaker.reconfigure(static_cast<int>(num(r[13])), static_cast<std::int64_t>(num(r[14])));
-    d.paused = text(r[16]) == "t";
+    limits.retry.max_attempts = static_cast<int>(num(r[9]));
+    limits.retry.base_ms = static_cast<std::int64_t>(num(r[10]));
+    limits.retry.cap_ms = static_cast<std::int64_t>(num(r[11]));
+    limits.retry.jitter = num(r[12]);
+    limits.breaker_threshold = static_cast<int>(num(r[13]));
+    limits.breaker_cooldown_ms = static_cast<std::int64_t>(num(r[14]));
+    limits.paused = text(r[16]) == "t";
+    scheduler.configure(d.id, limits);
     for (auto &h : d.headers) sodium_memzero(h.second.data(), h.second.size());
     d.headers.clear();
     // The same parser that checked the headers when they were written;
@@ -368,27 +218,11 @@ class Deliverer::Impl {
   // What each destination may claim now (core::claim_quotas), in
   // destinations_ order, and whether a claim is worth its transaction.
   ClaimPlan plan_claim(std::int64_t max_rows) {
-    std::int64_t now = steady_ms();
-    std::vector<core::DestinationLoad> loads;
-    std::vector<int> ids;
-    for (auto &entry : destinations_) {
-      Destination &d = entry.second;
-      if (only_destination_ && d.id != only_destination_) continue;
-      core::DestinationLoad l;
-      l.concurrency = d.concurrency;
-      l.held = d.in_flight + static_cast<int>(d.queue.size());
-      l.ready = ready(d, now);
-      l.has_work = d.has_work;
-      loads.push_back(l);
-      ids.push_back(d.id);
-    }
-    int batch = static_cast<int>(
-        std::min<std::int64_t>(settings_.claim_batch, std::max<std::int64_t>(0, max_rows)));
-    std::vector<int> quotas = core::claim_quotas(loads, settings_.window, batch);
+    core::Scheduler::ClaimPlan p = scheduler_.plan_claim(settings_.window, settings_.claim_batch,
+                                                         max_rows, only_destination_, steady_ms());
     ClaimPlan plan;
-    plan.worthwhile = core::claim_worthwhile(loads, quotas);
-    for (size_t i = 0; i < ids.size(); ++i)
-      if (quotas[i] > 0) plan.quotas.emplace_back(ids[i], quotas[i]);
+    plan.quotas = std::move(p.quotas);
+    plan.worthwhile = p.worthwhile;
     return plan;
   }
 
@@ -397,50 +231,35 @@ class Deliverer::Impl {
     if (plan.quotas.empty()) return 0;
     int claimed = 0;
     std::int64_t floor = scan_floor();
-    std::vector<std::int64_t> live = pg_call([] { return signals::live_lease_owners(); });
+    std::vector<std::int64_t> live = signals::live_lease_owners();
     step("pg_ves: claiming outbox rows", [&] {
       std::vector<std::int64_t> positions;
       std::vector<Job> jobs;
       TimestampTz first_recorded = DT_NOEND, last_recorded = DT_NOBEGIN;
-      std::vector<Datum> live_datums;
-      for (std::int64_t owner : live) live_datums.push_back(Int64GetDatum(owner));
       for (const auto &quota : plan.quotas) {
-        uint64 got = 0;
-        pg_call_void([&] {
-          Datum args[6] = {Int32GetDatum(quota.second),
-                           Int32GetDatum(quota.first),
-                           Int32GetDatum(settings_.lease_seconds),
-                           Int64GetDatum(floor),
-                           Int64GetDatum(owner_),
-                           array_of(live_datums, INT8OID)};
-          run_indexed(claim_plan, args, nullptr, SPI_OK_UPDATE_RETURNING);
-          got = SPI_processed;
-        });
+        uint64 got = outbox_sql::claim(quota.first, quota.second, settings_.lease_seconds, floor,
+                                       owner_, live);
         // Fewer rows than asked: nothing more waits for it until something
         // changes (a commit, a finished row, a retry falling due, a poll).
-        destinations_[quota.first].has_work = got >= static_cast<uint64>(quota.second);
-        SPITupleTable *table = SPI_tuptable;
+        scheduler_.claimed(quota.first, quota.second, static_cast<int>(got));
         for (uint64 i = 0; i < got; ++i) {
-          HeapTuple tup = table->vals[i];
-          bool isnull;
+          outbox_sql::ClaimedRow row = outbox_sql::claimed_row(i);
           Job job;
-          job.id = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
-          job.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
-          job.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
-          job.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
-          job.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
+          job.id = row.id;
+          job.tenant = row.tenant;
+          job.destination = row.destination;
+          job.attempts = row.attempts;
+          job.position = row.position;
           positions.push_back(job.position);
-          TimestampTz recorded =
-              DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
-          first_recorded = std::min(first_recorded, recorded);
-          last_recorded = std::max(last_recorded, recorded);
+          first_recorded = std::min(first_recorded, row.recorded_at);
+          last_recorded = std::max(last_recorded, row.recorded_at);
           jobs.push_back(std::move(job));
         }
       }
       if (jobs.empty()) return;
       std::unordered_map<std::int64_t, std::string> bodies =
           envelopes(positions, first_recorded, last_recorded);
-      std::vector<Datum> unclaimed;
+      std::vector<std::int64_t> unclaimed;
       for (size_t i = 0; i < jobs.size(); ++i) {
         Job &job = jobs[i];
         if (held_.count(job.id)) continue;  // our own lease, renewed
@@ -455,7 +274,7 @@ class Deliverer::Impl {
         if (body == bodies.end() || dest == destinations_.end()) {
           // Its event or destination vanished meanwhile (retention, a drop):
           // give the row back rather than hold its lease.
-          unclaimed.push_back(Int64GetDatum(job.id));
+          unclaimed.push_back(job.id);
           continue;
         }
         job.event_id = body->second.substr(0, 36);
@@ -463,7 +282,8 @@ class Deliverer::Impl {
         held_[job.id] = true;
         held_positions_.insert(job.position);
         next_floor_ = std::max(next_floor_, job.position + 1);
-        dest->second.queue.push_back(std::move(job));
+        scheduler_.enqueue(job.destination, job.id);
+        queued_[job.id] = std::move(job);
         ++claimed;
       }
       if (!unclaimed.empty()) {
@@ -479,62 +299,72 @@ class Deliverer::Impl {
 
   // Something may have queued rows for any destination: a commit woke the
   // worker, a poll is due, a retry fell due.
-  void expect_work() {
-    for (auto &entry : destinations_) entry.second.has_work = true;
-  }
+  void expect_work() { scheduler_.expect_work(); }
 
-  // Starts transfers while destinations have room.
+  // Starts transfers while destinations have room (core::Scheduler::next).
   void dispatch(HttpEngine &engine) {
     std::int64_t now = steady_ms();
-    std::int64_t now_us = now * 1000;
-    for (auto &entry : destinations_) {
-      Destination &d = entry.second;
-      while (!d.queue.empty() && d.in_flight < d.concurrency && now >= d.throttled_until_ms &&
-             d.bucket.wait_us(now_us) == 0 && d.breaker.allow(now)) {
-        d.bucket.try_take(now_us);
-        Job job = std::move(d.queue.front());
-        d.queue.pop_front();
-        if (!d.config_error.empty()) {
-          forget(job);
-          fail_job(job, d, d.config_error);
-          continue;
-        }
-        core::HttpRequest request;
-        try {
-          request = d.kind == "webhook"
-                        ? core::build_webhook_request(d.url, d.secret, job.event_id,
-                                                      unix_ms() / 1000, job.body, d.headers)
-                        : core::build_http_request(d.url, job.event_id, job.body, d.headers);
-        } catch (const core::Error &e) {
-          // A destination whose URL, secret or headers cannot make a request:
-          // nothing is sent, the row is dead-lettered with the reason.
-          forget(job);
-          d.dirty = true;
-          d.last_error = std::string("invalid destination configuration: ") + e.what();
-          outcomes_.push_back(
-              Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
-          ++totals_.dead;
-          continue;
-        } catch (const std::exception &e) {
-          forget(job);
-          fail_job(job, d, std::string("cannot build the request: ") + e.what());
-          continue;
-        }
-        std::uint64_t tag = next_tag_++;
-        try {
-          // ves.max_timeout_ms bounds every transfer, even one configured
-          // before the setting was lowered.
-          engine.submit(tag, request, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
-        } catch (const std::exception &e) {
-          forget(job);
-          fail_job(job, d, std::string("cannot start the transfer: ") + e.what());
-          continue;
-        }
-        ++d.in_flight;
-        ++totals_.sent;
-        in_flight_[tag] = std::move(job);
+    while (std::optional<core::Scheduler::Next> next = scheduler_.next(now)) {
+      Destination &d = destinations_[next->destination];
+      Job job = take_queued(next->row);
+      if (!d.config_error.empty()) {
+        forget(job);
+        fail_job(job, d, d.config_error);
+        continue;
       }
+      core::HttpRequest request;
+      try {
+        request = build_request(d, job);
+      } catch (const core::Error &e) {
+        // A destination whose URL, secret or headers cannot make a request:
+        // nothing is sent, the row is dead-lettered with the reason.
+        forget(job);
+        d.dirty = true;
+        d.last_error = std::string("invalid destination configuration: ") + e.what();
+        outcomes_.push_back(
+            Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
+        ++totals_.dead;
+        continue;
+      } catch (const std::exception &e) {
+        forget(job);
+        fail_job(job, d, std::string("cannot build the request: ") + e.what());
+        continue;
+      }
+      std::uint64_t tag = next_tag_++;
+      try {
+        // ves.max_timeout_ms bounds every transfer, even one configured
+        // before the setting was lowered.
+        engine.submit(tag, request, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
+      } catch (const std::exception &e) {
+        forget(job);
+        fail_job(job, d, std::string("cannot start the transfer: ") + e.what());
+        continue;
+      }
+      scheduler_.started(d.id);
+      ++totals_.sent;
+      in_flight_[tag] = std::move(job);
     }
+  }
+
+  // The request that delivers a job's event to a destination. Throws
+  // core::Error when the destination's configuration cannot make one.
+  static core::HttpRequest build_request(const Destination &d, const Job &job) {
+    return d.kind == "webhook" ? core::build_webhook_request(d.url, d.secret, job.event_id,
+                                                             unix_ms() / 1000, job.body, d.headers)
+                               : core::build_http_request(d.url, job.event_id, job.body, d.headers);
+  }
+
+  // What a finished transfer's answer means for its row.
+  static core::Classified classify(const HttpResult &r) {
+    return r.transport_error ? core::classify_transport_error()
+                             : core::classify_http(r.status, r.retry_after, unix_ms());
+  }
+
+  Job take_queued(std::int64_t row) {
+    auto it = queued_.find(row);
+    Job job = std::move(it->second);
+    queued_.erase(it);
+    return job;
   }
 
   // Turns finished transfers into outcomes and destination health.
@@ -546,7 +376,7 @@ class Deliverer::Impl {
       in_flight_.erase(it);
       forget(job);
       Destination &d = destinations_[job.destination];
-      --d.in_flight;
+      scheduler_.finished(job.destination);
       d.dirty = true;
       try {
         absorb_one(r, job, d);
@@ -557,64 +387,47 @@ class Deliverer::Impl {
   }
 
   void absorb_one(HttpResult &r, const Job &job, Destination &d) {
-    std::int64_t now = steady_ms();
-    {  // the former loop body of absorb(), kept as it was
-      core::Classified c = r.transport_error
-                               ? core::classify_transport_error()
-                               : core::classify_http(r.status, r.retry_after, unix_ms());
-      Outcome o{job.id,           job.tenant, "synced", 0,
-                job.attempts + 1, r.status,   {},       std::move(r.excerpt)};
-      std::string what = r.transport_error ? r.error : "HTTP " + std::to_string(r.status);
-      switch (c.outcome) {
-        case core::Outcome::synced:
-          d.breaker.on_success();
+    core::Classified c = classify(r);
+    core::RowDecision decision =
+        scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_));
+    Outcome o{job.id,
+              job.tenant,
+              core::to_string(decision.status),
+              decision.delay_ms,
+              decision.attempts,
+              r.status,
+              {},
+              std::move(r.excerpt)};
+    std::string what = r.transport_error ? r.error : "HTTP " + std::to_string(r.status);
+    switch (decision.why) {
+      case core::RowDecision::Why::none:
+        if (decision.status == core::RowDecision::Status::synced) {
           d.succeeded = true;
           ++totals_.synced;
-          d.has_work = true;  // the entity's next row may now go
-          break;
-        case core::Outcome::retry:
-          if (r.status == 429 || (r.status == 503 && c.retry_after_ms >= 0)) {
-            // Throttled: the endpoint is alive; hold the whole destination
-            // back as long as it asked. A bare 503 is a failure like any 5xx.
-            if (c.retry_after_ms > 0)
-              d.throttled_until_ms = std::max(d.throttled_until_ms, now + c.retry_after_ms);
-          } else {
-            d.breaker.on_failure(now);
-          }
+        } else {
           d.last_error = what;
-          if (o.attempts >= d.retry.max_attempts) {
-            o.status = "dead";
-            o.error = what + " after " + std::to_string(o.attempts) + " attempts";
-            ++totals_.dead;
-            d.has_work = true;
-          } else {
-            o.status = "failed";
-            o.error = what;
-            o.delay_ms = core::next_delay_ms(d.retry, o.attempts, c, uniform_(random_));
-            next_retry_ms_ = std::min(next_retry_ms_, now + o.delay_ms);
-            ++totals_.failed;
-          }
-          break;
-        case core::Outcome::permanent:
-          d.breaker.on_success();
-          d.last_error = what;
-          o.status = "dead";
-          o.error = what + " (permanent)";
-          ++totals_.dead;
-          d.has_work = true;
-          break;
-        case core::Outcome::gone:
-          d.last_error = what + ": the endpoint is gone; destination paused";
-          d.gone = true;
-          d.paused = true;
-          o.status = "dead";
           o.error = what;
-          ++totals_.dead;
-          d.has_work = true;
-          break;
-      }
-      outcomes_.push_back(std::move(o));
+          ++totals_.failed;
+        }
+        break;
+      case core::RowDecision::Why::exhausted:
+        d.last_error = what;
+        o.error = what + " after " + std::to_string(o.attempts) + " attempts";
+        ++totals_.dead;
+        break;
+      case core::RowDecision::Why::permanent:
+        d.last_error = what;
+        o.error = what + " (permanent)";
+        ++totals_.dead;
+        break;
+      case core::RowDecision::Why::gone:
+        d.last_error = what + ": the endpoint is gone; destination paused";
+        d.gone = true;
+        o.error = what;
+        ++totals_.dead;
+        break;
     }
+    outcomes_.push_back(std::move(o));
   }
 
   // A row that failed in the worker itself (a destination configuration it
@@ -627,15 +440,20 @@ class Deliverer::Impl {
     log_problem(d, job.id, error);
     d.dirty = true;
     d.last_error = error;
-    Outcome o{job.id, job.tenant, "failed", 0, job.attempts + 1, 0, error, {}};
-    if (o.attempts >= d.retry.max_attempts) {
-      o.status = "dead";
+    core::RowDecision decision =
+        scheduler_.on_local_failure(d.id, job.attempts, steady_ms(), uniform_(random_));
+    Outcome o{job.id,
+              job.tenant,
+              core::to_string(decision.status),
+              decision.delay_ms,
+              decision.attempts,
+              0,
+              error,
+              {}};
+    if (decision.status == core::RowDecision::Status::dead) {
       o.error = error + " after " + std::to_string(o.attempts) + " attempts";
       ++totals_.dead;
     } else {
-      core::Classified c{core::Outcome::retry, -1};
-      o.delay_ms = core::next_delay_ms(d.retry, o.attempts, c, uniform_(random_));
-      next_retry_ms_ = std::min(next_retry_ms_, steady_ms() + o.delay_ms);
       ++totals_.failed;
     }
     outcomes_.push_back(std::move(o));
@@ -705,18 +523,17 @@ class Deliverer::Impl {
     std::int64_t synced = 0, failed = 0;
     for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
     outcomes_.clear();
-    std::vector<Datum> released;
+    std::vector<std::int64_t> released;
     for (auto &entry : destinations_) {
       Destination &d = entry.second;
       if (d.gone) {
         // The destination is paused now: its queued rows go back unsent, to
         // be claimed again when it is resumed.
-        for (const Job &job : d.queue) {
-          forget(job);
-          released.push_back(Int64GetDatum(job.id));
+        for (std::int64_t row : scheduler_.drain(d.id)) {
+          forget(take_queued(row));
+          released.push_back(row);
         }
         full_scan_ = true;
-        d.queue.clear();
       }
       d.dirty = d.succeeded = d.gone = false;
       d.last_error.clear();
@@ -726,49 +543,16 @@ class Deliverer::Impl {
   }
 
   void record_rows(const Outcome *outcomes, size_t n) {
-    // Declared outside pg_call: a Postgres error must not skip destructors.
-    std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
-    {  // formerly inside record()'s step
-      pg_call_void([&] {
-        for (size_t i = 0; i < n; ++i) {
-          const Outcome &o = outcomes[i];
-          ids.push_back(Int64GetDatum(o.id));
-          pg_uuid_t *t = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
-          *t = o.tenant;
-          tenants.push_back(UUIDPGetDatum(t));
-          statuses.push_back(CStringGetTextDatum(o.status));
-          delays.push_back(Int64GetDatum(o.delay_ms));
-          attempts.push_back(Int32GetDatum(o.attempts));
-          codes.push_back(Int32GetDatum(static_cast<int32>(o.http_status)));
-          errors.push_back(CStringGetTextDatum(o.error.c_str()));
-          excerpts.push_back(
-              PointerGetDatum(cstring_to_text_with_len(o.excerpt.data(), clean_length(o.excerpt))));
-        }
-        Datum args[9] = {
-            array_of(ids, INT8OID),    array_of(tenants, UUIDOID),  array_of(statuses, TEXTOID),
-            array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
-            array_of(errors, TEXTOID), array_of(excerpts, TEXTOID), Int64GetDatum(owner_)};
-        run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
-      });
-    }
+    outbox_sql::record_rows(outcomes, n, owner_);
   }
 
   void record_destinations() {
-    {  // formerly inside record()'s step
-      pg_call_void([&] {
-        std::int64_t now = steady_ms();
-        for (auto &entry : destinations_) {
-          Destination &d = entry.second;
-          if (!d.dirty) continue;
-          Datum args[5] = {
-              Int32GetDatum(d.id), CStringGetTextDatum(core::to_string(d.breaker.state(now))),
-              BoolGetDatum(d.succeeded),
-              d.last_error.empty() ? (Datum)0 : CStringGetTextDatum(d.last_error.c_str()),
-              BoolGetDatum(d.gone)};
-          char nulls[6] = {' ', ' ', ' ', d.last_error.empty() ? 'n' : ' ', ' ', '\0'};
-          spi_run(destination_plan, args, nulls, false, SPI_OK_UPDATE);
-        }
-      });
+    std::int64_t now = steady_ms();
+    for (auto &entry : destinations_) {
+      Destination &d = entry.second;
+      if (!d.dirty) continue;
+      outbox_sql::record_destination(d.id, core::to_string(scheduler_.breaker_state(d.id, now)),
+                                     d.succeeded, d.last_error, d.gone);
     }
   }
 
@@ -779,7 +563,7 @@ class Deliverer::Impl {
 
   // Rolls back a step's transaction after an error inside it.
   void abort_step() {
-    if (own_transactions_) pg_call_void([] { AbortCurrentTransaction(); });
+    if (own_transactions_) outbox_sql::abort_step();
   }
 
   // Where claims start reading the open-rows index. Rows that finish leave
@@ -804,51 +588,23 @@ class Deliverer::Impl {
   }
 
   // Gives claimed rows back without sending them.
-  void release(const std::vector<Datum> &ids) {
+  void release(const std::vector<std::int64_t> &ids) {
     step("pg_ves: releasing rows", [&] { release_in_step(ids); });
   }
 
-  void release_in_step(const std::vector<Datum> &ids) {
-    pg_call_void([&] {
-      Oid types[2] = {INT8ARRAYOID, INT8OID};
-      Datum args[2] = {array_of(ids, INT8OID), Int64GetDatum(owner_)};
-      SPI_execute_with_args(
-          "UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
-          " WHERE id = ANY ($1) AND leased_by = $2",
-          2, types, args, nullptr, false, 0);
-    });
+  void release_in_step(const std::vector<std::int64_t> &ids) {
+    outbox_sql::release_rows(ids, owner_);
   }
 
   // Rows this process claimed before its state was dropped (after an error)
   // go back to the queue at once instead of waiting out their lease.
   void release_own_leases() {
-    step("pg_ves: releasing leases", [&] { release_leases_of(owner_); });
+    step("pg_ves: releasing leases", [&] { outbox_sql::release_leases_of(owner_); });
   }
 
-  int queued() const {
-    int n = 0;
-    for (const auto &entry : destinations_) n += static_cast<int>(entry.second.queue.size());
-    return n;
-  }
+  int queued() const { return scheduler_.queued(); }
 
-  // How long the loop may sleep before something it owns needs attention.
-  long idle_timeout_ms(long poll_ms) {
-    std::int64_t now = steady_ms();
-    std::int64_t until = now + poll_ms;
-    if (next_retry_ms_ < until) until = next_retry_ms_;
-    for (const auto &entry : destinations_) {
-      const Destination &d = entry.second;
-      if (d.queue.empty()) continue;
-      if (d.throttled_until_ms > now)
-        until = std::min(until, d.throttled_until_ms);
-      else if (d.breaker.state(now) == core::CircuitBreaker::State::open)
-        until = std::min(until, d.breaker.open_until_ms());
-      else
-        until =
-            std::min(until, now + std::max<std::int64_t>(1, d.bucket.wait_us(now * 1000) / 1000));
-    }
-    return static_cast<long>(std::max<std::int64_t>(0, until - now));
-  }
+  long idle_timeout_ms(long poll_ms) { return scheduler_.idle_timeout_ms(poll_ms, steady_ms()); }
 
   // Whether claiming may find something for a destination that may send: a
   // row of it finished (the entity's next one may go), its last claim came
@@ -856,16 +612,11 @@ class Deliverer::Impl {
   // work again; the retry is below the scan floor).
   bool more_work() {
     std::int64_t now = steady_ms();
-    if (next_retry_ms_ <= now) {
-      next_retry_ms_ = INT64_MAX;
+    if (scheduler_.take_retry_due(now)) {
       full_scan_ = true;
-      expect_work();
+      scheduler_.expect_work();
     }
-    for (const auto &entry : destinations_)
-      if (entry.second.has_work && ready(entry.second, now) &&
-          (!only_destination_ || entry.first == only_destination_))
-        return true;
-    return false;
+    return scheduler_.more_work(only_destination_, now);
   }
 
   // The next claim reads the outbox from its first open row.
@@ -883,21 +634,9 @@ class Deliverer::Impl {
       f();
       return;
     }
-    pg_call_void([&] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      spi_connect();
-      PushActiveSnapshot(GetTransactionSnapshot());
-      pgstat_report_activity(STATE_RUNNING, activity);
-    });
+    outbox_sql::begin_step(activity);
     f();
-    pg_call_void([] {
-      SPI_finish();
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-      pgstat_report_stat(false);
-      pgstat_report_activity(STATE_IDLE, nullptr);
-    });
+    outbox_sql::commit_step();
   }
 
   // Each event's VES envelope, keyed by position; the first 36 bytes are its
@@ -907,21 +646,11 @@ class Deliverer::Impl {
       const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
       TimestampTz last_recorded) {
     std::unordered_map<std::int64_t, std::string> out;
-    static std::string sql =
-        std::string("SELECT ") + kStoredEventColumns +
-        " FROM ves.events WHERE position = ANY ($1) AND recorded_at BETWEEN $2 AND $3";
-    static SavedPlan plan = {nullptr, 3, {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, nullptr};
-    plan.sql = sql.c_str();
-    std::vector<Datum> values;
-    for (std::int64_t p : positions) values.push_back(Int64GetDatum(p));
-    pg_call_void([&] {
-      Datum args[3] = {array_of(values, INT8OID), TimestampTzGetDatum(first_recorded),
-                       TimestampTzGetDatum(last_recorded)};
-      run_indexed(plan, args, nullptr, SPI_OK_SELECT);
-    });
-    SPITupleTable *table = SPI_tuptable;
+    uint64 count = 0;
+    const SPITupleTable *table =
+        outbox_sql::events(positions, first_recorded, last_recorded, &count);
     envelope_errors_.clear();
-    for (uint64 i = 0; i < SPI_processed; ++i) {
+    for (uint64 i = 0; i < count; ++i) {
       std::int64_t position = 0;
       try {
         StoredEvent e = read_stored_event(table, i);
@@ -942,24 +671,12 @@ class Deliverer::Impl {
     return out;
   }
 
-  // Response excerpts are diagnostics: cut at the first byte that is not
-  // valid as text so the text column never refuses them.
-  static int clean_length(const std::string &s) {
-    size_t n = 0;
-    while (n < s.size() && s[n] != '\0' && static_cast<unsigned char>(s[n]) < 0x80) ++n;
-    return static_cast<int>(n);
-  }
-
-  // May send now: not paused, throttled or with its circuit open.
-  static bool ready(const Destination &d, std::int64_t now) {
-    return !d.paused && now >= d.throttled_until_ms &&
-           d.breaker.state(now) != core::CircuitBreaker::State::open;
-  }
-
   bool own_transactions_;
   int only_destination_;
   SyncSettings settings_;
   std::map<int, Destination> destinations_;
+  core::Scheduler scheduler_;                     // what to send when, per destination
+  std::unordered_map<std::int64_t, Job> queued_;  // claimed rows not yet sent, by id
   std::unordered_map<std::uint64_t, Job> in_flight_;
   std::unordered_map<std::int64_t, bool> held_;
   std::multiset<std::int64_t> held_positions_;
@@ -970,7 +687,6 @@ class Deliverer::Impl {
   std::unordered_map<std::int64_t, std::string>
       envelope_errors_;  // by position, from the last envelopes()
   std::uint64_t next_tag_ = 1;
-  std::int64_t next_retry_ms_ = INT64_MAX;
   std::int64_t owner_ = 0;  // this process's lease identity
   DeliveryTotals totals_;
   std::int64_t claimed_total_ = 0;
@@ -1019,26 +735,32 @@ void log_error_data(const char *context, const ErrorData *data) {
 
 using namespace pgves::pg;
 
+namespace {
+
+// ves.push_events' result row.
+Datum totals_datum(FunctionCallInfo fcinfo, const DeliveryTotals &t) {
+  return pg_call([&] {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+      elog(ERROR, "pg_ves: composite expected");
+    desc = BlessTupleDesc(desc);
+    Datum values[4] = {Int64GetDatum(t.sent), Int64GetDatum(t.synced), Int64GetDatum(t.failed),
+                       Int64GetDatum(t.dead)};
+    bool nulls[4] = {false, false, false, false};
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+  });
+}
+
+}  // namespace
+
 // ves.push_events(destination, max_count): one delivery pass from the calling
 // backend, inside its transaction (rows stay locked while their requests are
 // in flight). For manual syncs and tests; the worker does this continuously.
 PGVES_FUNCTION(ves_push_events) {
   int destination = 0;
   if (!PG_ARGISNULL(0)) {
-    std::string name = pg_call([&] { return std::string(text_to_cstring(PG_GETARG_TEXT_PP(0))); });
-    pg_call_void([&] {
-      spi_connect();
-      Oid types[1] = {TEXTOID};
-      Datum args[1] = {CStringGetTextDatum(name.c_str())};
-      SPI_execute_with_args("SELECT id FROM ves.destinations WHERE name = $1", 1, types, args,
-                            nullptr, true, 1);
-      if (SPI_processed == 1) {
-        bool isnull;
-        destination =
-            DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-      }
-      SPI_finish();
-    });
+    std::string name = safe::text_string(PG_GETARG_DATUM(0));
+    destination = outbox_sql::destination_id(name);
     if (destination == 0)
       throw VesError(sqlstate::not_found, "destination \"" + name + "\" does not exist", {},
                      "List destinations with SELECT name FROM ves.destinations.");
@@ -1047,12 +769,12 @@ PGVES_FUNCTION(ves_push_events) {
   if (max_count < 1 || max_count > 100000)
     throw VesError(sqlstate::invalid_argument, "max_count must be between 1 and 100000", {},
                    "Push in passes of at most 100000 rows.");
-  pg_call_void([] { spi_connect(); });
+  safe::spi_connect();
   Deliverer d(false, destination);
   d.load_config();
   HttpEngine engine;
   for (;;) {
-    pg_call_void([] { CHECK_FOR_INTERRUPTS(); });
+    safe::check_for_interrupts();
     std::int64_t room = max_count - d.claimed_total();
     if (room > 0 && d.more_work()) {
       Deliverer::ClaimPlan plan = d.plan_claim(room);
@@ -1069,16 +791,7 @@ PGVES_FUNCTION(ves_push_events) {
     d.absorb(engine.take_completed());
     d.record();
   }
-  pg_call_void([] { SPI_finish(); });
+  safe::spi_finish();
   const DeliveryTotals &t = d.totals();
-  TupleDesc desc;
-  pg_call_void([&] {
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-      elog(ERROR, "pg_ves: composite expected");
-    desc = BlessTupleDesc(desc);
-  });
-  Datum values[4] = {Int64GetDatum(t.sent), Int64GetDatum(t.synced), Int64GetDatum(t.failed),
-                     Int64GetDatum(t.dead)};
-  bool nulls[4] = {false, false, false, false};
-  return pg_call([&] { return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)); });
+  return totals_datum(fcinfo, t);
 }
