@@ -30,6 +30,7 @@ extern "C" {
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 
 namespace pgves::pg {
 namespace {
@@ -38,6 +39,8 @@ std::int64_t steady_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
+
+// --- the loop's PostgreSQL calls, each inside pg_call ---------------------------
 
 bool extension_present() {
   bool present = false;
@@ -59,7 +62,51 @@ void check_interrupts() {
   });
 }
 
-void housekeeping() {
+void report_activity(BackendState state, const char *activity) {
+  pg_call_void([&] { pgstat_report_activity(state, activity); });
+}
+
+// One LOG line, best effort.
+void log_line(const std::string &message) {
+  try {
+    pg_call_void([&] { ereport(LOG, (errmsg("%s", message.c_str()))); });
+  } catch (const std::exception &) {
+  }
+}
+
+void abort_transaction() {
+  pg_call_void([] { AbortCurrentTransaction(); });
+}
+
+// Session settings for the worker's whole life.
+void set_worker_options() {
+  pg_call_void([] {
+    // A lost commit of a claim or a result only means a row is sent again
+    // with the same idempotency key, so the worker does not wait for WAL
+    // flushes.
+    SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+    // The worker runs the same few statements forever: plan them once.
+    SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_USERSET, PGC_S_SESSION);
+    // DDL (DROP EXTENSION, ALTER TABLE) wins over the worker: the worker gives
+    // up a lock wait quickly, and in a deadlock it is the one that yields.
+    SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_SESSION);
+    SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
+  });
+}
+
+// NOTIFY ves_events in a transaction of its own.
+void notify_ves_events() {
+  pg_call_void([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    Async_Notify("ves_events", nullptr);
+    CommitTransactionCommand();
+  });
+}
+
+// Partitions ahead, idempotency records and held order events expired, in a
+// transaction of its own.
+void maintain_partitions() {
   pg_call_void([] {
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
@@ -77,37 +124,50 @@ void housekeeping() {
     PopActiveSnapshot();
     CommitTransactionCommand();
   });
-  // Closed rows go in batches, each its own transaction, until a batch comes
-  // back short: a backlog of any size is purged without long locks.
-  for (int round = 0; round < 1000 && !ShutdownRequestPending; ++round) {
-    bool more = false;
-    pg_call_void([&] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      spi_connect();
-      PushActiveSnapshot(GetTransactionSnapshot());
-      SPI_execute(
-          "SELECT ves.purge_outbox(), (SELECT (settings OPERATOR(pg_catalog.->>) "
-          "'purge_batch')::int"
-          " FROM ves.sync_settings)",
-          false, 1);
-      bool isnull;
-      int64 purged =
-          DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-      int32 batch =
-          DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-      more = purged >= batch;
-      SPI_finish();
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-      CHECK_FOR_INTERRUPTS();
-    });
-    if (!more) break;
-  }
+}
+
+// Purges one batch of closed outbox rows in a transaction of its own;
+// returns whether the batch was full (more may be waiting).
+bool purge_closed_rows() {
+  return pg_call([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    SPI_execute(
+        "SELECT ves.purge_outbox(), (SELECT (settings OPERATOR(pg_catalog.->>) "
+        "'purge_batch')::int"
+        " FROM ves.sync_settings)",
+        false, 1);
+    bool isnull;
+    int64 purged =
+        DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    int32 batch =
+        DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    CHECK_FOR_INTERRUPTS();
+    return purged >= batch;
+  });
+}
+
+void report_stat_and_idle() {
   pg_call_void([] {
     pgstat_report_stat(false);
     pgstat_report_activity(STATE_IDLE, nullptr);
   });
+}
+
+// --- the loop ------------------------------------------------------------------
+
+void housekeeping() {
+  maintain_partitions();
+  // Closed rows go in batches, each its own transaction, until a batch comes
+  // back short: a backlog of any size is purged without long locks.
+  for (int round = 0; round < 1000 && !ShutdownRequestPending; ++round)
+    if (!purge_closed_rows()) break;
+  report_stat_and_idle();
 }
 
 // Records what finished and publishes the worker's share of
@@ -134,17 +194,12 @@ struct Relay {
 };
 
 bool relay_notifications(Relay &r, bool force) {
-  std::uint64_t requests = pg_call([] { return signals::notify_requests(); });
+  std::uint64_t requests = signals::notify_requests();
   if (requests == r.relayed && !force) return false;
   std::int64_t now = steady_ms();
   if (!force && now - r.last_ms < kRelayGapMs) return true;
-  std::uint64_t latest = pg_call([requests] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    Async_Notify("ves_events", nullptr);
-    CommitTransactionCommand();
-    return signals::notify_relayed(requests);
-  });
+  notify_ves_events();
+  std::uint64_t latest = signals::notify_relayed(requests);
   r.relayed = requests;
   r.last_ms = now;
   return latest != requests;
@@ -154,10 +209,8 @@ bool relay_notifications(Relay &r, bool force) {
 // the deliverer (the next one gives this process's leases back) and pause.
 void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
   try {
-    pg_call_void([] {
-      AbortCurrentTransaction();
-      pgstat_report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
-    });
+    abort_transaction();
+    report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
   } catch (const PgError &e) {
     log_error_data("cannot roll back after an error", e.data());
   }
@@ -180,9 +233,7 @@ constexpr std::int64_t kShutdownDrainMs = 5000;
 void stop_gracefully(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer) {
   if (!deliverer) return;
   try {
-    pg_call_void([] {
-      pgstat_report_activity(STATE_RUNNING, "pg_ves: stopping, finishing transfers in flight");
-    });
+    report_activity(STATE_RUNNING, "pg_ves: stopping, finishing transfers in flight");
     std::int64_t deadline = steady_ms() + kShutdownDrainMs;
     while (deliverer->in_flight() > 0 && steady_ms() < deadline) {
       engine.wait(static_cast<long>(std::min<std::int64_t>(100, deadline - steady_ms())));
@@ -193,46 +244,25 @@ void stop_gracefully(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer) 
     record(*deliverer);
     deliverer->release_own_leases();
     if (abandoned > 0)
-      pg_call_void([&] {
-        ereport(
-            LOG,
-            (errmsg(
-                "pg_ves worker: stopped with %d transfers unanswered after %lld ms; their rows are "
-                "sent again (same idempotency key)",
-                abandoned, static_cast<long long>(kShutdownDrainMs))));
-      });
+      log_line("pg_ves worker: stopped with " + std::to_string(abandoned) +
+               " transfers unanswered after " + std::to_string(kShutdownDrainMs) +
+               " ms; their rows are sent again (same idempotency key)");
   } catch (const PgError &e) {
     log_error_data(
         "could not finish cleanly while stopping; leased rows are claimed again after their lease",
         e.data());
     try {
-      pg_call_void([] { AbortCurrentTransaction(); });
+      abort_transaction();
     } catch (const std::exception &) {
     }
   } catch (const std::exception &e) {
-    try {
-      pg_call_void([&] {
-        ereport(LOG,
-                (errmsg("pg_ves worker: could not finish cleanly while stopping: %s", e.what())));
-      });
-    } catch (const std::exception &) {
-    }
+    log_line(std::string("pg_ves worker: could not finish cleanly while stopping: ") + e.what());
   }
 }
 
 // The worker's loop; returns only when asked to stop.
 void run_delivery_loop() {
-  // A lost commit of a claim or a result only means a row is sent again with
-  // the same idempotency key, so the worker does not wait for WAL flushes.
-  pg_call_void([] {
-    SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-    // The worker runs the same few statements forever: plan them once.
-    SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_USERSET, PGC_S_SESSION);
-    // DDL (DROP EXTENSION, ALTER TABLE) wins over the worker: the worker gives
-    // up a lock wait quickly, and in a deadlock it is the one that yields.
-    SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_SESSION);
-    SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
-  });
+  set_worker_options();
   HttpEngine engine;
   std::unique_ptr<Deliverer> deliverer;
   std::uint64_t epoch = 0;
@@ -247,21 +277,19 @@ void run_delivery_loop() {
       if (!deliverer) {
         if (!extension_present()) {
           // Not installed (yet, or any more): idle without spinning.
-          pg_call_void([] {
-            signals::relays_notify(false);
-            pgstat_report_activity(STATE_IDLE, "pg_ves: waiting for CREATE EXTENSION pg_ves");
-          });
+          signals::relays_notify(false);
+          report_activity(STATE_IDLE, "pg_ves: waiting for CREATE EXTENSION pg_ves");
           engine.wait(10000);
           continue;
         }
         deliverer = std::make_unique<Deliverer>(true, 0);
         deliverer->release_own_leases();
         epoch = 0;
-        pg_call_void([] { signals::relays_notify(true); });
+        signals::relays_notify(true);
         relay.active = true;
         relay_notifications(relay, true);
       }
-      std::uint64_t now_epoch = pg_call([] { return signals::destinations_epoch(); });
+      std::uint64_t now_epoch = signals::destinations_epoch();
       if (now_epoch != epoch) {
         deliverer->load_config();
         deliverer->request_full_scan();
@@ -294,7 +322,7 @@ void run_delivery_loop() {
       long timeout = plan.worthwhile ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
       if (relay_waiting) timeout = std::min(timeout, static_cast<long>(kRelayGapMs));
       woken = engine.wait(timeout);
-      woken = pg_call([] { return signals::take_outbox_wake(); }) || (woken && !relay.active);
+      woken = signals::take_outbox_wake() || (woken && !relay.active);
       relay_waiting = relay_notifications(relay, false);
       deliverer->absorb(engine.take_completed());
       record(*deliverer);
@@ -311,13 +339,8 @@ void run_delivery_loop() {
       recover(engine, deliverer, relay);
     } catch (const std::exception &e) {
       // The same for a C++ error: the worker never dies of one round.
-      try {
-        pg_call_void([&] {
-          ereport(LOG, (errmsg("pg_ves worker: a delivery round failed; retrying in 5 seconds: %s",
-                               e.what())));
-        });
-      } catch (const std::exception &) {
-      }
+      log_line(std::string("pg_ves worker: a delivery round failed; retrying in 5 seconds: ") +
+               e.what());
       recover(engine, deliverer, relay);
     }
   }
