@@ -76,6 +76,45 @@ else
   record layering 0 1
 fi
 
+# src/pg/sync in layers without cycles: commit signals depend on shared
+# memory only, the deliverer knows nothing of the launcher, and the worker
+# loop is the only file that uses both.
+sync_layers=$(python3 - <<'PY'
+import glob, os, re
+deps = {}
+for f in sorted(glob.glob("src/pg/sync/*.[ch]pp")):
+    m = os.path.splitext(os.path.basename(f))[0]
+    for inc in re.findall(r'^#include "pg/sync/(\w+)\.hpp"', open(f).read(), re.M):
+        if inc != m:
+            deps.setdefault(m, set()).add(inc)
+rules = {"signals": set(deps) | {"launcher", "deliverer", "worker_loop", "outbox_sql"},
+         "deliverer": {"launcher", "worker_loop"}, "outbox_sql": {"launcher", "worker_loop"},
+         "launcher": {"deliverer", "worker_loop", "outbox_sql"}}
+for m, banned in rules.items():
+    for d in sorted(deps.get(m, set()) & banned):
+        print(f"src/pg/sync/{m} includes pg/sync/{d}.hpp")
+def cycle(m, path):
+    if m in path:
+        return path[path.index(m):] + [m]
+    for d in sorted(deps.get(m, ())):
+        c = cycle(d, path + [m])
+        if c:
+            return c
+for m in sorted(deps):
+    c = cycle(m, [])
+    if c:
+        print("include cycle: " + " -> ".join(c))
+        break
+PY
+)
+if [ -z "$sync_layers" ]; then
+  echo "src/pg/sync: no include cycles; signals and the deliverer do not know the launcher"
+  record sync-layers 1 0
+else
+  echo "$sync_layers"
+  record sync-layers 0 1
+fi
+
 echo "== unit (src/core, GoogleTest, ASan+UBSan)"
 if cmake -S . -B build/unit -DCMAKE_BUILD_TYPE=Debug -DPGVES_SANITIZE=ON >"$work/cmake.log" 2>&1 &&
    cmake --build build/unit -j"$(nproc)" >>"$work/cmake.log" 2>&1; then

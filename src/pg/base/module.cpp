@@ -5,7 +5,8 @@
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/shmem.hpp"
-#include "pg/sync/worker.hpp"
+#include "pg/sync/launcher.hpp"
+#include "pg/sync/signals.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -15,15 +16,16 @@ void _PG_init(void);
 void _PG_init(void) {
   pgves::pg::settings::define();
   pgves::pg::fence::register_callbacks();
-  pgves::pg::worker::install_hooks();
+  pgves::pg::launcher::install_hooks();
   // Shared memory can only be requested while the postmaster loads us; a
   // backend that loads pg_ves later gets the settings and a clear error from
   // anything that needs the fence.
   if (process_shared_preload_libraries_in_progress) {
     pgves::pg::fence::request_shmem();
     pgves::pg::progress::request_shmem();
-    pgves::pg::worker::request_shmem();
-    pgves::pg::worker::register_launcher();
+    pgves::pg::signals::request_shmem();
+    pgves::pg::launcher::request_shmem();
+    pgves::pg::launcher::register_launcher();
     pgves::pg::shmem::install_hooks();
     pgves::pg::keys::preload_server_key();
   }

@@ -20,7 +20,7 @@
 #include "pg/base/settings.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/base/tenant.hpp"
-#include "pg/sync/worker.hpp"
+#include "pg/sync/signals.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
@@ -137,7 +137,7 @@ uint64 destinations_known_epoch = 0;
 bool destinations_exist = true;
 
 bool have_destinations() {
-  uint64 epoch = worker::destinations_epoch();
+  uint64 epoch = signals::destinations_epoch();
   if (epoch != destinations_known_epoch) {
     spi_run(any_destination, nullptr, nullptr, true, SPI_OK_SELECT, 1);
     bool isnull;
@@ -463,7 +463,7 @@ AppendResult append_one(AppendInput &in) {
                      PointerGetDatum(in.entity_id),
                      PointerGetDatum(in.event_type)};
     spi_run(fan_out, args, nullptr, false, SPI_OK_INSERT);
-    if (SPI_processed > 0) worker::wake_at_commit();
+    if (SPI_processed > 0) signals::wake_at_commit();
   }
   return result;
 }
@@ -659,7 +659,7 @@ void insert_batch(AppendInput *in, int n, const std::vector<bool> &written,
       Datum fan[6] = {c_tenant.array(), c_pos.array(), c_event.array(),
                       c_type.array(),   c_id.array(),  c_event_type.array()};
       spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
-      if (SPI_processed > 0) worker::wake_at_commit();
+      if (SPI_processed > 0) signals::wake_at_commit();
     }
   });
 }
@@ -762,7 +762,7 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
 }  // namespace
 
 void notify_appended() {
-  if (settings::notify_on_append && !worker::relay_notify_at_commit())
+  if (settings::notify_on_append && !signals::relay_notify_at_commit())
     Async_Notify("ves_events", nullptr);
 }
 

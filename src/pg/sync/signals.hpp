@@ -1,18 +1,22 @@
-// The sync worker: a launcher started from shared_preload_libraries starts
-// one worker per database in ves.databases; each drains that database's
-// outbox over HTTP. Committing transactions that queued outbox rows set the
-// worker's latch.
+// Commit signals: what a committing transaction tells the sync workers of its
+// database, through a shared-memory mailbox per running worker. The outbox
+// wake-up, the destinations epoch and NOTIFY relay requests are set from a
+// commit callback that only sets flags and latches; nothing here knows how
+// workers are started or stopped (see launcher.hpp).
+//
+// Each mailbox also publishes its worker's lease identity, so that anyone
+// claiming outbox rows can tell a live lease holder from one that is gone.
 #pragma once
 
 #include "pg/base/postgres.hpp"
 
 #include <vector>
 
-namespace pgves::pg::worker {
+namespace pgves::pg::signals {
 
 void request_shmem();
-void register_launcher();
-void install_hooks();
+
+// --- for transactions ---------------------------------------------------------
 
 // The calling transaction queued outbox rows: wake this database's worker
 // when it commits.
@@ -30,20 +34,28 @@ uint64 destinations_epoch();
 // flush, which serialises every committing appender; one sender does not.
 bool relay_notify_at_commit();
 
-// For the running worker: whether it relays notifications, and how many
-// commits have asked it to so far.
-void worker_relays_notify(bool on);
-uint64 worker_notify_requests();
+// --- for the running worker ---------------------------------------------------
+
+// Opens this process's mailbox for its database (once connected) and closes
+// it when the process exits: from then on commits in the database set its
+// latch. A worker without a mailbox (all taken) is woken by its polls only.
+void open_mailbox();
+// Whether it relays notifications, and how many commits have asked it to so
+// far.
+void relays_notify(bool on);
+uint64 notify_requests();
 // Records that a NOTIFY covered `requests`; returns the count now, which is
 // larger if a commit asked meanwhile (it did not wake the worker).
-uint64 worker_notify_relayed(uint64 requests);
+uint64 notify_relayed(uint64 requests);
 // Whether a commit asked for outbox work since the last call (and clears it):
 // a wake-up for a notification alone does not warrant a claim.
-bool worker_take_outbox_wake();
+bool take_outbox_wake();
+
+// --- lease identities -----------------------------------------------------------
 
 // Who holds an outbox lease (ves.outbox.leased_by): this process's lease
 // identity, unique across workers, backends and server restarts. A worker's
-// is published in its slot while it runs; any other process (a backend in
+// is published in its mailbox while it runs; any other process (a backend in
 // ves.push_events) draws one on first use. A committed lease whose identity
 // is not among live_lease_owners() belongs to a process that is gone, and
 // its rows may be claimed at once. (A backend's leases are never committed
@@ -52,7 +64,4 @@ bool worker_take_outbox_wake();
 int64 lease_owner();
 std::vector<int64> live_lease_owners();
 
-// For the running worker: its share of ves.worker_status.
-void worker_report(int in_flight, uint64 delivered, uint64 failed);
-
-}  // namespace pgves::pg::worker
+}  // namespace pgves::pg::signals

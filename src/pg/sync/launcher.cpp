@@ -6,11 +6,11 @@
 // makes it spin. Workers claim outbox rows in short transactions
 // (FOR UPDATE SKIP LOCKED, a lease), send them through libcurl outside any
 // transaction with a sliding window of transfers in flight, and record the
-// results in another short transaction. See src/pg/delivery.cpp.
-#include "pg/sync/worker.hpp"
+// results in another short transaction (see deliverer.cpp and
+// worker_loop.cpp). Commits wake workers through signals.cpp.
+#include "pg/sync/launcher.hpp"
 
 #include "pg/base/boundary.hpp"
-#include "pg/sync/delivery.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/shmem.hpp"
 
@@ -41,56 +41,39 @@ extern "C" {
 #include <string>
 #include <vector>
 
-namespace pgves::pg::worker {
+namespace pgves::pg::launcher {
 namespace {
 
 constexpr int kMaxWorkers = 32;
 
 struct Slot {
   char dbname[NAMEDATALEN];  // '\0' = free
-  Oid dboid;
   int pid;
-  int procno;
   bool stopped;            // ves.stop_worker(): the launcher leaves it stopped
   bool requested;          // ves.start_worker() for a database not in ves.databases
   bool start_now;          // ves.start_worker(): skip the restart delay once
   TimestampTz hold_until;  // DROP DATABASE in progress: do not restart before
   TimestampTz started_at;
-  bool relays_notify;  // the worker sends NOTIFY ves_events for appenders
-  // Touched at every commit or every recorded batch: atomics, never under
-  // the spinlock.
+  // Touched at every recorded batch: atomics, never under the spinlock.
   pg_atomic_uint64 delivered;
   pg_atomic_uint64 failed;
   pg_atomic_uint32 in_flight;
-  pg_atomic_uint64 notify_requests;  // commits that asked it to
-  pg_atomic_uint64 notify_relayed;   // requests covered by its last NOTIFY
-  pg_atomic_uint32 outbox_woken;     // a commit queued outbox rows or changed destinations
-  int64 lease_owner;                 // the running worker's lease identity (see lease_owner())
 };
 
-// The spinlock guards a slot's identity and flags only (dbname, dboid, pid,
-// procno, stopped, requested, start_now, hold_until, started_at,
-// relays_notify, lease_owner). Code holding it copies plain values and nothing else: no
-// allocation, no Postgres call, no atomics, nothing that can fail.
+// The spinlock guards a slot's identity and flags only (dbname, pid,
+// stopped, requested, start_now, hold_until, started_at). Code holding it
+// copies plain values and nothing else: no allocation, no Postgres call, no
+// atomics, nothing that can fail.
 void init_slot_counters(Slot &s) {
   pg_atomic_init_u64(&s.delivered, 0);
   pg_atomic_init_u64(&s.failed, 0);
   pg_atomic_init_u32(&s.in_flight, 0);
-  pg_atomic_init_u64(&s.notify_requests, 0);
-  pg_atomic_init_u64(&s.notify_relayed, 0);
-  pg_atomic_init_u32(&s.outbox_woken, 0);
 }
 
 struct Shared {
   slock_t mutex;
-  pg_atomic_uint64 destinations_epoch;
   int launcher_pid;
   int launcher_procno;
-  // Lease identities: a random epoch drawn each time shared memory is set up
-  // (server start and every crash restart) and a generation counter, so an
-  // identity is never reused by a later worker.
-  uint32 lease_epoch;
-  pg_atomic_uint32 lease_generation;
   Slot slots[kMaxWorkers];
 };
 
@@ -104,19 +87,8 @@ void init(void *segment) {
   memset(s, 0, sizeof(Shared));
   SpinLockInit(&s->mutex);
   for (auto &slot : s->slots) init_slot_counters(slot);
-  pg_atomic_init_u64(&s->destinations_epoch, 1);
-  if (!pg_strong_random(&s->lease_epoch, sizeof s->lease_epoch))
-    s->lease_epoch = static_cast<uint32>(GetCurrentTimestamp() ^ MyProcPid);
-  pg_atomic_init_u32(&s->lease_generation, 0);
 }
 
-int64 next_lease_owner() {
-  uint32 generation = pg_atomic_add_fetch_u32(&shared->lease_generation, 1) & 0x7fffffff;
-  return static_cast<int64>((static_cast<uint64>(shared->lease_epoch) << 31) | generation) &
-         INT64_MAX;
-}
-
-int64 my_lease_owner = 0;
 void attach(void *segment) { shared = static_cast<Shared *>(segment); }
 
 Slot *find_slot(const char *dbname) {
@@ -139,64 +111,6 @@ Slot *claim_slot(const char *dbname) {
 
 void set_latch_of(int procno) {
   if (procno >= 0) SetLatch(&GetPGProcByNumber(procno)->procLatch);
-}
-
-// --- commit-time wake-ups ---------------------------------------------------
-
-bool wake_pending = false;
-bool epoch_pending = false;
-bool notify_pending = false;
-bool xact_callback_registered = false;
-
-void on_xact(XactEvent event, void *) {
-  if (event == XACT_EVENT_COMMIT && shared) {
-    if (epoch_pending) pg_atomic_fetch_add_u64(&shared->destinations_epoch, 1);
-    if (wake_pending || epoch_pending || notify_pending) {
-      // Under the spinlock: which slots serve this database (plain copies).
-      int index[kMaxWorkers], procnos[kMaxWorkers];
-      bool relays[kMaxWorkers];
-      int n = 0;
-      SpinLockAcquire(&shared->mutex);
-      for (int i = 0; i < kMaxWorkers; ++i) {
-        const Slot &slot = shared->slots[i];
-        if (slot.pid != 0 && slot.dboid == MyDatabaseId) {
-          index[n] = i;
-          procnos[n] = slot.procno;
-          relays[n] = slot.relays_notify;
-          ++n;
-        }
-      }
-      SpinLockRelease(&shared->mutex);
-      for (int k = 0; k < n; ++k) {
-        Slot &slot = shared->slots[index[k]];
-        bool wake = false;
-        if (notify_pending && relays[k]) {
-          // Only the first request since the last NOTIFY wakes the worker;
-          // the ones after it are covered by the NOTIFY it is about to send.
-          // (fetch_add is a full barrier; the worker publishes relayed with
-          // an exchange before it re-reads requests, so one side sees the
-          // other and no request is left without a NOTIFY.)
-          uint64 before = pg_atomic_fetch_add_u64(&slot.notify_requests, 1);
-          wake = before == pg_atomic_read_u64(&slot.notify_relayed);
-        }
-        if (wake_pending || epoch_pending) {
-          pg_atomic_write_u32(&slot.outbox_woken, 1);
-          wake = true;
-        }
-        if (wake) set_latch_of(procnos[k]);
-      }
-    }
-  }
-  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
-      event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-    wake_pending = epoch_pending = notify_pending = false;
-}
-
-void ensure_callback() {
-  if (!xact_callback_registered) {
-    RegisterXactCallback(on_xact, nullptr);
-    xact_callback_registered = true;
-  }
 }
 
 // --- DROP DATABASE ------------------------------------------------------------
@@ -303,125 +217,47 @@ void install_hooks() {
   ProcessUtility_hook = on_utility;
 }
 
-void wake_at_commit() {
-  ensure_callback();
-  wake_pending = true;
-}
+namespace {
 
-bool relay_notify_at_commit() {
-  if (!shared) return false;
-  if (notify_pending) return true;
-  bool relayed = false;
+void detach_worker(int, Datum) {
   SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid != 0 && slot.dboid == MyDatabaseId && slot.relays_notify) relayed = true;
-  SpinLockRelease(&shared->mutex);
-  if (relayed) {
-    ensure_callback();
-    notify_pending = true;
-  }
-  return relayed;
-}
-
-void worker_relays_notify(bool on) {
-  SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid == MyProcPid) slot.relays_notify = on;
-  SpinLockRelease(&shared->mutex);
-}
-
-uint64 worker_notify_requests() {
-  return my_slot ? pg_atomic_read_u64(&my_slot->notify_requests) : 0;
-}
-
-uint64 worker_notify_relayed(uint64 requests) {
-  if (!my_slot) return requests;
-  pg_atomic_exchange_u64(&my_slot->notify_relayed, requests);  // a full barrier
-  return pg_atomic_read_u64(&my_slot->notify_requests);
-}
-
-bool worker_take_outbox_wake() {
-  return my_slot && pg_atomic_exchange_u32(&my_slot->outbox_woken, 0) != 0;
-}
-
-void destinations_changed_at_commit() {
-  ensure_callback();
-  epoch_pending = true;
-}
-
-uint64 destinations_epoch() {
-  shmem::require(shared);
-  return pg_atomic_read_u64(&shared->destinations_epoch);
-}
-
-// Called by a worker once connected: publishes its latch.
-void worker_attach(const char *dbname) {
-  TimestampTz now = GetCurrentTimestamp();
-  my_lease_owner = next_lease_owner();
-  SpinLockAcquire(&shared->mutex);
-  Slot *slot = claim_slot(dbname);
-  if (slot) {
-    slot->pid = MyProcPid;
-    slot->procno = MyProc->pgprocno;
-    slot->dboid = MyDatabaseId;
-    slot->started_at = now;
-    slot->lease_owner = my_lease_owner;
-  }
-  SpinLockRelease(&shared->mutex);
-  my_slot = slot;
-}
-
-void worker_detach(int, Datum arg) {
-  SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid == MyProcPid) {
-      slot.pid = 0;
-      slot.lease_owner = 0;
-      slot.relays_notify = false;
-    }
+  if (my_slot && my_slot->pid == MyProcPid) my_slot->pid = 0;
   SpinLockRelease(&shared->mutex);
   if (my_slot) pg_atomic_write_u32(&my_slot->in_flight, 0);
   my_slot = nullptr;
   if (shared->launcher_pid) set_latch_of(shared->launcher_procno);
 }
 
-int64 lease_owner() {
-  if (my_lease_owner == 0 && shared) my_lease_owner = next_lease_owner();
-  // Without pg_ves preloaded there are no workers, only this backend.
-  while (my_lease_owner == 0)
-    if (!pg_strong_random(&my_lease_owner, sizeof my_lease_owner))
-      my_lease_owner = MyProcPid;
-    else
-      my_lease_owner &= INT64_MAX;
-  return my_lease_owner;
-}
+}  // namespace
 
-std::vector<int64> live_lease_owners() {
-  if (!shared) return {};
-  int64 owners[kMaxWorkers];
-  int n = 0;
+void attach_worker(const char *dbname) {
+  shmem::require(shared);
+  TimestampTz now = GetCurrentTimestamp();
   SpinLockAcquire(&shared->mutex);
-  for (auto &slot : shared->slots)
-    if (slot.pid != 0 && slot.lease_owner != 0) owners[n++] = slot.lease_owner;
+  Slot *slot = claim_slot(dbname);
+  if (slot) {
+    slot->pid = MyProcPid;
+    slot->started_at = now;
+  }
   SpinLockRelease(&shared->mutex);
-  return std::vector<int64>(owners, owners + n);
+  my_slot = slot;
+  before_shmem_exit(detach_worker, 0);
 }
 
-void worker_report(int in_flight, uint64 delivered, uint64 failed) {
+void report(int in_flight, uint64 delivered, uint64 failed) {
   if (!my_slot) return;
   pg_atomic_write_u32(&my_slot->in_flight, static_cast<uint32>(in_flight));
   if (delivered) pg_atomic_fetch_add_u64(&my_slot->delivered, delivered);
   if (failed) pg_atomic_fetch_add_u64(&my_slot->failed, failed);
 }
 
-}  // namespace pgves::pg::worker
+}  // namespace pgves::pg::launcher
 
 using namespace pgves::pg;
-using namespace pgves::pg::worker;
+using namespace pgves::pg::launcher;
 
 extern "C" {
 PGDLLEXPORT void pg_ves_launcher_main(Datum);
-PGDLLEXPORT void pg_ves_worker_main(Datum);
 }
 
 namespace {
@@ -665,62 +501,6 @@ void pg_ves_launcher_main(Datum) {
   proc_exit(1);
 }
 
-void pg_ves_worker_main(Datum) {
-  // SIGTERM (ves.stop_worker, DROP DATABASE, a reload removing the database,
-  // server shutdown) only sets ShutdownRequestPending: the delivery loop
-  // stops claiming, finishes what it has in flight for a bounded time,
-  // records it, gives its leases back and returns.
-  pqsignal(SIGHUP, SignalHandlerForConfigReload);
-  pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-  BackgroundWorkerUnblockSignals();
-
-  char dbname[NAMEDATALEN];
-  char role[NAMEDATALEN];
-  strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
-  strlcpy(role, MyBgworkerEntry->bgw_extra + NAMEDATALEN, NAMEDATALEN);
-  BackgroundWorkerInitializeConnection(dbname, role[0] ? role : nullptr, 0);
-  // Whatever ALTER DATABASE / ALTER ROLE ... SET search_path said: every
-  // query this worker runs resolves unqualified names in pg_catalog only.
-  // PGC_S_OVERRIDE: no later SET (not even a function's SET clause) can
-  // change it.
-  SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-  // Likewise the few settings a database owner could use to stop the worker
-  // from working (read-only or serializable transactions, a statement
-  // timeout, row security off, which fails a role's queries on tables with
-  // policies).
-  SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
-  SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
-  SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-  SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-  SetConfigOption("row_security", "on", PGC_SUSET, PGC_S_OVERRIDE);
-  pgstat_report_appname("pg_ves worker");
-  worker_attach(dbname);
-  before_shmem_exit(worker_detach, 0);
-  ereport(LOG, (errmsg("pg_ves worker started for database \"%s\"%s%s%s", dbname,
-                       role[0] ? " as role \"" : "", role, role[0] ? "\"" : "")));
-
-  // Everything below runs inside the boundary. The loop catches every error
-  // of a round itself; what still escapes ends the worker with a FATAL and
-  // the launcher starts another.
-  bool failed = false;
-  char message[512] = {0};
-  try {
-    run_delivery_loop();
-  } catch (const PgError &e) {
-    failed = true;
-    snprintf(message, sizeof message, "%s", e.what());
-  } catch (const std::exception &e) {
-    failed = true;
-    snprintf(message, sizeof message, "%s", e.what());
-  } catch (...) {
-    failed = true;
-    snprintf(message, sizeof message, "unknown C++ exception");
-  }
-  if (failed) ereport(FATAL, (errmsg("pg_ves worker stopped: %s", message)));
-  ereport(LOG, (errmsg("pg_ves worker for database \"%s\" stopped", dbname)));
-  proc_exit(0);
-}
-
 // ves.start_worker(dbname): clears a stop (or asks for a worker for a
 // database not in ves.databases) and waits for the launcher to start it. The
 // launcher alone starts workers, so there is never more than one per database.
@@ -832,14 +612,4 @@ PGVES_FUNCTION(ves_worker_status) {
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
   }
   return (Datum)0;
-}
-
-PGVES_FUNCTION(ves_wake_worker) {
-  wake_at_commit();
-  PG_RETURN_VOID();
-}
-
-PGVES_FUNCTION(ves_destinations_changed) {
-  destinations_changed_at_commit();
-  PG_RETURN_VOID();
 }

@@ -1,0 +1,797 @@
+// Draining the outbox.
+//
+//   claim   a short transaction marks free rows 'syncing' under a lease
+//           (FOR UPDATE SKIP LOCKED), each destination at most its share of
+//           the window (core::claim_quotas), at most one open row per
+//           (destination, entity), in position order, and reads their events;
+//   send    outside any transaction, each destination's queue feeds libcurl
+//           within its concurrency cap, token bucket and circuit breaker; new
+//           rows are claimed whenever the window has room (no batch barrier);
+//   record  a short transaction writes every finished transfer's outcome and
+//           the destinations' health.
+//
+// A crash anywhere loses nothing: a lease names its holder's lease identity
+// (signals::lease_owner), and rows whose holder is no longer alive are claimed
+// again at once (a live holder's only when the lease expires); a request may
+// then be sent twice, always with the same idempotency key (the event id).
+#include "pg/sync/deliverer.hpp"
+
+#include "core/base/error.hpp"
+#include "core/delivery/delivery_outcome.hpp"
+#include "core/delivery/http_request.hpp"
+#include "core/delivery/scheduler.hpp"
+#include "core/json/json.hpp"
+#include "core/platforms/destination_config.hpp"
+#include "core/ves/envelope.hpp"
+#include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
+#include "pg/base/settings.hpp"
+#include "pg/store/keys.hpp"
+#include "pg/store/stored_event.hpp"
+#include "pg/sync/http_engine.hpp"
+#include "pg/sync/outbox_sql.hpp"
+#include "pg/sync/signals.hpp"
+
+extern "C" {
+#include "funcapi.h"
+#include "utils/timestamp.h"
+}
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace pgves::pg {
+namespace {
+
+namespace core = pgves::core;
+
+std::int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t unix_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// A credential as the loading query reads it: hex of the sealed box.
+std::string unseal_hex(const char *hex) {
+  std::vector<uint8> box(std::strlen(hex) / 2);
+  size_t len = 0;
+  if (sodium_hex2bin(box.data(), box.size(), hex, std::strlen(hex), nullptr, &len, nullptr) != 0)
+    throw core::Error("invalid_destination", "a sealed destination credential is not hex");
+  return keys::open_secret(box.data(), len);
+}
+
+struct Job {
+  std::int64_t id = 0;
+  std::int64_t position = 0;
+  pg_uuid_t tenant{};
+  int destination = 0;
+  int attempts = 0;  // before this one
+  std::string event_id;
+  std::string body;
+};
+
+struct Destination {
+  int id = 0;
+  std::string name, kind, url, secret;
+  long timeout_ms = 10000;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Set when the worker cannot use this destination's stored configuration
+  // (a row written around ves.create_destination/alter_destination): its
+  // rows fail with this reason instead of stopping the worker.
+  std::string config_error;
+  // What to write back at the next record.
+  bool dirty = false;
+  bool succeeded = false;
+  bool gone = false;
+  std::string last_error;
+
+  Destination() = default;
+  Destination(const Destination &) = delete;
+  Destination &operator=(const Destination &) = delete;
+  // The opened credentials do not outlive the destination in freed memory.
+  ~Destination() {
+    sodium_memzero(secret.data(), secret.size());
+    for (auto &h : headers) sodium_memzero(h.second.data(), h.second.size());
+  }
+};
+
+using Outcome = outbox_sql::RowOutcome;
+
+}  // namespace
+
+class Deliverer::Impl {
+ public:
+  using ClaimPlan = Deliverer::ClaimPlan;
+
+  Impl(bool own_transactions, int only_destination)
+      : own_transactions_(own_transactions),
+        only_destination_(only_destination),
+        random_(std::random_device{}()) {
+    owner_ = signals::lease_owner();
+  }
+
+  void load_config() {
+    step("pg_ves: loading destinations", [&] {
+      core::json::Value v = core::json::parse(outbox_sql::sync_settings_json());
+      auto number = [&](const char *key, int fallback) {
+        const core::json::Value *x = v.find(key);
+        return x && x->kind() == core::json::Kind::number ? static_cast<int>(x->as_number())
+                                                          : fallback;
+      };
+      settings_.window = number("window", 64);
+      settings_.claim_batch = number("claim_batch", 256);
+      settings_.lease_seconds = number("lease_seconds", 60);
+      settings_.safety_poll_ms = number("safety_poll_ms", 5000);
+
+      // Text of every column, copied in Postgres memory; the C++ side is
+      // built afterwards.
+      uint64 nrows = 0;
+      char ***rows = outbox_sql::destination_rows(&nrows);
+      auto text = [](const char *v) { return std::string(v ? v : ""); };
+      auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
+      std::map<int, bool> seen;
+      for (uint64 i = 0; i < nrows; ++i) {
+        char **r = rows[i];
+        int id = static_cast<int>(num(r[0]));
+        Destination &d = destinations_[id];
+        seen[id] = true;
+        d.id = id;
+        d.name = text(r[1]);
+        d.config_error.clear();
+        try {
+          parse_destination(d, r, scheduler_);
+        } catch (const std::exception &e) {
+          // One destination's bad row must not stop the others: its rows
+          // fail with the reason (see dispatch) and the worker goes on.
+          d.config_error = std::string("invalid destination configuration: ") + e.what();
+          d.headers.clear();
+          d.dirty = true;
+          d.last_error = d.config_error;
+          log_problem(d, 0, d.config_error);
+        }
+      }
+      // A destination dropped meanwhile goes once nothing of it is in flight;
+      // its queued rows are dropped with it (their leases run out).
+      for (auto it = destinations_.begin(); it != destinations_.end();) {
+        if (seen.count(it->first) || scheduler_.in_flight(it->first) > 0) {
+          ++it;
+          continue;
+        }
+        for (std::int64_t row : scheduler_.drain(it->first)) queued_.erase(row);
+        scheduler_.remove(it->first);
+        it = destinations_.erase(it);
+      }
+    });
+  }
+
+  // Builds a destination's settings from the text of its columns (see
+  // load_config); throws on a value the worker cannot use.
+  static void parse_destination(Destination &d, char **r, core::Scheduler &scheduler) {
+    auto text = [](const char *v) { return std::string(v ? v : ""); };
+    auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
+    d.kind = text(r[2]);
+    d.url = text(r[3]);
+    sodium_memzero(d.secret.data(), d.secret.size());
+    d.secret.clear();
+    core::SendLimits limits;
+    limits.concurrency = static_cast<int>(num(r[5]));
+    limits.rate_per_s = num(r[6]);
+    limits.burst = num(r[7]);
+    d.timeout_ms = static_cast<long>(num(r[8]));
+    limits.retry.max_attempts = static_cast<int>(num(r[9]));
+    limits.retry.base_ms = static_cast<std::int64_t>(num(r[10]));
+    limits.retry.cap_ms = static_cast<std::int64_t>(num(r[11]));
+    limits.retry.jitter = num(r[12]);
+    limits.breaker_threshold = static_cast<int>(num(r[13]));
+    limits.breaker_cooldown_ms = static_cast<std::int64_t>(num(r[14]));
+    limits.paused = text(r[16]) == "t";
+    scheduler.configure(d.id, limits);
+    for (auto &h : d.headers) sodium_memzero(h.second.data(), h.second.size());
+    d.headers.clear();
+    // The same parser that checked the headers when they were written;
+    // secret ones are shown redacted there and come from the sealed box.
+    for (const core::HeaderSpec &h : core::parse_header_option(core::json::parse(text(r[15]))))
+      if (!h.secret) d.headers.emplace_back(h.name, h.value);
+    if (r[4]) d.secret = unseal_hex(r[4]);
+    if (r[17]) {
+      std::string sealed = unseal_hex(r[17]);
+      for (const core::HeaderSpec &h : core::parse_secret_headers(sealed))
+        d.headers.emplace_back(h.name, h.value);
+      sodium_memzero(sealed.data(), sealed.size());
+    }
+  }
+
+  // What each destination may claim now (core::claim_quotas), in
+  // destinations_ order, and whether a claim is worth its transaction.
+  ClaimPlan plan_claim(std::int64_t max_rows) {
+    core::Scheduler::ClaimPlan p = scheduler_.plan_claim(settings_.window, settings_.claim_batch,
+                                                         max_rows, only_destination_, steady_ms());
+    ClaimPlan plan;
+    plan.quotas = std::move(p.quotas);
+    plan.worthwhile = p.worthwhile;
+    return plan;
+  }
+
+  // Claims each destination's quota and queues the rows on it.
+  int claim(const ClaimPlan &plan) {
+    if (plan.quotas.empty()) return 0;
+    int claimed = 0;
+    std::int64_t floor = scan_floor();
+    std::vector<std::int64_t> live = signals::live_lease_owners();
+    step("pg_ves: claiming outbox rows", [&] {
+      std::vector<std::int64_t> positions;
+      std::vector<Job> jobs;
+      TimestampTz first_recorded = DT_NOEND, last_recorded = DT_NOBEGIN;
+      for (const auto &quota : plan.quotas) {
+        uint64 got = outbox_sql::claim(quota.first, quota.second, settings_.lease_seconds, floor,
+                                       owner_, live);
+        // Fewer rows than asked: nothing more waits for it until something
+        // changes (a commit, a finished row, a retry falling due, a poll).
+        scheduler_.claimed(quota.first, quota.second, static_cast<int>(got));
+        for (uint64 i = 0; i < got; ++i) {
+          outbox_sql::ClaimedRow row = outbox_sql::claimed_row(i);
+          Job job;
+          job.id = row.id;
+          job.tenant = row.tenant;
+          job.destination = row.destination;
+          job.attempts = row.attempts;
+          job.position = row.position;
+          positions.push_back(job.position);
+          first_recorded = std::min(first_recorded, row.recorded_at);
+          last_recorded = std::max(last_recorded, row.recorded_at);
+          jobs.push_back(std::move(job));
+        }
+      }
+      if (jobs.empty()) return;
+      std::unordered_map<std::int64_t, std::string> bodies =
+          envelopes(positions, first_recorded, last_recorded);
+      std::vector<std::int64_t> unclaimed;
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        Job &job = jobs[i];
+        if (held_.count(job.id)) continue;  // our own lease, renewed
+        auto body = bodies.find(positions[i]);
+        auto dest = destinations_.find(job.destination);
+        auto bad = envelope_errors_.find(positions[i]);
+        if (bad != envelope_errors_.end() && dest != destinations_.end()) {
+          // Its event cannot be exported: the row fails, the others go on.
+          fail_job(job, dest->second, bad->second);
+          continue;
+        }
+        if (body == bodies.end() || dest == destinations_.end()) {
+          // Its event or destination vanished meanwhile (retention, a drop):
+          // give the row back rather than hold its lease.
+          unclaimed.push_back(job.id);
+          continue;
+        }
+        job.event_id = body->second.substr(0, 36);
+        job.body = body->second.substr(36);
+        held_[job.id] = true;
+        held_positions_.insert(job.position);
+        next_floor_ = std::max(next_floor_, job.position + 1);
+        scheduler_.enqueue(job.destination, job.id);
+        queued_[job.id] = std::move(job);
+        ++claimed;
+      }
+      if (!unclaimed.empty()) {
+        release_in_step(unclaimed);
+        full_scan_ = true;
+      }
+    });
+    claimed_total_ += claimed;
+    full_scan_ = false;
+    finished_floor_ = INT64_MAX;
+    return claimed;
+  }
+
+  // Something may have queued rows for any destination: a commit woke the
+  // worker, a poll is due, a retry fell due.
+  void expect_work() { scheduler_.expect_work(); }
+
+  // Starts transfers while destinations have room (core::Scheduler::next).
+  void dispatch(HttpEngine &engine) {
+    std::int64_t now = steady_ms();
+    while (std::optional<core::Scheduler::Next> next = scheduler_.next(now)) {
+      Destination &d = destinations_[next->destination];
+      Job job = take_queued(next->row);
+      if (!d.config_error.empty()) {
+        forget(job);
+        fail_job(job, d, d.config_error);
+        continue;
+      }
+      core::HttpRequest request;
+      try {
+        request = build_request(d, job);
+      } catch (const core::Error &e) {
+        // A destination whose URL, secret or headers cannot make a request:
+        // nothing is sent, the row is dead-lettered with the reason.
+        forget(job);
+        d.dirty = true;
+        d.last_error = std::string("invalid destination configuration: ") + e.what();
+        outcomes_.push_back(
+            Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
+        ++totals_.dead;
+        continue;
+      } catch (const std::exception &e) {
+        forget(job);
+        fail_job(job, d, std::string("cannot build the request: ") + e.what());
+        continue;
+      }
+      std::uint64_t tag = next_tag_++;
+      try {
+        // ves.max_timeout_ms bounds every transfer, even one configured
+        // before the setting was lowered.
+        engine.submit(tag, request, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
+      } catch (const std::exception &e) {
+        forget(job);
+        fail_job(job, d, std::string("cannot start the transfer: ") + e.what());
+        continue;
+      }
+      scheduler_.started(d.id);
+      ++totals_.sent;
+      in_flight_[tag] = std::move(job);
+    }
+  }
+
+  // The request that delivers a job's event to a destination. Throws
+  // core::Error when the destination's configuration cannot make one.
+  static core::HttpRequest build_request(const Destination &d, const Job &job) {
+    return d.kind == "webhook" ? core::build_webhook_request(d.url, d.secret, job.event_id,
+                                                             unix_ms() / 1000, job.body, d.headers)
+                               : core::build_http_request(d.url, job.event_id, job.body, d.headers);
+  }
+
+  // What a finished transfer's answer means for its row.
+  static core::Classified classify(const HttpResult &r) {
+    return r.transport_error ? core::classify_transport_error()
+                             : core::classify_http(r.status, r.retry_after, unix_ms());
+  }
+
+  Job take_queued(std::int64_t row) {
+    auto it = queued_.find(row);
+    Job job = std::move(it->second);
+    queued_.erase(it);
+    return job;
+  }
+
+  // Turns finished transfers into outcomes and destination health.
+  void absorb(std::vector<HttpResult> results) {
+    for (HttpResult &r : results) {
+      auto it = in_flight_.find(r.tag);
+      if (it == in_flight_.end()) continue;
+      Job job = std::move(it->second);
+      in_flight_.erase(it);
+      forget(job);
+      Destination &d = destinations_[job.destination];
+      scheduler_.finished(job.destination);
+      d.dirty = true;
+      try {
+        absorb_one(r, job, d);
+      } catch (const std::exception &e) {
+        fail_job(job, d, std::string("cannot process the answer: ") + e.what());
+      }
+    }
+  }
+
+  void absorb_one(HttpResult &r, const Job &job, Destination &d) {
+    core::Classified c = classify(r);
+    core::RowDecision decision =
+        scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_));
+    Outcome o{job.id,
+              job.tenant,
+              core::to_string(decision.status),
+              decision.delay_ms,
+              decision.attempts,
+              r.status,
+              {},
+              std::move(r.excerpt)};
+    std::string what = r.transport_error ? r.error : "HTTP " + std::to_string(r.status);
+    switch (decision.why) {
+      case core::RowDecision::Why::none:
+        if (decision.status == core::RowDecision::Status::synced) {
+          d.succeeded = true;
+          ++totals_.synced;
+        } else {
+          d.last_error = what;
+          o.error = what;
+          ++totals_.failed;
+        }
+        break;
+      case core::RowDecision::Why::exhausted:
+        d.last_error = what;
+        o.error = what + " after " + std::to_string(o.attempts) + " attempts";
+        ++totals_.dead;
+        break;
+      case core::RowDecision::Why::permanent:
+        d.last_error = what;
+        o.error = what + " (permanent)";
+        ++totals_.dead;
+        break;
+      case core::RowDecision::Why::gone:
+        d.last_error = what + ": the endpoint is gone; destination paused";
+        d.gone = true;
+        o.error = what;
+        ++totals_.dead;
+        break;
+    }
+    outcomes_.push_back(std::move(o));
+  }
+
+  // A row that failed in the worker itself (a destination configuration it
+  // cannot use, an event it cannot export, an error while sending): logged
+  // with its ids, recorded 'failed' with the reason and retried with the
+  // destination's backoff ('dead' after its last attempt), while every other
+  // row goes on.
+  // The caller has already forgotten the job if it was held.
+  void fail_job(const Job &job, Destination &d, const std::string &error) {
+    log_problem(d, job.id, error);
+    d.dirty = true;
+    d.last_error = error;
+    core::RowDecision decision =
+        scheduler_.on_local_failure(d.id, job.attempts, steady_ms(), uniform_(random_));
+    Outcome o{job.id,
+              job.tenant,
+              core::to_string(decision.status),
+              decision.delay_ms,
+              decision.attempts,
+              0,
+              error,
+              {}};
+    if (decision.status == core::RowDecision::Status::dead) {
+      o.error = error + " after " + std::to_string(o.attempts) + " attempts";
+      ++totals_.dead;
+    } else {
+      ++totals_.failed;
+    }
+    outcomes_.push_back(std::move(o));
+  }
+
+  // One LOG line for a problem of one destination or row.
+  static void log_problem(const Destination &d, std::int64_t row, const std::string &error) {
+    std::string what = error;
+    try {
+      pg_call_void([&] {
+        if (row)
+          ereport(
+              LOG,
+              (errmsg("pg_ves worker: outbox row %lld for destination \"%s\" (id %d) failed: %s",
+                      static_cast<long long>(row), d.name.c_str(), d.id, what.c_str()),
+               errhint(
+                   "The row is retried with the destination's backoff; the other rows go on.")));
+        else
+          ereport(
+              LOG,
+              (errmsg("pg_ves worker: destination \"%s\" (id %d): %s", d.name.c_str(), d.id,
+                      what.c_str()),
+               errhint("Fix it with ves.alter_destination(); its rows fail until then, the other "
+                       "destinations go on.")));
+      });
+    } catch (const std::exception &) {
+      // Logging is best effort.
+    }
+  }
+
+  Recorded record() {
+    bool any_dirty = false;
+    for (auto &entry : destinations_) any_dirty |= entry.second.dirty;
+    if (outcomes_.empty() && !any_dirty) return {};
+    try {
+      // One transaction for the rows and the destinations.
+      step("pg_ves: recording deliveries", [&] {
+        if (!outcomes_.empty()) record_rows(outcomes_.data(), outcomes_.size());
+        if (any_dirty) record_destinations();
+      });
+    } catch (const PgError &e) {
+      if (!own_transactions_) throw;
+      // It failed as a whole: roll it back, log it, and record the rows one
+      // by one, so that one row the database refuses does not keep the
+      // others from being recorded.
+      abort_step();
+      log_pg_error("cannot record a batch of deliveries; recording its rows one by one", e);
+      for (const Outcome &o : outcomes_) {
+        try {
+          step("pg_ves: recording deliveries", [&] { record_rows(&o, 1); });
+        } catch (const PgError &row_error) {
+          abort_step();
+          std::string what = "cannot record outbox row " + std::to_string(o.id) + " (status " +
+                             o.status + "); it is sent again once its lease ends";
+          log_pg_error(what.c_str(), row_error);
+        }
+      }
+      if (any_dirty) {
+        try {
+          step("pg_ves: recording destinations", [&] { record_destinations(); });
+        } catch (const PgError &dest_error) {
+          abort_step();
+          log_pg_error("cannot record the destinations' health", dest_error);
+        }
+      }
+    }
+    std::int64_t synced = 0, failed = 0;
+    for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
+    outcomes_.clear();
+    std::vector<std::int64_t> released;
+    for (auto &entry : destinations_) {
+      Destination &d = entry.second;
+      if (d.gone) {
+        // The destination is paused now: its queued rows go back unsent, to
+        // be claimed again when it is resumed.
+        for (std::int64_t row : scheduler_.drain(d.id)) {
+          forget(take_queued(row));
+          released.push_back(row);
+        }
+        full_scan_ = true;
+      }
+      d.dirty = d.succeeded = d.gone = false;
+      d.last_error.clear();
+    }
+    if (!released.empty()) release(released);
+    return Recorded{true, synced, failed};
+  }
+
+  void record_rows(const Outcome *outcomes, size_t n) {
+    outbox_sql::record_rows(outcomes, n, owner_);
+  }
+
+  void record_destinations() {
+    std::int64_t now = steady_ms();
+    for (auto &entry : destinations_) {
+      Destination &d = entry.second;
+      if (!d.dirty) continue;
+      outbox_sql::record_destination(d.id, core::to_string(scheduler_.breaker_state(d.id, now)),
+                                     d.succeeded, d.last_error, d.gone);
+    }
+  }
+
+  // Logs a database error the worker survives, with all it carries.
+  static void log_pg_error(const char *context, const PgError &e) {
+    log_error_data(context, e.data());
+  }
+
+  // Rolls back a step's transaction after an error inside it.
+  void abort_step() {
+    if (own_transactions_) outbox_sql::abort_step();
+  }
+
+  // Where claims start reading the open-rows index. Rows that finish leave
+  // dead index entries at the low end until vacuum, and a queue that always
+  // scans from its first entry slows down as they pile up. Between full scans
+  // (at start, every safety poll, when a retry falls due or rows are given
+  // back) a claim starts at the lowest position it can matter from: a row
+  // still held, one finished since the last claim (its entity's next row is
+  // after it), or past everything claimed so far (new rows).
+  std::int64_t scan_floor() const {
+    if (full_scan_) return 0;
+    std::int64_t floor = std::min(next_floor_, finished_floor_);
+    if (!held_positions_.empty()) floor = std::min(floor, *held_positions_.begin());
+    return floor;
+  }
+
+  void forget(const Job &job) {
+    held_.erase(job.id);
+    auto it = held_positions_.find(job.position);
+    if (it != held_positions_.end()) held_positions_.erase(it);
+    finished_floor_ = std::min(finished_floor_, job.position);
+  }
+
+  // Gives claimed rows back without sending them.
+  void release(const std::vector<std::int64_t> &ids) {
+    step("pg_ves: releasing rows", [&] { release_in_step(ids); });
+  }
+
+  void release_in_step(const std::vector<std::int64_t> &ids) {
+    outbox_sql::release_rows(ids, owner_);
+  }
+
+  // Rows this process claimed before its state was dropped (after an error)
+  // go back to the queue at once instead of waiting out their lease.
+  void release_own_leases() {
+    step("pg_ves: releasing leases", [&] { outbox_sql::release_leases_of(owner_); });
+  }
+
+  int queued() const { return scheduler_.queued(); }
+
+  long idle_timeout_ms(long poll_ms) { return scheduler_.idle_timeout_ms(poll_ms, steady_ms()); }
+
+  // Whether claiming may find something for a destination that may send: a
+  // row of it finished (the entity's next one may go), its last claim came
+  // back full, or a scheduled retry is due (then every destination may have
+  // work again; the retry is below the scan floor).
+  bool more_work() {
+    std::int64_t now = steady_ms();
+    if (scheduler_.take_retry_due(now)) {
+      full_scan_ = true;
+      scheduler_.expect_work();
+    }
+    return scheduler_.more_work(only_destination_, now);
+  }
+
+  // The next claim reads the outbox from its first open row.
+  void request_full_scan() { full_scan_ = true; }
+
+  const SyncSettings &settings() const { return settings_; }
+  const DeliveryTotals &totals() const { return totals_; }
+  std::int64_t claimed_total() const { return claimed_total_; }
+  int in_flight() const { return static_cast<int>(in_flight_.size()); }
+
+ private:
+  template <typename F>
+  void step(const char *activity, F &&f) {
+    if (!own_transactions_) {
+      f();
+      return;
+    }
+    outbox_sql::begin_step(activity);
+    f();
+    outbox_sql::commit_step();
+  }
+
+  // Each event's VES envelope, keyed by position; the first 36 bytes are its
+  // event id (the webhook-id and idempotency key).
+  // The time bounds prune the read to the partitions holding these events.
+  std::unordered_map<std::int64_t, std::string> envelopes(
+      const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
+      TimestampTz last_recorded) {
+    std::unordered_map<std::int64_t, std::string> out;
+    uint64 count = 0;
+    const SPITupleTable *table =
+        outbox_sql::events(positions, first_recorded, last_recorded, &count);
+    envelope_errors_.clear();
+    for (uint64 i = 0; i < count; ++i) {
+      std::int64_t position = 0;
+      try {
+        StoredEvent e = read_stored_event(table, i);
+        position = e.position;
+        e.event.payload = core::json::parse(e.payload_text);
+        out[e.position] =
+            core::ves::format_uuid(e.event.event_id) + core::ves::export_envelope(e.event);
+      } catch (const PgError &) {
+        throw;  // a database error: the claim's transaction is aborted
+      } catch (const std::exception &e) {
+        // One event the worker cannot export fails its rows, not the claim.
+        if (position)
+          envelope_errors_[position] = std::string("cannot export the event: ") + e.what();
+        else
+          throw;
+      }
+    }
+    return out;
+  }
+
+  bool own_transactions_;
+  int only_destination_;
+  SyncSettings settings_;
+  std::map<int, Destination> destinations_;
+  core::Scheduler scheduler_;                     // what to send when, per destination
+  std::unordered_map<std::int64_t, Job> queued_;  // claimed rows not yet sent, by id
+  std::unordered_map<std::uint64_t, Job> in_flight_;
+  std::unordered_map<std::int64_t, bool> held_;
+  std::multiset<std::int64_t> held_positions_;
+  std::int64_t finished_floor_ = INT64_MAX;
+  std::int64_t next_floor_ = 0;
+  bool full_scan_ = true;
+  std::vector<Outcome> outcomes_;
+  std::unordered_map<std::int64_t, std::string>
+      envelope_errors_;  // by position, from the last envelopes()
+  std::uint64_t next_tag_ = 1;
+  std::int64_t owner_ = 0;  // this process's lease identity
+  DeliveryTotals totals_;
+  std::int64_t claimed_total_ = 0;
+  std::mt19937_64 random_;
+  std::uniform_real_distribution<double> uniform_{0.0, 1.0};
+};
+
+Deliverer::Deliverer(bool own_transactions, int only_destination)
+    : impl_(std::make_unique<Impl>(own_transactions, only_destination)) {}
+Deliverer::~Deliverer() = default;
+void Deliverer::load_config() { impl_->load_config(); }
+Deliverer::ClaimPlan Deliverer::plan_claim(std::int64_t max_rows) {
+  return impl_->plan_claim(max_rows);
+}
+int Deliverer::claim(const ClaimPlan &plan) { return impl_->claim(plan); }
+void Deliverer::expect_work() { impl_->expect_work(); }
+bool Deliverer::more_work() { return impl_->more_work(); }
+void Deliverer::request_full_scan() { impl_->request_full_scan(); }
+void Deliverer::dispatch(HttpEngine &engine) { impl_->dispatch(engine); }
+void Deliverer::absorb(std::vector<HttpResult> results) { impl_->absorb(std::move(results)); }
+Recorded Deliverer::record() { return impl_->record(); }
+void Deliverer::release_own_leases() { impl_->release_own_leases(); }
+long Deliverer::idle_timeout_ms(long poll_ms) { return impl_->idle_timeout_ms(poll_ms); }
+int Deliverer::queued() const { return impl_->queued(); }
+int Deliverer::in_flight() const { return impl_->in_flight(); }
+const SyncSettings &Deliverer::settings() const { return impl_->settings(); }
+const DeliveryTotals &Deliverer::totals() const { return impl_->totals(); }
+std::int64_t Deliverer::claimed_total() const { return impl_->claimed_total(); }
+
+void log_error_data(const char *context, const ErrorData *data) {
+  try {
+    pg_call_void([&] {
+      ereport(LOG,
+              (errmsg("pg_ves worker: %s: %s (SQLSTATE %s)", context,
+                      data->message ? data->message : "error", unpack_sql_state(data->sqlerrcode)),
+               data->detail ? errdetail("%s", data->detail) : 0,
+               data->hint ? errhint("%s", data->hint) : 0,
+               data->context ? errcontext("%s", data->context) : 0));
+    });
+  } catch (const std::exception &) {
+    // Logging is best effort.
+  }
+}
+
+}  // namespace pgves::pg
+
+using namespace pgves::pg;
+
+namespace {
+
+// ves.push_events' result row.
+Datum totals_datum(FunctionCallInfo fcinfo, const DeliveryTotals &t) {
+  return pg_call([&] {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+      elog(ERROR, "pg_ves: composite expected");
+    desc = BlessTupleDesc(desc);
+    Datum values[4] = {Int64GetDatum(t.sent), Int64GetDatum(t.synced), Int64GetDatum(t.failed),
+                       Int64GetDatum(t.dead)};
+    bool nulls[4] = {false, false, false, false};
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+  });
+}
+
+}  // namespace
+
+// ves.push_events(destination, max_count): one delivery pass from the calling
+// backend, inside its transaction (rows stay locked while their requests are
+// in flight). For manual syncs and tests; the worker does this continuously.
+PGVES_FUNCTION(ves_push_events) {
+  int destination = 0;
+  if (!PG_ARGISNULL(0)) {
+    std::string name = safe::text_string(PG_GETARG_DATUM(0));
+    destination = outbox_sql::destination_id(name);
+    if (destination == 0)
+      throw VesError(sqlstate::not_found, "destination \"" + name + "\" does not exist", {},
+                     "List destinations with SELECT name FROM ves.destinations.");
+  }
+  std::int64_t max_count = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
+  if (max_count < 1 || max_count > 100000)
+    throw VesError(sqlstate::invalid_argument, "max_count must be between 1 and 100000", {},
+                   "Push in passes of at most 100000 rows.");
+  safe::spi_connect();
+  Deliverer d(false, destination);
+  d.load_config();
+  HttpEngine engine;
+  for (;;) {
+    safe::check_for_interrupts();
+    std::int64_t room = max_count - d.claimed_total();
+    if (room > 0 && d.more_work()) {
+      Deliverer::ClaimPlan plan = d.plan_claim(room);
+      if (plan.worthwhile || (d.in_flight() == 0 && d.queued() == 0)) d.claim(plan);
+    }
+    d.dispatch(engine);
+    if (d.in_flight() == 0 && d.queued() == 0) {
+      // Done unless a finished row unblocked its entity's next one (retries
+      // scheduled for later are the worker's business).
+      if (!d.more_work() || d.claimed_total() >= max_count) break;
+      continue;
+    }
+    engine.wait(d.idle_timeout_ms(1000));
+    d.absorb(engine.take_completed());
+    d.record();
+  }
+  safe::spi_finish();
+  const DeliveryTotals &t = d.totals();
+  return totals_datum(fcinfo, t);
+}

@@ -1,0 +1,312 @@
+// The deliverer's statements (see outbox_sql.hpp).
+#include "pg/sync/outbox_sql.hpp"
+
+#include "pg/base/boundary.hpp"
+#include "pg/base/spi_plan.hpp"
+#include "pg/store/stored_event.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+}
+
+#include <string>
+
+namespace pgves::pg::outbox_sql {
+namespace {
+
+// One destination's claim. Its plan must not depend on the table's
+// statistics (the worker keeps its plans, and statistics taken while the
+// outbox was empty would otherwise pick a plan that scans every open row for
+// every candidate): each part has exactly one access path that needs no sort
+// or sequential scan, which run_indexed turns off.
+//  - candidates: outbox_open_idx, (destination_id, event_position), read in
+//    position order from the scan floor;
+//  - "no earlier open row of this entity": one probe of outbox_entity_idx
+//    for the entity's open row just before the candidate. A scalar subquery
+//    with LIMIT, not NOT EXISTS: that would become an anti-join, which the
+//    planner may run as a hash join over a full index scan. The ORDER BY
+//    (position, once the entity's columns are fixed) needs a sort on any
+//    other index, and outbox_open_idx, which would serve it, does not apply
+//    (its predicate needs next_attempt_at, which the probe does not test);
+//  - the update finds the locked rows by their ctid (a TID scan), not by a
+//    join whose order the statistics would choose.
+// A committed lease blocks a row until it expires unless its holder is gone
+// ($6 lists the lease identities of the workers alive now): rows of a worker
+// that was killed are taken over at once.
+const char *kClaimSql =
+    "UPDATE ves.outbox o SET lease_until = now() + $3 * interval '1 second', leased_by = $5"
+    " WHERE o.ctid = ANY (ARRAY("
+    "  SELECT c.ctid FROM ves.outbox c"
+    "  WHERE c.destination_id = $2 AND c.status IN ('pending', 'failed')"
+    "    AND c.event_position >= $4"
+    "    AND c.next_attempt_at <= now()"
+    "    AND (c.lease_until IS NULL OR c.lease_until < now() OR NOT coalesce(c.leased_by = ANY "
+    "($6), false))"
+    "    AND (SELECT 1 FROM ves.outbox p"
+    "         WHERE p.destination_id = c.destination_id AND p.tenant_id = c.tenant_id"
+    "           AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
+    "           AND p.event_position < c.event_position AND p.status IN ('pending', 'failed')"
+    "         ORDER BY p.event_position DESC"
+    "         LIMIT 1) IS NULL"
+    "  ORDER BY c.event_position"
+    "  LIMIT $1"
+    "  FOR UPDATE SKIP LOCKED))"
+    " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, "
+    "o.event_recorded_at";
+
+const char *kRecordSql =
+    "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
+    "  next_attempt_at = now() + r.delay_ms * interval '1 millisecond',"
+    "  last_status = nullif(r.http_status, 0), last_error = r.error, last_response = r.excerpt,"
+    "  lease_until = NULL, leased_by = NULL, updated_at = now(),"
+    "  synced_at = CASE WHEN r.status = 'synced' THEN now() END"
+    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::int[], $6::int[], "
+    "$7::text[], $8::text[])"
+    "   AS r(id, tenant_id, status, delay_ms, attempts, http_status, error, excerpt)"
+    " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = $9"
+    "   AND o.lease_until IS NOT NULL";
+
+// Runs one of the delivery statements with sequential scans, bitmap scans
+// and sorts off. Their right plans are index scans whatever the table's
+// size: right after a burst the statistics still say the outbox is tiny, and
+// a plan made then (the worker keeps its plans) would scan every row of a
+// queue that has since grown. The settings hold for this statement only.
+// Not read-only: a read-only SPI query would use the transaction's first
+// snapshot, older than the claim's, and miss rows committed between.
+void run_indexed(SavedPlan &plan, Datum *args, const char *nulls, int expect) {
+  int level = NewGUCNestLevel();
+  for (const char *name :
+       {"enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_incremental_sort"})
+    set_config_option(name, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+  spi_run(plan, args, nulls, false, expect);
+  AtEOXact_GUC(true, level);
+}
+
+SavedPlan claim_plan = {
+    kClaimSql, 6, {INT4OID, INT4OID, INT4OID, INT8OID, INT8OID, INT8ARRAYOID}, nullptr};
+SavedPlan record_plan = {kRecordSql,
+                         9,
+                         {INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
+                          INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID},
+                         nullptr};
+SavedPlan destination_plan = {
+    "UPDATE ves.destinations SET breaker_state = $2,"
+    "  last_success_at = CASE WHEN $3 THEN now() ELSE last_success_at END,"
+    "  last_error = coalesce($4, last_error), last_error_at = CASE WHEN $4 IS NULL THEN "
+    "last_error_at ELSE now() END,"
+    "  paused = paused OR $5, paused_reason = CASE WHEN $5 THEN $4 ELSE paused_reason END"
+    " WHERE id = $1",
+    5,
+    {INT4OID, TEXTOID, BOOLOID, TEXTOID, BOOLOID},
+    nullptr};
+
+Datum array_of(const std::vector<Datum> &values, Oid type) {
+  int16 len;
+  bool byval;
+  char align;
+  get_typlenbyvalalign(type, &len, &byval, &align);
+  return PointerGetDatum(construct_array(const_cast<Datum *>(values.data()),
+                                         static_cast<int>(values.size()), type, len, byval, align));
+}
+
+Datum int8_array(const std::vector<std::int64_t> &values) {
+  std::vector<Datum> datums;
+  datums.reserve(values.size());
+  for (std::int64_t v : values) datums.push_back(Int64GetDatum(v));
+  return array_of(datums, INT8OID);
+}
+
+// Response excerpts are diagnostics: cut at the first byte that is not
+// valid as text so the text column never refuses them.
+int clean_length(const std::string &s) {
+  size_t n = 0;
+  while (n < s.size() && s[n] != '\0' && static_cast<unsigned char>(s[n]) < 0x80) ++n;
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+void begin_step(const char *activity) {
+  pg_call_void([&] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, activity);
+  });
+}
+
+void commit_step() {
+  pg_call_void([] {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    pgstat_report_stat(false);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  });
+}
+
+void abort_step() {
+  pg_call_void([] { AbortCurrentTransaction(); });
+}
+
+std::string sync_settings_json() {
+  return pg_call([] {
+    if (SPI_execute("SELECT settings::text FROM ves.sync_settings", true, 1) != SPI_OK_SELECT)
+      elog(ERROR, "pg_ves: cannot read ves.sync_settings");
+    char *json_text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    return std::string(json_text ? json_text : "{}");
+  });
+}
+
+char ***destination_rows(uint64 *count) {
+  return pg_call([&] {
+    if (SPI_execute(
+            "SELECT d.id, d.name, d.kind, d.url, encode(s.secret_box, 'hex'), d.concurrency,"
+            " d.rate_limit, d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, "
+            "d.backoff_cap_ms,"
+            " d.jitter, d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused,"
+            " encode(s.headers_box, 'hex')"
+            " FROM ves.destinations d LEFT JOIN ves._worker_secrets() s ON s.destination_id = "
+            "d.id",
+            true, 0) != SPI_OK_SELECT)
+      elog(ERROR, "pg_ves: cannot read ves.destinations");
+    uint64 nrows = SPI_processed;
+    auto rows = static_cast<char ***>(palloc0(sizeof(char **) * (nrows + 1)));
+    for (uint64 i = 0; i < nrows; ++i) {
+      rows[i] = static_cast<char **>(palloc0(sizeof(char *) * kDestinationColumns));
+      for (int c = 0; c < kDestinationColumns; ++c)
+        rows[i][c] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
+    }
+    *count = nrows;
+    return rows;
+  });
+}
+
+int destination_id(const std::string &name) {
+  return pg_call([&] {
+    int id = 0;
+    spi_connect();
+    Oid types[1] = {TEXTOID};
+    Datum args[1] = {CStringGetTextDatum(name.c_str())};
+    SPI_execute_with_args("SELECT id FROM ves.destinations WHERE name = $1", 1, types, args,
+                          nullptr, true, 1);
+    if (SPI_processed == 1) {
+      bool isnull;
+      id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    }
+    SPI_finish();
+    return id;
+  });
+}
+
+uint64 claim(int destination, int rows, int lease_seconds, std::int64_t floor, std::int64_t owner,
+             const std::vector<std::int64_t> &live_owners) {
+  return pg_call([&] {
+    Datum args[6] = {Int32GetDatum(rows),  Int32GetDatum(destination), Int32GetDatum(lease_seconds),
+                     Int64GetDatum(floor), Int64GetDatum(owner),       int8_array(live_owners)};
+    run_indexed(claim_plan, args, nullptr, SPI_OK_UPDATE_RETURNING);
+    return SPI_processed;
+  });
+}
+
+ClaimedRow claimed_row(uint64 i) {
+  return pg_call([&] {
+    SPITupleTable *table = SPI_tuptable;
+    HeapTuple tup = table->vals[i];
+    bool isnull;
+    ClaimedRow row;
+    row.id = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
+    row.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
+    row.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
+    row.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
+    row.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
+    row.recorded_at = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
+    return row;
+  });
+}
+
+const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
+                            TimestampTz last_recorded, uint64 *count) {
+  static std::string sql =
+      std::string("SELECT ") + kStoredEventColumns +
+      " FROM ves.events WHERE position = ANY ($1) AND recorded_at BETWEEN $2 AND $3";
+  static SavedPlan plan = {nullptr, 3, {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, nullptr};
+  plan.sql = sql.c_str();
+  return pg_call([&] {
+    Datum args[3] = {int8_array(positions), TimestampTzGetDatum(first_recorded),
+                     TimestampTzGetDatum(last_recorded)};
+    run_indexed(plan, args, nullptr, SPI_OK_SELECT);
+    *count = SPI_processed;
+    return static_cast<const SPITupleTable *>(SPI_tuptable);
+  });
+}
+
+void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
+  // Declared outside pg_call: a Postgres error must not skip destructors.
+  std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
+  pg_call_void([&] {
+    for (size_t i = 0; i < n; ++i) {
+      const RowOutcome &o = outcomes[i];
+      ids.push_back(Int64GetDatum(o.id));
+      pg_uuid_t *t = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+      *t = o.tenant;
+      tenants.push_back(UUIDPGetDatum(t));
+      statuses.push_back(CStringGetTextDatum(o.status));
+      delays.push_back(Int64GetDatum(o.delay_ms));
+      attempts.push_back(Int32GetDatum(o.attempts));
+      codes.push_back(Int32GetDatum(static_cast<int32>(o.http_status)));
+      errors.push_back(CStringGetTextDatum(o.error.c_str()));
+      excerpts.push_back(
+          PointerGetDatum(cstring_to_text_with_len(o.excerpt.data(), clean_length(o.excerpt))));
+    }
+    Datum args[9] = {
+        array_of(ids, INT8OID),    array_of(tenants, UUIDOID),  array_of(statuses, TEXTOID),
+        array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
+        array_of(errors, TEXTOID), array_of(excerpts, TEXTOID), Int64GetDatum(owner)};
+    run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
+  });
+}
+
+void record_destination(int id, const char *breaker_state, bool succeeded,
+                        const std::string &last_error, bool gone) {
+  pg_call_void([&] {
+    Datum args[5] = {Int32GetDatum(id), CStringGetTextDatum(breaker_state), BoolGetDatum(succeeded),
+                     last_error.empty() ? (Datum)0 : CStringGetTextDatum(last_error.c_str()),
+                     BoolGetDatum(gone)};
+    char nulls[6] = {' ', ' ', ' ', last_error.empty() ? 'n' : ' ', ' ', '\0'};
+    spi_run(destination_plan, args, nulls, false, SPI_OK_UPDATE);
+  });
+}
+
+void release_rows(const std::vector<std::int64_t> &ids, std::int64_t owner) {
+  pg_call_void([&] {
+    Oid types[2] = {INT8ARRAYOID, INT8OID};
+    Datum args[2] = {int8_array(ids), Int64GetDatum(owner)};
+    SPI_execute_with_args(
+        "UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
+        " WHERE id = ANY ($1) AND leased_by = $2",
+        2, types, args, nullptr, false, 0);
+  });
+}
+
+void release_leases_of(std::int64_t owner) {
+  pg_call_void([&] {
+    Oid types[1] = {INT8OID};
+    Datum args[1] = {Int64GetDatum(owner)};
+    SPI_execute_with_args(
+        "UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
+        " WHERE leased_by = $1 AND lease_until IS NOT NULL",
+        1, types, args, nullptr, false, 0);
+  });
+}
+
+}  // namespace pgves::pg::outbox_sql

@@ -1,0 +1,110 @@
+// The deliverer's SQL: every statement it runs on ves.outbox,
+// ves.destinations, ves.sync_settings and ves.events, each behind one
+// function that makes its PostgreSQL calls inside pg_call, so the deliverer's
+// logic holds no pg_call lambdas (see pg/base/safe.hpp). SPI must be
+// connected (see begin_step).
+#pragma once
+
+#include "pg/base/postgres.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pgves::pg::outbox_sql {
+
+// --- the worker's short transactions -------------------------------------------
+
+// Starts a transaction with SPI connected and a snapshot, reporting
+// `activity` in pg_stat_activity.
+void begin_step(const char *activity);
+// Commits it and reports the session idle.
+void commit_step();
+// Rolls back the current transaction after an error inside a step.
+void abort_step();
+
+// --- configuration -------------------------------------------------------------
+
+// ves.sync_settings as JSON text ("{}" when NULL).
+std::string sync_settings_json();
+
+// Every destination with its sealed credentials, one text (or NULL) per
+// column in kDestinationColumns order, in Postgres memory (the opened
+// credentials are built from it in C++ afterwards).
+enum DestinationColumn {
+  kId,
+  kName,
+  kKind,
+  kUrl,
+  kSecretHex,
+  kConcurrency,
+  kRateLimit,
+  kBurst,
+  kTimeoutMs,
+  kMaxAttempts,
+  kBackoffBaseMs,
+  kBackoffCapMs,
+  kJitter,
+  kBreakerThreshold,
+  kBreakerCooldownMs,
+  kHeaders,
+  kPaused,
+  kHeadersHex,
+  kDestinationColumns
+};
+char ***destination_rows(uint64 *count);
+
+// The id of the destination named `name`, 0 when there is none.
+int destination_id(const std::string &name);
+
+// --- claiming ------------------------------------------------------------------
+
+// Leases up to `rows` open rows of `destination` from position `floor` on
+// for `lease_seconds` to `owner`, taking over rows whose holder is not in
+// `live_owners`. Returns how many; read them with claimed_row.
+uint64 claim(int destination, int rows, int lease_seconds, std::int64_t floor, std::int64_t owner,
+             const std::vector<std::int64_t> &live_owners);
+
+struct ClaimedRow {
+  std::int64_t id = 0;
+  pg_uuid_t tenant{};
+  int destination = 0;
+  int attempts = 0;
+  std::int64_t position = 0;
+  TimestampTz recorded_at = 0;
+};
+// Row `i` of the last claim (before any other statement).
+ClaimedRow claimed_row(uint64 i);
+
+// Selects the stored events at `positions` (recorded between the bounds,
+// which prune partitions) with kStoredEventColumns; returns the result table
+// for read_stored_event.
+const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
+                            TimestampTz last_recorded, uint64 *count);
+
+// --- recording -----------------------------------------------------------------
+
+// What became of one row: its new status and when to try it again.
+struct RowOutcome {
+  std::int64_t id;
+  pg_uuid_t tenant;
+  const char *status;  // 'synced', 'failed' or 'dead'
+  std::int64_t delay_ms;
+  int attempts;
+  long http_status;
+  std::string error;
+  std::string excerpt;
+};
+// Writes outcomes of rows leased by `owner`, ending their leases.
+void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner);
+
+// A destination's health after a round; `gone` pauses it with last_error.
+void record_destination(int id, const char *breaker_state, bool succeeded,
+                        const std::string &last_error, bool gone);
+
+// Gives rows back unsent (their leases end).
+void release_rows(const std::vector<std::int64_t> &ids, std::int64_t owner);
+// Gives back every row leased by `owner`.
+void release_leases_of(std::int64_t owner);
+
+}  // namespace pgves::pg::outbox_sql

@@ -1,0 +1,413 @@
+// The sync worker's main loop: a Deliverer (deliverer.hpp) driven for as
+// long as the worker runs. Each round reloads destinations when the
+// destinations epoch moved, claims when a commit, a poll or a retry says
+// there may be work, starts transfers, waits on the latch and curl's sockets,
+// records what finished, relays NOTIFY ves_events for appenders (signals.hpp)
+// and now and then runs housekeeping. An error in a round is logged and the
+// round starts over after a pause; SIGTERM ends it gracefully.
+#include "pg/base/boundary.hpp"
+#include "pg/base/spi_plan.hpp"
+#include "pg/sync/deliverer.hpp"
+#include "pg/sync/http_engine.hpp"
+#include "pg/sync/launcher.hpp"
+#include "pg/sync/signals.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+}
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+
+namespace pgves::pg {
+namespace {
+
+std::int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+// --- the loop's PostgreSQL calls, each inside pg_call ---------------------------
+
+bool extension_present() {
+  bool present = false;
+  pg_call_void([&] {
+    StartTransactionCommand();
+    present = OidIsValid(get_extension_oid("pg_ves", true));
+    CommitTransactionCommand();
+  });
+  return present;
+}
+
+void check_interrupts() {
+  pg_call_void([] {
+    CHECK_FOR_INTERRUPTS();
+    if (ConfigReloadPending) {
+      ConfigReloadPending = false;
+      ProcessConfigFile(PGC_SIGHUP);
+    }
+  });
+}
+
+void report_activity(BackendState state, const char *activity) {
+  pg_call_void([&] { pgstat_report_activity(state, activity); });
+}
+
+// One LOG line, best effort.
+void log_line(const std::string &message) {
+  try {
+    pg_call_void([&] { ereport(LOG, (errmsg("%s", message.c_str()))); });
+  } catch (const std::exception &) {
+  }
+}
+
+void abort_transaction() {
+  pg_call_void([] { AbortCurrentTransaction(); });
+}
+
+// Session settings for the worker's whole life.
+void set_worker_options() {
+  pg_call_void([] {
+    // A lost commit of a claim or a result only means a row is sent again
+    // with the same idempotency key, so the worker does not wait for WAL
+    // flushes.
+    SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+    // The worker runs the same few statements forever: plan them once.
+    SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_USERSET, PGC_S_SESSION);
+    // DDL (DROP EXTENSION, ALTER TABLE) wins over the worker: the worker gives
+    // up a lock wait quickly, and in a deadlock it is the one that yields.
+    SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_SESSION);
+    SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
+  });
+}
+
+// NOTIFY ves_events in a transaction of its own.
+void notify_ves_events() {
+  pg_call_void([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    Async_Notify("ves_events", nullptr);
+    CommitTransactionCommand();
+  });
+}
+
+// Partitions ahead, idempotency records and held order events expired, in a
+// transaction of its own.
+void maintain_partitions() {
+  pg_call_void([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
+    // Partition DDL waits at most 100 ms for its locks: appends and keyed
+    // calls must not queue behind it; a busy round is retried 10 s later.
+    SPI_execute(
+        "SELECT ves.ensure_partitions(pg_catalog.now(), '100ms'), "
+        "ves.ensure_idempotency_partitions(), "
+        "ves.expire_idempotency_records(), ves.expire_held_order_events()",
+        false, 0);
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+  });
+}
+
+// Purges one batch of closed outbox rows in a transaction of its own;
+// returns whether the batch was full (more may be waiting).
+bool purge_closed_rows() {
+  return pg_call([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    SPI_execute(
+        "SELECT ves.purge_outbox(), (SELECT (settings OPERATOR(pg_catalog.->>) "
+        "'purge_batch')::int"
+        " FROM ves.sync_settings)",
+        false, 1);
+    bool isnull;
+    int64 purged =
+        DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    int32 batch =
+        DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    CHECK_FOR_INTERRUPTS();
+    return purged >= batch;
+  });
+}
+
+void report_stat_and_idle() {
+  pg_call_void([] {
+    pgstat_report_stat(false);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  });
+}
+
+// --- the loop ------------------------------------------------------------------
+
+void housekeeping() {
+  maintain_partitions();
+  // Closed rows go in batches, each its own transaction, until a batch comes
+  // back short: a backlog of any size is purged without long locks.
+  for (int round = 0; round < 1000 && !ShutdownRequestPending; ++round)
+    if (!purge_closed_rows()) break;
+  report_stat_and_idle();
+}
+
+// Records what finished and publishes the worker's share of
+// ves.worker_status.
+void record(Deliverer &deliverer) {
+  Recorded r = deliverer.record();
+  if (r.any)
+    launcher::report(deliverer.in_flight(), static_cast<uint64>(r.synced),
+                     static_cast<uint64>(r.failed));
+}
+
+// Sends NOTIFY ves_events for appenders that committed since the last time
+// (see signals::relay_notify_at_commit): one short transaction for any number
+// of commits, at most one every kRelayGapMs, so a busy stream of commits
+// costs a few notifications a millisecond apart rather than one each.
+// `force` sends one regardless, for commits that may have asked a worker
+// that has since stopped. Returns whether requests are still waiting.
+constexpr std::int64_t kRelayGapMs = 2;
+
+struct Relay {
+  std::uint64_t relayed = 0;
+  std::int64_t last_ms = 0;
+  bool active = false;  // appenders may wake the worker for notifications alone
+};
+
+bool relay_notifications(Relay &r, bool force) {
+  std::uint64_t requests = signals::notify_requests();
+  if (requests == r.relayed && !force) return false;
+  std::int64_t now = steady_ms();
+  if (!force && now - r.last_ms < kRelayGapMs) return true;
+  notify_ves_events();
+  std::uint64_t latest = signals::notify_relayed(requests);
+  r.relayed = requests;
+  r.last_ms = now;
+  return latest != requests;
+}
+
+// After an error in a round: roll back whatever transaction is open, drop
+// the deliverer (the next one gives this process's leases back) and pause.
+void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
+  try {
+    abort_transaction();
+    report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
+  } catch (const PgError &e) {
+    log_error_data("cannot roll back after an error", e.data());
+  }
+  deliverer.reset();
+  relay.active = false;
+  std::int64_t until = steady_ms() + 5000;
+  // The pause ends early for a shutdown request (the latch is set).
+  while (!ShutdownRequestPending && steady_ms() < until) {
+    engine.wait(static_cast<long>(until - steady_ms()));
+    check_interrupts();
+  }
+}
+
+// SIGTERM: no new claims; transfers in flight get at most kShutdownDrainMs
+// (or their own timeout, when shorter) to answer; the answers received are
+// recorded in one short transaction and every lease this process still
+// holds is given back, so no row waits out lease_seconds.
+constexpr std::int64_t kShutdownDrainMs = 5000;
+
+void stop_gracefully(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer) {
+  if (!deliverer) return;
+  try {
+    report_activity(STATE_RUNNING, "pg_ves: stopping, finishing transfers in flight");
+    std::int64_t deadline = steady_ms() + kShutdownDrainMs;
+    while (deliverer->in_flight() > 0 && steady_ms() < deadline) {
+      engine.wait(static_cast<long>(std::min<std::int64_t>(100, deadline - steady_ms())));
+      deliverer->absorb(engine.take_completed());
+      check_interrupts();
+    }
+    int abandoned = deliverer->in_flight();
+    record(*deliverer);
+    deliverer->release_own_leases();
+    if (abandoned > 0)
+      log_line("pg_ves worker: stopped with " + std::to_string(abandoned) +
+               " transfers unanswered after " + std::to_string(kShutdownDrainMs) +
+               " ms; their rows are sent again (same idempotency key)");
+  } catch (const PgError &e) {
+    log_error_data(
+        "could not finish cleanly while stopping; leased rows are claimed again after their lease",
+        e.data());
+    try {
+      abort_transaction();
+    } catch (const std::exception &) {
+    }
+  } catch (const std::exception &e) {
+    log_line(std::string("pg_ves worker: could not finish cleanly while stopping: ") + e.what());
+  }
+}
+
+// The worker's loop; returns only when asked to stop.
+void run_delivery_loop() {
+  set_worker_options();
+  HttpEngine engine;
+  std::unique_ptr<Deliverer> deliverer;
+  std::uint64_t epoch = 0;
+  std::int64_t last_poll = 0, last_housekeeping = 0, last_full_scan = 0;
+  Relay relay;
+  bool relay_waiting = false;
+  bool woken = true;
+  for (;;) {
+    check_interrupts();
+    if (ShutdownRequestPending) break;
+    try {
+      if (!deliverer) {
+        if (!extension_present()) {
+          // Not installed (yet, or any more): idle without spinning.
+          signals::relays_notify(false);
+          report_activity(STATE_IDLE, "pg_ves: waiting for CREATE EXTENSION pg_ves");
+          engine.wait(10000);
+          continue;
+        }
+        deliverer = std::make_unique<Deliverer>(true, 0);
+        deliverer->release_own_leases();
+        epoch = 0;
+        signals::relays_notify(true);
+        relay.active = true;
+        relay_notifications(relay, true);
+      }
+      std::uint64_t now_epoch = signals::destinations_epoch();
+      if (now_epoch != epoch) {
+        deliverer->load_config();
+        deliverer->request_full_scan();
+        epoch = now_epoch;
+      }
+      std::int64_t now = steady_ms();
+      const SyncSettings &cfg = deliverer->settings();
+      bool poll_due = now - last_poll >= cfg.safety_poll_ms;
+      if (now - last_full_scan >= cfg.safety_poll_ms) {
+        // Rows below the scan floor (excluded or locked earlier) are looked
+        // at again at least this often, however busy the worker is.
+        deliverer->request_full_scan();
+        last_full_scan = now;
+      }
+      if (woken || poll_due) {
+        deliverer->expect_work();
+        last_poll = now;
+      }
+      // Each destination claims within its share of the window; a claim is
+      // a transaction, so they are batched (see core::claim_worthwhile).
+      deliverer->more_work();
+      Deliverer::ClaimPlan plan = deliverer->plan_claim(cfg.claim_batch);
+      if (plan.worthwhile) {
+        last_poll = now;
+        deliverer->claim(plan);
+      }
+      deliverer->dispatch(engine);
+      deliverer->more_work();
+      plan = deliverer->plan_claim(cfg.claim_batch);
+      long timeout = plan.worthwhile ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
+      if (relay_waiting) timeout = std::min(timeout, static_cast<long>(kRelayGapMs));
+      woken = engine.wait(timeout);
+      woken = signals::take_outbox_wake() || (woken && !relay.active);
+      relay_waiting = relay_notifications(relay, false);
+      deliverer->absorb(engine.take_completed());
+      record(*deliverer);
+      if (now - last_housekeeping >= 10000) {
+        housekeeping();
+        last_housekeeping = now;
+      }
+    } catch (const PgError &e) {
+      // A database error outside one row or destination (the extension
+      // being dropped, a lock timeout, ...): log it, roll back, drop all
+      // state (its leases are given back at once), and start over after a
+      // pause.
+      log_error_data("a delivery round failed; retrying in 5 seconds", e.data());
+      recover(engine, deliverer, relay);
+    } catch (const std::exception &e) {
+      // The same for a C++ error: the worker never dies of one round.
+      log_line(std::string("pg_ves worker: a delivery round failed; retrying in 5 seconds: ") +
+               e.what());
+      recover(engine, deliverer, relay);
+    }
+  }
+  stop_gracefully(engine, deliverer);
+}
+
+}  // namespace
+}  // namespace pgves::pg
+
+using namespace pgves::pg;
+
+extern "C" {
+PGDLLEXPORT void pg_ves_worker_main(Datum);
+}
+
+void pg_ves_worker_main(Datum) {
+  // SIGTERM (ves.stop_worker, DROP DATABASE, a reload removing the database,
+  // server shutdown) only sets ShutdownRequestPending: the delivery loop
+  // stops claiming, finishes what it has in flight for a bounded time,
+  // records it, gives its leases back and returns.
+  pqsignal(SIGHUP, SignalHandlerForConfigReload);
+  pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+  BackgroundWorkerUnblockSignals();
+
+  char dbname[NAMEDATALEN];
+  char role[NAMEDATALEN];
+  strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+  strlcpy(role, MyBgworkerEntry->bgw_extra + NAMEDATALEN, NAMEDATALEN);
+  BackgroundWorkerInitializeConnection(dbname, role[0] ? role : nullptr, 0);
+  // Whatever ALTER DATABASE / ALTER ROLE ... SET search_path said: every
+  // query this worker runs resolves unqualified names in pg_catalog only.
+  // PGC_S_OVERRIDE: no later SET (not even a function's SET clause) can
+  // change it.
+  SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+  // Likewise the few settings a database owner could use to stop the worker
+  // from working (read-only or serializable transactions, a statement
+  // timeout, row security off, which fails a role's queries on tables with
+  // policies).
+  SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("row_security", "on", PGC_SUSET, PGC_S_OVERRIDE);
+  pgstat_report_appname("pg_ves worker");
+  launcher::attach_worker(dbname);
+  signals::open_mailbox();
+  ereport(LOG, (errmsg("pg_ves worker started for database \"%s\"%s%s%s", dbname,
+                       role[0] ? " as role \"" : "", role, role[0] ? "\"" : "")));
+
+  // Everything below runs inside the boundary. The loop catches every error
+  // of a round itself; what still escapes ends the worker with a FATAL and
+  // the launcher starts another.
+  bool failed = false;
+  char message[512] = {0};
+  try {
+    run_delivery_loop();
+  } catch (const PgError &e) {
+    failed = true;
+    snprintf(message, sizeof message, "%s", e.what());
+  } catch (const std::exception &e) {
+    failed = true;
+    snprintf(message, sizeof message, "%s", e.what());
+  } catch (...) {
+    failed = true;
+    snprintf(message, sizeof message, "unknown C++ exception");
+  }
+  if (failed) ereport(FATAL, (errmsg("pg_ves worker stopped: %s", message)));
+  ereport(LOG, (errmsg("pg_ves worker for database \"%s\" stopped", dbname)));
+  proc_exit(0);
+}
