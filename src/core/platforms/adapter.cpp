@@ -88,7 +88,7 @@ const std::string *secret_option(const json::Value &options) {
   return &secret->as_string();
 }
 
-std::vector<RowVerdict> classify_status(const PlatformRequest &request, const Answer &answer,
+std::vector<RowVerdict> classify_status(const Answer &answer, std::size_t row_count,
                                         std::int64_t now_unix_ms, StatusRules rules) {
   RowVerdict v;
   if (answer.transport_error) {
@@ -120,7 +120,7 @@ std::vector<RowVerdict> classify_status(const PlatformRequest &request, const An
         break;
     }
   }
-  return std::vector<RowVerdict>(request.rows.size(), v);
+  return std::vector<RowVerdict>(row_count, v);
 }
 
 }  // namespace adapters

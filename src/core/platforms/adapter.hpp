@@ -125,8 +125,9 @@ class Adapter {
                                                       const std::vector<OutboxRow> &rows,
                                                       std::int64_t now_unix_ms) const = 0;
 
-  // One verdict per row of request (in the order of request.rows) for answer.
-  virtual std::vector<RowVerdict> classify(const PlatformRequest &request, const Answer &answer,
+  // One verdict per row (row_count, in the order of PlatformRequest::rows)
+  // of the request that got answer.
+  virtual std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
                                            std::int64_t now_unix_ms) const = 0;
 
   // Whether message was sent by the holder of key and is fresh: within
@@ -167,7 +168,7 @@ struct StatusRules {
   bool reauthenticate_on_401 = false;
   bool stale_on_409_412 = false;
 };
-std::vector<RowVerdict> classify_status(const PlatformRequest &request, const Answer &answer,
+std::vector<RowVerdict> classify_status(const Answer &answer, std::size_t row_count,
                                         std::int64_t now_unix_ms, StatusRules rules = {});
 
 // One request per row, built by build(row).

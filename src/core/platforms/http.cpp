@@ -43,9 +43,9 @@ std::vector<PlatformRequest> HttpAdapter::build_requests(const Endpoint &endpoin
   });
 }
 
-std::vector<RowVerdict> HttpAdapter::classify(const PlatformRequest &request, const Answer &answer,
+std::vector<RowVerdict> HttpAdapter::classify(const Answer &answer, std::size_t row_count,
                                               std::int64_t now_unix_ms) const {
-  return adapters::classify_status(request, answer, now_unix_ms);
+  return adapters::classify_status(answer, row_count, now_unix_ms);
 }
 
 InboundCheck HttpAdapter::verify_inbound(std::string_view, const InboundMessage &, std::int64_t,

@@ -30,7 +30,7 @@ class HttpAdapter final : public Adapter {
   std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
                                               const std::vector<OutboxRow> &rows,
                                               std::int64_t now_unix_ms) const override;
-  std::vector<RowVerdict> classify(const PlatformRequest &request, const Answer &answer,
+  std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
                                    std::int64_t now_unix_ms) const override;
   InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
                               std::int64_t now_unix_ms, std::int64_t tolerance_s) const override;

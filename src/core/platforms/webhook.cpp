@@ -93,10 +93,9 @@ std::vector<PlatformRequest> WebhookAdapter::build_requests(const Endpoint &endp
   });
 }
 
-std::vector<RowVerdict> WebhookAdapter::classify(const PlatformRequest &request,
-                                                 const Answer &answer,
+std::vector<RowVerdict> WebhookAdapter::classify(const Answer &answer, std::size_t row_count,
                                                  std::int64_t now_unix_ms) const {
-  return adapters::classify_status(request, answer, now_unix_ms);
+  return adapters::classify_status(answer, row_count, now_unix_ms);
 }
 
 InboundCheck WebhookAdapter::verify_inbound(std::string_view key, const InboundMessage &message,

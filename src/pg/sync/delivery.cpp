@@ -25,6 +25,7 @@
 #include "core/delivery/retry_policy.hpp"
 #include "core/delivery/send_window.hpp"
 #include "pg/base/boundary.hpp"
+#include "core/platforms/adapter.hpp"
 #include "core/platforms/destination_config.hpp"
 #include "core/base/error.hpp"
 #include "pg/sync/http_engine.hpp"
@@ -104,6 +105,7 @@ struct Job {
 struct Destination {
   int id = 0;
   std::string name, kind, url, secret;
+  const core::Adapter *adapter = nullptr;  // core::find_adapter(kind)
   int concurrency = 16;
   long timeout_ms = 10000;
   core::RetryPolicy retry;
@@ -365,6 +367,9 @@ class Deliverer {
     auto text = [](const char *v) { return std::string(v ? v : ""); };
     auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
     d.kind = text(r[2]);
+    d.adapter = core::find_adapter(d.kind);
+    if (!d.adapter)
+      throw core::Error("invalid_destination", "unknown destination kind \"" + d.kind + "\"");
     d.url = text(r[3]);
     sodium_memzero(d.secret.data(), d.secret.size());
     d.secret.clear();
@@ -532,10 +537,9 @@ class Deliverer {
         }
         core::HttpRequest request;
         try {
-          request = d.kind == "webhook"
-                        ? core::build_webhook_request(d.url, d.secret, job.event_id,
-                                                      unix_ms() / 1000, job.body, d.headers)
-                        : core::build_http_request(d.url, job.event_id, job.body, d.headers);
+          const core::OutboxRow row{job.id, job.event_id, job.body, job.attempts + 1};
+          request = std::move(
+              d.adapter->build_requests({d.url, d.secret, d.headers}, {row}, unix_ms()).at(0).http);
         } catch (const core::Error &e) {
           // A destination whose URL, secret or headers cannot make a request:
           // nothing is sent, the row is dead-lettered with the reason.
@@ -590,9 +594,8 @@ class Deliverer {
   void absorb_one(HttpResult &r, const Job &job, Destination &d) {
     std::int64_t now = steady_ms();
     {  // the former loop body of absorb(), kept as it was
-      core::Classified c = r.transport_error
-                               ? core::classify_transport_error()
-                               : core::classify_http(r.status, r.retry_after, unix_ms());
+      const core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt};
+      core::Classified c = core::to_classified(d.adapter->classify(answer, 1, unix_ms()).at(0));
       Outcome o{job.id,           job.tenant, "synced", 0,
                 job.attempts + 1, r.status,   {},       std::move(r.excerpt)};
       std::string what = r.transport_error ? r.error : "HTTP " + std::to_string(r.status);
