@@ -594,6 +594,8 @@ class Deliverer {
   void absorb_one(HttpResult &r, const Job &job, Destination &d) {
     std::int64_t now = steady_ms();
     {  // the former loop body of absorb(), kept as it was
+      // (A destination whose kind has no adapter sends nothing; absorb() fails the row.)
+      if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
       const core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt};
       core::Classified c = core::to_classified(d.adapter->classify(answer, 1, unix_ms()).at(0));
       Outcome o{job.id,           job.tenant, "synced", 0,
