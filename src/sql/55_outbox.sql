@@ -13,10 +13,20 @@
 -- Per (destination, entity) a row is only sent once every earlier row of
 -- that entity is synced, dead or acknowledged.
 
+-- The destination kinds are the adapters registered in
+-- src/core/platforms/registry.cpp; SQL keeps no list of its own. IMMUTABLE:
+-- a build of pg_ves knows a fixed set of kinds, and kinds are only ever
+-- added, so a row accepted once stays valid.
+CREATE FUNCTION ves.destination_kinds(OUT kind text, OUT description text) RETURNS SETOF record
+  AS 'MODULE_PATHNAME', 'ves_destination_kinds' LANGUAGE C IMMUTABLE PARALLEL SAFE ROWS 8;
+
+CREATE FUNCTION ves._destination_kind_known(kind text) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'ves_destination_kind_known' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE TABLE ves.destinations (
   id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name                text        NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
-  kind                text        NOT NULL CHECK (kind IN ('webhook', 'http')),
+  kind                text        NOT NULL CHECK (ves._destination_kind_known(kind)),
   -- Checked with libcurl's URL parser when written (ves._destination_check).
   url                 text        NOT NULL CHECK (url ~* '^https?://'),
   -- Filter: NULL means everything.
@@ -212,9 +222,10 @@ BEGIN
     RAISE EXCEPTION 'name, kind and url must not be NULL' USING ERRCODE = 'VE011',
       HINT = 'ves.create_destination(''shop-webhook'', ''webhook'', ''https://example.com/hook'', ''{}'')';
   END IF;
-  IF kind NOT IN ('webhook', 'http') THEN
+  IF NOT ves._destination_kind_known(kind) THEN
     RAISE EXCEPTION 'unknown destination kind "%"', kind USING ERRCODE = 'VE010',
-      HINT = 'Kinds: webhook (Standard Webhooks), http (plain JSON POST).';
+      HINT = 'Kinds: ' || (SELECT string_agg(k.k_kind || ' (' || k.k_description || ')', ', ' ORDER BY k.k_n)
+                           FROM ves.destination_kinds() WITH ORDINALITY AS k(k_kind, k_description, k_n)) || '.';
   END IF;
   IF length(name) NOT BETWEEN 1 AND 128 THEN
     RAISE EXCEPTION 'destination name must be 1 to 128 characters' USING ERRCODE = 'VE006',

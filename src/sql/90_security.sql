@@ -158,3 +158,7 @@ BEGIN
   END LOOP;
 END
 $detach$;
+
+-- The destination kinds (src/core/platforms/registry.cpp), for whoever
+-- creates destinations.
+GRANT EXECUTE ON FUNCTION ves.destination_kinds() TO ves_admin;

@@ -30,6 +30,9 @@ GRANT EXECUTE ON FUNCTION
   ves.expire_held_order_events(timestamptz),
   ves.purge_outbox(int)
 TO ves_worker;
+-- The CHECK on ves.destinations.kind, evaluated when the worker records a
+-- destination's health.
+GRANT EXECUTE ON FUNCTION ves._destination_kind_known(text) TO ves_worker;
 
 -- The worker serves every tenant: it reads all events and claims and records
 -- every outbox row, whatever ves.tenant_id its role might set.

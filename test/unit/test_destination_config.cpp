@@ -6,6 +6,7 @@
 #include "core/platforms/destination_config.hpp"
 #include "core/base/error.hpp"
 #include "core/json/json.hpp"
+#include "core/platforms/webhook.hpp"
 
 namespace core = pgves::core;
 namespace json = pgves::core::json;

@@ -7,6 +7,8 @@
 #include "core/crypto/crypto.hpp"
 #include "core/base/error.hpp"
 #include "core/delivery/http_request.hpp"
+#include "core/platforms/http.hpp"
+#include "core/platforms/webhook.hpp"
 #include "core/platforms/standard_webhooks.hpp"
 #include "vectors.hpp"
 

@@ -8,7 +8,6 @@
 #include <new>
 
 #include "core/base/error.hpp"
-#include "core/platforms/standard_webhooks.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
 #include "core/base/no_postgres.hpp"
@@ -42,17 +41,6 @@ constexpr std::array<std::string_view, 9> reserved_headers = {
     "content-type",    "webhook-id",     "webhook-timestamp", "webhook-signature",
     "idempotency-key", "content-length", "transfer-encoding", "host",
     "connection"};
-
-void append_extra(HttpRequest &request,
-                  const std::vector<std::pair<std::string, std::string>> &extra_headers) {
-  for (const auto &[name, value] : extra_headers) {
-    validate_header(name, value);
-    if (is_reserved_header(name))
-      throw Error("invalid_header",
-                  "header " + name + " is set by pg_ves and cannot be overridden");
-    request.headers.emplace_back(name, value);
-  }
-}
 
 }  // namespace
 
@@ -116,41 +104,15 @@ bool is_reserved_header(std::string_view name) {
   return false;
 }
 
-HttpRequest build_webhook_request(
-    std::string url, const std::string &secret, const std::string &msg_id, std::int64_t timestamp_s,
-    std::string body, const std::vector<std::pair<std::string, std::string>> &extra_headers) {
-  validate_url(url);
-  if (msg_id.empty()) throw Error("invalid_header", "webhook-id must not be empty");
-  validate_header("webhook-id", msg_id);
-  const std::string timestamp = std::to_string(timestamp_s);
-
-  HttpRequest request;
-  request.headers.emplace_back("content-type", "application/json");
-  request.headers.emplace_back("webhook-id", msg_id);
-  request.headers.emplace_back("webhook-timestamp", timestamp);
-  if (!secret.empty())
-    request.headers.emplace_back("webhook-signature",
-                                 webhooks::sign(secret, msg_id, timestamp, body));
-  append_extra(request, extra_headers);
-  request.url = std::move(url);
-  request.body = std::move(body);
-  return request;
-}
-
-HttpRequest build_http_request(
-    std::string url, const std::string &idempotency_key, std::string body,
-    const std::vector<std::pair<std::string, std::string>> &extra_headers) {
-  validate_url(url);
-  if (idempotency_key.empty()) throw Error("invalid_header", "Idempotency-Key must not be empty");
-  validate_header("Idempotency-Key", idempotency_key);
-
-  HttpRequest request;
-  request.headers.emplace_back("content-type", "application/json");
-  request.headers.emplace_back("Idempotency-Key", idempotency_key);
-  append_extra(request, extra_headers);
-  request.url = std::move(url);
-  request.body = std::move(body);
-  return request;
+void append_extra_headers(HttpRequest &request,
+                          const std::vector<std::pair<std::string, std::string>> &extra_headers) {
+  for (const auto &[name, value] : extra_headers) {
+    validate_header(name, value);
+    if (is_reserved_header(name))
+      throw Error("invalid_header",
+                  "header " + name + " is set by pg_ves and cannot be overridden");
+    request.headers.emplace_back(name, value);
+  }
 }
 
 }  // namespace pgves::core

@@ -1,5 +1,7 @@
-// The HTTP requests the delivery worker sends, built and checked here so that
-// the code doing the I/O only has to copy them into libcurl.
+// The HTTP requests the delivery worker sends and the checks every one of
+// them passes; each destination kind builds its own in src/core/platforms/
+// (webhook.hpp, http.hpp), so that the code doing the I/O only has to copy
+// them into libcurl.
 #pragma once
 
 #include <cstdint>
@@ -17,22 +19,11 @@ struct HttpRequest {
   std::string body;
 };
 
-// A Standard Webhooks delivery: content-type: application/json, webhook-id,
-// webhook-timestamp (decimal seconds) and, when secret is non-empty,
-// webhook-signature from webhooks::sign() (v1 for whsec_, v1a for whsk_
-// secrets), followed by extra_headers. msg_id must not be empty.
-// Throws Error("invalid_url"), Error("invalid_header") or, for a malformed
-// secret, Error("invalid_webhook_secret").
-HttpRequest build_webhook_request(
-    std::string url, const std::string &secret, const std::string &msg_id, std::int64_t timestamp_s,
-    std::string body, const std::vector<std::pair<std::string, std::string>> &extra_headers = {});
-
-// A plain JSON POST: content-type: application/json and Idempotency-Key (not
-// empty), followed by extra_headers, so that receivers can drop the repeats
-// that at-least-once delivery produces.
-HttpRequest build_http_request(
-    std::string url, const std::string &idempotency_key, std::string body,
-    const std::vector<std::pair<std::string, std::string>> &extra_headers = {});
+// Appends extra_headers to request after validate_header, refusing any
+// reserved name (is_reserved_header) with Error("invalid_header"). The
+// adapters' builders (src/core/platforms/) end with it.
+void append_extra_headers(HttpRequest &request,
+                          const std::vector<std::pair<std::string, std::string>> &extra_headers);
 
 // Throws Error("invalid_header") unless name is a non-empty RFC 9110 token
 // and value holds no control characters other than horizontal tab (in

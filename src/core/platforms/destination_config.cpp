@@ -5,7 +5,6 @@
 #include "core/json/canonical_json.hpp"
 #include "core/base/error.hpp"
 #include "core/delivery/http_request.hpp"
-#include "core/platforms/standard_webhooks.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
 #include "core/base/no_postgres.hpp"
@@ -99,16 +98,6 @@ std::vector<HeaderSpec> parse_secret_headers(std::string_view json_text) {
     out.push_back(HeaderSpec{name, value.as_string(), true});
   }
   return out;
-}
-
-void validate_webhook_secret(std::string_view secret) {
-  if (secret.rfind("whsec_", 0) != 0 && secret.rfind("whsk_", 0) != 0)
-    throw Error("invalid_webhook_secret",
-                "a webhook secret starts with whsec_ (HMAC) or whsk_ (Ed25519) followed by base64");
-  if (secret == "whsec_" || secret == "whsk_")
-    throw Error("invalid_webhook_secret", "the webhook secret has nothing after its prefix");
-  // Signing a fixed message decodes the key exactly as delivery will.
-  (void)webhooks::sign(secret, "msg", "0", "{}");
 }
 
 }  // namespace pgves::core

@@ -1,9 +1,9 @@
 // What a destination is configured with, checked once when it is written.
 //
 // ves.create_destination and ves.alter_destination call these validators
-// (through ves._check_destination), and the worker builds its requests with
-// the same ones, so a destination that was accepted cannot fail to parse at
-// send time.
+// (through ves._destination_check and each kind's Adapter::validate_options,
+// adapter.hpp), and the worker builds its requests with the same ones, so a
+// destination that was accepted cannot fail to parse at send time.
 #pragma once
 
 #include <string>
@@ -39,9 +39,5 @@ std::string secret_headers_json(const std::vector<HeaderSpec> &headers);
 
 // Reads secret_headers_json() back. Throws Error("invalid_header").
 std::vector<HeaderSpec> parse_secret_headers(std::string_view json_text);
-
-// Throws Error("invalid_webhook_secret") unless secret is a whsec_ (HMAC) or
-// whsk_ (Ed25519 seed) secret that webhooks::sign accepts.
-void validate_webhook_secret(std::string_view secret);
 
 }  // namespace pgves::core

@@ -21,6 +21,7 @@
 #include "core/delivery/http_request.hpp"
 #include "core/delivery/scheduler.hpp"
 #include "core/json/json.hpp"
+#include "core/platforms/adapter.hpp"
 #include "core/platforms/destination_config.hpp"
 #include "core/ves/envelope.hpp"
 #include "pg/base/boundary.hpp"
@@ -87,6 +88,7 @@ struct Job {
 struct Destination {
   int id = 0;
   std::string name, kind, url, secret;
+  const core::Adapter *adapter = nullptr;  // core::find_adapter(kind)
   long timeout_ms = 10000;
   std::vector<std::pair<std::string, std::string>> headers;
   // Set when the worker cannot use this destination's stored configuration
@@ -184,6 +186,9 @@ class Deliverer::Impl {
     auto text = [](const char *v) { return std::string(v ? v : ""); };
     auto num = [](const char *v) { return v ? strtod(v, nullptr) : 0.0; };
     d.kind = text(r[2]);
+    d.adapter = core::find_adapter(d.kind);
+    if (!d.adapter)
+      throw core::Error("invalid_destination", "unknown destination kind \"" + d.kind + "\"");
     d.url = text(r[3]);
     sodium_memzero(d.secret.data(), d.secret.size());
     d.secret.clear();
@@ -346,18 +351,23 @@ class Deliverer::Impl {
     }
   }
 
-  // The request that delivers a job's event to a destination. Throws
-  // core::Error when the destination's configuration cannot make one.
+  // The request that delivers a job's event to a destination, built by the
+  // adapter of its kind. Throws core::Error when the destination's
+  // configuration cannot make one.
   static core::HttpRequest build_request(const Destination &d, const Job &job) {
-    return d.kind == "webhook" ? core::build_webhook_request(d.url, d.secret, job.event_id,
-                                                             unix_ms() / 1000, job.body, d.headers)
-                               : core::build_http_request(d.url, job.event_id, job.body, d.headers);
+    if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
+    const core::OutboxRow row{job.id, job.event_id, job.body, job.attempts + 1};
+    return std::move(
+        d.adapter->build_requests({d.url, d.secret, d.headers}, {row}, unix_ms()).at(0).http);
   }
 
-  // What a finished transfer's answer means for its row.
-  static core::Classified classify(const HttpResult &r) {
-    return r.transport_error ? core::classify_transport_error()
-                             : core::classify_http(r.status, r.retry_after, unix_ms());
+  // What a finished transfer's answer means for its row, as the adapter of
+  // the destination's kind reads it. (A destination whose kind has no
+  // adapter sends nothing; absorb() fails the row.)
+  static core::Classified classify(const Destination &d, const HttpResult &r) {
+    if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
+    const core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt};
+    return core::to_classified(d.adapter->classify(answer, 1, unix_ms()).at(0));
   }
 
   Job take_queued(std::int64_t row) {
@@ -387,7 +397,7 @@ class Deliverer::Impl {
   }
 
   void absorb_one(HttpResult &r, const Job &job, Destination &d) {
-    core::Classified c = classify(r);
+    core::Classified c = classify(d, r);
     core::RowDecision decision =
         scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_));
     Outcome o{job.id,

@@ -1,24 +1,24 @@
 // Checks a destination when it is written and seals its credentials.
 //
 // ves.create_destination and ves.alter_destination call
-// ves._destination_check before they write anything: the URL, the headers
-// and the secret go through the src/core validators the worker builds its
-// requests with, and timeout_ms is held to ves.max_timeout_ms. The secret
-// and the values of secret headers come back sealed under the server key
-// (the agent keys' crypto_secretbox), so plain text never reaches a table.
-#include "core/platforms/destination_config.hpp"
+// ves._destination_check before they write anything: the kind's adapter
+// (src/core/platforms/adapter.hpp) checks the URL, the secret and the headers
+// with the validators the worker builds its requests with, and timeout_ms is
+// held to ves.max_timeout_ms. The secret and the values of secret headers
+// come back sealed under the server key (the agent keys' crypto_secretbox),
+// so plain text never reaches a table.
 #include "core/base/error.hpp"
-#include "core/delivery/http_request.hpp"
 #include "core/json/json.hpp"
+#include "core/platforms/adapter.hpp"
+#include "core/platforms/destination_config.hpp"
 #include "pg/base/boundary.hpp"
-#include "pg/store/keys.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/base/settings.hpp"
-#include "pg/store/stored_event.hpp"
+#include "pg/store/keys.hpp"
 
 #include <sodium.h>
 
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -27,68 +27,30 @@ namespace core = pgves::core;
 
 namespace {
 
-std::string arg_text(FunctionCallInfo fcinfo, int n) {
-  const text *t = PG_GETARG_TEXT_PP(n);
-  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+// The SQLSTATE of each family of core::OptionError (adapter.hpp).
+int option_sqlstate(const std::string &code) {
+  if (code == "invalid_url") return sqlstate::invalid_destination_url;
+  if (code == "invalid_header") return sqlstate::invalid_destination_header;
+  return sqlstate::invalid_argument;
 }
 
-bytea *to_bytea(const std::vector<uint8> &bytes) {
-  bytea *b = static_cast<bytea *>(palloc(VARHDRSZ + bytes.size()));
-  SET_VARSIZE(b, VARHDRSZ + bytes.size());
-  std::memcpy(VARDATA(b), bytes.data(), bytes.size());
-  return b;
-}
-
-void check_url(const std::string &url) {
+// Runs one of the adapter's checks, turning its refusal into the VesError
+// the SQL functions raise.
+template <typename F>
+auto checked(F &&check) -> decltype(check()) {
   try {
-    core::validate_url(url);
-  } catch (const core::Error &e) {
-    throw VesError(sqlstate::invalid_destination_url, e.what(), {},
-                   "Give an http:// or https:// URL with a host and no spaces, e.g. "
-                   "https://example.com/hooks/pg-ves.");
-  }
-  if (core::url_has_userinfo(url))
-    throw VesError(
-        sqlstate::invalid_destination_url, "destination url must not carry a user name or password",
-        {},
-        "The url is stored in plain text; send credentials in a secret header instead, e.g. "
-        "{\"headers\": {\"Authorization\": {\"value\": \"Basic ...\", \"secret\": true}}}.");
-}
-
-std::vector<core::HeaderSpec> check_headers(const core::json::Value &headers) {
-  try {
-    return core::parse_header_option(headers);
-  } catch (const core::Error &e) {
-    throw VesError(
-        sqlstate::invalid_destination_header, e.what(), {},
-        "headers is an object of names (RFC 9110 token characters) to string values "
-        "without control characters; a secret one is {\"value\": \"...\", \"secret\": true}.");
+    return check();
+  } catch (const core::OptionError &e) {
+    throw VesError(option_sqlstate(e.code()), e.what(), {}, e.hint());
   }
 }
 
-void check_secret(const std::string &kind, const core::json::Value &secret) {
-  if (secret.is_null()) return;
-  if (secret.kind() != core::json::Kind::string)
-    throw VesError(sqlstate::invalid_argument, "the destination secret must be a string", {},
-                   "Pass the secret your endpoint gave you as a JSON string.");
-  const std::string &s = secret.as_string();
-  if (kind == "webhook") {
-    try {
-      core::validate_webhook_secret(s);
-    } catch (const core::Error &) {
-      // The core's message may describe the secret; say only what is expected.
-      throw VesError(
-          sqlstate::invalid_argument,
-          "a webhook secret starts with whsec_ (HMAC) or whsk_ (Ed25519) followed by base64", {},
-          "Use the secret your endpoint gave you, e.g. whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw.");
-    }
-  } else {
-    for (char c : s)
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-        throw VesError(sqlstate::invalid_argument,
-                       "the destination secret contains a control character", {},
-                       "Pass the secret as it was given to you, without line breaks.");
-  }
+const core::Adapter &adapter_for(const std::string &kind) {
+  const core::Adapter *adapter = core::find_adapter(kind);
+  if (!adapter)
+    throw VesError(sqlstate::invalid_argument, "unknown destination kind \"" + kind + "\"", {},
+                   "Kinds: " + core::describe_kinds() + ".");
+  return *adapter;
 }
 
 void check_timeout(const core::json::Value &timeout) {
@@ -105,6 +67,22 @@ void check_timeout(const core::json::Value &timeout) {
                        ", or have a superuser raise ves.max_timeout_ms.");
 }
 
+Datum sealed(const std::string &plain) {
+  std::vector<uint8> box = keys::seal_secret(plain);
+  return safe::bytea_datum(box.data(), box.size());
+}
+
+// The OUT parameters of fcinfo's function as one composite Datum.
+Datum composite_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
+  return pg_call([&] {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+      elog(ERROR, "pg_ves: ves._destination_check must return a composite");
+    desc = BlessTupleDesc(desc);
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+  });
+}
+
 }  // namespace
 
 // ves._destination_check(kind, url, options, OUT headers, OUT secret_box,
@@ -115,9 +93,12 @@ PGVES_FUNCTION(ves_destination_check) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
     throw VesError(sqlstate::null_argument, "kind and options must not be NULL", {},
                    "Pass '{}' for no options.");
-  std::string kind = arg_text(fcinfo, 0);
-  if (!PG_ARGISNULL(1)) check_url(arg_text(fcinfo, 1));
-  std::string options_text = jsonb_text(PG_GETARG_JSONB_P(2));
+  const core::Adapter &adapter = adapter_for(safe::text_string(PG_GETARG_DATUM(0)));
+  if (!PG_ARGISNULL(1)) {
+    std::string url = safe::text_string(PG_GETARG_DATUM(1));
+    checked([&] { adapter.validate_url(url); });
+  }
+  std::string options_text = safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(2)));
   core::json::Value options = core::json::parse(options_text);
   sodium_memzero(options_text.data(), options_text.size());
   if (options.kind() != core::json::Kind::object)
@@ -127,33 +108,21 @@ PGVES_FUNCTION(ves_destination_check) {
   Datum values[3] = {0, 0, 0};
   bool nulls[3] = {true, true, true};
   if (const core::json::Value *timeout = options.find("timeout_ms")) check_timeout(*timeout);
-  if (const core::json::Value *secret = options.find("secret")) {
-    check_secret(kind, *secret);
-    if (!secret->is_null()) {
-      std::vector<uint8> box = keys::seal_secret(secret->as_string());
-      values[1] = PointerGetDatum(to_bytea(box));
-      nulls[1] = false;
-    }
+  std::vector<core::HeaderSpec> specs = checked([&] { return adapter.validate_options(options); });
+  if (const core::json::Value *secret = options.find("secret"); secret && !secret->is_null()) {
+    values[1] = sealed(secret->as_string());
+    nulls[1] = false;
   }
-  if (const core::json::Value *headers = options.find("headers")) {
-    std::vector<core::HeaderSpec> specs = check_headers(*headers);
-    std::string shown = core::displayed_headers_json(specs);
-    values[0] = PointerGetDatum(pg_call([&] { return jsonb_from_text(shown); }));
+  if (options.find("headers")) {
+    values[0] = PointerGetDatum(safe::jsonb_from_text(core::displayed_headers_json(specs)));
     nulls[0] = false;
-    std::string sealed = core::secret_headers_json(specs);
-    if (sealed != "{}") {
-      std::vector<uint8> box = keys::seal_secret(sealed);
-      values[2] = PointerGetDatum(to_bytea(box));
+    std::string secret_headers = core::secret_headers_json(specs);
+    if (secret_headers != "{}") {
+      values[2] = sealed(secret_headers);
       nulls[2] = false;
     }
-    sodium_memzero(sealed.data(), sealed.size());
+    sodium_memzero(secret_headers.data(), secret_headers.size());
     for (core::HeaderSpec &h : specs) sodium_memzero(h.value.data(), h.value.size());
   }
-  return pg_call([&] {
-    TupleDesc desc;
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-      elog(ERROR, "pg_ves: ves._destination_check must return a composite");
-    desc = BlessTupleDesc(desc);
-    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-  });
+  return composite_result(fcinfo, values, nulls);
 }

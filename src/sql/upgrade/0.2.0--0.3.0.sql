@@ -34,3 +34,14 @@ REVOKE ALL ON FUNCTION ves.conflict_vocabulary(), ves._check_resolution(uuid, te
   ves._reservation_conflict(ves.inventory, bigint, text, text, text, bigint, text, timestamptz, text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.conflict_vocabulary() TO ves_reader;
+
+-- Destination kinds come from the adapter registry (src/core/platforms/):
+-- the CHECK on ves.destinations.kind and ves.create_destination ask C.
+-- @create function ves.destination_kinds
+-- @create function ves._destination_kind_known
+ALTER TABLE ves.destinations DROP CONSTRAINT destinations_kind_check,
+  ADD CONSTRAINT destinations_kind_check CHECK (ves._destination_kind_known(kind));
+-- @replace function ves.create_destination
+REVOKE ALL ON FUNCTION ves.destination_kinds(), ves._destination_kind_known(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.destination_kinds() TO ves_admin;
+GRANT EXECUTE ON FUNCTION ves._destination_kind_known(text) TO ves_worker;
