@@ -10,6 +10,12 @@
 //   record  a short transaction writes every finished transfer's outcome and
 //           the destinations' health.
 //
+// What to send when, and what an answer means for a row and its destination,
+// is decided by core::Scheduler (src/core/delivery/scheduler.hpp); this file
+// does what is PostgreSQL's (statements in outbox_sql.hpp) and the transfers.
+// build_request and classify are where a destination kind shapes a request
+// and reads its answer.
+//
 // A crash anywhere loses nothing: a lease names its holder's lease identity
 // (signals::lease_owner), and rows whose holder is no longer alive are claimed
 // again at once (a live holder's only when the lease expires); a request may
