@@ -7,7 +7,7 @@ CREATE FUNCTION ves._require_preload() RETURNS void
   AS 'MODULE_PATHNAME', 'ves_require_preload' LANGUAGE C VOLATILE;
 SELECT ves._require_preload();
 
--- The session's tenant scope (src/pg/tenant.cpp, README "Tenancy"), used by
+-- The session's tenant scope (src/pg/base/tenant.cpp, README "Tenancy"), used by
 -- every function, view and row-level security policy over tenant data.
 CREATE FUNCTION ves.current_tenant() RETURNS uuid
   AS 'MODULE_PATHNAME', 'ves_current_tenant' LANGUAGE C STABLE;

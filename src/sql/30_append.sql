@@ -1,4 +1,4 @@
--- The write path (src/pg/append.cpp).
+-- The write path (src/pg/store/append.cpp).
 
 CREATE TYPE ves.append_result AS (
   event_id       uuid,

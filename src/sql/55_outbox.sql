@@ -1,5 +1,5 @@
 -- The outbox: one row per (event, destination), written in the appending
--- transaction, drained by the sync worker (src/pg/worker.cpp) over HTTP.
+-- transaction, drained by the sync worker (src/pg/sync/worker_loop.cpp, deliverer.cpp) over HTTP.
 --
 -- Statuses: pending -> synced; failed (a retry is scheduled at
 -- next_attempt_at); dead (dead-lettered after the last attempt, a permanent
@@ -85,7 +85,7 @@ CREATE TABLE ves.outbox (
   attempts        int         NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL DEFAULT now(),
   lease_until     timestamptz,
-  leased_by       bigint,     -- lease identity of the holder (not a pid), see worker::lease_owner
+  leased_by       bigint,     -- lease identity of the holder (not a pid), see signals::lease_owner
   last_status     int,
   last_error      text,
   last_response   text,
@@ -101,7 +101,7 @@ CREATE TABLE ves.outbox (
 -- predicate's second half is always true (the column is NOT NULL), and the
 -- claim implies it (next_attempt_at <= now()); the claim's per-entity probe
 -- does not, so this index can never serve that probe, whatever the
--- statistics say (src/pg/delivery.cpp, kClaimSql).
+-- statistics say (src/pg/sync/outbox_sql.cpp, kClaimSql).
 CREATE INDEX outbox_open_idx ON ves.outbox (destination_id, event_position)
   WHERE status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL;
 -- Ordering: the open rows of one entity at one destination; a claim probes
@@ -190,7 +190,7 @@ END $$;
 
 -- The URL, headers, secret and timeout_ms, checked by the C++ validators the
 -- worker sends with; returns the headers to show (secret values redacted) and
--- the sealed secret and secret header values. See src/pg/destination_config.cpp.
+-- the sealed secret and secret header values. See src/pg/sync/destination_config.cpp.
 CREATE FUNCTION ves._destination_check(kind text, url text, options jsonb,
                                        OUT headers jsonb, OUT secret_box bytea, OUT headers_box bytea)
   AS 'MODULE_PATHNAME', 'ves_destination_check' LANGUAGE C VOLATILE;

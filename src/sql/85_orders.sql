@@ -1,4 +1,4 @@
--- Orders follow their state machine (src/core/order_state.cpp): order.created,
+-- Orders follow their state machine (src/core/state/order_state.cpp): order.created,
 -- order.updated, order.shipped (with a tracking number), order.delivered,
 -- order.cancelled, payment.* and return.*. An event the order can never
 -- accept is refused (VE032; VE004 for a shipment without tracking number).
