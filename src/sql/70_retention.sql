@@ -19,15 +19,27 @@ BEGIN
   RETURN pinned;
 END $$;
 
-CREATE FUNCTION ves.drop_expired_partitions(older_than timestamptz DEFAULT NULL)
+-- Drops the month partitions that ended before `older_than` (default: the
+-- start of the month ves.retention_months ago; ves.retention_months = 0 keeps
+-- every month unless older_than is given). With `lock_wait` (the sync worker
+-- passes 100 ms, once a day) a partition whose lock is not granted in time is
+-- left for a later round and reported as busy; without it the drop waits like
+-- any other statement.
+CREATE FUNCTION ves.drop_expired_partitions(older_than timestamptz DEFAULT NULL,
+                                            lock_wait interval DEFAULT NULL)
   RETURNS TABLE (partition text, dropped boolean, reason text)
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+  months int := current_setting('ves.retention_months')::int;
   cutoff timestamptz := coalesce(older_than,
-    (date_trunc('month', now() AT TIME ZONE 'UTC')
-      - make_interval(months => current_setting('ves.retention_months')::int)) AT TIME ZONE 'UTC');
+    CASE WHEN months > 0 THEN
+      (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => months)) AT TIME ZONE 'UTC'
+    END);
   p record;
 BEGIN
+  IF cutoff IS NULL THEN
+    RETURN;
+  END IF;
   FOR p IN SELECT * FROM ves.event_partitions WHERE month_end <= cutoff ORDER BY month_start LOOP
     partition := p.partition::text;
     IF ves.partition_pinned(p.partition) THEN
@@ -36,12 +48,16 @@ BEGIN
       RETURN NEXT;
       CONTINUE;
     END IF;
-    EXECUTE format('DELETE FROM ves.idempotency_keys k USING %s e WHERE k.tenant_id = e.tenant_id AND k.event_id = e.event_id', p.partition);
-    EXECUTE format('DELETE FROM ves.event_ids i USING %s e WHERE i.tenant_id = e.tenant_id AND i.event_id = e.event_id', p.partition);
-    EXECUTE format('DROP TABLE %s', p.partition);
-    INSERT INTO ves.maintenance_log (action, detail) VALUES ('drop_partition', partition);
-    dropped := true;
-    reason := 'older than retention';
+    dropped := ves._partition_ddl(ARRAY[
+      format('DELETE FROM ves.idempotency_keys k USING %s e WHERE k.tenant_id = e.tenant_id AND k.event_id = e.event_id', p.partition),
+      format('DELETE FROM ves.event_ids i USING %s e WHERE i.tenant_id = e.tenant_id AND i.event_id = e.event_id', p.partition),
+      format('DROP TABLE %s', p.partition)], lock_wait);
+    IF dropped THEN
+      INSERT INTO ves.maintenance_log (action, detail) VALUES ('drop_partition', partition);
+      reason := 'older than retention';
+    ELSE
+      reason := 'busy: its lock was not granted within lock_wait; left for a later round';
+    END IF;
     RETURN NEXT;
   END LOOP;
 END $$;

@@ -46,7 +46,7 @@ TO ves_writer;
 GRANT EXECUTE ON FUNCTION
   ves.begin_maintenance(text),
   ves.ensure_partitions(timestamptz, interval),
-  ves.drop_expired_partitions(timestamptz),
+  ves.drop_expired_partitions(timestamptz, interval),
   ves._read_fence_holders(),
   ves.debug_raise(text),
   ves.debug_live_objects(),

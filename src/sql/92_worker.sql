@@ -13,7 +13,7 @@ GRANT USAGE ON SCHEMA ves TO ves_worker;
 -- ves_worker: exactly what the sync worker does when ves.worker_role names
 -- a role holding it. It reads the settings, the destinations and the events,
 -- claims and records outbox rows, records the destinations' health; its
--- partition DDL, purges and expiries and its reading of the credentials go
+-- partition DDL and retention, purges and expiries and its reading of the credentials go
 -- through definer functions that pin their search_path.
 -- (A worker statement that writes another column needs it added here.)
 GRANT SELECT ON ves.sync_settings, ves.events, ves.destinations, ves.outbox TO ves_worker;
@@ -28,6 +28,7 @@ GRANT EXECUTE ON FUNCTION
   ves.ensure_idempotency_partitions(timestamptz, int, interval),
   ves.expire_idempotency_records(timestamptz, interval),
   ves.expire_held_order_events(timestamptz),
+  ves.drop_expired_partitions(timestamptz, interval),
   ves.purge_outbox(int)
 TO ves_worker;
 -- The CHECK on ves.destinations.kind, evaluated when the worker records a

@@ -2,7 +2,8 @@
 # the order functions: it makes the day partitions ahead and drops a day
 # once every record in it has expired (ves.idempotency_ttl), without
 # touching records still in force. It also expires order events held longer
-# than the sync setting order_hold.
+# than the sync setting order_hold, and drops the month partitions of
+# ves.events past ves.retention_months (once a day, starting at once).
 use strict;
 use warnings;
 
@@ -43,7 +44,17 @@ sql(qq{SELECT ves.record_order_event('$tenant', '$store', 'o-old', 'order.delive
 sql(qq{SELECT ves.record_order_event('$tenant', '$store', 'o-new', 'order.delivered', source => 'shopify')});
 sql(q{UPDATE ves.held_order_events SET held_at = now() - interval '8 days' WHERE order_id = 'o-old'});
 
+# Months of events far past ves.retention_months (12 by default).
+sql(q{SELECT ves.ensure_partitions('2020-03-15')});
+my $old_months = q{SELECT count(*) FROM ves.event_partitions WHERE month_end <= '2021-01-01'};
+cmp_ok(sql($old_months), '>=', 3, 'months of 2020 exist before the worker runs');
+
 ok(enable_worker($node), 'the sync worker runs');
+ok(wait_until(30, sub { sql($old_months) == 0 }), 'the worker dropped the months past retention');
+cmp_ok(sql(q{SELECT count(*) FROM ves.maintenance_log WHERE action = 'drop_partition' AND detail LIKE '%2020%'}),
+	'>=', 3, 'and logged each drop');
+cmp_ok(sql(q{SELECT count(*) FROM ves.event_partitions WHERE month_end > now()}), '>=', 1,
+	'the current months are kept');
 ok(wait_until(30, sub { sql("SELECT to_regclass('ves.$old') IS NULL") eq 't' }),
 	'the worker dropped the expired day');
 ok(wait_until(30, sub { day_partitions() >= 4 }), 'the worker made today and the days ahead');

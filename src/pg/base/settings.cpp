@@ -113,10 +113,11 @@ void define() {
                            nullptr, &notify_on_append, true, PGC_SUSET, 0, nullptr, nullptr,
                            nullptr);
   DefineCustomIntVariable(
-      "ves.retention_months", "How many months of events retention keeps.",
-      "ves.drop_expired_partitions() drops older month partitions, but never one that holds "
-      "events a subscription has not acknowledged.",
-      &retention_months, 12, 1, 1200, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+      "ves.retention_months", "How many months of events retention keeps; 0 keeps every month.",
+      "The sync worker runs ves.drop_expired_partitions() once a day: it drops older month "
+      "partitions, but never one that holds events a subscription has not acknowledged or the "
+      "outbox has not delivered.",
+      &retention_months, 12, 0, 1200, PGC_SUSET, 0, nullptr, nullptr, nullptr);
   DefineCustomStringVariable(
       "ves.server_key_file", "File holding the key that encrypts agent private keys at rest.",
       "Relative paths are relative to the data directory. Created with mode 0600 on first use.",

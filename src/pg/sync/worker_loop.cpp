@@ -126,6 +126,30 @@ void maintain_partitions() {
   });
 }
 
+// Drops the month partitions past ves.retention_months, waiting at most
+// 100 ms for each one's lock, in a transaction of its own; returns whether a
+// partition was left because it was busy (the next round tries again).
+bool drop_expired_partitions() {
+  return pg_call([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "pg_ves: retention");
+    SPI_execute(
+        "SELECT pg_catalog.count(*) FROM ves.drop_expired_partitions(NULL, '100ms') r"
+        " WHERE NOT r.dropped AND r.reason OPERATOR(pg_catalog.~~) 'busy%'",
+        false, 1);
+    bool isnull;
+    int64 busy =
+        DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    return busy > 0;
+  });
+}
+
 // Purges one batch of closed outbox rows in a transaction of its own;
 // returns whether the batch was full (more may be waiting).
 bool purge_closed_rows() {
@@ -161,8 +185,18 @@ void report_stat_and_idle() {
 
 // --- the loop ------------------------------------------------------------------
 
+// When retention runs next (steady clock, ms): at the first round, then once
+// a day, or a minute later when a partition was busy or the round failed.
+std::int64_t next_retention_ms = 0;
+
 void housekeeping() {
   maintain_partitions();
+  std::int64_t now = steady_ms();
+  if (now >= next_retention_ms) {
+    // Set first: a round that fails is not retried before a minute has passed.
+    next_retention_ms = now + 60 * 1000;
+    if (!drop_expired_partitions()) next_retention_ms = now + 24 * 3600 * 1000LL;
+  }
   // Closed rows go in batches, each its own transaction, until a batch comes
   // back short: a backlog of any size is purged without long locks.
   for (int round = 0; round < 1000 && !ShutdownRequestPending; ++round)

@@ -45,3 +45,10 @@ ALTER TABLE ves.destinations DROP CONSTRAINT destinations_kind_check,
 REVOKE ALL ON FUNCTION ves.destination_kinds(), ves._destination_kind_known(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.destination_kinds() TO ves_admin;
 GRANT EXECUTE ON FUNCTION ves._destination_kind_known(text) TO ves_worker;
+
+-- Retention: drop_expired_partitions takes a lock wait, so the sync worker
+-- can run it daily without queueing appends behind it.
+DROP FUNCTION ves.drop_expired_partitions(timestamptz);
+-- @create function ves.drop_expired_partitions
+REVOKE ALL ON FUNCTION ves.drop_expired_partitions(timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.drop_expired_partitions(timestamptz, interval) TO ves_admin, ves_worker;
