@@ -121,6 +121,33 @@ class MockServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class ControlError(ValueError):
+    """A control request the mock refuses (answered 400)."""
+
+
+def parse_fault_spec(spec, kinds):
+    """The fields every mock's faults share, checked: (kind, times, path,
+    status). times None means unlimited; path None, every path."""
+    if not isinstance(spec, dict):
+        raise ControlError("fault must be a JSON object")
+    kind = spec.get("kind")
+    if kind not in kinds:
+        raise ControlError("kind must be one of %s" % (kinds,))
+    times = spec.get("times", 1)
+    if times is not None:
+        times = int(times)
+        if times < 1:
+            raise ControlError("times must be >= 1 (or null: unlimited)")
+    path = spec.get("path")
+    if path is not None and (not isinstance(path, str) or
+                             not path.startswith("/")):
+        raise ControlError("path must be a string starting with /")
+    status = int(spec.get("status", 503))
+    if kind == "5xx" and not 500 <= status <= 599:
+        raise ControlError("status must be within 500..599")
+    return kind, times, path, status
+
+
 def write_atomic(path, text):
     """Writes text to path so that a reader never sees half of it."""
     tmp = "%s.%d.tmp" % (path, os.getpid())

@@ -33,7 +33,8 @@ import zlib
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mockhttp import MockServer, write_atomic  # noqa: E402
+from mockhttp import (ControlError, MockServer,  # noqa: E402
+                      parse_fault_spec, write_atomic)
 
 FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset")
 SERVER_NAME = "pg_ves-platform-mock"
@@ -58,36 +59,17 @@ class Reply:
         return json.dumps(self.obj, separators=(",", ":")).encode()
 
 
-class ControlError(ValueError):
-    pass
-
-
 class Fault:
     __slots__ = ("kind", "times", "every", "path", "status", "matched")
 
     def __init__(self, spec):
-        if not isinstance(spec, dict):
-            raise ControlError("fault must be a JSON object")
-        self.kind = spec.get("kind")
-        if self.kind not in FAULT_KINDS:
-            raise ControlError("kind must be one of %s" % (FAULT_KINDS,))
-        self.times = spec.get("times", 1)
-        if self.times is not None:
-            self.times = int(self.times)
-            if self.times < 1:
-                raise ControlError("times must be >= 1 (or null: unlimited)")
+        self.kind, self.times, self.path, self.status = parse_fault_spec(
+            spec, FAULT_KINDS)
         self.every = spec.get("every")
         if self.every is not None:
             self.every = int(self.every)
             if self.every < 1:
                 raise ControlError("every must be >= 1")
-        self.path = spec.get("path")
-        if self.path is not None and (not isinstance(self.path, str) or
-                                      not self.path.startswith("/")):
-            raise ControlError("path must be a string starting with /")
-        self.status = int(spec.get("status", 503))
-        if self.kind == "5xx" and not 500 <= self.status <= 599:
-            raise ControlError("status must be within 500..599")
         self.matched = 0
 
     def describe(self):

@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey, Ed25519PublicKey)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mockhttp import MockServer, write_atomic  # noqa: E402
+from mockhttp import (ControlError, MockServer,  # noqa: E402
+                      parse_fault_spec, write_atomic)
 
 SERVER_NAME = "pg_ves-sequencer-mock"
 
@@ -612,10 +613,6 @@ class Envelope:
 # Faults
 # ---------------------------------------------------------------------------
 
-class ControlError(ValueError):
-    pass
-
-
 FAULT_KINDS = ("skip", "repeat", "gap", "duplicate", "forge", "throttle",
                "5xx", "reset", "delay")
 REQUEST_FAULTS = ("throttle", "5xx", "reset", "delay")
@@ -624,20 +621,8 @@ FORGE_HOW = ("payload", "rehash", "signature", "receipt")
 
 class Fault:
     def __init__(self, spec):
-        if not isinstance(spec, dict):
-            raise ControlError("fault must be a JSON object")
-        self.kind = spec.get("kind")
-        if self.kind not in FAULT_KINDS:
-            raise ControlError("kind must be one of %s" % (FAULT_KINDS,))
-        self.times = spec.get("times", 1)
-        if self.times is not None:
-            self.times = int(self.times)
-            if self.times < 1:
-                raise ControlError("times must be >= 1 (or null: unlimited)")
-        self.path = spec.get("path")
-        if self.path is not None and (not isinstance(self.path, str) or
-                                      not self.path.startswith("/")):
-            raise ControlError("path must be a string starting with /")
+        self.kind, self.times, self.path, self.status = parse_fault_spec(
+            spec, FAULT_KINDS)
         self.seq = spec.get("seq")
         if self.seq is not None:
             self.seq = int(self.seq)
@@ -645,9 +630,6 @@ class Fault:
             if spec.get("tenant_id") else None
         self.store_id = uuid.UUID(spec["store_id"]) \
             if spec.get("store_id") else None
-        self.status = int(spec.get("status", 503))
-        if self.kind == "5xx" and not 500 <= self.status <= 599:
-            raise ControlError("status must be within 500..599")
         self.delay_ms = int(spec.get("delay_ms", 1000))
         self.retry_after = spec.get("retry_after")
         self.how = spec.get("how", "payload")
