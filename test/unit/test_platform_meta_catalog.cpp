@@ -176,3 +176,23 @@ TEST(MetaClassify, BatchStatus) {
   ASSERT_EQ(s.rows.size(), 3u);
   EXPECT_EQ(s.rows[0].verdict, Verdict::permanent);
 }
+
+TEST(MetaRead, ExactRequestAndParse) {
+  const auto o = p::meta_options(js(options_text()));
+  const auto r = p::meta_read_products(o, "http://127.0.0.1:40214", {"SKU-1", "SKU 2"});
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(
+      r.url,
+      "http://127.0.0.1:40214/v23.0/880000000000001/products"
+      "?filter=%7B%22retailer_id%22%3A%7B%22is_any%22%3A%5B%22SKU-1%22%2C%22SKU%202%22%5D%7D%7D"
+      "&fields=retailer_id%2Cquantity_to_sell_on_facebook&limit=2");
+  EXPECT_EQ(header(r, "Authorization"), "Bearer meta-access-token");
+  const auto items = p::meta_parse_products(answer(
+      200,
+      R"({"data":[{"id":"900000000001","retailer_id":"SKU-1","quantity_to_sell_on_facebook":4},)"
+      R"({"id":"900000000002","retailer_id":"SKU 2","quantity_to_sell_on_facebook":0}]})"));
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0], (std::pair<std::string, std::int64_t>{"SKU-1", 4}));
+  EXPECT_EQ(items[1], (std::pair<std::string, std::int64_t>{"SKU 2", 0}));
+  EXPECT_THROW(p::meta_parse_products(answer(400, error_body(190))), core::Error);
+}

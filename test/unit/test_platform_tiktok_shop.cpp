@@ -211,3 +211,30 @@ TEST(TikTokClassify, RetryAfterAndAnswersWithoutCode) {
   EXPECT_EQ(p::tiktok_classify_one(answer(500, R"({"code":0})"), kNow).verdict, Verdict::retry);
   EXPECT_EQ(p::tiktok_classify_one(answer(400, R"({"code":0})"), kNow).verdict, Verdict::permanent);
 }
+
+TEST(TikTokSearch, ExactRequestAndParse) {
+  const auto o = p::tiktok_options(js(options_text()));
+  const auto r =
+      p::tiktok_inventory_search(o, "http://127.0.0.1:40212", {"1729592969712207008", "P2"}, kNow);
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.url,
+            "http://127.0.0.1:40212/product/202309/inventory/search"
+            "?app_key=tts_app_key&shop_cipher=ROW_pgves_test&timestamp=1764460800"
+            "&sign=109a98a67e2efa666344525d6259dcef5255162660d9259a6271dab8145212b3");
+  EXPECT_EQ(header(r, "x-tts-access-token"), "tts_access_token_0");
+  EXPECT_EQ(r.body, R"({"product_ids":["1729592969712207008","P2"]})");
+  const auto stock = p::tiktok_parse_search(answer(
+      200,
+      R"({"code":0,"message":"Success","request_id":"r","data":{"inventory":[{"product_id":"1729592969712207008","skus":[)"
+      R"({"id":"1729592969712207009","total_available_quantity":9,"total_committed_quantity":0,"warehouse_inventory":[)"
+      R"({"warehouse_id":"7000000000000000001","available_quantity":7,"committed_quantity":0},)"
+      R"({"warehouse_id":"7000000000000000002","available_quantity":2,"committed_quantity":0}]}]}]}})"));
+  ASSERT_EQ(stock.size(), 2u);
+  EXPECT_EQ(stock[0].product_id, "1729592969712207008");
+  EXPECT_EQ(stock[0].sku_id, "1729592969712207009");
+  EXPECT_EQ(stock[0].warehouse_id, "7000000000000000001");
+  EXPECT_EQ(stock[0].available, 7);
+  EXPECT_EQ(stock[1].available, 2);
+  EXPECT_THROW(p::tiktok_parse_search(answer(401, R"({"code":105002,"message":"m","data":null})")),
+               core::Error);
+}

@@ -91,6 +91,37 @@ HttpRequest meta_batch_status(const MetaOptions &options, std::string_view url,
   return r;
 }
 
+HttpRequest meta_read_products(const MetaOptions &options, std::string_view url,
+                               const std::vector<std::string> &retailer_ids) {
+  Value::Array ids;
+  for (const std::string &id : retailer_ids) ids.push_back(Value(id));
+  const std::string filter = jcs::canonicalize(Value(
+      Value::Object{{"retailer_id", Value(Value::Object{{"is_any", Value(std::move(ids))}})}}));
+  HttpRequest r;
+  r.method = "GET";
+  r.url = edge_url(options, url, "products") + "?" +
+          form_encode({{"filter", filter},
+                       {"fields", "retailer_id,quantity_to_sell_on_facebook"},
+                       {"limit", std::to_string(retailer_ids.size())}});
+  r.headers = {{"Accept", "application/json"}, {"Authorization", "Bearer " + options.access_token}};
+  return r;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> meta_parse_products(const Answer &answer) {
+  const auto doc =
+      answer.transport_error || answer.status != 200 ? std::nullopt : try_parse(answer.body);
+  const Value *data = doc ? doc->find("data") : nullptr;
+  if (!data || data->kind() != json::Kind::array)
+    throw Error("invalid_answer", "the Graph API did not answer the products read with data");
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const Value &item : data->as_array()) {
+    const std::string *id = string_member(&item, "retailer_id");
+    const auto quantity = as_integer(item.find("quantity_to_sell_on_facebook"));
+    if (id && quantity) out.emplace_back(*id, *quantity);
+  }
+  return out;
+}
+
 RowVerdict meta_classify_error(const Answer &answer, std::int64_t now_unix_ms) {
   if (answer.transport_error) return retry(-1, "no answer from the Graph API");
   const auto doc = try_parse(answer.body);

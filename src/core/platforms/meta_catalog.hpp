@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/delivery/http_request.hpp"
@@ -58,6 +59,17 @@ std::vector<PlatformRequest> meta_items_batch(const MetaOptions &options, std::s
 // the token in Authorization: Bearer (not in the URL).
 HttpRequest meta_batch_status(const MetaOptions &options, std::string_view url,
                               std::string_view handle);
+
+// GET {url}/{api_version}/{catalog_id}/products?filter={"retailer_id":{"is_any":[...]}}
+// &fields=retailer_id,quantity_to_sell_on_facebook&limit=N, token in
+// Authorization: Bearer: the read for reconciliation (one page of N items;
+// paging.next is not followed).
+HttpRequest meta_read_products(const MetaOptions &options, std::string_view url,
+                               const std::vector<std::string> &retailer_ids);
+
+// (retailer_id, quantity_to_sell_on_facebook) of each item a 200 read lists.
+// Throws Error("invalid_answer") for any other answer.
+std::vector<std::pair<std::string, std::int64_t>> meta_parse_products(const Answer &answer);
 
 // An error answer {"error":{code, error_subcode, message}} (or no answer):
 //   code 4, 17, 32, 613, 80004   retry (rate limits; Retry-After when given)

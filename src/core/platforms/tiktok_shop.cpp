@@ -48,6 +48,26 @@ TikTokRef tiktok_ref(const json::Value &platform_ref) {
   return ref;
 }
 
+namespace {
+
+HttpRequest signed_post(const TikTokOptions &options, std::string_view url,
+                        const std::string &api_path, std::string body, std::int64_t now_unix_ms) {
+  QueryParams query = {{"app_key", options.app_key},
+                       {"shop_cipher", options.shop_cipher},
+                       {"timestamp", std::to_string(now_unix_ms / 1000)}};
+  const std::string sign =
+      tiktok_request_sign(options.app_secret, url_path(url) + api_path, query, body);
+  query.emplace_back("sign", sign);
+  HttpRequest r;
+  r.method = "POST";
+  r.url = join_url(url, api_path) + "?" + form_encode(query);
+  r.headers = {{"Content-Type", "application/json"}, {"x-tts-access-token", options.access_token}};
+  r.body = std::move(body);
+  return r;
+}
+
+}  // namespace
+
 std::vector<PlatformRequest> tiktok_inventory_updates(const TikTokOptions &options,
                                                       std::string_view url,
                                                       const std::vector<TikTokSkuUpdate> &updates,
@@ -63,7 +83,6 @@ std::vector<PlatformRequest> tiktok_inventory_updates(const TikTokOptions &optio
     }
     groups[g].push_back(i);
   }
-  const std::string timestamp = std::to_string(now_unix_ms / 1000);
   std::vector<PlatformRequest> out;
   for (std::size_t g = 0; g < products.size(); ++g) {
     Value::Array skus;
@@ -79,21 +98,48 @@ std::vector<PlatformRequest> tiktok_inventory_updates(const TikTokOptions &optio
       }));
     }
     std::string body = jcs::canonicalize(Value(Value::Object{{"skus", Value(std::move(skus))}}));
-    const std::string api_path =
-        "/product/202309/products/" + percent_encode(products[g]) + "/inventory/update";
-    QueryParams query = {{"app_key", options.app_key},
-                         {"shop_cipher", options.shop_cipher},
-                         {"timestamp", timestamp}};
-    const std::string sign =
-        tiktok_request_sign(options.app_secret, url_path(url) + api_path, query, body);
-    query.emplace_back("sign", sign);
-    HttpRequest r;
-    r.method = "POST";
-    r.url = join_url(url, api_path) + "?" + form_encode(query);
-    r.headers = {{"Content-Type", "application/json"},
-                 {"x-tts-access-token", options.access_token}};
-    r.body = std::move(body);
+    HttpRequest r =
+        signed_post(options, url,
+                    "/product/202309/products/" + percent_encode(products[g]) + "/inventory/update",
+                    std::move(body), now_unix_ms);
     out.push_back(PlatformRequest{std::move(r), groups[g]});
+  }
+  return out;
+}
+
+HttpRequest tiktok_inventory_search(const TikTokOptions &options, std::string_view url,
+                                    const std::vector<std::string> &product_ids,
+                                    std::int64_t now_unix_ms) {
+  Value::Array ids;
+  for (const std::string &id : product_ids) ids.push_back(Value(id));
+  return signed_post(
+      options, url, "/product/202309/inventory/search",
+      jcs::canonicalize(Value(Value::Object{{"product_ids", Value(std::move(ids))}})), now_unix_ms);
+}
+
+std::vector<TikTokStock> tiktok_parse_search(const Answer &answer) {
+  const auto doc = answer.transport_error ? std::nullopt : try_parse(answer.body);
+  const auto code = doc ? as_integer(doc->find("code")) : std::nullopt;
+  const Value *data = doc ? doc->find("data") : nullptr;
+  const Value *inventory = data ? data->find("inventory") : nullptr;
+  if (answer.status != 200 || code != 0 || !inventory || inventory->kind() != json::Kind::array)
+    throw Error("invalid_answer", "TikTok Shop did not answer the inventory search with data");
+  std::vector<TikTokStock> out;
+  for (const Value &product : inventory->as_array()) {
+    const std::string *product_id = string_member(&product, "product_id");
+    const Value *skus = product.find("skus");
+    if (!product_id || !skus || skus->kind() != json::Kind::array) continue;
+    for (const Value &sku : skus->as_array()) {
+      const std::string *sku_id = string_member(&sku, "id");
+      const Value *warehouses = sku.find("warehouse_inventory");
+      if (!sku_id || !warehouses || warehouses->kind() != json::Kind::array) continue;
+      for (const Value &w : warehouses->as_array()) {
+        const std::string *warehouse_id = string_member(&w, "warehouse_id");
+        const auto available = as_integer(w.find("available_quantity"));
+        if (warehouse_id && available)
+          out.push_back(TikTokStock{*product_id, *sku_id, *warehouse_id, *available});
+      }
+    }
   }
   return out;
 }

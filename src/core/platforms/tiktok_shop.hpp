@@ -59,6 +59,23 @@ std::vector<PlatformRequest> tiktok_inventory_updates(const TikTokOptions &optio
                                                       const std::vector<TikTokSkuUpdate> &updates,
                                                       std::int64_t now_unix_ms);
 
+// POST {url}/product/202309/inventory/search (signed like an update), body
+// {"product_ids":[...]}: the read for reconciliation and stale handling.
+HttpRequest tiktok_inventory_search(const TikTokOptions &options, std::string_view url,
+                                    const std::vector<std::string> &product_ids,
+                                    std::int64_t now_unix_ms);
+
+// The available quantity per (product_id, sku_id, warehouse_id) of a code-0
+// search answer (data.inventory[].skus[].warehouse_inventory[]). Throws
+// Error("invalid_answer") for any other answer.
+struct TikTokStock {
+  std::string product_id;
+  std::string sku_id;
+  std::string warehouse_id;
+  std::int64_t available = 0;
+};
+std::vector<TikTokStock> tiktok_parse_search(const Answer &answer);
+
 // GET {auth_url}/api/v2/token/refresh?app_key=&app_secret=&refresh_token=&grant_type=refresh_token
 HttpRequest tiktok_token_refresh(const TikTokOptions &options);
 
