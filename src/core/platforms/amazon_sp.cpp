@@ -167,13 +167,13 @@ TokenAnswer amazon_parse_token(const Answer &answer, std::int64_t now_unix_ms) {
     return out;
   }
   const std::string *token = doc ? string_member(&*doc, "access_token") : nullptr;
-  const auto expires_in = doc ? as_integer(doc->find("expires_in")) : std::nullopt;
-  if (!token || token->empty() || !expires_in || *expires_in <= 0) {
+  const std::int64_t expires_in = doc ? as_integer(doc->find("expires_in")).value_or(0) : 0;
+  if (!token || token->empty() || expires_in <= 0) {
     out.verdict = permanent("Login with Amazon answered 200 without access_token and expires_in");
     return out;
   }
   out.token.access_token = *token;
-  out.token.expires_at_unix_ms = now_unix_ms + *expires_in * 1000;
+  out.token.expires_at_unix_ms = now_unix_ms + expires_in * 1000;
   if (const std::string *refresh = string_member(&*doc, "refresh_token"))
     out.token.refresh_token = *refresh;
   return out;
