@@ -128,6 +128,10 @@ TEST(VesSequencer, ValidatesOptions) {
             "invalid_option: the sequencer credential contains a space or control character");
   EXPECT_EQ(option_error(R"({"secret":""})"),
             "invalid_option: the sequencer credential must not be empty");
+  EXPECT_EQ(option_error(R"({"secret":"ss_a","headers":{"AUTHORIZATION":"Basic x"}})"),
+            "invalid_header: a ves_sequencer destination sends its credential itself; header "
+            "AUTHORIZATION is not allowed");
+  EXPECT_EQ(option_error(R"({"headers":{"X-Shop":"1"}})"), "");
 }
 
 TEST(VesSequencer, BuildsTheIngestRequestWithApiKeyOrBearer) {

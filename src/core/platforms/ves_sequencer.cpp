@@ -1,5 +1,6 @@
 #include "core/platforms/ves_sequencer.hpp"
 
+#include <cctype>
 #include <cmath>
 
 #include "core/base/error.hpp"
@@ -260,7 +261,19 @@ std::vector<HeaderSpec> VesSequencerAdapter::validate_options(const json::Value 
                           "Pass the API key or token exactly as the sequencer issued it.");
   }
   (void)sequencer::parse_settings(&options);
-  return adapters::validate_header_option(options);
+  std::vector<HeaderSpec> headers = adapters::validate_header_option(options);
+  // The credential is sent as Authorization; a second one would leave the
+  // sequencer to pick either.
+  for (const HeaderSpec &h : headers) {
+    std::string name = h.name;
+    for (char &c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name == "authorization" || name == "x-api-key")
+      throw OptionError("invalid_header",
+                        "a ves_sequencer destination sends its credential itself; header " +
+                            h.name + " is not allowed",
+                        "Pass the API key or token as the \"secret\" option and choose \"auth\".");
+  }
+  return headers;
 }
 
 std::vector<PlatformRequest> VesSequencerAdapter::build_requests(const Endpoint &endpoint,
