@@ -143,4 +143,22 @@ is( $node->safe_psql('postgres',
 		extra_params => [ '-U', 'receipt_reader' ]),
 	0, 'a reader of another tenant reads none');
 
+# ves.push_events sends and records through the same deliverer: in a
+# database with no worker, a push stores its verified receipt too.
+$node->safe_psql('postgres', 'CREATE DATABASE manual');
+$node->safe_psql('manual', 'CREATE EXTENSION pg_ves');
+sub manual { return $node->safe_psql('manual', $_[0]); }
+my $manual_store = '44444444-4444-4444-8444-444444444444';
+my ($m_agent, $m_key, $m_public) = split /\|/,
+  manual("SELECT agent_id, key_id, encode(public_key, 'hex') FROM ves.create_agent_key('$tenant', '$manual_store')");
+$seq->call('POST', '/_keys',
+	{ tenant_id => $tenant, agent_id => $m_agent, key_id => $m_key + 0, public_key => "0x$m_public" });
+manual("SELECT ves.create_destination('seq_manual', 'ves_sequencer', '$base',
+          '{\"secret\": \"ss_good\", \"auth\": \"api_key\", \"sequencer_public_key\": \"$sequencer_key\"}')");
+my ($m_event) = manual("SELECT (ves.append('$tenant', '$manual_store', 'Order', 'm-1', 'order.created', '{}')).event_id");
+is(manual(q{SELECT sent || ',' || synced FROM ves.push_events('seq_manual')}), '1,1',
+	'ves.push_events delivers to a sequencer');
+is(manual(qq{SELECT sequence_number || ':' || signature_verified FROM ves.sequencer_receipts
+             WHERE event_id = '$m_event'}), '1:true', 'and stores its verified receipt');
+
 done_testing();
