@@ -41,6 +41,6 @@ CREATE POLICY sync_worker ON ves.outbox FOR ALL TO ves_worker USING (true) WITH 
 CREATE POLICY sync_worker ON ves.events FOR SELECT TO ves_worker USING (true);
 
 -- The worker stores the receipts of ves_sequencer destinations as it
--- records their rows, for every tenant.
-GRANT INSERT ON ves.sequencer_receipts TO ves_worker;
+-- records their rows, for every tenant (SELECT: ON CONFLICT reads the key).
+GRANT SELECT, INSERT ON ves.sequencer_receipts TO ves_worker;
 CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING (true) WITH CHECK (true);

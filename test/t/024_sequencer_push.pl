@@ -143,6 +143,22 @@ is( $node->safe_psql('postgres',
 		extra_params => [ '-U', 'receipt_reader' ]),
 	0, 'a reader of another tenant reads none');
 
+# A worker running as a role holding only ves_worker stores receipts too.
+sql('CREATE ROLE seq_worker LOGIN');
+sql('GRANT ves_worker TO seq_worker');
+sql(q{ALTER SYSTEM SET ves.worker_role = 'seq_worker'});
+sql('SELECT pg_reload_conf()');
+ok( wait_until(60, sub { sql(q{SELECT count(*) FROM pg_stat_activity
+                              WHERE backend_type = 'pg_ves worker' AND usename = 'seq_worker'}) > 0 }),
+	'the worker runs as seq_worker');
+my ($late) = sql("SELECT (ves.append('$tenant', '$store', 'Order', 'o-1', 'order.updated', '{}')).event_id");
+ok( wait_until(60, sub { sql(qq{SELECT count(*) FROM ves.sequencer_receipts WHERE event_id = '$late'}) == 2 }),
+	'as seq_worker it stores the receipts of both destinations')
+  or diag sql(q{SELECT status, last_error FROM ves.outbox WHERE status <> 'synced'});
+is( sql(qq{SELECT r.sequence_number || ':' || r.signature_verified FROM ves.sequencer_receipts r
+           JOIN ves.destinations d ON d.id = r.destination_id WHERE d.name = 'seq_signed' AND r.event_id = '$late'}),
+	($n + 2) . ':true', 'the next number of the stream (after the one refused above), verified');
+
 # ves.push_events sends and records through the same deliverer: in a
 # database with no worker, a push stores its verified receipt too.
 $node->safe_psql('postgres', 'CREATE DATABASE manual');

@@ -80,5 +80,5 @@ REVOKE ALL ON ves.sequencer_receipts FROM PUBLIC;
 ALTER TABLE ves.sequencer_receipts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON ves.sequencer_receipts FOR SELECT USING (ves.tenant_visible(tenant_id));
 GRANT SELECT ON ves.sequencer_receipts TO ves_reader;
-GRANT INSERT ON ves.sequencer_receipts TO ves_worker;
+GRANT SELECT, INSERT ON ves.sequencer_receipts TO ves_worker;
 CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING (true) WITH CHECK (true);
