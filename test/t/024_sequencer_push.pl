@@ -7,7 +7,9 @@
 # identical re-push (a second destination to the same sequencer) comes back
 # as the same receipt and is a success; a rejection (an agent key the
 # sequencer does not know), a refused credential and a receipt that does not
-# verify are permanent, with the reason; a throttled push is retried.
+# verify are permanent, with the reason; a throttled push is retried. A
+# worker running as a role holding only ves_worker, and ves.push_events,
+# store receipts as well.
 use strict;
 use warnings;
 
