@@ -23,6 +23,12 @@ CREATE FUNCTION ves.destination_kinds(OUT kind text, OUT description text) RETUR
 CREATE FUNCTION ves._destination_kind_known(kind text) RETURNS boolean
   AS 'MODULE_PATHNAME', 'ves_destination_kind_known' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- The options a kind has beyond the common ones (its adapter's
+-- option_names()): accepted by ves._destination_options and kept in
+-- ves.destinations.kind_options.
+CREATE FUNCTION ves._destination_kind_options(kind text) RETURNS text[]
+  AS 'MODULE_PATHNAME', 'ves_destination_kind_options' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE TABLE ves.destinations (
   id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name                text        NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
@@ -55,7 +61,10 @@ CREATE TABLE ves.destinations (
   last_error          text,
   last_error_at       timestamptz,
   created_at          timestamptz NOT NULL DEFAULT now(),
-  updated_at          timestamptz NOT NULL DEFAULT now()
+  updated_at          timestamptz NOT NULL DEFAULT now(),
+  -- The kind's own options (ves._destination_kind_options(kind)), e.g.
+  -- auth and sequencer_public_key of a ves_sequencer; no secrets.
+  kind_options        jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(kind_options) = 'object')
 );
 
 -- Credentials, sealed with crypto_secretbox under the server key
@@ -136,6 +145,26 @@ SELECT pg_catalog.pg_extension_config_dump('ves.destinations', '');
 SELECT pg_catalog.pg_extension_config_dump('ves.destination_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('ves.outbox', '');
 
+-- Receipts of events a ves_sequencer destination sequenced, each verified
+-- when it arrived (src/core/platforms/ves_sequencer.cpp): its receipt hash is
+-- VES v1's for the event and the sequence number, and signature_verified says
+-- whether its sequencer signature was checked against the destination's
+-- sequencer_public_key. Written by the sync worker as it records the row;
+-- no destination foreign key, so a receipt outlives a dropped destination.
+CREATE TABLE ves.sequencer_receipts (
+  tenant_id          uuid        NOT NULL,
+  event_id           uuid        NOT NULL,
+  destination_id     int         NOT NULL,
+  sequence_number    bigint      NOT NULL CHECK (sequence_number >= 1),
+  sequenced_at       timestamptz NOT NULL,
+  receipt_hash       bytea       NOT NULL CHECK (length(receipt_hash) = 32),
+  signature_verified boolean     NOT NULL,
+  receipt            jsonb       NOT NULL,
+  recorded_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, destination_id, event_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('ves.sequencer_receipts', '');
+
 -- Destinations ------------------------------------------------------------
 
 CREATE FUNCTION ves._destination_options(d ves.destinations, options jsonb) RETURNS ves.destinations
@@ -143,7 +172,9 @@ CREATE FUNCTION ves._destination_options(d ves.destinations, options jsonb) RETU
 DECLARE
   known text[] := ARRAY['secret', 'tenant_id', 'entity_types', 'event_types', 'concurrency', 'rate_limit',
                         'burst', 'timeout_ms', 'max_attempts', 'backoff_base_ms', 'backoff_cap_ms', 'jitter',
-                        'breaker_threshold', 'breaker_cooldown_ms', 'headers'];
+                        'breaker_threshold', 'breaker_cooldown_ms', 'headers']
+                        || ves._destination_kind_options(d.kind);
+  own text[] := ves._destination_kind_options(d.kind);
   k text;
 BEGIN
   IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
@@ -172,6 +203,15 @@ BEGIN
     d.jitter := coalesce((options->>'jitter')::float8, d.jitter);
     d.breaker_threshold := coalesce((options->>'breaker_threshold')::int, d.breaker_threshold);
     d.breaker_cooldown_ms := coalesce((options->>'breaker_cooldown_ms')::int, d.breaker_cooldown_ms);
+    -- The kind's own options, checked by its adapter (ves._destination_check);
+    -- null removes one.
+    d.kind_options := coalesce(d.kind_options, '{}');
+    FOREACH k IN ARRAY own LOOP
+      IF options ? k THEN
+        d.kind_options := CASE WHEN options->k = 'null' THEN d.kind_options - k
+                               ELSE d.kind_options || jsonb_build_object(k, options->k) END;
+      END IF;
+    END LOOP;
     IF d.concurrency NOT BETWEEN 1 AND 1024 THEN RAISE invalid_parameter_value USING MESSAGE = 'concurrency must be between 1 and 1024'; END IF;
     IF d.rate_limit < 0 THEN RAISE invalid_parameter_value USING MESSAGE = 'rate_limit must be 0 (none) or more'; END IF;
     IF d.burst < 1 THEN RAISE invalid_parameter_value USING MESSAGE = 'burst must be 1 or more'; END IF;
@@ -239,7 +279,7 @@ BEGIN
   d.name := name; d.kind := kind; d.url := url;
   d.concurrency := 16; d.rate_limit := 0; d.burst := 10; d.timeout_ms := 10000; d.max_attempts := 10;
   d.backoff_base_ms := 500; d.backoff_cap_ms := 300000; d.jitter := 0.2; d.breaker_threshold := 5;
-  d.breaker_cooldown_ms := 30000; d.headers := '{}';
+  d.breaker_cooldown_ms := 30000; d.headers := '{}'; d.kind_options := '{}';
   d := ves._destination_options(d, options);
   d.headers := coalesce(c.headers, d.headers);
   IF EXISTS (SELECT FROM ves.destinations x WHERE x.name = create_destination.name) THEN
@@ -248,10 +288,10 @@ BEGIN
   END IF;
   INSERT INTO ves.destinations (name, kind, url, tenant_id, entity_types, event_types, concurrency, rate_limit,
                                 burst, timeout_ms, max_attempts, backoff_base_ms, backoff_cap_ms, jitter,
-                                breaker_threshold, breaker_cooldown_ms, headers)
+                                breaker_threshold, breaker_cooldown_ms, headers, kind_options)
   VALUES (d.name, d.kind, d.url, d.tenant_id, d.entity_types, d.event_types, d.concurrency, d.rate_limit,
           d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,
-          d.breaker_threshold, d.breaker_cooldown_ms, d.headers)
+          d.breaker_threshold, d.breaker_cooldown_ms, d.headers, d.kind_options)
   RETURNING * INTO d;
   PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box);
   PERFORM ves._destinations_changed();
@@ -293,7 +333,7 @@ BEGIN
     rate_limit = d.rate_limit, burst = d.burst, timeout_ms = d.timeout_ms, max_attempts = d.max_attempts,
     backoff_base_ms = d.backoff_base_ms, backoff_cap_ms = d.backoff_cap_ms, jitter = d.jitter,
     breaker_threshold = d.breaker_threshold, breaker_cooldown_ms = d.breaker_cooldown_ms,
-    headers = d.headers, updated_at = now()
+    headers = d.headers, kind_options = d.kind_options, updated_at = now()
   WHERE x.id = d.id RETURNING * INTO d;
   PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box);
   PERFORM ves._destinations_changed();

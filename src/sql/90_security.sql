@@ -134,6 +134,11 @@ BEGIN
 END
 $rls$;
 
+-- Sequencer receipts: readers see their tenants' (55_outbox.sql).
+ALTER TABLE ves.sequencer_receipts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON ves.sequencer_receipts FOR SELECT USING (ves.tenant_visible(tenant_id));
+GRANT SELECT ON ves.sequencer_receipts TO ves_reader;
+
 -- Create this month's and the next months' partitions now, so appends never
 -- run DDL (which would lock ves.events until they commit). Later months are
 -- created by ves.ensure_partitions(), run from cron or the sync worker; an

@@ -39,3 +39,8 @@ GRANT EXECUTE ON FUNCTION ves._destination_kind_known(text) TO ves_worker;
 -- every outbox row, whatever ves.tenant_id its role might set.
 CREATE POLICY sync_worker ON ves.outbox FOR ALL TO ves_worker USING (true) WITH CHECK (true);
 CREATE POLICY sync_worker ON ves.events FOR SELECT TO ves_worker USING (true);
+
+-- The worker stores the receipts of ves_sequencer destinations as it
+-- records their rows, for every tenant (SELECT: ON CONFLICT reads the key).
+GRANT SELECT, INSERT ON ves.sequencer_receipts TO ves_worker;
+CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING (true) WITH CHECK (true);

@@ -16,7 +16,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(new_node enable_worker worker_pids wait_until start_sink postmaster_pid children_of
-  append_orders entity_order_violations);
+  append_orders entity_order_violations start_sequencer);
 
 # Cluster::init runs pg_regress --config-auth. scripts/test.sh sets
 # PG_REGRESS; a hand-run prove may not, so find it next to PGXS.
@@ -114,6 +114,10 @@ sub children_of
 
 sub start_sink { return PgVesTest::Sink->new(@_); }
 
+# Starts test/mock/sequencer.py (the mock VES sequencer) with @args (e.g.
+# '--api-key', 'ss_k'); its control API through ->call(method, path, body).
+sub start_sequencer { return PgVesTest::Sink->new_mock('sequencer.py', @_); }
+
 # Appends $n order.created events for entities "$prefix-1" .. "$prefix-$n" of
 # ($tenant, $store), running the statement with $run (a test's own way to
 # run SQL); returns their event ids in order.
@@ -172,12 +176,15 @@ sub python
 }
 
 # Starts test/mock/sink.py on a free port and waits until it listens.
-sub new
+sub new { my ($class) = @_; return $class->new_mock('sink.py'); }
+
+# Starts test/mock/$name with @args on a free port and waits until it listens.
+sub new_mock
 {
-	my ($class) = @_;
+	my ($class, $name, @args) = @_;
 	my $repo = $ENV{PGVES_REPO} // File::Spec->rel2abs('../..', __FILE__ =~ s{[^/]*$}{}r);
-	my $script = "$repo/test/mock/sink.py";
-	die "no sink at $script\n" unless -f $script;
+	my $script = "$repo/test/mock/$name";
+	die "no mock at $script\n" unless -f $script;
 	my $dir = PostgreSQL::Test::Utils::tempdir();
 	my $port_file = "$dir/sink.port";
 	my $log = "$dir/sink.jsonl";
@@ -187,7 +194,7 @@ sub new
 	if ($pid == 0)
 	{
 		open STDIN, '<', '/dev/null';
-		{ exec $python, $script, '--port', '0', '--port-file', $port_file, '--log', $log, '--quiet'; }
+		{ exec $python, $script, '--port', '0', '--port-file', $port_file, '--log', $log, '--quiet', @args; }
 		# Not die: that would run the parent's END blocks in this child.
 		print STDERR "exec $python: $!\n";
 		POSIX::_exit(127);
@@ -213,6 +220,7 @@ sub new
 }
 
 sub port { return $_[0]{port}; }
+sub call { my ($self, @request) = @_; return $self->_call(@request); }
 sub url { my ($self, $path) = @_; return "http://127.0.0.1:$self->{port}$path"; }
 
 sub _call

@@ -56,8 +56,9 @@ core::Answer status(long code, std::string_view retry_after = "") {
 
 // --- registry ---------------------------------------------------------------
 
-TEST(AdapterRegistry, KnowsWebhookAndHttpInTheirListedOrder) {
-  EXPECT_EQ(core::adapter_kinds(), (std::vector<std::string_view>{"webhook", "http"}));
+TEST(AdapterRegistry, KnowsEveryKindInTheirListedOrder) {
+  EXPECT_EQ(core::adapter_kinds(),
+            (std::vector<std::string_view>{"webhook", "http", "ves_sequencer"}));
   for (std::string_view kind : core::adapter_kinds()) {
     const core::Adapter *a = core::find_adapter(kind);
     ASSERT_NE(a, nullptr) << kind;
@@ -73,7 +74,9 @@ TEST(AdapterRegistry, UnknownKindsAreNotFound) {
 
 TEST(AdapterRegistry, DescribesKindsForHints) {
   // The hint ves.create_destination shows for an unknown kind.
-  EXPECT_EQ(core::describe_kinds(), "webhook (Standard Webhooks), http (plain JSON POST)");
+  EXPECT_EQ(core::describe_kinds(),
+            "webhook (Standard Webhooks), http (plain JSON POST), ves_sequencer (VES v1 sequencer"
+            ", StateSet API)");
 }
 
 // --- requests ---------------------------------------------------------------
@@ -236,7 +239,10 @@ TEST(Adapters, StatusRulesForPlatformsThatReauthenticateOrCompareAndSet) {
 
 TEST(Adapters, VerdictsMapToTheDeliverersOutcomes) {
   const auto outcome = [](Verdict v, std::int64_t after = -1) {
-    return core::to_classified(core::RowVerdict{v, after, {}});
+    core::RowVerdict verdict;
+    verdict.verdict = v;
+    verdict.retry_after_ms = after;
+    return core::to_classified(verdict);
   };
   EXPECT_EQ(outcome(Verdict::success).outcome, core::Outcome::synced);
   EXPECT_EQ(outcome(Verdict::retry, 5000).outcome, core::Outcome::retry);

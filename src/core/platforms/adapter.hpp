@@ -45,6 +45,9 @@ struct Endpoint {
   const std::string &url;
   const std::string &secret;                                        // empty: none
   const std::vector<std::pair<std::string, std::string>> &headers;  // extra, in order
+  // The kind's own options (Adapter::option_names(), stored in
+  // ves.destinations.kind_options); nullptr: none given.
+  const json::Value *options = nullptr;
 };
 
 // One outbox row to send: the exported VES envelope of its event.
@@ -84,6 +87,9 @@ struct RowVerdict {
   Verdict verdict = Verdict::success;
   std::int64_t retry_after_ms = -1;  // retry: the wait the answer asked for, -1 none
   std::string reason;                // permanent, stale, reauthenticate: why
+  // success: a verified sequencer receipt to store (compact JSON), or empty.
+  std::string receipt;
+  bool receipt_signature_verified = false;  // its signature was checked against a known key
 };
 
 // The deliverer's outcome for a verdict: reauthenticate is a retry with
@@ -109,6 +115,12 @@ class Adapter {
   virtual std::string_view kind() const = 0;
   virtual std::string_view description() const = 0;
 
+  // The options of this kind beyond the common ones (secret, headers, the
+  // filters and limits that SQL parses): ves._destination_options accepts
+  // them and stores them in ves.destinations.kind_options, and the deliverer
+  // passes them back as Endpoint::options.
+  virtual std::vector<std::string_view> option_names() const { return {}; }
+
   // Throws OptionError unless url is one this kind can send to.
   virtual void validate_url(std::string_view url) const = 0;
 
@@ -129,6 +141,16 @@ class Adapter {
   // of the request that got answer.
   virtual std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
                                            std::int64_t now_unix_ms) const = 0;
+
+  // classify() for a kind that reads the rows themselves out of the answer
+  // (per-row results, receipts); the deliverer calls this one. rows are those
+  // of the request, in order.
+  virtual std::vector<RowVerdict> classify_rows(const Endpoint &endpoint, const Answer &answer,
+                                                const std::vector<OutboxRow> &rows,
+                                                std::int64_t now_unix_ms) const {
+    (void)endpoint;
+    return classify(answer, rows.size(), now_unix_ms);
+  }
 
   // Whether message was sent by the holder of key and is fresh: within
   // tolerance_s of now_unix_ms. Throws Error("unsupported") for a kind that

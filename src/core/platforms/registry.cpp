@@ -4,6 +4,7 @@
 
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/http.hpp"
+#include "core/platforms/ves_sequencer.hpp"
 #include "core/platforms/webhook.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
@@ -15,10 +16,12 @@ namespace {
 
 const WebhookAdapter webhook_adapter{};
 const HttpAdapter http_adapter{};
+const VesSequencerAdapter ves_sequencer_adapter{};
 
 // In the order lists and hints show them. Kinds are only ever added: rows of
 // ves.destinations name them.
-const std::array<const Adapter *, 2> registered = {&webhook_adapter, &http_adapter};
+const std::array<const Adapter *, 3> registered = {&webhook_adapter, &http_adapter,
+                                                   &ves_sequencer_adapter};
 
 }  // namespace
 

@@ -97,6 +97,7 @@ struct Destination {
   const core::Adapter *adapter = nullptr;  // core::find_adapter(kind)
   long timeout_ms = 10000;
   std::vector<std::pair<std::string, std::string>> headers;
+  core::json::Value kind_options;  // ves.destinations.kind_options
   // Set when the worker cannot use this destination's stored configuration
   // (a row written around ves.create_destination/alter_destination): its
   // rows fail with this reason instead of stopping the worker.
@@ -118,6 +119,10 @@ struct Destination {
 };
 
 using Outcome = outbox_sql::RowOutcome;
+
+// How much of an answer a row keeps in ves.outbox.last_response (the
+// adapter reads up to http_engine's limit).
+constexpr size_t kStoredExcerptBytes = 512;
 
 }  // namespace
 
@@ -217,6 +222,8 @@ class Deliverer::Impl {
     // secret ones are shown redacted there and come from the sealed box.
     for (const core::HeaderSpec &h : core::parse_header_option(core::json::parse(text(r[15]))))
       if (!h.secret) d.headers.emplace_back(h.name, h.value);
+    d.kind_options =
+        core::json::parse(r[outbox_sql::kKindOptions] ? r[outbox_sql::kKindOptions] : "{}");
     if (r[4]) d.secret = unseal_hex(r[4]);
     if (r[17]) {
       std::string sealed = unseal_hex(r[17]);
@@ -364,16 +371,21 @@ class Deliverer::Impl {
     if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
     const core::OutboxRow row{job.id, job.event_id, job.body, job.attempts + 1};
     return std::move(
-        d.adapter->build_requests({d.url, d.secret, d.headers}, {row}, unix_ms()).at(0).http);
+        d.adapter->build_requests({d.url, d.secret, d.headers, &d.kind_options}, {row}, unix_ms())
+            .at(0)
+            .http);
   }
 
   // What a finished transfer's answer means for its row, as the adapter of
   // the destination's kind reads it. (A destination whose kind has no
   // adapter sends nothing; absorb() fails the row.)
-  static core::Classified classify(const Destination &d, const HttpResult &r) {
+  static core::RowVerdict classify(const Destination &d, const Job &job, const HttpResult &r) {
     if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
     const core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt};
-    return core::to_classified(d.adapter->classify(answer, 1, unix_ms()).at(0));
+    const core::OutboxRow row{job.id, job.event_id, job.body, job.attempts + 1};
+    return d.adapter
+        ->classify_rows({d.url, d.secret, d.headers, &d.kind_options}, answer, {row}, unix_ms())
+        .at(0);
   }
 
   Job take_queued(std::int64_t row) {
@@ -403,9 +415,12 @@ class Deliverer::Impl {
   }
 
   void absorb_one(HttpResult &r, const Job &job, Destination &d) {
-    core::Classified c = classify(d, r);
+    core::RowVerdict verdict = classify(d, job, r);
+    core::Classified c = core::to_classified(verdict);
     core::RowDecision decision =
         scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_));
+    // The whole answer was read for the adapter; the row keeps its start.
+    if (r.excerpt.size() > kStoredExcerptBytes) r.excerpt.resize(kStoredExcerptBytes);
     Outcome o{job.id,
               job.tenant,
               core::to_string(decision.status),
@@ -415,6 +430,16 @@ class Deliverer::Impl {
               {},
               std::move(r.excerpt)};
     std::string what = r.transport_error ? r.error : "HTTP " + std::to_string(r.status);
+    // An adapter's own reason (a sequencer's rejection, a receipt that does
+    // not verify) says more than the status.
+    if (verdict.verdict == core::Verdict::permanent && !verdict.reason.empty())
+      what = verdict.reason;
+    if (decision.status == core::RowDecision::Status::synced && !verdict.receipt.empty()) {
+      o.receipt = std::move(verdict.receipt);
+      o.receipt_signature_verified = verdict.receipt_signature_verified;
+      o.event_id = job.event_id;
+      o.destination = job.destination;
+    }
     switch (decision.why) {
       case core::RowDecision::Why::none:
         if (decision.status == core::RowDecision::Status::synced) {

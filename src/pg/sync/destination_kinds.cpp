@@ -6,6 +6,11 @@
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 
+extern "C" {
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+}
+
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,4 +56,29 @@ PGVES_FUNCTION(ves_destination_kinds) {
 // ves.destinations.kind.
 PGVES_FUNCTION(ves_destination_kind_known) {
   PG_RETURN_BOOL(core::find_adapter(safe::text_string(PG_GETARG_DATUM(0))) != nullptr);
+}
+
+namespace {
+
+// A text[] of strings.
+Datum text_array(const std::vector<std::string_view> &items) {
+  return pg_call([&] {
+    std::vector<Datum> datums;
+    for (std::string_view s : items)
+      datums.push_back(
+          PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))));
+    return PointerGetDatum(construct_array(datums.data(), static_cast<int>(datums.size()), TEXTOID,
+                                           -1, false, TYPALIGN_INT));
+  });
+}
+
+}  // namespace
+
+// ves._destination_kind_options(kind text) -> text[], STRICT: the options a
+// kind has beyond the common ones (core::Adapter::option_names()), which
+// ves._destination_options accepts and keeps in ves.destinations.kind_options.
+// An unknown kind has none.
+PGVES_FUNCTION(ves_destination_kind_options) {
+  const core::Adapter *adapter = core::find_adapter(safe::text_string(PG_GETARG_DATUM(0)));
+  return text_array(adapter ? adapter->option_names() : std::vector<std::string_view>{});
 }

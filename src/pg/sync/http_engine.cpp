@@ -23,7 +23,9 @@ extern "C" {
 namespace pgves::pg {
 namespace {
 
-constexpr size_t kExcerptBytes = 512;
+// Enough for an adapter to read a whole answer about one row (a sequencer's
+// receipt); rows store only its start.
+constexpr size_t kExcerptBytes = 16384;
 
 std::int64_t now_ms() {
   using namespace std::chrono;

@@ -74,6 +74,22 @@ const char *kRecordSql =
     " WHERE o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = $9"
     "   AND o.lease_until IS NOT NULL";
 
+// Stores the verified sequencer receipts of rows still leased by $6, before
+// kRecordSql ends their leases. A receipt already stored (the same event
+// pushed again to the same destination) stays as it was.
+const char *kReceiptSql =
+    "INSERT INTO ves.sequencer_receipts AS x (tenant_id, event_id, destination_id,"
+    "  sequence_number, sequenced_at, receipt_hash, signature_verified, receipt)"
+    " SELECT r.tenant_id, r.event_id, r.destination_id, (r.receipt->>'sequenceNumber')::bigint,"
+    "  (r.receipt->>'sequencedAt')::timestamptz,"
+    "  decode(regexp_replace(r.receipt->>'receiptHash', '^0[xX]', ''), 'hex'), r.verified, "
+    "r.receipt"
+    " FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::int[], $5::jsonb[], $7::boolean[])"
+    "   AS r(id, tenant_id, event_id, destination_id, receipt, verified)"
+    " JOIN ves.outbox o ON o.tenant_id = r.tenant_id AND o.id = r.id AND o.leased_by = $6"
+    "   AND o.lease_until IS NOT NULL"
+    " ON CONFLICT (tenant_id, destination_id, event_id) DO NOTHING";
+
 // Runs one of the delivery statements with sequential scans, bitmap scans
 // and sorts off. Their right plans are index scans whatever the table's
 // size: right after a burst the statistics still say the outbox is tiny, and
@@ -174,7 +190,7 @@ char ***destination_rows(uint64 *count) {
             " d.rate_limit, d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, "
             "d.backoff_cap_ms,"
             " d.jitter, d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused,"
-            " encode(s.headers_box, 'hex')"
+            " encode(s.headers_box, 'hex'), d.kind_options::text"
             " FROM ves.destinations d LEFT JOIN ves._worker_secrets() s ON s.destination_id = "
             "d.id",
             true, 0) != SPI_OK_SELECT)
@@ -250,7 +266,40 @@ const SPITupleTable *events(const std::vector<std::int64_t> &positions, Timestam
   });
 }
 
+namespace {
+
+// The receipts among outcomes, stored by kReceiptSql.
+void record_receipts(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
+  std::vector<Datum> ids, tenants, events, destinations, receipts, verified;
+  pg_call_void([&] {
+    for (size_t i = 0; i < n; ++i) {
+      const RowOutcome &o = outcomes[i];
+      if (o.receipt.empty()) continue;
+      ids.push_back(Int64GetDatum(o.id));
+      pg_uuid_t *t = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+      *t = o.tenant;
+      tenants.push_back(UUIDPGetDatum(t));
+      events.push_back(DirectFunctionCall1(uuid_in, CStringGetDatum(o.event_id.c_str())));
+      destinations.push_back(Int32GetDatum(o.destination));
+      receipts.push_back(DirectFunctionCall1(jsonb_in, CStringGetDatum(o.receipt.c_str())));
+      verified.push_back(BoolGetDatum(o.receipt_signature_verified));
+    }
+    if (ids.empty()) return;
+    Oid types[7] = {INT8ARRAYOID,  UUIDARRAYOID, UUIDARRAYOID, INT4ARRAYOID,
+                    JSONBARRAYOID, INT8OID,      BOOLARRAYOID};
+    Datum args[7] = {array_of(ids, INT8OID),       array_of(tenants, UUIDOID),
+                     array_of(events, UUIDOID),    array_of(destinations, INT4OID),
+                     array_of(receipts, JSONBOID), Int64GetDatum(owner),
+                     array_of(verified, BOOLOID)};
+    if (SPI_execute_with_args(kReceiptSql, 7, types, args, nullptr, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "pg_ves: cannot store sequencer receipts");
+  });
+}
+
+}  // namespace
+
 void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
+  record_receipts(outcomes, n, owner);
   // Declared outside pg_call: a Postgres error must not skip destructors.
   std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
   pg_call_void([&] {

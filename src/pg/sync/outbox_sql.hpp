@@ -50,6 +50,7 @@ enum DestinationColumn {
   kHeaders,
   kPaused,
   kHeadersHex,
+  kKindOptions,
   kDestinationColumns
 };
 char ***destination_rows(uint64 *count);
@@ -94,6 +95,12 @@ struct RowOutcome {
   long http_status;
   std::string error;
   std::string excerpt;
+  // A verified sequencer receipt to store in ves.sequencer_receipts (JSON),
+  // or empty; event_id and destination say whose.
+  std::string receipt;
+  bool receipt_signature_verified = false;
+  std::string event_id;
+  int destination = 0;
 };
 // Writes outcomes of rows leased by `owner`, ending their leases.
 void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner);

@@ -52,3 +52,33 @@ DROP FUNCTION ves.drop_expired_partitions(timestamptz);
 -- @create function ves.drop_expired_partitions
 REVOKE ALL ON FUNCTION ves.drop_expired_partitions(timestamptz, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.drop_expired_partitions(timestamptz, interval) TO ves_admin, ves_worker;
+
+-- VES sequencer push (destination kind ves_sequencer): a kind's own options
+-- come from its adapter and are kept in ves.destinations.kind_options;
+-- verified receipts go to ves.sequencer_receipts.
+-- @create function ves._destination_kind_options
+REVOKE ALL ON FUNCTION ves._destination_kind_options(text) FROM PUBLIC;
+ALTER TABLE ves.destinations
+  ADD COLUMN kind_options jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(kind_options) = 'object');
+-- @replace function ves._destination_options
+-- @replace function ves.create_destination
+-- @replace function ves.alter_destination
+CREATE TABLE ves.sequencer_receipts (
+  tenant_id          uuid        NOT NULL,
+  event_id           uuid        NOT NULL,
+  destination_id     int         NOT NULL,
+  sequence_number    bigint      NOT NULL CHECK (sequence_number >= 1),
+  sequenced_at       timestamptz NOT NULL,
+  receipt_hash       bytea       NOT NULL CHECK (length(receipt_hash) = 32),
+  signature_verified boolean     NOT NULL,
+  receipt            jsonb       NOT NULL,
+  recorded_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, destination_id, event_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('ves.sequencer_receipts', '');
+REVOKE ALL ON ves.sequencer_receipts FROM PUBLIC;
+ALTER TABLE ves.sequencer_receipts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON ves.sequencer_receipts FOR SELECT USING (ves.tenant_visible(tenant_id));
+GRANT SELECT ON ves.sequencer_receipts TO ves_reader;
+GRANT SELECT, INSERT ON ves.sequencer_receipts TO ves_worker;
+CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING (true) WITH CHECK (true);

@@ -1,0 +1,85 @@
+// Destinations of kind "ves_sequencer": a VES v1 sequencer with the HTTP API
+// of StateSet's server (test/mock/README.md, "Sequencer API as implemented by
+// StateSet's server"). Each outbox row is one POST to
+// <url>/api/v1/ves/events/ingest with body {"agentId", "events": [envelope]};
+// the answer's receipt for the event is verified (its hash, and its
+// signature when the destination names the sequencer's public key) and
+// handed back to be stored in ves.sequencer_receipts.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/crypto/crypto.hpp"
+#include "core/platforms/adapter.hpp"
+#include "core/ves/ves.hpp"
+
+namespace pgves::core {
+
+namespace sequencer {
+
+// The path appended to a destination's url.
+constexpr std::string_view ingest_path = "/api/v1/ves/events/ingest";
+
+// What a destination's kind options say: how the secret is sent and which
+// key must have signed the receipts.
+struct Settings {
+  bool bearer = false;                               // "auth": "bearer"; else "api_key"
+  std::optional<crypto::PublicKey32> sequencer_key;  // "sequencer_public_key"
+};
+
+// Parses and checks the kind options (a JSON object, or nullptr for none).
+// Throws OptionError("invalid_option").
+Settings parse_settings(const json::Value *options);
+
+// The ingest body for one exported envelope: {"agentId": its
+// source_agent_id, "events": [envelope]}. Throws Error when the envelope has
+// no source_agent_id.
+std::string ingest_body(std::string_view envelope);
+
+// How one receipt of an answer checks against the event it is for.
+struct ReceiptCheck {
+  bool valid = false;
+  bool signature_verified = false;  // signed by settings.sequencer_key
+  std::string reason;               // why it does not verify
+};
+
+// receipt is one object of the answer's "receipts"; envelope the event that
+// was pushed. The receipt hash must be VES v1's over the event's tenant,
+// store, id, the receipt's sequence number and the event's signing hash;
+// with a sequencer key, sequencerSignature must be its Ed25519 signature of
+// that hash.
+ReceiptCheck check_receipt(const json::Value &receipt, const ves::Event &event,
+                           const Settings &settings);
+
+}  // namespace sequencer
+
+// The adapter: options "secret" (the API key or token), "auth" and
+// "sequencer_public_key", and "headers".
+class VesSequencerAdapter final : public Adapter {
+ public:
+  std::string_view kind() const override { return "ves_sequencer"; }
+  std::string_view description() const override { return "VES v1 sequencer, StateSet API"; }
+  std::vector<std::string_view> option_names() const override {
+    return {"auth", "sequencer_public_key"};
+  }
+  void validate_url(std::string_view url) const override;
+  std::vector<HeaderSpec> validate_options(const json::Value &options) const override;
+  std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
+                                              const std::vector<OutboxRow> &rows,
+                                              std::int64_t now_unix_ms) const override;
+  // Without the rows no receipt can be checked: every 200 is a permanent
+  // failure here; the deliverer calls classify_rows.
+  std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
+                                   std::int64_t now_unix_ms) const override;
+  std::vector<RowVerdict> classify_rows(const Endpoint &endpoint, const Answer &answer,
+                                        const std::vector<OutboxRow> &rows,
+                                        std::int64_t now_unix_ms) const override;
+  InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
+                              std::int64_t now_unix_ms, std::int64_t tolerance_s) const override;
+};
+
+}  // namespace pgves::core
