@@ -63,18 +63,7 @@ ALTER TABLE ves.destinations
 -- @replace function ves._destination_options
 -- @replace function ves.create_destination
 -- @replace function ves.alter_destination
-CREATE TABLE ves.sequencer_receipts (
-  tenant_id          uuid        NOT NULL,
-  event_id           uuid        NOT NULL,
-  destination_id     int         NOT NULL,
-  sequence_number    bigint      NOT NULL CHECK (sequence_number >= 1),
-  sequenced_at       timestamptz NOT NULL,
-  receipt_hash       bytea       NOT NULL CHECK (length(receipt_hash) = 32),
-  signature_verified boolean     NOT NULL,
-  receipt            jsonb       NOT NULL,
-  recorded_at        timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (tenant_id, destination_id, event_id)
-);
+-- @create table ves.sequencer_receipts
 SELECT pg_catalog.pg_extension_config_dump('ves.sequencer_receipts', '');
 REVOKE ALL ON ves.sequencer_receipts FROM PUBLIC;
 ALTER TABLE ves.sequencer_receipts ENABLE ROW LEVEL SECURITY;

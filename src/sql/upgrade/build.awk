@@ -5,6 +5,7 @@
 #   -- @replace function ves.NAME  its CREATE FUNCTION as CREATE OR REPLACE
 #   -- @replace view ves.NAME      its CREATE VIEW as CREATE OR REPLACE
 #   -- @create function ves.NAME   its CREATE FUNCTION as is (after a DROP)
+#   -- @create table ves.NAME      its CREATE TABLE as is (a table new in B)
 # A name matches every overload of it. Statements end at a line ending in ";"
 # outside dollar quotes.
 
@@ -44,4 +45,5 @@ function copy_statements(prefix, replace,    line, n, inside, tag, rest, tok, co
 /^-- @replace function / { copy_statements("CREATE FUNCTION " $4 "(", 1); next }
 /^-- @replace view /     { copy_statements("CREATE VIEW " $4 " ", 1); next }
 /^-- @create function /  { copy_statements("CREATE FUNCTION " $4 "(", 0); next }
+/^-- @create table /     { copy_statements("CREATE TABLE " $4 " ", 0); next }
 { print }
