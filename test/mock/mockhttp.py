@@ -7,6 +7,9 @@ import os
 import socket
 import struct
 import sys
+import threading
+import time
+import json
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -119,6 +122,51 @@ class MockServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         if self.verbose:
             super().handle_error(request, client_address)
+
+
+class RequestLog:
+    """A mock's record of the requests it answered: the last max_records
+    (0: all) in self.records, numbered by self.seq, and each appended as a
+    JSON line to the file open_log names. Call init_request_log() from
+    __init__ and clear_records() from reset()."""
+
+    def init_request_log(self):
+        self.log_fd = None
+        self.log_lock = threading.Lock()
+        self.max_records = 0
+
+    def clear_records(self):
+        self.records = []
+        self.seq = 0
+
+    def open_log(self, path):
+        if path:
+            self.log_fd = os.open(path, os.O_WRONLY | os.O_APPEND |
+                                  os.O_CREAT, 0o644)
+
+    def add_record(self, method, target, headers, body, peer, reply):
+        """Records one answered request (the caller holds the mock's lock);
+        returns the record for write_record."""
+        self.seq += 1
+        rec = {"seq": self.seq, "time": time.time(), "method": method,
+               "path": target, "headers": headers,
+               "body": body.decode("utf-8", "replace"), "peer": peer,
+               "status": None if reply.reset else reply.status,
+               "outcome": reply.outcome,
+               "answer": None if reply.reset else
+               reply.body().decode("utf-8", "replace")}
+        self.records.append(rec)
+        if self.max_records and len(self.records) > self.max_records:
+            del self.records[:len(self.records) - self.max_records]
+        return rec
+
+    def write_record(self, rec):
+        """Appends rec to the log file, if one is open (outside the lock)."""
+        if self.log_fd is not None:
+            line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
+            with self.log_lock:
+                while line:
+                    line = line[os.write(self.log_fd, line):]
 
 
 class ControlError(ValueError):

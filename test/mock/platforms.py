@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mockhttp import (ControlError, MockServer,  # noqa: E402
-                      parse_fault_spec, write_atomic)
+                      RequestLog, parse_fault_spec, write_atomic)
 
 FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset")
 SERVER_NAME = "pg_ves-platform-mock"
@@ -118,7 +118,7 @@ def is_int(v):
 # Common base: request log, counters, faults, quantities, control API
 # ---------------------------------------------------------------------------
 
-class Platform:
+class Platform(RequestLog):
     name = "?"
     DEFAULTS = {}
 
@@ -126,17 +126,14 @@ class Platform:
         self.lock = threading.RLock()
         self.base_config = dict(self.DEFAULTS)
         self.base_config.update(config or {})
-        self.log_fd = None
-        self.log_lock = threading.Lock()
-        self.max_records = 0
+        self.init_request_log()
         self.reset()
 
     # -- state -------------------------------------------------------------
     def reset(self):
         with self.lock:
             self.config = json.loads(json.dumps(self.base_config))
-            self.records = []
-            self.seq = 0
+            self.clear_records()
             self.faults = []
             self.quantities = {}
             self.stats = {"requests": 0, "auth_failures": 0,
@@ -152,11 +149,6 @@ class Platform:
 
     def reset_platform(self):
         pass
-
-    def open_log(self, path):
-        if path:
-            self.log_fd = os.open(path, os.O_WRONLY | os.O_APPEND |
-                                  os.O_CREAT, 0o644)
 
     def auth_failed(self, reason):
         # Caller holds the lock.  Credentials that were never valid: a
@@ -255,22 +247,8 @@ class Platform:
                                  % (self.name, e))
                 reply = Reply(500, {"error": "mock internal error: %r" % e},
                               outcome="mock_bug")
-            self.seq += 1
-            rec = {"seq": self.seq, "time": time.time(), "method": method,
-                   "path": target, "headers": headers,
-                   "body": body.decode("utf-8", "replace"), "peer": peer,
-                   "status": None if reply.reset else reply.status,
-                   "outcome": reply.outcome,
-                   "answer": None if reply.reset else
-                   reply.body().decode("utf-8", "replace")}
-            self.records.append(rec)
-            if self.max_records and len(self.records) > self.max_records:
-                del self.records[:len(self.records) - self.max_records]
-        if self.log_fd is not None:
-            line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
-            with self.log_lock:
-                while line:
-                    line = line[os.write(self.log_fd, line):]
+            rec = self.add_record(method, target, headers, body, peer, reply)
+        self.write_record(rec)
         return reply
 
     def control(self, method, parts, body):

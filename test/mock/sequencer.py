@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mockhttp import (ControlError, MockServer,  # noqa: E402
-                      parse_fault_spec, write_atomic)
+                      RequestLog, parse_fault_spec, write_atomic)
 
 SERVER_NAME = "pg_ves-sequencer-mock"
 
@@ -735,7 +735,7 @@ class Stored:
         self.receipt = receipt
 
 
-class Sequencer:
+class Sequencer(RequestLog):
     DEFAULTS = {
         "api_keys": [],          # no credentials at all: auth is off
         "bearer_tokens": [],
@@ -755,9 +755,7 @@ class Sequencer:
         self.seed = seed or os.urandom(32)
         self.public_key = ed25519_public(self.seed)
         self.sequencer_id = sequencer_id or uuid.uuid4()
-        self.log_fd = None
-        self.log_lock = threading.Lock()
-        self.max_records = 0
+        self.init_request_log()
         self.reset()
 
     # -- state -------------------------------------------------------------
@@ -765,8 +763,7 @@ class Sequencer:
         with self.lock:
             self.config = json.loads(json.dumps(self.base_config))
             self.apply_credentials()
-            self.records = []
-            self.seq = 0
+            self.clear_records()
             self.faults = []
             self.keys = {}           # (tenant, agent, key_id) -> entry
             self.streams = {}        # (tenant, store) -> {"head", "events"}
@@ -788,11 +785,6 @@ class Sequencer:
         for spec in self.config["bearer_tokens"] or []:
             c = Credential(spec, bearer=True)
             self.tokens[c.key] = c
-
-    def open_log(self, path):
-        if path:
-            self.log_fd = os.open(path, os.O_WRONLY | os.O_APPEND |
-                                  os.O_CREAT, 0o644)
 
     def stream(self, tenant_id, store_id):
         return self.streams.setdefault((tenant_id, store_id),
@@ -901,22 +893,8 @@ class Sequencer:
                               outcome="mock_bug")
             if reply.outcome.startswith("auth_failed"):
                 self.stats["auth_failures"] += 1
-            self.seq += 1
-            rec = {"seq": self.seq, "time": time.time(), "method": method,
-                   "path": target, "headers": headers,
-                   "body": body.decode("utf-8", "replace"), "peer": peer,
-                   "status": None if reply.reset else reply.status,
-                   "outcome": reply.outcome,
-                   "answer": None if reply.reset else
-                   reply.body().decode("utf-8", "replace")}
-            self.records.append(rec)
-            if self.max_records and len(self.records) > self.max_records:
-                del self.records[:len(self.records) - self.max_records]
-        if self.log_fd is not None:
-            line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
-            with self.log_lock:
-                while line:
-                    line = line[os.write(self.log_fd, line):]
+            rec = self.add_record(method, target, headers, body, peer, reply)
+        self.write_record(rec)
         return reply
 
     def route(self, method, parts, headers, body):
