@@ -133,19 +133,31 @@ std::optional<json::Value> try_parse(std::string_view text) {
 
 RowVerdict success() { return RowVerdict{}; }
 
+namespace {
+
+RowVerdict verdict(Verdict v, std::int64_t after_ms, std::string reason) {
+  RowVerdict out;
+  out.verdict = v;
+  out.retry_after_ms = after_ms;
+  out.reason = std::move(reason);
+  return out;
+}
+
+}  // namespace
+
 RowVerdict retry(std::int64_t after_ms, std::string reason) {
-  return RowVerdict{Verdict::retry, after_ms, std::move(reason)};
+  return verdict(Verdict::retry, after_ms, std::move(reason));
 }
 
 RowVerdict permanent(std::string reason) {
-  return RowVerdict{Verdict::permanent, -1, std::move(reason)};
+  return verdict(Verdict::permanent, -1, std::move(reason));
 }
 
 RowVerdict reauthenticate(std::string reason) {
-  return RowVerdict{Verdict::reauthenticate, -1, std::move(reason)};
+  return verdict(Verdict::reauthenticate, -1, std::move(reason));
 }
 
-RowVerdict stale(std::string reason) { return RowVerdict{Verdict::stale, -1, std::move(reason)}; }
+RowVerdict stale(std::string reason) { return verdict(Verdict::stale, -1, std::move(reason)); }
 
 RowVerdict status_verdict(const Answer &answer, std::int64_t now_unix_ms,
                           bool reauthenticate_on_401) {
