@@ -56,13 +56,12 @@ Datum bytea_datum(const void *data, size_t len) {
 }
 
 std::string jsonb_text(const Jsonb *value) {
-  return pg_call([&] {
-    char *text =
-        JsonbToCString(nullptr, const_cast<JsonbContainer *>(&value->root), VARSIZE(value));
-    std::string out(text);
-    pfree(text);
-    return out;
+  char *text = pg_call([&] {
+    return JsonbToCString(nullptr, const_cast<JsonbContainer *>(&value->root), VARSIZE(value));
   });
+  std::string out(text);
+  pfree(text);
+  return out;
 }
 
 Jsonb *jsonb_from_text(const std::string &text) {

@@ -26,18 +26,12 @@ namespace {
 void materialize_text_pairs(
     FunctionCallInfo fcinfo,
     const std::vector<std::pair<std::string_view, std::string_view>> &rows) {
-  pg_call_void([&] {
-    InitMaterializedSRF(fcinfo, 0);
-    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-    for (const auto &[first, second] : rows) {
-      Datum values[2] = {
-          PointerGetDatum(cstring_to_text_with_len(first.data(), static_cast<int>(first.size()))),
-          PointerGetDatum(
-              cstring_to_text_with_len(second.data(), static_cast<int>(second.size())))};
-      bool nulls[2] = {false, false};
-      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-    }
-  });
+  safe::init_materialized_srf(fcinfo);
+  for (const auto &[first, second] : rows) {
+    Datum values[2] = {safe::text_datum(first), safe::text_datum(second)};
+    bool nulls[2] = {false, false};
+    safe::put_row(fcinfo, values, nulls);
+  }
 }
 
 }  // namespace
@@ -60,13 +54,13 @@ PGVES_FUNCTION(ves_destination_kind_known) {
 
 namespace {
 
-// A text[] of strings.
+// A text[] of strings. The elements are made before the array, outside
+// pg_call, so no C++ object lives in a frame a PostgreSQL error can skip.
 Datum text_array(const std::vector<std::string_view> &items) {
+  std::vector<Datum> datums;
+  datums.reserve(items.size());
+  for (std::string_view s : items) datums.push_back(safe::text_datum(s));
   return pg_call([&] {
-    std::vector<Datum> datums;
-    for (std::string_view s : items)
-      datums.push_back(
-          PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))));
     return PointerGetDatum(construct_array(datums.data(), static_cast<int>(datums.size()), TEXTOID,
                                            -1, false, TYPALIGN_INT));
   });
