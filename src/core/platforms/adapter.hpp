@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,6 +49,26 @@ struct Endpoint {
   // The kind's own options (Adapter::option_names(), stored in
   // ves.destinations.kind_options); nullptr: none given.
   const json::Value *options = nullptr;
+  // The kind's credential options (Adapter::secret_option_names(), opened
+  // from ves.destination_secrets.credentials_box): a JSON object, nullptr
+  // when the kind has none.
+  const json::Value *credentials = nullptr;
+  // An access token the deliverer obtained with token_request() and still
+  // holds valid; "" when none (use the credentials' own access_token, if any).
+  std::string_view access_token;
+};
+
+// One mapped listing of the SKU an outbox row is about (ves.listings), with
+// the facts the deliverer read when it claimed the row: what a platform
+// destination sends is the SKU's count at send time, not the event's.
+struct ListingFacts {
+  std::string_view sku;
+  std::string_view location;
+  const json::Value *platform_ref = nullptr;  // as validate_listing() accepted it
+  std::int64_t quantity = 0;                  // the sellable count to set (available)
+  // The count we last knew the platform to have (pushed and acknowledged,
+  // or reported by it); nullopt when unknown.
+  std::optional<std::int64_t> known;
 };
 
 // One outbox row to send: the exported VES envelope of its event.
@@ -56,6 +77,10 @@ struct OutboxRow {
   std::string_view event_id;  // the event's UUID: idempotency key and message id
   std::string_view body;      // the envelope, JSON
   int attempt = 1;            // 1 for the first attempt
+  // Platform kinds (Adapter::is_platform()): the listings of the row's SKU
+  // at this destination whose count differs from what the platform is known
+  // to have (never empty: a row with nothing to change is not sent).
+  const std::vector<ListingFacts> *listings = nullptr;
 };
 
 // One request and the rows (indexes into the batch) whose fate its answer decides.
@@ -70,6 +95,7 @@ struct Answer {
   long status = 0;
   std::string_view retry_after;  // the Retry-After header, "" when absent
   std::string_view body;         // what was read of the response body
+  std::string_view rate_limit;   // the x-amzn-RateLimit-Limit header, "" when absent
 };
 
 enum class Verdict {
@@ -90,6 +116,46 @@ struct RowVerdict {
   // success: a verified sequencer receipt to store (compact JSON), or empty.
   std::string receipt;
   bool receipt_signature_verified = false;  // its signature was checked against a known key
+};
+
+// An access token a platform granted (token_request / parse_token).
+struct AccessToken {
+  std::string access_token;
+  std::int64_t expires_at_unix_ms = 0;
+  std::string refresh_token;  // the platform's current one ("" when it sent none)
+};
+
+// What a token endpoint answered: success with token; retry (429, 5xx, no
+// answer); permanent (the credentials were refused; reason says which).
+struct TokenAnswer {
+  RowVerdict verdict;
+  AccessToken token;
+};
+
+// What a platform told pg_ves in one inbound message (parse_inbound).
+struct StockReport {
+  std::string platform_key;  // matches listing_key() of a mapped listing
+  std::int64_t quantity = 0;
+  std::int64_t observed_at_unix_ms = 0;  // 0: when received
+};
+struct OrderNotice {
+  std::string order_id;
+  std::string status;   // the platform's status word, lowercased
+  std::string payload;  // JSON object: what the platform sent about the order
+};
+struct InboundContent {
+  std::string delivery_id;  // the platform's id of this delivery (dedupe key), "" none
+  std::string topic;        // what the platform says the message is about
+  std::vector<StockReport> stock;
+  std::vector<OrderNotice> orders;
+};
+
+// What a read of listings answered: verdict success with one quantity per
+// listing of the request (nullopt: the platform does not know it), or why
+// not (retry, reauthenticate: renew the token and read again, permanent).
+struct ReadAnswer {
+  RowVerdict verdict;
+  std::vector<std::optional<std::int64_t>> quantities;
 };
 
 // The deliverer's outcome for a verdict: reauthenticate is a retry with
@@ -158,6 +224,92 @@ class Adapter {
   virtual InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
                                       std::int64_t now_unix_ms,
                                       std::int64_t tolerance_s = 300) const = 0;
+
+  // --- commerce platforms (shopify, tiktok_shop, amazon_sp, meta_catalog) ---
+
+  // Whether this kind syncs mapped listings (ves.listings) rather than
+  // sending events: its destinations serve one store (options tenant_id and
+  // store_id), take inventory events only, and each row carries the facts of
+  // the SKU's listings (OutboxRow::listings).
+  virtual bool is_platform() const { return false; }
+
+  // Options that are credentials: sealed in
+  // ves.destination_secrets.credentials_box, never stored in kind_options nor
+  // shown, handed back as Endpoint::credentials. A subset of option_names().
+  virtual std::vector<std::string_view> secret_option_names() const { return {}; }
+
+  // Checks a listing's platform_ref against the destination's kind options
+  // (ves.destinations.kind_options; no credentials). Throws OptionError.
+  virtual void validate_listing(const json::Value &platform_ref, const json::Value &options) const {
+    (void)platform_ref;
+    (void)options;
+    throw OptionError("invalid_option", "this destination kind has no listings",
+                      "Map listings to a commerce platform destination.");
+  }
+  // The identity of a listing on the platform as one string (e.g. a
+  // Shopify inventory item and location), the key inbound reports and reads
+  // are matched by (kind options as for validate_listing). Only called with
+  // a platform_ref validate_listing accepted.
+  virtual std::string listing_key(const json::Value &platform_ref,
+                                  const json::Value &options) const {
+    (void)platform_ref;
+    (void)options;
+    return {};
+  }
+  // Whether the platform holds one count per listing key, so one SKU may be
+  // mapped to one location only (Amazon, Meta).
+  virtual bool one_location_per_sku() const { return false; }
+
+  // The request that obtains a fresh access token, or nullopt when this
+  // kind's credentials need no renewal. Throws Error when the credentials
+  // cannot make one.
+  virtual std::optional<HttpRequest> token_request(const Endpoint &endpoint) const {
+    (void)endpoint;
+    return std::nullopt;
+  }
+  virtual TokenAnswer parse_token(const Answer &answer, std::int64_t now_unix_ms) const {
+    (void)answer;
+    (void)now_unix_ms;
+    throw Error("unsupported", "this destination kind obtains no tokens");
+  }
+
+  // Reading the platform's current counts (reconciliation, a stale
+  // compare-and-set): the requests that read listings (PlatformRequest::rows
+  // index into listings), and what one of them answered for the listings of
+  // that request, in order.
+  virtual std::vector<PlatformRequest> build_reads(const Endpoint &endpoint,
+                                                   const std::vector<ListingFacts> &listings,
+                                                   std::int64_t now_unix_ms) const {
+    (void)endpoint;
+    (void)listings;
+    (void)now_unix_ms;
+    throw Error("unsupported", "this destination kind cannot read counts");
+  }
+  virtual ReadAnswer parse_reads(const Endpoint &endpoint, const Answer &answer,
+                                 const std::vector<const ListingFacts *> &listings,
+                                 std::int64_t now_unix_ms) const {
+    (void)endpoint;
+    (void)answer;
+    (void)listings;
+    (void)now_unix_ms;
+    throw Error("unsupported", "this destination kind cannot read counts");
+  }
+
+  // The content of an inbound message verify_inbound() accepted: its
+  // delivery id, stock reports and order notices. Throws Error("invalid_message").
+  virtual InboundContent parse_inbound(const InboundMessage &message,
+                                       const json::Value &options) const {
+    (void)message;
+    (void)options;
+    throw Error("unsupported", "this destination kind receives no messages");
+  }
+  // The key verify_inbound() checks an inbound message with, from the
+  // destination's options and credentials merged ("" when none is set: the
+  // message cannot be verified and is refused).
+  virtual std::string inbound_key(const json::Value &options) const {
+    (void)options;
+    return {};
+  }
 };
 
 // The adapter of a kind, or nullptr for a kind pg_ves does not know.

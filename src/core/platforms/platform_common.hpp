@@ -58,19 +58,8 @@ const std::string *string_member(const json::Value *object, std::string_view key
 // json::parse, or nullopt instead of an exception.
 std::optional<json::Value> try_parse(std::string_view text);
 
-// An access token a platform granted.
-struct AccessToken {
-  std::string access_token;
-  std::int64_t expires_at_unix_ms = 0;
-  std::string refresh_token;  // the platform's current one ("" when it sent none)
-};
-
-// What a token endpoint answered: success with token; retry (429, 5xx, no
-// answer); permanent (the credentials were refused; reason says which).
-struct TokenAnswer {
-  RowVerdict verdict;
-  AccessToken token;
-};
+using core::AccessToken;
+using core::TokenAnswer;
 
 RowVerdict success();
 RowVerdict retry(std::int64_t after_ms = -1, std::string reason = {});
