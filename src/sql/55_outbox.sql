@@ -29,6 +29,17 @@ CREATE FUNCTION ves._destination_kind_known(kind text) RETURNS boolean
 CREATE FUNCTION ves._destination_kind_options(kind text) RETURNS text[]
   AS 'MODULE_PATHNAME', 'ves_destination_kind_options' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- Those of them that are credentials: sealed in
+-- ves.destination_secrets.credentials_box, never kept in kind_options.
+CREATE FUNCTION ves._destination_kind_secret_options(kind text) RETURNS text[]
+  AS 'MODULE_PATHNAME', 'ves_destination_kind_secret_options' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Whether a kind is a commerce platform: its destinations serve one store
+-- (options tenant_id and store_id), take inventory events and sync the
+-- listings mapped to them (ves.map_listing).
+CREATE FUNCTION ves._destination_kind_platform(kind text) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'ves_destination_kind_platform' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE TABLE ves.destinations (
   id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name                text        NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
@@ -75,7 +86,21 @@ CREATE TABLE ves.destinations (
 CREATE TABLE ves.destination_secrets (
   destination_id int   PRIMARY KEY REFERENCES ves.destinations ON DELETE CASCADE,
   secret_box     bytea,
-  headers_box    bytea
+  headers_box    bytea,
+  -- A JSON object of the kind's credential options
+  -- (ves._destination_kind_secret_options), e.g. a platform's access token.
+  credentials_box bytea
+);
+
+-- Access tokens the worker obtained for a destination (a TikTok Shop token
+-- refresh, a Login with Amazon grant), sealed the same way: a JSON object
+-- of access_token, expires_at_unix_ms and the platform's current
+-- refresh_token. Dropped when the destination's credentials change.
+CREATE TABLE ves.destination_tokens (
+  destination_id int         PRIMARY KEY REFERENCES ves.destinations ON DELETE CASCADE,
+  token_box      bytea       NOT NULL,
+  expires_at     timestamptz,
+  updated_at     timestamptz NOT NULL DEFAULT now()
 );
 
 CREATE TABLE ves.outbox (
@@ -174,7 +199,8 @@ DECLARE
                         'burst', 'timeout_ms', 'max_attempts', 'backoff_base_ms', 'backoff_cap_ms', 'jitter',
                         'breaker_threshold', 'breaker_cooldown_ms', 'headers']
                         || ves._destination_kind_options(d.kind);
-  own text[] := ves._destination_kind_options(d.kind);
+  secret text[] := ves._destination_kind_secret_options(d.kind);
+  own text[] := ARRAY(SELECT o FROM unnest(ves._destination_kind_options(d.kind)) o WHERE NOT o = ANY (secret));
   k text;
 BEGIN
   IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
@@ -231,24 +257,38 @@ END $$;
 -- The URL, headers, secret and timeout_ms, checked by the C++ validators the
 -- worker sends with; returns the headers to show (secret values redacted) and
 -- the sealed secret and secret header values. See src/pg/sync/destination_config.cpp.
-CREATE FUNCTION ves._destination_check(kind text, url text, options jsonb,
-                                       OUT headers jsonb, OUT secret_box bytea, OUT headers_box bytea)
+-- A kind with credentials is checked as a whole: stored (its kind_options
+-- and tenant_id) and the opened stored credentials overlaid with options;
+-- credentials_box is the sealed credentials of that set.
+CREATE FUNCTION ves._destination_check(kind text, url text, options jsonb, stored jsonb DEFAULT NULL,
+                                       stored_credentials bytea DEFAULT NULL,
+                                       OUT headers jsonb, OUT secret_box bytea, OUT headers_box bytea,
+                                       OUT credentials_box bytea)
   AS 'MODULE_PATHNAME', 'ves_destination_check' LANGUAGE C VOLATILE;
 
 -- Writes the sealed credentials of a destination: what options names
 -- replaces what is stored ("secret": null removes the secret).
-CREATE FUNCTION ves._store_destination_secrets(dest int, options jsonb, sealed_secret bytea, sealed_headers bytea)
+-- A change of credentials drops the access token obtained with the old ones.
+CREATE FUNCTION ves._store_destination_secrets(dest int, options jsonb, sealed_secret bytea, sealed_headers bytea,
+                                               sealed_credentials bytea)
   RETURNS void
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  credentials_changed boolean := sealed_credentials IS NOT NULL AND options ?| ves._destination_kind_secret_options(
+    (SELECT d.kind FROM ves.destinations d WHERE d.id = dest));
 BEGIN
-  IF NOT (options ? 'secret' OR options ? 'headers') THEN RETURN; END IF;
-  INSERT INTO ves.destination_secrets AS s (destination_id, secret_box, headers_box)
-  VALUES (dest, sealed_secret, sealed_headers)
+  IF NOT (options ? 'secret' OR options ? 'headers' OR sealed_credentials IS NOT NULL) THEN RETURN; END IF;
+  INSERT INTO ves.destination_secrets AS s (destination_id, secret_box, headers_box, credentials_box)
+  VALUES (dest, sealed_secret, sealed_headers, sealed_credentials)
   ON CONFLICT (destination_id) DO UPDATE
     SET secret_box = CASE WHEN options ? 'secret' THEN excluded.secret_box ELSE s.secret_box END,
-        headers_box = CASE WHEN options ? 'headers' THEN excluded.headers_box ELSE s.headers_box END;
+        headers_box = CASE WHEN options ? 'headers' THEN excluded.headers_box ELSE s.headers_box END,
+        credentials_box = coalesce(excluded.credentials_box, s.credentials_box);
   DELETE FROM ves.destination_secrets s
-  WHERE s.destination_id = dest AND s.secret_box IS NULL AND s.headers_box IS NULL;
+  WHERE s.destination_id = dest AND s.secret_box IS NULL AND s.headers_box IS NULL AND s.credentials_box IS NULL;
+  IF credentials_changed THEN
+    DELETE FROM ves.destination_tokens t WHERE t.destination_id = dest;
+  END IF;
 END $$;
 
 CREATE FUNCTION ves.create_destination(name text, kind text, url text, options jsonb DEFAULT '{}')
@@ -275,13 +315,17 @@ BEGIN
     RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'VE010',
       HINT = 'Pass options such as ''{"secret": "whsec_...", "rate_limit": 50}''.';
   END IF;
-  c := ves._destination_check(kind, url, options);
+  c := ves._destination_check(kind, url, options, NULL, NULL);
   d.name := name; d.kind := kind; d.url := url;
   d.concurrency := 16; d.rate_limit := 0; d.burst := 10; d.timeout_ms := 10000; d.max_attempts := 10;
   d.backoff_base_ms := 500; d.backoff_cap_ms := 300000; d.jitter := 0.2; d.breaker_threshold := 5;
   d.breaker_cooldown_ms := 30000; d.headers := '{}'; d.kind_options := '{}';
   d := ves._destination_options(d, options);
   d.headers := coalesce(c.headers, d.headers);
+  -- A commerce platform takes the store's inventory events unless told otherwise.
+  IF ves._destination_kind_platform(kind) AND d.entity_types IS NULL THEN
+    d.entity_types := ARRAY['inventory'];
+  END IF;
   IF EXISTS (SELECT FROM ves.destinations x WHERE x.name = create_destination.name) THEN
     RAISE EXCEPTION 'destination "%" already exists', name USING ERRCODE = 'VE013',
       HINT = 'Use ves.alter_destination to change it.';
@@ -293,7 +337,7 @@ BEGIN
           d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,
           d.breaker_threshold, d.breaker_cooldown_ms, d.headers, d.kind_options)
   RETURNING * INTO d;
-  PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box);
+  PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box, c.credentials_box);
   PERFORM ves._destinations_changed();
   RETURN d;
 END $$;
@@ -325,7 +369,9 @@ BEGIN
     RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'VE010',
       HINT = 'Pass ''{}'' to change only the url.';
   END IF;
-  c := ves._destination_check(d.kind, url, options);
+  c := ves._destination_check(d.kind, url, options,
+    jsonb_strip_nulls(d.kind_options || jsonb_build_object('tenant_id', d.tenant_id)),
+    (SELECT s.credentials_box FROM ves.destination_secrets s WHERE s.destination_id = d.id));
   d := ves._destination_options(d, options);
   d.headers := coalesce(c.headers, d.headers);
   UPDATE ves.destinations x SET url = coalesce(alter_destination.url, x.url), tenant_id = d.tenant_id,
@@ -335,7 +381,7 @@ BEGIN
     breaker_threshold = d.breaker_threshold, breaker_cooldown_ms = d.breaker_cooldown_ms,
     headers = d.headers, kind_options = d.kind_options, updated_at = now()
   WHERE x.id = d.id RETURNING * INTO d;
-  PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box);
+  PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box, c.credentials_box);
   PERFORM ves._destinations_changed();
   RETURN d;
 END $$;
@@ -531,10 +577,30 @@ END $$;
 
 -- The destinations' credentials for the sync worker, which may run as a
 -- role that cannot read ves.destination_secrets (ves.worker_role).
-CREATE FUNCTION ves._worker_secrets() RETURNS TABLE (destination_id int, secret_box bytea, headers_box bytea)
+CREATE FUNCTION ves._worker_secrets()
+  RETURNS TABLE (destination_id int, secret_box bytea, headers_box bytea, credentials_box bytea, token_box bytea)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-  SELECT s.destination_id, s.secret_box, s.headers_box FROM ves.destination_secrets s
+  SELECT coalesce(s.destination_id, t.destination_id), s.secret_box, s.headers_box, s.credentials_box, t.token_box
+  FROM ves.destination_secrets s FULL JOIN ves.destination_tokens t ON t.destination_id = s.destination_id
 $$;
+
+-- Keeps an access token the worker obtained (sealed by the worker; see
+-- ves.destination_tokens) unless the destination's credentials changed
+-- since it asked: credentials_box is the box it used.
+CREATE FUNCTION ves._store_destination_token(dest int, used_credentials bytea, token_box bytea, expires_at timestamptz)
+  RETURNS boolean
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM ves.destination_secrets s
+                 WHERE s.destination_id = dest AND s.credentials_box IS NOT DISTINCT FROM used_credentials) THEN
+    RETURN false;
+  END IF;
+  INSERT INTO ves.destination_tokens AS t (destination_id, token_box, expires_at)
+  VALUES (dest, token_box, expires_at)
+  ON CONFLICT (destination_id) DO UPDATE SET token_box = excluded.token_box, expires_at = excluded.expires_at,
+    updated_at = now();
+  RETURN true;
+END $$;
 
 CREATE FUNCTION ves._wake_worker() RETURNS void
   AS 'MODULE_PATHNAME', 'ves_wake_worker' LANGUAGE C VOLATILE;

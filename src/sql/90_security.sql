@@ -58,6 +58,8 @@ GRANT EXECUTE ON FUNCTION
   ves.create_destination(text, text, text, jsonb),
   ves.alter_destination(text, jsonb, text),
   ves.drop_destination(text),
+  ves.map_listing(text, text, jsonb, text),
+  ves.unmap_listing(text, text, text),
   ves.pause_destination(text, text),
   ves.resume_destination(text),
   ves.get_sync_status(),
@@ -127,7 +129,8 @@ BEGIN
                            'subscription_members', 'idempotency_keys', 'event_ids',
                            'agent_key_store', 'agent_key_secrets', 'local_agents', 'outbox',
                            'entity_state', 'conflicts', 'conflict_policies', 'inventory', 'reservations',
-                           'orders', 'held_order_events', 'idempotency_records', 'tenant_bindings'] LOOP
+                           'orders', 'held_order_events', 'idempotency_records', 'tenant_bindings',
+                           'listings'] LOOP
     EXECUTE format('ALTER TABLE ves.%I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON ves.%I FOR SELECT USING (ves.tenant_visible(tenant_id))', t);
   END LOOP;
@@ -138,6 +141,9 @@ $rls$;
 ALTER TABLE ves.sequencer_receipts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON ves.sequencer_receipts FOR SELECT USING (ves.tenant_visible(tenant_id));
 GRANT SELECT ON ves.sequencer_receipts TO ves_reader;
+
+-- Listings (57_listings.sql): readers see their tenants' through the view.
+GRANT SELECT ON ves.listings, ves.platform_listings TO ves_reader;
 
 -- Create this month's and the next months' partitions now, so appends never
 -- run DDL (which would lock ves.events until they commit). Later months are

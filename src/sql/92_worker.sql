@@ -24,6 +24,7 @@ GRANT UPDATE (breaker_state, last_success_at, last_error, last_error_at, paused,
 GRANT EXECUTE ON FUNCTION
   ves.tenant_visible(uuid),
   ves._worker_secrets(),
+  ves._store_destination_token(int, bytea, bytea, timestamptz),
   ves.ensure_partitions(timestamptz, interval),
   ves.ensure_idempotency_partitions(timestamptz, int, interval),
   ves.expire_idempotency_records(timestamptz, interval),
@@ -44,3 +45,11 @@ CREATE POLICY sync_worker ON ves.events FOR SELECT TO ves_worker USING (true);
 -- records their rows, for every tenant (SELECT: ON CONFLICT reads the key).
 GRANT SELECT, INSERT ON ves.sequencer_receipts TO ves_worker;
 CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING (true) WITH CHECK (true);
+
+-- Platform destinations: the worker reads the listings and the counts of
+-- the SKUs it sends (what a row sends is read when it is claimed) and
+-- records what each platform acknowledged.
+GRANT SELECT ON ves.listings, ves.inventory TO ves_worker;
+GRANT UPDATE (pushed_quantity, pushed_at, known_quantity, state, last_error, updated_at) ON ves.listings TO ves_worker;
+CREATE POLICY sync_worker ON ves.listings FOR ALL TO ves_worker USING (true) WITH CHECK (true);
+CREATE POLICY sync_worker ON ves.inventory FOR SELECT TO ves_worker USING (true);

@@ -8,6 +8,7 @@
 // come back sealed under the server key (the agent keys' crypto_secretbox),
 // so plain text never reaches a table.
 #include "core/base/error.hpp"
+#include "core/json/canonical_json.hpp"
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/destination_config.hpp"
@@ -85,10 +86,59 @@ Datum composite_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
 
 }  // namespace
 
-// ves._destination_check(kind, url, options, OUT headers, OUT secret_box,
-// OUT headers_box). url may be NULL (unchanged). headers is NULL unless
-// options has "headers"; secret_box is NULL unless options has a non-null
-// "secret"; headers_box is NULL unless some header is secret.
+namespace {
+
+// Opens a sealed JSON object (a credentials box), or {} for NULL.
+core::json::Value opened_object(FunctionCallInfo fcinfo, int arg) {
+  if (PG_ARGISNULL(arg)) return core::json::Value(core::json::Value::Object{});
+  std::vector<uint8_t> box = safe::bytea_bytes(PG_GETARG_DATUM(arg));
+  std::string opened = keys::open_secret(box.data(), box.size());
+  core::json::Value v = core::json::parse(opened);
+  sodium_memzero(opened.data(), opened.size());
+  return v;
+}
+
+// A jsonb argument parsed, or {} for NULL.
+core::json::Value json_arg(FunctionCallInfo fcinfo, int arg) {
+  if (PG_ARGISNULL(arg)) return core::json::Value(core::json::Value::Object{});
+  std::string text = safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(arg)));
+  core::json::Value v = core::json::parse(text);
+  sodium_memzero(text.data(), text.size());
+  return v;
+}
+
+bool contains(const std::vector<std::string_view> &names, const std::string &name) {
+  for (std::string_view n : names)
+    if (n == name) return true;
+  return false;
+}
+
+// object with member name set to value (replaced when present), or removed
+// when value is null.
+void overlay(core::json::Value::Object &object, const std::string &name,
+             const core::json::Value &value) {
+  for (auto it = object.begin(); it != object.end(); ++it)
+    if (it->first == name) {
+      object.erase(it);
+      break;
+    }
+  if (!value.is_null()) object.emplace_back(name, value);
+}
+
+}  // namespace
+
+// ves._destination_check(kind, url, options, stored, stored_credentials,
+// OUT headers, OUT secret_box, OUT headers_box, OUT credentials_box).
+// url may be NULL (unchanged). headers is NULL unless options has
+// "headers"; secret_box is NULL unless options has a non-null "secret";
+// headers_box is NULL unless some header is secret.
+//
+// A kind with credentials (core::Adapter::secret_option_names()) is checked
+// as a whole: its stored options (`stored`: kind_options and tenant_id) and
+// opened stored credentials, overlaid with `options` (null removes one), so
+// that altering one option cannot leave a set the worker cannot use;
+// credentials_box is then the sealed credentials of that set (NULL when the
+// kind has none).
 PGVES_FUNCTION(ves_destination_check) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
     throw VesError(sqlstate::null_argument, "kind and options must not be NULL", {},
@@ -98,17 +148,37 @@ PGVES_FUNCTION(ves_destination_check) {
     std::string url = safe::text_string(PG_GETARG_DATUM(1));
     checked([&] { adapter.validate_url(url); });
   }
-  std::string options_text = safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(2)));
-  core::json::Value options = core::json::parse(options_text);
-  sodium_memzero(options_text.data(), options_text.size());
+  core::json::Value options = json_arg(fcinfo, 2);
   if (options.kind() != core::json::Kind::object)
     throw VesError(sqlstate::invalid_argument, "options must be a JSON object", {},
                    "Pass options such as '{\"secret\": \"whsec_...\", \"rate_limit\": 50}'.");
 
-  Datum values[3] = {0, 0, 0};
-  bool nulls[3] = {true, true, true};
+  Datum values[4] = {0, 0, 0, 0};
+  bool nulls[4] = {true, true, true, true};
   if (const core::json::Value *timeout = options.find("timeout_ms")) check_timeout(*timeout);
-  std::vector<core::HeaderSpec> specs = checked([&] { return adapter.validate_options(options); });
+  std::vector<std::string_view> secret_names = adapter.secret_option_names();
+  std::vector<core::HeaderSpec> specs;
+  if (secret_names.empty()) {
+    specs = checked([&] { return adapter.validate_options(options); });
+  } else {
+    // The whole set: what is stored, the stored credentials, then the change.
+    core::json::Value::Object merged;
+    core::json::Value stored = json_arg(fcinfo, 3);
+    if (stored.kind() == core::json::Kind::object) merged = stored.as_object();
+    core::json::Value stored_credentials = opened_object(fcinfo, 4);
+    if (stored_credentials.kind() == core::json::Kind::object)
+      for (const auto &[name, value] : stored_credentials.as_object()) overlay(merged, name, value);
+    for (const auto &[name, value] : options.as_object()) overlay(merged, name, value);
+    core::json::Value whole(merged);
+    specs = checked([&] { return adapter.validate_options(whole); });
+    core::json::Value::Object credentials;
+    for (const auto &[name, value] : merged)
+      if (contains(secret_names, name)) credentials.emplace_back(name, value);
+    std::string plain = core::jcs::canonicalize(core::json::Value(std::move(credentials)));
+    values[3] = sealed(plain);
+    nulls[3] = false;
+    sodium_memzero(plain.data(), plain.size());
+  }
   if (const core::json::Value *secret = options.find("secret"); secret && !secret->is_null()) {
     values[1] = sealed(secret->as_string());
     nulls[1] = false;
@@ -125,4 +195,21 @@ PGVES_FUNCTION(ves_destination_check) {
     for (core::HeaderSpec &h : specs) sodium_memzero(h.value.data(), h.value.size());
   }
   return composite_result(fcinfo, values, nulls);
+}
+
+// ves._listing_check(kind text, platform_ref jsonb, kind_options jsonb) ->
+// text: the listing's key on the platform (core::Adapter::listing_key) once
+// its adapter accepted platform_ref (VE010 with a hint otherwise).
+PGVES_FUNCTION(ves_listing_check) {
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+    throw VesError(sqlstate::null_argument, "kind and platform_ref must not be NULL", {},
+                   "Pass the platform's ids of the listing as a JSON object.");
+  const core::Adapter &adapter = adapter_for(safe::text_string(PG_GETARG_DATUM(0)));
+  core::json::Value ref = json_arg(fcinfo, 1);
+  core::json::Value options = json_arg(fcinfo, 2);
+  std::string key = checked([&] {
+    adapter.validate_listing(ref, options);
+    return adapter.listing_key(ref, options);
+  });
+  return safe::text_datum(key);
 }

@@ -76,3 +76,25 @@ PGVES_FUNCTION(ves_destination_kind_options) {
   const core::Adapter *adapter = core::find_adapter(safe::text_string(PG_GETARG_DATUM(0)));
   return text_array(adapter ? adapter->option_names() : std::vector<std::string_view>{});
 }
+
+// ves._destination_kind_secret_options(kind text) -> text[], STRICT: the
+// options of a kind that are credentials (core::Adapter::secret_option_names()):
+// sealed in ves.destination_secrets.credentials_box, never kept in kind_options.
+PGVES_FUNCTION(ves_destination_kind_secret_options) {
+  const core::Adapter *adapter = core::find_adapter(safe::text_string(PG_GETARG_DATUM(0)));
+  return text_array(adapter ? adapter->secret_option_names() : std::vector<std::string_view>{});
+}
+
+// ves._destination_kind_platform(kind text) -> boolean, STRICT: whether a
+// kind syncs mapped listings of one store (core::Adapter::is_platform()).
+PGVES_FUNCTION(ves_destination_kind_platform) {
+  const core::Adapter *adapter = core::find_adapter(safe::text_string(PG_GETARG_DATUM(0)));
+  PG_RETURN_BOOL(adapter && adapter->is_platform());
+}
+
+// ves._destination_kind_one_location(kind text) -> boolean, STRICT: whether
+// the platform holds one count per item (core::Adapter::one_location_per_sku()).
+PGVES_FUNCTION(ves_destination_kind_one_location) {
+  const core::Adapter *adapter = core::find_adapter(safe::text_string(PG_GETARG_DATUM(0)));
+  PG_RETURN_BOOL(adapter && adapter->one_location_per_sku());
+}

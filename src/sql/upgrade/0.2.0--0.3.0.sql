@@ -71,3 +71,46 @@ CREATE POLICY tenant_isolation ON ves.sequencer_receipts FOR SELECT USING (ves.t
 GRANT SELECT ON ves.sequencer_receipts TO ves_reader;
 GRANT SELECT, INSERT ON ves.sequencer_receipts TO ves_worker;
 CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING (true) WITH CHECK (true);
+
+-- Commerce platform destinations: credentials sealed as a whole
+-- (credentials_box), access tokens the worker obtains, and listings.
+-- @create function ves._destination_kind_secret_options
+-- @create function ves._destination_kind_platform
+-- @create function ves._destination_kind_one_location
+ALTER TABLE ves.destination_secrets ADD COLUMN credentials_box bytea;
+-- @create table ves.destination_tokens
+DROP FUNCTION ves._destination_check(text, text, jsonb);
+-- @create function ves._destination_check
+DROP FUNCTION ves._store_destination_secrets(int, jsonb, bytea, bytea);
+-- @create function ves._store_destination_secrets
+DROP FUNCTION ves._worker_secrets();
+-- @create function ves._worker_secrets
+-- @create function ves._store_destination_token
+-- @replace function ves._destination_options
+-- @replace function ves.create_destination
+-- @replace function ves.alter_destination
+-- @create table ves.listings
+SELECT pg_catalog.pg_extension_config_dump('ves.listings', '');
+-- @create function ves._listing_check
+-- @replace view ves.platform_listings
+-- @create function ves._queue_listing
+-- @create function ves.map_listing
+-- @create function ves.unmap_listing
+REVOKE ALL ON ves.destination_tokens, ves.listings, ves.platform_listings FROM PUBLIC;
+REVOKE ALL ON FUNCTION ves._destination_kind_secret_options(text), ves._destination_kind_platform(text),
+  ves._destination_kind_one_location(text), ves._destination_check(text, text, jsonb, jsonb, bytea),
+  ves._store_destination_secrets(int, jsonb, bytea, bytea, bytea), ves._worker_secrets(),
+  ves._store_destination_token(int, bytea, bytea, timestamptz), ves._listing_check(text, jsonb, jsonb),
+  ves._queue_listing(ves.destinations, uuid, text), ves.map_listing(text, text, jsonb, text),
+  ves.unmap_listing(text, text, text)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.map_listing(text, text, jsonb, text), ves.unmap_listing(text, text, text) TO ves_admin;
+ALTER TABLE ves.listings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON ves.listings FOR SELECT USING (ves.tenant_visible(tenant_id));
+GRANT SELECT ON ves.listings, ves.platform_listings TO ves_reader;
+GRANT EXECUTE ON FUNCTION ves._worker_secrets(), ves._store_destination_token(int, bytea, bytea, timestamptz)
+  TO ves_worker;
+GRANT SELECT ON ves.listings, ves.inventory TO ves_worker;
+GRANT UPDATE (pushed_quantity, pushed_at, known_quantity, state, last_error, updated_at) ON ves.listings TO ves_worker;
+CREATE POLICY sync_worker ON ves.listings FOR ALL TO ves_worker USING (true) WITH CHECK (true);
+CREATE POLICY sync_worker ON ves.inventory FOR SELECT TO ves_worker USING (true);
