@@ -2,6 +2,7 @@
 
 #include "core/delivery/address_filter.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/base/settings.hpp"
 
 extern "C" {
@@ -54,18 +55,25 @@ size_t on_body(char *data, size_t size, size_t n, void *user) noexcept {
   return len;
 }
 
+// The value of header `name` (lowercase, with its colon) when line is that
+// header, trimmed; false otherwise.
+bool header_value(const char *line, size_t len, const char *name, std::string &out) noexcept {
+  size_t name_len = strlen(name);
+  if (len <= name_len || strncasecmp(line, name, name_len) != 0) return false;
+  try {
+    std::string value(line + name_len, len - name_len);
+    size_t b = value.find_first_not_of(" \t"), e = value.find_last_not_of(" \t\r\n");
+    out = b == std::string::npos ? "" : value.substr(b, e - b + 1);
+  } catch (...) {
+  }
+  return true;
+}
+
 size_t on_header(char *data, size_t size, size_t n, void *user) noexcept {
   auto *t = static_cast<Transfer *>(user);
   size_t len = size * n;
-  static const char name[] = "retry-after:";
-  if (len > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
-    try {
-      std::string value(data + sizeof name - 1, len - (sizeof name - 1));
-      size_t b = value.find_first_not_of(" \t"), e = value.find_last_not_of(" \t\r\n");
-      t->result.retry_after = b == std::string::npos ? "" : value.substr(b, e - b + 1);
-    } catch (...) {
-    }
-  }
+  if (!header_value(data, len, "retry-after:", t->result.retry_after))
+    header_value(data, len, "x-amzn-ratelimit-limit:", t->result.rate_limit);
   return len;
 }
 
@@ -322,6 +330,27 @@ bool HttpEngine::wait(long timeout_ms) {
 std::vector<HttpResult> HttpEngine::take_completed() {
   std::vector<HttpResult> out;
   out.swap(impl_->completed);
+  return out;
+}
+
+std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests,
+                                    long timeout_ms) {
+  std::vector<HttpResult> out(requests.size());
+  if (requests.empty()) return out;
+  HttpEngine engine;
+  for (size_t i = 0; i < requests.size(); ++i) engine.submit(i, requests[i], timeout_ms);
+  bool latch = false;
+  size_t done = 0;
+  while (done < requests.size()) {
+    latch |= engine.wait(1000);
+    safe::check_for_interrupts();
+    for (HttpResult &r : engine.take_completed()) {
+      ++done;
+      out[r.tag] = std::move(r);
+    }
+  }
+  // A wake-up meant for the caller's own wait is passed on.
+  if (latch) pg_call_void([] { SetLatch(MyLatch); });
   return out;
 }
 

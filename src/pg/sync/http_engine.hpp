@@ -23,6 +23,7 @@ struct HttpResult {
   bool transport_error = false;  // connection refused/reset, timeout, ...
   std::string error;             // curl's message for transport errors
   std::string retry_after;       // the Retry-After header, if any
+  std::string rate_limit;        // the x-amzn-RateLimit-Limit header, if any
   std::string excerpt;           // the first bytes of the response body
   double elapsed_ms = 0;
 };
@@ -48,5 +49,12 @@ class HttpEngine {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Sends requests at once on a private engine and waits for all of them
+// (checking for interrupts): results in the order of requests. For the rare
+// calls made outside the deliverer's loop (a token renewal, a read of
+// platform counts); a latch set meanwhile is set again for the caller.
+std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests,
+                                    long timeout_ms);
 
 }  // namespace pgves::pg

@@ -190,7 +190,8 @@ char ***destination_rows(uint64 *count) {
             " d.rate_limit, d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, "
             "d.backoff_cap_ms,"
             " d.jitter, d.breaker_threshold, d.breaker_cooldown_ms, d.headers::text, d.paused,"
-            " encode(s.headers_box, 'hex'), d.kind_options::text"
+            " encode(s.headers_box, 'hex'), d.kind_options::text, d.tenant_id::text,"
+            " encode(s.credentials_box, 'hex'), encode(s.token_box, 'hex')"
             " FROM ves.destinations d LEFT JOIN ves._worker_secrets() s ON s.destination_id = "
             "d.id",
             true, 0) != SPI_OK_SELECT)

@@ -51,6 +51,9 @@ enum DestinationColumn {
   kPaused,
   kHeadersHex,
   kKindOptions,
+  kTenantId,
+  kCredentialsHex,
+  kTokenHex,
   kDestinationColumns
 };
 char ***destination_rows(uint64 *count);

@@ -1,0 +1,55 @@
+// The credentials of a commerce platform destination, opened: the sealed
+// credential options (ves.destination_secrets.credentials_box) and the
+// access token the worker last obtained (ves.destination_tokens), and the
+// renewal of that token. Used by the deliverer, ves.reconcile and
+// ves.receive_webhook; only code running as the extension owner or the
+// worker reaches the boxes.
+#pragma once
+
+#include "core/json/json.hpp"
+#include "core/platforms/adapter.hpp"
+#include "pg/base/postgres.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pgves::pg::platform {
+
+struct Credentials {
+  core::json::Value values = core::json::Value(core::json::Value::Object{});  // {} when none
+  std::vector<uint8_t> box;    // credentials_box as stored: what a token is obtained with
+  core::AccessToken token;     // empty when none
+  bool token_changed = false;  // renewed since loaded: store_token() it
+
+  Credentials() = default;
+  Credentials(const Credentials &) = delete;
+  Credentials &operator=(const Credentials &) = delete;
+  Credentials(Credentials &&) = default;
+  Credentials &operator=(Credentials &&) = default;
+  ~Credentials();
+};
+
+// Opens the boxes as read in hex (either may be empty: none).
+Credentials open_hex(const std::string &credentials_hex, const std::string &token_hex);
+
+// Loads a destination's credentials and token (SPI connected; the caller
+// runs as the extension owner).
+Credentials load(int destination_id);
+
+// Whether token may be used at now_unix_ms: set and not expiring within a minute.
+bool token_usable(const core::AccessToken &token, std::int64_t now_unix_ms);
+
+// Obtains a new access token now when the kind renews tokens and the held
+// one is not usable (or `force`, after the platform refused it), by HTTP on
+// a private engine. Returns success when a usable token is held afterwards
+// (credentials.token, token_changed set when renewed); retry or permanent
+// with the reason otherwise. A kind without renewal always succeeds.
+core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint &endpoint,
+                              Credentials &credentials, long timeout_ms, bool force = false);
+
+// Stores a renewed token sealed (SPI connected, in a transaction) unless the
+// destination's credentials changed since; clears token_changed.
+void store_token(int destination_id, Credentials &credentials);
+
+}  // namespace pgves::pg::platform
