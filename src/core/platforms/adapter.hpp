@@ -225,8 +225,6 @@ class Adapter {
                                       std::int64_t now_unix_ms,
                                       std::int64_t tolerance_s = 300) const = 0;
 
-  // --- commerce platforms (shopify, tiktok_shop, amazon_sp, meta_catalog) ---
-
   // The limits a destination of this kind gets when its options name none:
   // rate_limit requests per second (0: unlimited) with a bucket of burst,
   // and at most concurrency requests in flight. Platform kinds return their
@@ -237,6 +235,8 @@ class Adapter {
     int concurrency = 16;
   };
   virtual KindDefaults defaults() const { return {}; }
+
+  // --- commerce platforms (shopify, tiktok_shop, amazon_sp, meta_catalog) ---
 
   // Whether this kind syncs mapped listings (ves.listings) rather than
   // sending events: its destinations serve one store (options tenant_id and
