@@ -73,12 +73,9 @@ BEGIN
   WHERE x.tenant_id = _queue_listing.tenant_id AND x.entity_type = 'inventory' AND x.entity_id = _queue_listing.sku
   ORDER BY x.entity_version DESC LIMIT 1;
   IF NOT FOUND THEN RETURN false; END IF;
-  -- One open row of an entity is enough: it reads the count when claimed.
-  IF EXISTS (SELECT FROM ves.outbox o WHERE o.destination_id = dest.id AND o.tenant_id = _queue_listing.tenant_id
-             AND o.entity_type = 'inventory' AND o.entity_id = _queue_listing.sku
-             AND o.status IN ('pending', 'failed') AND (o.lease_until IS NULL OR o.lease_until < now())) THEN
-    RETURN true;
-  END IF;
+  -- Always a row of its own: an open row of the SKU may be in a claim that
+  -- has not committed yet and so read the listings as they were before.
+  -- A row that finds the platform already has the count sends nothing.
   INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, event_recorded_at, entity_type, entity_id)
   VALUES (tenant_id, dest.id, e.position, e.event_id, e.recorded_at, 'inventory', sku);
   PERFORM ves._wake_worker();
@@ -99,7 +96,8 @@ DECLARE
 BEGIN
   IF NOT ves._destination_kind_platform(d.kind) THEN
     RAISE EXCEPTION 'destination "%" is of kind %, which has no listings', destination, d.kind USING ERRCODE = 'VE043',
-      HINT = 'Map listings to a commerce platform destination (shopify, tiktok_shop, amazon_sp, meta_catalog).';
+      HINT = 'Map listings to a commerce platform destination (kinds ' || (SELECT string_agg(k.kind, ', ')
+               FROM ves.destination_kinds() k WHERE ves._destination_kind_platform(k.kind)) || ').';
   END IF;
   IF sku IS NULL OR octet_length(sku) NOT BETWEEN 1 AND 256 THEN
     RAISE EXCEPTION 'sku must be 1 to 256 bytes' USING ERRCODE = 'VE006', HINT = 'Pass the SKU as ves.inventory has it.';

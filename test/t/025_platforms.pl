@@ -158,7 +158,27 @@ sub in_step
 	return 1;
 }
 
-ok(wait_until(60, sub { open_rows() == 0 && in_step() }), 'the initial counts reach every platform');
+# What is left to do when something did not converge.
+sub state
+{
+	my $a = available();
+	my $out = sql(
+		"SELECT o.destination_id, o.entity_id, o.status, o.attempts, o.last_error, o.lease_until > now(), o.leased_by,
+		   o.next_attempt_at > now(), d.paused, d.paused_reason, d.breaker_state, d.last_error
+		 FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+		 WHERE o.status IN ('pending', 'failed') LIMIT 10") . "\n";
+	for my $kind (sort keys %options)
+	{
+		my $c = platform_counts($kind);
+		$out .= "$kind: " . join(' ', map { "$_=" . ($c->{$_} // 'none') . "/$a->{$_}" }
+			grep { ($c->{$_} // -1) != $a->{$_} } sort keys %$a) . "\n";
+	}
+	$out .= sql("SELECT destination, sku, state, known_quantity, last_error FROM ves.platform_listings WHERE state <> 'synced' LIMIT 10");
+	return $out;
+}
+
+ok(wait_until(60, sub { open_rows() == 0 && in_step() }), 'the initial counts reach every platform')
+  or diag state();
 is(sql("SELECT count(*) FROM ves.platform_listings WHERE state = 'synced' AND known_quantity = pushed_quantity"),
 	4 * $skus, 'every listing is synced with the count pushed');
 
@@ -227,8 +247,7 @@ sql(q{SELECT ves.resume_destination('meta_catalog')});
 
 # Quiescence: faults off, everything drained.
 $mock{$_}->call('POST', '/_faults', { clear => JSON::PP::true }) for keys %mock;
-ok(wait_until(120, sub { open_rows() == 0 }), 'the outbox drains') or diag sql(
-	"SELECT destination_id, status, attempts, last_error FROM ves.outbox WHERE status IN ('pending', 'failed') LIMIT 10");
+ok(wait_until(120, sub { open_rows() == 0 }), 'the outbox drains') or diag state();
 ok(wait_until(30, sub { in_step() }), 'every platform holds the available count of every mapped SKU');
 for my $kind (sort keys %options)
 {
@@ -250,6 +269,21 @@ cmp_ok($mock{shopify}->call('GET', '/_stats')->{throttled}, '>=', 1, 'Shopify th
 my $events = sql("SELECT count(*) FROM ves.events WHERE entity_type = 'inventory'");
 my $writes = $mock{shopify}->call('GET', '/_stats')->{applied};
 cmp_ok($writes, '<', $events, "pending changes collapse ($writes Shopify writes for $events events)");
+
+# SKUs share requests where the platform allows it.
+sub most_per_request
+{
+	my ($m, $pattern) = @_;
+	my $most = 0;
+	for my $r (@{ $mock{$m}->call('GET', '/_log?after=0')->{requests} })
+	{
+		my $n = () = ($r->{body} // '') =~ /$pattern/g;
+		$most = $n if $n > $most;
+	}
+	return $most;
+}
+cmp_ok(most_per_request('shopify', qr/inventoryItemId/), '>', 1, 'one Shopify call sets many SKUs');
+cmp_ok(most_per_request('meta', qr/quantity_to_sell_on_facebook/), '>', 1, 'one Meta items_batch updates many SKUs');
 
 # The tokens the worker obtained are sealed too. The server log of this
 # test holds every statement it ran (with the credentials it passed, as

@@ -215,3 +215,46 @@ TEST(Scheduler, ReconfiguringKeepsWhatADestinationHolds) {
   EXPECT_FALSE(s.knows(1));
   EXPECT_EQ(s.queued(), 0);
 }
+
+TEST(Scheduler, SharedRequestTakesQueuedRowsInOrderWithoutTokens) {
+  Scheduler s;
+  SendLimits l = limits();
+  l.rate_per_s = 1;
+  l.burst = 1;
+  s.configure(1, l);
+  for (std::int64_t row = 1; row <= 5; ++row) s.enqueue(1, row);
+  auto first = s.next(0);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->row, 1);
+  // The rows behind it ride on the same request, in queue order.
+  EXPECT_EQ(s.take_more(1, 3), (std::vector<std::int64_t>{2, 3, 4}));
+  EXPECT_EQ(s.queued(), 1);
+  // They took no token: the bucket is still empty for the next request.
+  EXPECT_FALSE(s.next(0).has_value());
+  EXPECT_EQ(s.take_more(1, 10), (std::vector<std::int64_t>{5}));
+  EXPECT_TRUE(s.take_more(1, 10).empty());
+}
+
+TEST(Scheduler, SharedAnswerDecidesRowsButCountsOnceForTheBreaker) {
+  Scheduler s;
+  SendLimits l = limits();
+  l.breaker_threshold = 2;
+  s.configure(1, l);
+  for (std::int64_t row = 1; row <= 3; ++row) s.enqueue(1, row);
+  ASSERT_TRUE(s.next(0).has_value());
+  s.take_more(1, 2);
+  s.started(1);
+  s.finished(1);
+  // One failed request of three rows: every row is retried, the breaker
+  // counts one failure and stays closed.
+  EXPECT_EQ(s.on_answer(1, kServerError, 500, 0, 10, 0.5).status, RowDecision::Status::failed);
+  for (int i = 0; i < 2; ++i) {
+    RowDecision d = s.on_shared_answer(1, kServerError, 0, 10, 0.5);
+    EXPECT_EQ(d.status, RowDecision::Status::failed);
+    EXPECT_EQ(d.delay_ms, 500);
+  }
+  EXPECT_EQ(s.breaker_state(1, 10), CircuitBreaker::State::closed);
+  // A row on its last attempt dies whatever the request's fate.
+  EXPECT_EQ(s.on_shared_answer(1, kServerError, 4, 10, 0.5).status, RowDecision::Status::dead);
+  EXPECT_EQ(s.on_shared_answer(1, kOk, 0, 10, 0.5).status, RowDecision::Status::synced);
+}

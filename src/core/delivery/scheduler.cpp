@@ -105,6 +105,16 @@ std::optional<Scheduler::Next> Scheduler::next(std::int64_t now_ms) {
   return std::nullopt;
 }
 
+std::vector<std::int64_t> Scheduler::take_more(int destination, std::size_t max) {
+  Lane &l = lane(destination);
+  std::vector<std::int64_t> rows;
+  while (rows.size() < max && !l.queue.empty()) {
+    rows.push_back(l.queue.front());
+    l.queue.pop_front();
+  }
+  return rows;
+}
+
 void Scheduler::started(int destination) { ++lane(destination).in_flight; }
 
 void Scheduler::finished(int destination) { --lane(destination).in_flight; }
@@ -149,6 +159,35 @@ RowDecision Scheduler::on_answer(int destination, const Classified &classified, 
       break;
     case Outcome::permanent:
       l.breaker.on_success();  // it answered
+      l.has_work = true;
+      d.status = RowDecision::Status::dead;
+      d.why = RowDecision::Why::permanent;
+      break;
+    case Outcome::gone:
+      l.limits.paused = true;
+      l.has_work = true;
+      d.status = RowDecision::Status::dead;
+      d.why = RowDecision::Why::gone;
+      break;
+  }
+  return d;
+}
+
+RowDecision Scheduler::on_shared_answer(int destination, const Classified &classified,
+                                        int attempts_before, std::int64_t now_ms, double random01) {
+  Lane &l = lane(destination);
+  RowDecision d;
+  d.attempts = attempts_before + 1;
+  switch (classified.outcome) {
+    case Outcome::synced:
+      l.has_work = true;
+      d.status = RowDecision::Status::synced;
+      break;
+    case Outcome::retry:
+      d = retry_or_dead(l, classified, d.attempts, now_ms, random01);
+      if (d.status == RowDecision::Status::dead) l.has_work = true;
+      break;
+    case Outcome::permanent:
       l.has_work = true;
       d.status = RowDecision::Status::dead;
       d.why = RowDecision::Why::permanent;

@@ -98,6 +98,10 @@ class Scheduler {
   // throttled, with a token in its bucket and its breaker allowing a request
   // (in half-open, this is the probe). Nothing when no destination may send.
   std::optional<Next> next(std::int64_t now_ms);
+  // Up to `max` more queued rows of `destination`, taken off its queue in
+  // order, to share the request of the row next() just returned (a kind
+  // that sends many rows per request). They take no token of their own.
+  std::vector<std::int64_t> take_more(int destination, std::size_t max);
   // The row returned by next() is in flight / has come back.
   void started(int destination);
   void finished(int destination);
@@ -108,6 +112,11 @@ class Scheduler {
   // attempts. `http_status` is 0 without a response.
   RowDecision on_answer(int destination, const Classified &classified, long http_status,
                         int attempts_before, std::int64_t now_ms, double random01);
+  // The same decision for another row of a request whose answer on_answer()
+  // has already counted for the destination's health (its breaker and
+  // throttle): a shared request is one success or failure, not one per row.
+  RowDecision on_shared_answer(int destination, const Classified &classified, int attempts_before,
+                               std::int64_t now_ms, double random01);
   // A row that failed in the worker itself (a configuration it cannot use, an
   // event it cannot export, a transfer it could not start): retried with the
   // destination's backoff, dead after its last attempt.

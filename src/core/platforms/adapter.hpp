@@ -236,6 +236,11 @@ class Adapter {
   };
   virtual KindDefaults defaults() const { return {}; }
 
+  // How many outbox rows one request may carry: the deliverer hands
+  // build_requests() up to this many rows of a destination at once (1: one
+  // row per request).
+  virtual std::size_t max_rows_per_request() const { return 1; }
+
   // --- commerce platforms (shopify, tiktok_shop, amazon_sp, meta_catalog) ---
 
   // Whether this kind syncs mapped listings (ves.listings) rather than

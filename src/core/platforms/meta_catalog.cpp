@@ -244,6 +244,9 @@ std::vector<HeaderSpec> MetaAdapter::validate_options(const json::Value &options
 // changes need and stays clear of code 80004.
 Adapter::KindDefaults MetaAdapter::defaults() const { return {1, 5, 2}; }
 
+// one items_batch of up to 1000 SKUs, well inside the Catalog Batch API limit.
+std::size_t MetaAdapter::max_rows_per_request() const { return 1000; }
+
 std::vector<PlatformRequest> MetaAdapter::build_requests(const Endpoint &endpoint,
                                                          const std::vector<OutboxRow> &rows,
                                                          std::int64_t now_unix_ms) const {

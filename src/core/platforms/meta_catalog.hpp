@@ -131,6 +131,7 @@ class MetaAdapter final : public Adapter {
   void validate_url(std::string_view url) const override;
   std::vector<HeaderSpec> validate_options(const json::Value &options) const override;
   KindDefaults defaults() const override;
+  std::size_t max_rows_per_request() const override;
   bool is_platform() const override { return true; }
   std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
                                               const std::vector<OutboxRow> &rows,

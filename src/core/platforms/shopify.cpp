@@ -334,6 +334,10 @@ std::vector<HeaderSpec> ShopifyAdapter::validate_options(const json::Value &opti
 // 5 calls a second leaves room for reads and for the shop's other apps.
 Adapter::KindDefaults ShopifyAdapter::defaults() const { return {5, 10, 4}; }
 
+// one inventorySetQuantities of up to 100 SKUs (shopify_max_quantities lines at most: a SKU may
+// have several locations).
+std::size_t ShopifyAdapter::max_rows_per_request() const { return 100; }
+
 std::vector<PlatformRequest> ShopifyAdapter::build_requests(const Endpoint &endpoint,
                                                             const std::vector<OutboxRow> &rows,
                                                             std::int64_t now_unix_ms) const {

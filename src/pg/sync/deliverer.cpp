@@ -50,6 +50,7 @@ extern "C" {
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <random>
@@ -375,48 +376,73 @@ class Deliverer::Impl {
   void expect_work() { scheduler_.expect_work(); }
 
   // Starts transfers while destinations have room (core::Scheduler::next).
+  // A kind that sends many rows per request gets the destination's queued
+  // rows behind the first one in the same request.
   void dispatch(HttpEngine &engine) {
     std::int64_t now = steady_ms();
     while (std::optional<core::Scheduler::Next> next = scheduler_.next(now)) {
       Destination &d = destinations_[next->destination];
-      Job job = take_queued(next->row);
+      std::vector<Job> batch;
+      batch.push_back(take_queued(next->row));
+      if (d.adapter && d.config_error.empty() && d.adapter->max_rows_per_request() > 1)
+        for (std::int64_t row : scheduler_.take_more(d.id, d.adapter->max_rows_per_request() - 1))
+          batch.push_back(take_queued(row));
       if (!d.config_error.empty()) {
-        forget(job);
-        fail_job(job, d, d.config_error);
+        for (Job &job : batch) {
+          forget(job);
+          fail_job(job, d, d.config_error);
+        }
         continue;
       }
-      if (d.platform && !prepare_platform(d, job)) continue;
-      core::HttpRequest request;
+      if (d.platform) {
+        std::vector<Job> to_send;
+        for (Job &job : batch)
+          if (prepare_platform(d, job)) to_send.push_back(std::move(job));
+        batch = std::move(to_send);
+        if (batch.empty()) continue;
+      }
+      std::vector<core::PlatformRequest> requests;
       try {
-        request = build_request(d, job);
+        requests = build_requests(d, batch);
       } catch (const core::Error &e) {
         // A destination whose URL, secret or headers cannot make a request:
-        // nothing is sent, the row is dead-lettered with the reason.
-        forget(job);
+        // nothing is sent, the rows are dead-lettered with the reason.
         d.dirty = true;
         d.last_error = std::string("invalid destination configuration: ") + e.what();
-        outcomes_.push_back(
-            Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
-        ++totals_.dead;
+        for (Job &job : batch) {
+          forget(job);
+          outcomes_.push_back(
+              Outcome{job.id, job.tenant, "dead", 0, job.attempts, 0, d.last_error, {}});
+          ++totals_.dead;
+        }
         continue;
       } catch (const std::exception &e) {
-        forget(job);
-        fail_job(job, d, std::string("cannot build the request: ") + e.what());
+        for (Job &job : batch) {
+          forget(job);
+          fail_job(job, d, std::string("cannot build the request: ") + e.what());
+        }
         continue;
       }
-      std::uint64_t tag = next_tag_++;
-      try {
-        // ves.max_timeout_ms bounds every transfer, even one configured
-        // before the setting was lowered.
-        engine.submit(tag, request, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
-      } catch (const std::exception &e) {
-        forget(job);
-        fail_job(job, d, std::string("cannot start the transfer: ") + e.what());
-        continue;
+      for (core::PlatformRequest &request : requests) {
+        std::vector<Job> jobs;
+        for (size_t i : request.rows) jobs.push_back(std::move(batch.at(i)));
+        std::uint64_t tag = next_tag_++;
+        try {
+          // ves.max_timeout_ms bounds every transfer, even one configured
+          // before the setting was lowered.
+          engine.submit(tag, request.http, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
+        } catch (const std::exception &e) {
+          for (Job &job : jobs) {
+            forget(job);
+            fail_job(job, d, std::string("cannot start the transfer: ") + e.what());
+          }
+          continue;
+        }
+        scheduler_.started(d.id);
+        totals_.sent += static_cast<std::int64_t>(jobs.size());
+        rows_in_flight_ += static_cast<int>(jobs.size());
+        in_flight_[tag] = std::move(jobs);
       }
-      scheduler_.started(d.id);
-      ++totals_.sent;
-      in_flight_[tag] = std::move(job);
     }
   }
 
@@ -502,27 +528,46 @@ class Deliverer::Impl {
     RowView &operator=(const RowView &) = delete;
   };
 
-  // The request that delivers a job's event to a destination, built by the
-  // adapter of its kind. Throws core::Error when the destination's
-  // configuration cannot make one.
-  static core::HttpRequest build_request(const Destination &d, const Job &job) {
+  // The requests that deliver jobs' events to a destination, built by the
+  // adapter of its kind; every job is in exactly one. Throws core::Error
+  // when the destination's configuration cannot make them.
+  static std::vector<core::PlatformRequest> build_requests(const Destination &d,
+                                                           const std::vector<Job> &jobs) {
     if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
-    RowView view(d, job);
+    std::deque<RowView> views;
+    std::vector<core::OutboxRow> rows;
+    for (const Job &job : jobs) {
+      views.emplace_back(d, job);
+      rows.push_back(views.back().row);
+    }
     std::vector<core::PlatformRequest> requests =
-        d.adapter->build_requests(endpoint(d), {view.row}, unix_ms());
-    if (requests.size() != 1)
-      throw core::Error("invalid_listing", "the listings of this SKU need more than one request");
-    return std::move(requests[0].http);
+        d.adapter->build_requests(endpoint(d), rows, unix_ms());
+    std::vector<int> covered(jobs.size(), 0);
+    for (const core::PlatformRequest &r : requests)
+      for (size_t i : r.rows) covered.at(i) += 1;
+    for (int c : covered)
+      if (c != 1) throw core::Error("invalid_request", "the adapter did not cover every row once");
+    return requests;
   }
 
-  // What a finished transfer's answer means for its row, as the adapter of
-  // the destination's kind reads it. (A destination whose kind has no
-  // adapter sends nothing; absorb() fails the row.)
-  static core::RowVerdict classify(const Destination &d, const Job &job, const HttpResult &r) {
+  // What a finished transfer's answer means for each of its rows, as the
+  // adapter of the destination's kind reads it. (A destination whose kind
+  // has no adapter sends nothing; absorb() fails the rows.)
+  static std::vector<core::RowVerdict> classify(const Destination &d, const std::vector<Job> &jobs,
+                                                const HttpResult &r) {
     if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
     const core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt, r.rate_limit};
-    RowView view(d, job);
-    return d.adapter->classify_rows(endpoint(d), answer, {view.row}, unix_ms()).at(0);
+    std::deque<RowView> views;
+    std::vector<core::OutboxRow> rows;
+    for (const Job &job : jobs) {
+      views.emplace_back(d, job);
+      rows.push_back(views.back().row);
+    }
+    std::vector<core::RowVerdict> verdicts =
+        d.adapter->classify_rows(endpoint(d), answer, rows, unix_ms());
+    if (verdicts.size() != jobs.size())
+      throw core::Error("invalid_answer", "the adapter did not judge every row");
+    return verdicts;
   }
 
   // What a platform's verdict means for the listings a row sent: the count
@@ -577,28 +622,37 @@ class Deliverer::Impl {
     for (HttpResult &r : results) {
       auto it = in_flight_.find(r.tag);
       if (it == in_flight_.end()) continue;
-      Job job = std::move(it->second);
+      std::vector<Job> jobs = std::move(it->second);
       in_flight_.erase(it);
-      forget(job);
-      Destination &d = destinations_[job.destination];
-      scheduler_.finished(job.destination);
+      rows_in_flight_ -= static_cast<int>(jobs.size());
+      for (const Job &job : jobs) forget(job);
+      Destination &d = destinations_[jobs.at(0).destination];
+      scheduler_.finished(d.id);
       d.dirty = true;
+      std::vector<core::RowVerdict> verdicts;
       try {
-        absorb_one(r, job, d);
+        verdicts = classify(d, jobs, r);
       } catch (const std::exception &e) {
-        fail_job(job, d, std::string("cannot process the answer: ") + e.what());
+        for (const Job &job : jobs)
+          fail_job(job, d, std::string("cannot process the answer: ") + e.what());
+        continue;
       }
+      for (size_t i = 0; i < jobs.size(); ++i)
+        absorb_one(r, jobs[i], d, std::move(verdicts[i]), i == 0);
     }
   }
 
-  void absorb_one(HttpResult &r, const Job &job, Destination &d) {
-    core::RowVerdict verdict = classify(d, job, r);
+  // One row's outcome; `first`: the first row of its request, whose
+  // answer counts for the destination's health.
+  void absorb_one(const HttpResult &r, const Job &job, Destination &d, core::RowVerdict verdict,
+                  bool first) {
     if (d.platform) platform_verdict(d, job, verdict);
     core::Classified c = core::to_classified(verdict);
     core::RowDecision decision =
-        scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_));
+        first
+            ? scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_))
+            : scheduler_.on_shared_answer(d.id, c, job.attempts, steady_ms(), uniform_(random_));
     // The whole answer was read for the adapter; the row keeps its start.
-    if (r.excerpt.size() > kStoredExcerptBytes) r.excerpt.resize(kStoredExcerptBytes);
     Outcome o{job.id,
               job.tenant,
               core::to_string(decision.status),
@@ -606,7 +660,7 @@ class Deliverer::Impl {
               decision.attempts,
               r.status,
               {},
-              std::move(r.excerpt)};
+              r.excerpt.substr(0, kStoredExcerptBytes)};
     std::string what = r.transport_error ? r.error : "HTTP " + std::to_string(r.status);
     // An adapter's own reason (a sequencer's rejection, a receipt that does
     // not verify) says more than the status.
@@ -856,7 +910,7 @@ class Deliverer::Impl {
   const SyncSettings &settings() const { return settings_; }
   const DeliveryTotals &totals() const { return totals_; }
   std::int64_t claimed_total() const { return claimed_total_; }
-  int in_flight() const { return static_cast<int>(in_flight_.size()); }
+  int in_flight() const { return rows_in_flight_; }
 
  private:
   template <typename F>
@@ -908,7 +962,8 @@ class Deliverer::Impl {
   std::map<int, Destination> destinations_;
   core::Scheduler scheduler_;                     // what to send when, per destination
   std::unordered_map<std::int64_t, Job> queued_;  // claimed rows not yet sent, by id
-  std::unordered_map<std::uint64_t, Job> in_flight_;
+  std::unordered_map<std::uint64_t, std::vector<Job>> in_flight_;  // by transfer tag
+  int rows_in_flight_ = 0;
   std::unordered_map<std::int64_t, bool> held_;
   std::multiset<std::int64_t> held_positions_;
   std::int64_t finished_floor_ = INT64_MAX;
