@@ -37,6 +37,7 @@ extern "C" {
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <exception>
@@ -596,26 +597,28 @@ unsigned batch_threads(int n) {
 // raised when the batch reaches that event, as if it were hashed in turn.
 class PayloadHashes {
  public:
+  static constexpr int kPerTask = 16;
+
   PayloadHashes(AppendInput *in, int n) : in_(in), n_(n), slots_(new Slot[Max(n, 1)]) {}
 
-  // Queues every event before `upto` not queued yet.
+  // Queues every event before `upto` not queued yet, kPerTask events a
+  // task (fewer hand-offs between threads).
   void queue_until(core::ThreadPool &pool, int upto) {
+    int group[kPerTask];
+    int grouped = 0;
     for (; queued_ < upto && queued_ < n_; ++queued_) {
       AppendInput &e = in_[queued_];
       if (e.presigned || !payload_acceptable(e.payload)) continue;
       Slot &slot = slots_[queued_];
       slot.text = safe::jsonb_text(e.payload);
       slot.queued = true;
-      pool.submit([&slot] {
-        try {
-          slot.hash = core::ves::payload_plain_hash_of_json(slot.text);
-        } catch (...) {
-          slot.error = std::current_exception();
-        }
-        std::string().swap(slot.text);
-        slot.done.store(true, std::memory_order_release);
-      });
+      group[grouped++] = queued_;
+      if (grouped == kPerTask) {
+        submit(pool, group, grouped);
+        grouped = 0;
+      }
     }
+    if (grouped > 0) submit(pool, group, grouped);
   }
 
   // Event i's payload hash, or nullptr when it was not queued (validate()
@@ -630,6 +633,24 @@ class PayloadHashes {
   }
 
  private:
+  void submit(core::ThreadPool &pool, const int *group, int count) {
+    Slot *slots = slots_.get();
+    std::array<int, kPerTask> members{};
+    std::copy(group, group + count, members.begin());
+    pool.submit([slots, members, count] {
+      for (int k = 0; k < count; ++k) {
+        Slot &slot = slots[members[k]];
+        try {
+          slot.hash = core::ves::payload_plain_hash_of_json(slot.text);
+        } catch (...) {
+          slot.error = std::current_exception();
+        }
+        std::string().swap(slot.text);
+        slot.done.store(true, std::memory_order_release);
+      }
+    });
+  }
+
   struct Slot {
     std::string text;
     core::crypto::Hash32 hash{};
@@ -773,11 +794,15 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
   // Enough queued ahead to keep the threads busy while this thread waits on
   // the database, few enough that the payloads' texts stay small.
   const int ahead = pool.threads() > 0 ? 64 * static_cast<int>(pool.threads()) : 1;
+  int queued_until = 0;
 
   for (int i = 0; i < n; ++i) {
     *current = i;
     generated[i] = !in[i].has_id;
-    payloads.queue_until(pool, i + ahead);
+    if (i + ahead / 2 >= queued_until) {
+      payloads.queue_until(pool, i + ahead);
+      queued_until = i + ahead;
+    }
     step_validate(in[i]);
     hash[i] = step_hash(in[i], payloads.take(pool, i));
     // A key or id repeated inside the batch: the same content is the same
@@ -851,6 +876,24 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
         std::rethrow_exception(signing_error[j]);
       }
   };
+  // Signed kPerTask at a time, the indexes of a task in `pending`.
+  constexpr int kPerTask = 16;
+  std::array<int, kPerTask> pending{};
+  int npending = 0;
+  auto submit_pending = [&] {
+    if (npending == 0) return;
+    pool.submit([&signing, &signing_error, pending, npending] {
+      for (int k = 0; k < npending; ++k) {
+        int j = pending[k];
+        try {
+          signing[j].run();
+        } catch (...) {
+          signing_error[j] = std::current_exception();
+        }
+      }
+    });
+    npending = 0;
+  };
   for (int i = 0; i < n; ++i) {
     if (!written[i]) continue;
     *current = i;
@@ -859,19 +902,16 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
     try {
       signing[i] = step_prepare_signature(in[i]);
     } catch (...) {
+      submit_pending();
       pool.wait(nullptr);
       first_signing_error(i);
       *current = i;
       throw;
     }
-    pool.submit([&signing, &signing_error, i] {
-      try {
-        signing[i].run();
-      } catch (...) {
-        signing_error[i] = std::current_exception();
-      }
-    });
+    pending[npending++] = i;
+    if (npending == kPerTask) submit_pending();
   }
+  submit_pending();
   pool.wait(safe::check_for_interrupts);
   first_signing_error(n);
   for (int i = 0; i < n; ++i)

@@ -490,7 +490,7 @@ SigningJob prepare_signature(const pg_uuid_t &tenant, const pg_uuid_t &store,
                              const text *entity_id, const text *event_type, Signature *sig) {
   const Signer &signer = signer_for(tenant, store);
   SigningJob job;
-  core::ves::Event &e = job.event;
+  core::ves::Event e;
   e.event_id = to_core_uuid(event_id);
   e.tenant_id = to_core_uuid(tenant);
   e.store_id = to_core_uuid(store);
@@ -503,6 +503,7 @@ SigningJob prepare_signature(const pg_uuid_t &tenant, const pg_uuid_t &store,
       GetCurrentTimestamp() + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
   e.created_at = core::rfc3339_utc_millis(unix_micros);
   std::memcpy(e.payload_plain_hash.data(), sig->payload_plain_hash, 32);
+  job.signing_hash = core::ves::signing_hash(e);
   job.secret = signer.secret;
 
   sig->agent_id = signer.agent_id;
@@ -511,9 +512,7 @@ SigningJob prepare_signature(const pg_uuid_t &tenant, const pg_uuid_t &store,
   return job;
 }
 
-void SigningJob::run() {
-  signature = crypto::sign_detached_64(core::ves::signing_hash(event), *secret);
-}
+void SigningJob::run() { signature = crypto::sign_detached_64(signing_hash, *secret); }
 
 void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &event_id,
           const text *entity_type, const text *entity_id, const text *event_type, Signature *sig) {

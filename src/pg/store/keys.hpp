@@ -33,12 +33,12 @@ void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &even
 
 // sign() in two steps, so that a batch signs on threads: prepare_signature
 // runs on the backend's thread (it finds or creates the key through SPI,
-// exactly as sign() does, and fills `sig` but for agent_signature); the job's
-// run() computes the Ed25519 signature, is pure C++ and may run on any
-// thread. The job owns what it needs: it stays valid when the backend's key
-// cache changes meanwhile.
+// exactly as sign() does, fills `sig` but for agent_signature and computes
+// the signing hash); the job's run() computes the Ed25519 signature, is pure
+// C++ and may run on any thread. The job owns what it needs: it stays valid
+// when the backend's key cache changes meanwhile.
 struct SigningJob {
-  core::ves::Event event;
+  core::crypto::Hash32 signing_hash{};
   std::shared_ptr<const core::crypto::SecretBytes> secret;
   core::crypto::Signature64 signature{};
   void run();
