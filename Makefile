@@ -23,8 +23,8 @@ REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 PG_CPPFLAGS  = -Isrc
-PG_CXXFLAGS  = -std=c++17 -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register
-SHLIB_LINK   = -lsodium -lcurl -lstdc++
+PG_CXXFLAGS  = -std=c++17 -pthread -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register
+SHLIB_LINK   = -lsodium -lcurl -lstdc++ -pthread
 
 # pg_ves_mcp (src/mcp) is a client program, not part of pg_ves.so; see its
 # rules below.

@@ -15,12 +15,27 @@
  *       SELECT on ves.events (no fence, for diagnosis), or the same SELECT on
  *       bench.plain_events.
  *
+ *       With BENCH_MEMORY=1 it also samples the backend's anonymous resident
+ *       memory (RssAnon in /proc/PID/status, every 2 ms) during the last call
+ *       and adds "input_bytes=... rss_growth_kb=... memory_per_input=...":
+ *       the growth over what the backend held right before that call, divided
+ *       by the size of the JSON (or SQL) text sent. Client and server must
+ *       share the machine.
+ *
+ *       With BENCH_CPU=1 it adds the backend's CPU time over all calls:
+ *       "cpu_main_s=..." for its own thread and "cpu_all_s=..." for it and the
+ *       threads ves.crypto_threads started (from /proc, so it does not depend
+ *       on what else the machine runs; client and server must share it).
+ *
  * Connection settings come from the PG* environment variables. Only the
  * round trips are timed: building a request is outside the clock. Prints one
  * line: "events=N seconds=S events_per_s=R". BENCH_EXTRA_COLUMNS and
  * BENCH_EXTRA_VALUES add columns to the baseline rows (see below).
  */
 #include <libpq-fe.h>
+
+#include <pthread.h>
+#include <unistd.h>
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -93,6 +108,51 @@ static void payload(Buf *b, long sku) {
       sku, rand_between(-5, 5), rand_between(1, 4), rand_between(1000000, 9999999));
 }
 
+/* RssAnon of a process in kB, or -1. */
+static long rss_anon_kb(long pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%ld/status", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long kb = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "RssAnon: %ld kB", &kb) == 1) break;
+  fclose(f);
+  return kb;
+}
+
+/* utime + stime of /proc/PATH/stat in seconds, or -1. */
+static double cpu_seconds(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  unsigned long utime = 0, stime = 0;
+  if (!p ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+    return -1;
+  return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+typedef struct {
+  long pid;
+  volatile int stop;
+  long peak_kb;
+} Sampler;
+
+static void *sample_memory(void *arg) {
+  Sampler *s = arg;
+  while (!s->stop) {
+    long kb = rss_anon_kb(s->pid);
+    if (kb > s->peak_kb) s->peak_kb = kb;
+    usleep(2000);
+  }
+  return NULL;
+}
+
 static PGconn *connect_or_die(void) {
   PGconn *conn = PQconnectdb("");
   if (PQstatus(conn) != CONNECTION_OK) die("cannot connect: %s", PQerrorMessage(conn));
@@ -163,6 +223,23 @@ static int batch(int argc, char **argv) {
     PQclear(prep);
     free(sql);
   }
+  int sample = getenv("BENCH_MEMORY") && strcmp(getenv("BENCH_MEMORY"), "1") == 0;
+  int cpu = getenv("BENCH_CPU") && strcmp(getenv("BENCH_CPU"), "1") == 0;
+  long backend_pid = 0, rss_before_kb = 0;
+  char main_stat[64], all_stat[64];
+  double main0 = 0, all0 = 0;
+  Sampler sampler = {0, 0, 0};
+  pthread_t sampler_thread;
+  if (sample || cpu) {
+    PGresult *pid = PQexec(conn, "SELECT pg_backend_pid()");
+    check(pid, PGRES_TUPLES_OK, "pg_backend_pid()");
+    backend_pid = atol(PQgetvalue(pid, 0, 0));
+    PQclear(pid);
+    snprintf(main_stat, sizeof main_stat, "/proc/%ld/task/%ld/stat", backend_pid, backend_pid);
+    snprintf(all_stat, sizeof all_stat, "/proc/%ld/stat", backend_pid);
+    main0 = cpu_seconds(main_stat);
+    all0 = cpu_seconds(all_stat);
+  }
   Buf b = {0};
   double busy = 0;
   for (int call = 0; call < calls; ++call) {
@@ -212,6 +289,14 @@ static int batch(int argc, char **argv) {
     }
     if (mode == VES) buf_printf(&b, "]");
     const char *params[1] = {b.data};
+    int sampled = sample && call == calls - 1;
+    if (sampled) {
+      rss_before_kb = rss_anon_kb(backend_pid);
+      sampler.pid = backend_pid;
+      sampler.peak_kb = rss_before_kb;
+      if (pthread_create(&sampler_thread, NULL, sample_memory, &sampler) != 0)
+        die("cannot start the memory sampler");
+    }
     double start = now_s();
     PGresult *res;
     if (mode == VES)
@@ -223,6 +308,10 @@ static int batch(int argc, char **argv) {
       res = PQexecPrepared(conn, "plain_batch", size * PLAIN_PARAMS, (const char *const *)values,
                            NULL, NULL, 0);
     busy += now_s() - start;
+    if (sampled) {
+      sampler.stop = 1;
+      pthread_join(sampler_thread, NULL);
+    }
     check(res, mode == VES ? PGRES_TUPLES_OK : PGRES_COMMAND_OK,
           mode == VES ? "ves.append_batch" : "INSERT");
     long done = atol(mode == VES ? PQgetvalue(res, 0, 0) : PQcmdTuples(res));
@@ -230,7 +319,19 @@ static int batch(int argc, char **argv) {
     PQclear(res);
   }
   long events = (long)calls * size;
-  printf("events=%ld seconds=%.3f events_per_s=%.0f\n", events, busy, events / busy);
+  printf("events=%ld seconds=%.3f events_per_s=%.0f", events, busy, events / busy);
+  if (cpu)
+    printf(" cpu_main_s=%.2f cpu_all_s=%.2f", cpu_seconds(main_stat) - main0,
+           cpu_seconds(all_stat) - all0);
+  if (sample) {
+    long input = mode == PLAIN ? 0 : (long)b.len;
+    if (mode == PLAIN)
+      for (size_t k = 0; k < (size_t)size * PLAIN_PARAMS; ++k) input += (long)cells[k].len;
+    long growth = sampler.peak_kb - rss_before_kb;
+    printf(" input_bytes=%ld rss_growth_kb=%ld memory_per_input=%.2f", input, growth,
+           input > 0 ? growth * 1024.0 / input : 0);
+  }
+  printf("\n");
   PQfinish(conn);
   for (size_t k = 0; k < (size_t)size * PLAIN_PARAMS; ++k) free(cells[k].data);
   free(cells);

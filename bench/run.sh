@@ -19,6 +19,10 @@
 #   PGVES_BENCH_DIAGNOSE=1          also run ves.append with ves.notify=off and a
 #                                   multi-row INSERT of literal values (about +30 s)
 #   PGVES_BENCH_KEEP=1              keep the cluster directory (not the server)
+#   PGVES_BENCH_BATCH_ROUNDS=2      alternating rounds the batch calls are split into
+#   PGVES_BENCH_HOT=300             hot entities of the hot-vs-new-entity runs
+#   PGVES_BENCH_VERIFY_EVENTS=20000 events ves.verify_events checks per run
+#   PGVES_BENCH_MEMORY_EVENTS=20000 events of the append_batch call whose memory is sampled
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -36,6 +40,10 @@ batch_size=${PGVES_BENCH_BATCH_SIZE:-1000}
 read_passes=${PGVES_BENCH_READ_PASSES:-3}
 tenants=${PGVES_BENCH_TENANTS:-10}
 skus=${PGVES_BENCH_SKUS:-1000}
+batch_rounds=${PGVES_BENCH_BATCH_ROUNDS:-2}
+hot=${PGVES_BENCH_HOT:-300}
+verify_events=${PGVES_BENCH_VERIFY_EVENTS:-20000}
+memory_events=${PGVES_BENCH_MEMORY_EVENTS:-20000}
 page=1000
 cores=$(nproc)
 threads=$((clients < cores ? clients : cores))
@@ -74,8 +82,10 @@ fi
 export BENCH_EXTRA_COLUMNS=$extra_columns BENCH_EXTRA_VALUES=$extra_values
 
 client="$work/client"
-cc -O2 -I"$(pg_config --includedir)" "$repo/bench/client.c" -o "$client" -L"$(pg_config --libdir)" -lpq ||
+cc -O2 -pthread -I"$(pg_config --includedir)" "$repo/bench/client.c" -o "$client" -L"$(pg_config --libdir)" -lpq ||
   die "cannot build bench/client.c"
+c++ -O2 -std=c++17 -o "$work/raw_verify" "$repo/bench/raw_verify.cpp" -lsodium ||
+  die "cannot build bench/raw_verify.cpp (needs libsodium-dev)"
 
 # pgbench scripts: the same tenant, store, SKU and ~100-byte payload
 # expressions on both sides, so only the write itself differs.
@@ -97,6 +107,18 @@ EOF
 cat >"$work/ves_append.sql" <<EOF
 $common_vars
 SELECT ves.append($tenant_expr, $store_expr, 'InventoryItem', 'SKU-' || :s, 'inventory.adjusted', $payload_expr);
+EOF
+# Hot entities: $hot SKUs of tenant 1, every append updates their stream rows;
+# new entities: every append creates its entity (a stream row inserted).
+cat >"$work/ves_hot.sql" <<EOF
+$common_vars
+\\set h random(1, $hot)
+SELECT ves.append($(tenant_sql 1), $(store_sql 1), 'InventoryItem', 'SKU-' || :h, 'inventory.adjusted', $payload_expr);
+EOF
+cat >"$work/ves_new.sql" <<EOF
+$common_vars
+\\set n random(1, 1000000000000)
+SELECT ves.append($(tenant_sql 1), $(store_sql 1), 'InventoryItem', 'NEW-' || :client_id || '-' || :n, 'inventory.adjusted', $payload_expr);
 EOF
 
 # One pgbench run of a script; prints its tps (without connection time).
@@ -171,19 +193,98 @@ if [ "$diagnose" = 1 ]; then
   echo "ves.append, ves.notify=off  $nonotify_tps tps   (slices: ${tps_list[ves_no_notify]% }; diagnosis)"
 fi
 
-echo "== 2. batch append, $batch_calls calls x $batch_size events, one backend"
-sql -c 'CHECKPOINT'
-plain_batch=$("$client" batch plain "$batch_calls" "$batch_size" "$tenants" "$skus" 7)
-echo "multi-row INSERT      $plain_batch   (prepared, 7 parameters a row)"
+echo "== 2. batch append, $batch_calls calls x $batch_size events, one backend, in $batch_rounds alternating rounds"
+# Multi-row INSERT, append_batch with ves.crypto_threads at its default (the
+# cores) and with 1 (everything on the backend's own thread, the serial path
+# of earlier versions): the same rows on every side of a round.
+per_round=$(( (batch_calls + batch_rounds - 1) / batch_rounds ))
+batch_sides=(plain ves ves_serial)
+[ "$diagnose" = 1 ] && batch_sides+=(plain_literal)
+declare -A batch_mode=([plain]=plain [ves]=ves [ves_serial]=ves [plain_literal]=plain-literal)
+declare -A batch_opts=([plain]="" [ves]="" [ves_serial]="-c ves.crypto_threads=1" [plain_literal]="")
+declare -A batch_events=() batch_seconds=() batch_rates=() batch_cpu_main=() batch_cpu_all=()
+for ((r = 1; r <= batch_rounds; r++)); do
+  for side in "${batch_sides[@]}"; do
+    sql -c 'CHECKPOINT'
+    out=$(BENCH_CPU=1 PGOPTIONS="${batch_opts[$side]}" "$client" batch "${batch_mode[$side]}" "$per_round" "$batch_size" "$tenants" "$skus" $((6 + r)))
+    batch_events[$side]=$(( ${batch_events[$side]:-0} + $(echo "$out" | sed -n 's/^events=\([0-9]*\) .*/\1/p') ))
+    batch_seconds[$side]=$(awk -v a="${batch_seconds[$side]:-0}" -v b="$(echo "$out" | field seconds)" 'BEGIN { printf "%.3f", a + b }')
+    batch_rates[$side]+="$(echo "$out" | field events_per_s) "
+    batch_cpu_main[$side]=$(awk -v a="${batch_cpu_main[$side]:-0}" -v b="$(echo "$out" | field cpu_main_s)" 'BEGIN { printf "%.2f", a + b }')
+    batch_cpu_all[$side]=$(awk -v a="${batch_cpu_all[$side]:-0}" -v b="$(echo "$out" | field cpu_all_s)" 'BEGIN { printf "%.2f", a + b }')
+  done
+done
+batch_eps() { awk -v e="${batch_events[$1]}" -v s="${batch_seconds[$1]}" 'BEGIN { printf "%.0f", (s > 0 ? e / s : 0) }'; }
+plain_batch_eps=$(batch_eps plain)
+ves_batch_eps=$(batch_eps ves)
+serial_batch_eps=$(batch_eps ves_serial)
+threads_default=$(sql -c 'SHOW ves.crypto_threads')
+echo "multi-row INSERT              $plain_batch_eps events/s   (rounds: ${batch_rates[plain]% }; prepared, 7 parameters a row)"
+echo "ves.append_batch, $threads_default threads    $ves_batch_eps events/s   (rounds: ${batch_rates[ves]% })"
+echo "ves.append_batch, 1 thread    $serial_batch_eps events/s   (rounds: ${batch_rates[ves_serial]% }; the serial path)"
+# CPU seconds of the backend over its calls: its own thread (the critical path
+# the threads shorten) and all its threads; independent of other load.
+for side in ves ves_serial; do
+  label="$threads_default threads"
+  [ "$side" = ves ] || label="1 thread"
+  echo "  backend CPU, $label: own thread ${batch_cpu_main[$side]} s, with its threads ${batch_cpu_all[$side]} s, for ${batch_events[$side]} events"
+done
 if [ "$diagnose" = 1 ]; then
-  sql -c 'CHECKPOINT'
-  echo "multi-row INSERT      $("$client" batch plain-literal "$batch_calls" "$batch_size" "$tenants" "$skus" 7)   (literal values, parsed each call; diagnosis)"
+  echo "multi-row INSERT, literal     $(batch_eps plain_literal) events/s   (parsed each call; diagnosis)"
 fi
-sql -c 'CHECKPOINT'
-ves_batch=$("$client" batch ves "$batch_calls" "$batch_size" "$tenants" "$skus" 7)
-echo "ves.append_batch      $ves_batch"
-plain_batch_eps=$(echo "$plain_batch" | field events_per_s)
-ves_batch_eps=$(echo "$ves_batch" | field events_per_s)
+
+echo "== 2b. backend memory of one append_batch call of $memory_events events"
+memory_out=$(BENCH_MEMORY=1 "$client" batch ves 2 "$memory_events" 1 "$skus" 11)
+echo "ves.append_batch              $memory_out"
+memory_ratio=$(echo "$memory_out" | field memory_per_input)
+
+echo "== 2c. $hot hot entities (every append updates one) vs a new entity per append, pgbench $clients clients, ${seconds} s each in $slices alternating slices"
+stream_stats() { sql -c "SELECT n_tup_upd || ' ' || n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'ves.streams'::regclass"; }
+for side in hot new; do pgbench_once "$side" "$work/ves_$side.sql" "$warmup" >/dev/null; done
+sleep 1
+read -r upd0 hot0 < <(stream_stats)
+declare -A entity_tps=()
+for ((i = 1; i <= slices; i++)); do
+  for side in hot new; do
+    sql -c 'CHECKPOINT'
+    entity_tps[$side]+="$(pgbench_once "$side" "$work/ves_$side.sql" "$slice") "
+  done
+done
+sleep 1
+read -r upd1 hot1 < <(stream_stats)
+hot_tps=$(printf '%s\n' ${entity_tps[hot]} | mean)
+new_tps=$(printf '%s\n' ${entity_tps[new]} | mean)
+hot_share=$(awk -v u=$((upd1 - upd0)) -v h=$((hot1 - hot0)) 'BEGIN { printf "%.0f", (u > 0 ? 100 * h / u : 0) }')
+echo "ves.append, hot entities      $hot_tps tps   (slices: ${entity_tps[hot]% })"
+echo "ves.append, new entity        $new_tps tps   (slices: ${entity_tps[new]% })"
+echo "ves.streams updates: $((upd1 - upd0)), HOT: $((hot1 - hot0)) (${hot_share} %)"
+
+echo "== 2d. ves.verify_events over the last $verify_events events vs libsodium's verify on one core"
+sql -c 'VACUUM ANALYZE ves.events'
+verify_from=$(sql -c "SELECT greatest(1, last_value - $verify_events + 1) FROM ves.position_seq")
+verify_sql="SELECT count(*) FROM ves.verify_events(from_position => $verify_from, to_position => $verify_from + $verify_events - 1)"
+sql -c "$verify_sql" >/dev/null   # warms the cache
+verify_n=$(sql -c "SELECT count(*) FROM ves.events WHERE position >= $verify_from AND position < $verify_from + $verify_events")
+declare -A verify_rates=()
+for ((r = 1; r <= 2; r++)); do
+  for side in serial threads; do
+    opts=""
+    [ "$side" = serial ] && opts="-c ves.crypto_threads=1"
+    t0=$(date +%s.%N)
+    failing=$(PGOPTIONS="$opts" sql -c "$verify_sql")
+    t1=$(date +%s.%N)
+    [ "$failing" = 0 ] || die "ves.verify_events reported $failing failures"
+    verify_rates[$side]+="$(awk -v n="$verify_n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }') "
+  done
+done
+raw_rates=""
+for ((r = 1; r <= 2; r++)); do raw_rates+="$("$work/raw_verify" 2 | sed -n 's/verifies_per_s=\([0-9]*\).*/\1/p') "; done
+verify_threads=$(printf '%s\n' ${verify_rates[threads]} | mean)
+verify_serial=$(printf '%s\n' ${verify_rates[serial]} | mean)
+raw_verify=$(printf '%s\n' $raw_rates | mean)
+echo "ves.verify_events, $threads_default threads   $verify_threads events/s   (runs: ${verify_rates[threads]% }; $verify_n events)"
+echo "ves.verify_events, 1 thread   $verify_serial events/s   (runs: ${verify_rates[serial]% })"
+echo "libsodium verify, one core    $raw_verify /s   (runs: ${raw_rates% })"
 
 echo "== 3. reading the whole store in $page-event pages, $read_passes passes"
 sql -c 'VACUUM ANALYZE'
@@ -201,18 +302,33 @@ plain_read_eps=$(echo "$plain_read" | field events_per_s)
 
 r1=$(ratio "$ves_tps" "$plain_tps")
 r2=$(ratio "$ves_batch_eps" "$plain_batch_eps")
+r2s=$(ratio "$serial_batch_eps" "$plain_batch_eps")
 r3=$(ratio "$ves_read_eps" "$plain_read_eps")
-v1=$(verdict "$r1" 0.85)
-v2=$([ "$(verdict "$ves_batch_eps" 40000)" = ok ] && [ "$(verdict "$r2" 0.45)" = ok ] && echo ok || echo MISS)
+r4=$(ratio "$hot_tps" "$new_tps")
+r5=$(ratio "$verify_threads" "$raw_verify")
+r5s=$(ratio "$verify_serial" "$raw_verify")
+v1=$(verdict "$r1" 0.75)
+v2=$(verdict "$r2" 0.8)
 v3=$(verdict "$ves_read_eps" 200000)
+v4=$(verdict "$r4" 0.95)
+v5=$(verdict "$r5" 1.6)
+v6=$(awk -v m="$memory_ratio" 'BEGIN { print (m + 0 <= 2 ? "ok" : "MISS") }')
 
 echo
-echo "== summary (synchronous_commit=$sync_commit, $cores cores, load average now $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%-40s %12s %12s %7s  %-26s %s\n' "measure" "pg_ves" "baseline" "ratio" "target" "met"
-printf '%-40s %12.0f %12.0f %7s  %-26s %s\n' "single append, $clients clients (tps)" "$ves_tps" "$plain_tps" "$r1" ">= 0.85x" "$v1"
-printf '%-40s %12.0f %12.0f %7s  %-26s %s\n' "batch append, $batch_size/call (events/s)" "$ves_batch_eps" "$plain_batch_eps" "$r2" ">= 40000/s and >= 0.45x" "$v2"
-printf '%-40s %12.0f %12.0f %7s  %-26s %s\n' "read_all, $page/page (events/s)" "$ves_read_eps" "$plain_read_eps" "$r3" ">= 200000/s" "$v3"
+echo "== summary (synchronous_commit=$sync_commit, $cores cores, ves.crypto_threads=$threads_default, load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+row() { printf '%-46s %12s %12s %7s  %-12s %s\n' "$@"; }
+num() { printf '%.0f' "$1"; }
+row "measure" "pg_ves" "baseline" "ratio" "target" "met"
+row "single append vs plain INSERT, $clients clients (tps)" "$(num "$ves_tps")" "$(num "$plain_tps")" "$r1" ">= 0.75x" "$v1"
+row "batch of $batch_size vs multi-row INSERT (events/s)" "$ves_batch_eps" "$plain_batch_eps" "$r2" ">= 0.8x" "$v2"
+row "  same, ves.crypto_threads = 1 (serial)" "$serial_batch_eps" "$plain_batch_eps" "$r2s" "" ""
+row "hot entities vs new entity per append (tps)" "$(num "$hot_tps")" "$(num "$new_tps")" "$r4" ">= 0.95x" "$v4"
+row "  ves.streams updates that were HOT" "${hot_share} %" "" "" "" ""
+row "verify_events vs libsodium on 1 core (ev/s)" "$verify_threads" "$raw_verify" "$r5" ">= 1.6x" "$v5"
+row "  same, ves.crypto_threads = 1 (serial)" "$verify_serial" "$raw_verify" "$r5s" "" ""
+row "append_batch memory / input ($memory_events events)" "" "" "$memory_ratio" "<= 2x" "$v6"
+row "read_all, $page/page (events/s)" "$(num "$ves_read_eps")" "$(num "$plain_read_eps")" "$r3" ">= 200000/s" "$v3"
 if [ "$diagnose" = 1 ]; then
-  printf '%-40s %12.0f %12s %7s  %-26s %s\n' "  single append, ves.notify=off" "$nonotify_tps" "" "$(ratio "$nonotify_tps" "$plain_tps")" "(diagnosis)" ""
+  row "  single append, ves.notify=off" "$(num "$nonotify_tps")" "" "$(ratio "$nonotify_tps" "$plain_tps")" "(diagnosis)" ""
 fi
-printf '%-40s %12.0f %12s %7s  %-26s %s\n' "  same pages, ves.events without fence" "$direct_read_eps" "" "$(ratio "$direct_read_eps" "$plain_read_eps")" "(diagnosis)" ""
+row "  same pages, ves.events without fence" "$(num "$direct_read_eps")" "" "$(ratio "$direct_read_eps" "$plain_read_eps")" "(diagnosis)" ""

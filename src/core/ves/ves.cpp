@@ -75,6 +75,10 @@ Hash32 payload_plain_hash(std::string_view canonical_payload) {
   return Preimage("VES_PAYLOAD_PLAIN_V1").bytes(canonical_payload).sha256();
 }
 
+Hash32 payload_plain_hash_of_json(std::string_view json_text) {
+  return payload_plain_hash(jcs::canonicalize(json::parse(json_text)));
+}
+
 Hash32 signing_hash(const Event &e) {
   return Preimage("VES_EVENTSIG_V1")
       .u32(e.ves_version)

@@ -60,6 +60,11 @@ struct Event {
 // Section 5.2, plaintext payloads: SHA256("VES_PAYLOAD_PLAIN_V1" || JCS(payload)).
 Hash32 payload_plain_hash(std::string_view canonical_payload);
 
+// The same from any JSON text of the payload: parsed strictly, canonicalised
+// (RFC 8785), hashed. Throws Error (invalid_json, non_finite_number, ...) for
+// text with no canonical form. Pure and thread-safe.
+Hash32 payload_plain_hash_of_json(std::string_view json_text);
+
 // Section 6.2: the hash the agent signs.
 Hash32 signing_hash(const Event &e);
 

@@ -1,9 +1,12 @@
 #include "pg/base/settings.hpp"
 
+#include "core/crypto/thread_pool.hpp"
+
 extern "C" {
 #include "utils/guc.h"
 }
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -22,6 +25,7 @@ char *databases = nullptr;
 int max_timeout_ms = 60000;
 char *destination_address_reject = nullptr;
 char *worker_role = nullptr;
+int crypto_threads = 1;
 
 namespace {
 // A check hook runs inside the GUC machinery, in C; it must not throw.
@@ -159,6 +163,17 @@ void define() {
       "starting a worker and logs a warning (and starts none) while it cannot be used; reload to "
       "apply.",
       &worker_role, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+  // ves.crypto_threads: the default is the number of cores the server may
+  // run on (at most 16), known only when the library loads.
+  DefineCustomIntVariable(
+      "ves.crypto_threads",
+      "Threads one backend uses to sign a batch (ves.append_batch) and to verify a range of "
+      "events (ves.verify_events).",
+      "The threads do only canonical JSON, hashing and Ed25519; every database call stays on the "
+      "backend's own thread, and the threads end with the call. 1 does all the work on the "
+      "backend's own thread.",
+      &crypto_threads, static_cast<int>(std::min(core::available_cores(), 16u)), 1,
+      static_cast<int>(core::ThreadPool::kMaxThreads), PGC_USERSET, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

@@ -20,6 +20,7 @@ extern char *databases;           // ves.databases
 extern char *worker_role;         // ves.worker_role ('' = bootstrap superuser)
 extern int max_timeout_ms;        // ves.max_timeout_ms, the cap on any destination's timeout_ms
 extern char *destination_address_reject;  // ves.destination_address_reject, CIDR list
+extern int crypto_threads;  // ves.crypto_threads: threads signing a batch / verifying a range
 
 // The parsed ves.destination_address_reject of this process (never null).
 const std::vector<core::Cidr> &address_reject();

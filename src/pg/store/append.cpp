@@ -14,7 +14,9 @@
 // destructible locals (see boundary.hpp).
 #include "core/base/error.hpp"
 #include "pg/store/append.hpp"
+#include "core/crypto/thread_pool.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
 #include "pg/store/keys.hpp"
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
@@ -35,8 +37,12 @@ extern "C" {
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstring>
+#include <exception>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -313,13 +319,22 @@ void ensure_partitions() {
 
 namespace {
 
-// Validates the event, computes its payload and content hashes and gives it
-// an id when it has none. Returns the content hash.
-bytea *hash_event(AppendInput &in) {
-  validate(in);
-  if (!in.presigned) keys::payload_plain_hash(in.payload, in.sig.payload_plain_hash);
+// For a validated event: computes its payload hash (or takes `payload_hash`,
+// computed ahead when a batch hashes on threads) and content hash, and gives
+// it an id when it has none. Returns the content hash.
+bytea *hash_validated(AppendInput &in, const uint8 *payload_hash) {
+  if (payload_hash)
+    memcpy(in.sig.payload_plain_hash, payload_hash, 32);
+  else if (!in.presigned)
+    keys::payload_plain_hash(in.payload, in.sig.payload_plain_hash);
   if (!in.has_id) new_event_id(&in.id);
   return content_hash(in);
+}
+
+// Validates the event, then hash_validated.
+bytea *hash_event(AppendInput &in) {
+  validate(in);
+  return hash_validated(in, nullptr);
 }
 
 // Claims the event's idempotency key and, when the caller gave one, its event
@@ -547,9 +562,107 @@ std::string entity_key(const AppendInput &in) {
 
 // --- the batch's PostgreSQL steps, for append_many's C++ frames --------------
 
-bytea *step_hash(AppendInput &in) {
-  return pg_call([&] { return hash_event(in); });
+void step_validate(AppendInput &in) {
+  pg_call_void([&] { validate(in); });
 }
+
+// After step_validate: the payload hash (given when computed ahead), the id
+// and the content hash.
+bytea *step_hash(AppendInput &in, const uint8 *payload_hash) {
+  return pg_call([&] { return hash_validated(in, payload_hash); });
+}
+
+keys::SigningJob step_prepare_signature(AppendInput &in) {
+  return pg_call([&] {
+    return keys::prepare_signature(in.tenant, in.store, in.id, in.entity_type, in.entity_id,
+                                   in.event_type, &in.sig);
+  });
+}
+
+// Whether validate() lets this payload through (checked without raising).
+bool payload_acceptable(const Jsonb *payload) {
+  return JB_ROOT_IS_OBJECT(payload) && !JB_ROOT_IS_SCALAR(payload) &&
+         static_cast<int>(VARSIZE(payload)) <= settings::max_payload_size;
+}
+
+// Threads for a batch of n events: none for small ones, where starting them
+// costs more than they save.
+unsigned batch_threads(int n) {
+  return n >= 64 ? static_cast<unsigned>(settings::crypto_threads) : 1;
+}
+
+// The payload hashes of a batch, computed ahead on the pool: this thread
+// takes each payload's text (a PostgreSQL call), a pool thread canonicalises
+// and hashes it. A payload with no canonical form keeps its error, which is
+// raised when the batch reaches that event, as if it were hashed in turn.
+class PayloadHashes {
+ public:
+  static constexpr int kPerTask = 16;
+
+  PayloadHashes(AppendInput *in, int n) : in_(in), n_(n), slots_(new Slot[Max(n, 1)]) {}
+
+  // Queues every event before `upto` not queued yet, kPerTask events a
+  // task (fewer hand-offs between threads).
+  void queue_until(core::ThreadPool &pool, int upto) {
+    int group[kPerTask];
+    int grouped = 0;
+    for (; queued_ < upto && queued_ < n_; ++queued_) {
+      AppendInput &e = in_[queued_];
+      if (e.presigned || !payload_acceptable(e.payload)) continue;
+      Slot &slot = slots_[queued_];
+      slot.text = safe::jsonb_text(e.payload);
+      slot.queued = true;
+      group[grouped++] = queued_;
+      if (grouped == kPerTask) {
+        submit(pool, group, grouped);
+        grouped = 0;
+      }
+    }
+    if (grouped > 0) submit(pool, group, grouped);
+  }
+
+  // Event i's payload hash, or nullptr when it was not queued (validate()
+  // refuses it). Rethrows the error its hashing raised.
+  const uint8 *take(core::ThreadPool &pool, int i) {
+    Slot &slot = slots_[i];
+    if (!slot.queued) return nullptr;
+    pool.wait_until([&slot] { return slot.done.load(std::memory_order_acquire); },
+                    safe::check_for_interrupts);
+    if (slot.error) std::rethrow_exception(slot.error);
+    return slot.hash.data();
+  }
+
+ private:
+  void submit(core::ThreadPool &pool, const int *group, int count) {
+    Slot *slots = slots_.get();
+    std::array<int, kPerTask> members{};
+    std::copy(group, group + count, members.begin());
+    pool.submit([slots, members, count] {
+      for (int k = 0; k < count; ++k) {
+        Slot &slot = slots[members[k]];
+        try {
+          slot.hash = core::ves::payload_plain_hash_of_json(slot.text);
+        } catch (...) {
+          slot.error = std::current_exception();
+        }
+        std::string().swap(slot.text);
+        slot.done.store(true, std::memory_order_release);
+      }
+    });
+  }
+
+  struct Slot {
+    std::string text;
+    core::crypto::Hash32 hash{};
+    std::exception_ptr error;
+    std::atomic<bool> done{false};
+    bool queued = false;
+  };
+  AppendInput *in_;
+  int n_;
+  int queued_ = 0;
+  std::unique_ptr<Slot[]> slots_;
+};
 
 bool step_same_hash(bytea *a, bytea *b) {
   return pg_call([&] { return same_hash(a, b); });
@@ -672,11 +785,26 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
   std::vector<bool> generated(n), written(n, false);
   std::vector<int> alias(n, -1);
   std::map<std::string, int> keys_seen, ids_seen;
+  PayloadHashes payloads(in, n);
+  std::vector<keys::SigningJob> signing(n);
+  std::vector<std::exception_ptr> signing_error(n);
+  // Declared after everything its tasks touch: its destructor drops what has
+  // not started and joins the threads before those go away.
+  core::ThreadPool pool(batch_threads(n));
+  // Enough queued ahead to keep the threads busy while this thread waits on
+  // the database, few enough that the payloads' texts stay small.
+  const int ahead = pool.threads() > 0 ? 64 * static_cast<int>(pool.threads()) : 1;
+  int queued_until = 0;
 
   for (int i = 0; i < n; ++i) {
     *current = i;
     generated[i] = !in[i].has_id;
-    hash[i] = step_hash(in[i]);
+    if (i + ahead / 2 >= queued_until) {
+      payloads.queue_until(pool, i + ahead);
+      queued_until = i + ahead;
+    }
+    step_validate(in[i]);
+    hash[i] = step_hash(in[i], payloads.take(pool, i));
     // A key or id repeated inside the batch: the same content is the same
     // event, other content is refused, as across batches.
     std::string tenant(reinterpret_cast<const char *>(in[i].tenant.data), UUID_LEN);
@@ -736,16 +864,59 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
     }
   }
 
-  // Signatures, then positions in batch order, then the rows.
+  // Signatures, then positions in batch order, then the rows. Each signature
+  // is prepared here, in batch order (its key comes through SPI), and
+  // computed on the pool; errors are raised for the earliest event, as when
+  // signing one after the other.
   int m = 0;
+  auto first_signing_error = [&](int before) {
+    for (int j = 0; j < before; ++j)
+      if (signing_error[j]) {
+        *current = j;
+        std::rethrow_exception(signing_error[j]);
+      }
+  };
+  // Signed kPerTask at a time, the indexes of a task in `pending`.
+  constexpr int kPerTask = 16;
+  std::array<int, kPerTask> pending{};
+  int npending = 0;
+  auto submit_pending = [&] {
+    if (npending == 0) return;
+    pool.submit([&signing, &signing_error, pending, npending] {
+      for (int k = 0; k < npending; ++k) {
+        int j = pending[k];
+        try {
+          signing[j].run();
+        } catch (...) {
+          signing_error[j] = std::current_exception();
+        }
+      }
+    });
+    npending = 0;
+  };
   for (int i = 0; i < n; ++i) {
     if (!written[i]) continue;
     *current = i;
     ++m;
-    if (!in[i].presigned)
-      keys::sign(in[i].tenant, in[i].store, in[i].id, in[i].entity_type, in[i].entity_id,
-                 in[i].event_type, &in[i].sig);
+    if (in[i].presigned) continue;
+    try {
+      signing[i] = step_prepare_signature(in[i]);
+    } catch (...) {
+      submit_pending();
+      pool.wait(nullptr);
+      first_signing_error(i);
+      *current = i;
+      throw;
+    }
+    pending[npending++] = i;
+    if (npending == kPerTask) submit_pending();
   }
+  submit_pending();
+  pool.wait(safe::check_for_interrupts);
+  first_signing_error(n);
+  for (int i = 0; i < n; ++i)
+    if (written[i] && !in[i].presigned)
+      memcpy(in[i].sig.agent_signature, signing[i].signature.data(), 64);
   *current = -1;
   if (m > 0) {
     std::vector<int64> positions = take_batch_positions(m);

@@ -420,7 +420,8 @@ NewKey new_local_key(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_u
 struct Signer {
   pg_uuid_t agent_id;
   int32 key_id;
-  crypto::SecretBytes secret;
+  // Shared with the signing jobs of a batch, which may outlive this entry.
+  std::shared_ptr<const crypto::SecretBytes> secret;
   uint64 epoch;
 };
 
@@ -448,7 +449,8 @@ const Signer &signer_for(const pg_uuid_t &tenant, const pg_uuid_t &store) {
     if (!row.found) row = fetch_signer(tenant, store);
     (void)created;
   }
-  Signer s{row.agent_id, row.key_id, open_box(row.secret_box), epoch};
+  Signer s{row.agent_id, row.key_id,
+           std::make_shared<const crypto::SecretBytes>(open_box(row.secret_box)), epoch};
   signers.erase(key);
   return signers.emplace(key, std::move(s)).first->second;
 }
@@ -479,14 +481,15 @@ std::string open_secret(const uint8 *box, size_t len) {
 void payload_plain_hash(const Jsonb *payload, uint8 out[32]) {
   // jsonb's text form is valid JSON; the core parses it strictly and
   // canonicalises it. Numbers become IEEE doubles, as RFC 8785 requires.
-  std::string canonical = core::jcs::canonicalize(core::json::parse(jsonb_text(payload)));
-  auto hash = core::ves::payload_plain_hash(canonical);
+  auto hash = core::ves::payload_plain_hash_of_json(jsonb_text(payload));
   std::memcpy(out, hash.data(), hash.size());
 }
 
-void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &event_id,
-          const text *entity_type, const text *entity_id, const text *event_type, Signature *sig) {
+SigningJob prepare_signature(const pg_uuid_t &tenant, const pg_uuid_t &store,
+                             const pg_uuid_t &event_id, const text *entity_type,
+                             const text *entity_id, const text *event_type, Signature *sig) {
   const Signer &signer = signer_for(tenant, store);
+  SigningJob job;
   core::ves::Event e;
   e.event_id = to_core_uuid(event_id);
   e.tenant_id = to_core_uuid(tenant);
@@ -500,12 +503,23 @@ void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &even
       GetCurrentTimestamp() + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
   e.created_at = core::rfc3339_utc_millis(unix_micros);
   std::memcpy(e.payload_plain_hash.data(), sig->payload_plain_hash, 32);
-  auto signature = crypto::sign_detached_64(core::ves::signing_hash(e), signer.secret);
+  job.signing_hash = core::ves::signing_hash(e);
+  job.secret = signer.secret;
 
   sig->agent_id = signer.agent_id;
   sig->key_id = signer.key_id;
   std::snprintf(sig->created_at, sizeof sig->created_at, "%s", e.created_at.c_str());
-  std::memcpy(sig->agent_signature, signature.data(), signature.size());
+  return job;
+}
+
+void SigningJob::run() { signature = crypto::sign_detached_64(signing_hash, *secret); }
+
+void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &event_id,
+          const text *entity_type, const text *entity_id, const text *event_type, Signature *sig) {
+  SigningJob job =
+      prepare_signature(tenant, store, event_id, entity_type, entity_id, event_type, sig);
+  job.run();
+  std::memcpy(sig->agent_signature, job.signature.data(), job.signature.size());
 }
 
 // Runs in the postmaster while it loads pg_ves, like ssl_passphrase_command:

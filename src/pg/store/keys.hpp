@@ -2,8 +2,11 @@
 // the server key that encrypts private keys at rest.
 #pragma once
 
+#include "core/crypto/crypto.hpp"
+#include "core/ves/ves.hpp"
 #include "pg/base/postgres.hpp"
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +30,22 @@ void payload_plain_hash(const Jsonb *payload, uint8 out[32]);
 // on first use. `sig->payload_plain_hash` must already be set. Requires SPI.
 void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &event_id,
           const text *entity_type, const text *entity_id, const text *event_type, Signature *sig);
+
+// sign() in two steps, so that a batch signs on threads: prepare_signature
+// runs on the backend's thread (it finds or creates the key through SPI,
+// exactly as sign() does, fills `sig` but for agent_signature and computes
+// the signing hash); the job's run() computes the Ed25519 signature, is pure
+// C++ and may run on any thread. The job owns what it needs: it stays valid
+// when the backend's key cache changes meanwhile.
+struct SigningJob {
+  core::crypto::Hash32 signing_hash{};
+  std::shared_ptr<const core::crypto::SecretBytes> secret;
+  core::crypto::Signature64 signature{};
+  void run();
+};
+SigningJob prepare_signature(const pg_uuid_t &tenant, const pg_uuid_t &store,
+                             const pg_uuid_t &event_id, const text *entity_type,
+                             const text *entity_id, const text *event_type, Signature *sig);
 
 // Seals a credential (a destination secret, secret header values) under the
 // server key with crypto_secretbox, exactly as agent private keys are sealed:

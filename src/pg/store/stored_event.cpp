@@ -150,22 +150,30 @@ const KeyRegistry::Key &KeyRegistry::lookup(const core::ves::Uuid &tenant,
   return keys_.emplace(id, key).first->second;
 }
 
-const char *verification_failure(const StoredEvent &stored, KeyRegistry &keys) {
-  const core::ves::Event &e = stored.event;
-  std::string canonical;
+const char *payload_failure(const StoredEvent &stored) {
+  core::crypto::Hash32 hash;
   try {
-    canonical = core::jcs::canonicalize(core::json::parse(stored.payload_text));
+    hash = core::ves::payload_plain_hash_of_json(stored.payload_text);
   } catch (const core::Error &) {
     return "payload_not_canonicalizable";
   }
-  if (core::ves::payload_plain_hash(canonical) != e.payload_plain_hash)
-    return "payload_hash_mismatch";
-  const KeyRegistry::Key &key = keys.lookup(e.tenant_id, e.source_agent_id, e.agent_key_id);
+  if (hash != stored.event.payload_plain_hash) return "payload_hash_mismatch";
+  return nullptr;
+}
+
+const char *signature_failure(const StoredEvent &stored, const KeyRegistry::Key &key) {
+  const core::ves::Event &e = stored.event;
   if (!key.found) return "unknown_key";
   // Same fixed-width UTC format on both sides, so text order is time order.
   if (!key.revoked_at.empty() && e.created_at >= key.revoked_at) return "revoked_key";
   if (!core::ves::verify_signature(e, key.public_key)) return "bad_signature";
   return nullptr;
+}
+
+const char *verification_failure(const StoredEvent &stored, KeyRegistry &keys) {
+  if (const char *reason = payload_failure(stored)) return reason;
+  const core::ves::Event &e = stored.event;
+  return signature_failure(stored, keys.lookup(e.tenant_id, e.source_agent_id, e.agent_key_id));
 }
 
 }  // namespace pgves::pg

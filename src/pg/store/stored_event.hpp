@@ -37,9 +37,6 @@ StoredEvent stored_event_argument(FunctionCallInfo fcinfo, int argno);
 core::ves::Uuid to_core_uuid(const pg_uuid_t &u);
 pg_uuid_t to_pg_uuid(const core::ves::Uuid &u);
 
-// Why an event fails verification, or nullptr when it verifies.
-const char *verification_failure(const StoredEvent &e, class KeyRegistry &keys);
-
 // Public keys looked up once per (tenant, agent, key id) for one command.
 class KeyRegistry {
  public:
@@ -53,6 +50,17 @@ class KeyRegistry {
  private:
   std::map<std::tuple<core::ves::Uuid, core::ves::Uuid, uint32>, Key> keys_;
 };
+
+// Why an event fails verification, or nullptr when it verifies.
+const char *verification_failure(const StoredEvent &e, KeyRegistry &keys);
+
+// The two halves of verification_failure, pure C++ (no PostgreSQL call, no
+// palloc) so that range verification runs them on threads: the payload's hash
+// (payload_not_canonicalizable, payload_hash_mismatch), then the key and the
+// signature (unknown_key, revoked_key, bad_signature) given the key the
+// registry returned for the event's (tenant, agent, key id).
+const char *payload_failure(const StoredEvent &e);
+const char *signature_failure(const StoredEvent &e, const KeyRegistry::Key &key);
 
 // The text of a jsonb value and a jsonb from text (src/pg/base/safe.hpp).
 using safe::jsonb_from_text;

@@ -1,7 +1,9 @@
 // ves.verify_event and ves.verify_events: recompute every event's payload
 // hash and check its Ed25519 signature against the key registry; verify_events
 // also checks that every entity's stream of versions is whole.
+#include "core/crypto/thread_pool.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/settings.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/base/progress.hpp"
 #include "pg/base/safe.hpp"
@@ -12,8 +14,13 @@ extern "C" {
 #include "catalog/pg_type.h"
 }
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 using namespace pgves::pg;
 
@@ -151,6 +158,48 @@ void progress_finish() {
   pg_call_void([] { progress::finish(); });
 }
 
+// --- range verification on the pool -----------------------------------------
+
+constexpr long kChunk = 1000;    // rows fetched at a time
+constexpr size_t kPerTask = 16;  // events one task checks
+
+struct Check {
+  StoredEvent event;
+  const KeyRegistry::Key *key = nullptr;  // what the registry holds for its signer
+  const char *reason = nullptr;           // written by the task
+};
+
+struct Chunk {
+  std::vector<Check> checks;
+  std::atomic<size_t> remaining{0};  // tasks not finished
+  std::mutex mutex;                  // guards error
+  std::exception_ptr error;
+};
+
+// Queues the checks of a chunk in tasks of kPerTask events. The tasks are
+// pure C++ (payload_failure, signature_failure) and cannot throw but for
+// want of memory; that error is kept in the chunk and raised by this thread.
+void submit_checks(pgves::core::ThreadPool &pool, Chunk &chunk) {
+  size_t n = chunk.checks.size();
+  chunk.remaining.store((n + kPerTask - 1) / kPerTask, std::memory_order_relaxed);
+  for (size_t begin = 0; begin < n; begin += kPerTask) {
+    size_t end = std::min(n, begin + kPerTask);
+    pool.submit([&chunk, begin, end] {
+      try {
+        for (size_t i = begin; i < end; ++i) {
+          Check &c = chunk.checks[i];
+          c.reason = payload_failure(c.event);
+          if (!c.reason) c.reason = signature_failure(c.event, *c.key);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(chunk.mutex);
+        if (!chunk.error) chunk.error = std::current_exception();
+      }
+      chunk.remaining.fetch_sub(1, std::memory_order_release);
+    });
+  }
+}
+
 }  // namespace
 
 // ves.verify_event(event_id uuid) -> boolean
@@ -212,21 +261,39 @@ PGVES_FUNCTION(ves_verify_events) {
   progress_start(span > 0 ? span : 0);
   KeyRegistry keys;
   int64 failed = 0;
-  for (;;) {
-    uint64 n = safe::cursor_fetch(portal, 1000);
-    if (n == 0) break;
-    int64 position = 0;
-    SPITupleTable *batch = SPI_tuptable;
-    for (uint64 i = 0; i < n; ++i) {
-      StoredEvent e = read_stored_event(batch, i);
-      position = e.position;
-      const char *reason = verification_failure(e, keys);
-      if (!reason) continue;
+  // While the pool checks one chunk, this thread fetches the next and looks
+  // up its keys; failures are reported chunk by chunk, in position order.
+  std::unique_ptr<Chunk> checking, fetched;
+  pgves::core::ThreadPool pool(static_cast<unsigned>(settings::crypto_threads));
+  auto report = [&](Chunk &chunk) {
+    pool.wait_until([&chunk] { return chunk.remaining.load(std::memory_order_acquire) == 0; },
+                    safe::check_for_interrupts);
+    if (chunk.error) std::rethrow_exception(chunk.error);
+    for (const Check &c : chunk.checks) {
+      if (!c.reason) continue;
       ++failed;
-      put_failure(fcinfo, position, to_pg_uuid(e.event.event_id), reason);
+      put_failure(fcinfo, c.event.position, to_pg_uuid(c.event.event.event_id), c.reason);
     }
-    safe::free_tuptable(batch);
-    progress_update(position - from + 1, failed);
+    progress_update(chunk.checks.back().event.position - from + 1, failed);
+  };
+  for (;;) {
+    uint64 n = safe::cursor_fetch(portal, kChunk);
+    if (n > 0) {
+      fetched = std::make_unique<Chunk>();
+      fetched->checks.resize(n);
+      SPITupleTable *batch = SPI_tuptable;
+      for (uint64 i = 0; i < n; ++i) {
+        Check &c = fetched->checks[i];
+        c.event = read_stored_event(batch, i);
+        const pgves::core::ves::Event &e = c.event.event;
+        c.key = &keys.lookup(e.tenant_id, e.source_agent_id, e.agent_key_id);
+      }
+      safe::free_tuptable(batch);
+      submit_checks(pool, *fetched);
+    }
+    if (checking) report(*checking);
+    checking = std::move(fetched);
+    if (!checking) break;
   }
   safe::cursor_close(portal);
   report_stream_gaps(rsinfo, args, nulls, from <= 1, !bounded);
