@@ -21,6 +21,10 @@ extern char *worker_role;         // ves.worker_role ('' = bootstrap superuser)
 extern int max_timeout_ms;        // ves.max_timeout_ms, the cap on any destination's timeout_ms
 extern char *destination_address_reject;  // ves.destination_address_reject, CIDR list
 
+// Delivery metrics (src/pg/sync/metrics.cpp).
+extern bool metrics;                // ves.metrics
+extern int sync_history_retention;  // ves.sync_history_retention, minutes
+
 // The parsed ves.destination_address_reject of this process (never null).
 const std::vector<core::Cidr> &address_reject();
 

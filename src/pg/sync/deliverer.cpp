@@ -36,6 +36,7 @@
 #include "pg/store/keys.hpp"
 #include "pg/store/stored_event.hpp"
 #include "pg/sync/http_engine.hpp"
+#include "pg/sync/metrics.hpp"
 #include "pg/sync/outbox_sql.hpp"
 #include "pg/sync/signals.hpp"
 
@@ -89,6 +90,8 @@ struct Job {
   int attempts = 0;  // before this one
   std::string event_id;
   std::string body;
+  TimestampTz recorded_at = 0;  // for the delivery metrics (metrics.hpp)
+  core::metrics::EventClass event_class = core::metrics::EventClass::other;
 };
 
 struct Destination {
@@ -268,6 +271,8 @@ class Deliverer::Impl {
           job.destination = row.destination;
           job.attempts = row.attempts;
           job.position = row.position;
+          job.recorded_at = row.recorded_at;
+          job.event_class = core::metrics::event_class(row.entity_type);
           positions.push_back(job.position);
           first_recorded = std::min(first_recorded, row.recorded_at);
           last_recorded = std::max(last_recorded, row.recorded_at);
@@ -419,6 +424,7 @@ class Deliverer::Impl {
     core::Classified c = core::to_classified(verdict);
     core::RowDecision decision =
         scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_));
+    metrics::row_finished(d.id, job.event_class, job.recorded_at, job.attempts, &r, decision);
     // The whole answer was read for the adapter; the row keeps its start.
     if (r.excerpt.size() > kStoredExcerptBytes) r.excerpt.resize(kStoredExcerptBytes);
     Outcome o{job.id,
@@ -483,6 +489,7 @@ class Deliverer::Impl {
     d.last_error = error;
     core::RowDecision decision =
         scheduler_.on_local_failure(d.id, job.attempts, steady_ms(), uniform_(random_));
+    metrics::row_finished(d.id, job.event_class, job.recorded_at, job.attempts, nullptr, decision);
     Outcome o{job.id,
               job.tenant,
               core::to_string(decision.status),

@@ -60,7 +60,7 @@ const char *kClaimSql =
     "  LIMIT $1"
     "  FOR UPDATE SKIP LOCKED))"
     " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, "
-    "o.event_recorded_at";
+    "o.event_recorded_at, o.entity_type";
 
 const char *kRecordSql =
     "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
@@ -235,19 +235,21 @@ uint64 claim(int destination, int rows, int lease_seconds, std::int64_t floor, s
 }
 
 ClaimedRow claimed_row(uint64 i) {
-  return pg_call([&] {
+  ClaimedRow row;
+  char *entity_type = pg_call([&] {
     SPITupleTable *table = SPI_tuptable;
     HeapTuple tup = table->vals[i];
     bool isnull;
-    ClaimedRow row;
     row.id = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
     row.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
     row.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
     row.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
     row.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
     row.recorded_at = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
-    return row;
+    return SPI_getvalue(tup, table->tupdesc, 7);  // for the delivery metrics' event kind
   });
+  if (entity_type) row.entity_type = entity_type;
+  return row;
 }
 
 const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,

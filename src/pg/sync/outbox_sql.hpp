@@ -73,6 +73,7 @@ struct ClaimedRow {
   int attempts = 0;
   std::int64_t position = 0;
   TimestampTz recorded_at = 0;
+  std::string entity_type;
 };
 // Row `i` of the last claim (before any other statement).
 ClaimedRow claimed_row(uint64 i);

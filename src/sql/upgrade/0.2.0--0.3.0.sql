@@ -71,3 +71,13 @@ CREATE POLICY tenant_isolation ON ves.sequencer_receipts FOR SELECT USING (ves.t
 GRANT SELECT ON ves.sequencer_receipts TO ves_reader;
 GRANT SELECT, INSERT ON ves.sequencer_receipts TO ves_worker;
 CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING (true) WITH CHECK (true);
+
+-- Delivery metrics: live counters and histograms in shared memory,
+-- per-minute rollups in ves.sync_history, ves.sync_metrics(window),
+-- ves.prometheus_metrics(); ves.get_sync_status gains the seeds' overview
+-- (queue_depth, last_sync_at, open_conflicts) as new last columns.
+DROP FUNCTION ves.get_sync_status();
+-- @create function ves.get_sync_status
+REVOKE ALL ON FUNCTION ves.get_sync_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
+-- @include src/sql/94_metrics.sql
