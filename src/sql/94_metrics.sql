@@ -124,6 +124,8 @@ REVOKE ALL ON FUNCTION ves._sync_metrics_live(boolean), ves._add_counters(bigint
 REVOKE ALL ON ves.sync_history FROM PUBLIC;
 -- Operators and monitoring roles (pg_monitor, which the Prometheus exporters
 -- connect as) read the figures; they are per destination, not per tenant.
+-- (USAGE lets pg_monitor name them; nothing else in ves is granted to it.)
+GRANT USAGE ON SCHEMA ves TO pg_monitor;
 GRANT EXECUTE ON FUNCTION ves.sync_metrics(interval), ves.prometheus_metrics() TO ves_admin, pg_monitor;
 GRANT EXECUTE ON FUNCTION ves.reset_sync_metrics() TO ves_admin;
 GRANT SELECT ON ves.sync_history TO ves_admin, pg_monitor;

@@ -243,8 +243,8 @@ bool write_rollups(TimestampTz minute, const std::vector<Rollup> &rows, int rete
       Oid rtypes[1] = {INT4OID};
       Datum rvalues[1] = {Int32GetDatum(retention_minutes)};
       SPI_execute_with_args(
-          "DELETE FROM ves.sync_history WHERE minute OPERATOR(pg_catalog.<) pg_catalog.now() "
-          "OPERATOR(pg_catalog.-) $1 OPERATOR(pg_catalog.*) interval '1 minute'",
+          "DELETE FROM ves.sync_history WHERE minute OPERATOR(pg_catalog.<) (pg_catalog.now() "
+          "OPERATOR(pg_catalog.-) ($1 OPERATOR(pg_catalog.*) interval '1 minute'))",
           1, rtypes, rvalues, nullptr, false, 0);
     }
     SPI_finish();
