@@ -177,7 +177,7 @@ void log_line(const char *context, const std::string &message) {
   try {
     pg_call_void([&] {
       ereport(LOG, (errmsg("pg_ves worker: %s: %s", context, message.c_str()),
-                    errhint("Delivery goes on; the figures are written with the next rollup.")));
+                    errhint("Delivery goes on; the next round tries again.")));
     });
   } catch (const std::exception &) {
   }
@@ -256,6 +256,29 @@ bool write_rollups(TimestampTz minute, const std::vector<Rollup> &rows, int rete
 }
 
 TimestampTz last_rollup_minute = 0;
+TimestampTz last_alert_evaluation = 0;
+
+// Runs ves.evaluate_alerts() in a transaction of its own; false when the
+// installed extension does not have it yet.
+bool run_alert_evaluation() {
+  return pg_call([&] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    pg::spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "pg_ves: evaluating alert rules");
+    SPI_execute("SELECT pg_catalog.to_regprocedure('ves.evaluate_alerts()') IS NOT NULL", true, 1);
+    bool isnull;
+    bool present =
+        DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    if (present) SPI_execute("SELECT ves.evaluate_alerts()", false, 1);
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    pgstat_report_activity(STATE_IDLE, nullptr);
+    return present;
+  });
+}
 
 }  // namespace
 
@@ -319,6 +342,18 @@ void flush_history() {
   for (const SlotCopy &s : slots)
     for (int i = 0; i < m::kCounters; ++i)
       pg_atomic_write_u64(&shared->slots[s.index].flushed[i], s.now[i]);
+}
+
+void evaluate_alerts() {
+  TimestampTz now = GetCurrentTimestamp();
+  if (now - last_alert_evaluation < 30 * USECS_PER_SEC) return;
+  last_alert_evaluation = now;
+  try {
+    run_alert_evaluation();
+  } catch (const PgError &e) {
+    log_line("cannot evaluate the alert rules", e.what());
+    pg_call_void([] { AbortCurrentTransaction(); });
+  }
 }
 
 }  // namespace pgves::pg::metrics

@@ -33,4 +33,9 @@ void row_finished(int destination, core::metrics::EventClass event_class, Timest
 // in a transaction of its own.
 void flush_history();
 
+// For the sync worker's housekeeping: about every 30 seconds, runs
+// ves.evaluate_alerts() in a transaction of its own (when the installed
+// extension has it). Errors are logged, never raised.
+void evaluate_alerts();
+
 }  // namespace pgves::pg::metrics

@@ -193,6 +193,7 @@ std::int64_t next_retention_ms = 0;
 void housekeeping() {
   maintain_partitions();
   metrics::flush_history();
+  metrics::evaluate_alerts();
   std::int64_t now = steady_ms();
   if (now >= next_retention_ms) {
     // Set first: a round that fails is not retried before a minute has passed.

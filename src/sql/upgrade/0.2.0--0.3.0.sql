@@ -81,3 +81,8 @@ DROP FUNCTION ves.get_sync_status();
 REVOKE ALL ON FUNCTION ves.get_sync_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- @include src/sql/94_metrics.sql
+-- Alerts: rules over the metrics (defaults from the seeds), evaluated by the
+-- worker, ves.alerts, NOTIFY ves_alerts.
+-- @include src/sql/95_alerts.sql
+-- ves.settings: every GUC, sync setting and conflict policy key in one view.
+-- @include src/sql/96_settings.sql
