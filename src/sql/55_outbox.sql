@@ -449,6 +449,7 @@ BEGIN
   WHERE o.id = ANY (ids) AND o.status IN ('failed', 'dead')
     AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant());
   GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM ves._audit('acknowledge_events', NULL, ves.current_tenant(), jsonb_build_object('ids', ids, 'rows', n));
   PERFORM ves._wake_worker();
   RETURN n;
 END $$;
@@ -466,6 +467,7 @@ BEGIN
   WHERE o.id = ANY (ids) AND o.status IN ('failed', 'dead', 'acknowledged')
     AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant());
   GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM ves._audit('retry_events', NULL, ves.current_tenant(), jsonb_build_object('ids', ids, 'rows', n));
   PERFORM ves._wake_worker();
   RETURN n;
 END $$;

@@ -84,7 +84,8 @@ CREATE VIEW ves.alert_rules AS
   UNION ALL
   SELECT s.name, s.tenant_id, s.destination, s.metric, s.comparison, s.threshold, s.window_length,
          s.for_duration, s.severity, s.enabled, s.description, 'set'
-  FROM ves.alert_rule_settings s;
+  FROM ves.alert_rule_settings s
+  WHERE s.tenant_id IS NULL OR ves.tenant_visible(s.tenant_id);
 
 -- Alerts: one row per (rule, destination) episode. 'pending' while a rule
 -- with a for_duration holds but not yet long enough (no notification),
@@ -340,8 +341,9 @@ REVOKE ALL ON FUNCTION ves.alert_metrics(), ves._default_alert_rules(),
 REVOKE ALL ON ves.alert_rule_settings, ves.alerts, ves.alert_rules FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.alert_metrics(), ves.set_alert_rule(text, jsonb, text, uuid),
   ves.drop_alert_rule(text, text, uuid), ves.evaluate_alerts() TO ves_admin;
-GRANT SELECT ON ves.alert_rules, ves.alerts TO ves_admin, pg_monitor;
+GRANT SELECT ON ves.alert_rules, ves.alerts TO ves_admin;
+GRANT SELECT ON ves.alerts TO pg_monitor;
 -- The view calls the defaults with its reader's rights.
-GRANT EXECUTE ON FUNCTION ves._default_alert_rules(), ves.alert_metrics() TO ves_admin, pg_monitor;
+GRANT EXECUTE ON FUNCTION ves._default_alert_rules(), ves.alert_metrics() TO ves_admin;
 -- The worker evaluates the rules.
 GRANT EXECUTE ON FUNCTION ves.evaluate_alerts() TO ves_worker;

@@ -35,7 +35,8 @@ CREATE VIEW ves.settings AS
   FROM pg_catalog.pg_settings s
   WHERE s.name LIKE 'ves.%'
   UNION ALL
-  SELECT x.kind, x.name, x.tenant_id, x.entity_type, x.value, x.source, x.description FROM ves._settings() x;
+  SELECT x.kind, x.name, x.tenant_id, x.entity_type, x.value, x.source, x.description FROM ves._settings() x
+  WHERE x.tenant_id IS NULL OR ves.tenant_visible(x.tenant_id);
 
 REVOKE ALL ON FUNCTION ves._settings() FROM PUBLIC;
 REVOKE ALL ON ves.settings FROM PUBLIC;

@@ -86,3 +86,8 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- @include src/sql/95_alerts.sql
 -- ves.settings: every GUC, sync setting and conflict policy key in one view.
 -- @include src/sql/96_settings.sql
+-- The audit log: triggers on the administered tables, and the outbox verbs
+-- record themselves.
+-- @include src/sql/97_audit.sql
+-- @replace function ves.acknowledge_events
+-- @replace function ves.retry_events
