@@ -11,6 +11,7 @@ use warnings;
 use HTTP::Tiny;
 use IO::Socket::INET;
 use JSON::PP;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -85,9 +86,12 @@ SKIP:
 		open STDIN, '<', '/dev/null';
 		open STDOUT, '>', "$dir/exporter.log";
 		open STDERR, '>&', \*STDOUT;
-		exec $exporter, "--web.listen-address=127.0.0.1:$port",
-		  "--extend.query-path=$repo/monitoring/postgres_exporter_queries.yaml",
-		  '--disable-default-metrics', '--disable-settings-metrics';
+		{
+			exec $exporter, "--web.listen-address=127.0.0.1:$port",
+			  "--extend.query-path=$repo/monitoring/postgres_exporter_queries.yaml",
+			  '--disable-default-metrics', '--disable-settings-metrics';
+		}
+		# Not die: that would run the parent's END blocks in this child.
 		POSIX::_exit(127);
 	}
 	my $http = HTTP::Tiny->new(timeout => 10);
