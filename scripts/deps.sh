@@ -13,6 +13,9 @@ packages=(
 # pg_ves_mcp links libpq; its test runs the MCP SDK client on Node.js (a
 # node that brings its own npm, as NodeSource's does, is enough).
 packages+=(libpq-dev)
+# The metrics tests check ves.prometheus_metrics() with promtool (package
+# prometheus) and run prometheus-postgres-exporter with monitoring/'s queries.
+packages+=(prometheus prometheus-postgres-exporter)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()

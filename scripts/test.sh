@@ -29,7 +29,7 @@ record() {  # name, passed count, failed count
 }
 
 # Copies of the inputs the cluster user can read, wherever this clone lives.
-cp -r sql expected test "$work/"
+cp -r sql expected test monitoring "$work/"
 [ "$(id -u)" -ne 0 ] || chown -R "$PG_USER" "$work"
 
 echo "== self-contained clone"

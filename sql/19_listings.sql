@@ -80,3 +80,7 @@ DROP ROLE regress_l_reader, regress_l_writer;
 
 SELECT ves.drop_destination(n) FROM unnest(ARRAY['l-shop', 'l-hook', 'l-amz']) n;
 SELECT count(*) AS listings_left FROM ves.listings;
+
+-- Mapping and unmapping are administrative calls: the audit log has them.
+SELECT action, target, arguments->>'location' AS location FROM ves.audit_log
+WHERE action IN ('map_listing', 'unmap_listing') ORDER BY audit_id;

@@ -426,8 +426,14 @@ END $$;
 CREATE FUNCTION ves.get_sync_status()
   RETURNS TABLE (destination text, kind text, paused boolean, pending bigint, syncing bigint, synced bigint,
                  failed bigint, dead bigint, oldest_pending_age interval, last_success_at timestamptz,
-                 last_error text, breaker text)
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+                 last_error text, breaker text,
+                 -- the seeds' overview (README "Metrics"): rows not yet delivered (pending,
+                 -- syncing, failed), the last delivery, the caller's open conflicts (every row)
+                 queue_depth bigint, last_sync_at timestamptz, open_conflicts bigint)
+  -- plpgsql: ves.conflicts is created further on (75_state.sql).
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN QUERY
   SELECT d.name, d.kind, d.paused,
          count(*) FILTER (WHERE ves._shown_status(o.status, o.lease_until) = 'pending'),
          count(*) FILTER (WHERE ves._shown_status(o.status, o.lease_until) = 'syncing'),
@@ -435,12 +441,16 @@ CREATE FUNCTION ves.get_sync_status()
          count(*) FILTER (WHERE ves._shown_status(o.status, o.lease_until) = 'failed'),
          count(*) FILTER (WHERE o.status = 'dead'),
          now() - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'failed')),
-         d.last_success_at, d.last_error, d.breaker_state
+         d.last_success_at, d.last_error, d.breaker_state,
+         count(*) FILTER (WHERE o.status IN ('pending', 'failed')),
+         greatest(max(o.synced_at), d.last_success_at),
+         (SELECT count(*) FROM ves.conflicts c WHERE c.status = 'open' AND ves.tenant_visible(c.tenant_id))
   FROM ves.destinations d
   LEFT JOIN ves.outbox o ON o.destination_id = d.id
    AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant())
   GROUP BY d.id
-  ORDER BY d.name
+  ORDER BY d.name;
+END
 $$;
 
 CREATE FUNCTION ves.list_outbox_events(status text DEFAULT NULL, destination text DEFAULT NULL,
@@ -492,6 +502,7 @@ BEGIN
   WHERE o.id = ANY (ids) AND o.status IN ('failed', 'dead')
     AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant());
   GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM ves._audit('acknowledge_events', NULL, ves.current_tenant(), jsonb_build_object('ids', ids, 'rows', n));
   PERFORM ves._wake_worker();
   RETURN n;
 END $$;
@@ -509,6 +520,7 @@ BEGIN
   WHERE o.id = ANY (ids) AND o.status IN ('failed', 'dead', 'acknowledged')
     AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant());
   GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM ves._audit('retry_events', NULL, ves.current_tenant(), jsonb_build_object('ids', ids, 'rows', n));
   PERFORM ves._wake_worker();
   RETURN n;
 END $$;

@@ -33,6 +33,17 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_namespace WHERE nspname
 isnt($rc, 0, 'a key change is refused before its commit');
 like($err, qr/shared_preload_libraries/, 'with the same error');
 
+# The delivery metrics live in shared memory too: without it their
+# functions answer with nothing counted rather than fail or crash.
+is( $node->safe_psql(
+		'postgres', q{
+	CREATE FUNCTION pg_temp.live(boolean, OUT destination_id int, OUT counters bigint[])
+	  RETURNS SETOF record AS '$libdir/pg_ves', 'ves_sync_metrics_live' LANGUAGE C;
+	CREATE FUNCTION pg_temp.reset() RETURNS void AS '$libdir/pg_ves', 'ves_reset_sync_metrics' LANGUAGE C;
+	SELECT pg_temp.reset();
+	SELECT count(*) FROM pg_temp.live(true);
+}), "\n0", 'without preload the metrics functions count nothing and do not fail');
+
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server is still up');
 my $log = slurp_file($node->logfile);
 unlike($log, qr/PANIC|terminated by signal|server process .* was terminated/,

@@ -6,6 +6,7 @@
 #include "pg/base/settings.hpp"
 #include "pg/base/shmem.hpp"
 #include "pg/sync/launcher.hpp"
+#include "pg/sync/metrics.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
@@ -25,6 +26,7 @@ void _PG_init(void) {
     pgves::pg::progress::request_shmem();
     pgves::pg::signals::request_shmem();
     pgves::pg::launcher::request_shmem();
+    pgves::pg::metrics::request_shmem();
     pgves::pg::launcher::register_launcher();
     pgves::pg::shmem::install_hooks();
     pgves::pg::keys::preload_server_key();

@@ -26,6 +26,8 @@ int max_timeout_ms = 60000;
 char *destination_address_reject = nullptr;
 char *worker_role = nullptr;
 int crypto_threads = 1;
+bool metrics = true;
+int sync_history_retention = 30 * 24 * 60;
 
 namespace {
 // A check hook runs inside the GUC machinery, in C; it must not throw.
@@ -174,6 +176,16 @@ void define() {
       "backend's own thread.",
       &crypto_threads, static_cast<int>(std::min(core::available_cores(), 16u)), 1,
       static_cast<int>(core::ThreadPool::kMaxThreads), PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  // Delivery metrics (src/pg/sync/metrics.cpp).
+  DefineCustomBoolVariable(
+      "ves.metrics", "Count deliveries and their latencies in shared memory.",
+      "Feeds ves.sync_metrics(), ves.sync_history and ves.prometheus_metrics(); off only for "
+      "measuring what counting costs.",
+      &metrics, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "ves.sync_history_retention", "How long ves.sync_history keeps its per-minute rollups.",
+      "The sync worker drops older rows when it writes the next rollup.", &sync_history_retention,
+      30 * 24 * 60, 60, 10 * 365 * 24 * 60, PGC_SIGHUP, GUC_UNIT_MIN, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ves");
 }
 

@@ -22,6 +22,10 @@ extern int max_timeout_ms;        // ves.max_timeout_ms, the cap on any destinat
 extern char *destination_address_reject;  // ves.destination_address_reject, CIDR list
 extern int crypto_threads;  // ves.crypto_threads: threads signing a batch / verifying a range
 
+// Delivery metrics (src/pg/sync/metrics.cpp).
+extern bool metrics;                // ves.metrics
+extern int sync_history_retention;  // ves.sync_history_retention, minutes
+
 // The parsed ves.destination_address_reject of this process (never null).
 const std::vector<core::Cidr> &address_reject();
 

@@ -36,6 +36,7 @@
 #include "pg/store/keys.hpp"
 #include "pg/store/stored_event.hpp"
 #include "pg/sync/http_engine.hpp"
+#include "pg/sync/metrics.hpp"
 #include "pg/sync/outbox_sql.hpp"
 #include "pg/sync/platform_credentials.hpp"
 #include "pg/sync/signals.hpp"
@@ -96,6 +97,8 @@ struct Job {
   // when the row was claimed, and those whose count this attempt sends.
   std::vector<outbox_sql::ListingFact> listings;
   std::vector<size_t> sent;
+  TimestampTz recorded_at = 0;  // for the delivery metrics (metrics.hpp)
+  core::metrics::EventClass event_class = core::metrics::EventClass::other;
 };
 
 struct Destination {
@@ -300,6 +303,8 @@ class Deliverer::Impl {
           job.position = row.position;
           job.entity_type = std::move(row.entity_type);
           job.entity_id = std::move(row.entity_id);
+          job.recorded_at = row.recorded_at;
+          job.event_class = core::metrics::event_class(row.entity_type);
           positions.push_back(job.position);
           first_recorded = std::min(first_recorded, row.recorded_at);
           last_recorded = std::max(last_recorded, row.recorded_at);
@@ -638,20 +643,23 @@ class Deliverer::Impl {
         continue;
       }
       for (size_t i = 0; i < jobs.size(); ++i)
-        absorb_one(r, jobs[i], d, std::move(verdicts[i]), i == 0);
+        absorb_one(r, jobs[i], d, std::move(verdicts[i]), i == 0, static_cast<int>(jobs.size()));
     }
   }
 
-  // One row's outcome; `first`: the first row of its request, whose
-  // answer counts for the destination's health.
+  // One row's outcome; `first`: the first row of its request (of
+  // request_items rows), whose answer counts for the destination's health
+  // and the request metrics.
   void absorb_one(const HttpResult &r, const Job &job, Destination &d, core::RowVerdict verdict,
-                  bool first) {
+                  bool first, int request_items) {
     if (d.platform) platform_verdict(d, job, verdict);
     core::Classified c = core::to_classified(verdict);
     core::RowDecision decision =
         first
             ? scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_))
             : scheduler_.on_shared_answer(d.id, c, job.attempts, steady_ms(), uniform_(random_));
+    metrics::row_finished(d.id, job.event_class, job.recorded_at, job.attempts, &r, decision,
+                          first ? request_items : 0);
     // The whole answer was read for the adapter; the row keeps its start.
     Outcome o{job.id,
               job.tenant,
@@ -715,6 +723,7 @@ class Deliverer::Impl {
     d.last_error = error;
     core::RowDecision decision =
         scheduler_.on_local_failure(d.id, job.attempts, steady_ms(), uniform_(random_));
+    metrics::row_finished(d.id, job.event_class, job.recorded_at, job.attempts, nullptr, decision);
     Outcome o{job.id,
               job.tenant,
               core::to_string(decision.status),

@@ -238,21 +238,27 @@ uint64 claim(int destination, int rows, int lease_seconds, std::int64_t floor, s
 }
 
 ClaimedRow claimed_row(uint64 i) {
-  return pg_call([&] {
+  ClaimedRow row;
+  // The entity's columns as text in Postgres memory; the strings are made
+  // outside pg_call.
+  struct Texts {
+    char *entity_type, *entity_id;
+  };
+  Texts texts = pg_call([&] {
     SPITupleTable *table = SPI_tuptable;
     HeapTuple tup = table->vals[i];
     bool isnull;
-    ClaimedRow row;
     row.id = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
     row.tenant = *DatumGetUUIDP(SPI_getbinval(tup, table->tupdesc, 2, &isnull));
     row.destination = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
     row.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
     row.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
     row.recorded_at = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
-    row.entity_type = SPI_getvalue(tup, table->tupdesc, 7);
-    row.entity_id = SPI_getvalue(tup, table->tupdesc, 8);
-    return row;
+    return Texts{SPI_getvalue(tup, table->tupdesc, 7), SPI_getvalue(tup, table->tupdesc, 8)};
   });
+  if (texts.entity_type) row.entity_type = texts.entity_type;  // also the metrics' event kind
+  if (texts.entity_id) row.entity_id = texts.entity_id;
+  return row;
 }
 
 const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,

@@ -10,6 +10,7 @@
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/launcher.hpp"
+#include "pg/sync/metrics.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
@@ -191,6 +192,8 @@ std::int64_t next_retention_ms = 0;
 
 void housekeeping() {
   maintain_partitions();
+  metrics::flush_history();
+  metrics::evaluate_alerts();
   std::int64_t now = steady_ms();
   if (now >= next_retention_ms) {
     // Set first: a round that fails is not retried before a minute has passed.

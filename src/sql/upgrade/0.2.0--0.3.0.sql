@@ -115,3 +115,23 @@ GRANT SELECT ON ves.listings, ves.inventory TO ves_worker;
 GRANT UPDATE (pushed_quantity, pushed_at, known_quantity, state, last_error, updated_at) ON ves.listings TO ves_worker;
 CREATE POLICY sync_worker ON ves.listings FOR ALL TO ves_worker USING (true) WITH CHECK (true);
 CREATE POLICY sync_worker ON ves.inventory FOR SELECT TO ves_worker USING (true);
+
+-- Delivery metrics: live counters and histograms in shared memory,
+-- per-minute rollups in ves.sync_history, ves.sync_metrics(window),
+-- ves.prometheus_metrics(); ves.get_sync_status gains the seeds' overview
+-- (queue_depth, last_sync_at, open_conflicts) as new last columns.
+DROP FUNCTION ves.get_sync_status();
+-- @create function ves.get_sync_status
+REVOKE ALL ON FUNCTION ves.get_sync_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
+-- @include src/sql/94_metrics.sql
+-- Alerts: rules over the metrics (defaults from the seeds), evaluated by the
+-- worker, ves.alerts, NOTIFY ves_alerts.
+-- @include src/sql/95_alerts.sql
+-- ves.settings: every GUC, sync setting and conflict policy key in one view.
+-- @include src/sql/96_settings.sql
+-- The audit log: triggers on the administered tables, and the outbox verbs
+-- record themselves.
+-- @include src/sql/97_audit.sql
+-- @replace function ves.acknowledge_events
+-- @replace function ves.retry_events
