@@ -10,6 +10,7 @@
 #   BENCH_PLATFORM_CHANGES (4)        changes per SKU in the collapsing pass
 #   BENCH_PLATFORM_CONCURRENCY (8)    every destination's concurrency
 #   BENCH_PLATFORM_KINDS (all)        e.g. "webhook shopify"
+#   BENCH_SAFETY_POLL_MS (5000)       the worker's safety_poll_ms (a diagnosis)
 #   BENCH_LATENCY_RATE (50)           stock changes per second for the latency run
 #   BENCH_LATENCY_SECONDS (20)        its length
 set -euo pipefail
@@ -80,7 +81,7 @@ requests() {
 }
 
 q "CREATE EXTENSION pg_ves"
-q "SELECT ves.set_sync_settings('{\"window\": 256, \"claim_batch\": 256}')" >/dev/null
+q "SELECT ves.set_sync_settings('{\"window\": 256, \"claim_batch\": 256, \"safety_poll_ms\": ${BENCH_SAFETY_POLL_MS:-5000}}')" >/dev/null
 for _ in $(seq 100); do
   worker=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ves worker'")
   [ -n "$worker" ] && break; sleep 0.1
