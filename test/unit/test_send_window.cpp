@@ -108,3 +108,15 @@ TEST(ClaimWorthwhile, ClaimsForAnIdleDestinationAtOnce) {
   EXPECT_FALSE(claim_worthwhile({load(16, 32), load(16, 0, false)}, {0, 0}));
   EXPECT_FALSE(claim_worthwhile({}, {}));
 }
+
+TEST(ClaimQuotas, BatchingKindsAskForTheRowsTheirRequestsCarry) {
+  // Concurrency 4: one row per request asks for 8 rows; 25 rows per request
+  // ask for 200, limited by the window and the claim batch as usual.
+  DestinationLoad single = load(4, 0);
+  DestinationLoad batching = load(4, 0);
+  batching.rows_per_request = 25;
+  EXPECT_EQ(claim_quotas({single}, 1000, 1000), (std::vector<int>{8}));
+  EXPECT_EQ(claim_quotas({batching}, 1000, 1000), (std::vector<int>{200}));
+  EXPECT_EQ(claim_quotas({batching}, 64, 256), (std::vector<int>{64}));
+  EXPECT_EQ(claim_quotas({single, batching}, 64, 256), (std::vector<int>{8, 56}));
+}

@@ -49,6 +49,7 @@ Scheduler::ClaimPlan Scheduler::plan_claim(int window, int claim_batch, std::int
     const Lane &l = entry.second;
     DestinationLoad load;
     load.concurrency = l.limits.concurrency;
+    load.rows_per_request = l.limits.rows_per_request;
     load.held = l.in_flight + static_cast<int>(l.queue.size());
     load.ready = ready(l, now_ms);
     load.has_work = l.has_work;

@@ -29,8 +29,9 @@ namespace pgves::core {
 
 // A destination's sending limits, as configured.
 struct SendLimits {
-  int concurrency = 16;   // requests in flight at most
-  double rate_per_s = 0;  // token bucket; <= 0: unlimited
+  int concurrency = 16;      // requests in flight at most
+  int rows_per_request = 1;  // rows one request carries at most (a batching kind)
+  double rate_per_s = 0;     // token bucket; <= 0: unlimited
   double burst = 1;
   int breaker_threshold = 5;
   std::int64_t breaker_cooldown_ms = 30000;

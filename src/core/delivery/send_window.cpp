@@ -43,7 +43,7 @@ std::vector<int> claim_quotas(const std::vector<DestinationLoad> &loads, int win
   for (size_t i = 0; i < loads.size(); ++i) {
     const DestinationLoad &l = loads[i];
     if (l.ready && l.has_work)
-      wants[i] = 2 * std::max(1, l.concurrency);
+      wants[i] = 2 * std::max(1, l.concurrency) * std::max(1, l.rows_per_request);
     else
       room -= std::max(0, l.held);  // keeps what it holds, gets nothing new
   }

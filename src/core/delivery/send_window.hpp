@@ -9,16 +9,18 @@ namespace pgves::core {
 
 // One destination as the claim sees it.
 struct DestinationLoad {
-  int concurrency = 1;   // its cap on requests in flight (>= 1)
-  int held = 0;          // rows it holds: in flight plus queued
-  bool ready = true;     // may send now: not paused, throttled or open-circuited
-  bool has_work = true;  // rows may be waiting for it (unknown counts as yes)
+  int concurrency = 1;       // its cap on requests in flight (>= 1)
+  int rows_per_request = 1;  // rows one request carries at most (>= 1)
+  int held = 0;              // rows it holds: in flight plus queued
+  bool ready = true;         // may send now: not paused, throttled or open-circuited
+  bool has_work = true;      // rows may be waiting for it (unknown counts as yes)
 };
 
 // The rows each destination may claim now, index for index.
 //
 // Destinations that are ready and may have work share the window max-min
-// fairly: each asks for twice its concurrency (its requests in flight plus
+// fairly: each asks for twice its concurrency times the rows one of its
+// requests carries (its requests in flight plus
 // as many ready to follow) and none gets more than an equal share while
 // another still wants some; what one cannot use goes to the others. Rows held
 // by the rest (paused, throttled, idle) count against the window first. The

@@ -58,6 +58,7 @@ extern "C" {
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace pgves::pg {
@@ -243,6 +244,7 @@ class Deliverer::Impl {
     limits.breaker_threshold = static_cast<int>(num(r[13]));
     limits.breaker_cooldown_ms = static_cast<std::int64_t>(num(r[14]));
     limits.paused = text(r[16]) == "t";
+    limits.rows_per_request = static_cast<int>(d.adapter->max_rows_per_request());
     scheduler.configure(d.id, limits);
     for (auto &h : d.headers) sodium_memzero(h.second.data(), h.second.size());
     d.headers.clear();
@@ -304,7 +306,7 @@ class Deliverer::Impl {
           job.entity_type = std::move(row.entity_type);
           job.entity_id = std::move(row.entity_id);
           job.recorded_at = row.recorded_at;
-          job.event_class = core::metrics::event_class(row.entity_type);
+          job.event_class = core::metrics::event_class(job.entity_type);
           positions.push_back(job.position);
           first_recorded = std::min(first_recorded, row.recorded_at);
           last_recorded = std::max(last_recorded, row.recorded_at);
@@ -318,7 +320,14 @@ class Deliverer::Impl {
       std::vector<std::int64_t> unclaimed;
       for (size_t i = 0; i < jobs.size(); ++i) {
         Job &job = jobs[i];
-        if (held_.count(job.id)) continue;  // our own lease, renewed
+        if (held_.count(job.id)) {
+          if (queued_.count(job.id) || flying_.count(job.id)) continue;  // our lease, renewed
+          // Held, yet neither queued nor in flight: a row this process lost
+          // track of. It is queued again rather than held forever.
+          log_problem(destinations_[job.destination], job.id,
+                      "held but neither queued nor in flight; queued again");
+          forget(job);
+        }
         auto body = bodies.find(positions[i]);
         auto dest = destinations_.find(job.destination);
         auto bad = envelope_errors_.find(positions[i]);
@@ -446,6 +455,7 @@ class Deliverer::Impl {
         scheduler_.started(d.id);
         totals_.sent += static_cast<std::int64_t>(jobs.size());
         rows_in_flight_ += static_cast<int>(jobs.size());
+        for (const Job &job : jobs) flying_.insert(job.id);
         in_flight_[tag] = std::move(jobs);
       }
     }
@@ -469,6 +479,7 @@ class Deliverer::Impl {
                                                : "the platform has this count: nothing to send";
       outcomes_.push_back(Outcome{job.id, job.tenant, "synced", 0, job.attempts, 0, {}, why});
       ++totals_.synced;
+      scheduler_.expect_work();  // the SKU's next row may go now
       return false;
     }
     if (steady_ms() < d.token_retry_at) {
@@ -630,7 +641,10 @@ class Deliverer::Impl {
       std::vector<Job> jobs = std::move(it->second);
       in_flight_.erase(it);
       rows_in_flight_ -= static_cast<int>(jobs.size());
-      for (const Job &job : jobs) forget(job);
+      for (const Job &job : jobs) {
+        flying_.erase(job.id);
+        forget(job);
+      }
       Destination &d = destinations_[jobs.at(0).destination];
       scheduler_.finished(d.id);
       d.dirty = true;
@@ -973,6 +987,7 @@ class Deliverer::Impl {
   std::unordered_map<std::int64_t, Job> queued_;  // claimed rows not yet sent, by id
   std::unordered_map<std::uint64_t, std::vector<Job>> in_flight_;  // by transfer tag
   int rows_in_flight_ = 0;
+  std::unordered_set<std::int64_t> flying_;  // ids of the rows in flight
   std::unordered_map<std::int64_t, bool> held_;
   std::multiset<std::int64_t> held_positions_;
   std::int64_t finished_floor_ = INT64_MAX;

@@ -416,7 +416,10 @@ std::vector<ListingFact> listing_facts(const std::vector<std::int64_t> &ids,
     }
     Datum args[3] = {int8_array(ids), array_of(dest_datums, INT4OID),
                      array_of(sku_datums, TEXTOID)};
-    spi_run(facts_plan, args, nullptr, true, SPI_OK_SELECT);
+    // Not read-only: a fresh snapshot, which sees at least what the claim
+    // saw. The step's own snapshot is older than the claim, and a count
+    // committed in between with the row would be read as it was before.
+    spi_run(facts_plan, args, nullptr, false, SPI_OK_SELECT);
     for (uint64 i = 0; i < SPI_processed; ++i) {
       HeapTuple tup = SPI_tuptable->vals[i];
       TupleDesc desc = SPI_tuptable->tupdesc;
