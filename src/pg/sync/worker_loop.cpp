@@ -10,6 +10,7 @@
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/launcher.hpp"
+#include "pg/sync/reconcile.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
@@ -360,6 +361,9 @@ void run_delivery_loop() {
       relay_waiting = relay_notifications(relay, false);
       deliverer->absorb(engine.take_completed());
       record(*deliverer);
+      // Inbound (reconcile.hpp): security alerts to record, reconciliations
+      // due (stale listings within a second), old webhook delivery ids.
+      reconcile::worker_round();
       if (now - last_housekeeping >= 10000) {
         housekeeping();
         last_housekeeping = now;

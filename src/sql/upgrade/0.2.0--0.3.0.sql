@@ -114,3 +114,8 @@ GRANT SELECT ON ves.listings, ves.inventory TO ves_worker;
 GRANT UPDATE (pushed_quantity, pushed_at, known_quantity, state, last_error, updated_at) ON ves.listings TO ves_worker;
 CREATE POLICY sync_worker ON ves.listings FOR ALL TO ves_worker USING (true) WITH CHECK (true);
 CREATE POLICY sync_worker ON ves.inventory FOR SELECT TO ves_worker USING (true);
+
+-- Inbound webhooks, platform reports, reconciliation and security alerts
+-- (93_inbound.sql, new as a whole); two more sync settings.
+-- @replace function ves.set_sync_settings
+-- @include src/sql/93_inbound.sql
