@@ -137,7 +137,7 @@ BEGIN
   ELSE
     INSERT INTO ves.listings AS l (destination_id, tenant_id, store_id, sku, location, platform_ref, platform_key)
     VALUES (d.id, d.tenant_id, store, sku, location, platform_ref, key)
-    ON CONFLICT (destination_id, sku, location) DO UPDATE
+    ON CONFLICT ON CONSTRAINT listings_pkey DO UPDATE
       SET platform_ref = excluded.platform_ref, platform_key = excluded.platform_key, pushed_quantity = NULL,
           pushed_at = NULL, reported_quantity = NULL, reported_at = NULL, known_quantity = NULL,
           state = 'pending', last_error = NULL, updated_at = now();

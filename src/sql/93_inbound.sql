@@ -84,7 +84,8 @@ $$;
 -- reductions win, review window, source priority) decide. Then the listing
 -- records the report, and when the decided available differs from the
 -- platform's count the SKU is queued so the worker pushes it. A report
--- observed before the listing's last push or report is stale: nothing.
+-- observed more than a second before the listing's last push or report is
+-- stale: nothing.
 CREATE FUNCTION ves._platform_report(destination_id int, sku text, location text, quantity bigint,
                                      observed_at timestamptz, report_id text) RETURNS ves.stock_result
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -113,7 +114,9 @@ BEGIN
   src := ves._platform_source(d);
   SELECT * INTO inv FROM ves.inventory i WHERE (i.tenant_id, i.store_id, i.sku, i.location)
     = (l.tenant_id, l.store_id, l.sku, l.location);
-  IF observed_at < greatest(l.reported_at, l.pushed_at) THEN
+  -- Platforms stamp their messages to the second, by their own clock: a
+  -- second's slack keeps a change made right after our push.
+  IF observed_at < greatest(l.reported_at, l.pushed_at) - interval '1 second' THEN
     res := (l.sku, l.location, inv.on_hand, inv.reserved, inv.available, 'stale', NULL, NULL, NULL)::ves.stock_result;
     RETURN res;
   END IF;
@@ -122,14 +125,14 @@ BEGIN
     res := (l.sku, l.location, inv.on_hand, inv.reserved, inv.available, 'resolved', NULL, NULL, NULL)::ves.stock_result;
   ELSE
     -- The base of the three-way decision is what the platform had, as far
-    -- as we know: its last acknowledged push or report.
+    -- as we know: its last acknowledged push or report. The order of its
+    -- reports was checked above, with the slack their clock needs.
     IF inv.tenant_id IS NOT NULL THEN
       UPDATE ves.inventory i SET source_seen = CASE
           WHEN l.known_quantity IS NULL THEN i.source_seen - src
           ELSE i.source_seen || jsonb_build_object(src, jsonb_build_object(
                  'on_hand', l.known_quantity + i.reserved,
-                 'version', coalesce((i.source_seen -> src ->> 'version')::bigint, 0),
-                 'observed_at', i.source_seen -> src -> 'observed_at')) END
+                 'version', coalesce((i.source_seen -> src ->> 'version')::bigint, 0))) END
       WHERE (i.tenant_id, i.store_id, i.sku, i.location) = (inv.tenant_id, inv.store_id, inv.sku, inv.location);
     END IF;
     BEGIN
