@@ -40,6 +40,11 @@ CREATE FUNCTION ves._destination_kind_secret_options(kind text) RETURNS text[]
 CREATE FUNCTION ves._destination_kind_platform(kind text) RETURNS boolean
   AS 'MODULE_PATHNAME', 'ves_destination_kind_platform' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- What a new destination of a kind sends at unless its options say
+-- otherwise: a platform's published rate limits.
+CREATE FUNCTION ves._destination_kind_defaults(kind text, OUT rate_limit float8, OUT burst int, OUT concurrency int)
+  AS 'MODULE_PATHNAME', 'ves_destination_kind_defaults' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE TABLE ves.destinations (
   id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name                text        NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
@@ -317,7 +322,9 @@ BEGIN
   END IF;
   c := ves._destination_check(kind, url, options, NULL, NULL);
   d.name := name; d.kind := kind; d.url := url;
-  d.concurrency := 16; d.rate_limit := 0; d.burst := 10; d.timeout_ms := 10000; d.max_attempts := 10;
+  SELECT k.concurrency, k.rate_limit, k.burst INTO d.concurrency, d.rate_limit, d.burst
+    FROM ves._destination_kind_defaults(kind) k;
+  d.timeout_ms := 10000; d.max_attempts := 10;
   d.backoff_base_ms := 500; d.backoff_cap_ms := 300000; d.jitter := 0.2; d.breaker_threshold := 5;
   d.breaker_cooldown_ms := 30000; d.headers := '{}'; d.kind_options := '{}';
   d := ves._destination_options(d, options);

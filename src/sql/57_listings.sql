@@ -118,16 +118,16 @@ BEGIN
     RAISE EXCEPTION 'destination "%" names no store', destination USING ERRCODE = 'VE043',
       HINT = 'Set its tenant_id and store_id with ves.alter_destination.';
   END IF;
-  IF EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = d.id AND l.platform_key = key
-             AND (l.sku, l.location) <> (map_listing.sku, map_listing.location)) THEN
-    RAISE EXCEPTION 'that platform item is already mapped to another SKU of destination "%"', destination
-      USING ERRCODE = 'VE043', HINT = 'Unmap it first with ves.unmap_listing.';
-  END IF;
   IF ves._destination_kind_one_location(d.kind) AND EXISTS (
        SELECT FROM ves.listings l WHERE l.destination_id = d.id AND l.sku = map_listing.sku
        AND l.location <> map_listing.location) THEN
     RAISE EXCEPTION 'SKU "%" is already mapped at another location of destination "%"', sku, destination
       USING ERRCODE = 'VE043', HINT = 'This platform holds one count per item: map one location of a SKU.';
+  END IF;
+  IF EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = d.id AND l.platform_key = key
+             AND (l.sku, l.location) <> (map_listing.sku, map_listing.location)) THEN
+    RAISE EXCEPTION 'that platform item is already mapped to another SKU of destination "%"', destination
+      USING ERRCODE = 'VE043', HINT = 'Unmap it first with ves.unmap_listing.';
   END IF;
   SELECT * INTO old FROM ves.listings l
   WHERE l.destination_id = d.id AND l.sku = map_listing.sku AND l.location = map_listing.location FOR UPDATE;
@@ -136,7 +136,7 @@ BEGIN
     WHERE l.destination_id = d.id AND l.sku = map_listing.sku AND l.location = map_listing.location;
   ELSE
     INSERT INTO ves.listings AS l (destination_id, tenant_id, store_id, sku, location, platform_ref, platform_key)
-    VALUES (d.id, d.tenant_id, store, sku, location, platform_ref, key)
+    VALUES (d.id, d.tenant_id, store, map_listing.sku, map_listing.location, map_listing.platform_ref, key)
     ON CONFLICT ON CONSTRAINT listings_pkey DO UPDATE
       SET platform_ref = excluded.platform_ref, platform_key = excluded.platform_key, pushed_quantity = NULL,
           pushed_at = NULL, reported_quantity = NULL, reported_at = NULL, known_quantity = NULL,

@@ -911,6 +911,10 @@ class TikTok(Platform):
         "shop_cipher": "ROW_pgves_test",
         "warehouse_id": "7000000000000000001",
         "access_token_ttl": 604800,
+        # TikTok Shop rotates refresh tokens: with rotate_refresh_token each
+        # refresh answers a new refresh token and the one it used stops
+        # working (a client that keeps the old one fails authentication).
+        "rotate_refresh_token": False,
         "timestamp_window": 300,
         "strict": False,
         "rate_limit": None,
@@ -1107,6 +1111,9 @@ class TikTok(Platform):
         token = "tts_access_token_%d" % self.token_seq
         expiry = int(time.time()) + int(self.config["access_token_ttl"])
         self.tokens[token] = expiry
+        if self.config["rotate_refresh_token"]:
+            self.config["refresh_token"] = "tts_refresh_token_%d" \
+                % self.token_seq
         return self.answer(0, {
             "access_token": token, "access_token_expire_in": expiry,
             "refresh_token": self.config["refresh_token"],

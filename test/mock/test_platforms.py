@@ -478,6 +478,25 @@ class TikTokTest(Base):
         self.assertEqual((s["expired_token"], s["token_grants"],
                           s["auth_failures"]), (1, 1, 1))
 
+    def test_rotated_refresh_tokens(self):
+        self.ctl("POST", "/_config", {"rotate_refresh_token": True})
+        q = {"app_key": APP_KEY, "app_secret": APP_SECRET,
+             "refresh_token": "tts_refresh_token",
+             "grant_type": "refresh_token"}
+        r, data = self.call("GET", "/api/v2/token/refresh?" + urlencode(q))
+        self.assertEqual(data["code"], 0)
+        rotated = data["data"]["refresh_token"]
+        self.assertEqual(rotated, "tts_refresh_token_1")
+        # The used refresh token no longer works; the rotated one does.
+        r, data = self.call("GET", "/api/v2/token/refresh?" + urlencode(q))
+        self.assertEqual(data["code"], 36004004)
+        q["refresh_token"] = rotated
+        r, data = self.call("GET", "/api/v2/token/refresh?" + urlencode(q))
+        self.assertEqual(data["code"], 0)
+        self.assertEqual(data["data"]["refresh_token"], "tts_refresh_token_2")
+        s = self.stats()
+        self.assertEqual((s["token_grants"], s["auth_failures"]), (2, 1))
+
     def test_faults_and_rate_limit(self):
         self.fault(kind="throttle")
         r, data = self.update("P1", "S1", 1)

@@ -16,7 +16,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(new_node enable_worker worker_pids wait_until start_sink postmaster_pid children_of
-  append_orders entity_order_violations start_sequencer);
+  append_orders entity_order_violations start_sequencer start_platform);
 
 # Cluster::init runs pg_regress --config-auth. scripts/test.sh sets
 # PG_REGRESS; a hand-run prove may not, so find it next to PGXS.
@@ -118,6 +118,14 @@ sub start_sink { return PgVesTest::Sink->new(@_); }
 # '--api-key', 'ss_k'); its control API through ->call(method, path, body).
 sub start_sequencer { return PgVesTest::Sink->new_mock('sequencer.py', @_); }
 
+# Starts test/mock/platforms.py serving one platform (shopify, tiktok,
+# amazon or meta) with @args; its control API through ->call(method, path, body).
+sub start_platform
+{
+	my ($platform, @args) = @_;
+	return PgVesTest::Sink->new_mock('platforms.py', '--platforms', $platform, @args);
+}
+
 # Appends $n order.created events for entities "$prefix-1" .. "$prefix-$n" of
 # ($tenant, $store), running the statement with $run (a test's own way to
 # run SQL); returns their event ids in order.
@@ -194,7 +202,9 @@ sub new_mock
 	if ($pid == 0)
 	{
 		open STDIN, '<', '/dev/null';
-		{ exec $python, $script, '--port', '0', '--port-file', $port_file, '--log', $log, '--quiet', @args; }
+		# platforms.py logs one file per platform into a directory.
+		my @log = $name eq 'platforms.py' ? ('--log-dir', $dir) : ('--log', $log);
+		{ exec $python, $script, '--port', '0', '--port-file', $port_file, @log, '--quiet', @args; }
 		# Not die: that would run the parent's END blocks in this child.
 		print STDERR "exec $python: $!\n";
 		POSIX::_exit(127);

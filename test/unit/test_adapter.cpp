@@ -58,7 +58,8 @@ core::Answer status(long code, std::string_view retry_after = "") {
 
 TEST(AdapterRegistry, KnowsEveryKindInTheirListedOrder) {
   EXPECT_EQ(core::adapter_kinds(),
-            (std::vector<std::string_view>{"webhook", "http", "ves_sequencer"}));
+            (std::vector<std::string_view>{"webhook", "http", "ves_sequencer", "shopify",
+                                           "tiktok_shop", "amazon_sp", "meta_catalog"}));
   for (std::string_view kind : core::adapter_kinds()) {
     const core::Adapter *a = core::find_adapter(kind);
     ASSERT_NE(a, nullptr) << kind;
@@ -68,7 +69,8 @@ TEST(AdapterRegistry, KnowsEveryKindInTheirListedOrder) {
 }
 
 TEST(AdapterRegistry, UnknownKindsAreNotFound) {
-  for (const char *kind : {"", "carrier-pigeon", "Webhook", "HTTP", "webhook ", "shopify"})
+  for (const char *kind :
+       {"", "carrier-pigeon", "Webhook", "HTTP", "webhook ", "Shopify", "tiktok"})
     EXPECT_EQ(core::find_adapter(kind), nullptr) << '"' << kind << '"';
 }
 
@@ -76,7 +78,9 @@ TEST(AdapterRegistry, DescribesKindsForHints) {
   // The hint ves.create_destination shows for an unknown kind.
   EXPECT_EQ(core::describe_kinds(),
             "webhook (Standard Webhooks), http (plain JSON POST), ves_sequencer (VES v1 sequencer"
-            ", StateSet API)");
+            ", StateSet API), shopify (Shopify Admin GraphQL), tiktok_shop (TikTok Shop Open API "
+            "202309), amazon_sp (Amazon SP-API Listings Items), meta_catalog (Meta catalog Batch "
+            "API)");
 }
 
 // --- requests ---------------------------------------------------------------

@@ -55,7 +55,7 @@ struct Endpoint {
   const json::Value *credentials = nullptr;
   // An access token the deliverer obtained with token_request() and still
   // holds valid; "" when none (use the credentials' own access_token, if any).
-  std::string_view access_token;
+  std::string_view access_token = {};
 };
 
 // One mapped listing of the SKU an outbox row is about (ves.listings), with
@@ -224,6 +224,17 @@ class Adapter {
   virtual InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
                                       std::int64_t now_unix_ms,
                                       std::int64_t tolerance_s = 300) const = 0;
+
+  // The limits a destination of this kind gets when its options name none:
+  // rate_limit requests per second (0: unlimited) with a bucket of burst,
+  // and at most concurrency requests in flight. Platform kinds return their
+  // platform's published limits (see each adapter).
+  struct KindDefaults {
+    double rate_limit = 0;
+    int burst = 10;
+    int concurrency = 16;
+  };
+  virtual KindDefaults defaults() const { return {}; }
 
   // --- commerce platforms (shopify, tiktok_shop, amazon_sp, meta_catalog) ---
 

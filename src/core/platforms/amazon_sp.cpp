@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <utility>
 
 #include "core/json/canonical_json.hpp"
 
@@ -228,3 +229,135 @@ RowVerdict amazon_classify(const Answer &answer, std::string_view rate_limit_hea
 }
 
 }  // namespace pgves::core::platforms
+
+namespace pgves::core {
+
+using namespace platforms;
+
+namespace {
+
+const char *kAmazonExample = "https://sellingpartnerapi-na.amazon.com";
+
+// The options and the access token a request is sent with.
+std::pair<AmazonOptions, std::string> amazon_send(const Endpoint &endpoint) {
+  const json::Value merged = send_options(endpoint);
+  AmazonOptions options = amazon_options(merged);
+  const std::string *token = string_member(&merged, "access_token");
+  if (!token || token->empty())
+    throw Error("no_access_token",
+                "the amazon_sp destination holds no access token yet: obtain one from Login "
+                "with Amazon first");
+  return {std::move(options), *token};
+}
+
+}  // namespace
+
+void AmazonAdapter::validate_url(std::string_view url) const {
+  validate_base_url(url, kAmazonExample);
+}
+
+std::vector<HeaderSpec> AmazonAdapter::validate_options(const json::Value &options) const {
+  refuse_common_options(options, kind());
+  (void)amazon_options(options);
+  return {};
+}
+
+// The Listings Items API's published usage plan for patchListingsItem (and
+// getListingsItem): 5 requests a second, burst 5.
+Adapter::KindDefaults AmazonAdapter::defaults() const { return {5, 5, 5}; }
+
+std::vector<PlatformRequest> AmazonAdapter::build_requests(const Endpoint &endpoint,
+                                                           const std::vector<OutboxRow> &rows,
+                                                           std::int64_t now_unix_ms) const {
+  (void)now_unix_ms;
+  const auto [options, token] = amazon_send(endpoint);
+  (void)lines_of(rows);
+  std::vector<PlatformRequest> out;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r].listings->size() != 1)
+      throw Error("invalid_listing", "outbox row " + std::to_string(rows[r].id) + " has " +
+                                         std::to_string(rows[r].listings->size()) +
+                                         " Amazon listings; Amazon sets one SKU per request");
+    const ListingFacts &l = rows[r].listings->front();
+    AmazonSkuUpdate u;
+    u.quantity = l.quantity;
+    u.ref = amazon_ref(*l.platform_ref);
+    u.idempotency_key = std::to_string(rows[r].id);
+    out.push_back(PlatformRequest{amazon_patch_quantity(options, endpoint.url, u, token), {r}});
+  }
+  return out;
+}
+
+std::vector<RowVerdict> AmazonAdapter::classify(const Answer &answer, std::size_t row_count,
+                                                std::int64_t now_unix_ms) const {
+  return std::vector<RowVerdict>(row_count,
+                                 amazon_classify(answer, answer.rate_limit, now_unix_ms));
+}
+
+InboundCheck AmazonAdapter::verify_inbound(std::string_view key, const InboundMessage &message,
+                                           std::int64_t now_unix_ms,
+                                           std::int64_t tolerance_s) const {
+  (void)key;
+  (void)message;
+  (void)now_unix_ms;
+  (void)tolerance_s;
+  // SP-API notifications arrive through Amazon SQS or EventBridge, not as
+  // signed HTTP requests to the application.
+  throw Error("unsupported", "amazon_sp destinations receive no webhooks");
+}
+
+void AmazonAdapter::validate_listing(const json::Value &platform_ref,
+                                     const json::Value &options) const {
+  (void)options;
+  (void)amazon_ref(platform_ref);
+}
+
+std::string AmazonAdapter::listing_key(const json::Value &platform_ref,
+                                       const json::Value &options) const {
+  (void)options;
+  return amazon_ref(platform_ref).sku;
+}
+
+std::optional<HttpRequest> AmazonAdapter::token_request(const Endpoint &endpoint) const {
+  return amazon_token_request(amazon_options(send_options(endpoint)));
+}
+
+TokenAnswer AmazonAdapter::parse_token(const Answer &answer, std::int64_t now_unix_ms) const {
+  return amazon_parse_token(answer, now_unix_ms);
+}
+
+std::vector<PlatformRequest> AmazonAdapter::build_reads(const Endpoint &endpoint,
+                                                        const std::vector<ListingFacts> &listings,
+                                                        std::int64_t now_unix_ms) const {
+  (void)now_unix_ms;
+  const auto [options, token] = amazon_send(endpoint);
+  std::vector<PlatformRequest> out;
+  for (std::size_t i = 0; i < listings.size(); ++i) {
+    if (!listings[i].platform_ref) throw Error("invalid_listing", "a listing has no platform_ref");
+    out.push_back(PlatformRequest{
+        amazon_read_quantity(options, endpoint.url, amazon_ref(*listings[i].platform_ref), token),
+        {i}});
+  }
+  return out;
+}
+
+ReadAnswer AmazonAdapter::parse_reads(const Endpoint &endpoint, const Answer &answer,
+                                      const std::vector<const ListingFacts *> &listings,
+                                      std::int64_t now_unix_ms) const {
+  (void)endpoint;
+  ReadAnswer out;
+  if (!answer.transport_error && (answer.status == 200 || answer.status == 404)) {
+    try {
+      out.quantities.assign(listings.size(), amazon_parse_quantity(answer));
+    } catch (const Error &e) {
+      out.verdict = permanent(e.what());
+    }
+    return out;
+  }
+  out.verdict = amazon_classify(answer, answer.rate_limit, now_unix_ms);
+  if (out.verdict.verdict == Verdict::success)
+    out.verdict = permanent("Amazon answered the read with HTTP " + std::to_string(answer.status));
+  return out;
+}
+
+}  // namespace pgves::core

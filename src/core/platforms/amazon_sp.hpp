@@ -1,6 +1,6 @@
 // Amazon Selling Partner API (Listings Items 2021-08-01) and Login with
 // Amazon: the requests an amazon_sp destination sends and what their answers
-// mean. Pure functions; not registered as a destination kind yet.
+// mean (pure functions), and AmazonAdapter, the destination kind "amazon_sp".
 //
 // Reference: test/mock/platforms.py (class Amazon) and issue 11.
 #pragma once
@@ -91,3 +91,51 @@ RowVerdict amazon_classify(const Answer &answer, std::string_view rate_limit_hea
                            std::int64_t now_unix_ms);
 
 }  // namespace pgves::core::platforms
+
+namespace pgves::core {
+
+// Kind "amazon_sp". One patchListingsItem per row (a row is one SKU: Amazon
+// holds one count per seller SKU, one_location_per_sku). The access token
+// comes from Login with Amazon (token_request with the refresh token) and is
+// handed back as Endpoint::access_token; without one, build_requests throws
+// Error("no_access_token"). 401/403 are reauthenticate; 429 waits for
+// Retry-After, else for the rate x-amzn-RateLimit-Limit announces.
+// Amazon sends no signed webhooks pg_ves takes: verify_inbound throws
+// Error("unsupported"). listing_key: the seller SKU.
+class AmazonAdapter final : public Adapter {
+ public:
+  std::string_view kind() const override { return "amazon_sp"; }
+  std::string_view description() const override { return "Amazon SP-API Listings Items"; }
+  std::vector<std::string_view> option_names() const override {
+    return {"store_id",      "seller_id",     "marketplace_ids", "client_id",
+            "client_secret", "refresh_token", "lwa_url",         "product_type"};
+  }
+  std::vector<std::string_view> secret_option_names() const override {
+    return {"client_secret", "refresh_token"};
+  }
+  void validate_url(std::string_view url) const override;
+  std::vector<HeaderSpec> validate_options(const json::Value &options) const override;
+  KindDefaults defaults() const override;
+  bool is_platform() const override { return true; }
+  std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
+                                              const std::vector<OutboxRow> &rows,
+                                              std::int64_t now_unix_ms) const override;
+  std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
+                                   std::int64_t now_unix_ms) const override;
+  InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
+                              std::int64_t now_unix_ms, std::int64_t tolerance_s) const override;
+  void validate_listing(const json::Value &platform_ref, const json::Value &options) const override;
+  std::string listing_key(const json::Value &platform_ref,
+                          const json::Value &options) const override;
+  bool one_location_per_sku() const override { return true; }
+  std::optional<HttpRequest> token_request(const Endpoint &endpoint) const override;
+  TokenAnswer parse_token(const Answer &answer, std::int64_t now_unix_ms) const override;
+  std::vector<PlatformRequest> build_reads(const Endpoint &endpoint,
+                                           const std::vector<ListingFacts> &listings,
+                                           std::int64_t now_unix_ms) const override;
+  ReadAnswer parse_reads(const Endpoint &endpoint, const Answer &answer,
+                         const std::vector<const ListingFacts *> &listings,
+                         std::int64_t now_unix_ms) const override;
+};
+
+}  // namespace pgves::core

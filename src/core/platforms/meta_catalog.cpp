@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "core/json/canonical_json.hpp"
+#include "core/platforms/platform_signatures.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
 #include "core/base/no_postgres.hpp"
@@ -218,3 +219,230 @@ MetaBatchStatus meta_classify_status(const Answer &answer,
 }
 
 }  // namespace pgves::core::platforms
+
+namespace pgves::core {
+
+using namespace platforms;
+
+namespace {
+
+const char *kMetaExample = "https://graph.facebook.com";
+
+}  // namespace
+
+void MetaAdapter::validate_url(std::string_view url) const { validate_base_url(url, kMetaExample); }
+
+std::vector<HeaderSpec> MetaAdapter::validate_options(const json::Value &options) const {
+  refuse_common_options(options, kind());
+  (void)meta_options(options);
+  return {};
+}
+
+// The Catalog Batch API is limited per catalog by Meta's business use case
+// rate limits, which grow with the catalog; one call carries up to 5,000
+// items, so a call a second (burst 5) is far more than a store's stock
+// changes need and stays clear of code 80004.
+Adapter::KindDefaults MetaAdapter::defaults() const { return {1, 5, 2}; }
+
+std::vector<PlatformRequest> MetaAdapter::build_requests(const Endpoint &endpoint,
+                                                         const std::vector<OutboxRow> &rows,
+                                                         std::int64_t now_unix_ms) const {
+  (void)now_unix_ms;
+  const MetaOptions options = meta_options(send_options(endpoint));
+  (void)lines_of(rows);
+  std::vector<PlatformRequest> out;
+  std::vector<MetaSkuUpdate> updates;
+  std::vector<std::size_t> call_rows;
+  auto flush = [&] {
+    if (updates.empty()) return;
+    std::vector<PlatformRequest> one =
+        meta_items_batch(options, endpoint.url, updates, meta_batch_limit);
+    out.push_back(PlatformRequest{std::move(one.at(0).http), call_rows});
+    updates.clear();
+    call_rows.clear();
+  };
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const std::vector<ListingFacts> &listings = *rows[r].listings;
+    if (listings.size() > meta_batch_limit)
+      throw Error("invalid_listing", "outbox row " + std::to_string(rows[r].id) +
+                                         " has more Meta listings than one batch carries");
+    std::vector<MetaSkuUpdate> mine;
+    for (const ListingFacts &l : listings) {
+      MetaSkuUpdate u;
+      u.quantity = l.quantity;
+      u.ref = meta_ref(*l.platform_ref);
+      u.idempotency_key = std::to_string(rows[r].id);
+      mine.push_back(std::move(u));
+    }
+    bool clash = updates.size() + mine.size() > meta_batch_limit;
+    for (const MetaSkuUpdate &m : mine)
+      for (const MetaSkuUpdate &u : updates)
+        clash = clash || m.ref.retailer_id == u.ref.retailer_id;
+    if (clash) flush();
+    for (MetaSkuUpdate &u : mine) updates.push_back(std::move(u));
+    call_rows.push_back(r);
+  }
+  flush();
+  return out;
+}
+
+std::vector<RowVerdict> MetaAdapter::classify(const Answer &answer, std::size_t row_count,
+                                              std::int64_t now_unix_ms) const {
+  return meta_classify_batch(answer, row_count, now_unix_ms).rows;
+}
+
+std::vector<RowVerdict> MetaAdapter::classify_rows(const Endpoint &endpoint, const Answer &answer,
+                                                   const std::vector<OutboxRow> &rows,
+                                                   std::int64_t now_unix_ms) const {
+  (void)endpoint;
+  const std::vector<Line> lines = lines_of(rows);
+  return row_verdicts(lines, meta_classify_batch(answer, lines.size(), now_unix_ms).rows,
+                      rows.size());
+}
+
+// Meta signs the raw body only; a replay has the same body and therefore the
+// same derived delivery id (parse_inbound), so it is a duplicate.
+InboundCheck MetaAdapter::verify_inbound(std::string_view key, const InboundMessage &message,
+                                         std::int64_t now_unix_ms, std::int64_t tolerance_s) const {
+  (void)now_unix_ms;
+  (void)tolerance_s;
+  if (key.empty()) return {false, "the destination has no app_secret to check Meta's with"};
+  const std::string *signature = inbound_header(message, "X-Hub-Signature-256");
+  if (!signature) return {false, "X-Hub-Signature-256 is missing"};
+  if (!verify_meta_webhook(key, message.body, *signature))
+    return {false, "X-Hub-Signature-256 does not match the body under app_secret"};
+  return {true, {}};
+}
+
+void MetaAdapter::validate_listing(const json::Value &platform_ref,
+                                   const json::Value &options) const {
+  (void)options;
+  (void)meta_ref(platform_ref);
+}
+
+std::string MetaAdapter::listing_key(const json::Value &platform_ref,
+                                     const json::Value &options) const {
+  (void)options;
+  return meta_ref(platform_ref).retailer_id;
+}
+
+std::vector<PlatformRequest> MetaAdapter::build_reads(const Endpoint &endpoint,
+                                                      const std::vector<ListingFacts> &listings,
+                                                      std::int64_t now_unix_ms) const {
+  (void)now_unix_ms;
+  const MetaOptions options = meta_options(send_options(endpoint));
+  std::vector<PlatformRequest> out;
+  for (std::size_t from = 0; from < listings.size(); from += meta_max_reads) {
+    const std::size_t to = std::min(listings.size(), from + meta_max_reads);
+    std::vector<std::string> ids;
+    std::vector<std::size_t> rows;
+    for (std::size_t i = from; i < to; ++i) {
+      if (!listings[i].platform_ref)
+        throw Error("invalid_listing", "a listing has no platform_ref");
+      ids.push_back(meta_ref(*listings[i].platform_ref).retailer_id);
+      rows.push_back(i);
+    }
+    out.push_back(PlatformRequest{meta_read_products(options, endpoint.url, ids), std::move(rows)});
+  }
+  return out;
+}
+
+ReadAnswer MetaAdapter::parse_reads(const Endpoint &endpoint, const Answer &answer,
+                                    const std::vector<const ListingFacts *> &listings,
+                                    std::int64_t now_unix_ms) const {
+  (void)endpoint;
+  ReadAnswer out;
+  if (!answer.transport_error && answer.status == 200) {
+    std::vector<std::pair<std::string, std::int64_t>> items;
+    try {
+      items = meta_parse_products(answer);
+    } catch (const Error &e) {
+      out.verdict = permanent(e.what());
+      return out;
+    }
+    for (const ListingFacts *l : listings) {
+      std::optional<std::int64_t> n;
+      if (l && l->platform_ref) {
+        const std::string id = meta_ref(*l->platform_ref).retailer_id;
+        for (const auto &item : items)
+          if (item.first == id) n = item.second;
+      }
+      out.quantities.push_back(n);
+    }
+    return out;
+  }
+  out.verdict = meta_classify_error(answer, now_unix_ms);
+  if (out.verdict.verdict == Verdict::success)
+    out.verdict =
+        permanent("the Graph API answered the read with HTTP " + std::to_string(answer.status));
+  return out;
+}
+
+// Graph API webhooks share one envelope: {"object": "...", "entry": [{"id",
+// "time", "changes": [{"field", "value"}]}]}, with no delivery id (the
+// delivery id is the body's SHA-256). Meta documents no catalog stock
+// webhook; pg_ves ASSUMES one as a change whose value holds "retailer_id"
+// and an integer "quantity_to_sell_on_facebook" (a stock report), and takes
+// a change whose field is "commerce_orders" with value {"order_id",
+// "event"|"status"} as an order notice (Commerce Platform order events).
+InboundContent MetaAdapter::parse_inbound(const InboundMessage &message,
+                                          const json::Value &options) const {
+  (void)options;
+  const auto body = try_parse(message.body);
+  if (!body || body->kind() != json::Kind::object)
+    throw Error("invalid_message", "the Meta webhook's body is not a JSON object");
+  InboundContent out;
+  out.delivery_id = sha256_hex(message.body);
+  const std::string *object = string_member(&*body, "object");
+  out.topic = object ? *object : std::string();
+  const json::Value *entries = body->find("entry");
+  if (!entries || entries->kind() != json::Kind::array) return out;
+  bool first_field = true;
+  for (const json::Value &entry : entries->as_array()) {
+    const auto time_s = as_integer(entry.find("time"));
+    const json::Value *changes = entry.find("changes");
+    if (!changes || changes->kind() != json::Kind::array) continue;
+    for (const json::Value &change : changes->as_array()) {
+      const std::string *field = string_member(&change, "field");
+      const json::Value *value = change.find("value");
+      if (field && first_field) {
+        out.topic += "/" + *field;
+        first_field = false;
+      }
+      if (!value || value->kind() != json::Kind::object) continue;
+      const std::string *retailer_id = string_member(value, "retailer_id");
+      const auto quantity = as_integer(value->find("quantity_to_sell_on_facebook"));
+      if (retailer_id && !retailer_id->empty() && quantity) {
+        StockReport report;
+        report.platform_key = *retailer_id;
+        report.quantity = *quantity;
+        // Graph API entry times are Unix seconds (some fields send ms).
+        if (time_s && *time_s > 0)
+          report.observed_at_unix_ms = *time_s < 100000000000 ? *time_s * 1000 : *time_s;
+        out.stock.push_back(std::move(report));
+        continue;
+      }
+      if (field && *field == "commerce_orders") {
+        const std::string *order_id = string_member(value, "order_id");
+        const std::string *status = string_member(value, "event");
+        if (!status) status = string_member(value, "status");
+        if (!order_id || order_id->empty() || !status) continue;
+        OrderNotice notice;
+        notice.order_id = *order_id;
+        notice.status = *status;
+        for (char &c : notice.status)
+          if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+        notice.payload = jcs::canonicalize(*value);
+        out.orders.push_back(std::move(notice));
+      }
+    }
+  }
+  return out;
+}
+
+std::string MetaAdapter::inbound_key(const json::Value &options) const {
+  const std::string *secret = string_member(&options, "app_secret");
+  return secret ? *secret : std::string();
+}
+
+}  // namespace pgves::core

@@ -1,6 +1,6 @@
 // Meta (Facebook / Instagram) catalog, Graph API Catalog Batch API: the
 // requests a meta_catalog destination sends and what their answers mean.
-// Pure functions; not registered as a destination kind yet.
+// Pure functions, and MetaAdapter, the destination kind "meta_catalog".
 //
 // Reference: test/mock/platforms.py (class Meta) and issue 11.
 #pragma once
@@ -103,4 +103,58 @@ MetaBatchStatus meta_classify_status(const Answer &answer,
                                      const std::vector<std::string> &retailer_ids,
                                      std::int64_t now_unix_ms);
 
+// Largest number of retailer ids one products read asks for.
+constexpr std::size_t meta_max_reads = 100;
+
 }  // namespace pgves::core::platforms
+
+namespace pgves::core {
+
+// Kind "meta_catalog". Rows share one items_batch call (up to
+// meta_batch_limit lines, a retailer id once per call). An accepted batch
+// (200 with handles) is success for its rows: the per-item errors that
+// check_batch_request_status reports later are not followed up here (the
+// interface has no second request per answer); reconciliation reads the
+// counts back. The access token is long-lived: code 190 is reauthenticate and
+// nothing renews it (the deliverer pauses the destination). Inbound:
+// X-Hub-Signature-256 under app_secret. listing_key: the retailer id.
+class MetaAdapter final : public Adapter {
+ public:
+  std::string_view kind() const override { return "meta_catalog"; }
+  std::string_view description() const override { return "Meta catalog Batch API"; }
+  std::vector<std::string_view> option_names() const override {
+    return {"store_id", "catalog_id", "access_token", "api_version", "app_secret"};
+  }
+  std::vector<std::string_view> secret_option_names() const override {
+    return {"access_token", "app_secret"};
+  }
+  void validate_url(std::string_view url) const override;
+  std::vector<HeaderSpec> validate_options(const json::Value &options) const override;
+  KindDefaults defaults() const override;
+  bool is_platform() const override { return true; }
+  std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
+                                              const std::vector<OutboxRow> &rows,
+                                              std::int64_t now_unix_ms) const override;
+  std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
+                                   std::int64_t now_unix_ms) const override;
+  std::vector<RowVerdict> classify_rows(const Endpoint &endpoint, const Answer &answer,
+                                        const std::vector<OutboxRow> &rows,
+                                        std::int64_t now_unix_ms) const override;
+  InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
+                              std::int64_t now_unix_ms, std::int64_t tolerance_s) const override;
+  void validate_listing(const json::Value &platform_ref, const json::Value &options) const override;
+  std::string listing_key(const json::Value &platform_ref,
+                          const json::Value &options) const override;
+  bool one_location_per_sku() const override { return true; }
+  std::vector<PlatformRequest> build_reads(const Endpoint &endpoint,
+                                           const std::vector<ListingFacts> &listings,
+                                           std::int64_t now_unix_ms) const override;
+  ReadAnswer parse_reads(const Endpoint &endpoint, const Answer &answer,
+                         const std::vector<const ListingFacts *> &listings,
+                         std::int64_t now_unix_ms) const override;
+  InboundContent parse_inbound(const InboundMessage &message,
+                               const json::Value &options) const override;
+  std::string inbound_key(const json::Value &options) const override;
+};
+
+}  // namespace pgves::core

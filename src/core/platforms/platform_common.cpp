@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/crypto/crypto.hpp"
+
 #include "core/ves/ves.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
@@ -164,6 +166,180 @@ RowVerdict status_verdict(const Answer &answer, std::int64_t now_unix_ms,
   return adapters::classify_status(answer, 1, now_unix_ms,
                                    adapters::StatusRules{reauthenticate_on_401, false})
       .front();
+}
+
+json::Value send_options(const Endpoint &endpoint) {
+  json::Value::Object out;
+  auto put = [&out](const std::string &name, const json::Value &value) {
+    for (auto &m : out)
+      if (m.first == name) {
+        m.second = value;
+        return;
+      }
+    out.emplace_back(name, value);
+  };
+  for (const json::Value *source : {endpoint.options, endpoint.credentials}) {
+    if (!source || source->kind() != json::Kind::object) continue;
+    for (const auto &m : source->as_object()) put(m.first, m.second);
+  }
+  if (!endpoint.access_token.empty())
+    put("access_token", json::Value(std::string(endpoint.access_token)));
+  bool has_tenant = false;
+  for (const auto &m : out) has_tenant = has_tenant || m.first == "tenant_id";
+  if (!has_tenant)
+    out.emplace_back("tenant_id", json::Value("00000000-0000-0000-0000-000000000000"));
+  return json::Value(std::move(out));
+}
+
+void validate_base_url(std::string_view url, std::string_view example) {
+  adapters::validate_http_url(url);
+  if (url.find_first_of("?#") != std::string_view::npos)
+    throw OptionError("invalid_url", "a platform destination's url must have no query or fragment",
+                      "Give the API base only, e.g. " + std::string(example) + ".");
+}
+
+void refuse_common_options(const json::Value &options, std::string_view kind) {
+  for (const char *name : {"secret", "headers"}) {
+    const json::Value *v = options.find(name);
+    if (v && !v->is_null())
+      throw OptionError("invalid_option",
+                        "option " + std::string(name) + " means nothing to a " + std::string(kind) +
+                            " destination",
+                        "A platform destination authenticates with its own credential options "
+                        "(see the README, \"Platform destinations\"); drop " +
+                            std::string(name) + ".");
+  }
+}
+
+namespace {
+
+int severity(Verdict v) {
+  switch (v) {
+    case Verdict::success:
+      return 0;
+    case Verdict::retry:
+      return 1;
+    case Verdict::reauthenticate:
+      return 2;
+    case Verdict::stale:
+      return 3;
+    case Verdict::permanent:
+      return 4;
+    case Verdict::gone:
+      return 5;
+  }
+  return 4;
+}
+
+}  // namespace
+
+RowVerdict worst(const RowVerdict &a, const RowVerdict &b) {
+  const int sa = severity(a.verdict), sb = severity(b.verdict);
+  if (sa != sb) return sa > sb ? a : b;
+  if (a.verdict == Verdict::retry && b.retry_after_ms > a.retry_after_ms) return b;
+  return a;
+}
+
+std::vector<Line> lines_of(const std::vector<OutboxRow> &rows) {
+  std::vector<Line> out;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (!rows[r].listings || rows[r].listings->empty())
+      throw Error("invalid_listing", "outbox row " + std::to_string(rows[r].id) +
+                                         " has no listing to send to a platform");
+    for (const ListingFacts &l : *rows[r].listings) {
+      if (!l.platform_ref)
+        throw Error("invalid_listing", "a listing of outbox row " + std::to_string(rows[r].id) +
+                                           " has no platform_ref");
+      out.push_back(Line{r, &l});
+    }
+  }
+  return out;
+}
+
+std::vector<RowVerdict> row_verdicts(const std::vector<Line> &lines,
+                                     const std::vector<RowVerdict> &line_verdicts,
+                                     std::size_t row_count) {
+  std::vector<RowVerdict> out(row_count);
+  std::vector<bool> seen(row_count, false);
+  for (std::size_t i = 0; i < lines.size() && i < line_verdicts.size(); ++i) {
+    const std::size_t r = lines[i].row;
+    if (r >= row_count) continue;
+    out[r] = seen[r] ? worst(out[r], line_verdicts[i]) : line_verdicts[i];
+    seen[r] = true;
+  }
+  return out;
+}
+
+const std::string *inbound_header(const InboundMessage &message, std::string_view name) {
+  for (const auto &h : message.headers) {
+    if (h.first.size() != name.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < name.size() && same; ++i) {
+      auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+      same = lower(h.first[i]) == lower(name[i]);
+    }
+    if (same) return &h.second;
+  }
+  return nullptr;
+}
+
+std::string sha256_hex(std::string_view text) {
+  return crypto::bin2hex(crypto::sha256_32(crypto::ByteView(text)));
+}
+
+std::int64_t rfc3339_unix_ms(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS[.fff][Z|+HH:MM|-HH:MM]
+  auto digits = [&](std::size_t at, std::size_t n, int &out) {
+    if (at + n > text.size()) return false;
+    out = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      if (text[i] < '0' || text[i] > '9') return false;
+      out = out * 10 + (text[i] - '0');
+    }
+    return true;
+  };
+  int y, mo, d, h, mi, s;
+  if (!digits(0, 4, y) || text.size() < 20 || text[4] != '-' || !digits(5, 2, mo) ||
+      text[7] != '-' || !digits(8, 2, d) || (text[10] != 'T' && text[10] != 't') ||
+      !digits(11, 2, h) || text[13] != ':' || !digits(14, 2, mi) || text[16] != ':' ||
+      !digits(17, 2, s))
+    return 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return 0;
+  std::size_t at = 19;
+  std::int64_t ms = 0;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    int scale = 100, n = 0;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+      ms += (text[at] - '0') * scale;
+      scale /= 10;
+      ++at, ++n;
+    }
+    if (n == 0) return 0;
+  }
+  std::int64_t offset_min = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+    ++at;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    int oh, om;
+    if (!digits(at + 1, 2, oh) || at + 3 >= text.size() || text[at + 3] != ':' ||
+        !digits(at + 4, 2, om))
+      return 0;
+    offset_min = (text[at] == '-' ? -1 : 1) * (oh * 60 + om);
+    at += 6;
+  } else {
+    return 0;
+  }
+  if (at != text.size()) return 0;
+  // Days from the civil date (proleptic Gregorian).
+  const int yy = mo <= 2 ? y - 1 : y;
+  const int era = yy / 400;
+  const int yoe = yy - era * 400;
+  const int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const std::int64_t days = static_cast<std::int64_t>(era) * 146097 + doe - 719468;
+  const std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + s - offset_min * 60;
+  return secs * 1000 + ms;
 }
 
 std::string clip(std::string_view text, std::size_t max) {

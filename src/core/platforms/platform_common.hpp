@@ -73,6 +73,51 @@ RowVerdict stale(std::string reason);
 RowVerdict status_verdict(const Answer &answer, std::int64_t now_unix_ms,
                           bool reauthenticate_on_401 = false);
 
+// --- what the four adapters share (ShopifyAdapter, TikTokAdapter, ...) ---
+
+// The option set a request is built from: the kind options, the credentials
+// over them, and the access token the deliverer holds (Endpoint::access_token)
+// over the credentials' own. tenant_id lives in SQL, not in kind_options, and
+// no request carries it: when absent, the nil UUID stands in so that the
+// options parsers (which require it at create time) accept the set.
+json::Value send_options(const Endpoint &endpoint);
+
+// The url of a platform destination: the API base (http(s), no user
+// information, no query or fragment); OptionError("invalid_url") whose hint
+// gives example.
+void validate_base_url(std::string_view url, std::string_view example);
+
+// Platform kinds take neither "secret" nor "headers" (their credentials are
+// their own options); OptionError("invalid_option") naming the kind.
+void refuse_common_options(const json::Value &options, std::string_view kind);
+
+// The worse of two verdicts for a row with several listings:
+// gone > permanent > stale > reauthenticate > retry > success; of two
+// retries the longer wait.
+RowVerdict worst(const RowVerdict &a, const RowVerdict &b);
+
+// One listing of one row of a batch, in row order then listing order.
+struct Line {
+  std::size_t row = 0;
+  const ListingFacts *listing = nullptr;
+};
+// Throws Error("invalid_listing") for a row without listings.
+std::vector<Line> lines_of(const std::vector<OutboxRow> &rows);
+// Each row's verdict: the worst of its lines' (line_verdicts parallel to lines).
+std::vector<RowVerdict> row_verdicts(const std::vector<Line> &lines,
+                                     const std::vector<RowVerdict> &line_verdicts,
+                                     std::size_t row_count);
+
+// The value of an inbound header (name in any case), or nullptr.
+const std::string *inbound_header(const InboundMessage &message, std::string_view name);
+
+// Lowercase hex SHA-256 of text (a delivery id for platforms that send none).
+std::string sha256_hex(std::string_view text);
+
+// An RFC 3339 date-time ("2026-11-30T10:00:00-05:00", "...Z", fractions
+// allowed) as Unix milliseconds, or 0 when text is not one.
+std::int64_t rfc3339_unix_ms(std::string_view text);
+
 // At most max bytes of a platform's text (not cutting a UTF-8 sequence), for reasons.
 std::string clip(std::string_view text, std::size_t max = 200);
 

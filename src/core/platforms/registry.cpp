@@ -3,7 +3,11 @@
 #include <array>
 
 #include "core/platforms/adapter.hpp"
+#include "core/platforms/amazon_sp.hpp"
 #include "core/platforms/http.hpp"
+#include "core/platforms/meta_catalog.hpp"
+#include "core/platforms/shopify.hpp"
+#include "core/platforms/tiktok_shop.hpp"
 #include "core/platforms/ves_sequencer.hpp"
 #include "core/platforms/webhook.hpp"
 
@@ -17,11 +21,16 @@ namespace {
 const WebhookAdapter webhook_adapter{};
 const HttpAdapter http_adapter{};
 const VesSequencerAdapter ves_sequencer_adapter{};
+const ShopifyAdapter shopify_adapter{};
+const TikTokAdapter tiktok_shop_adapter{};
+const AmazonAdapter amazon_sp_adapter{};
+const MetaAdapter meta_catalog_adapter{};
 
 // In the order lists and hints show them. Kinds are only ever added: rows of
 // ves.destinations name them.
-const std::array<const Adapter *, 3> registered = {&webhook_adapter, &http_adapter,
-                                                   &ves_sequencer_adapter};
+const std::array<const Adapter *, 7> registered = {
+    &webhook_adapter,     &http_adapter,      &ves_sequencer_adapter, &shopify_adapter,
+    &tiktok_shop_adapter, &amazon_sp_adapter, &meta_catalog_adapter};
 
 }  // namespace
 

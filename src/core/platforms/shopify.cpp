@@ -1,10 +1,12 @@
 #include "core/platforms/shopify.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 
 #include "core/crypto/crypto.hpp"
 #include "core/json/canonical_json.hpp"
+#include "core/platforms/platform_signatures.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
 #include "core/base/no_postgres.hpp"
@@ -295,3 +297,292 @@ std::vector<RowVerdict> shopify_classify(const Answer &answer, std::size_t updat
 }
 
 }  // namespace pgves::core::platforms
+
+namespace pgves::core {
+
+using namespace platforms;
+
+namespace {
+
+const char *kShopifyExample = "https://pgves-test.myshopify.com";
+
+// The location a listing is set at: its own, else the destination's.
+std::string shopify_location(const ShopifyRef &ref, const json::Value &options) {
+  if (!ref.location_id.empty()) return ref.location_id;
+  const json::Value *loc = options.find("location_id");
+  return loc && loc->kind() == json::Kind::string ? loc->as_string() : std::string();
+}
+
+std::string level_key(const std::string &item, const std::string &location) {
+  return item + "@" + location;
+}
+
+}  // namespace
+
+void ShopifyAdapter::validate_url(std::string_view url) const {
+  validate_base_url(url, kShopifyExample);
+}
+
+std::vector<HeaderSpec> ShopifyAdapter::validate_options(const json::Value &options) const {
+  refuse_common_options(options, kind());
+  (void)shopify_options(options);
+  return {};
+}
+
+// Shopify's GraphQL Admin API restores 100 cost points per second on the
+// Standard plan (1,000 on Plus); inventorySetQuantities costs about 10, so
+// 5 calls a second leaves room for reads and for the shop's other apps.
+Adapter::KindDefaults ShopifyAdapter::defaults() const { return {5, 10, 4}; }
+
+std::vector<PlatformRequest> ShopifyAdapter::build_requests(const Endpoint &endpoint,
+                                                            const std::vector<OutboxRow> &rows,
+                                                            std::int64_t now_unix_ms) const {
+  (void)now_unix_ms;
+  const json::Value merged = send_options(endpoint);
+  const ShopifyOptions options = shopify_options(merged);
+  (void)lines_of(rows);  // every row has listings
+  std::vector<PlatformRequest> out;
+  std::vector<ShopifySkuUpdate> updates;
+  std::vector<std::size_t> call_rows;
+  std::vector<std::string> call_keys;
+  auto flush = [&] {
+    if (updates.empty()) return;
+    out.push_back(
+        PlatformRequest{shopify_set_quantities(options, endpoint.url, updates), call_rows});
+    updates.clear();
+    call_rows.clear();
+    call_keys.clear();
+  };
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const std::vector<ListingFacts> &listings = *rows[r].listings;
+    if (listings.size() > shopify_max_quantities)
+      throw Error("invalid_listing", "outbox row " + std::to_string(rows[r].id) + " has " +
+                                         std::to_string(listings.size()) +
+                                         " Shopify listings; one call sets at most " +
+                                         std::to_string(shopify_max_quantities));
+    std::vector<ShopifySkuUpdate> mine;
+    std::vector<std::string> keys;
+    for (const ListingFacts &l : listings) {
+      ShopifySkuUpdate u;
+      u.quantity = l.quantity;
+      u.ref = shopify_ref(*l.platform_ref);
+      u.last_known = l.known;
+      // The call key (shopify_call_key) hashes these with the input: the
+      // same rows with the same counts give the same key on every retry.
+      u.idempotency_key = std::to_string(rows[r].id);
+      const std::string location = shopify_location(u.ref, merged);
+      if (location.empty())
+        throw Error("invalid_listing", "the Shopify listing " + u.ref.inventory_item_id +
+                                           " has no location_id and the destination has none");
+      const std::string key = level_key(u.ref.inventory_item_id, location);
+      for (const std::string &k : keys)
+        if (k == key)
+          throw Error("invalid_listing",
+                      "outbox row " + std::to_string(rows[r].id) + " sets " + key + " twice");
+      keys.push_back(key);
+      mine.push_back(std::move(u));
+    }
+    bool clash = updates.size() + mine.size() > shopify_max_quantities;
+    for (const std::string &k : keys)
+      for (const std::string &c : call_keys) clash = clash || k == c;
+    if (clash) flush();
+    for (ShopifySkuUpdate &u : mine) updates.push_back(std::move(u));
+    for (std::string &k : keys) call_keys.push_back(std::move(k));
+    call_rows.push_back(r);
+  }
+  flush();
+  return out;
+}
+
+std::vector<RowVerdict> ShopifyAdapter::classify(const Answer &answer, std::size_t row_count,
+                                                 std::int64_t now_unix_ms) const {
+  // Without the rows, one line per row.
+  return shopify_classify(answer, row_count, now_unix_ms);
+}
+
+std::vector<RowVerdict> ShopifyAdapter::classify_rows(const Endpoint &endpoint,
+                                                      const Answer &answer,
+                                                      const std::vector<OutboxRow> &rows,
+                                                      std::int64_t now_unix_ms) const {
+  (void)endpoint;
+  const std::vector<Line> lines = lines_of(rows);
+  return row_verdicts(lines, shopify_classify(answer, lines.size(), now_unix_ms), rows.size());
+}
+
+// Shopify signs the raw body only: no timestamp is covered, so freshness
+// cannot be checked here; a replay carries the same X-Shopify-Webhook-Id and
+// is a duplicate where it is ingested.
+InboundCheck ShopifyAdapter::verify_inbound(std::string_view key, const InboundMessage &message,
+                                            std::int64_t now_unix_ms,
+                                            std::int64_t tolerance_s) const {
+  (void)now_unix_ms;
+  (void)tolerance_s;
+  if (key.empty()) return {false, "the destination has no webhook_secret to check Shopify's with"};
+  const std::string *signature = inbound_header(message, "X-Shopify-Hmac-Sha256");
+  if (!signature) return {false, "X-Shopify-Hmac-Sha256 is missing"};
+  if (!verify_shopify_webhook(key, message.body, *signature))
+    return {false, "X-Shopify-Hmac-Sha256 does not match the body under webhook_secret"};
+  return {true, {}};
+}
+
+void ShopifyAdapter::validate_listing(const json::Value &platform_ref,
+                                      const json::Value &options) const {
+  const ShopifyRef ref = shopify_ref(platform_ref);
+  if (shopify_location(ref, options).empty())
+    throw OptionError("invalid_option",
+                      "the listing has no location_id and the destination has none",
+                      "Add \"location_id\": \"gid://shopify/Location/N\" to platform_ref, or give "
+                      "the destination a default location_id.");
+}
+
+std::string ShopifyAdapter::listing_key(const json::Value &platform_ref,
+                                        const json::Value &options) const {
+  const ShopifyRef ref = shopify_ref(platform_ref);
+  return level_key(ref.inventory_item_id, shopify_location(ref, options));
+}
+
+std::vector<PlatformRequest> ShopifyAdapter::build_reads(const Endpoint &endpoint,
+                                                         const std::vector<ListingFacts> &listings,
+                                                         std::int64_t now_unix_ms) const {
+  (void)now_unix_ms;
+  const json::Value merged = send_options(endpoint);
+  const ShopifyOptions options = shopify_options(merged);
+  std::vector<PlatformRequest> out;
+  for (std::size_t from = 0; from < listings.size(); from += shopify_max_reads) {
+    const std::size_t to = std::min(listings.size(), from + shopify_max_reads);
+    std::vector<ShopifyRef> refs;
+    std::vector<std::size_t> idx;
+    for (std::size_t i = from; i < to; ++i) {
+      if (!listings[i].platform_ref)
+        throw Error("invalid_listing", "a listing has no platform_ref");
+      refs.push_back(shopify_ref(*listings[i].platform_ref));
+      idx.push_back(i);
+    }
+    out.push_back(PlatformRequest{shopify_read_quantities(options, endpoint.url, refs), idx});
+  }
+  return out;
+}
+
+ReadAnswer ShopifyAdapter::parse_reads(const Endpoint &endpoint, const Answer &answer,
+                                       const std::vector<const ListingFacts *> &listings,
+                                       std::int64_t now_unix_ms) const {
+  (void)endpoint;
+  ReadAnswer out;
+  if (!answer.transport_error && answer.status == 200) {
+    const auto doc = try_parse(answer.body);
+    if (doc && !doc->find("errors")) {
+      try {
+        out.quantities = shopify_parse_quantities(answer, listings.size());
+        return out;
+      } catch (const Error &) {
+        out.verdict = permanent("Shopify answered the read without data");
+        return out;
+      }
+    }
+  }
+  out.verdict = shopify_classify(answer, 1, now_unix_ms).front();
+  if (out.verdict.verdict == Verdict::success)
+    out.verdict = permanent("Shopify answered the read without data");
+  return out;
+}
+
+namespace {
+
+// The order topics pg_ves takes (Shopify's webhook topic list) and the
+// status word each stands for.
+const char *order_status(std::string_view topic) {
+  static const std::pair<const char *, const char *> topics[] = {
+      {"orders/create", "created"},      {"orders/updated", "updated"},
+      {"orders/paid", "paid"},           {"orders/cancelled", "cancelled"},
+      {"orders/fulfilled", "fulfilled"}, {"orders/partially_fulfilled", "partially_fulfilled"},
+  };
+  for (const auto &t : topics)
+    if (topic == t.first) return t.second;
+  return nullptr;
+}
+
+// The decimal id after the last '/' (and before any '?') of a gid.
+std::string gid_number(const std::string &gid) {
+  const std::size_t q = gid.find('?');
+  const std::string head = gid.substr(0, q);
+  const std::size_t slash = head.rfind('/');
+  const std::string n = slash == std::string::npos ? std::string() : head.substr(slash + 1);
+  if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) return {};
+  return n;
+}
+
+// A numeric id member, exactly: from its gid (admin_graphql_api_id) when the
+// body has one (Shopify ids may exceed 2^53), else the JSON number.
+std::string id_text(const json::Value &body, const char *member) {
+  const auto n = as_integer(body.find(member));
+  return n && *n > 0 ? std::to_string(*n) : std::string();
+}
+
+}  // namespace
+
+// Payloads as Shopify's webhook reference gives them:
+//   inventory_levels/update  {"inventory_item_id": N, "location_id": N,
+//                             "available": N|null, "updated_at": RFC 3339,
+//                             "admin_graphql_api_id":
+//                             "gid://shopify/InventoryLevel/LOC?inventory_item_id=ITEM"}
+//   orders/*                 the Order resource: "id", "admin_graphql_api_id", ...
+InboundContent ShopifyAdapter::parse_inbound(const InboundMessage &message,
+                                             const json::Value &options) const {
+  (void)options;
+  InboundContent out;
+  const std::string *topic = inbound_header(message, "X-Shopify-Topic");
+  if (!topic || topic->empty())
+    throw Error("invalid_message", "a Shopify webhook carries X-Shopify-Topic");
+  out.topic = *topic;
+  if (const std::string *id = inbound_header(message, "X-Shopify-Webhook-Id"))
+    out.delivery_id = *id;
+  const auto body = try_parse(message.body);
+  if (!body || body->kind() != json::Kind::object)
+    throw Error("invalid_message", "the Shopify webhook's body is not a JSON object");
+  if (out.topic == "inventory_levels/update") {
+    std::string item, location;
+    if (const std::string *gid = string_member(&*body, "admin_graphql_api_id")) {
+      location = gid_number(*gid);
+      const std::size_t at = gid->find("inventory_item_id=");
+      if (at != std::string::npos) {
+        item = gid->substr(at + 18);
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) item.clear();
+      }
+    }
+    if (item.empty()) item = id_text(*body, "inventory_item_id");
+    if (location.empty()) location = id_text(*body, "location_id");
+    if (item.empty() || location.empty())
+      throw Error("invalid_message",
+                  "inventory_levels/update without inventory_item_id and location_id");
+    // available is null for an item whose inventory Shopify does not track.
+    if (const auto available = as_integer(body->find("available"))) {
+      StockReport report;
+      report.platform_key =
+          level_key("gid://shopify/InventoryItem/" + item, "gid://shopify/Location/" + location);
+      report.quantity = *available;
+      if (const std::string *at = string_member(&*body, "updated_at"))
+        report.observed_at_unix_ms = rfc3339_unix_ms(*at);
+      out.stock.push_back(std::move(report));
+    }
+    return out;
+  }
+  if (const char *status = order_status(out.topic)) {
+    OrderNotice notice;
+    const std::string *gid = string_member(&*body, "admin_graphql_api_id");
+    notice.order_id = gid ? gid_number(*gid) : std::string();
+    if (notice.order_id.empty()) notice.order_id = id_text(*body, "id");
+    if (notice.order_id.empty())
+      throw Error("invalid_message", "a Shopify order webhook without the order's id");
+    notice.status = status;
+    notice.payload = std::string(message.body);
+    out.orders.push_back(std::move(notice));
+  }
+  return out;
+}
+
+std::string ShopifyAdapter::inbound_key(const json::Value &options) const {
+  const std::string *secret = string_member(&options, "webhook_secret");
+  return secret ? *secret : std::string();
+}
+
+}  // namespace pgves::core

@@ -1,7 +1,6 @@
 // Shopify Admin GraphQL: the requests a shopify destination sends and what
-// their answers mean. Pure functions; the adapter that the deliverer calls is
-// built on them (not registered yet: the deliverer cannot yet hand an adapter a
-// SKU's count and listing at send time).
+// their answers mean (pure functions), and ShopifyAdapter, the destination
+// kind "shopify" built on them.
 //
 // Reference: test/mock/platforms.py (class Shopify) and issue 11, "Outbound".
 #pragma once
@@ -91,4 +90,58 @@ std::vector<std::optional<std::int64_t>> shopify_parse_quantities(const Answer &
 std::vector<RowVerdict> shopify_classify(const Answer &answer, std::size_t update_count,
                                          std::int64_t now_unix_ms);
 
+// Largest number of quantities one inventorySetQuantities call carries.
+constexpr std::size_t shopify_max_quantities = 250;
+// Largest number of levels one read asks for.
+constexpr std::size_t shopify_max_reads = 50;
+
 }  // namespace pgves::core::platforms
+
+namespace pgves::core {
+
+// Kind "shopify". Rows share one inventorySetQuantities call (up to
+// shopify_max_quantities lines; a call never holds the same item and location
+// twice); a row's verdict is the worst of its lines'. The access token is
+// long-lived: a 401 is reauthenticate and nothing renews it here (the
+// deliverer pauses the destination). Inbound: X-Shopify-Hmac-Sha256 under
+// webhook_secret; inventory_levels/update and the orders/* topics.
+// listing_key: "gid://shopify/InventoryItem/N@gid://shopify/Location/M".
+class ShopifyAdapter final : public Adapter {
+ public:
+  std::string_view kind() const override { return "shopify"; }
+  std::string_view description() const override { return "Shopify Admin GraphQL"; }
+  std::vector<std::string_view> option_names() const override {
+    return {"store_id", "access_token", "api_version", "location_id", "webhook_secret"};
+  }
+  std::vector<std::string_view> secret_option_names() const override {
+    return {"access_token", "webhook_secret"};
+  }
+  void validate_url(std::string_view url) const override;
+  std::vector<HeaderSpec> validate_options(const json::Value &options) const override;
+  KindDefaults defaults() const override;
+  bool is_platform() const override { return true; }
+  std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
+                                              const std::vector<OutboxRow> &rows,
+                                              std::int64_t now_unix_ms) const override;
+  std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
+                                   std::int64_t now_unix_ms) const override;
+  std::vector<RowVerdict> classify_rows(const Endpoint &endpoint, const Answer &answer,
+                                        const std::vector<OutboxRow> &rows,
+                                        std::int64_t now_unix_ms) const override;
+  InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
+                              std::int64_t now_unix_ms, std::int64_t tolerance_s) const override;
+  void validate_listing(const json::Value &platform_ref, const json::Value &options) const override;
+  std::string listing_key(const json::Value &platform_ref,
+                          const json::Value &options) const override;
+  std::vector<PlatformRequest> build_reads(const Endpoint &endpoint,
+                                           const std::vector<ListingFacts> &listings,
+                                           std::int64_t now_unix_ms) const override;
+  ReadAnswer parse_reads(const Endpoint &endpoint, const Answer &answer,
+                         const std::vector<const ListingFacts *> &listings,
+                         std::int64_t now_unix_ms) const override;
+  InboundContent parse_inbound(const InboundMessage &message,
+                               const json::Value &options) const override;
+  std::string inbound_key(const json::Value &options) const override;
+};
+
+}  // namespace pgves::core

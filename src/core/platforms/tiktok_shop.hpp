@@ -1,11 +1,12 @@
 // TikTok Shop Open API (version 202309): the requests a tiktok_shop
-// destination sends, its token refresh, and what their answers mean. Pure
-// functions; not registered as a destination kind yet.
+// destination sends, its token refresh, and what their answers mean (pure
+// functions), and TikTokAdapter, the destination kind "tiktok_shop".
 //
 // Reference: test/mock/platforms.py (class TikTok, TIKTOK_CODES) and issue 11.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,4 +101,60 @@ RowVerdict tiktok_classify_one(const Answer &answer, std::int64_t now_unix_ms);
 std::vector<RowVerdict> tiktok_classify(const Answer &answer, std::size_t row_count,
                                         std::int64_t now_unix_ms);
 
+// Largest number of SKU lines one inventory update carries (pg_ves's choice;
+// TikTok documents no lower bound it would refuse).
+constexpr std::size_t tiktok_max_skus = 100;
+// Largest number of product ids one inventory search asks for.
+constexpr std::size_t tiktok_max_search = 20;
+
 }  // namespace pgves::core::platforms
+
+namespace pgves::core {
+
+// Kind "tiktok_shop". One inventory update per product_id (rows of one
+// product share it, up to tiktok_max_skus lines; all listings of a row must
+// be of one product). TikTok answers per call: every row of a request gets
+// its verdict. Access tokens expire and are renewed with the refresh token
+// (token_request); TikTok rotates refresh tokens, the new one comes back in
+// AccessToken::refresh_token. Inbound: Authorization = hex HMAC-SHA256 under
+// app_secret over app_key + body, so inbound_key() is app_key + "\n" +
+// app_secret. listing_key: sku_id + "@" + warehouse ("" for the default).
+class TikTokAdapter final : public Adapter {
+ public:
+  std::string_view kind() const override { return "tiktok_shop"; }
+  std::string_view description() const override { return "TikTok Shop Open API 202309"; }
+  std::vector<std::string_view> option_names() const override {
+    return {"store_id",      "app_key",     "app_secret",   "access_token",
+            "refresh_token", "shop_cipher", "warehouse_id", "auth_url"};
+  }
+  std::vector<std::string_view> secret_option_names() const override {
+    return {"app_secret", "access_token", "refresh_token"};
+  }
+  void validate_url(std::string_view url) const override;
+  std::vector<HeaderSpec> validate_options(const json::Value &options) const override;
+  KindDefaults defaults() const override;
+  bool is_platform() const override { return true; }
+  std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
+                                              const std::vector<OutboxRow> &rows,
+                                              std::int64_t now_unix_ms) const override;
+  std::vector<RowVerdict> classify(const Answer &answer, std::size_t row_count,
+                                   std::int64_t now_unix_ms) const override;
+  InboundCheck verify_inbound(std::string_view key, const InboundMessage &message,
+                              std::int64_t now_unix_ms, std::int64_t tolerance_s) const override;
+  void validate_listing(const json::Value &platform_ref, const json::Value &options) const override;
+  std::string listing_key(const json::Value &platform_ref,
+                          const json::Value &options) const override;
+  std::optional<HttpRequest> token_request(const Endpoint &endpoint) const override;
+  TokenAnswer parse_token(const Answer &answer, std::int64_t now_unix_ms) const override;
+  std::vector<PlatformRequest> build_reads(const Endpoint &endpoint,
+                                           const std::vector<ListingFacts> &listings,
+                                           std::int64_t now_unix_ms) const override;
+  ReadAnswer parse_reads(const Endpoint &endpoint, const Answer &answer,
+                         const std::vector<const ListingFacts *> &listings,
+                         std::int64_t now_unix_ms) const override;
+  InboundContent parse_inbound(const InboundMessage &message,
+                               const json::Value &options) const override;
+  std::string inbound_key(const json::Value &options) const override;
+};
+
+}  // namespace pgves::core

@@ -37,6 +37,7 @@
 #include "pg/store/stored_event.hpp"
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/outbox_sql.hpp"
+#include "pg/sync/platform_credentials.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
@@ -89,6 +90,11 @@ struct Job {
   int attempts = 0;  // before this one
   std::string event_id;
   std::string body;
+  std::string entity_type, entity_id;
+  // Platform destinations: the listings of the row's SKU with its count
+  // when the row was claimed, and those whose count this attempt sends.
+  std::vector<outbox_sql::ListingFact> listings;
+  std::vector<size_t> sent;
 };
 
 struct Destination {
@@ -98,6 +104,17 @@ struct Destination {
   long timeout_ms = 10000;
   std::vector<std::pair<std::string, std::string>> headers;
   core::json::Value kind_options;  // ves.destinations.kind_options
+  // Commerce platforms (core::Adapter::is_platform): sent listings' counts,
+  // with credentials opened and an access token renewed when refused.
+  bool platform = false;
+  platform::Credentials credentials;
+  bool token_refused = false;
+  // After a failed token request, rows fail at once until then (steady ms).
+  std::int64_t token_retry_at = 0;
+  std::string token_error;
+  // Why the destination is paused when gone is set by something other than
+  // an HTTP 410 (credentials refused); last_error otherwise.
+  std::string pause_reason;
   // Set when the worker cannot use this destination's stored configuration
   // (a row written around ves.create_destination/alter_destination): its
   // rows fail with this reason instead of stopping the worker.
@@ -123,6 +140,13 @@ using Outcome = outbox_sql::RowOutcome;
 // How much of an answer a row keeps in ves.outbox.last_response (the
 // adapter reads up to http_engine's limit).
 constexpr size_t kStoredExcerptBytes = 512;
+
+// A row whose compare-and-set the platform refused (stale) is sent again
+// after this long, once the reconciliation has read the platform's count.
+constexpr std::int64_t kStaleRetryMs = 2000;
+
+// After a token request that failed without saying when to try again.
+constexpr std::int64_t kTokenRetryMs = 5000;
 
 }  // namespace
 
@@ -224,6 +248,11 @@ class Deliverer::Impl {
       if (!h.secret) d.headers.emplace_back(h.name, h.value);
     d.kind_options =
         core::json::parse(r[outbox_sql::kKindOptions] ? r[outbox_sql::kKindOptions] : "{}");
+    d.platform = d.adapter->is_platform();
+    d.credentials =
+        platform::open_hex(text(r[outbox_sql::kCredentialsHex]), text(r[outbox_sql::kTokenHex]));
+    d.token_refused = false;
+    d.token_retry_at = 0;
     if (r[4]) d.secret = unseal_hex(r[4]);
     if (r[17]) {
       std::string sealed = unseal_hex(r[17]);
@@ -268,6 +297,8 @@ class Deliverer::Impl {
           job.destination = row.destination;
           job.attempts = row.attempts;
           job.position = row.position;
+          job.entity_type = std::move(row.entity_type);
+          job.entity_id = std::move(row.entity_id);
           positions.push_back(job.position);
           first_recorded = std::min(first_recorded, row.recorded_at);
           last_recorded = std::max(last_recorded, row.recorded_at);
@@ -277,6 +308,7 @@ class Deliverer::Impl {
       if (jobs.empty()) return;
       std::unordered_map<std::int64_t, std::string> bodies =
           envelopes(positions, first_recorded, last_recorded);
+      read_listings(jobs);
       std::vector<std::int64_t> unclaimed;
       for (size_t i = 0; i < jobs.size(); ++i) {
         Job &job = jobs[i];
@@ -315,6 +347,29 @@ class Deliverer::Impl {
     return claimed;
   }
 
+  // The listings of the claimed inventory rows of platform destinations,
+  // with their SKUs' counts now (in the claim's transaction).
+  void read_listings(std::vector<Job> &jobs) {
+    std::vector<std::int64_t> ids;
+    std::vector<int> dests;
+    std::vector<std::string> skus;
+    std::unordered_map<std::int64_t, Job *> by_id;
+    for (Job &job : jobs) {
+      auto d = destinations_.find(job.destination);
+      if (d == destinations_.end() || !d->second.platform || job.entity_type != "inventory")
+        continue;
+      ids.push_back(job.id);
+      dests.push_back(job.destination);
+      skus.push_back(job.entity_id);
+      by_id[job.id] = &job;
+    }
+    if (ids.empty()) return;
+    for (outbox_sql::ListingFact &f : outbox_sql::listing_facts(ids, dests, skus)) {
+      auto it = by_id.find(f.row);
+      if (it != by_id.end()) it->second->listings.push_back(std::move(f));
+    }
+  }
+
   // Something may have queued rows for any destination: a commit woke the
   // worker, a poll is due, a retry fell due.
   void expect_work() { scheduler_.expect_work(); }
@@ -330,6 +385,7 @@ class Deliverer::Impl {
         fail_job(job, d, d.config_error);
         continue;
       }
+      if (d.platform && !prepare_platform(d, job)) continue;
       core::HttpRequest request;
       try {
         request = build_request(d, job);
@@ -364,16 +420,99 @@ class Deliverer::Impl {
     }
   }
 
+  // A platform destination's row before it is sent: what it would change,
+  // and an access token to send it with. Returns false when the row needs
+  // no request (not an inventory event, no listing, every listing already
+  // has the count) or cannot be sent now; its outcome is then recorded here.
+  bool prepare_platform(Destination &d, Job &job) {
+    job.sent.clear();
+    for (size_t i = 0; i < job.listings.size(); ++i) {
+      const outbox_sql::ListingFact &f = job.listings[i];
+      if (!f.known || *f.known != f.available) job.sent.push_back(i);
+    }
+    if (job.sent.empty()) {
+      // Pending changes of one SKU collapse: an earlier row sent the count.
+      forget(job);
+      const char *why = job.entity_type != "inventory" ? "not an inventory event: nothing to send"
+                        : job.listings.empty()         ? "no listing of this SKU: nothing to send"
+                                               : "the platform has this count: nothing to send";
+      outcomes_.push_back(Outcome{job.id, job.tenant, "synced", 0, job.attempts, 0, {}, why});
+      ++totals_.synced;
+      return false;
+    }
+    if (steady_ms() < d.token_retry_at) {
+      // The token endpoint failed a moment ago: not again for every row.
+      forget(job);
+      fail_job(job, d, d.token_error);
+      return false;
+    }
+    core::RowVerdict token = platform::ensure_token(
+        *d.adapter, endpoint(d), d.credentials,
+        std::min<long>(d.timeout_ms, settings::max_timeout_ms), d.token_refused);
+    if (token.verdict == core::Verdict::success) {
+      d.token_refused = false;
+      return true;
+    }
+    forget(job);
+    d.token_error = token.reason;
+    d.token_retry_at =
+        steady_ms() + (token.retry_after_ms > 0 ? token.retry_after_ms : kTokenRetryMs);
+    if (token.verdict == core::Verdict::permanent) {
+      // The platform refused the credentials themselves: nothing this
+      // destination sends can succeed until an operator replaces them.
+      d.gone = true;
+      d.pause_reason = token.reason +
+                       "; destination paused: update its credentials with "
+                       "ves.alter_destination, then ves.resume_destination";
+    }
+    fail_job(job, d, token.reason);
+    return false;
+  }
+
+  static core::Endpoint endpoint(const Destination &d) {
+    return core::Endpoint{d.url,
+                          d.secret,
+                          d.headers,
+                          &d.kind_options,
+                          &d.credentials.values,
+                          d.credentials.token.access_token};
+  }
+
+  // A job as the adapter sees it: the row and, for a platform destination,
+  // the facts of the listings this attempt sends. Filled in place (the row
+  // points into it).
+  struct RowView {
+    std::vector<core::json::Value> refs;
+    std::vector<core::ListingFacts> facts;
+    core::OutboxRow row;
+
+    RowView(const Destination &d, const Job &job)
+        : row{job.id, job.event_id, job.body, job.attempts + 1} {
+      if (!d.platform) return;
+      refs.reserve(job.sent.size());
+      for (size_t i : job.sent) refs.push_back(core::json::parse(job.listings[i].platform_ref));
+      for (size_t k = 0; k < job.sent.size(); ++k) {
+        const outbox_sql::ListingFact &f = job.listings[job.sent[k]];
+        facts.push_back(
+            core::ListingFacts{job.entity_id, f.location, &refs[k], f.available, f.known});
+      }
+      row.listings = &facts;
+    }
+    RowView(const RowView &) = delete;
+    RowView &operator=(const RowView &) = delete;
+  };
+
   // The request that delivers a job's event to a destination, built by the
   // adapter of its kind. Throws core::Error when the destination's
   // configuration cannot make one.
   static core::HttpRequest build_request(const Destination &d, const Job &job) {
     if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
-    const core::OutboxRow row{job.id, job.event_id, job.body, job.attempts + 1};
-    return std::move(
-        d.adapter->build_requests({d.url, d.secret, d.headers, &d.kind_options}, {row}, unix_ms())
-            .at(0)
-            .http);
+    RowView view(d, job);
+    std::vector<core::PlatformRequest> requests =
+        d.adapter->build_requests(endpoint(d), {view.row}, unix_ms());
+    if (requests.size() != 1)
+      throw core::Error("invalid_listing", "the listings of this SKU need more than one request");
+    return std::move(requests[0].http);
   }
 
   // What a finished transfer's answer means for its row, as the adapter of
@@ -381,11 +520,49 @@ class Deliverer::Impl {
   // adapter sends nothing; absorb() fails the row.)
   static core::RowVerdict classify(const Destination &d, const Job &job, const HttpResult &r) {
     if (!d.adapter) throw core::Error("invalid_destination", "unknown destination kind");
-    const core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt};
-    const core::OutboxRow row{job.id, job.event_id, job.body, job.attempts + 1};
-    return d.adapter
-        ->classify_rows({d.url, d.secret, d.headers, &d.kind_options}, answer, {row}, unix_ms())
-        .at(0);
+    const core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt, r.rate_limit};
+    RowView view(d, job);
+    return d.adapter->classify_rows(endpoint(d), answer, {view.row}, unix_ms()).at(0);
+  }
+
+  // What a platform's verdict means for the listings a row sent: the count
+  // is theirs now (success), they moved on behind our back (stale: the
+  // reconciliation reads them again and the row retries shortly with the
+  // decided count), their credentials need renewal, or they refused it.
+  void platform_verdict(Destination &d, const Job &job, core::RowVerdict &verdict) {
+    const char *state = nullptr;
+    switch (verdict.verdict) {
+      case core::Verdict::success:
+        state = "synced";
+        break;
+      case core::Verdict::stale:
+        state = "stale";
+        verdict.verdict = core::Verdict::retry;
+        verdict.retry_after_ms = kStaleRetryMs;
+        break;
+      case core::Verdict::permanent:
+        state = "failed";
+        break;
+      case core::Verdict::reauthenticate:
+        if (d.adapter->token_request(endpoint(d))) {
+          d.token_refused = true;  // renewed before the next request
+        } else {
+          d.gone = true;  // a long-lived token was revoked: only an operator can help
+          d.pause_reason = "the platform refused the access token (" +
+                           (verdict.reason.empty() ? std::string("HTTP 401") : verdict.reason) +
+                           "); destination paused: update it with ves.alter_destination, then "
+                           "ves.resume_destination";
+        }
+        return;
+      default:
+        return;
+    }
+    for (size_t i : job.sent) {
+      const outbox_sql::ListingFact &f = job.listings[i];
+      listing_outcomes_.push_back(outbox_sql::ListingOutcome{
+          d.id, job.entity_id, f.location, f.available, state,
+          std::string(state) == "synced" ? std::string() : verdict.reason});
+    }
   }
 
   Job take_queued(std::int64_t row) {
@@ -416,6 +593,7 @@ class Deliverer::Impl {
 
   void absorb_one(HttpResult &r, const Job &job, Destination &d) {
     core::RowVerdict verdict = classify(d, job, r);
+    if (d.platform) platform_verdict(d, job, verdict);
     core::Classified c = core::to_classified(verdict);
     core::RowDecision decision =
         scheduler_.on_answer(d.id, c, r.status, job.attempts, steady_ms(), uniform_(random_));
@@ -528,12 +706,16 @@ class Deliverer::Impl {
   Recorded record() {
     bool any_dirty = false;
     for (auto &entry : destinations_) any_dirty |= entry.second.dirty;
-    if (outcomes_.empty() && !any_dirty) return {};
+    bool tokens = false;
+    for (auto &entry : destinations_) tokens |= entry.second.credentials.token_changed;
+    if (outcomes_.empty() && !any_dirty && !tokens) return {};
     try {
       // One transaction for the rows and the destinations.
       step("pg_ves: recording deliveries", [&] {
         if (!outcomes_.empty()) record_rows(outcomes_.data(), outcomes_.size());
+        outbox_sql::record_listings(listing_outcomes_);
         if (any_dirty) record_destinations();
+        if (tokens) record_tokens();
       });
     } catch (const PgError &e) {
       if (!own_transactions_) throw;
@@ -564,6 +746,7 @@ class Deliverer::Impl {
     std::int64_t synced = 0, failed = 0;
     for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
     outcomes_.clear();
+    listing_outcomes_.clear();
     std::vector<std::int64_t> released;
     for (auto &entry : destinations_) {
       Destination &d = entry.second;
@@ -578,6 +761,7 @@ class Deliverer::Impl {
       }
       d.dirty = d.succeeded = d.gone = false;
       d.last_error.clear();
+      d.pause_reason.clear();
     }
     if (!released.empty()) release(released);
     return Recorded{true, synced, failed};
@@ -587,13 +771,19 @@ class Deliverer::Impl {
     outbox_sql::record_rows(outcomes, n, owner_);
   }
 
+  // Access tokens renewed since the last record, sealed.
+  void record_tokens() {
+    for (auto &entry : destinations_) platform::store_token(entry.first, entry.second.credentials);
+  }
+
   void record_destinations() {
     std::int64_t now = steady_ms();
     for (auto &entry : destinations_) {
       Destination &d = entry.second;
       if (!d.dirty) continue;
-      outbox_sql::record_destination(d.id, core::to_string(scheduler_.breaker_state(d.id, now)),
-                                     d.succeeded, d.last_error, d.gone);
+      outbox_sql::record_destination(
+          d.id, core::to_string(scheduler_.breaker_state(d.id, now)), d.succeeded,
+          d.gone && !d.pause_reason.empty() ? d.pause_reason : d.last_error, d.gone);
     }
   }
 
@@ -725,6 +915,7 @@ class Deliverer::Impl {
   std::int64_t next_floor_ = 0;
   bool full_scan_ = true;
   std::vector<Outcome> outcomes_;
+  std::vector<outbox_sql::ListingOutcome> listing_outcomes_;
   std::unordered_map<std::int64_t, std::string>
       envelope_errors_;  // by position, from the last envelopes()
   std::uint64_t next_tag_ = 1;

@@ -98,3 +98,16 @@ PGVES_FUNCTION(ves_destination_kind_one_location) {
   const core::Adapter *adapter = core::find_adapter(safe::text_string(PG_GETARG_DATUM(0)));
   PG_RETURN_BOOL(adapter && adapter->one_location_per_sku());
 }
+
+// ves._destination_kind_defaults(kind text, OUT rate_limit float8, OUT burst
+// int, OUT concurrency int), STRICT: what a new destination of the kind sends
+// at unless its options say otherwise (core::Adapter::defaults(): a
+// platform's published limits).
+PGVES_FUNCTION(ves_destination_kind_defaults) {
+  const core::Adapter *adapter = core::find_adapter(safe::text_string(PG_GETARG_DATUM(0)));
+  core::Adapter::KindDefaults d = adapter ? adapter->defaults() : core::Adapter::KindDefaults{};
+  Datum values[3] = {Float8GetDatum(d.rate_limit), Int32GetDatum(d.burst),
+                     Int32GetDatum(d.concurrency)};
+  bool nulls[3] = {false, false, false};
+  return safe::composite_result(fcinfo, values, nulls);
+}

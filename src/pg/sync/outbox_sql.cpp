@@ -60,7 +60,7 @@ const char *kClaimSql =
     "  LIMIT $1"
     "  FOR UPDATE SKIP LOCKED))"
     " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, "
-    "o.event_recorded_at";
+    "o.event_recorded_at, o.entity_type, o.entity_id";
 
 const char *kRecordSql =
     "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
@@ -247,6 +247,8 @@ ClaimedRow claimed_row(uint64 i) {
     row.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
     row.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
     row.recorded_at = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
+    row.entity_type = SPI_getvalue(tup, table->tupdesc, 7);
+    row.entity_id = SPI_getvalue(tup, table->tupdesc, 8);
     return row;
   });
 }
@@ -356,6 +358,99 @@ void release_leases_of(std::int64_t owner) {
         "UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
         " WHERE leased_by = $1 AND lease_until IS NOT NULL",
         1, types, args, nullptr, false, 0);
+  });
+}
+
+namespace {
+
+// The listings of claimed rows with their SKUs' counts now. One row per
+// (outbox row, listing); a SKU without an inventory row has nothing available.
+SavedPlan facts_plan = {
+    "SELECT j.id, l.location, l.platform_ref::text, coalesce(i.available, 0), l.known_quantity"
+    " FROM unnest($1::bigint[], $2::int[], $3::text[]) AS j(id, destination_id, sku)"
+    " JOIN ves.listings l ON l.destination_id = j.destination_id AND l.sku = j.sku"
+    " LEFT JOIN ves.inventory i ON i.tenant_id = l.tenant_id AND i.store_id = l.store_id"
+    "   AND i.sku = l.sku AND i.location = l.location"
+    " ORDER BY j.id, l.location",
+    3,
+    {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID},
+    nullptr};
+
+// What platforms acknowledged or refused, per listing.
+SavedPlan listings_plan = {
+    "UPDATE ves.listings l SET"
+    "  pushed_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.pushed_quantity END,"
+    "  pushed_at = CASE WHEN r.state = 'synced' THEN now() ELSE l.pushed_at END,"
+    "  known_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.known_quantity END,"
+    "  state = r.state, last_error = r.error, updated_at = now()"
+    " FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
+    "   AS r(destination_id, sku, location, quantity, state, error)"
+    " WHERE l.destination_id = r.destination_id AND l.sku = r.sku AND l.location = r.location",
+    6,
+    {INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID},
+    nullptr};
+
+}  // namespace
+
+std::vector<ListingFact> listing_facts(const std::vector<std::int64_t> &ids,
+                                       const std::vector<int> &destinations,
+                                       const std::vector<std::string> &skus) {
+  std::vector<ListingFact> out;
+  if (ids.empty()) return out;
+  std::vector<Datum> dest_datums, sku_datums;
+  std::vector<char *> texts;  // location, platform_ref per result row, in Postgres memory
+  std::vector<std::int64_t> row_ids, available, known;
+  std::vector<bool> known_null;
+  pg_call_void([&] {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      dest_datums.push_back(Int32GetDatum(destinations[i]));
+      sku_datums.push_back(CStringGetTextDatum(skus[i].c_str()));
+    }
+    Datum args[3] = {int8_array(ids), array_of(dest_datums, INT4OID),
+                     array_of(sku_datums, TEXTOID)};
+    spi_run(facts_plan, args, nullptr, true, SPI_OK_SELECT);
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      HeapTuple tup = SPI_tuptable->vals[i];
+      TupleDesc desc = SPI_tuptable->tupdesc;
+      bool isnull;
+      row_ids.push_back(DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
+      texts.push_back(SPI_getvalue(tup, desc, 2));
+      texts.push_back(SPI_getvalue(tup, desc, 3));
+      available.push_back(DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull)));
+      Datum k = SPI_getbinval(tup, desc, 5, &isnull);
+      known_null.push_back(isnull);
+      known.push_back(isnull ? 0 : DatumGetInt64(k));
+    }
+  });
+  out.reserve(row_ids.size());
+  for (size_t i = 0; i < row_ids.size(); ++i) {
+    ListingFact f;
+    f.row = row_ids[i];
+    f.location = texts[2 * i];
+    f.platform_ref = texts[2 * i + 1];
+    f.available = available[i];
+    if (!known_null[i]) f.known = known[i];
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+void record_listings(const std::vector<ListingOutcome> &outcomes) {
+  if (outcomes.empty()) return;
+  std::vector<Datum> dests, skus, locations, quantities, states, errors;
+  pg_call_void([&] {
+    for (const ListingOutcome &o : outcomes) {
+      dests.push_back(Int32GetDatum(o.destination));
+      skus.push_back(CStringGetTextDatum(o.sku.c_str()));
+      locations.push_back(CStringGetTextDatum(o.location.c_str()));
+      quantities.push_back(Int64GetDatum(o.quantity));
+      states.push_back(CStringGetTextDatum(o.state));
+      errors.push_back(CStringGetTextDatum(o.error.c_str()));
+    }
+    Datum args[6] = {array_of(dests, INT4OID),     array_of(skus, TEXTOID),
+                     array_of(locations, TEXTOID), array_of(quantities, INT8OID),
+                     array_of(states, TEXTOID),    array_of(errors, TEXTOID)};
+    spi_run(listings_plan, args, nullptr, false, SPI_OK_UPDATE);
   });
 }
 

@@ -8,6 +8,7 @@
 #include "pg/base/postgres.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,7 @@ struct ClaimedRow {
   int attempts = 0;
   std::int64_t position = 0;
   TimestampTz recorded_at = 0;
+  std::string entity_type, entity_id;
 };
 // Row `i` of the last claim (before any other statement).
 ClaimedRow claimed_row(uint64 i);
@@ -116,5 +118,31 @@ void record_destination(int id, const char *breaker_state, bool succeeded,
 void release_rows(const std::vector<std::int64_t> &ids, std::int64_t owner);
 // Gives back every row leased by `owner`.
 void release_leases_of(std::int64_t owner);
+
+// --- platform destinations -------------------------------------------------------
+
+// One listing of a claimed row's SKU with the SKU's count now.
+struct ListingFact {
+  std::int64_t row = 0;  // the outbox row
+  std::string location;
+  std::string platform_ref;  // JSON
+  std::int64_t available = 0;
+  std::optional<std::int64_t> known;  // ves.listings.known_quantity
+};
+// The listings of rows (ids[i] at destinations[i] about SKU skus[i]), by row.
+std::vector<ListingFact> listing_facts(const std::vector<std::int64_t> &ids,
+                                       const std::vector<int> &destinations,
+                                       const std::vector<std::string> &skus);
+
+// What became of one listing's push: state 'synced' (the platform has
+// quantity now), 'stale' or 'failed' (error says why).
+struct ListingOutcome {
+  int destination = 0;
+  std::string sku, location;
+  std::int64_t quantity = 0;
+  const char *state = "synced";
+  std::string error;
+};
+void record_listings(const std::vector<ListingOutcome> &outcomes);
 
 }  // namespace pgves::pg::outbox_sql

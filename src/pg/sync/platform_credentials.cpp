@@ -17,6 +17,7 @@ extern "C" {
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -96,15 +97,17 @@ Credentials load(int destination_id) {
   return open_hex(credentials_hex, token_hex);
 }
 
-bool token_usable(const core::AccessToken &token, std::int64_t now_unix_ms) {
+bool token_usable(const core::AccessToken &token, std::int64_t now_unix_ms,
+                  std::int64_t margin_ms) {
   return !token.access_token.empty() &&
-         (token.expires_at_unix_ms == 0 || token.expires_at_unix_ms - 60000 > now_unix_ms);
+         (token.expires_at_unix_ms == 0 || token.expires_at_unix_ms - margin_ms > now_unix_ms);
 }
 
 core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint &endpoint,
                               Credentials &credentials, long timeout_ms, bool force) {
   std::int64_t now = unix_ms();
-  if (!force && token_usable(credentials.token, now)) return core::RowVerdict{};
+  if (!force && token_usable(credentials.token, now, credentials.renew_margin_ms))
+    return core::RowVerdict{};
   // The platform's current refresh token, when it rotated it, is the one to use.
   core::json::Value::Object values = credentials.values.kind() == core::json::Kind::object
                                          ? credentials.values.as_object()
@@ -136,6 +139,8 @@ core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint
     return t.verdict;
   }
   if (t.token.refresh_token.empty()) t.token.refresh_token = credentials.token.refresh_token;
+  std::int64_t lifetime = t.token.expires_at_unix_ms - unix_ms();
+  credentials.renew_margin_ms = lifetime > 0 ? std::min<std::int64_t>(60000, lifetime / 4) : 0;
   credentials.token = std::move(t.token);
   credentials.token_changed = true;
   return core::RowVerdict{};

@@ -21,6 +21,9 @@ struct Credentials {
   std::vector<uint8_t> box;    // credentials_box as stored: what a token is obtained with
   core::AccessToken token;     // empty when none
   bool token_changed = false;  // renewed since loaded: store_token() it
+  // How long before its expiry a token is renewed: a minute, or a quarter
+  // of the lifetime of one just granted when that is shorter.
+  std::int64_t renew_margin_ms = 60000;
 
   Credentials() = default;
   Credentials(const Credentials &) = delete;
@@ -37,8 +40,9 @@ Credentials open_hex(const std::string &credentials_hex, const std::string &toke
 // runs as the extension owner).
 Credentials load(int destination_id);
 
-// Whether token may be used at now_unix_ms: set and not expiring within a minute.
-bool token_usable(const core::AccessToken &token, std::int64_t now_unix_ms);
+// Whether token may be used at now_unix_ms: set and not expiring within margin_ms.
+bool token_usable(const core::AccessToken &token, std::int64_t now_unix_ms,
+                  std::int64_t margin_ms = 60000);
 
 // Obtains a new access token now when the kind renews tokens and the held
 // one is not usable (or `force`, after the platform refused it), by HTTP on

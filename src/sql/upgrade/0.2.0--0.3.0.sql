@@ -77,6 +77,7 @@ CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING 
 -- @create function ves._destination_kind_secret_options
 -- @create function ves._destination_kind_platform
 -- @create function ves._destination_kind_one_location
+-- @create function ves._destination_kind_defaults
 ALTER TABLE ves.destination_secrets ADD COLUMN credentials_box bytea;
 -- @create table ves.destination_tokens
 DROP FUNCTION ves._destination_check(text, text, jsonb);
@@ -98,7 +99,7 @@ SELECT pg_catalog.pg_extension_config_dump('ves.listings', '');
 -- @create function ves.unmap_listing
 REVOKE ALL ON ves.destination_tokens, ves.listings, ves.platform_listings FROM PUBLIC;
 REVOKE ALL ON FUNCTION ves._destination_kind_secret_options(text), ves._destination_kind_platform(text),
-  ves._destination_kind_one_location(text), ves._destination_check(text, text, jsonb, jsonb, bytea),
+  ves._destination_kind_one_location(text), ves._destination_kind_defaults(text), ves._destination_check(text, text, jsonb, jsonb, bytea),
   ves._store_destination_secrets(int, jsonb, bytea, bytea, bytea), ves._worker_secrets(),
   ves._store_destination_token(int, bytea, bytea, timestamptz), ves._listing_check(text, jsonb, jsonb),
   ves._queue_listing(ves.destinations, uuid, text), ves.map_listing(text, text, jsonb, text),
