@@ -3,7 +3,7 @@
 -- roles that may call what, forged events raising alerts that outlive the
 -- refusing call, acknowledging alerts, and the inbound sync settings.
 -- Platform webhooks and reconciliation against the mock platforms are in
--- test/t/025_inbound_reconcile.pl. No worker runs here: alerts are recorded
+-- test/t/026_inbound_reconcile.pl. No worker runs here: alerts are recorded
 -- with ves._drain_security_alerts(), as the worker does.
 \set SHOW_CONTEXT never
 \set t '''00000000-0000-0000-0000-000000000001'''

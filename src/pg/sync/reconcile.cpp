@@ -238,7 +238,13 @@ bool in_transaction(const char *activity, Fn fn) {
   return false;
 }
 
-std::int64_t next_due_check_ms = 0;
+// Stale listings are looked for at most once a second after the worker
+// recorded outcomes, and at least every kIdleCheckMs (reconcile_interval,
+// listings marked stale by ves.push_events).
+constexpr std::int64_t kDueCheckGapMs = 1000;
+constexpr std::int64_t kIdleCheckMs = 10000;
+std::int64_t last_due_check_ms = 0;
+bool outcomes_unchecked = false;
 std::int64_t next_purge_ms = 0;
 // Destinations whose last run failed: not before this steady time, and the
 // pause the next failure doubles.
@@ -246,7 +252,7 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
 
 }  // namespace
 
-void worker_round() {
+long worker_round(bool recorded) {
   if (alerts::pending())
     in_transaction("pg_ves: recording security alerts", [] {
       static SavedPlan plan{"SELECT ves._drain_security_alerts()", 0, {}, nullptr};
@@ -260,20 +266,21 @@ void worker_round() {
       safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
     });
   }
-  // Stale listings are looked for every second: "promptly" after the
-  // deliverer marks one.
-  if (now < next_due_check_ms) return;
-  next_due_check_ms = now + 1000;
+  outcomes_unchecked = outcomes_unchecked || recorded;
+  const std::int64_t gap = outcomes_unchecked ? kDueCheckGapMs : kIdleCheckMs;
+  if (now - last_due_check_ms < gap) return static_cast<long>(gap - (now - last_due_check_ms));
+  last_due_check_ms = now;
+  outcomes_unchecked = false;
   std::vector<std::pair<std::string, bool>> due;
   in_transaction("pg_ves: looking for reconciliations due", [&] {
     static SavedPlan plan{
         "SELECT name, stale_only::text FROM ves._reconcile_due()", 0, {}, nullptr};
     safe::spi_run(plan, nullptr, nullptr, true, SPI_OK_SELECT);
     for (uint64 r = 0; r < SPI_processed; ++r)
-      due.emplace_back(safe::spi_text(r, 1), safe::spi_text(r, 2) == "t");
+      due.emplace_back(safe::spi_text(r, 1), safe::spi_text(r, 2) == "true");
   });
   for (const auto &[name, stale_only] : due) {
-    if (ShutdownRequestPending) return;
+    if (ShutdownRequestPending) return kIdleCheckMs;
     auto b = backoff.find(name);
     if (b != backoff.end() && steady_ms() < b->second.first) continue;
     // A run that could not read every listing counts as failed: it is
@@ -286,7 +293,7 @@ void worker_round() {
                             nullptr};
       Datum args[2] = {safe::text_datum(name), BoolGetDatum(stale_only)};
       safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
-      complete = SPI_processed == 1 && safe::spi_text(0, 1) == "t";
+      complete = SPI_processed == 1 && safe::spi_text(0, 1) == "true";
     });
     ok = ok && complete;
     if (ok) {
@@ -297,6 +304,7 @@ void worker_round() {
       backoff[name] = {steady_ms() + pause, pause};
     }
   }
+  return kIdleCheckMs;
 }
 
 }  // namespace pgves::pg::reconcile

@@ -10,6 +10,9 @@
 #    counts converge; ves.reconcile_status keeps the last run.
 #  * a listing marked stale is read again by the worker within seconds, and
 #    reconcile_interval runs reconciliation periodically.
+#  * changes on both sides at once converge: the push meets a stale
+#    compare-and-set, the worker reads the platform, the rules decide and the
+#    decided count is pushed back.
 use strict;
 use warnings;
 
@@ -180,6 +183,32 @@ mock('POST', '/_quantities', { quantities => { "$item_a\@$loc" => 3 } });
 ok(wait_until(30, sub { sql(qq{SELECT finished_at > '$before' FROM ves.reconcile_status WHERE destination = 'shop'}) eq 't'
 	  && available('SKU-A') eq '3' }), 'reconcile_interval runs reconciliation periodically');
 sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
+
+# Both sides change at once: the worker's push meets Shopify's
+# compare-and-set (CHANGE_FROM_QUANTITY_STALE), the listing turns stale,
+# the worker reads it within seconds and records the platform's count
+# through the rules (the lowest count stands), and pushes the decided count
+# back where it differs: every count converges.
+sub converged
+{
+	return sql(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+	             WHERE d.name = 'shop' AND o.status IN ('pending', 'failed')}) == 0
+	  && sql(q{SELECT bool_and(state = 'synced') FROM ves.listings}) eq 't'
+	  && platform($item_a) == available('SKU-A') && platform($item_b) == available('SKU-B');
+}
+ok(wait_until(30, \&converged), 'before: the platform holds every available count');
+my $stale_before = mock('GET', '/_stats')->{stale} // 0;
+mock('POST', '/_quantities', { quantities => { "$item_a\@$loc" => 1, "$item_b\@$loc" => 20 } });
+sql(qq{SELECT ves.adjust_stock('$tenant', '$store', 'SKU-A', -1)});
+sql(qq{SELECT ves.adjust_stock('$tenant', '$store', 'SKU-B', -1)});
+ok(wait_until(60, \&converged), 'after changes on both sides the counts converge')
+  or diag(sql(q{SELECT l.sku, l.state, l.known_quantity, l.reported_quantity, l.last_error FROM ves.listings l}) . "\n"
+	  . sql(q{SELECT conflict_type, rule, status, base_state, local_state, remote_state, proposed_state FROM ves.conflicts ORDER BY detected_at}) . "\n"
+	  . sql(q{SELECT sku, on_hand, source_seen FROM ves.inventory}) . "\n"
+	  . $json->encode(mock('GET', '/_quantities')));
+cmp_ok(mock('GET', '/_stats')->{stale} // 0, '>', $stale_before, 'through stale compare-and-sets');
+is(available('SKU-A') . ' ' . available('SKU-B'), '1 11', 'to the lower count of each (stock reductions win)');
+is(sql(q{SELECT consistency_score FROM ves.reconcile('shop')}), '1', 'and a reconciliation scores 1');
 
 is(mock('GET', '/_stats')->{auth_failures}, 0, 'no request failed authentication');
 
