@@ -544,7 +544,10 @@ BEGIN
       HINT = 'For example ''{"window": 128}''.';
   END IF;
   FOR k IN SELECT jsonb_object_keys(settings) LOOP
-    IF k IN ('synced_retention', 'order_hold') THEN
+    IF k = 'reconcile_interval' AND jsonb_typeof(settings->k) = 'string'
+       AND (settings->>k) ~ '^\s*0\s*[a-z ]*$' THEN
+      NULL;  -- 0 turns the worker's periodic reconciliation off (93_inbound.sql)
+    ELSIF k IN ('synced_retention', 'order_hold', 'reconcile_interval', 'webhook_dedupe_window') THEN
       -- A JSON string holding a positive interval of at most ten years.
       BEGIN
         iv := CASE WHEN jsonb_typeof(settings->k) = 'string' THEN (settings->>k)::interval END;
@@ -565,7 +568,7 @@ BEGIN
       END IF;
     ELSE
       RAISE EXCEPTION 'unknown sync setting "%"', k USING ERRCODE = 'VE010',
-        HINT = 'Settings: window, claim_batch, lease_seconds, safety_poll_ms, synced_retention, purge_batch, order_hold.';
+        HINT = 'Settings: window, claim_batch, lease_seconds, safety_poll_ms, synced_retention, purge_batch, order_hold, reconcile_interval, webhook_dedupe_window.';
     END IF;
   END LOOP;
   UPDATE ves.sync_settings s SET settings = s.settings || set_sync_settings.settings RETURNING s.settings INTO merged;

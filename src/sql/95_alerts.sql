@@ -23,7 +23,7 @@ CREATE FUNCTION ves.alert_metrics(OUT metric text, OUT scope text, OUT descripti
          ('open_conflicts', 'global', 'conflicts waiting for a decision'),
          ('conflict_resolution_rate', 'global', 'conflicts detected in the window that are resolved (0..1)'),
          ('data_consistency_score', 'global', 'agreement with the platforms after reconciliation (0..1; not measured yet)'),
-         ('security_alerts', 'global', 'rows in ves.security_alerts (when that table exists)')
+         ('security_alerts', 'global', 'security alerts not yet acknowledged (ves.security_alerts)')
 $$;
 
 -- The rules pg_ves ships (the seeds' goals). A rule set with
@@ -206,7 +206,7 @@ CREATE FUNCTION ves._alert_observations(windows interval[])
 DECLARE security bigint;
 BEGIN
   IF pg_catalog.to_regclass('ves.security_alerts') IS NOT NULL THEN
-    EXECUTE 'SELECT pg_catalog.count(*) FROM ves.security_alerts' INTO security;
+    EXECUTE 'SELECT pg_catalog.count(*) FROM ves.security_alerts WHERE acknowledged_at IS NULL' INTO security;
   END IF;
   RETURN QUERY
   WITH m AS (

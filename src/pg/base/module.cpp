@@ -5,6 +5,7 @@
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/shmem.hpp"
+#include "pg/sync/alerts.hpp"
 #include "pg/sync/launcher.hpp"
 #include "pg/sync/metrics.hpp"
 #include "pg/sync/signals.hpp"
@@ -27,6 +28,7 @@ void _PG_init(void) {
     pgves::pg::signals::request_shmem();
     pgves::pg::launcher::request_shmem();
     pgves::pg::metrics::request_shmem();
+    pgves::pg::alerts::request_shmem();
     pgves::pg::launcher::register_launcher();
     pgves::pg::shmem::install_hooks();
     pgves::pg::keys::preload_server_key();

@@ -28,6 +28,13 @@ constexpr int reservation_closed = MAKE_SQLSTATE('V', 'E', '0', '3', '3');
 constexpr int invalid_destination_url = MAKE_SQLSTATE('V', 'E', '0', '4', '0');
 constexpr int invalid_destination_header = MAKE_SQLSTATE('V', 'E', '0', '4', '1');
 constexpr int timeout_above_maximum = MAKE_SQLSTATE('V', 'E', '0', '4', '2');
+// Inbound webhooks, security alerts, reconciliation (src/pg/sync/inbound,
+// alerts, reconcile).
+constexpr int inbound_forged = MAKE_SQLSTATE('V', 'E', '0', '5', '0');
+constexpr int cannot_receive = MAKE_SQLSTATE('V', 'E', '0', '5', '1');
+constexpr int inbound_unreadable = MAKE_SQLSTATE('V', 'E', '0', '5', '2');
+constexpr int alert_acknowledged = MAKE_SQLSTATE('V', 'E', '0', '5', '3');
+constexpr int reconcile_failed = MAKE_SQLSTATE('V', 'E', '0', '5', '4');
 constexpr int internal = MAKE_SQLSTATE('V', 'E', '0', '9', '9');
 constexpr int invalid_json = MAKE_SQLSTATE('V', 'E', '0', '2', '0');
 constexpr int invalid_envelope = MAKE_SQLSTATE('V', 'E', '0', '2', '1');

@@ -8,6 +8,7 @@
 #include "pg/base/spi_plan.hpp"
 #include "pg/store/stored_event.hpp"
 #include "pg/base/tenant.hpp"
+#include "pg/sync/alerts.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
@@ -42,6 +43,22 @@ AppendResult append_ingested(AppendInput &in, const pgves::core::ves::Event &e,
   });
 }
 
+// A refused envelope is a security alert (alerts.hpp): it outlives the
+// error that refuses it.
+void alert_refused(const pgves::core::ves::Event &e, const char *kind, const std::string &reason,
+                   const Jsonb *envelope) {
+  const std::string raw = jsonb_text(envelope);
+  alerts::Alert a;
+  a.kind = kind;
+  a.source = "ves.ingest_event";
+  a.reason = reason;
+  a.raw = raw;
+  a.tenant = to_pg_uuid(e.tenant_id);
+  a.store = to_pg_uuid(e.store_id);
+  a.event_id = to_pg_uuid(e.event_id);
+  alerts::report(a);
+}
+
 }  // namespace
 
 // ves.export_event(event_id uuid) -> jsonb: the VES v1 envelope, hashes and
@@ -70,7 +87,12 @@ PGVES_FUNCTION(ves_ingest_event) {
   if (e.payload->kind() != pgves::core::json::Kind::object)
     throw VesError(sqlstate::invalid_payload, "the envelope's payload must be a JSON object", {},
                    "pg_ves stores object payloads only.");
-  pgves::core::ves::check_payload_hashes(e);
+  try {
+    pgves::core::ves::check_payload_hashes(e);
+  } catch (const pgves::core::Error &err) {
+    alert_refused(e, "event_payload_hash", err.what(), envelope);
+    throw;
+  }
 
   pg_uuid_t tenant = to_pg_uuid(e.tenant_id);
   safe::check_tenant_access(tenant);
@@ -80,17 +102,22 @@ PGVES_FUNCTION(ves_ingest_event) {
     const KeyRegistry::Key &key = keys.lookup(e.tenant_id, e.source_agent_id, e.agent_key_id);
     std::string who =
         "agent " + uuid_string(e.source_agent_id) + " key " + std::to_string(e.agent_key_id);
+    if (!key.found) alert_refused(e, "event_key", "signed by an unknown key: " + who, envelope);
     if (!key.found)
       throw VesError(sqlstate::unknown_key, "the event is signed by an unknown key: " + who, {},
                      "Register the agent's public key with ves.register_agent_key first.");
+    if (!key.revoked_at.empty() && e.created_at >= key.revoked_at)
+      alert_refused(e, "event_key", "signed by a revoked key: " + who, envelope);
     if (!key.revoked_at.empty() && e.created_at >= key.revoked_at)
       throw VesError(
           sqlstate::unknown_key, "the event is signed by a revoked key: " + who,
           "The key was revoked at " + key.revoked_at + "; the event is dated " + e.created_at + ".",
           "Ask the agent to sign with its current key.");
-    if (!pgves::core::ves::verify_signature(e, key.public_key))
+    if (!pgves::core::ves::verify_signature(e, key.public_key)) {
+      alert_refused(e, "event_signature", "the signature does not verify: " + who, envelope);
       throw VesError(sqlstate::verification_failed, "the event's signature does not verify: " + who,
                      {}, "The envelope was altered or signed with another key; it was not stored.");
+    }
   }
 
   AppendInput in{};

@@ -244,6 +244,18 @@ std::vector<int64> live_lease_owners() {
   return std::vector<int64>(owners, owners + n);
 }
 
+void wake_workers_now() {
+  if (!shared) return;
+  int procnos[kMaxMailboxes];
+  int n = 0;
+  SpinLockAcquire(&shared->mutex);
+  for (const auto &box : shared->boxes)
+    if (box.pid != 0 && box.dboid == MyDatabaseId) procnos[n++] = box.procno;
+  SpinLockRelease(&shared->mutex);
+  for (int k = 0; k < n; ++k)
+    if (procnos[k] >= 0) SetLatch(&GetPGProcByNumber(procnos[k])->procLatch);
+}
+
 }  // namespace pgves::pg::signals
 
 using namespace pgves::pg;

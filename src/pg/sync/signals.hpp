@@ -64,4 +64,11 @@ bool take_outbox_wake();
 int64 lease_owner();
 std::vector<int64> live_lease_owners();
 
+// --- security alerts (alerts.hpp) -----------------------------------------------
+
+// Sets the latch of this database's workers now, whatever becomes of the
+// calling transaction: a queued security alert is drained by the worker
+// even when the call that detected it fails.
+void wake_workers_now();
+
 }  // namespace pgves::pg::signals

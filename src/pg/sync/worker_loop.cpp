@@ -11,6 +11,7 @@
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/launcher.hpp"
 #include "pg/sync/metrics.hpp"
+#include "pg/sync/reconcile.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
@@ -208,12 +209,13 @@ void housekeeping() {
 }
 
 // Records what finished and publishes the worker's share of
-// ves.worker_status.
-void record(Deliverer &deliverer) {
+// ves.worker_status; returns whether anything was recorded.
+bool record(Deliverer &deliverer) {
   Recorded r = deliverer.record();
   if (r.any)
     launcher::report(deliverer.in_flight(), static_cast<uint64>(r.synced),
                      static_cast<uint64>(r.failed));
+  return r.any;
 }
 
 // Sends NOTIFY ves_events for appenders that committed since the last time
@@ -307,6 +309,7 @@ void run_delivery_loop() {
   Relay relay;
   bool relay_waiting = false;
   bool woken = true;
+  long inbound_wait_ms = 0;  // until reconcile::worker_round wants to run again
   for (;;) {
     check_interrupts();
     if (ShutdownRequestPending) break;
@@ -358,11 +361,15 @@ void run_delivery_loop() {
       plan = deliverer->plan_claim(cfg.claim_batch);
       long timeout = plan.worthwhile ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
       if (relay_waiting) timeout = std::min(timeout, static_cast<long>(kRelayGapMs));
+      timeout = std::min(timeout, inbound_wait_ms);
       woken = engine.wait(timeout);
       woken = signals::take_outbox_wake() || (woken && !relay.active);
       relay_waiting = relay_notifications(relay, false);
       deliverer->absorb(engine.take_completed());
-      record(*deliverer);
+      bool recorded = record(*deliverer);
+      // Inbound (reconcile.hpp): security alerts to record, reconciliations
+      // due (stale listings within a second), old webhook delivery ids.
+      inbound_wait_ms = reconcile::worker_round(recorded);
       if (now - last_housekeeping >= 10000) {
         housekeeping();
         last_housekeeping = now;

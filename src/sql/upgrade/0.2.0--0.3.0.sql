@@ -135,3 +135,8 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- @include src/sql/97_audit.sql
 -- @replace function ves.acknowledge_events
 -- @replace function ves.retry_events
+
+-- Inbound webhooks, platform reports, reconciliation and security alerts
+-- (93_inbound.sql, new as a whole); two more sync settings.
+-- @replace function ves.set_sync_settings
+-- @include src/sql/93_inbound.sql

@@ -1,0 +1,110 @@
+-- Inbound webhooks, security alerts and reconciliation, as far as they can be
+-- exercised without a platform: unknown and non-platform destinations, the
+-- roles that may call what, forged events raising alerts that outlive the
+-- refusing call, acknowledging alerts, and the inbound sync settings.
+-- Platform webhooks and reconciliation against the mock platforms are in
+-- test/t/026_inbound_reconcile.pl. No worker runs here: alerts are recorded
+-- with ves._drain_security_alerts(), as the worker does.
+\set SHOW_CONTEXT never
+\set t '''00000000-0000-0000-0000-000000000001'''
+
+CREATE ROLE regress_inb_app IN ROLE ves_writer;
+CREATE ROLE regress_inb_reader IN ROLE ves_reader;
+CREATE ROLE regress_inb_admin IN ROLE ves_admin;
+CREATE ROLE regress_inb_nobody;
+
+-- Webhooks: arguments, unknown destinations, kinds that receive none.
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook('nowhere', '{}', '\x7b7d')$q$);
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook(NULL, '{}', '\x7b7d')$q$);
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook('nowhere', '{}', NULL)$q$);
+SELECT name FROM ves.create_destination('inb-hook', 'webhook', 'https://example.com/hook',
+  '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}');
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook('inb-hook', '{"webhook-id": "m1"}', '\x7b7d')$q$);
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook('inb-hook', '{"webhook-id": 1}', '\x7b7d')$q$);
+SELECT regress_try($q$SELECT * FROM ves.reconcile('inb-hook')$q$);
+SELECT regress_try($q$SELECT * FROM ves.reconcile('nowhere')$q$);
+
+-- Who may call: the application (ves_writer) receives webhooks; readers and
+-- others may not, nor may they touch the internals or acknowledge alerts.
+SET ROLE regress_inb_app;
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook('inb-hook', '{}', '\x7b7d')$q$);
+SELECT regress_try($q$SELECT ves._drain_security_alerts()$q$);
+SELECT regress_try($q$SELECT * FROM ves.acknowledge_security_alert(1)$q$);
+SELECT regress_try($q$SELECT * FROM ves.reconcile('inb-hook')$q$);
+SELECT regress_try($q$SELECT ves._inbound_message(1, 'shopify', 'x', NULL, NULL, '{}', '{}', '\x')$q$);
+SELECT regress_try($q$SELECT * FROM ves._platform_report(1, 'sku', 'default', 1, now(), 'r')$q$);
+SELECT regress_try($q$SELECT count(*) FROM ves.inbound_deliveries$q$);
+RESET ROLE;
+SET ROLE regress_inb_reader;
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook('inb-hook', '{}', '\x7b7d')$q$);
+RESET ROLE;
+SET ROLE regress_inb_nobody;
+SELECT regress_try($q$SELECT * FROM ves.receive_webhook('inb-hook', '{}', '\x7b7d')$q$);
+SELECT regress_try($q$SELECT count(*) FROM ves.security_alerts$q$);
+RESET ROLE;
+
+-- Forged events: refused by ves.ingest_event (the error rolls its
+-- transaction back), yet each leaves a security alert behind.
+SELECT ves._drain_security_alerts() >= 0 AS earlier_alerts_recorded;
+CREATE TEMP TABLE forged AS SELECT $v${"ves_version": 1, "event_id": "fb47ed76-41c7-4355-8025-9544c6858f8b", "tenant_id": "00000000-0000-0000-0000-000000000001", "store_id": "00000000-0000-0000-0000-000000000002", "source_agent_id": "11111111-1111-1111-1111-111111111111", "agent_key_id": 1, "entity_type": "InventoryItem", "entity_id": "WIDGET-001", "event_type": "inventory.adjusted", "created_at": "2026-11-01T12:00:00.100Z", "payload_kind": 0, "payload": {"delta": 100, "reason": "shipment_receive", "location_bin": "A-12"}, "payload_plain_hash": "0x8ddca36cba5e298a087cadff58906633ef78d185529454290a05771ea5df2944", "payload_cipher_hash": "0x0000000000000000000000000000000000000000000000000000000000000000", "agent_signature": "0x2da98408cb3974e7599cd98aaab942d51ede28e2b77e2dd1c2e7e8029d9e4741b9140cfc6518050fd9f26d20f8f3e6668668024fb82a74e46c45aa659973f60c"}$v$::jsonb AS envelope;
+-- The payload changed, its hash not: payload hash mismatch.
+SELECT regress_try(format('SELECT * FROM ves.ingest_event(%L)', jsonb_set(envelope, '{payload,delta}', '9999')
+  || '{"event_id": "aaaaaaaa-0000-4000-8000-0000000002a1"}')) FROM forged;
+-- The payload and its hash changed, the signature not: bad signature.
+SELECT regress_try(format('SELECT * FROM ves.ingest_event(%L)', jsonb_set(jsonb_set(envelope, '{payload,delta}', '9999'),
+  '{payload_plain_hash}', to_jsonb('0x' || encode(ves.payload_hash(jsonb_set(envelope->'payload', '{delta}', '9999')), 'hex')))
+  || '{"event_id": "aaaaaaaa-0000-4000-8000-0000000002a2"}')) FROM forged;
+-- Nothing was stored, and nothing is recorded until the queue is drained
+-- (by the worker, or here by hand).
+SELECT count(*) AS stored FROM ves.events WHERE event_id IN ('aaaaaaaa-0000-4000-8000-0000000002a1', 'aaaaaaaa-0000-4000-8000-0000000002a2');
+SELECT count(*) AS recorded_before_drain FROM ves.security_alerts WHERE event_id IN ('aaaaaaaa-0000-4000-8000-0000000002a1', 'aaaaaaaa-0000-4000-8000-0000000002a2');
+-- A drain in a transaction that rolls back leaves them queued.
+BEGIN;
+SELECT ves._drain_security_alerts() AS drained;
+ROLLBACK;
+SELECT ves._drain_security_alerts() AS drained;
+SELECT ves._drain_security_alerts() AS drained_again;
+SELECT kind, source, tenant_id, store_id, event_id, reason, raw_truncated, reported_by = current_user AS by_me,
+       convert_from(raw, 'UTF8')::jsonb ->> 'event_id' AS raw_event_id, acknowledged_at IS NULL AS open
+FROM ves.security_alerts WHERE event_id IN ('aaaaaaaa-0000-4000-8000-0000000002a1', 'aaaaaaaa-0000-4000-8000-0000000002a2')
+ORDER BY event_id;
+UN
+-- Readers see their tenant's alerts; only administrators acknowledge.
+SET ves.tenant_id = '00000000-0000-0000-0000-000000000001';
+SET ROLE regress_inb_reader;
+SELECT count(*) AS readable FROM ves.security_alerts WHERE event_id IN ('aaaaaaaa-0000-4000-8000-0000000002a1', 'aaaaaaaa-0000-4000-8000-0000000002a2');
+SELECT regress_try(format('SELECT * FROM ves.acknowledge_security_alert(%s)', min(id))) FROM ves.security_alerts;
+RESET ROLE;
+SET ves.tenant_id = '00000000-0000-0000-0000-000000000009';
+SET ROLE regress_inb_reader;
+SELECT count(*) AS other_tenant_sees FROM ves.security_alerts WHERE event_id IN ('aaaaaaaa-0000-4000-8000-0000000002a1', 'aaaaaaaa-0000-4000-8000-0000000002a2');
+RESET ROLE;
+RESET ves.tenant_id;
+SET ROLE regress_inb_admin;
+SELECT id IS NOT NULL AS acknowledged, action, acknowledged_by = session_user AS by_me, acknowledged_at IS NOT NULL AS at
+FROM ves.acknowledge_security_alert((SELECT id FROM ves.security_alerts WHERE event_id = 'aaaaaaaa-0000-4000-8000-0000000002a1'), action => 'skip');
+SELECT regexp_replace(regress_try(format('SELECT * FROM ves.acknowledge_security_alert(%s, ''skip'')', id)), 'alert \d+ (.*) by \w+', 'alert N \1 by me') FROM ves.security_alerts WHERE event_id = 'aaaaaaaa-0000-4000-8000-0000000002a1';
+SELECT regress_try(format('SELECT * FROM ves.acknowledge_security_alert(%s, ''ignore'')', id)) FROM ves.security_alerts WHERE event_id = 'aaaaaaaa-0000-4000-8000-0000000002a2';
+SELECT regress_try('SELECT * FROM ves.acknowledge_security_alert(999999)');
+SELECT action FROM ves.acknowledge_security_alert((SELECT id FROM ves.security_alerts WHERE event_id = 'aaaaaaaa-0000-4000-8000-0000000002a2'), 'retry');
+RESET ROLE;
+
+-- Sync settings: the periodic reconciliation (0 = off) and how long
+-- delivery ids are kept against replays.
+SELECT s->'reconcile_interval' AS reconcile_interval, s->'webhook_dedupe_window' AS webhook_dedupe_window
+FROM ves.get_sync_settings() s;
+SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')->'reconcile_interval';
+SELECT ves.set_sync_settings('{"reconcile_interval": "5 minutes", "webhook_dedupe_window": "2 days"}')
+  - ARRAY['window', 'claim_batch', 'lease_seconds', 'safety_poll_ms', 'synced_retention', 'purge_batch', 'order_hold'];
+SELECT regress_try($q$SELECT ves.set_sync_settings('{"reconcile_interval": "soon"}')$q$);
+SELECT regress_try($q$SELECT ves.set_sync_settings('{"webhook_dedupe_window": "0"}')$q$);
+SELECT ves.set_sync_settings('{"reconcile_interval": "15 minutes", "webhook_dedupe_window": "7 days"}') IS NOT NULL AS restored;
+-- No platform destination has listings: nothing is due.
+SELECT count(*) AS due FROM ves._reconcile_due();
+
+SELECT ves.drop_destination('inb-hook');
+-- The alerts this file raised are handled: later files start with none open.
+SELECT ves._drain_security_alerts() >= 0 AS drained_last;
+SELECT count(ves.acknowledge_security_alert(id, 'skip')) > 0 AS acknowledged
+FROM ves.security_alerts WHERE acknowledged_at IS NULL;
+DROP ROLE regress_inb_app, regress_inb_reader, regress_inb_admin, regress_inb_nobody;

@@ -1,0 +1,310 @@
+// See reconcile.hpp.
+#include "pg/sync/reconcile.hpp"
+
+#include "core/base/error.hpp"
+#include "core/json/canonical_json.hpp"
+#include "core/json/json.hpp"
+#include "core/platforms/adapter.hpp"
+#include "pg/base/boundary.hpp"
+#include "pg/base/progress.hpp"
+#include "pg/base/safe.hpp"
+#include "pg/sync/alerts.hpp"
+#include "pg/sync/deliverer.hpp"
+#include "pg/sync/http_engine.hpp"
+#include "pg/sync/platform_credentials.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "utils/snapmgr.h"
+}
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pgves::pg::reconcile {
+namespace {
+
+namespace core = pgves::core;
+using core::json::Kind;
+using core::json::Value;
+
+std::int64_t unix_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+struct Listing {
+  std::string sku, location;
+  Value ref;
+  std::optional<std::int64_t> known;
+  std::int64_t available = 0;
+};
+
+// The destination's listings (all, or the stale ones) with the SKU's count.
+std::vector<Listing> load_listings(int destination_id, bool stale_only) {
+  static SavedPlan plan{
+      "SELECT l.sku, l.location, l.platform_ref::text, l.known_quantity,"
+      " coalesce(i.available, 0)::int8"
+      " FROM ves.listings l LEFT JOIN ves.inventory i ON i.tenant_id = l.tenant_id"
+      " AND i.store_id = l.store_id AND i.sku = l.sku AND i.location = l.location"
+      " WHERE l.destination_id = $1 AND (NOT $2 OR l.state = 'stale')"
+      " ORDER BY l.sku, l.location",
+      2,
+      {INT4OID, BOOLOID},
+      nullptr};
+  Datum args[2] = {Int32GetDatum(destination_id), BoolGetDatum(stale_only)};
+  safe::spi_run(plan, args, nullptr, true, SPI_OK_SELECT);
+  std::vector<Listing> out;
+  const uint64 n = SPI_processed;
+  out.reserve(n);
+  for (uint64 r = 0; r < n; ++r) {
+    Listing l;
+    l.sku = safe::spi_text(r, 1);
+    l.location = safe::spi_text(r, 2);
+    l.ref = core::json::parse(safe::spi_text(r, 3));
+    if (!safe::spi_isnull(r, 4)) l.known = safe::spi_int64(r, 4, 0);
+    l.available = safe::spi_int64(r, 5, 0);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+constexpr std::size_t kChunk = 200;  // listings read per round of requests
+
+}  // namespace
+}  // namespace pgves::pg::reconcile
+
+using namespace pgves::pg;
+
+// ves._reconcile_read(destination_id int, kind text, url text, kind_options
+// jsonb, timeout_ms int, stale_only boolean) -> jsonb
+//   {"reads": [{"sku", "location", "quantity" (null: the platform does not
+//    know the item)}], "unread": n, "error": "why some could not be read"}
+// Reads the platform's counts of the destination's listings through its
+// adapter (build_reads / parse_reads), renewing the access token once when
+// the platform refuses it. Progress shows in ves.progress.
+PGVES_FUNCTION(ves_reconcile_read) {
+  namespace core = pgves::core;
+  using core::json::Value;
+  for (int i = 0; i < 6; ++i)
+    if (PG_ARGISNULL(i))
+      throw VesError(sqlstate::null_argument, "arguments must not be NULL", {},
+                     "Call ves.reconcile(destination).");
+  const int destination_id = PG_GETARG_INT32(0);
+  const std::string kind = safe::text_string(PG_GETARG_DATUM(1));
+  const std::string url = safe::text_string(PG_GETARG_DATUM(2));
+  const Value options =
+      core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(3))));
+  const long timeout_ms = PG_GETARG_INT32(4);
+  const bool stale_only = PG_GETARG_BOOL(5);
+  const core::Adapter *adapter = core::find_adapter(kind);
+  if (!adapter || !adapter->is_platform())
+    throw VesError(sqlstate::reconcile_failed, "destinations of kind " + kind + " have no listings",
+                   {}, "Reconcile a commerce platform destination.");
+
+  safe::spi_connect();
+  std::vector<reconcile::Listing> listings = reconcile::load_listings(destination_id, stale_only);
+  platform::Credentials credentials = platform::load(destination_id);
+  const std::string no_secret;
+  const std::vector<std::pair<std::string, std::string>> no_headers;
+  core::Endpoint endpoint{url, no_secret, no_headers, &options, &credentials.values, {}};
+
+  Value::Array reads;
+  std::int64_t unread = 0;
+  std::string error;
+  pg_call_void([&] { progress::start("reconcile", static_cast<int64>(listings.size())); });
+  if (!listings.empty()) {
+    core::RowVerdict token = platform::ensure_token(*adapter, endpoint, credentials, timeout_ms);
+    bool renewed = credentials.token_changed;
+    if (token.verdict != core::Verdict::success) {
+      unread = static_cast<std::int64_t>(listings.size());
+      error = token.reason;
+    }
+    for (std::size_t from = 0; error.empty() && from < listings.size(); from += reconcile::kChunk) {
+      const std::size_t to = std::min(listings.size(), from + reconcile::kChunk);
+      std::vector<core::ListingFacts> facts;
+      for (std::size_t i = from; i < to; ++i) {
+        const reconcile::Listing &l = listings[i];
+        facts.push_back(core::ListingFacts{l.sku, l.location, &l.ref, l.available, l.known});
+      }
+      std::vector<std::optional<std::optional<std::int64_t>>> got(facts.size());
+      for (int attempt = 0; attempt < 2; ++attempt) {
+        endpoint.access_token = credentials.token.access_token;
+        std::vector<core::PlatformRequest> requests =
+            adapter->build_reads(endpoint, facts, reconcile::unix_ms());
+        std::vector<core::HttpRequest> http;
+        for (const auto &r : requests) http.push_back(r.http);
+        std::vector<HttpResult> results = perform_all(http, timeout_ms);
+        bool reauthenticate = false;
+        for (std::size_t q = 0; q < requests.size(); ++q) {
+          const HttpResult &h = results[q];
+          core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
+          std::vector<const core::ListingFacts *> of;
+          for (std::size_t row : requests[q].rows) of.push_back(&facts[row]);
+          core::ReadAnswer ra = adapter->parse_reads(endpoint, answer, of, reconcile::unix_ms());
+          if (ra.verdict.verdict == core::Verdict::success &&
+              ra.quantities.size() == requests[q].rows.size()) {
+            for (std::size_t k = 0; k < requests[q].rows.size(); ++k)
+              got[requests[q].rows[k]] = ra.quantities[k];
+          } else if (ra.verdict.verdict == core::Verdict::reauthenticate && !renewed) {
+            reauthenticate = true;
+          } else if (error.empty()) {
+            error = ra.verdict.reason.empty()
+                        ? (h.transport_error ? h.error : "HTTP " + std::to_string(h.status))
+                        : ra.verdict.reason;
+          }
+        }
+        if (!reauthenticate) break;
+        // The platform refused the token: renew it once and read again
+        // what is still unread.
+        renewed = true;
+        core::RowVerdict v =
+            platform::ensure_token(*adapter, endpoint, credentials, timeout_ms, true);
+        if (v.verdict != core::Verdict::success) {
+          if (error.empty()) error = v.reason;
+          break;
+        }
+      }
+      for (std::size_t i = 0; i < facts.size(); ++i) {
+        if (!got[i]) {
+          ++unread;
+          continue;
+        }
+        const reconcile::Listing &l = listings[from + i];
+        reads.emplace_back(Value::Object{
+            {"sku", l.sku},
+            {"location", l.location},
+            {"quantity", *got[i] ? Value(static_cast<double>(**got[i])) : Value(nullptr)}});
+      }
+      const std::int64_t done = static_cast<std::int64_t>(to);
+      pg_call_void([&] { progress::update(done, unread); });
+    }
+  }
+  platform::store_token(destination_id, credentials);
+  safe::spi_finish();
+  pg_call_void([] { progress::finish(); });
+  Value::Object out{{"reads", Value(std::move(reads))},
+                    {"unread", static_cast<double>(unread)},
+                    {"error", error.empty() ? Value(nullptr) : Value(error)}};
+  PG_RETURN_JSONB_P(safe::jsonb_from_text(pgves::core::jcs::canonicalize(Value(std::move(out)))));
+}
+
+namespace pgves::pg::reconcile {
+namespace {
+
+// One statement in a transaction of its own; false (logged) when it failed.
+template <typename Fn>
+bool in_transaction(const char *activity, Fn fn) {
+  try {
+    pg_call_void([&] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      PushActiveSnapshot(GetTransactionSnapshot());
+      pgstat_report_activity(STATE_RUNNING, activity);
+    });
+    safe::spi_connect();
+    fn();
+    safe::spi_finish();
+    pg_call_void([] {
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+      pgstat_report_activity(STATE_IDLE, nullptr);
+    });
+    return true;
+  } catch (const PgError &e) {
+    log_error_data(activity, e.data());
+  } catch (const std::exception &e) {
+    pg_call_void([&] { ereport(LOG, (errmsg("%s failed: %s", activity, e.what()))); });
+  }
+  try {
+    pg_call_void([] { AbortCurrentTransaction(); });
+  } catch (const std::exception &) {
+  }
+  return false;
+}
+
+// Stale listings are looked for at most once a second after the worker
+// recorded outcomes, and at least every kIdleCheckMs (reconcile_interval,
+// listings marked stale by ves.push_events).
+constexpr std::int64_t kDueCheckGapMs = 1000;
+constexpr std::int64_t kIdleCheckMs = 10000;
+std::int64_t last_due_check_ms = 0;
+bool outcomes_unchecked = false;
+std::int64_t next_purge_ms = 0;
+// Destinations whose last run failed: not before this steady time, and the
+// pause the next failure doubles.
+std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
+
+}  // namespace
+
+long worker_round(bool recorded) {
+  if (alerts::pending())
+    in_transaction("pg_ves: recording security alerts", [] {
+      static SavedPlan plan{"SELECT ves._drain_security_alerts()", 0, {}, nullptr};
+      safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
+    });
+  const std::int64_t now = steady_ms();
+  if (now >= next_purge_ms) {
+    next_purge_ms = now + 60 * 1000;
+    in_transaction("pg_ves: purging old webhook delivery ids", [] {
+      static SavedPlan plan{"SELECT ves._purge_inbound_deliveries()", 0, {}, nullptr};
+      safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
+    });
+  }
+  outcomes_unchecked = outcomes_unchecked || recorded;
+  const std::int64_t gap = outcomes_unchecked ? kDueCheckGapMs : kIdleCheckMs;
+  if (now - last_due_check_ms < gap) return static_cast<long>(gap - (now - last_due_check_ms));
+  last_due_check_ms = now;
+  outcomes_unchecked = false;
+  std::vector<std::pair<std::string, bool>> due;
+  in_transaction("pg_ves: looking for reconciliations due", [&] {
+    static SavedPlan plan{
+        "SELECT name, stale_only::text FROM ves._reconcile_due()", 0, {}, nullptr};
+    safe::spi_run(plan, nullptr, nullptr, true, SPI_OK_SELECT);
+    for (uint64 r = 0; r < SPI_processed; ++r)
+      due.emplace_back(safe::spi_text(r, 1), safe::spi_text(r, 2) == "true");
+  });
+  for (const auto &[name, stale_only] : due) {
+    if (ShutdownRequestPending) return kIdleCheckMs;
+    auto b = backoff.find(name);
+    if (b != backoff.end() && steady_ms() < b->second.first) continue;
+    // A run that could not read every listing counts as failed: it is
+    // tried again after a growing pause, not every second.
+    bool complete = false;
+    bool ok = in_transaction("pg_ves: reconciling", [&, name = name, stale_only = stale_only] {
+      static SavedPlan plan{"SELECT (r.error IS NULL)::text FROM ves.reconcile($1, $2) r",
+                            2,
+                            {TEXTOID, BOOLOID},
+                            nullptr};
+      Datum args[2] = {safe::text_datum(name), BoolGetDatum(stale_only)};
+      safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+      complete = SPI_processed == 1 && safe::spi_text(0, 1) == "true";
+    });
+    ok = ok && complete;
+    if (ok) {
+      backoff.erase(name);
+    } else {
+      std::int64_t pause =
+          b == backoff.end() ? 5000 : std::min<std::int64_t>(b->second.second * 2, 300000);
+      backoff[name] = {steady_ms() + pause, pause};
+    }
+  }
+  return kIdleCheckMs;
+}
+
+}  // namespace pgves::pg::reconcile
