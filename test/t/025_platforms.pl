@@ -4,9 +4,9 @@
 # (Login with Amazon tokens, rate-limit answers) and the Meta catalog
 # (items_batch), each a mock in test/mock/platforms.py that checks what the
 # platform checks. Random inventory traffic on many SKUs (sets,
-# adjustments, reservations, releases) runs while the platforms throttle,
-# expire tokens, fail with 5xx and reset connections, and the worker is
-# killed with SIGKILL. At quiescence every platform holds exactly the
+# adjustments, reservations, releases, changes made on the platforms) runs
+# while the platforms throttle, expire tokens, fail with 5xx and reset
+# connections, and the worker is killed with SIGKILL. At quiescence every platform holds exactly the
 # database's available count of every mapped SKU, no request failed
 # authentication, nothing is dead, and no credential is readable back.
 use strict;
@@ -231,8 +231,21 @@ my ($victim) = worker_pids($node);
 ok(kill('KILL', $victim), "SIGKILL to the worker (pid $victim) mid-sync");
 ok(wait_until(60, sub { my ($p) = eval { worker_pids($node) }; $p && $p != $victim }), 'a new worker starts');
 traffic($_) for 9 .. 12;
+
+# Platform-side changes (sales and corrections made on the platforms,
+# behind the worker's back): Shopify's compare-and-set answers stale and the
+# listing is read again at once; the others are read by the periodic
+# reconciliation. Each report goes through the conflict rules, and the
+# decided count goes back to every platform.
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
+$mock{shopify}->call('POST', '/_quantities',
+	{ quantities => { map { (key_of('shopify', $_) => 3) } 1 .. 4 } });
+$mock{tiktok}->call('POST', '/_quantities',
+	{ quantities => { map { (key_of('tiktok_shop', $_) => 4) } 5 .. 8 } });
+$mock{amazon}->call('POST', '/_quantities', { quantities => { map { (key_of('amazon_sp', $_) => 1) } 9 .. 12 } });
+traffic($_) for 13 .. 14;
 $mock{meta}->call('POST', '/_expire_tokens', { new_token => 'meta-access-token-2' });
-traffic($_) for 13 .. 15;
+traffic($_) for 15 .. 16;
 
 # Meta's long-lived token was replaced: its destination pauses until an
 # operator gives it the new one.
@@ -256,6 +269,9 @@ for my $kind (sort keys %options)
 	is_deeply($c, $a, "$kind: every count equals available");
 }
 is(sql("SELECT count(*) FROM ves.outbox WHERE status = 'dead'"), '0', 'nothing is dead');
+cmp_ok(sql("SELECT count(*) FROM ves.events WHERE source IN ('shopify', 'tiktok_shop', 'amazon_sp')"), '>', 0,
+	'platform-side changes came back as platform reports');
+cmp_ok($mock{shopify}->call('GET', '/_stats')->{stale}, '>=', 1, 'Shopify refused a stale compare-and-set');
 for my $m (sort keys %mock)
 {
 	my $stats = $mock{$m}->call('GET', '/_stats');
