@@ -30,7 +30,9 @@ namespace {
 //  - candidates: outbox_open_idx, (destination_id, event_position), read in
 //    position order from the scan floor;
 //  - "no earlier open row of this entity": one probe of outbox_entity_idx
-//    for the entity's open row just before the candidate. A scalar subquery
+//    for the entity's open row just before the candidate (two rows at one
+//    position, as a listing queued again at its SKU's latest event, go by
+//    id; the position bound stays an index condition). A scalar subquery
 //    with LIMIT, not NOT EXISTS: that would become an anti-join, which the
 //    planner may run as a hash join over a full index scan. The ORDER BY
 //    (position, once the entity's columns are fixed) needs a sort on any
@@ -53,8 +55,8 @@ const char *kClaimSql =
     "    AND (SELECT 1 FROM ves.outbox p"
     "         WHERE p.destination_id = c.destination_id AND p.tenant_id = c.tenant_id"
     "           AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
-    "           AND (p.event_position < c.event_position"
-    "                OR (p.event_position = c.event_position AND p.id < c.id))"
+    "           AND p.event_position <= c.event_position"
+    "           AND (p.event_position < c.event_position OR p.id < c.id)"
     "           AND p.status IN ('pending', 'failed')"
     "         ORDER BY p.event_position DESC"
     "         LIMIT 1) IS NULL"
