@@ -137,14 +137,13 @@ RowDecision Scheduler::retry_or_dead(Lane &l, const Classified &classified, int 
 
 RowDecision Scheduler::on_answer(int destination, const Classified &classified, long http_status,
                                  int attempts_before, std::int64_t now_ms, double random01) {
+  // The destination's health; what becomes of the row is the same for
+  // every row of a request (on_shared_answer).
   Lane &l = lane(destination);
-  RowDecision d;
-  d.attempts = attempts_before + 1;
   switch (classified.outcome) {
     case Outcome::synced:
+    case Outcome::permanent:  // it answered
       l.breaker.on_success();
-      l.has_work = true;  // the entity's next row may now go
-      d.status = RowDecision::Status::synced;
       break;
     case Outcome::retry:
       if (http_status == 429 || (http_status == 503 && classified.retry_after_ms >= 0)) {
@@ -155,23 +154,11 @@ RowDecision Scheduler::on_answer(int destination, const Classified &classified, 
       } else {
         l.breaker.on_failure(now_ms);
       }
-      d = retry_or_dead(l, classified, d.attempts, now_ms, random01);
-      if (d.status == RowDecision::Status::dead) l.has_work = true;
-      break;
-    case Outcome::permanent:
-      l.breaker.on_success();  // it answered
-      l.has_work = true;
-      d.status = RowDecision::Status::dead;
-      d.why = RowDecision::Why::permanent;
       break;
     case Outcome::gone:
-      l.limits.paused = true;
-      l.has_work = true;
-      d.status = RowDecision::Status::dead;
-      d.why = RowDecision::Why::gone;
       break;
   }
-  return d;
+  return on_shared_answer(destination, classified, attempts_before, now_ms, random01);
 }
 
 RowDecision Scheduler::on_shared_answer(int destination, const Classified &classified,
