@@ -274,24 +274,12 @@ ToolResult list_outbox_events(Database &db, const Value &args) {
   Param status = text_arg(args, "status");
   Outcome o =
       read(db, kListOutbox, {status, text_arg(args, "destination"), integer_arg(args, "limit")});
-  Value note;
-  if (!o.ok && status && *status == "conflict" && o.error.sqlstate == "VE010") {
-    // The outbox of this pg_ves version has no conflict status: conflicts
-    // are kept per entity (list_conflicts), so no outbox row is in one.
-    o.ok = true;
-    o.value = Value(Value::Array{});
-    note = Value(
-        "pg_ves's outbox has no 'conflict' status in this version, so no row has it; conflicts "
-        "are kept per entity: see list_conflicts.");
-  }
   if (!o.ok) return sql_failure(o.error);
   const long long n = static_cast<long long>(o.value.as_array().size());
   Value::Object s = {{"events", o.value}, {"count", Value(static_cast<double>(n))}};
   if (status) s.emplace_back("status", Value(*status));
-  if (!note.is_null()) s.emplace_back("note", note);
   std::string text =
       plural(n, "outbox row", "outbox rows") + (status ? " with status " + *status : "") + ".";
-  if (!note.is_null()) text += " " + note.as_string();
   return success(object(std::move(s)), text);
 }
 
@@ -530,8 +518,8 @@ std::vector<Tool> make_tools() {
 
   add("list_outbox_events", "List outbox events",
       "Outbox rows in event order (ves.list_outbox_events), optionally of one status and one "
-      "destination. A claimed row shows as syncing. Status conflict is accepted; this version's "
-      "outbox has no such status, so it lists nothing and says so (see list_conflicts).",
+      "destination. A claimed row shows as syncing; a row a sequencer refused with a version "
+      "conflict is in status conflict until its conflict is resolved (see list_conflicts).",
       true, true, false, R"({
         "type": "object",
         "properties": {

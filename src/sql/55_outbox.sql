@@ -120,7 +120,7 @@ CREATE TABLE ves.outbox (
   entity_type     text        NOT NULL,
   entity_id       text        NOT NULL,
   status          text        NOT NULL DEFAULT 'pending'
-                  CHECK (status IN ('pending', 'synced', 'failed', 'dead', 'acknowledged')),
+                  CHECK (status IN ('pending', 'synced', 'failed', 'dead', 'acknowledged', 'conflict')),
   attempts        int         NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL DEFAULT now(),
   lease_until     timestamptz,
@@ -131,6 +131,9 @@ CREATE TABLE ves.outbox (
   created_at      timestamptz NOT NULL DEFAULT now(),
   updated_at      timestamptz NOT NULL DEFAULT now(),
   synced_at       timestamptz,
+  -- false once a person resolved a version conflict in favour of this
+  -- event: the destination no longer checks the version it was written on.
+  base_check      boolean     NOT NULL DEFAULT true,
   PRIMARY KEY (tenant_id, id)
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
 
@@ -143,10 +146,11 @@ CREATE TABLE ves.outbox (
 -- statistics say (src/pg/sync/outbox_sql.cpp, kClaimSql).
 CREATE INDEX outbox_open_idx ON ves.outbox (destination_id, event_position)
   WHERE status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL;
--- Ordering: the open rows of one entity at one destination; a claim probes
--- it once per candidate for the entity's previous open row.
+-- Ordering: the open rows of one entity at one destination, and a row held
+-- in conflict, which its entity's later rows wait behind; a claim probes it
+-- once per candidate for the entity's previous such row.
 CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_type, entity_id, event_position)
-  WHERE status IN ('pending', 'failed');
+  WHERE status IN ('pending', 'failed', 'conflict');
 -- Purging closed rows.
 CREATE INDEX outbox_closed_idx ON ves.outbox (updated_at) WHERE status IN ('synced', 'acknowledged');
 
@@ -460,14 +464,16 @@ CREATE FUNCTION ves.list_outbox_events(status text DEFAULT NULL, destination tex
 DECLARE dest int;
 BEGIN
   PERFORM ves._check_max_count(max_count);
-  IF status IS NOT NULL AND status NOT IN ('pending', 'syncing', 'synced', 'failed', 'dead', 'acknowledged') THEN
+  IF status IS NOT NULL AND status NOT IN ('pending', 'syncing', 'synced', 'failed', 'dead', 'acknowledged',
+                                          'conflict') THEN
     RAISE EXCEPTION 'unknown outbox status "%"', status USING ERRCODE = 'VE010',
-      HINT = 'Statuses: pending, syncing, synced, failed, dead, acknowledged.';
+      HINT = 'Statuses: pending, syncing, synced, failed, dead, acknowledged, conflict.';
   END IF;
   IF destination IS NOT NULL THEN dest := (ves._destination(destination)).id; END IF;
   RETURN QUERY SELECT o.id, o.tenant_id, o.destination_id, o.event_position, o.event_id, o.event_recorded_at,
       o.entity_type, o.entity_id, ves._shown_status(o.status, o.lease_until), o.attempts, o.next_attempt_at, o.lease_until,
-      o.leased_by, o.last_status, o.last_error, o.last_response, o.created_at, o.updated_at, o.synced_at
+      o.leased_by, o.last_status, o.last_error, o.last_response, o.created_at, o.updated_at, o.synced_at,
+      o.base_check
     FROM ves.outbox o
     WHERE (list_outbox_events.status IS NULL OR ves._shown_status(o.status, o.lease_until) = list_outbox_events.status)
       AND (dest IS NULL OR o.destination_id = dest)

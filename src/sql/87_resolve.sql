@@ -33,15 +33,21 @@ BEGIN
       DETAIL = format('resolved with %s by %s at %s', c.strategy, c.resolved_by, c.resolved_at),
       HINT = 'A conflict is resolved once; to change the entity again use ves.upsert.';
   END IF;
-  chosen := ves._resolution_effect(conflict_id, strategy, merged, c.fields,
-                                   ves.get_conflict_policy(c.tenant_id, c.entity_type),
-                                   c.local_source, c.local_observed_at, c.local_state,
-                                   c.remote_source, c.remote_observed_at, c.remote_state);
   c.strategy := strategy;
-  IF c.entity_type = 'inventory' AND c.detail ? 'sku' THEN
-    SELECT * INTO done FROM ves._resolve_stock_conflict(c, chosen, merged);
+  IF c.rule = 'sequencer_version_conflict' THEN
+    -- A sequencer refused the event: what becomes of its outbox row
+    -- (98_sequencer_conflicts.sql); the entity is not touched.
+    SELECT * INTO done FROM ves._resolve_outbox_conflict(c, strategy);
   ELSE
-    SELECT * INTO done FROM ves._resolve_state_conflict(c, chosen, merged);
+    chosen := ves._resolution_effect(conflict_id, strategy, merged, c.fields,
+                                     ves.get_conflict_policy(c.tenant_id, c.entity_type),
+                                     c.local_source, c.local_observed_at, c.local_state,
+                                     c.remote_source, c.remote_observed_at, c.remote_state);
+    IF c.entity_type = 'inventory' AND c.detail ? 'sku' THEN
+      SELECT * INTO done FROM ves._resolve_stock_conflict(c, chosen, merged);
+    ELSE
+      SELECT * INTO done FROM ves._resolve_state_conflict(c, chosen, merged);
+    END IF;
   END IF;
   res.version := done.version;
   res.event_id := done.event_id;

@@ -13,6 +13,7 @@
 use strict;
 use warnings;
 
+use HTTP::Tiny;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -118,7 +119,7 @@ cmp_ok($seq->call('GET', '/_stats')->{throttled}, '>=', 1, 'a push was throttled
 sub row
 {
 	my ($dest, $event) = @_;
-	return sql(qq{SELECT o.status || '|' || o.last_error FROM ves.outbox o
+	return sql(qq{SELECT o.status || '|' || coalesce(o.last_error, '') FROM ves.outbox o
 	              JOIN ves.destinations d ON d.id = o.destination_id
 	              JOIN ves.events e ON e.position = o.event_position
 	              WHERE d.name = '$dest' AND e.event_id = '$event'});
@@ -178,5 +179,68 @@ is(manual(q{SELECT sent || ',' || synced FROM ves.push_events('seq_manual')}), '
 	'ves.push_events delivers to a sequencer');
 is(manual(qq{SELECT sequence_number || ':' || signature_verified FROM ves.sequencer_receipts
              WHERE event_id = '$m_event'}), '1:true', 'and stores its verified receipt');
+
+# Events of one stream go to the sequencer together: 30 new orders (30
+# entities, so none waits behind another) reach it in fewer requests.
+my $before = scalar $seq->requests('/api/v1/ves/events/ingest');
+my @burst = append_orders(\&sql, $tenant, $store, 30, 'burst');
+ok( wait_until(60, sub { sql(q{SELECT count(*) FROM ves.outbox WHERE status = 'pending'}) == 0 }),
+	'the burst is delivered');
+my @bodies = map { $json->decode($_->{body}) } grep { $_->{body} =~ /burst-/ }
+  ($seq->requests('/api/v1/ves/events/ingest'))[$before .. scalar($seq->requests('/api/v1/ves/events/ingest')) - 1];
+my %per_request;
+my $events = 0;
+for my $b (@bodies) { $events += @{ $b->{events} }; $per_request{ scalar @{ $b->{events} } }++; }
+cmp_ok((sort { $b <=> $a } keys %per_request)[0], '>', 1, 'one request carries several events of the stream');
+cmp_ok(scalar(@bodies), '<', 60, 'fewer requests than events (30 events to each of two destinations)');
+is(sql(q{SELECT count(*) FROM ves.sequencer_receipts r JOIN ves.events e ON e.event_id = r.event_id
+         WHERE e.entity_id LIKE 'burst-%'}), 60, 'and every event of the burst has its receipt at both');
+
+# Version conflicts. With base_version the destination sends each event's
+# base_version; a sequencer that has accepted another number of events for
+# the entity refuses it. Here another agent's event for Stock s-1 reached
+# the sequencer first.
+my $third = 'dddddddd-dddd-4ddd-8ddd-dddddddddddd';
+my $seed = '07' x 32;
+$seq->call('POST', '/_keys', { tenant_id => $tenant, agent_id => $third, key_id => 1, seed => $seed });
+my $foreign = $seq->call('POST', '/_sign', { seed => $seed, envelope => {
+	tenant_id => $tenant, store_id => $store, source_agent_id => $third, agent_key_id => 1,
+	entity_type => 'Stock', entity_id => 's-1', event_type => 'stock.counted', payload => { on_hand => 3 } } })->{envelope};
+my $http = HTTP::Tiny->new(timeout => 30);
+my $pushed = $http->post($seq->url('/api/v1/ves/events/ingest'), {
+	headers => { 'content-type' => 'application/json', authorization => 'ApiKey ss_good' },
+	content => $json->encode({ agentId => $third, events => [$foreign] }) });
+is($json->decode($pushed->{content})->{eventsAccepted}, 1, 'another agent\'s event for s-1 is sequenced first');
+
+destination('seq_versioned', 'Stock', qq{"secret": "ss_good", "sequencer_public_key": "$sequencer_key", "base_version": true});
+my ($s1) = sql("SELECT (ves.append('$tenant', '$store', 'Stock', 's-1', 'stock.counted', '{\"on_hand\": 5}')).event_id");
+my ($s1b) = sql("SELECT (ves.append('$tenant', '$store', 'Stock', 's-1', 'stock.counted', '{\"on_hand\": 6}')).event_id");
+my ($s2) = sql("SELECT (ves.append('$tenant', '$store', 'Stock', 's-2', 'stock.counted', '{\"on_hand\": 1}')).event_id");
+ok( wait_until(60, sub { row('seq_versioned', $s1) =~ /^conflict/ && row('seq_versioned', $s2) =~ /^synced/ }),
+	'the refused event is in status conflict; another entity\'s event is sequenced')
+  or diag sql(q{SELECT entity_id, status, last_error FROM ves.outbox WHERE entity_type = 'Stock'});
+like(row('seq_versioned', $s1), qr/^conflict\|version conflict at the sequencer: version_conflict: expected 0, actual 1/,
+	'with the sequencer\'s reason');
+is(sql(q{SELECT count(*) FROM ves.list_outbox_events(status => 'conflict')}), 1,
+	'ves.list_outbox_events lists it under conflict');
+is(row('seq_versioned', $s1b), 'pending|', 's-1\'s next event waits behind it');
+my ($conflict, $ctype, $crule, $cbase) = split /\|/, sql(q{SELECT c.conflict_id, c.conflict_type, c.rule, c.base_version
+	FROM ves.open_conflicts o JOIN ves.conflicts c USING (conflict_id) WHERE c.entity_id = 's-1'});
+is("$ctype|$crule|$cbase", 'version_mismatch|sequencer_version_conflict|0', 'a conflict is open for a person');
+($ok, $out, $err) = $node->psql('postgres', "SELECT ves.resolve_conflict('$conflict', 'merge', '{}')");
+like($err, qr/resolved with accept_local or accept_remote/, 'merge means nothing here and is refused');
+sleep 1;
+is(row('seq_versioned', $s1b), 'pending|', 's-1\'s next event still waits');
+
+sql("SELECT ves.resolve_conflict('$conflict', 'accept_local')");
+ok( wait_until(60, sub { row('seq_versioned', $s1) =~ /^synced/ && row('seq_versioned', $s1b) =~ /^synced/ }),
+	'accept_local sends the event, and the one behind it, without the check')
+  or diag sql(q{SELECT entity_id, status, last_error FROM ves.outbox WHERE entity_type = 'Stock'});
+my %at = map { ($_->{envelope}{event_id} => $_->{envelope}{sequence_number}) }
+  @{ $seq->call('GET', "/_events?tenant_id=$tenant&store_id=$store")->{events} };
+ok($at{ $foreign->{event_id} } < $at{$s1} && $at{$s1} < $at{$s1b}, 'sequenced after the other agent\'s, in order');
+is(sql(qq{SELECT count(*) FROM ves.sequencer_receipts WHERE event_id IN ('$s1', '$s1b') AND signature_verified}),
+	2, 'with verified receipts');
+is(sql(qq{SELECT status FROM ves.conflicts WHERE conflict_id = '$conflict'}), 'resolved', 'the conflict is resolved');
 
 done_testing();

@@ -108,7 +108,8 @@ std::string header(const core::HttpRequest &r, const std::string &name) {
 TEST(VesSequencer, IsRegisteredWithItsOwnOptions) {
   ASSERT_NE(core::find_adapter("ves_sequencer"), nullptr);
   EXPECT_EQ(adapter().option_names(),
-            (std::vector<std::string_view>{"auth", "sequencer_public_key"}));
+            (std::vector<std::string_view>{"auth", "sequencer_public_key", "base_version"}));
+  EXPECT_EQ(adapter().max_rows_per_request(), 100u);
 }
 
 TEST(VesSequencer, ValidatesOptions) {
@@ -132,6 +133,9 @@ TEST(VesSequencer, ValidatesOptions) {
             "invalid_header: a ves_sequencer destination sends its credential itself; header "
             "AUTHORIZATION is not allowed");
   EXPECT_EQ(option_error(R"({"headers":{"X-Shop":"1"}})"), "");
+  EXPECT_EQ(option_error(R"({"base_version":true})"), "");
+  EXPECT_EQ(option_error(R"({"base_version":"yes"})"),
+            "invalid_option: base_version must be true or false");
 }
 
 TEST(VesSequencer, BuildsTheIngestRequestWithApiKeyOrBearer) {
@@ -209,14 +213,20 @@ TEST(VesSequencer, AReceiptThatDoesNotVerifyIsPermanent) {
 }
 
 TEST(VesSequencer, RejectionsArePermanentWithTheReason) {
-  for (const char *reason :
-       {"duplicate_event_id", "invalid_payload_hash", "invalid_signature",
-        "agent_key_invalid: Agent key not found", "schema_validation: created_at",
-        "unsupported_version", "version_conflict: expected 1, actual 2"}) {
+  for (const char *reason : {"duplicate_event_id", "invalid_payload_hash", "invalid_signature",
+                             "agent_key_invalid: Agent key not found",
+                             "schema_validation: created_at", "unsupported_version"}) {
     core::RowVerdict v = classify(rejected(reason, "why"));
     EXPECT_EQ(v.verdict, Verdict::permanent) << reason;
     EXPECT_EQ(v.reason, std::string("rejected by the sequencer: ") + reason + " (why)");
   }
+  // A version conflict is for a person to decide, not a dead letter.
+  core::RowVerdict conflict =
+      classify(rejected("version_conflict: expected 1, actual 2", "Version conflict"));
+  EXPECT_EQ(conflict.verdict, Verdict::conflict);
+  EXPECT_EQ(conflict.reason,
+            "version conflict at the sequencer: version_conflict: expected 1, actual 2 (Version "
+            "conflict)");
   EXPECT_EQ(classify(R"({"eventsAccepted":0})").reason,
             "the sequencer's answer has neither a receipt nor a rejection for the event");
   EXPECT_EQ(classify("{\"receipts\":[").verdict, Verdict::permanent);
@@ -244,4 +254,74 @@ TEST(VesSequencer, ClassifiesWholeRequestAnswers) {
   const core::OutboxRow row{1, event_id, envelope, 1};
   EXPECT_EQ(adapter().classify_rows({"u", "", no_headers}, transport, {row}, now_ms)[0].verdict,
             Verdict::retry);
+}
+
+namespace {
+
+// The envelope with another event id, tenant or agent (the signature no
+// longer matters: build_requests only reads these fields).
+std::string variant(const std::string &id, const std::string &tenant = "",
+                    const std::string &agent = "") {
+  std::string out = envelope;
+  auto swap = [&](const std::string &from, const std::string &to) {
+    if (!to.empty()) out.replace(out.find(from), from.size(), to);
+  };
+  swap(event_id, id);
+  swap("11111111-2222-4333-8444-555555555555", tenant);
+  swap("bbbbbbbb-cccc-4ddd-8eee-ffffffffffff", agent);
+  return out;
+}
+
+}  // namespace
+
+TEST(VesSequencer, BatchesRowsOfOneStreamAndAgentInOrder) {
+  const std::string ids[] = {
+      "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002",
+      "00000000-0000-4000-8000-000000000003", "00000000-0000-4000-8000-000000000004"};
+  const std::string other_tenant = "22222222-2222-4333-8444-555555555555";
+  const std::string other_agent = "cccccccc-cccc-4ddd-8eee-ffffffffffff";
+  const std::vector<std::string> bodies = {variant(ids[0]), variant(ids[1], other_tenant),
+                                           variant(ids[2]), variant(ids[3], "", other_agent)};
+  std::vector<core::OutboxRow> rows;
+  for (std::size_t i = 0; i < bodies.size(); ++i)
+    rows.push_back(core::OutboxRow{static_cast<std::int64_t>(i + 1), ids[i], bodies[i], 1});
+  const json::Value opts = json::parse("{}");
+  auto reqs = adapter().build_requests({"http://h", "ss_k", no_headers, &opts}, rows, now_ms);
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].rows, (std::vector<std::size_t>{0, 2}));
+  EXPECT_EQ(reqs[1].rows, (std::vector<std::size_t>{1}));
+  EXPECT_EQ(reqs[2].rows, (std::vector<std::size_t>{3}));
+  const json::Value first = json::parse(reqs[0].http.body);
+  ASSERT_EQ(first.find("events")->as_array().size(), 2u);
+  EXPECT_EQ(first.find("events")->as_array()[1].find("event_id")->as_string(), ids[2]);
+  EXPECT_EQ(json::parse(reqs[2].http.body).find("agentId")->as_string(), other_agent);
+
+  // More rows of one stream than a request carries: several requests.
+  std::vector<std::string> many;
+  for (int i = 0; i < 250; ++i) many.push_back(variant(ids[0]));
+  std::vector<core::OutboxRow> many_rows;
+  for (std::size_t i = 0; i < many.size(); ++i)
+    many_rows.push_back(core::OutboxRow{static_cast<std::int64_t>(i + 1), ids[0], many[i], 1});
+  auto split = adapter().build_requests({"http://h", "", no_headers, &opts}, many_rows, now_ms);
+  ASSERT_EQ(split.size(), 3u);
+  EXPECT_EQ(split[0].rows.size(), 100u);
+  EXPECT_EQ(split[2].rows.size(), 50u);
+  EXPECT_EQ(split[1].rows.front(), 100u);
+}
+
+TEST(VesSequencer, SendsBaseVersionWhenAskedAndNotAfterAResolution) {
+  core::OutboxRow row{1, event_id, envelope, 1};
+  row.entity_version = 4;
+  const json::Value on = json::parse(R"({"base_version":true})");
+  auto reqs = adapter().build_requests({"http://h", "", no_headers, &on}, {row}, now_ms);
+  const json::Value sent = json::parse(reqs[0].http.body).find("events")->as_array()[0];
+  ASSERT_NE(sent.find("base_version"), nullptr);
+  EXPECT_EQ(sent.find("base_version")->as_number(), 3);
+  // Everything else exactly as exported.
+  EXPECT_EQ(sent.find("agent_signature")->as_string(),
+            json::parse(envelope).find("agent_signature")->as_string());
+  row.base_check = false;
+  reqs = adapter().build_requests({"http://h", "", no_headers, &on}, {row}, now_ms);
+  EXPECT_EQ(reqs[0].http.body.find("base_version"), std::string::npos);
+  EXPECT_THROW(sequencer::with_base_version(R"({"base_version":1})", 2), core::Error);
 }

@@ -19,6 +19,8 @@ const char *to_string(Verdict verdict) {
       return "reauthenticate";
     case Verdict::stale:
       return "stale";
+    case Verdict::conflict:
+      return "conflict";
   }
   return "unknown";
 }
@@ -36,6 +38,10 @@ Classified to_classified(const RowVerdict &verdict) {
       return {Outcome::permanent};
     case Verdict::gone:
       return {Outcome::gone};
+    case Verdict::conflict:
+      // The destination answered and judged the event: healthy, and nothing
+      // to retry. The deliverer records the row as 'conflict'.
+      return {Outcome::synced};
   }
   return {Outcome::permanent};
 }

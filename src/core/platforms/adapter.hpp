@@ -77,6 +77,11 @@ struct OutboxRow {
   std::string_view event_id;  // the event's UUID: idempotency key and message id
   std::string_view body;      // the envelope, JSON
   int attempt = 1;            // 1 for the first attempt
+  // The event's version in its entity's stream, and whether the destination
+  // may check the version it was written on (false once a person resolved a
+  // version conflict in favour of this event).
+  std::int64_t entity_version = 0;
+  bool base_check = true;
   // Platform kinds (Adapter::is_platform()): the listings of the row's SKU
   // at this destination whose count differs from what the platform is known
   // to have (never empty: a row with nothing to change is not sent).
@@ -105,6 +110,8 @@ enum class Verdict {
   gone,            // the endpoint no longer exists (HTTP 410): pause the destination
   reauthenticate,  // the credential was refused or expired: renew it, then retry
   stale,           // a compare-and-set precondition failed: the platform moved on
+  conflict,        // a version precondition failed: the event was written on a base the
+                   // destination has moved past; a person decides (ves.resolve_conflict)
 };
 
 const char *to_string(Verdict verdict);
@@ -112,7 +119,7 @@ const char *to_string(Verdict verdict);
 struct RowVerdict {
   Verdict verdict = Verdict::success;
   std::int64_t retry_after_ms = -1;  // retry: the wait the answer asked for, -1 none
-  std::string reason;                // permanent, stale, reauthenticate: why
+  std::string reason;                // permanent, stale, reauthenticate, conflict: why
   // success: a verified sequencer receipt to store (compact JSON), or empty.
   std::string receipt;
   bool receipt_signature_verified = false;  // its signature was checked against a known key

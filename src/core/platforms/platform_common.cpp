@@ -222,6 +222,7 @@ int severity(Verdict v) {
     case Verdict::reauthenticate:
       return 2;
     case Verdict::stale:
+    case Verdict::conflict:
       return 3;
     case Verdict::permanent:
       return 4;

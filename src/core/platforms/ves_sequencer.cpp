@@ -86,19 +86,53 @@ Settings parse_settings(const json::Value *options) {
     std::copy(bin.begin(), bin.end(), k.begin());
     out.sequencer_key = k;
   }
+  if (const json::Value *base = options->find("base_version"); base && !base->is_null()) {
+    if (base->kind() != json::Kind::boolean)
+      throw OptionError("invalid_option", "base_version must be true or false",
+                        "true sends each event's base_version (the number of events of its "
+                        "entity before it), so the sequencer refuses an event written on a "
+                        "stale view with version_conflict; false (the default) sends none.");
+    out.base_version = base->as_bool();
+  }
   return out;
 }
 
-std::string ingest_body(std::string_view envelope) {
-  const json::Value e = json::parse(envelope);
-  const std::string *agent = string_member(e, "source_agent_id");
-  if (!agent) throw Error("invalid_envelope", "the envelope has no source_agent_id");
-  std::string body = "{\"agentId\":";
-  body += jcs::canonicalize(json::Value(*agent));
-  body += ",\"events\":[";
-  body += envelope;
+std::string ingest_body(const std::vector<std::string_view> &envelopes) {
+  if (envelopes.empty()) throw Error("invalid_envelope", "an ingest request needs an event");
+  std::string agent, body;
+  for (std::string_view envelope : envelopes) {
+    const json::Value e = json::parse(envelope);
+    const std::string *id = string_member(e, "source_agent_id");
+    if (!id) throw Error("invalid_envelope", "the envelope has no source_agent_id");
+    if (body.empty()) {
+      agent = *id;
+      body = "{\"agentId\":" + jcs::canonicalize(json::Value(agent)) + ",\"events\":[";
+    } else if (*id != agent) {
+      throw Error("invalid_envelope",
+                  "the events of one ingest request come from different agents");
+    } else {
+      body += ',';
+    }
+    body += envelope;
+  }
   body += "]}";
   return body;
+}
+
+std::string ingest_body(std::string_view envelope) {
+  return ingest_body(std::vector<std::string_view>{envelope});
+}
+
+std::string with_base_version(std::string_view envelope, std::int64_t base_version) {
+  std::size_t end = envelope.find_last_not_of(" \t\r\n");
+  if (end == std::string_view::npos || envelope[end] != '}' || base_version < 0)
+    throw Error("invalid_envelope", "cannot add base_version to the envelope");
+  const json::Value e = json::parse(envelope);
+  if (e.kind() != json::Kind::object || e.find("base_version"))
+    throw Error("invalid_envelope", "the envelope already has a base_version");
+  std::string out(envelope.substr(0, end));
+  out += ",\"base_version\":" + std::to_string(base_version) + "}";
+  return out;
 }
 
 ReceiptCheck check_receipt(const json::Value &receipt, const ves::Event &event,
@@ -232,11 +266,20 @@ RowVerdict row_verdict(const json::Value &answer, const OutboxRow &row,
       const json::Value *message = r.find("message");
       std::string why =
           reason && reason->kind() == json::Kind::string ? reason->as_string() : "unknown";
+      const bool version_conflict = why.rfind("version_conflict", 0) == 0;
       // duplicate_event_id here means other content under the same id (an
       // identical re-push comes back as its receipt); every rejection is the
       // sequencer's verdict on the event itself, which resending cannot change.
       if (message && message->kind() == json::Kind::string)
         why += " (" + message->as_string() + ")";
+      // Except a version conflict: the event was written on a view of its
+      // entity the sequencer has moved past. That is for a person to decide.
+      if (version_conflict) {
+        RowVerdict v;
+        v.verdict = Verdict::conflict;
+        v.reason = "version conflict at the sequencer: " + why;
+        return v;
+      }
       return permanent("rejected by the sequencer: " + why);
     }
   }
@@ -284,17 +327,46 @@ std::vector<PlatformRequest> VesSequencerAdapter::build_requests(const Endpoint 
   while (!url.empty() && url.back() == '/') url.pop_back();
   url += sequencer::ingest_path;
   validate_url(url);
-  return adapters::one_request_per_row(rows, [&](const OutboxRow &row) {
-    HttpRequest request;
-    request.url = url;
-    request.headers.emplace_back("content-type", "application/json");
+  // One request per (tenant, store, source agent), the rows in their order:
+  // the sequencer takes one stream per request, from the agent it names.
+  std::vector<std::string> keys;
+  std::vector<PlatformRequest> out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const json::Value e = json::parse(rows[i].body);
+    std::string key;
+    for (std::string_view name : {"tenant_id", "store_id", "source_agent_id"}) {
+      const std::string *v = sequencer::string_member(e, name);
+      if (!v) throw Error("invalid_envelope", "the envelope has no " + std::string(name));
+      key += *v + '/';
+    }
+    std::size_t at = 0;
+    while (at < keys.size() &&
+           (keys[at] != key || out[at].rows.size() >= sequencer::max_events_per_request))
+      ++at;
+    if (at == keys.size()) {
+      keys.push_back(key);
+      out.emplace_back();
+    }
+    out[at].rows.push_back(i);
+  }
+  for (PlatformRequest &r : out) {
+    std::vector<std::string> envelopes;
+    for (std::size_t i : r.rows) {
+      const OutboxRow &row = rows[i];
+      envelopes.push_back(settings.base_version && row.base_check
+                              ? sequencer::with_base_version(row.body, row.entity_version - 1)
+                              : std::string(row.body));
+    }
+    std::vector<std::string_view> views(envelopes.begin(), envelopes.end());
+    r.http.url = url;
+    r.http.headers.emplace_back("content-type", "application/json");
     if (!endpoint.secret.empty())
-      request.headers.emplace_back("authorization",
-                                   (settings.bearer ? "Bearer " : "ApiKey ") + endpoint.secret);
-    append_extra_headers(request, endpoint.headers);
-    request.body = sequencer::ingest_body(row.body);
-    return request;
-  });
+      r.http.headers.emplace_back("authorization",
+                                  (settings.bearer ? "Bearer " : "ApiKey ") + endpoint.secret);
+    append_extra_headers(r.http, endpoint.headers);
+    r.http.body = sequencer::ingest_body(views);
+  }
+  return out;
 }
 
 std::vector<RowVerdict> VesSequencerAdapter::classify(const Answer &answer, std::size_t row_count,

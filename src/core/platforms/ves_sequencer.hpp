@@ -1,7 +1,7 @@
 // Destinations of kind "ves_sequencer": a VES v1 sequencer with the HTTP API
 // of StateSet's server (test/mock/README.md, "Sequencer API as implemented by
-// StateSet's server"). Each outbox row is one POST to
-// <url>/api/v1/ves/events/ingest with body {"agentId", "events": [envelope]};
+// StateSet's server"). Rows of one stream and agent go together in a POST to
+// <url>/api/v1/ves/events/ingest with body {"agentId", "events": [envelopes]};
 // the answer's receipt for the event is verified (its hash, and its
 // signature when the destination names the sequencer's public key) and
 // handed back to be stored in ves.sequencer_receipts.
@@ -29,16 +29,26 @@ constexpr std::string_view ingest_path = "/api/v1/ves/events/ingest";
 struct Settings {
   bool bearer = false;                               // "auth": "bearer"; else "api_key"
   std::optional<crypto::PublicKey32> sequencer_key;  // "sequencer_public_key"
+  bool base_version = false;                         // "base_version": send each event's base
 };
+
+// Most events one ingest request carries (the sequencer takes up to 1000).
+constexpr std::size_t max_events_per_request = 100;
 
 // Parses and checks the kind options (a JSON object, or nullptr for none).
 // Throws OptionError("invalid_option").
 Settings parse_settings(const json::Value *options);
 
-// The ingest body for one exported envelope: {"agentId": its
-// source_agent_id, "events": [envelope]}. Throws Error when the envelope has
-// no source_agent_id.
+// The ingest body for exported envelopes of one stream and one agent:
+// {"agentId": their source_agent_id, "events": [envelopes]}. Throws Error
+// when an envelope has no source_agent_id or the agents differ.
+std::string ingest_body(const std::vector<std::string_view> &envelopes);
 std::string ingest_body(std::string_view envelope);
+
+// The envelope with "base_version": n added (the number of events of its
+// entity the sequencer must have accepted before it). The envelope must be a
+// JSON object without that member, as ves.export_event writes it.
+std::string with_base_version(std::string_view envelope, std::int64_t base_version);
 
 // How one receipt of an answer checks against the event it is for.
 struct ReceiptCheck {
@@ -64,9 +74,11 @@ class VesSequencerAdapter final : public Adapter {
   std::string_view kind() const override { return "ves_sequencer"; }
   std::string_view description() const override { return "VES v1 sequencer, StateSet API"; }
   std::vector<std::string_view> option_names() const override {
-    return {"auth", "sequencer_public_key"};
+    return {"auth", "sequencer_public_key", "base_version"};
   }
   void validate_url(std::string_view url) const override;
+  // Events of one (tenant, store) and source agent share a request.
+  std::size_t max_rows_per_request() const override { return sequencer::max_events_per_request; }
   std::vector<HeaderSpec> validate_options(const json::Value &options) const override;
   std::vector<PlatformRequest> build_requests(const Endpoint &endpoint,
                                               const std::vector<OutboxRow> &rows,

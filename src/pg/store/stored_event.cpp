@@ -18,7 +18,8 @@ namespace pgves::pg {
 
 const char *const kStoredEventColumns =
     "tenant_id, store_id, event_id, source_agent_id, agent_key_id, entity_type, entity_id, "
-    "event_type, created_at, payload::text, payload_plain_hash, agent_signature, position";
+    "event_type, created_at, payload::text, payload_plain_hash, agent_signature, position, "
+    "entity_version";
 
 core::ves::Uuid to_core_uuid(const pg_uuid_t &u) {
   core::ves::Uuid out;
@@ -56,8 +57,8 @@ StoredEvent read_stored_event(const SPITupleTable *table, uint64 row) {
   pg_call_void([&] {
     HeapTuple tup = table->vals[row];
     TupleDesc desc = table->tupdesc;
-    Datum v[13];
-    for (int i = 0; i < 13; ++i) {
+    Datum v[14];
+    for (int i = 0; i < 14; ++i) {
       bool isnull = false;
       v[i] = SPI_getbinval(tup, desc, i + 1, &isnull);
       if (isnull) elog(ERROR, "pg_ves: ves.events has a NULL in column %d", i + 1);
@@ -75,6 +76,7 @@ StoredEvent read_stored_event(const SPITupleTable *table, uint64 row) {
     copy_bytes(e.payload_plain_hash, v[10]);
     copy_bytes(e.agent_signature, v[11]);
     out.position = DatumGetInt64(v[12]);
+    out.entity_version = DatumGetInt64(v[13]);
   });
   return out;
 }

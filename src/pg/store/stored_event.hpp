@@ -19,6 +19,7 @@ struct StoredEvent {
   core::ves::Event event;  // payload left empty; see payload_text
   std::string payload_text;
   int64 position = 0;
+  int64 entity_version = 0;  // the event's version in its entity's stream
 };
 
 // Reads row `row` of an SPI result selected with kStoredEventColumns. Pass

@@ -94,6 +94,8 @@ struct Job {
   std::string event_id;
   std::string body;
   std::string entity_type, entity_id;
+  std::int64_t entity_version = 0;  // the event's version in its entity's stream
+  bool base_check = true;           // ves.outbox.base_check
   // Platform destinations: the listings of the row's SKU with its count
   // when the row was claimed, and those whose count this attempt sends.
   std::vector<outbox_sql::ListingFact> listings;
@@ -305,6 +307,7 @@ class Deliverer::Impl {
           job.position = row.position;
           job.entity_type = std::move(row.entity_type);
           job.entity_id = std::move(row.entity_id);
+          job.base_check = row.base_check;
           job.recorded_at = row.recorded_at;
           job.event_class = core::metrics::event_class(job.entity_type);
           positions.push_back(job.position);
@@ -344,6 +347,7 @@ class Deliverer::Impl {
         }
         job.event_id = body->second.substr(0, 36);
         job.body = body->second.substr(36);
+        job.entity_version = versions_[positions[i]];
         held_[job.id] = true;
         held_positions_.insert(job.position);
         next_floor_ = std::max(next_floor_, job.position + 1);
@@ -530,6 +534,8 @@ class Deliverer::Impl {
 
     RowView(const Destination &d, const Job &job)
         : row{job.id, job.event_id, job.body, job.attempts + 1} {
+      row.entity_version = job.entity_version;
+      row.base_check = job.base_check;
       if (!d.platform) return;
       refs.reserve(job.sent.size());
       for (size_t i : job.sent) refs.push_back(core::json::parse(job.listings[i].platform_ref));
@@ -693,6 +699,16 @@ class Deliverer::Impl {
       o.receipt_signature_verified = verdict.receipt_signature_verified;
       o.event_id = job.event_id;
       o.destination = job.destination;
+    }
+    if (verdict.verdict == core::Verdict::conflict) {
+      // Held for a person: ves._outbox_conflicts opens the conflict as the
+      // row is recorded, and the entity's later rows wait behind it.
+      o.status = "conflict";
+      o.error = verdict.reason;
+      d.succeeded = true;
+      ++totals_.failed;
+      outcomes_.push_back(std::move(o));
+      return;
     }
     switch (decision.why) {
       case core::RowDecision::Why::none:
@@ -958,6 +974,7 @@ class Deliverer::Impl {
     const SPITupleTable *table =
         outbox_sql::events(positions, first_recorded, last_recorded, &count);
     envelope_errors_.clear();
+    versions_.clear();
     for (uint64 i = 0; i < count; ++i) {
       std::int64_t position = 0;
       try {
@@ -966,6 +983,7 @@ class Deliverer::Impl {
         e.event.payload = core::json::parse(e.payload_text);
         out[e.position] =
             core::ves::format_uuid(e.event.event_id) + core::ves::export_envelope(e.event);
+        versions_[e.position] = e.entity_version;
       } catch (const PgError &) {
         throw;  // a database error: the claim's transaction is aborted
       } catch (const std::exception &e) {
@@ -994,6 +1012,8 @@ class Deliverer::Impl {
   std::int64_t next_floor_ = 0;
   bool full_scan_ = true;
   std::vector<Outcome> outcomes_;
+  // The entity versions of the events envelopes() read last, by position.
+  std::unordered_map<std::int64_t, std::int64_t> versions_;
   std::vector<outbox_sql::ListingOutcome> listing_outcomes_;
   std::unordered_map<std::int64_t, std::string>
       envelope_errors_;  // by position, from the last envelopes()

@@ -18,6 +18,7 @@ extern "C" {
 }
 
 #include <string>
+#include <string_view>
 
 namespace pgves::pg::outbox_sql {
 namespace {
@@ -57,14 +58,14 @@ const char *kClaimSql =
     "           AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id"
     "           AND p.event_position <= c.event_position"
     "           AND (p.event_position < c.event_position OR p.id < c.id)"
-    "           AND p.status IN ('pending', 'failed')"
+    "           AND p.status IN ('pending', 'failed', 'conflict')"
     "         ORDER BY p.event_position DESC"
     "         LIMIT 1) IS NULL"
     "  ORDER BY c.event_position"
     "  LIMIT $1"
     "  FOR UPDATE SKIP LOCKED))"
     " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, "
-    "o.event_recorded_at, o.entity_type, o.entity_id";
+    "o.event_recorded_at, o.entity_type, o.entity_id, o.base_check";
 
 const char *kRecordSql =
     "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
@@ -256,6 +257,7 @@ ClaimedRow claimed_row(uint64 i) {
     row.attempts = DatumGetInt32(SPI_getbinval(tup, table->tupdesc, 4, &isnull));
     row.position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 5, &isnull));
     row.recorded_at = DatumGetTimestampTz(SPI_getbinval(tup, table->tupdesc, 6, &isnull));
+    row.base_check = DatumGetBool(SPI_getbinval(tup, table->tupdesc, 9, &isnull));
     return Texts{SPI_getvalue(tup, table->tupdesc, 7), SPI_getvalue(tup, table->tupdesc, 8)};
   });
   if (texts.entity_type) row.entity_type = texts.entity_type;  // also the metrics' event kind
@@ -311,6 +313,31 @@ void record_receipts(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
 
 }  // namespace
 
+namespace {
+
+// Opens a conflict for each row recorded in status 'conflict'
+// (ves._outbox_conflicts, 56_outbox_conflicts.sql).
+void open_conflicts(const RowOutcome *outcomes, size_t n) {
+  std::vector<std::int64_t> ids;
+  std::vector<pg_uuid_t> tenants;
+  for (size_t i = 0; i < n; ++i)
+    if (std::string_view(outcomes[i].status) == "conflict") {
+      ids.push_back(outcomes[i].id);
+      tenants.push_back(outcomes[i].tenant);
+    }
+  if (ids.empty()) return;
+  static SavedPlan plan = {
+      "SELECT ves._outbox_conflicts($1, $2)", 2, {INT8ARRAYOID, UUIDARRAYOID}, nullptr};
+  std::vector<Datum> tenant_datums;
+  pg_call_void([&] {
+    for (pg_uuid_t &t : tenants) tenant_datums.push_back(UUIDPGetDatum(&t));
+    Datum args[2] = {int8_array(ids), array_of(tenant_datums, UUIDOID)};
+    spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+  });
+}
+
+}  // namespace
+
 void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
   record_receipts(outcomes, n, owner);
   // Declared outside pg_call: a Postgres error must not skip destructors.
@@ -336,6 +363,7 @@ void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
         array_of(errors, TEXTOID), array_of(excerpts, TEXTOID), Int64GetDatum(owner)};
     run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
   });
+  open_conflicts(outcomes, n);
 }
 
 void record_destination(int id, const char *breaker_state, bool succeeded,

@@ -78,6 +78,7 @@ struct ClaimedRow {
   std::int64_t position = 0;
   TimestampTz recorded_at = 0;
   std::string entity_type, entity_id;
+  bool base_check = true;
 };
 // Row `i` of the last claim (before any other statement).
 ClaimedRow claimed_row(uint64 i);
@@ -94,7 +95,7 @@ const SPITupleTable *events(const std::vector<std::int64_t> &positions, Timestam
 struct RowOutcome {
   std::int64_t id;
   pg_uuid_t tenant;
-  const char *status;  // 'synced', 'failed' or 'dead'
+  const char *status;  // 'synced', 'failed', 'dead' or 'conflict'
   std::int64_t delay_ms;
   int attempts;
   long http_status;

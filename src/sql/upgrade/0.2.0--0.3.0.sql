@@ -140,3 +140,17 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- (93_inbound.sql, new as a whole); two more sync settings.
 -- @replace function ves.set_sync_settings
 -- @include src/sql/93_inbound.sql
+
+-- Sequencer version conflicts: outbox rows in status 'conflict' (their
+-- entity's later rows wait behind them), base_check, the conflicts the
+-- worker opens and how ves.resolve_conflict closes them.
+ALTER TABLE ves.outbox DROP CONSTRAINT outbox_status_check;
+ALTER TABLE ves.outbox ADD CONSTRAINT outbox_status_check
+  CHECK (status IN ('pending', 'synced', 'failed', 'dead', 'acknowledged', 'conflict'));
+ALTER TABLE ves.outbox ADD COLUMN base_check boolean NOT NULL DEFAULT true;
+DROP INDEX ves.outbox_entity_idx;
+CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_type, entity_id, event_position)
+  WHERE status IN ('pending', 'failed', 'conflict');
+-- @replace function ves.list_outbox_events
+-- @replace function ves.resolve_conflict
+-- @include src/sql/98_sequencer_conflicts.sql
