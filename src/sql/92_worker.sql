@@ -53,3 +53,9 @@ GRANT SELECT ON ves.listings, ves.inventory TO ves_worker;
 GRANT UPDATE (pushed_quantity, pushed_at, known_quantity, state, last_error, updated_at) ON ves.listings TO ves_worker;
 CREATE POLICY sync_worker ON ves.listings FOR ALL TO ves_worker USING (true) WITH CHECK (true);
 CREATE POLICY sync_worker ON ves.inventory FOR SELECT TO ves_worker USING (true);
+
+-- Batches platforms accepted for later processing: the worker records them
+-- as it records the rows, and asks about them (ves.follow_up_batches).
+GRANT SELECT, INSERT ON ves.platform_batches TO ves_worker;
+CREATE POLICY sync_worker ON ves.platform_batches FOR ALL TO ves_worker USING (true) WITH CHECK (true);
+GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;

@@ -991,7 +991,11 @@ TEST(MetaAdapter, ClassifiesBatchAnswers) {
     return v[0];
   };
   EXPECT_EQ(all(answer(200, R"({"handles":["AcPgVes000000000001"]})")).verdict, Verdict::success);
+  // An accepted batch names its handle for the status check.
+  EXPECT_EQ(all(answer(200, R"({"handles":["AcPgVes000000000001"]})")).follow_up,
+            "AcPgVes000000000001");
   EXPECT_EQ(all(answer(200, R"({"handles":[]})")).verdict, Verdict::permanent);
+  EXPECT_TRUE(all(answer(200, R"({"handles":[]})")).follow_up.empty());
   EXPECT_EQ(
       all(answer(400, R"({"error":{"message":"(#4) limit","type":"OAuthException","code":4}})"))
           .verdict,
@@ -1002,6 +1006,36 @@ TEST(MetaAdapter, ClassifiesBatchAnswers) {
   EXPECT_EQ(all(answer(400, R"({"error":{"message":"bad","code":100}})")).verdict,
             Verdict::permanent);
   EXPECT_EQ(all(no_answer()).verdict, Verdict::retry);
+}
+
+TEST(MetaAdapter, FollowsUpAnAcceptedBatch) {
+  const core::Adapter &a = adapter("meta_catalog");
+  const Dest d = meta_dest();
+  const core::HttpRequest r = a.follow_up_request(d.endpoint(), "AcPgVes000000000001");
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.url,
+            "https://graph.example.com/v23.0/880000000000001/check_batch_request_status"
+            "?handle=AcPgVes000000000001");
+  EXPECT_EQ(header(r, "Authorization"), "Bearer meta-access-token");
+  const std::vector<std::string> keys = {"sku-1", "sku-2"};
+  core::FollowUpAnswer f = a.classify_follow_up(
+      d.endpoint(), answer(200, R"({"data":[{"handle":"h","status":"in_progress"}]})"), keys,
+      now_ms);
+  EXPECT_FALSE(f.finished);
+  EXPECT_TRUE(f.lines.empty());
+  f = a.classify_follow_up(
+      d.endpoint(),
+      answer(
+          200,
+          R"({"data":[{"handle":"h","status":"finished","errors":[{"id":"sku-2","message":"no"}]}]})"),
+      keys, now_ms);
+  EXPECT_TRUE(f.finished);
+  ASSERT_EQ(f.lines.size(), 2u);
+  EXPECT_EQ(f.lines[0].verdict, Verdict::success);
+  EXPECT_EQ(f.lines[1].verdict, Verdict::permanent);
+  EXPECT_EQ(f.lines[1].reason, "Meta refused the item update: no");
+  // Kinds without handles refuse to follow up.
+  EXPECT_THROW(adapter("shopify").follow_up_request(d.endpoint(), "h"), core::Error);
 }
 
 TEST(MetaAdapter, ReadsQuantitiesByRetailerId) {

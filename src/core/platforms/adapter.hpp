@@ -123,6 +123,9 @@ struct RowVerdict {
   // success: a verified sequencer receipt to store (compact JSON), or empty.
   std::string receipt;
   bool receipt_signature_verified = false;  // its signature was checked against a known key
+  // success of a platform that accepted the row for later processing: the
+  // handle to ask about its fate with (Adapter::follow_up_request), or empty.
+  std::string follow_up;
 };
 
 // An access token a platform granted (token_request / parse_token).
@@ -163,6 +166,14 @@ struct InboundContent {
 struct ReadAnswer {
   RowVerdict verdict;
   std::vector<std::optional<std::int64_t>> quantities;
+};
+
+// What a status request for an accepted batch answered (classify_follow_up):
+// not finished yet (lines empty), finished with one verdict per line, or an
+// error answer (finished false, lines: the error for every line).
+struct FollowUpAnswer {
+  bool finished = false;
+  std::vector<RowVerdict> lines;
 };
 
 // The deliverer's outcome for a verdict: reauthenticate is a retry with
@@ -316,6 +327,25 @@ class Adapter {
     (void)listings;
     (void)now_unix_ms;
     throw Error("unsupported", "this destination kind cannot read counts");
+  }
+
+  // Platforms that accept a batch and process it later (RowVerdict::follow_up):
+  // the request that asks about handle, and what its answer says per line of
+  // the batch; line_keys are the lines' listing_key()s in the order they were
+  // sent.
+  virtual HttpRequest follow_up_request(const Endpoint &endpoint, std::string_view handle) const {
+    (void)endpoint;
+    (void)handle;
+    throw Error("unsupported", "this destination kind gives no handles to follow up");
+  }
+  virtual FollowUpAnswer classify_follow_up(const Endpoint &endpoint, const Answer &answer,
+                                            const std::vector<std::string> &line_keys,
+                                            std::int64_t now_unix_ms) const {
+    (void)endpoint;
+    (void)answer;
+    (void)line_keys;
+    (void)now_unix_ms;
+    throw Error("unsupported", "this destination kind gives no handles to follow up");
   }
 
   // The content of an inbound message verify_inbound() accepted: its

@@ -299,8 +299,26 @@ std::vector<RowVerdict> MetaAdapter::classify_rows(const Endpoint &endpoint, con
                                                    std::int64_t now_unix_ms) const {
   (void)endpoint;
   const std::vector<Line> lines = lines_of(rows);
-  return row_verdicts(lines, meta_classify_batch(answer, lines.size(), now_unix_ms).rows,
-                      rows.size());
+  MetaBatchAnswer batch = meta_classify_batch(answer, lines.size(), now_unix_ms);
+  std::vector<RowVerdict> out = row_verdicts(lines, batch.rows, rows.size());
+  // Meta answers one handle per call; the status check names every line.
+  if (!batch.handles.empty())
+    for (RowVerdict &v : out)
+      if (v.verdict == Verdict::success) v.follow_up = batch.handles.front();
+  return out;
+}
+
+HttpRequest MetaAdapter::follow_up_request(const Endpoint &endpoint,
+                                           std::string_view handle) const {
+  return meta_batch_status(meta_options(send_options(endpoint)), endpoint.url, handle);
+}
+
+FollowUpAnswer MetaAdapter::classify_follow_up(const Endpoint &endpoint, const Answer &answer,
+                                               const std::vector<std::string> &line_keys,
+                                               std::int64_t now_unix_ms) const {
+  (void)endpoint;
+  MetaBatchStatus status = meta_classify_status(answer, line_keys, now_unix_ms);
+  return FollowUpAnswer{status.finished, std::move(status.rows)};
 }
 
 // Meta signs the raw body only; a replay has the same body and therefore the

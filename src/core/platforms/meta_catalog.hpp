@@ -112,10 +112,10 @@ namespace pgves::core {
 
 // Kind "meta_catalog". Rows share one items_batch call (up to
 // meta_batch_limit lines, a retailer id once per call). An accepted batch
-// (200 with handles) is success for its rows: the per-item errors that
-// check_batch_request_status reports later are not followed up here (the
-// interface has no second request per answer); reconciliation reads the
-// counts back. The access token is long-lived: code 190 is reauthenticate and
+// (200 with handles) is success for its rows, carrying the handle as
+// follow_up: the worker asks check_batch_request_status about it later
+// (follow_up_request, classify_follow_up) and marks the listings Meta
+// refused per item as failed. The access token is long-lived: code 190 is reauthenticate and
 // nothing renews it (the deliverer pauses the destination). Inbound:
 // X-Hub-Signature-256 under app_secret. listing_key: the retailer id.
 class MetaAdapter final : public Adapter {
@@ -150,6 +150,10 @@ class MetaAdapter final : public Adapter {
   std::vector<PlatformRequest> build_reads(const Endpoint &endpoint,
                                            const std::vector<ListingFacts> &listings,
                                            std::int64_t now_unix_ms) const override;
+  HttpRequest follow_up_request(const Endpoint &endpoint, std::string_view handle) const override;
+  FollowUpAnswer classify_follow_up(const Endpoint &endpoint, const Answer &answer,
+                                    const std::vector<std::string> &line_keys,
+                                    std::int64_t now_unix_ms) const override;
   ReadAnswer parse_reads(const Endpoint &endpoint, const Answer &answer,
                          const std::vector<const ListingFacts *> &listings,
                          std::int64_t now_unix_ms) const override;

@@ -26,6 +26,7 @@
 #include "core/delivery/delivery_outcome.hpp"
 #include "core/delivery/http_request.hpp"
 #include "core/delivery/scheduler.hpp"
+#include "core/json/canonical_json.hpp"
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/destination_config.hpp"
@@ -630,6 +631,33 @@ class Deliverer::Impl {
           d.id, job.entity_id, f.location, f.available, state,
           std::string(state) == "synced" ? std::string() : verdict.reason});
     }
+    if (verdict.verdict == core::Verdict::success && !verdict.follow_up.empty())
+      accepted_into_batch(d, job, verdict.follow_up);
+  }
+
+  // The row's sent listings joined a batch the platform processes later:
+  // its lines are added, in the order they were sent, to the batch kept for
+  // ves.follow_up_batches. Rows of one request are absorbed in order.
+  void accepted_into_batch(const Destination &d, const Job &job, const std::string &handle) {
+    auto it =
+        std::find_if(batches_.begin(), batches_.end(), [&](const outbox_sql::AcceptedBatch &b) {
+          return b.destination == d.id && b.handle == handle;
+        });
+    if (it == batches_.end()) {
+      batches_.push_back(outbox_sql::AcceptedBatch{d.id, job.tenant, handle, {}});
+      it = std::prev(batches_.end());
+    }
+    core::json::Value::Array lines =
+        it->items.empty() ? core::json::Value::Array{} : core::json::parse(it->items).as_array();
+    for (size_t i : job.sent) {
+      const outbox_sql::ListingFact &f = job.listings[i];
+      const core::json::Value ref = core::json::parse(f.platform_ref);
+      lines.push_back(core::json::Value(core::json::Value::Object{
+          {"sku", core::json::Value(job.entity_id)},
+          {"location", core::json::Value(f.location)},
+          {"key", core::json::Value(d.adapter->listing_key(ref, d.kind_options))}}));
+    }
+    it->items = core::jcs::canonicalize(core::json::Value(std::move(lines)));
   }
 
   Job take_queued(std::int64_t row) {
@@ -807,6 +835,7 @@ class Deliverer::Impl {
       step("pg_ves: recording deliveries", [&] {
         if (!outcomes_.empty()) record_rows(outcomes_.data(), outcomes_.size());
         outbox_sql::record_listings(listing_outcomes_);
+        outbox_sql::record_batches(batches_);
         if (any_dirty) record_destinations();
         if (tokens) record_tokens();
       });
@@ -840,6 +869,7 @@ class Deliverer::Impl {
     for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
     outcomes_.clear();
     listing_outcomes_.clear();
+    batches_.clear();
     std::vector<std::int64_t> released;
     for (auto &entry : destinations_) {
       Destination &d = entry.second;
@@ -1015,6 +1045,7 @@ class Deliverer::Impl {
   // The entity versions of the events envelopes() read last, by position.
   std::unordered_map<std::int64_t, std::int64_t> versions_;
   std::vector<outbox_sql::ListingOutcome> listing_outcomes_;
+  std::vector<outbox_sql::AcceptedBatch> batches_;
   std::unordered_map<std::int64_t, std::string>
       envelope_errors_;  // by position, from the last envelopes()
   std::uint64_t next_tag_ = 1;

@@ -495,4 +495,29 @@ void record_listings(const std::vector<ListingOutcome> &outcomes) {
   });
 }
 
+void record_batches(const std::vector<AcceptedBatch> &batches) {
+  if (batches.empty()) return;
+  static SavedPlan plan = {
+      "INSERT INTO ves.platform_batches (destination_id, tenant_id, handle, items)"
+      " SELECT * FROM unnest($1::int[], $2::uuid[], $3::text[], $4::jsonb[])"
+      " ON CONFLICT (destination_id, handle) DO NOTHING",
+      4,
+      {INT4ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, JSONBARRAYOID},
+      nullptr};
+  std::vector<pg_uuid_t> tenants;
+  for (const AcceptedBatch &b : batches) tenants.push_back(b.tenant);
+  std::vector<Datum> dests, tenant_datums, handles, items;
+  pg_call_void([&] {
+    for (size_t i = 0; i < batches.size(); ++i) {
+      dests.push_back(Int32GetDatum(batches[i].destination));
+      tenant_datums.push_back(UUIDPGetDatum(&tenants[i]));
+      handles.push_back(CStringGetTextDatum(batches[i].handle.c_str()));
+      items.push_back(DirectFunctionCall1(jsonb_in, CStringGetDatum(batches[i].items.c_str())));
+    }
+    Datum args[4] = {array_of(dests, INT4OID), array_of(tenant_datums, UUIDOID),
+                     array_of(handles, TEXTOID), array_of(items, JSONBOID)};
+    spi_run(plan, args, nullptr, false, SPI_OK_INSERT);
+  });
+}
+
 }  // namespace pgves::pg::outbox_sql

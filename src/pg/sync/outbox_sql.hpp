@@ -146,4 +146,16 @@ struct ListingOutcome {
 };
 void record_listings(const std::vector<ListingOutcome> &outcomes);
 
+// A batch a platform accepted for later processing (RowVerdict::follow_up):
+// the handle to ask about and its lines in the order they were sent, as JSON
+// [{"sku", "location", "key"}]. Kept in ves.platform_batches until
+// ves.follow_up_batches has its answer.
+struct AcceptedBatch {
+  int destination = 0;
+  pg_uuid_t tenant{};
+  std::string handle;
+  std::string items;
+};
+void record_batches(const std::vector<AcceptedBatch> &batches);
+
 }  // namespace pgves::pg::outbox_sql

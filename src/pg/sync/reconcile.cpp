@@ -204,6 +204,76 @@ PGVES_FUNCTION(ves_reconcile_read) {
   PG_RETURN_JSONB_P(safe::jsonb_from_text(pgves::core::jcs::canonicalize(Value(std::move(out)))));
 }
 
+// ves._follow_up_read(destination_id int, kind text, url text, kind_options
+// jsonb, timeout_ms int, handles text[], lines jsonb) -> jsonb
+//   lines: for each handle, the array of its lines' keys in the order sent.
+//   Answers, per handle: {"finished": bool, "error": why it is not known yet
+//   (null when the platform simply has not finished), "failed": [{"line",
+//   "reason"}] (finished batches: the lines the platform refused)}.
+// Asks the platform about batches it accepted for later processing
+// (Adapter::follow_up_request / classify_follow_up), all at once.
+PGVES_FUNCTION(ves_follow_up_read) {
+  namespace core = pgves::core;
+  using core::json::Value;
+  for (int i = 0; i < 7; ++i)
+    if (PG_ARGISNULL(i))
+      throw VesError(sqlstate::null_argument, "arguments must not be NULL", {},
+                     "Call ves.follow_up_batches().");
+  const int destination_id = PG_GETARG_INT32(0);
+  const std::string kind = safe::text_string(PG_GETARG_DATUM(1));
+  const std::string url = safe::text_string(PG_GETARG_DATUM(2));
+  const Value options =
+      core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(3))));
+  const long timeout_ms = PG_GETARG_INT32(4);
+  const std::vector<std::string> handles = safe::text_array_strings(PG_GETARG_DATUM(5));
+  const Value lines = core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(6))));
+  const core::Adapter *adapter = core::find_adapter(kind);
+  if (!adapter)
+    throw VesError(sqlstate::invalid_argument, "unknown destination kind " + kind, {},
+                   "Call ves.follow_up_batches().");
+  if (lines.kind() != core::json::Kind::array || lines.as_array().size() != handles.size())
+    throw VesError(sqlstate::invalid_argument, "lines must hold one array per handle", {},
+                   "Call ves.follow_up_batches().");
+
+  safe::spi_connect();
+  platform::Credentials credentials = platform::load(destination_id);
+  safe::spi_finish();
+  const std::string no_secret;
+  const std::vector<std::pair<std::string, std::string>> no_headers;
+  core::Endpoint endpoint{url, no_secret, no_headers, &options, &credentials.values, {}};
+  endpoint.access_token = credentials.token.access_token;
+
+  std::vector<core::HttpRequest> http;
+  for (const std::string &h : handles) http.push_back(adapter->follow_up_request(endpoint, h));
+  std::vector<HttpResult> results = perform_all(http, timeout_ms);
+  Value::Array out;
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    std::vector<std::string> keys;
+    for (const Value &k : lines.as_array()[i].as_array())
+      keys.push_back(k.kind() == core::json::Kind::string ? k.as_string() : std::string());
+    const HttpResult &h = results[i];
+    core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
+    core::FollowUpAnswer a =
+        adapter->classify_follow_up(endpoint, answer, keys, reconcile::unix_ms());
+    Value::Array failed;
+    std::string error;
+    if (a.finished) {
+      for (std::size_t line = 0; line < a.lines.size(); ++line)
+        if (a.lines[line].verdict != core::Verdict::success)
+          failed.push_back(Value(Value::Object{{"line", static_cast<double>(line)},
+                                               {"reason", a.lines[line].reason}}));
+    } else if (!a.lines.empty()) {
+      error = a.lines.front().reason.empty()
+                  ? (h.transport_error ? h.error : "HTTP " + std::to_string(h.status))
+                  : a.lines.front().reason;
+    }
+    out.push_back(Value(Value::Object{{"finished", a.finished},
+                                      {"error", error.empty() ? Value(nullptr) : Value(error)},
+                                      {"failed", Value(std::move(failed))}}));
+  }
+  PG_RETURN_JSONB_P(safe::jsonb_from_text(pgves::core::jcs::canonicalize(Value(std::move(out)))));
+}
+
 namespace pgves::pg::reconcile {
 namespace {
 
@@ -246,6 +316,10 @@ constexpr std::int64_t kIdleCheckMs = 10000;
 std::int64_t last_due_check_ms = 0;
 bool outcomes_unchecked = false;
 std::int64_t next_purge_ms = 0;
+// Batches platforms accepted for later processing are asked about every
+// kFollowUpGapMs (ves.follow_up_batches decides which are due).
+constexpr std::int64_t kFollowUpGapMs = 2000;
+std::int64_t next_follow_up_ms = 0;
 // Destinations whose last run failed: not before this steady time, and the
 // pause the next failure doubles.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
@@ -263,6 +337,13 @@ long worker_round(bool recorded) {
     next_purge_ms = now + 60 * 1000;
     in_transaction("pg_ves: purging old webhook delivery ids", [] {
       static SavedPlan plan{"SELECT ves._purge_inbound_deliveries()", 0, {}, nullptr};
+      safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
+    });
+  }
+  if (now >= next_follow_up_ms) {
+    next_follow_up_ms = now + kFollowUpGapMs;
+    in_transaction("pg_ves: following up accepted platform batches", [] {
+      static SavedPlan plan{"SELECT ves.follow_up_batches()", 0, {}, nullptr};
       safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
     });
   }

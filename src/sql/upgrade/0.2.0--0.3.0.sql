@@ -154,3 +154,10 @@ CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_
 -- @replace function ves.list_outbox_events
 -- @replace function ves.resolve_conflict
 -- @include src/sql/98_sequencer_conflicts.sql
+
+-- Meta's accepted batches followed up: ves.platform_batches and
+-- ves.follow_up_batches (59_platform_batches.sql, new as a whole).
+-- @include src/sql/59_platform_batches.sql
+GRANT SELECT, INSERT ON ves.platform_batches TO ves_worker;
+CREATE POLICY sync_worker ON ves.platform_batches FOR ALL TO ves_worker USING (true) WITH CHECK (true);
+GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;

@@ -1,0 +1,76 @@
+# Meta's items_batch answers with a handle before it has applied anything;
+# the items it refuses are only known once check_batch_request_status says
+# the batch finished. The worker keeps every accepted batch in
+# ves.platform_batches with its lines in the order sent and asks about it:
+# a listing Meta refused ends 'failed' with Meta's reason (its known count
+# unknown), the others stay synced; a batch Meta has not finished yet is
+# asked about again; once the item is fixed on Meta's side, the next change
+# sends it again and it is synced.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use PgVesTest;
+
+my $node = new_node('meta_follow_up');
+ok(enable_worker($node), 'a sync worker runs');
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+my $tenant = '11111111-1111-4111-8111-111111111111';
+my $store = '22222222-2222-4222-8222-222222222222';
+my $meta = start_platform('meta');
+# Two status checks answer "started" before a batch finishes; SKU-BAD's
+# updates are refused per item.
+$meta->call('POST', '/_config', { pending_checks => 2, reject_ids => ['rid-bad'] });
+
+sql(qq{SELECT ves.create_destination('meta', 'meta_catalog', '} . $meta->url('') . qq{',
+  '{"tenant_id": "$tenant", "store_id": "$store", "catalog_id": "880000000000001",
+    "access_token": "meta-access-token", "api_version": "v23.0", "rate_limit": 0}')});
+for my $sku (qw(SKU-1 SKU-2 SKU-BAD))
+{
+	my $rid = $sku eq 'SKU-BAD' ? 'rid-bad' : lc $sku;
+	sql(qq{SELECT ves.map_listing('meta', '$sku', '{"retailer_id": "$rid"}')});
+}
+sql(qq{SELECT ves.set_stock('$tenant', '$store', sku, 7) FROM unnest(ARRAY['SKU-1', 'SKU-2', 'SKU-BAD']) sku});
+
+sub state_of { return sql(qq{SELECT state || '|' || coalesce(last_error, '') FROM ves.listings WHERE sku = '$_[0]'}); }
+
+ok(wait_until(60, sub { sql(q{SELECT count(*) FROM ves.platform_batches}) >= 1 }),
+	'an accepted items_batch is kept with its handle');
+like(sql(q{SELECT string_agg(handle, ',') FROM ves.platform_batches}), qr/^AcPgVes/, 'the handle Meta gave');
+
+ok(wait_until(60, sub { sql(q{SELECT count(*) FROM ves.platform_batches WHERE status = 'pending'}) == 0 }),
+	'every batch is followed up until Meta says it finished')
+  or diag sql(q{SELECT handle, status, checks, last_error FROM ves.platform_batches});
+cmp_ok(sql(q{SELECT max(checks) FROM ves.platform_batches}), '>=', 3,
+	'a batch that had not finished was asked about again');
+like(state_of('SKU-BAD'), qr/^failed\|Meta refused the item update: Item update rejected/,
+	'the refused listing is failed with Meta\'s reason');
+is(sql(q{SELECT known_quantity IS NULL FROM ves.listings WHERE sku = 'SKU-BAD'}), 't', 'and its count unknown');
+is(state_of('SKU-1'), 'synced|', 'the other listings of the batch stay synced');
+is(state_of('SKU-2'), 'synced|', 'all of them');
+is(sql(q{SELECT sum(failed_items) = count(*) FILTER (WHERE items @> '[{"sku": "SKU-BAD"}]')
+         FROM ves.platform_batches WHERE status = 'finished'}), 't',
+	'each batch records one failed item per line of SKU-BAD it carried, no other');
+is($meta->call('GET', '/_quantities')->{quantities}{'sku-1'}, 7, 'Meta has the accepted counts');
+
+# Meta's side is fixed; the next change sends the SKU again.
+$meta->call('POST', '/_config', { reject_ids => [], pending_checks => 0 });
+sql(qq{SELECT ves.adjust_stock('$tenant', '$store', 'SKU-BAD', -1)});
+ok(wait_until(60, sub { state_of('SKU-BAD') eq 'synced|' && ($meta->call('GET', '/_quantities')->{quantities}{'rid-bad'} // -1) == 6 }),
+	'once Meta accepts it, the listing is synced with the count')
+  or diag state_of('SKU-BAD');
+ok(wait_until(60, sub { sql(q{SELECT count(*) FROM ves.platform_batches WHERE status = 'pending'}) == 0 }),
+	'and its batch is followed up too');
+is(state_of('SKU-BAD'), 'synced|', 'a finished batch without errors leaves it synced');
+
+# Only administrators read the batches; a reader of the tenant does not.
+sql(q{CREATE ROLE batch_reader LOGIN IN ROLE ves_reader});
+my ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM ves.platform_batches',
+	extra_params => [ '-U', 'batch_reader' ]);
+like($err, qr/permission denied/, 'ves_reader cannot read ves.platform_batches');
+
+done_testing();
