@@ -140,3 +140,15 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- (93_inbound.sql, new as a whole); two more sync settings.
 -- @replace function ves.set_sync_settings
 -- @include src/sql/93_inbound.sql
+
+-- Applying events from other nodes (98_apply.sql, new as a whole):
+-- ves._apply_ingested; ves.upsert and ves.record_order_event share their
+-- decision with it.
+-- @create function ves._stream_version
+-- @create function ves._state_change
+-- @replace function ves.upsert
+-- @create function ves._set_order_state
+-- @replace function ves._apply_order_event
+-- @create function ves._order_change
+-- @replace function ves.record_order_event
+-- @include src/sql/98_apply.sql
