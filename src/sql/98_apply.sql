@@ -51,19 +51,25 @@ DECLARE
   c       ves.conflicts;
   old_id  uuid;
 BEGIN
-  IF before.state IS NULL OR before.deleted THEN RETURN; END IF;
+  IF before.state IS NULL THEN RETURN; END IF;
   policy := ves.get_conflict_policy(ev.tenant_id, ev.entity_type);
   -- Under the other strategies what a change loses depends on the base it
   -- names and on arrival order, so only the arriving loser records it.
   IF policy ->> 'strategy' <> 'last_write_wins' THEN RETURN; END IF;
   SELECT * INTO now_row FROM ves.entity_state s WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type
     AND s.entity_id = ev.entity_id;
+  -- Who asserted each field this change altered: its stamp, or for a field
+  -- without one the floor (absent) or the entity's last change (present).
   FOR loser IN
-    SELECT DISTINCT st.value ->> 'src' AS src,
-           'epoch'::timestamptz + (st.value ->> 'at')::numeric::bigint * interval '1 microsecond' AS at
-    FROM pg_catalog.jsonb_each(coalesce(before.field_stamps -> 'fields', '{}')) st
-    WHERE (before.state -> st.key) IS DISTINCT FROM (now_row.state -> st.key)
-      AND st.value ->> 'src' IS NOT NULL
+    SELECT DISTINCT st.src, st.at FROM (
+      SELECT coalesce(f.stamp ->> 'src', before.last_source) AS src,
+             CASE WHEN f.stamp IS NULL THEN before.last_observed_at
+                  ELSE 'epoch'::timestamptz + (f.stamp ->> 'at')::numeric::bigint * interval '1 microsecond' END AS at
+      FROM (SELECT k.key, coalesce(before.field_stamps -> 'fields' -> k.key,
+                                   CASE WHEN NOT before.state ? k.key THEN before.field_stamps -> 'floor' END) AS stamp
+            FROM (SELECT jsonb_object_keys(before.state) AS key UNION SELECT jsonb_object_keys(now_row.state)) k
+            WHERE (before.state -> k.key) IS DISTINCT FROM (now_row.state -> k.key)) f) st
+    WHERE st.src IS NOT NULL AND st.at IS NOT NULL
   LOOP
     le := ves._asserting_event(ev.tenant_id, ev.entity_type, ev.entity_id, loser.src, loser.at);
     CONTINUE WHEN le.event_id IS NULL OR le.source_agent_id = ev.source_agent_id;
@@ -100,15 +106,22 @@ END $$;
 -- <type>.deleted from another node: the entity is deleted as
 -- ves.delete_entity does, except under last_write_wins, where the delete
 -- (its source and observed_at) must win over the entity's last change;
--- when it does not, the entity's state is restated.
+-- when it does not, the entity's state is restated. Under last_write_wins
+-- a delete and a change the deleting node had not seen are the
+-- deleted_reference conflict that node records when the change reaches it;
+-- it is recorded here the same way (the change as the remote side).
 CREATE FUNCTION ves._apply_ingested_delete(ev ves.events, OUT outcome text, OUT conflict_id uuid)
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cur    ves.entity_state;
   policy jsonb := ves.get_conflict_policy(ev.tenant_id, ev.entity_type);
+  lww    boolean := policy ->> 'strategy' = 'last_write_wins';
   src    text := coalesce(ev.payload ->> 'source', ev.source);
   at     timestamptz := coalesce((ev.payload ->> 'observed_at')::timestamptz, ev.created_at::timestamptz);
-  v      bigint := ves._stream_version(ev.tenant_id, ev.entity_type, ev.entity_id);
+  gone   jsonb := coalesce(ev.payload -> 'state', '{}');
+  le     ves.events;
+  d      jsonb;
+  c      ves.conflicts;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtextextended(ev.tenant_id::text || '/' || ev.entity_type || '/' || ev.entity_id, 11));
   SELECT * INTO cur FROM ves.entity_state s WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type
@@ -117,14 +130,33 @@ BEGIN
     outcome := 'stored';
     RETURN;
   END IF;
-  IF cur.deleted OR policy ->> 'strategy' <> 'last_write_wins'
+  IF lww AND NOT cur.deleted THEN
+    le := ves._asserting_event(ev.tenant_id, ev.entity_type, ev.entity_id, cur.last_source, cur.last_observed_at);
+    IF le.event_id IS NOT NULL AND le.source_agent_id <> ev.source_agent_id THEN
+      d := ves._decide(policy, '{}', gone, cur.state, true, true, false, NULL, cur.version, 0, NULL, src, at,
+                       cur.last_source, cur.last_observed_at, NULL);
+      c.conflict_id := gen_random_uuid(); c.status := 'resolved';
+      c.tenant_id := ev.tenant_id; c.store_id := ev.store_id; c.entity_type := ev.entity_type;
+      c.entity_id := ev.entity_id; c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule'; c.strategy := d ->> 'rule';
+      c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
+      c.local_version := cur.version; c.base_state := '{}'; c.local_state := gone; c.remote_state := cur.state;
+      c.proposed_state := d -> 'state'; c.resolved_state := d -> 'state';
+      c.local_source := src; c.remote_source := cur.last_source;
+      c.local_observed_at := at; c.remote_observed_at := cur.last_observed_at;
+      c.detail := '{"entity_deleted": true}'; c.detected_at := now(); c.resolved_at := now();
+      c.resolved_by := session_user;
+      INSERT INTO ves.conflicts SELECT c.*;
+      conflict_id := c.conflict_id;
+    END IF;
+  END IF;
+  IF cur.deleted OR NOT lww
      OR ves._resolution_effect(NULL, 'last_write_wins', NULL, NULL, policy, cur.last_source, cur.last_observed_at,
-                               cur.state, src, at, coalesce(ev.payload -> 'state', '{}')) = 'accept_remote' THEN
-    UPDATE ves.entity_state s SET deleted = true, version = v,
+                               cur.state, src, at, gone) = 'accept_remote' THEN
+    UPDATE ves.entity_state s SET deleted = true, version = ves._stream_version(ev.tenant_id, ev.entity_type, ev.entity_id),
       last_source = CASE WHEN cur.deleted THEN s.last_source ELSE src END,
       last_observed_at = CASE WHEN cur.deleted THEN s.last_observed_at ELSE at END, updated_at = now()
     WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type AND s.entity_id = ev.entity_id;
-    outcome := 'applied';
+    outcome := CASE WHEN conflict_id IS NULL THEN 'applied' ELSE 'resolved' END;
     RETURN;
   END IF;
   -- The entity's last change wins: say so on the stream, as a restatement.
