@@ -34,6 +34,29 @@ BEGIN
   RETURN e;
 END $$;
 
+-- Records a conflict that ves._decide (`d`) found and resolved while applying
+-- `ev`, with the sides given (local: as the entity stands; remote: the side
+-- that lost, or resurrected a deleted entity). Returns its id.
+CREATE FUNCTION ves._record_resolved(ev ves.events, d jsonb, local_state jsonb, local_source text,
+                                     local_observed_at timestamptz, local_version bigint, remote_state jsonb,
+                                     remote_source text, remote_observed_at timestamptz, detail jsonb) RETURNS uuid
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE c ves.conflicts;
+BEGIN
+  c.conflict_id := gen_random_uuid(); c.status := 'resolved';
+  c.tenant_id := ev.tenant_id; c.store_id := ev.store_id; c.entity_type := ev.entity_type; c.entity_id := ev.entity_id;
+  c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule'; c.strategy := d ->> 'rule';
+  c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
+  c.local_version := local_version; c.base_state := '{}';
+  c.local_state := local_state; c.remote_state := remote_state;
+  c.proposed_state := d -> 'state'; c.resolved_state := d -> 'state';
+  c.local_source := local_source; c.remote_source := remote_source;
+  c.local_observed_at := local_observed_at; c.remote_observed_at := remote_observed_at;
+  c.detail := detail; c.detected_at := now(); c.resolved_at := now(); c.resolved_by := session_user;
+  INSERT INTO ves.conflicts SELECT c.*;
+  RETURN c.conflict_id;
+END $$;
+
 -- A foreign change that won fields over values another node's change had
 -- set: that other change lost them here, as it will lose them on the node
 -- where it arrives after this one, so the same conflict is recorded here,
@@ -48,7 +71,6 @@ DECLARE
   loser   record;
   le      ves.events;
   d       jsonb;
-  c       ves.conflicts;
   old_id  uuid;
 BEGIN
   IF before.state IS NULL THEN RETURN; END IF;
@@ -88,18 +110,9 @@ BEGIN
       WHERE x.conflict_id = old_id;
       CONTINUE;
     END IF;
-    c.conflict_id := gen_random_uuid(); c.status := 'resolved';
-    c.tenant_id := ev.tenant_id; c.store_id := ev.store_id; c.entity_type := ev.entity_type; c.entity_id := ev.entity_id;
-    c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule'; c.strategy := d ->> 'rule';
-    c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
-    c.local_version := now_row.version; c.base_state := '{}';
-    c.local_state := now_row.state; c.remote_state := le.payload -> 'state';
-    c.proposed_state := d -> 'state'; c.resolved_state := d -> 'state';
-    c.local_source := now_row.last_source; c.remote_source := loser.src;
-    c.local_observed_at := now_row.last_observed_at; c.remote_observed_at := loser.at;
-    c.detail := jsonb_build_object('lost_to_event', ev.event_id);
-    c.detected_at := now(); c.resolved_at := now(); c.resolved_by := session_user;
-    INSERT INTO ves.conflicts SELECT c.*;
+    PERFORM ves._record_resolved(ev, d, now_row.state, now_row.last_source, now_row.last_observed_at, now_row.version,
+                                 le.payload -> 'state', loser.src, loser.at,
+                                 jsonb_build_object('lost_to_event', ev.event_id));
   END LOOP;
 END $$;
 
@@ -121,7 +134,6 @@ DECLARE
   gone   jsonb := coalesce(ev.payload -> 'state', '{}');
   le     ves.events;
   d      jsonb;
-  c      ves.conflicts;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtextextended(ev.tenant_id::text || '/' || ev.entity_type || '/' || ev.entity_id, 11));
   SELECT * INTO cur FROM ves.entity_state s WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type
@@ -135,18 +147,8 @@ BEGIN
     IF le.event_id IS NOT NULL AND le.source_agent_id <> ev.source_agent_id THEN
       d := ves._decide(policy, '{}', gone, cur.state, true, true, false, NULL, cur.version, 0, NULL, src, at,
                        cur.last_source, cur.last_observed_at, NULL);
-      c.conflict_id := gen_random_uuid(); c.status := 'resolved';
-      c.tenant_id := ev.tenant_id; c.store_id := ev.store_id; c.entity_type := ev.entity_type;
-      c.entity_id := ev.entity_id; c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule'; c.strategy := d ->> 'rule';
-      c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
-      c.local_version := cur.version; c.base_state := '{}'; c.local_state := gone; c.remote_state := cur.state;
-      c.proposed_state := d -> 'state'; c.resolved_state := d -> 'state';
-      c.local_source := src; c.remote_source := cur.last_source;
-      c.local_observed_at := at; c.remote_observed_at := cur.last_observed_at;
-      c.detail := '{"entity_deleted": true}'; c.detected_at := now(); c.resolved_at := now();
-      c.resolved_by := session_user;
-      INSERT INTO ves.conflicts SELECT c.*;
-      conflict_id := c.conflict_id;
+      conflict_id := ves._record_resolved(ev, d, gone, src, at, cur.version, cur.state, cur.last_source,
+                                          cur.last_observed_at, '{"entity_deleted": true}');
     END IF;
   END IF;
   IF cur.deleted OR NOT lww
@@ -317,6 +319,9 @@ BEGIN
     ELSE 'other' END;
 
   IF kind = 'state' THEN
+    -- The entity's lock (ves._state_change takes it too) before reading what
+    -- the change will replace.
+    PERFORM pg_advisory_xact_lock(hashtextextended(ev.tenant_id::text || '/' || ev.entity_type || '/' || ev.entity_id, 11));
     SELECT * INTO before FROM ves.entity_state s WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type
       AND s.entity_id = ev.entity_id;
     BEGIN
@@ -352,7 +357,8 @@ BEGIN
 END $$;
 
 REVOKE ALL ON ves.applied_events FROM PUBLIC;
-REVOKE ALL ON FUNCTION ves._asserting_event(uuid, text, text, text, timestamptz), ves._record_losers(ves.events, ves.entity_state),
+REVOKE ALL ON FUNCTION ves._asserting_event(uuid, text, text, text, timestamptz),
+  ves._record_resolved(ves.events, jsonb, jsonb, text, timestamptz, bigint, jsonb, text, timestamptz, jsonb), ves._record_losers(ves.events, ves.entity_state),
   ves._apply_ingested_delete(ves.events), ves._apply_ingested_stock(ves.events), ves._apply_ingested(uuid),
   ves._stream_version(uuid, text, text), ves._state_change(uuid, uuid, text, text, jsonb, bigint, text, timestamptz, ves.events),
   ves._set_order_state(uuid, uuid, text, text, jsonb, bigint, record),
