@@ -21,6 +21,10 @@ SELECT on_hand, reserved FROM ves.adjust_stock(:t, :s, 'sku-1', -3);
 SELECT on_hand, reserved FROM ves.reserve_stock(:t, :s, 'sku-1', 2, 'r-b', order_id => 'o-b');
 SELECT status FROM ves.record_order_event(:t, :s, 'o-b', 'order.created', '{"total": 5}');
 SELECT status FROM ves.record_order_event(:t, :s, 'o-b', 'order.shipped', '{"tracking_number": "1Z"}');
+-- An application's own event, and a state event whose observed_at cannot be read.
+SELECT entity_version FROM ves.append(:t, :s, 'note', 'n1', 'note.added', '{"text": "hello"}');
+SELECT entity_version FROM ves.append(:t, :s, 'thing', 'e5', 'thing.created',
+  '{"state": {"a": 1}, "source": "pos", "observed_at": "soon"}');
 SELECT encode(public_key, 'hex') AS b_key FROM ves.agent_keys WHERE agent_id = :b \gset
 SELECT jsonb_agg(ves.export_event(event_id) ORDER BY position) AS b_events FROM ves.events WHERE tenant_id = :t \gset
 SELECT jsonb_array_length(:'b_events') AS exported;
@@ -50,7 +54,11 @@ END $$;
 -- B's order events arrive shipped first: held until the order exists.
 SELECT e ->> 'event_type' AS event_type, e ->> 'entity_id' AS entity_id, pg_temp.pull(e) AS outcome
 FROM jsonb_array_elements(:'b_events') WITH ORDINALITY AS x(e, i)
+WHERE e ->> 'entity_id' <> 'e5'
 ORDER BY e ->> 'event_type' = 'order.created', i;
+-- The unreadable one is refused (and, as the pull's transaction rolls back, not stored).
+SELECT regexp_replace(regress_try(format('SELECT pg_temp.pull(%L)', e)), '[0-9a-f-]{36}', '<id>') AS unreadable
+FROM jsonb_array_elements(:'b_events') e WHERE e ->> 'entity_id' = 'e5';
 
 -- Entity state: B's e1 (later) and e2 (shopify outranks manual) win as a
 -- whole, so nothing is appended; A's e3 (amazon) wins over B's, so A says so
@@ -99,6 +107,12 @@ WHERE e.source_agent_id <> :b;
 -- Errors.
 SELECT regress_try($q$SELECT ves._apply_ingested('00000000-0000-7000-8000-00000000dead')$q$);
 SELECT regress_try($q$SELECT ves._apply_ingested(NULL)$q$);
+-- An event that is neither ingested nor signed by one of this database's
+-- agents (here: the agent of another store, forgotten behind pg_ves' back).
+\set s2 '''00000000-0000-0000-0000-000000002502'''
+SELECT event_id AS s2_event FROM ves.append(:t, :s2, 'note', 'n2', 'note.added', '{}') \gset
+DELETE FROM ves.local_agents WHERE tenant_id = :t AND store_id = :s2;
+SELECT regexp_replace(regress_try(format('SELECT ves._apply_ingested(%L)', :'s2_event')), '[0-9a-f-]{36}', '<id>') AS not_ingested;
 
 -- Only administrators and the sync worker may apply.
 SELECT r AS role, has_function_privilege(r, 'ves._apply_ingested(uuid)', 'EXECUTE') AS can_apply

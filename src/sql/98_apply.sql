@@ -330,7 +330,7 @@ BEGIN
     EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
       RAISE EXCEPTION 'event % has an unreadable observed_at', event_id USING ERRCODE = 'VE072',
         DETAIL = format('observed_at=%s', ev.payload ->> 'observed_at'),
-        HINT = 'State events carry observed_at as an RFC 3339 time; the event stays stored, unapplied.';
+        HINT = 'State events carry observed_at as an RFC 3339 time; this one cannot be applied, so skip it.';
     END;
     sr := ves._state_change(ev.tenant_id, ev.store_id, ev.entity_type, ev.entity_id, ev.payload -> 'state', NULL,
                             src, at, ev);

@@ -223,6 +223,18 @@ cmp_ok(rows('a', "SELECT count(*) FROM ves.reservations WHERE tenant_id = '$pair
 is(rows('a', "SELECT count(*) FROM ves.conflicts WHERE tenant_id = '$pair' AND status = 'open'"), '0',
 	'pairs: nothing waits for a person under last_write_wins with ample stock');
 
+is(rows('a', 'SELECT count(*), md5(string_agg(event_id::text, \',\' ORDER BY event_id)) FROM ves.events'),
+	rows('b', 'SELECT count(*), md5(string_agg(event_id::text, \',\' ORDER BY event_id)) FROM ves.events'),
+	'both nodes hold the same events');
+cmp_ok(rows('a', "SELECT count(*) FROM ves.events WHERE payload ? 'applied_from'"), '>', 0,
+	'some changes were restated (the rules decided a merge or a local win) and still the exchange stopped');
+for my $side (qw(a b))
+{
+	is(rows($side, qq{SELECT count(*) FROM ves.entity_state s
+		WHERE s.tenant_id <> '$ctrl' AND s.version <> ves._stream_version(s.tenant_id, s.entity_type, s.entity_id)}),
+		'0', "$side: every entity's version is its stream's latest");
+}
+
 # Control: the same kind of history, exchanged but never applied.
 for my $what ('entity state', 'inventory', 'orders')
 {
