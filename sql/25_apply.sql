@@ -21,6 +21,9 @@ SELECT on_hand, reserved FROM ves.adjust_stock(:t, :s, 'sku-1', -3);
 SELECT on_hand, reserved FROM ves.reserve_stock(:t, :s, 'sku-1', 2, 'r-b', order_id => 'o-b');
 SELECT status FROM ves.record_order_event(:t, :s, 'o-b', 'order.created', '{"total": 5}');
 SELECT status FROM ves.record_order_event(:t, :s, 'o-b', 'order.shipped', '{"tracking_number": "1Z"}');
+-- Under the default merge strategy: two platforms within the review window.
+SELECT ves.set_conflict_policy(:t, 'gadget', '{"strategy": "merge", "review_window_ms": 30000}') ->> 'strategy' AS strategy;
+SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g1', '{"v": 1}', source => 'amazon', observed_at => '2026-01-01 00:00:10+00');
 -- An application's own event, and a state event whose observed_at cannot be read.
 SELECT entity_version FROM ves.append(:t, :s, 'note', 'n1', 'note.added', '{"text": "hello"}');
 SELECT entity_version FROM ves.append(:t, :s, 'thing', 'e5', 'thing.created',
@@ -38,6 +41,8 @@ SELECT outcome FROM ves.upsert(:t, :s, 'thing', 'e1', '{"title": "A", "price": 1
 SELECT outcome FROM ves.upsert(:t, :s, 'thing', 'e2', '{"size": "M"}', observed_at => '2026-01-01 00:00:02+00');
 SELECT outcome FROM ves.upsert(:t, :s, 'thing', 'e3', '{"n": 1}', source => 'amazon', observed_at => '2026-01-01 00:00:20+00');
 SELECT outcome FROM ves.upsert(:t, :s, 'thing', 'e4', '{"gone": false}', observed_at => '2026-01-01 00:00:50+00');
+SELECT ves.set_conflict_policy(:t, 'gadget', '{"strategy": "merge", "review_window_ms": 30000}') ->> 'strategy' AS strategy;
+SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g1', '{"v": 2}', source => 'shopify', observed_at => '2026-01-01 00:00:00+00');
 SELECT on_hand, reserved FROM ves.adjust_stock(:t, :s, 'sku-1', 4);
 
 -- B's public key is registered, as for any remote agent.
@@ -64,7 +69,7 @@ FROM jsonb_array_elements(:'b_events') e WHERE e ->> 'entity_id' = 'e5';
 -- whole, so nothing is appended; A's e3 (amazon) wins over B's, so A says so
 -- in a restatement; e4: A's change is later than B's delete.
 SELECT entity_id, state, deleted, version = ves._stream_version(tenant_id, entity_type, entity_id) AS version_in_step
-FROM ves.entity_state WHERE tenant_id = :t ORDER BY entity_id;
+FROM ves.entity_state WHERE tenant_id = :t AND entity_type = 'thing' ORDER BY entity_id;
 SELECT x.entity_id, x.entity_version, x.event_type, x.payload -> 'state' AS state, x.source_agent_id <> :b AS by_a,
        o.event_type AS restates, o.payload -> 'state' AS b_said
 FROM ves.events x JOIN ves.events o ON o.event_id = (x.payload ->> 'applied_from')::uuid
@@ -75,7 +80,15 @@ WHERE x.tenant_id = :t ORDER BY x.entity_id, x.entity_version;
 -- that arrived later; B's e3 lost on arrival; B's delete of e4 lost to A's
 -- later change, recorded as node B records it when A's change reaches it).
 SELECT entity_id, conflict_type, rule, status, fields, remote_source, remote_state, local_state
-FROM ves.conflicts WHERE tenant_id = :t ORDER BY entity_id, remote_observed_at;
+FROM ves.conflicts WHERE tenant_id = :t AND entity_type = 'thing' ORDER BY entity_id, remote_observed_at;
+
+-- Under merge, B's gadget change meets A's within the review window: a
+-- conflict opened for a person, the state left as it is, nothing restated.
+SELECT s.state, s.version = ves._stream_version(s.tenant_id, s.entity_type, s.entity_id) AS version_in_step,
+       c.conflict_type, c.rule, c.status, c.remote_source, c.remote_state,
+       (SELECT count(*) FROM ves.events e WHERE e.tenant_id = :t AND e.entity_id = 'g1') AS events
+FROM ves.entity_state s JOIN ves.conflicts c USING (tenant_id, entity_type, entity_id)
+WHERE s.tenant_id = :t AND s.entity_type = 'gadget';
 
 -- Inventory: B's count of 10 anchors, B's -3 and A's +4 come after it; B's
 -- reservation is held here too.
