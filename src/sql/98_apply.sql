@@ -295,13 +295,12 @@ BEGIN
       HINT = 'Store the event with ves.ingest_event first, in the same transaction.';
   END IF;
   PERFORM ves.check_tenant(ev.tenant_id);
-  IF EXISTS (SELECT 1 FROM ves.local_agents a WHERE a.tenant_id = ev.tenant_id AND a.agent_id = ev.source_agent_id) THEN
+  -- This database's own events (signed by a local agent, or by a key it
+  -- holds as local) already are applied.
+  IF EXISTS (SELECT 1 FROM ves.local_agents a WHERE a.tenant_id = ev.tenant_id AND a.agent_id = ev.source_agent_id)
+     OR EXISTS (SELECT 1 FROM ves.agent_key_store k WHERE k.tenant_id = ev.tenant_id
+                AND k.agent_id = ev.source_agent_id AND k.key_id = ev.agent_key_id AND k.local) THEN
     RETURN;
-  END IF;
-  IF ev.source <> 'ves' THEN
-    RAISE EXCEPTION 'event % was not ingested from another node', event_id USING ERRCODE = 'VE071',
-      DETAIL = format('source=%s agent=%s', ev.source, ev.source_agent_id),
-      HINT = 'Only events stored by ves.ingest_event are applied; local events already are.';
   END IF;
   -- One applier per event at a time; the marker makes the second a no-op.
   PERFORM pg_advisory_xact_lock(hashtextextended(ev.tenant_id::text || '/applied/' || ev.event_id::text, 19));
