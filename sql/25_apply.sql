@@ -132,6 +132,17 @@ SELECT count(*) AS applied_own FROM ves.applied_events WHERE event_id = :'s2_eve
 SELECT r AS role, has_function_privilege(r, 'ves._apply_ingested(uuid)', 'EXECUTE') AS can_apply
 FROM unnest(ARRAY['ves_reader', 'ves_writer', 'ves_admin', 'ves_worker']) r;
 SELECT prosecdef, proconfig FROM pg_proc WHERE oid = 'ves._apply_ingested(uuid)'::regprocedure;
+CREATE ROLE regress_apply_admin IN ROLE ves_admin;
+CREATE ROLE regress_apply_writer IN ROLE ves_writer;
+SET ves.tenant_id = '00000000-0000-0000-0000-0000000025aa';
+SET ROLE regress_apply_admin;
+SELECT count(*) AS admin_applies FROM ves.events e, LATERAL ves._apply_ingested(e.event_id)
+WHERE e.tenant_id = :t AND e.source = 'ves';
+SET ROLE regress_apply_writer;
+SELECT regress_try($q$SELECT ves._apply_ingested('00000000-0000-7000-8000-00000000dead')$q$) AS writer;
+RESET ROLE;
+RESET ves.tenant_id;
+DROP ROLE regress_apply_admin, regress_apply_writer;
 
 -- Every event verifies, B's as signed and A's own.
 SELECT count(*) AS failing FROM ves.verify_events(tenant_id => :t);
