@@ -386,20 +386,27 @@ BEGIN
   RETURN c.conflict_id;
 END $$;
 
-CREATE FUNCTION ves.upsert(
-  tenant_id       uuid,
-  store_id        uuid,
-  entity_type     text,
-  entity_id       text,
-  state           jsonb,
-  base_version    bigint      DEFAULT NULL,
-  source          text        DEFAULT 'manual',
-  idempotency_key text        DEFAULT NULL,
-  observed_at     timestamptz DEFAULT now()
-) RETURNS ves.upsert_result
-  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- The version of an entity's stream (NULL when it has none).
+CREATE FUNCTION ves._stream_version(tenant_id uuid, entity_type text, entity_id text) RETURNS bigint
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT x.version FROM ves.streams x
+  WHERE x.tenant_id = _stream_version.tenant_id AND x.entity_type = _stream_version.entity_type
+    AND x.entity_id = _stream_version.entity_id
+$$;
+
+-- The decision and its effect, shared by ves.upsert (arguments checked) and
+-- ves._apply_ingested (`ingested`: an event from another node, already
+-- stored on the entity's stream). With `ingested`, nothing is appended when
+-- the decided state is what the event says (the entity's version becomes the
+-- stream's); otherwise the decided state is appended as a local event
+-- (payload "applied_from": the event's id) so the other node learns it. A
+-- restatement that arrives (it has "applied_from") records no conflict and
+-- is restated again only when it changed something here.
+CREATE FUNCTION ves._state_change(tenant_id uuid, store_id uuid, entity_type text, entity_id text, state jsonb,
+                                  base_version bigint, source text, observed_at timestamptz,
+                                  ingested ves.events DEFAULT NULL) RETURNS ves.upsert_result
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, state, base_version, source);
   policy       jsonb;
   cur          ves.entity_state;
   found_entity boolean;
@@ -413,29 +420,15 @@ DECLARE
   ar           ves.append_result;
   c            ves.conflicts;
   etype        text;
+  derived      boolean := coalesce(ingested.payload ? 'applied_from', false);
+  restate      boolean;
+  stream_v     bigint;
 BEGIN
-  PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
-  IF state IS NULL OR jsonb_typeof(state) <> 'object' THEN
-    RAISE EXCEPTION 'state must be a JSON object' USING ERRCODE = 'VE004',
-      HINT = 'Pass the entity''s whole state, e.g. {"title": "Mug", "price": 12.5}.';
-  END IF;
-  IF observed_at IS NULL THEN
-    RAISE EXCEPTION 'observed_at must not be NULL' USING ERRCODE = 'VE011',
-      HINT = 'Pass when the source saw this state, or leave the default now().';
-  END IF;
-  IF base_version IS NOT NULL AND base_version < 0 THEN
-    RAISE EXCEPTION 'base_version must be 0 or more' USING ERRCODE = 'VE010',
-      HINT = 'Pass the version the state was read at, or NULL.';
-  END IF;
-
-  res := ves._keyed_begin(tenant_id, idempotency_key, 'upsert', request, res);
-  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
-
   -- One writer per entity at a time; the row lock alone would not cover an
   -- entity that does not exist yet.
   PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || entity_type || '/' || entity_id, 11));
   SELECT * INTO cur FROM ves.entity_state s
-  WHERE s.tenant_id = upsert.tenant_id AND s.entity_type = upsert.entity_type AND s.entity_id = upsert.entity_id
+  WHERE s.tenant_id = _state_change.tenant_id AND s.entity_type = _state_change.entity_type AND s.entity_id = _state_change.entity_id
   FOR UPDATE;
   found_entity := FOUND;
   IF base_version > coalesce(cur.version, 0) THEN
@@ -446,14 +439,14 @@ BEGIN
   END IF;
 
   SELECT x.policy INTO policy FROM ves.conflict_policies x
-  WHERE x.tenant_id = upsert.tenant_id AND x.entity_type IN (upsert.entity_type, '*')
+  WHERE x.tenant_id = _state_change.tenant_id AND x.entity_type IN (_state_change.entity_type, '*')
   ORDER BY x.entity_type = '*' LIMIT 1;
   policy := coalesce(policy, '{}');  -- _decide fills in the defaults
   IF policy -> 'references' <> '{}' THEN
     FOR ref IN SELECT r.key AS field, r.value #>> '{}' AS ref_type FROM jsonb_each(policy -> 'references') r
-               WHERE jsonb_typeof(upsert.state -> r.key) IN ('string', 'number') LOOP
-      IF EXISTS (SELECT 1 FROM ves.entity_state s WHERE s.tenant_id = upsert.tenant_id
-                 AND s.entity_type = ref.ref_type AND s.entity_id = upsert.state ->> ref.field AND s.deleted) THEN
+               WHERE jsonb_typeof(_state_change.state -> r.key) IN ('string', 'number') LOOP
+      IF EXISTS (SELECT 1 FROM ves.entity_state s WHERE s.tenant_id = _state_change.tenant_id
+                 AND s.entity_type = ref.ref_type AND s.entity_id = _state_change.state ->> ref.field AND s.deleted) THEN
         ref_deleted := true;
         ref_detail := ref_detail || jsonb_build_object(ref.field, jsonb_build_object('entity_type', ref.ref_type,
                                                                                      'entity_id', state ->> ref.field));
@@ -494,43 +487,102 @@ BEGIN
     c.detected_at := now();
   END IF;
 
+  IF ingested.event_id IS NOT NULL THEN
+    stream_v := ves._stream_version(tenant_id, entity_type, entity_id);
+    res.version := stream_v;
+    res.event_id := ingested.event_id;
+  END IF;
+  -- The other node's event says something this node did not decide: say
+  -- what it did (a restatement reaching its origin stops there once both
+  -- agree; one that changed nothing here is not restated again).
+  restate := ingested.event_id IS NOT NULL AND res.outcome <> 'conflict'
+             AND new_state IS DISTINCT FROM ingested.payload -> 'state'
+             AND (NOT derived OR (d ->> 'changed')::boolean);
+
   IF res.outcome = 'conflict' THEN
-    res.conflict_id := ves._open_conflict(c);
+    IF NOT derived THEN res.conflict_id := ves._open_conflict(c); END IF;
+    UPDATE ves.entity_state s SET version = stream_v
+    WHERE stream_v IS NOT NULL AND s.tenant_id = _state_change.tenant_id
+      AND s.entity_type = _state_change.entity_type AND s.entity_id = _state_change.entity_id;
   ELSE
-    IF res.outcome = 'resolved' THEN
+    IF res.outcome = 'resolved' AND NOT derived THEN
       c.conflict_id := gen_random_uuid(); c.status := 'resolved';
       c.strategy := d ->> 'rule'; c.resolved_state := new_state; c.resolved_at := now(); c.resolved_by := session_user;
       INSERT INTO ves.conflicts SELECT c.*;
       res.conflict_id := c.conflict_id;
     END IF;
-    IF (d ->> 'changed')::boolean OR NOT found_entity THEN
+    IF (ingested.event_id IS NULL AND ((d ->> 'changed')::boolean OR NOT found_entity)) OR restate THEN
       etype := entity_type || CASE WHEN NOT found_entity OR cur.deleted THEN '.created' ELSE '.updated' END;
       SELECT * INTO ar FROM ves.append(tenant_id, store_id, entity_type, entity_id, etype,
         jsonb_build_object('state', new_state, 'source', source, 'observed_at', observed_at,
-                           'base_version', base_version),
+                           'base_version', base_version)
+          || CASE WHEN ingested.event_id IS NULL THEN '{}'::jsonb
+                  ELSE jsonb_build_object('applied_from', ingested.event_id) END,
         metadata => CASE WHEN res.conflict_id IS NULL THEN '{}'::jsonb
                          ELSE jsonb_build_object('conflict_id', res.conflict_id, 'rule', d ->> 'rule') END,
         source => source);
       res.version := ar.entity_version;
       res.event_id := ar.event_id;
+    END IF;
+    IF (d ->> 'changed')::boolean OR NOT found_entity THEN
       INSERT INTO ves.entity_state AS s (tenant_id, store_id, entity_type, entity_id, state, version, deleted,
                                          last_source, last_observed_at, source_seen, field_stamps)
-      VALUES (tenant_id, store_id, entity_type, entity_id, new_state, ar.entity_version, false, source, observed_at,
-              ves._source_seen('{}', source, upsert.state, observed_at), d -> 'stamps')
+      VALUES (tenant_id, store_id, entity_type, entity_id, new_state, res.version, false, source, observed_at,
+              ves._source_seen('{}', source, _state_change.state, observed_at), d -> 'stamps')
       ON CONFLICT ON CONSTRAINT entity_state_pkey DO UPDATE
         SET state = excluded.state, version = excluded.version, deleted = false, store_id = excluded.store_id,
             field_stamps = excluded.field_stamps,
             last_source = excluded.last_source, last_observed_at = excluded.last_observed_at,
-            source_seen = ves._source_seen(s.source_seen, source, upsert.state, observed_at),
+            source_seen = ves._source_seen(s.source_seen, source, _state_change.state, observed_at),
             updated_at = now();
-    ELSIF d ->> 'rule' <> 'stale_observation' THEN
-      UPDATE ves.entity_state s SET source_seen = ves._source_seen(s.source_seen, source, upsert.state, observed_at),
-        field_stamps = d -> 'stamps'
-      WHERE s.tenant_id = upsert.tenant_id AND s.entity_type = upsert.entity_type AND s.entity_id = upsert.entity_id;
+    ELSIF d ->> 'rule' <> 'stale_observation' OR ingested.event_id IS NOT NULL THEN
+      UPDATE ves.entity_state s
+      SET source_seen = CASE WHEN d ->> 'rule' = 'stale_observation' THEN s.source_seen
+                             ELSE ves._source_seen(s.source_seen, source, _state_change.state, observed_at) END,
+        field_stamps = CASE WHEN d ->> 'rule' = 'stale_observation' THEN s.field_stamps ELSE d -> 'stamps' END,
+        version = res.version
+      WHERE s.tenant_id = _state_change.tenant_id AND s.entity_type = _state_change.entity_type AND s.entity_id = _state_change.entity_id;
     END IF;
   END IF;
 
   res.original_outcome := res.outcome;
+  RETURN res;
+END $$;
+
+
+CREATE FUNCTION ves.upsert(
+  tenant_id       uuid,
+  store_id        uuid,
+  entity_type     text,
+  entity_id       text,
+  state           jsonb,
+  base_version    bigint      DEFAULT NULL,
+  source          text        DEFAULT 'manual',
+  idempotency_key text        DEFAULT NULL,
+  observed_at     timestamptz DEFAULT now()
+) RETURNS ves.upsert_result
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, state, base_version, source);
+  res          ves.upsert_result;
+BEGIN
+  PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
+  IF state IS NULL OR jsonb_typeof(state) <> 'object' THEN
+    RAISE EXCEPTION 'state must be a JSON object' USING ERRCODE = 'VE004',
+      HINT = 'Pass the entity''s whole state, e.g. {"title": "Mug", "price": 12.5}.';
+  END IF;
+  IF observed_at IS NULL THEN
+    RAISE EXCEPTION 'observed_at must not be NULL' USING ERRCODE = 'VE011',
+      HINT = 'Pass when the source saw this state, or leave the default now().';
+  END IF;
+  IF base_version IS NOT NULL AND base_version < 0 THEN
+    RAISE EXCEPTION 'base_version must be 0 or more' USING ERRCODE = 'VE010',
+      HINT = 'Pass the version the state was read at, or NULL.';
+  END IF;
+
+  res := ves._keyed_begin(tenant_id, idempotency_key, 'upsert', request, res);
+  IF res.outcome = 'duplicate' THEN RETURN res; END IF;
+  res := ves._state_change(tenant_id, store_id, entity_type, entity_id, state, base_version, source, observed_at);
   RETURN ves._keyed_end(tenant_id, idempotency_key, 'upsert', request, res);
 END $$;
 

@@ -58,6 +58,23 @@ CREATE TYPE ves.order_result AS (
   released       int      -- held events this one let through
 );
 
+-- Stores an order's new state after an accepted event at stream version `version`.
+CREATE FUNCTION ves._set_order_state(tenant_id uuid, store_id uuid, order_id text, event_type text, payload jsonb,
+                                     version bigint, t record) RETURNS void
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  INSERT INTO ves.orders AS o (tenant_id, store_id, order_id, status, payment_status, return_status, tracking_number,
+                               data, version)
+  VALUES (tenant_id, store_id, order_id, t.next_status, t.next_payment_status, t.next_return_status,
+          payload ->> 'tracking_number', CASE WHEN event_type = 'order.created' THEN payload ELSE '{}' END,
+          version)
+  ON CONFLICT ON CONSTRAINT orders_pkey DO UPDATE SET
+    status = excluded.status, payment_status = excluded.payment_status, return_status = excluded.return_status,
+    tracking_number = coalesce(excluded.tracking_number, o.tracking_number),
+    data = CASE WHEN event_type IN ('order.created', 'order.updated') THEN o.data || payload ELSE o.data END,
+    version = excluded.version, updated_at = now();
+END $$;
+
 -- Applies one accepted event: append it, store the order's new state.
 CREATE FUNCTION ves._apply_order_event(tenant_id uuid, store_id uuid, order_id text, event_type text, payload jsonb,
                                        source text, observed_at timestamptz, t record) RETURNS ves.append_result
@@ -66,17 +83,101 @@ DECLARE ar ves.append_result;
 BEGIN
   SELECT * INTO ar FROM ves.append(tenant_id, store_id, 'order', order_id, event_type, payload,
     metadata => jsonb_build_object('observed_at', observed_at), source => source);
-  INSERT INTO ves.orders AS o (tenant_id, store_id, order_id, status, payment_status, return_status, tracking_number,
-                               data, version)
-  VALUES (tenant_id, store_id, order_id, t.next_status, t.next_payment_status, t.next_return_status,
-          payload ->> 'tracking_number', CASE WHEN event_type = 'order.created' THEN payload ELSE '{}' END,
-          ar.entity_version)
-  ON CONFLICT ON CONSTRAINT orders_pkey DO UPDATE SET
-    status = excluded.status, payment_status = excluded.payment_status, return_status = excluded.return_status,
-    tracking_number = coalesce(excluded.tracking_number, o.tracking_number),
-    data = CASE WHEN event_type IN ('order.created', 'order.updated') THEN o.data || payload ELSE o.data END,
-    version = excluded.version, updated_at = now();
+  PERFORM ves._set_order_state(tenant_id, store_id, order_id, event_type, payload, ar.entity_version, t);
   RETURN ar;
+END $$;
+
+-- The state machine step shared by ves.record_order_event (arguments
+-- checked) and ves._apply_ingested (`ingested`: an event from another node,
+-- already stored on the order's stream, so it is not appended again; one the
+-- order can never accept is left stored and unapplied, outcome 'rejected',
+-- rather than refused). A held event from another node keeps its event id.
+CREATE FUNCTION ves._order_change(tenant_id uuid, store_id uuid, order_id text, event_type text, payload jsonb,
+                                  source text, observed_at timestamptz, ingested ves.events DEFAULT NULL)
+  RETURNS ves.order_result
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  o ves.orders;
+  t record;
+  ar ves.append_result;
+  h ves.held_order_events;
+  progress boolean;
+  res ves.order_result;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/order/' || order_id, 17));
+  SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = _order_change.tenant_id
+    AND x.order_id = _order_change.order_id FOR UPDATE;
+  t := ves._order_transition(coalesce(o.status, 'none'), coalesce(o.payment_status, 'none'),
+                             coalesce(o.return_status, 'none'), event_type, payload);
+  IF t.verdict = 'reject' AND ingested.event_id IS NOT NULL THEN
+    RETURN ('rejected', coalesce(o.status, 'none'), coalesce(o.payment_status, 'none'),
+            coalesce(o.return_status, 'none'), coalesce(o.version, 0), ingested.event_id, 0)::ves.order_result;
+  END IF;
+  IF t.verdict = 'reject' OR (t.verdict = 'hold' AND source = 'manual') THEN
+    IF t.bad_payload THEN
+      RAISE EXCEPTION '%', t.reason USING ERRCODE = 'VE004',
+        HINT = 'Send order.shipped with {"tracking_number": "..."} in its payload.';
+    END IF;
+    RAISE EXCEPTION '% refused for order "%": %', event_type, order_id, t.reason USING ERRCODE = 'VE032',
+      DETAIL = format('status=%s payment_status=%s return_status=%s', coalesce(o.status, 'none'),
+                      coalesce(o.payment_status, 'none'), coalesce(o.return_status, 'none')),
+      HINT = CASE WHEN t.verdict = 'hold' THEN 'Record the earlier event first; events from platforms are held until then.'
+                  ELSE 'The order''s state machine does not allow this event now.' END;
+  END IF;
+
+  IF t.verdict = 'hold' THEN
+    INSERT INTO ves.held_order_events (tenant_id, store_id, order_id, event_type, payload, source, observed_at, reason,
+                                       event_id)
+    VALUES (tenant_id, store_id, order_id, event_type, payload, source, observed_at, t.reason, ingested.event_id);
+    res := ('held', coalesce(o.status, 'none'), coalesce(o.payment_status, 'none'), coalesce(o.return_status, 'none'),
+            coalesce(o.version, 0), NULL, 0)::ves.order_result;
+  ELSE
+    IF ingested.event_id IS NULL THEN
+      ar := ves._apply_order_event(tenant_id, store_id, order_id, event_type, payload, source, observed_at, t);
+    ELSE
+      ar.event_id := ingested.event_id;
+      PERFORM ves._set_order_state(tenant_id, store_id, order_id, event_type, payload,
+                                   ves._stream_version(tenant_id, 'order', order_id), t);
+    END IF;
+    res.outcome := 'applied';
+    res.event_id := ar.event_id;
+    res.released := 0;
+    -- Held events that this one lets through, in the order they arrived.
+    LOOP
+      progress := false;
+      FOR h IN SELECT * FROM ves.held_order_events x WHERE x.tenant_id = _order_change.tenant_id
+                 AND x.order_id = _order_change.order_id AND x.status = 'held' ORDER BY x.hold_id LOOP
+        SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = _order_change.tenant_id
+          AND x.order_id = _order_change.order_id;
+        t := ves._order_transition(o.status, o.payment_status, o.return_status, h.event_type, h.payload);
+        CONTINUE WHEN t.verdict = 'hold';
+        IF t.verdict = 'apply' AND h.event_id IS NOT NULL THEN
+          -- Held from another node: already on the stream.
+          ar.event_id := h.event_id;
+          PERFORM ves._set_order_state(h.tenant_id, h.store_id, h.order_id, h.event_type, h.payload,
+                                       ves._stream_version(h.tenant_id, 'order', h.order_id), t);
+          UPDATE ves.held_order_events x SET status = 'applied', closed_at = now() WHERE x.hold_id = h.hold_id;
+          res.released := res.released + 1;
+        ELSIF t.verdict = 'apply' THEN
+          ar := ves._apply_order_event(h.tenant_id, h.store_id, h.order_id, h.event_type, h.payload, h.source,
+                                       h.observed_at, t);
+          UPDATE ves.held_order_events x SET status = 'applied', closed_at = now(), event_id = ar.event_id
+          WHERE x.hold_id = h.hold_id;
+          res.released := res.released + 1;
+        ELSE
+          UPDATE ves.held_order_events x SET status = 'rejected', closed_at = now(), reason = t.reason
+          WHERE x.hold_id = h.hold_id;
+        END IF;
+        progress := true;
+      END LOOP;
+      EXIT WHEN NOT progress;
+    END LOOP;
+    SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = _order_change.tenant_id
+      AND x.order_id = _order_change.order_id;
+    res.status := o.status; res.payment_status := o.payment_status; res.return_status := o.return_status;
+    res.version := o.version;
+  END IF;
+  RETURN res;
 END $$;
 
 CREATE FUNCTION ves.record_order_event(
@@ -92,11 +193,6 @@ CREATE FUNCTION ves.record_order_event(
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   request jsonb := jsonb_build_array(store_id, order_id, event_type, payload, source);
-  o ves.orders;
-  t record;
-  ar ves.append_result;
-  h ves.held_order_events;
-  progress boolean;
   res ves.order_result;
 BEGIN
   PERFORM ves._check_entity(tenant_id, store_id, 'order', order_id, source);
@@ -108,61 +204,7 @@ BEGIN
   END IF;
   res := ves._keyed_begin(tenant_id, idempotency_key, 'record_order_event', request, res);
   IF res.outcome = 'duplicate' THEN RETURN res; END IF;
-  PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/order/' || order_id, 17));
-  SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
-    AND x.order_id = record_order_event.order_id FOR UPDATE;
-  t := ves._order_transition(coalesce(o.status, 'none'), coalesce(o.payment_status, 'none'),
-                             coalesce(o.return_status, 'none'), event_type, payload);
-  IF t.verdict = 'reject' OR (t.verdict = 'hold' AND source = 'manual') THEN
-    IF t.bad_payload THEN
-      RAISE EXCEPTION '%', t.reason USING ERRCODE = 'VE004',
-        HINT = 'Send order.shipped with {"tracking_number": "..."} in its payload.';
-    END IF;
-    RAISE EXCEPTION '% refused for order "%": %', event_type, order_id, t.reason USING ERRCODE = 'VE032',
-      DETAIL = format('status=%s payment_status=%s return_status=%s', coalesce(o.status, 'none'),
-                      coalesce(o.payment_status, 'none'), coalesce(o.return_status, 'none')),
-      HINT = CASE WHEN t.verdict = 'hold' THEN 'Record the earlier event first; events from platforms are held until then.'
-                  ELSE 'The order''s state machine does not allow this event now.' END;
-  END IF;
-
-  IF t.verdict = 'hold' THEN
-    INSERT INTO ves.held_order_events (tenant_id, store_id, order_id, event_type, payload, source, observed_at, reason)
-    VALUES (tenant_id, store_id, order_id, event_type, payload, source, observed_at, t.reason);
-    res := ('held', coalesce(o.status, 'none'), coalesce(o.payment_status, 'none'), coalesce(o.return_status, 'none'),
-            coalesce(o.version, 0), NULL, 0)::ves.order_result;
-  ELSE
-    ar := ves._apply_order_event(tenant_id, store_id, order_id, event_type, payload, source, observed_at, t);
-    res.outcome := 'applied';
-    res.event_id := ar.event_id;
-    res.released := 0;
-    -- Held events that this one lets through, in the order they arrived.
-    LOOP
-      progress := false;
-      FOR h IN SELECT * FROM ves.held_order_events x WHERE x.tenant_id = record_order_event.tenant_id
-                 AND x.order_id = record_order_event.order_id AND x.status = 'held' ORDER BY x.hold_id LOOP
-        SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
-          AND x.order_id = record_order_event.order_id;
-        t := ves._order_transition(o.status, o.payment_status, o.return_status, h.event_type, h.payload);
-        CONTINUE WHEN t.verdict = 'hold';
-        IF t.verdict = 'apply' THEN
-          ar := ves._apply_order_event(h.tenant_id, h.store_id, h.order_id, h.event_type, h.payload, h.source,
-                                       h.observed_at, t);
-          UPDATE ves.held_order_events x SET status = 'applied', closed_at = now(), event_id = ar.event_id
-          WHERE x.hold_id = h.hold_id;
-          res.released := res.released + 1;
-        ELSE
-          UPDATE ves.held_order_events x SET status = 'rejected', closed_at = now(), reason = t.reason
-          WHERE x.hold_id = h.hold_id;
-        END IF;
-        progress := true;
-      END LOOP;
-      EXIT WHEN NOT progress;
-    END LOOP;
-    SELECT * INTO o FROM ves.orders x WHERE x.tenant_id = record_order_event.tenant_id
-      AND x.order_id = record_order_event.order_id;
-    res.status := o.status; res.payment_status := o.payment_status; res.return_status := o.return_status;
-    res.version := o.version;
-  END IF;
+  res := ves._order_change(tenant_id, store_id, order_id, event_type, payload, source, observed_at);
   RETURN ves._keyed_end(tenant_id, idempotency_key, 'record_order_event', request, res);
 END $$;
 

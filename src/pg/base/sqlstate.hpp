@@ -41,4 +41,7 @@ constexpr int invalid_envelope = MAKE_SQLSTATE('V', 'E', '0', '2', '1');
 constexpr int verification_failed = MAKE_SQLSTATE('V', 'E', '0', '2', '2');
 constexpr int key_unavailable = MAKE_SQLSTATE('V', 'E', '0', '2', '3');
 constexpr int unknown_key = MAKE_SQLSTATE('V', 'E', '0', '2', '4');
+// Applying events from other nodes (raised by ves._apply_ingested, 98_apply.sql).
+constexpr int apply_not_stored = MAKE_SQLSTATE('V', 'E', '0', '7', '0');
+constexpr int apply_unreadable = MAKE_SQLSTATE('V', 'E', '0', '7', '2');
 }  // namespace pgves::pg::sqlstate

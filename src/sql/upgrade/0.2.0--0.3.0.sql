@@ -161,3 +161,15 @@ CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_
 GRANT SELECT, INSERT ON ves.platform_batches TO ves_worker;
 CREATE POLICY sync_worker ON ves.platform_batches FOR ALL TO ves_worker USING (true) WITH CHECK (true);
 GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
+
+-- Applying events from other nodes (98_apply.sql, new as a whole):
+-- ves._apply_ingested; ves.upsert and ves.record_order_event share their
+-- decision with it.
+-- @create function ves._stream_version
+-- @create function ves._state_change
+-- @replace function ves.upsert
+-- @create function ves._set_order_state
+-- @replace function ves._apply_order_event
+-- @create function ves._order_change
+-- @replace function ves.record_order_event
+-- @include src/sql/98_apply.sql
