@@ -140,3 +140,11 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- (93_inbound.sql, new as a whole); two more sync settings.
 -- @replace function ves.set_sync_settings
 -- @include src/sql/93_inbound.sql
+
+-- Pulling from sequencers: ves.pull_cursors, ves.pull_status,
+-- ves.pull_events and the worker's helpers; the placeholder
+-- ves._apply_ingested (replaced at merge by the apply branch's). The
+-- acknowledgement that resumes a pulled stream is in 93_inbound.sql,
+-- included above.
+-- @include src/sql/58_apply_placeholder.sql
+-- @include src/sql/93_pull.sql
