@@ -74,7 +74,7 @@ SELECT ves._pull_apply((SELECT id FROM ves.destinations WHERE name = 'p1'), 1, f
   '{"events": [{"envelope": {"event_id": "x"}}]}') - 'alert_id';
 SELECT source, cursor, stopped, stopped_at, alert_id IS NOT NULL AS has_alert FROM ves.pull_status;
 SELECT kind, source, tenant_id, store_id, sequence_number, reason, acknowledged_at IS NULL AS open
-  FROM ves.security_alerts ORDER BY id;
+  FROM ves.security_alerts WHERE source = 'p1' ORDER BY id;
 -- While held, pulls apply nothing and say why (no read is made).
 SELECT pulled, applied, cursor, stopped_at, stop_reason, alert_id IS NOT NULL AS has_alert
   FROM ves.pull_events('p1');
@@ -88,7 +88,7 @@ RESET ves.tenant_id;
 RESET ROLE;
 
 -- Acknowledging: 'skip' steps past the number and is audited.
-SELECT action FROM ves.acknowledge_security_alert((SELECT max(id) FROM ves.security_alerts), action => 'skip');
+SELECT action FROM ves.acknowledge_security_alert((SELECT max(id) FROM ves.security_alerts WHERE source = 'p1'), action => 'skip');
 SELECT source, cursor, stopped, alert_id FROM ves.pull_status;
 SELECT action, target, tenant_id, arguments - 'alert_id' - 'reason' AS arguments
   FROM ves.audit_log WHERE action LIKE '%pulled_event' ORDER BY audit_id;

@@ -158,7 +158,9 @@ PGVES_FUNCTION(ves_destination_check) {
   if (const core::json::Value *timeout = options.find("timeout_ms")) check_timeout(*timeout);
   std::vector<std::string_view> secret_names = adapter.secret_option_names();
   std::vector<core::HeaderSpec> specs;
-  if (secret_names.empty() && PG_ARGISNULL(3)) {
+  // 0.2.0's SQL calls this with three arguments (until the update).
+  const bool has_stored = PG_NARGS() > 3 && !PG_ARGISNULL(3);
+  if (secret_names.empty() && !has_stored) {
     specs = checked([&] { return adapter.validate_options(options); });
   } else if (secret_names.empty()) {
     // An alteration is checked with what is stored, so that options that
