@@ -189,6 +189,12 @@ my $r = sql(q{SELECT pulled || '|' || applied || '|' || cursor || '|' || coalesc
 # The worker may have read it first (it reads at once after a change).
 ok($r eq '1|1|17|-' || $r eq '0|0|17|-', "ves.pull_events pulls from the cursor ($r)");
 ok(cursor_at(17), 'the cursor is past it');
+# A throttled or failing read applies nothing and says why.
+$seq->call('POST', '/_faults', { kind => 'throttle', path => '/api/v1/events', times => 1, retry_after => 1 });
+my ($ok, $out, $err) = $node->psql('postgres', q{SELECT * FROM ves.pull_events('src')});
+like($err, qr/VE067|source "src" could not be read: the sequencer answered HTTP 429/, 'a throttled read raises VE067');
+like($err, qr/HTTP 429/, 'naming the answer');
+is(sql(q{SELECT cursor FROM ves.pull_status}), 17, 'and moves nothing');
 
 # --- kill -9 of the postmaster in the middle of pulling ------------------------------
 

@@ -62,7 +62,7 @@ std::int64_t unix_ms() {
 // A source as ves._pull_sources() lists it, credentials opened.
 struct Source {
   int id = 0;
-  std::string name, url;
+  std::string name, url, kind;
   Value kind_options;
   core::ves::Uuid tenant{}, store{};
   long timeout_ms = 10000;
@@ -96,7 +96,7 @@ std::vector<Source> load_sources(std::optional<int> id, bool include_paused) {
   static SavedPlan plan{
       "SELECT destination_id, name, url, kind_options::text, tenant_id::text, store_id::text,"
       " timeout_ms, headers::text, secret_box, headers_box, next_sequence, stopped::text,"
-      " fresh::text FROM ves._pull_sources($1) WHERE $2 IS NULL OR destination_id = $2",
+      " fresh::text, kind FROM ves._pull_sources($1) WHERE $2 IS NULL OR destination_id = $2",
       2,
       {BOOLOID, INT4OID},
       nullptr};
@@ -126,6 +126,7 @@ std::vector<Source> load_sources(std::optional<int> id, bool include_paused) {
     s.next_sequence = safe::spi_int64(r, 11, 1);
     s.stopped = safe::spi_text(r, 12) == "true";
     s.fresh = safe::spi_text(r, 13) == "true";
+    s.kind = safe::spi_text(r, 14);
     // The stream's tenant is the destination's tenant_id (a common option).
     Value::Object with_tenant = s.kind_options.as_object();
     with_tenant.emplace_back("tenant_id", safe::spi_text(r, 5));
@@ -164,9 +165,12 @@ class HttpTransport final : public Transport {
 };
 
 std::unique_ptr<Transport> transport_for(const Source &source) {
-  // Every pull source is a ves_sequencer for now; a ves_postgres source
-  // (src/pg/sync/remote_pg) plugs in its own Transport here.
-  return std::make_unique<HttpTransport>(source);
+  if (source.kind == "ves_sequencer") return std::make_unique<HttpTransport>(source);
+  // A ves_postgres source (src/pg/sync/remote_pg) plugs in its Transport here.
+  throw VesError(sqlstate::pull_failed,
+                 "source \"" + source.name + "\" is of kind " + source.kind +
+                     ", which pg_ves cannot pull from yet",
+                 {}, "Pull from a ves_sequencer destination.");
 }
 
 struct Summary {
