@@ -196,24 +196,33 @@ like($err, qr/VE067|source "src" could not be read: the sequencer answered HTTP 
 like($err, qr/HTTP 429/, 'naming the answer');
 is(sql(q{SELECT cursor FROM ves.pull_status}), 17, 'and moves nothing');
 
+# --- the worker retries failed reads -------------------------------------------------
+
+$seq->call('POST', '/_faults', { kind => '5xx', status => 503, path => '/api/v1/events', times => 2 });
+sql(q{SELECT ves.alter_destination('src', '{"pull_interval_ms": 100}')});
+third_events(1);    # 17
+ok(cursor_at(18), 'after two failed reads (503) the worker reads the event') or diag status();
+cmp_ok($seq->call('GET', '/_stats')->{injected}, '>=', 2, 'the reads failed first');
+is(sql(q{SELECT coalesce(last_error, 'none') FROM ves.pull_status}), 'none', 'the error is cleared by the read that worked');
+
 # --- kill -9 of the postmaster in the middle of pulling ------------------------------
 
 sql(q{SELECT ves.alter_destination('src', '{"pull_interval_ms": 50, "pull_batch": 5}')});
 sql(q{SELECT ves.pause_destination('src')});
-my @many = third_events(150);    # 17..166
+my @many = third_events(150);    # 18..167
 sql(q{SELECT ves.resume_destination('src')});
 ok(wait_until(60, sub { sql(q{SELECT cursor FROM ves.pull_status}) > 30 }), 'pulling is under way');
 my @children = keys %{ children_of(postmaster_pid($node)) };
 $node->kill9;
 ok(wait_until(60, sub { !grep { kill 0, $_ } @children }), 'the postmaster and its children are gone');
 $node->start;
-ok(cursor_at(167), 'after the restart the stream is pulled to its head') or diag status();
+ok(cursor_at(168), 'after the restart the stream is pulled to its head') or diag status();
 my $stream = sql(qq{SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant' AND store_id = '$store'});
-is($stream, 6 + 3 + 2 + 2 + 1 + 1 + 150, 'every event is stored once: none lost, none twice');
-is(sql(q{SELECT applied + duplicates FROM ves.pull_cursors}), 166 - 1,
+is($stream, 6 + 3 + 2 + 2 + 1 + 1 + 1 + 150, 'every event is stored once: none lost, none twice');
+is(sql(q{SELECT applied + duplicates FROM ves.pull_cursors}), 167 - 1,
 	'the counters, moved with the cursor, count every number but the skipped one');
 is(sql(q{SELECT count(*) || '|' || max(r.sequence_number) FROM ves.sequencer_receipts r
-         JOIN ves.destinations d ON d.id = r.destination_id WHERE d.name = 'src'}), '165|166',
+         JOIN ves.destinations d ON d.id = r.destination_id WHERE d.name = 'src'}), '166|167',
 	'a receipt for every number up to the cursor');
 is(stored($many[-1]{event_id}), 1, 'the last event is stored');
 

@@ -587,6 +587,9 @@ long worker_round() {
   const std::int64_t now = steady_ms();
   const std::uint64_t epoch = signals::destinations_epoch();
   if (now < next_round_ms && epoch == seen_epoch) return static_cast<long>(next_round_ms - now);
+  // A destination was created or changed (an interval, a credential, a
+  // resume): every source is read at once.
+  if (epoch != seen_epoch) states.clear();
   seen_epoch = epoch;
   std::vector<Source> sources;
   bool loaded = in_transaction("pg_ves: looking for pull sources", [&] {
