@@ -304,9 +304,10 @@ CREATE FUNCTION ves._drain_security_alerts() RETURNS int
   AS 'MODULE_PATHNAME', 'ves_drain_security_alerts' LANGUAGE C VOLATILE
   SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
--- Closes an alert. action: 'skip' (the message stays refused) or 'retry'
--- (take it again: a pulled stream resumes at the alert's sequence number;
--- a webhook is taken again when the platform resends it).
+-- Closes an alert. action: 'skip' (the message stays refused; a pulled
+-- stream resumes after the alert's sequence number) or 'retry' (take it
+-- again: a pulled stream resumes at the alert's sequence number; a webhook
+-- is taken again when the platform resends it).
 CREATE FUNCTION ves.acknowledge_security_alert(id bigint, action text DEFAULT 'skip') RETURNS ves.security_alerts
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE a ves.security_alerts;
@@ -327,6 +328,20 @@ BEGIN
   UPDATE ves.security_alerts x SET acknowledged_at = now(), acknowledged_by = session_user,
     action = acknowledge_security_alert.action
   WHERE x.id = a.id RETURNING * INTO a;
+  -- A pulled stream held by this alert (ves.pull_cursors) resumes: 'retry'
+  -- reads its sequence number again, 'skip' steps past that one number
+  -- without applying it: an operator's decision, kept in ves.audit_log.
+  UPDATE ves.pull_cursors c SET stopped_at_sequence = NULL, alert_id = NULL, gap_streak = 0,
+    next_sequence = CASE WHEN acknowledge_security_alert.action = 'skip' THEN c.stopped_at_sequence + 1
+                         ELSE c.next_sequence END
+  WHERE c.alert_id = a.id;
+  IF FOUND THEN
+    PERFORM ves._audit(CASE a.action WHEN 'skip' THEN 'skip_pulled_event' ELSE 'retry_pulled_event' END,
+                       a.source, a.tenant_id,
+                       jsonb_build_object('alert_id', a.id, 'kind', a.kind, 'store_id', a.store_id,
+                                          'sequence_number', a.sequence_number, 'event_id', a.event_id,
+                                          'reason', a.reason));
+  END IF;
   RETURN a;
 END $$;
 

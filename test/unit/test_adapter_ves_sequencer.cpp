@@ -108,7 +108,8 @@ std::string header(const core::HttpRequest &r, const std::string &name) {
 TEST(VesSequencer, IsRegisteredWithItsOwnOptions) {
   ASSERT_NE(core::find_adapter("ves_sequencer"), nullptr);
   EXPECT_EQ(adapter().option_names(),
-            (std::vector<std::string_view>{"auth", "sequencer_public_key", "base_version"}));
+            (std::vector<std::string_view>{"auth", "sequencer_public_key", "base_version",
+                                           "store_id", "pull", "pull_interval_ms", "pull_batch"}));
   EXPECT_EQ(adapter().max_rows_per_request(), 100u);
 }
 

@@ -7,6 +7,7 @@
 #include "core/delivery/delivery_outcome.hpp"
 #include "core/json/canonical_json.hpp"
 #include "core/ves/envelope.hpp"
+#include "core/ves/pull.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
 #include "core/base/no_postgres.hpp"
@@ -304,6 +305,7 @@ std::vector<HeaderSpec> VesSequencerAdapter::validate_options(const json::Value 
                           "Pass the API key or token exactly as the sequencer issued it.");
   }
   (void)sequencer::parse_settings(&options);
+  (void)pull::parse_options(options);
   std::vector<HeaderSpec> headers = adapters::validate_header_option(options);
   // The credential is sent as Authorization; a second one would leave the
   // sequencer to pick either.

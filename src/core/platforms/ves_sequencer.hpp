@@ -68,13 +68,16 @@ ReceiptCheck check_receipt(const json::Value &receipt, const ves::Event &event,
 }  // namespace sequencer
 
 // The adapter: options "secret" (the API key or token), "auth" and
-// "sequencer_public_key", and "headers".
+// "sequencer_public_key", and "headers"; a pull source also "pull",
+// "store_id" (with the common "tenant_id"), "pull_interval_ms" and
+// "pull_batch" (core/ves/pull.hpp).
 class VesSequencerAdapter final : public Adapter {
  public:
   std::string_view kind() const override { return "ves_sequencer"; }
   std::string_view description() const override { return "VES v1 sequencer, StateSet API"; }
   std::vector<std::string_view> option_names() const override {
-    return {"auth", "sequencer_public_key", "base_version"};
+    return {"auth", "sequencer_public_key", "base_version", "store_id",
+            "pull", "pull_interval_ms",     "pull_batch"};
   }
   void validate_url(std::string_view url) const override;
   // Events of one (tenant, store) and source agent share a request.

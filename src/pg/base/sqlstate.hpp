@@ -35,6 +35,11 @@ constexpr int cannot_receive = MAKE_SQLSTATE('V', 'E', '0', '5', '1');
 constexpr int inbound_unreadable = MAKE_SQLSTATE('V', 'E', '0', '5', '2');
 constexpr int alert_acknowledged = MAKE_SQLSTATE('V', 'E', '0', '5', '3');
 constexpr int reconcile_failed = MAKE_SQLSTATE('V', 'E', '0', '5', '4');
+// Pulling from sources (src/pg/sync/pull).
+constexpr int not_a_source = MAKE_SQLSTATE('V', 'E', '0', '6', '5');
+constexpr int since_refused = MAKE_SQLSTATE('V', 'E', '0', '6', '6');
+constexpr int pull_failed = MAKE_SQLSTATE('V', 'E', '0', '6', '7');
+constexpr int source_paused = MAKE_SQLSTATE('V', 'E', '0', '6', '8');
 constexpr int internal = MAKE_SQLSTATE('V', 'E', '0', '9', '9');
 constexpr int invalid_json = MAKE_SQLSTATE('V', 'E', '0', '2', '0');
 constexpr int invalid_envelope = MAKE_SQLSTATE('V', 'E', '0', '2', '1');

@@ -158,8 +158,20 @@ PGVES_FUNCTION(ves_destination_check) {
   if (const core::json::Value *timeout = options.find("timeout_ms")) check_timeout(*timeout);
   std::vector<std::string_view> secret_names = adapter.secret_option_names();
   std::vector<core::HeaderSpec> specs;
-  if (secret_names.empty()) {
+  // 0.2.0's SQL calls this with three arguments (until the update).
+  const bool has_stored = PG_NARGS() > 3 && !PG_ARGISNULL(3);
+  if (secret_names.empty() && !has_stored) {
     specs = checked([&] { return adapter.validate_options(options); });
+  } else if (secret_names.empty()) {
+    // An alteration is checked with what is stored, so that options that
+    // only make sense together (a pull source's "pull", tenant_id and
+    // store_id) cannot be left half given by changing one of them.
+    core::json::Value stored = json_arg(fcinfo, 3);
+    core::json::Value::Object merged;
+    if (stored.kind() == core::json::Kind::object) merged = stored.as_object();
+    for (const auto &[name, value] : options.as_object()) overlay(merged, name, value);
+    core::json::Value whole(merged);
+    specs = checked([&] { return adapter.validate_options(whole); });
   } else {
     // The whole set: what is stored, the stored credentials, then the change.
     core::json::Value::Object merged;

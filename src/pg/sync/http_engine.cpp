@@ -40,6 +40,7 @@ struct Transfer {
   curl_slist *headers = nullptr;
   std::string body;
   HttpResult result;
+  size_t cap = kExcerptBytes;  // bytes of the answer kept
 };
 
 // Callbacks are C; nothing may throw through them. They only append to
@@ -48,8 +49,8 @@ size_t on_body(char *data, size_t size, size_t n, void *user) noexcept {
   auto *t = static_cast<Transfer *>(user);
   size_t len = size * n;
   try {
-    if (t->result.excerpt.size() < kExcerptBytes)
-      t->result.excerpt.append(data, std::min(len, kExcerptBytes - t->result.excerpt.size()));
+    if (t->result.excerpt.size() < t->cap)
+      t->result.excerpt.append(data, std::min(len, t->cap - t->result.excerpt.size()));
   } catch (...) {
   }
   return len;
@@ -230,7 +231,8 @@ HttpEngine::~HttpEngine() {
   if (impl_->epfd >= 0) close(impl_->epfd);
 }
 
-void HttpEngine::submit(std::uint64_t tag, const core::HttpRequest &request, long timeout_ms) {
+void HttpEngine::submit(std::uint64_t tag, const core::HttpRequest &request, long timeout_ms,
+                        size_t max_body) {
   CURL *easy;
   if (impl_->idle_handles.empty()) {
     easy = curl_easy_init();
@@ -243,6 +245,7 @@ void HttpEngine::submit(std::uint64_t tag, const core::HttpRequest &request, lon
   t->tag = tag;
   t->easy = easy;
   t->result.tag = tag;
+  t->cap = max_body > kExcerptBytes ? max_body : kExcerptBytes;
   t->result.excerpt.reserve(kExcerptBytes);
   t->refused.reserve(256);  // the open-socket callback must not allocate
   t->body = request.body;
@@ -333,12 +336,12 @@ std::vector<HttpResult> HttpEngine::take_completed() {
   return out;
 }
 
-std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests,
-                                    long timeout_ms) {
+std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests, long timeout_ms,
+                                    size_t max_body) {
   std::vector<HttpResult> out(requests.size());
   if (requests.empty()) return out;
   HttpEngine engine;
-  for (size_t i = 0; i < requests.size(); ++i) engine.submit(i, requests[i], timeout_ms);
+  for (size_t i = 0; i < requests.size(); ++i) engine.submit(i, requests[i], timeout_ms, max_body);
   bool latch = false;
   size_t done = 0;
   while (done < requests.size()) {

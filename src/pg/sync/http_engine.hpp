@@ -35,7 +35,10 @@ class HttpEngine {
   HttpEngine(const HttpEngine &) = delete;
   HttpEngine &operator=(const HttpEngine &) = delete;
 
-  void submit(std::uint64_t tag, const core::HttpRequest &request, long timeout_ms);
+  // max_body: keep up to that many bytes of the answer in excerpt (at
+  // least the default 16 kB; a pulled page needs all of it).
+  void submit(std::uint64_t tag, const core::HttpRequest &request, long timeout_ms,
+              size_t max_body = 0);
   int in_flight() const;
 
   // Waits up to timeout_ms (or less, when curl needs to run sooner) and runs
@@ -54,7 +57,7 @@ class HttpEngine {
 // (checking for interrupts): results in the order of requests. For the rare
 // calls made outside the deliverer's loop (a token renewal, a read of
 // platform counts); a latch set meanwhile is set again for the caller.
-std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests,
-                                    long timeout_ms);
+std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests, long timeout_ms,
+                                    size_t max_body = 0);
 
 }  // namespace pgves::pg

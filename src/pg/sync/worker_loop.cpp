@@ -11,6 +11,7 @@
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/launcher.hpp"
 #include "pg/sync/metrics.hpp"
+#include "pg/sync/pull.hpp"
 #include "pg/sync/reconcile.hpp"
 #include "pg/sync/signals.hpp"
 
@@ -370,6 +371,8 @@ void run_delivery_loop() {
       // Inbound (reconcile.hpp): security alerts to record, reconciliations
       // due (stale listings within a second), old webhook delivery ids.
       inbound_wait_ms = reconcile::worker_round(recorded);
+      // Pull sources due (pull.hpp).
+      inbound_wait_ms = std::min(inbound_wait_ms, pull::worker_round());
       if (now - last_housekeeping >= 10000) {
         housekeeping();
         last_housekeeping = now;

@@ -173,3 +173,9 @@ GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
 -- @create function ves._order_change
 -- @replace function ves.record_order_event
 -- @include src/sql/98_apply.sql
+
+-- Pulling from sequencers: ves.pull_cursors, ves.pull_status,
+-- ves.pull_events and the worker's helpers. The
+-- acknowledgement that resumes a pulled stream is in 93_inbound.sql,
+-- included above.
+-- @include src/sql/93_pull.sql

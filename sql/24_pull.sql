@@ -1,0 +1,117 @@
+-- Pull sources without a network: the options of a ves_sequencer source
+-- (pull needs tenant_id and store_id; intervals and batch sizes in range,
+-- checked when the destination is created or altered), who may pull,
+-- ves.pull_events' own refusals (not a source, paused, since past the
+-- cursor, max_count), a source that cannot be reached (nothing applied,
+-- nothing moved), ves.pull_status and its tenant visibility, and an alert
+-- held stream resumed by acknowledging its alert. Pulling from the mock
+-- sequencer is test/t/033_pull.pl.
+\set SHOW_CONTEXT never
+\set t '''00000000-0000-0000-0000-0000000000a1'''
+\set s '''00000000-0000-0000-0000-0000000000b1'''
+
+CREATE ROLE regress_pull_admin IN ROLE ves_admin;
+CREATE ROLE regress_pull_reader IN ROLE ves_reader;
+CREATE ROLE regress_pull_writer IN ROLE ves_writer;
+
+-- Options: pull needs the stream; types and ranges are checked.
+SELECT regress_try($q$SELECT ves.create_destination('p1', 'ves_sequencer', 'http://127.0.0.1:9', '{"pull": true}')$q$);
+SELECT regress_try($q$SELECT ves.create_destination('p1', 'ves_sequencer', 'http://127.0.0.1:9',
+  '{"pull": true, "tenant_id": "00000000-0000-0000-0000-0000000000a1"}')$q$);
+SELECT regress_try($q$SELECT ves.create_destination('p1', 'ves_sequencer', 'http://127.0.0.1:9',
+  '{"pull": "yes", "tenant_id": "00000000-0000-0000-0000-0000000000a1", "store_id": "00000000-0000-0000-0000-0000000000b1"}')$q$);
+SELECT regress_try($q$SELECT ves.create_destination('p1', 'ves_sequencer', 'http://127.0.0.1:9',
+  '{"pull": true, "tenant_id": "00000000-0000-0000-0000-0000000000a1", "store_id": "nope"}')$q$);
+SELECT regress_try($q$SELECT ves.create_destination('p1', 'ves_sequencer', 'http://127.0.0.1:9',
+  '{"pull": true, "tenant_id": "00000000-0000-0000-0000-0000000000a1", "store_id": "00000000-0000-0000-0000-0000000000b1",
+    "pull_batch": 1001}')$q$);
+SELECT regress_try($q$SELECT ves.create_destination('p1', 'ves_sequencer', 'http://127.0.0.1:9',
+  '{"pull": true, "tenant_id": "00000000-0000-0000-0000-0000000000a1", "store_id": "00000000-0000-0000-0000-0000000000b1",
+    "pull_interval_ms": 1.5}')$q$);
+SELECT regress_try($q$SELECT ves.create_destination('p1', 'webhook', 'http://127.0.0.1:9', '{"pull": true}')$q$);
+
+-- A valid source (port 9: nothing listens there). Its options are kept.
+SELECT name, kind, tenant_id, kind_options FROM ves.create_destination('p1', 'ves_sequencer', 'http://127.0.0.1:9',
+  '{"pull": true, "tenant_id": "00000000-0000-0000-0000-0000000000a1", "store_id": "00000000-0000-0000-0000-0000000000b1",
+    "pull_interval_ms": 60000, "pull_batch": 50, "timeout_ms": 500, "entity_types": ["none"]}');
+-- Altering is checked against what is stored: removing the store refuses,
+-- changing only the batch is fine, a push-only destination becomes a
+-- source only with its stream.
+SELECT regress_try($q$SELECT ves.alter_destination('p1', '{"store_id": null}')$q$);
+SELECT kind_options FROM ves.alter_destination('p1', '{"pull_batch": 10}');
+SELECT name FROM ves.create_destination('push-only', 'ves_sequencer', 'http://127.0.0.1:9');
+SELECT regress_try($q$SELECT ves.alter_destination('push-only', '{"pull": true}')$q$);
+
+-- ves.pull_events refusals.
+SELECT regress_try($q$SELECT * FROM ves.pull_events(NULL)$q$);
+SELECT regress_try($q$SELECT * FROM ves.pull_events('nowhere')$q$);
+SELECT regress_try($q$SELECT * FROM ves.pull_events('push-only')$q$);
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1', max_count => 0)$q$);
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1', since => 0)$q$);
+SELECT name FROM ves.pause_destination('p1');
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1')$q$);
+SELECT name FROM ves.resume_destination('p1');
+
+-- Nothing listens: the read fails, nothing is applied, the cursor stays.
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1')$q$) ~ '^VE067: source "p1" could not be read' AS unreachable;
+SELECT count(*) FROM ves.pull_cursors;
+
+-- Who may pull: administrators; not readers or writers, nor the internals.
+SET ROLE regress_pull_writer;
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1')$q$);
+SELECT regress_try($q$SELECT ves._pull_apply(1, 1, false, '{"events": []}')$q$);
+SET ROLE regress_pull_reader;
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1')$q$);
+SELECT regress_try($q$SELECT * FROM ves.pull_cursors$q$);
+RESET ROLE;
+
+-- Applying pages (what the worker does after a read): an empty page, a
+-- page that is not one, an item without a sequence number (alert).
+SELECT * FROM ves._pull_apply((SELECT id FROM ves.destinations WHERE name = 'p1'), 1, false, '{"events": []}');
+SELECT regress_try($q$SELECT ves._pull_apply((SELECT id FROM ves.destinations WHERE name = 'p1'), 1, false, 'nope')$q$);
+SELECT source, tenant_id, store_id, cursor, head, lag, stopped, alert_id FROM ves.pull_status;
+SELECT ves._pull_apply((SELECT id FROM ves.destinations WHERE name = 'p1'), 1, false,
+  '{"events": [{"envelope": {"event_id": "x"}}]}') - 'alert_id';
+SELECT source, cursor, stopped, stopped_at, alert_id IS NOT NULL AS has_alert FROM ves.pull_status;
+SELECT kind, source, tenant_id, store_id, sequence_number, reason, acknowledged_at IS NULL AS open
+  FROM ves.security_alerts WHERE source = 'p1' ORDER BY id;
+-- While held, pulls apply nothing and say why (no read is made).
+SELECT pulled, applied, cursor, stopped_at, stop_reason, alert_id IS NOT NULL AS has_alert
+  FROM ves.pull_events('p1');
+-- Readers of other tenants see no cursor.
+SET ROLE regress_pull_reader;
+SET ves.tenant_id = '00000000-0000-0000-0000-0000000000ff';
+SELECT count(*) FROM ves.pull_status;
+SET ves.tenant_id = '00000000-0000-0000-0000-0000000000a1';
+SELECT source, cursor, stopped FROM ves.pull_status;
+RESET ves.tenant_id;
+RESET ROLE;
+
+-- Acknowledging: 'skip' steps past the number and is audited.
+SELECT action FROM ves.acknowledge_security_alert((SELECT max(id) FROM ves.security_alerts WHERE source = 'p1'), action => 'skip');
+SELECT source, cursor, stopped, alert_id FROM ves.pull_status;
+SELECT action, target, tenant_id, arguments - 'alert_id' - 'reason' AS arguments
+  FROM ves.audit_log WHERE action LIKE '%pulled_event' ORDER BY audit_id;
+
+-- since: on a cursor that has applied nothing it starts the stream there
+-- (here the read then fails: nothing listens); once events were applied
+-- (simulated here), only the cursor itself is accepted.
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1', since => 5)$q$) ~ '^VE067:' AS started_at_since;
+UPDATE ves.pull_cursors SET next_sequence = 3, applied = 2, last_event_id = gen_random_uuid();
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1', since => 5)$q$);
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1', since => 2)$q$) ~ '^VE066:' AS no_repeat;
+SELECT regress_try($q$SELECT * FROM ves.pull_events('p1', since => 3)$q$) ~ '^VE067:' AS at_cursor;
+-- A page read before the cursor moved applies nothing.
+SELECT ves._pull_apply((SELECT id FROM ves.destinations WHERE name = 'p1'), 1, false, '{"events": []}')
+  ->> 'stop_reason' AS raced;
+SELECT source, cursor, head, lag FROM ves.pull_status;
+
+-- The placeholder that applies events (replaced at merge) is internal.
+SET ROLE regress_pull_admin;
+SELECT regress_try($q$SELECT ves._apply_ingested(gen_random_uuid())$q$);
+RESET ROLE;
+
+SELECT ves.drop_destination('p1');
+SELECT ves.drop_destination('push-only');
+SELECT count(*) FROM ves.pull_cursors;
+DROP ROLE regress_pull_admin, regress_pull_reader, regress_pull_writer;

@@ -1,0 +1,240 @@
+# VES sync end to end, three clusters: stores A and B serve the same store
+# (tenant, store), each with its own agent; Q is a pg_ves database acting as
+# their sequencer. Each store pushes its events to Q and pulls the stream
+# back from it (one ves_postgres destination with "pull": true). Both edit
+# the same products and stock at the same time; at quiescence both hold the
+# same events, entity state, inventory and conflicts. An event forged on Q
+# is refused and alerted on both stores and the stream waits for an
+# operator; a hole in Q's stream stops the pulls until it is filled; kill -9
+# of each node in turn, mid-sync, loses nothing and applies nothing twice.
+# The same two stores then sync through the mock StateSet sequencer.
+use strict;
+use warnings;
+
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use PgVesTest;
+
+srand($ENV{PGVES_SEED} // 20261130);
+my $json = JSON::PP->new->utf8->canonical;
+my $tenant = '11111111-1111-4111-8111-111111111111';
+my $store = '22222222-2222-4222-8222-222222222222';
+
+my $q = new_node('seq_q');
+my $a = new_node('store_a');
+my $b = new_node('store_b');
+ok(enable_worker($_), $_->name . ': a sync worker runs') for ($q, $a, $b);
+sub on { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
+
+# Keys: each store's agent is registered on Q and on the other store.
+my %agent;
+for my $node ($a, $b)
+{
+	my ($agent, $key, $public) = split /\|/,
+	  on($node, "SELECT agent_id, key_id, encode(public_key, 'hex') FROM ves.create_agent_key('$tenant', '$store')");
+	$agent{ $node->name } = [ $agent, $key, $public ];
+}
+for my $node ($q, $a, $b)
+{
+	for my $owner ($a, $b)
+	{
+		next if $owner == $node;
+		my ($agent, $key, $public) = @{ $agent{ $owner->name } };
+		on($node, "SELECT ves.register_agent_key('$tenant', '$agent', $key, '\\x$public')");
+	}
+}
+my $sequencer_key = on($q, q{SELECT encode(public_key, 'hex') FROM ves.sequencer_identity()});
+like($sequencer_key, qr/^[0-9a-f]{64}$/, 'Q has its sequencer key');
+
+my $policy = '{"strategy": "last_write_wins", "review_window_ms": 0}';
+sub connect_to_q
+{
+	my ($node, $name) = @_;
+	my $conninfo = sprintf('host=%s port=%d dbname=postgres user=%s', $q->host, $q->port,
+		scalar getpwuid($<));
+	on($node, qq{SELECT ves.set_conflict_policy('$tenant', '*', '$policy')});
+	on($node, qq{SELECT ves.create_destination('$name', 'ves_postgres', 'postgresql://127.0.0.1:} . $q->port
+		  . qq{/postgres', '{"conninfo": "$conninfo", "sequencer_public_key": "$sequencer_key", "pull": true,
+		    "tenant_id": "$tenant", "store_id": "$store", "pull_interval_ms": 100, "backoff_base_ms": 50,
+		    "backoff_cap_ms": 500, "max_attempts": 1000, "breaker_threshold": 0}')});
+}
+connect_to_q($_, 'q') for ($a, $b);
+
+# Random edits on both stores: products (upserts of a few fields, from a
+# person or a platform) and stock (counts and adjustments) of the same SKUs.
+my @sources = qw(manual shopify amazon);
+sub edits
+{
+	my ($node, $n) = @_;
+	my $sql = '';
+	for (1 .. $n)
+	{
+		my $r = rand();
+		if ($r < 0.6)
+		{
+			my $p = 'p-' . int(rand(6));
+			my %state = map { $_ => int(rand(5)) } grep { rand() < 0.6 } qw(title price colour);
+			my $state = $json->encode(\%state);
+			$sql .= "SELECT ves.upsert('$tenant', '$store', 'product', '$p', '$state', NULL, '"
+			  . $sources[ int(rand(@sources)) ] . "');\n";
+		}
+		elsif ($r < 0.8)
+		{
+			$sql .= sprintf("SELECT ves.set_stock('%s', '%s', 'sku-%d', %d);\n", $tenant, $store, int(rand(4)),
+				10 + int(rand(20)));
+		}
+		else
+		{
+			$sql .= sprintf("SELECT ves.adjust_stock('%s', '%s', 'sku-%d', %d);\n", $tenant, $store, int(rand(4)),
+				-1 - int(rand(3)));
+		}
+	}
+	on($node, $sql);
+}
+
+sub events_of { return on($_[0], q{SELECT count(*) FROM ves.events}); }
+
+# Converged: both stores hold every event Q sequenced and Q every event of
+# both, nothing is waiting to be pushed or pulled, twice in a row.
+sub quiescent
+{
+	my $steady = 0;
+	return wait_until(
+		240,
+		sub {
+			my $head = on($q, "SELECT ves.sequencer_head('$tenant', '$store')");
+			my ($ea, $eb) = (events_of($a), events_of($b));
+			my $open = 0;
+			$open += on($_, q{SELECT count(*) FROM ves.outbox WHERE status NOT IN ('synced', 'acknowledged')}) for ($a, $b);
+			my $lag = 0;
+			$lag += on($_, q{SELECT coalesce(sum(lag), 0) + coalesce(sum((cursor - 1 < head)::int), 0) FROM ves.pull_status})
+			  for ($a, $b);
+			my $ok = $open == 0 && $lag == 0 && $ea == $head && $eb == $head;
+			$steady = $ok ? $steady + 1 : 0;
+			return $steady >= 3;
+		});
+}
+
+sub snapshot
+{
+	my ($node) = @_;
+	return join "\n",
+	  on($node, q{SELECT entity_type, entity_id, state::text, deleted FROM ves.entity_state ORDER BY 1, 2}),
+	  on($node, q{SELECT sku, location, on_hand, reserved FROM ves.inventory ORDER BY 1, 2}),
+	  on($node, q{SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM ves.events});
+}
+
+sub same_everywhere
+{
+	my ($what) = @_;
+	ok(quiescent(), "$what: both stores and the sequencer are in step")
+	  or diag join ' ', map { $_->name . '=' . events_of($_) } ($a, $b),
+	  on($q, "SELECT 'q=' || ves.sequencer_head('$tenant', '$store')"),
+	  on($a, q{SELECT string_agg(status || ':' || coalesce(last_error, ''), ' ') FROM ves.outbox WHERE status <> 'synced'});
+	is(snapshot($a), snapshot($b), "$what: the same events, entity state and inventory on both stores");
+	is( on($a, q{SELECT count(*) FROM ves.applied_events}) + 0,
+		on($a, q{SELECT count(DISTINCT event_id) FROM ves.applied_events}) + 0,
+		"$what: nothing applied twice on A");
+	is(on($_, q{SELECT count(*) FROM ves.verify_events()}), '0', "$what: every event verifies on " . $_->name)
+	  for ($a, $b);
+}
+
+# --- concurrent edits, both ways through Q ------------------------------------------
+
+for (1 .. 5) { edits($a, 12); edits($b, 12); }
+same_everywhere('after concurrent edits');
+cmp_ok(events_of($a), '>', 100, 'many events went both ways');
+cmp_ok(on($a, q{SELECT count(*) FROM ves.applied_events}), '>', 20, 'A applied B\'s events');
+cmp_ok(on($b, q{SELECT count(*) FROM ves.applied_events}), '>', 20, 'B applied A\'s events');
+cmp_ok(on($a, q{SELECT count(*) FROM ves.conflicts WHERE entity_type = 'product'}), '>', 0,
+	'concurrent edits of the same products were detected as conflicts');
+is( on($a, q{SELECT count(*) FROM ves.sequencer_receipts r JOIN ves.events e USING (event_id)
+             WHERE e.source_agent_id = (SELECT agent_id FROM ves.local_agents)}),
+	on($a, q{SELECT count(*) FROM ves.events WHERE source_agent_id = (SELECT agent_id FROM ves.local_agents)}),
+	'every event A made has its verified receipt from Q');
+
+# --- a forged event ------------------------------------------------------------------
+
+# Q's own agent signs an event for the stream; Q sequences it, then its
+# stored copy is altered before either store reads it.
+on($_, q{SELECT ves.pause_destination('q')}) for ($a, $b);
+my ($q_agent, $q_key, $q_public) = split /\|/,
+  on($q, "SELECT agent_id, key_id, encode(public_key, 'hex') FROM ves.create_agent_key('$tenant', '$store')");
+on($_, "SELECT ves.register_agent_key('$tenant', '$q_agent', $q_key, '\\x$q_public')") for ($a, $b);
+my $forged = on($q, qq{
+	SELECT (ves.append('$tenant', '$store', 'note', 'n-1', 'note.added', '{"text": "genuine"}')).event_id});
+my $answer = $json->decode(on($q, qq{SELECT ves.sequence_events('$q_agent', jsonb_build_array(ves.export_event('$forged')))}));
+is($answer->{eventsAccepted}, 1, 'Q sequences an event of its own agent');
+on($q, qq{UPDATE ves.sequencer_events SET envelope = jsonb_set(envelope, '{payload,text}', '"forged"')
+          WHERE event_id = '$forged'});
+on($_, q{SELECT ves.resume_destination('q')}) for ($a, $b);
+for my $node ($a, $b)
+{
+	ok( wait_until(60, sub { on($node, qq{SELECT count(*) FROM ves.security_alerts WHERE event_id = '$forged'}) > 0 }),
+		$node->name . ': the forged event raises a security alert');
+	is(on($node, qq{SELECT count(*) FROM ves.events WHERE event_id = '$forged'}), '0',
+		$node->name . ': and is not stored');
+	is(on($node, q{SELECT stopped FROM ves.pull_status}), 't', $node->name . ': the stream waits for an operator');
+}
+edits($a, 3);    # A's own changes still go to Q meanwhile
+on($q, qq{UPDATE ves.sequencer_events SET envelope = jsonb_set(envelope, '{payload,text}', '"genuine"')
+          WHERE event_id = '$forged'});
+for my $node ($a, $b)
+{
+	on($node, qq{SELECT ves.acknowledge_security_alert(id, action => 'retry') FROM ves.security_alerts
+	             WHERE event_id = '$forged' AND acknowledged_at IS NULL});
+}
+same_everywhere('after the forgery was repaired and retried');
+is(on($b, qq{SELECT payload ->> 'text' FROM ves.events WHERE event_id = '$forged'}), 'genuine',
+	'the genuine event is stored on B');
+
+# --- a hole in the stream --------------------------------------------------------------
+
+on($b, q{SELECT ves.pause_destination('q')});
+edits($a, 6);
+ok(wait_until(60, sub { on($a, q{SELECT count(*) FROM ves.outbox WHERE status <> 'synced'}) == 0 }),
+	'A pushed its new events');
+my $head = on($q, "SELECT ves.sequencer_head('$tenant', '$store')");
+my $hole = $head - 3;
+on($q, "UPDATE ves.sequencer_events SET sequence_number = sequence_number + 1000000
+        WHERE tenant_id = '$tenant' AND store_id = '$store' AND sequence_number = $hole");
+my $gaps = on($b, q{SELECT gaps FROM ves.pull_status});
+on($b, q{SELECT ves.resume_destination('q')});
+ok(wait_until(60, sub { on($b, q{SELECT gaps FROM ves.pull_status}) > $gaps }), 'B finds the hole');
+is(on($b, q{SELECT cursor FROM ves.pull_status}), $hole, 'and applies nothing past it');
+on($q, "UPDATE ves.sequencer_events SET sequence_number = sequence_number - 1000000
+        WHERE tenant_id = '$tenant' AND store_id = '$store' AND sequence_number = $hole + 1000000");
+same_everywhere('after the hole was filled');
+
+# --- kill -9 of each node mid-sync -------------------------------------------------------
+
+for my $victim ($a, $q, $b)
+{
+	edits($a, 10);
+	edits($b, 10);
+	$victim->kill9;
+	$victim->start;
+	edits($victim == $q ? $a : $victim, 5);
+	same_everywhere('after kill -9 of ' . $victim->name);
+}
+
+# Conflicts: both stores recorded the same conflicts for entity state.
+is( on($a, q{SELECT string_agg(entity_id || ' ' || conflict_type || ' ' || rule || ' ' || array_to_string(fields, '+'), ',' ORDER BY 1)
+             FROM ves.conflicts WHERE entity_type = 'product'}),
+	on($b, q{SELECT string_agg(entity_id || ' ' || conflict_type || ' ' || rule || ' ' || array_to_string(fields, '+'), ',' ORDER BY 1)
+             FROM ves.conflicts WHERE entity_type = 'product'}),
+	'the same product conflicts are recorded on both stores');
+
+# Q's stream is committed in Merkle batches; any event's proof verifies.
+ok(wait_until(60, sub { on($q, "SELECT committed_through = head FROM ves.sequencer_status() WHERE tenant_id = '$tenant'") eq 't' }),
+	'Q commits its stream in batches');
+my $proof = $json->decode(on($q, "SELECT ves.sequencer_proof('$tenant', '$store', 7)"));
+is( on($q, sprintf(q{SELECT ves.verify_merkle_proof(decode('%s', 'hex'), ARRAY[%s]::bytea[], %d, decode('%s', 'hex'))},
+			$proof->{leaf_hash}, join(',', map { "decode('$_', 'hex')" } @{ $proof->{proof_path} }),
+			$proof->{leaf_index}, $proof->{merkle_root})),
+	't', 'an inclusion proof from Q verifies against its batch root');
+
+done_testing();
