@@ -140,3 +140,8 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- (93_inbound.sql, new as a whole); two more sync settings.
 -- @replace function ves.set_sync_settings
 -- @include src/sql/93_inbound.sql
+
+-- pg_ves as the sequencer (98_sequencer.sql, new as a whole):
+-- ves.sequence_events, sequenced events and their pull, batch commitments
+-- and proofs, ves.sequencer_status.
+-- @include src/sql/98_sequencer.sql
