@@ -245,6 +245,30 @@ RowVerdict row_verdict(const json::Value &answer, const OutboxRow &row,
 
 }  // namespace
 
+std::vector<RowVerdict> sequencer::answer_verdicts(std::string_view body,
+                                                   const std::vector<OutboxRow> &rows,
+                                                   const Settings &settings) {
+  const std::size_t n = rows.size();
+  json::Value parsed;
+  try {
+    parsed = json::parse(body);
+  } catch (const Error &) {
+  }
+  if (parsed.kind() != json::Kind::object)
+    return std::vector<RowVerdict>(
+        n, permanent("the sequencer's answer is not a JSON object (or was cut short)"));
+  std::vector<RowVerdict> out;
+  out.reserve(n);
+  for (const OutboxRow &row : rows) {
+    try {
+      out.push_back(row_verdict(parsed, row, settings));
+    } catch (const Error &e) {
+      out.push_back(permanent(std::string("cannot check the sequencer's answer: ") + e.what()));
+    }
+  }
+  return out;
+}
+
 void VesSequencerAdapter::validate_url(std::string_view url) const {
   adapters::validate_http_url(url);
 }
@@ -324,25 +348,7 @@ std::vector<RowVerdict> VesSequencerAdapter::classify_rows(const Endpoint &endpo
         v.reason = "HTTP " + std::to_string(answer.status) + " " + refusal_detail(answer.body);
     return out;
   }
-  json::Value parsed;
-  try {
-    parsed = json::parse(answer.body);
-  } catch (const Error &) {
-  }
-  if (parsed.kind() != json::Kind::object)
-    return std::vector<RowVerdict>(
-        n, permanent("the sequencer's answer is not a JSON object (or was cut short)"));
-  const sequencer::Settings settings = sequencer::parse_settings(endpoint.options);
-  std::vector<RowVerdict> out;
-  out.reserve(n);
-  for (const OutboxRow &row : rows) {
-    try {
-      out.push_back(row_verdict(parsed, row, settings));
-    } catch (const Error &e) {
-      out.push_back(permanent(std::string("cannot check the sequencer's answer: ") + e.what()));
-    }
-  }
-  return out;
+  return sequencer::answer_verdicts(answer.body, rows, sequencer::parse_settings(endpoint.options));
 }
 
 InboundCheck VesSequencerAdapter::verify_inbound(std::string_view, const InboundMessage &,

@@ -55,6 +55,13 @@ struct ReceiptCheck {
 ReceiptCheck check_receipt(const json::Value &receipt, const ves::Event &event,
                            const Settings &settings);
 
+// The verdict for each pushed row from a 200 ingest answer (the same object
+// whether it came over HTTP or from ves.sequence_events on a ves_postgres
+// destination): success with the verified receipt, or permanent with the
+// rejection or why the receipt does not verify. rows are those pushed.
+std::vector<RowVerdict> answer_verdicts(std::string_view body, const std::vector<OutboxRow> &rows,
+                                        const Settings &settings);
+
 }  // namespace sequencer
 
 // The adapter: options "secret" (the API key or token), "auth" and

@@ -145,3 +145,6 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- ves.sequence_events, sequenced events and their pull, batch commitments
 -- and proofs, ves.sequencer_status.
 -- @include src/sql/98_sequencer.sql
+-- Destination kind ves_postgres: its url is a postgres:// URI.
+ALTER TABLE ves.destinations DROP CONSTRAINT destinations_url_check,
+  ADD CONSTRAINT destinations_url_check CHECK (url ~* '^(https?|postgres(ql)?)://');
