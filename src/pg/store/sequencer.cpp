@@ -67,7 +67,7 @@ Identity load_identity() {
       out.id = to_core_uuid(*DatumGetUUIDP(safe::spi_datum(0, 1, &isnull)));
       const std::vector<uint8> pk = safe::bytea_bytes(safe::spi_datum(0, 2, &isnull));
       std::memcpy(out.public_key.data(), pk.data(), std::min<size_t>(pk.size(), 32));
-      out.key_version = static_cast<int32>(safe::spi_int64(0, 3, 0));
+      out.key_version = DatumGetInt32(safe::spi_datum(0, 3, &isnull));
       out.secret_box = safe::bytea_bytes(safe::spi_datum(0, 4, &isnull));
       return out;
     }
@@ -302,7 +302,7 @@ PGVES_FUNCTION(ves_sequence_events) {
                             safe::text_datum(e.entity_type), safe::text_datum(e.entity_id)};
     if (p->base_version) {
       safe::spi_run(entity_version, entity_args, nullptr, false, SPI_OK_SELECT, 1);
-      const uint64 actual = static_cast<uint64>(safe::spi_int64(0, 1, 0));
+      const uint64 actual = SPI_processed == 0 ? 0 : static_cast<uint64>(safe::spi_int64(0, 1, 0));
       if (*p->base_version != actual) {
         const std::string detail =
             "expected " + std::to_string(*p->base_version) + ", actual " + std::to_string(actual);
