@@ -135,6 +135,19 @@ is( sql(qq{SELECT count(*) FILTER (WHERE ves.verify_merkle_proof(decode(p->>'lea
            FROM generate_series(1, $n) g, LATERAL ves.sequencer_proof('$tenant', '$s2', g) p}),
 	$n, 'every event of the second stream has a proof that verifies');
 
+# A forged envelope (payload altered after signing) is rejected, numbered
+# nothing, and the worker records a security alert for it.
+my $forged = sql(qq{SELECT ves.sequence_events(agent, jsonb_build_array(
+                      (envelope || '{"payload": {"i": 1, "note": "forged"}}') - 'event_id'
+                      || jsonb_build_object('event_id', '0190f1e2-7b3c-7d4e-8f50-00000000f0f0')))
+                    FROM ev WHERE store = '$s1' AND i = 1});
+like($forged, qr/"reason": "invalid_payload_hash"/, 'a forged envelope is rejected');
+ok( wait_until(30, sub { sql(q{SELECT count(*) FROM ves.security_alerts WHERE source = 'ves.sequence_events'
+                                AND kind = 'event_payload_hash'
+                                AND event_id = '0190f1e2-7b3c-7d4e-8f50-00000000f0f0'}) == 1 }),
+	'and the worker recorded a security alert for it');
+is(sql("SELECT ves.sequencer_head('$tenant', '$s1')"), $n, 'the head did not move');
+
 # The key: sealed at rest, the same after a restart.
 my $before = sql(q{SELECT sequencer_id || ' ' || encode(public_key, 'hex') FROM ves.sequencer_identity()});
 my $box = sql(q{SELECT encode(secret_box, 'hex') FROM ves.sequencer_key});
