@@ -218,6 +218,7 @@ class Deliverer::Impl {
         }
         for (std::int64_t row : scheduler_.drain(it->first)) queued_.erase(row);
         scheduler_.remove(it->first);
+        remote_pg::forget(it->first);  // a ves_postgres destination's connection
         it = destinations_.erase(it);
       }
     });
