@@ -25,6 +25,8 @@ REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 PG_CPPFLAGS  = -Isrc
 PG_CXXFLAGS  = -std=c++17 -pthread -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register
 SHLIB_LINK   = -lsodium -lcurl -lstdc++ -pthread
+# ves_postgres destinations reach another pg_ves over libpq (src/pg/sync/remote_pg.cpp).
+SHLIB_LINK  += -L$(libdir) -lpq
 
 # pg_ves_mcp (src/mcp) is a client program, not part of pg_ves.so; see its
 # rules below.
@@ -48,6 +50,7 @@ $(UPGRADES): $(EXTENSION)--%.sql: src/sql/upgrade/%.sql $(EXTENSION)--$(EXTVERSI
 	awk -v install=$(EXTENSION)--$(EXTVERSION).sql -f src/sql/upgrade/build.awk $< > $@
 
 $(OBJS): $(wildcard src/core/*/*.hpp) $(wildcard src/pg/*/*.hpp)
+src/pg/sync/remote_pg.o: override CPPFLAGS += -I$(includedir)
 
 # pg_ves_mcp: the MCP server for the sync verbs, linked with libpq and the
 # core's JSON code, installed next to the server's programs (pg_config --bindir).

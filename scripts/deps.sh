@@ -10,7 +10,8 @@ packages=(
   libgtest-dev libipc-run-perl python3 python3-cryptography procps
   sqlsmith
 )
-# pg_ves_mcp links libpq; its test runs the MCP SDK client on Node.js (a
+# pg_ves.so (ves_postgres destinations, src/pg/sync/remote_pg.cpp) and
+# pg_ves_mcp link libpq; the MCP test runs the MCP SDK client on Node.js (a
 # node that brings its own npm, as NodeSource's does, is enough).
 packages+=(libpq-dev)
 # The metrics tests check ves.prometheus_metrics() with promtool (package

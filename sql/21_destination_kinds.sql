@@ -6,7 +6,8 @@ SELECT kind, description FROM ves.destination_kinds();
 
 -- Every listed kind can be created (a commerce platform with the options
 -- and credentials it cannot do without)...
-SELECT k.kind, (ves.create_destination('kinds-' || k.kind, k.kind, 'https://example.com/k',
+SELECT k.kind, (ves.create_destination('kinds-' || k.kind, k.kind,
+  CASE k.kind WHEN 'ves_postgres' THEN 'postgresql://example.com/k' ELSE 'https://example.com/k' END,
   CASE k.kind
     WHEN 'shopify' THEN '{"access_token": "shpat_x"}'
     WHEN 'tiktok_shop' THEN '{"app_key": "k", "app_secret": "s", "refresh_token": "r", "shop_cipher": "c"}'

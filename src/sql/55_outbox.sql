@@ -49,8 +49,9 @@ CREATE TABLE ves.destinations (
   id                  int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name                text        NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
   kind                text        NOT NULL CHECK (ves._destination_kind_known(kind)),
-  -- Checked with libcurl's URL parser when written (ves._destination_check).
-  url                 text        NOT NULL CHECK (url ~* '^https?://'),
+  -- Checked with libcurl's URL parser when written (ves._destination_check);
+  -- a ves_postgres destination's names the remote database (no password).
+  url                 text        NOT NULL CHECK (url ~* '^(https?|postgres(ql)?)://'),
   -- Filter: NULL means everything.
   tenant_id           uuid,
   entity_types        text[],

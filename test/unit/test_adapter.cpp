@@ -57,9 +57,9 @@ core::Answer status(long code, std::string_view retry_after = "") {
 // --- registry ---------------------------------------------------------------
 
 TEST(AdapterRegistry, KnowsEveryKindInTheirListedOrder) {
-  EXPECT_EQ(core::adapter_kinds(),
-            (std::vector<std::string_view>{"webhook", "http", "ves_sequencer", "shopify",
-                                           "tiktok_shop", "amazon_sp", "meta_catalog"}));
+  EXPECT_EQ(core::adapter_kinds(), (std::vector<std::string_view>{
+                                       "webhook", "http", "ves_sequencer", "shopify", "tiktok_shop",
+                                       "amazon_sp", "meta_catalog", "ves_postgres"}));
   for (std::string_view kind : core::adapter_kinds()) {
     const core::Adapter *a = core::find_adapter(kind);
     ASSERT_NE(a, nullptr) << kind;
@@ -80,7 +80,7 @@ TEST(AdapterRegistry, DescribesKindsForHints) {
             "webhook (Standard Webhooks), http (plain JSON POST), ves_sequencer (VES v1 sequencer"
             ", StateSet API), shopify (Shopify Admin GraphQL), tiktok_shop (TikTok Shop Open API "
             "202309), amazon_sp (Amazon SP-API Listings Items), meta_catalog (Meta catalog Batch "
-            "API)");
+            "API), ves_postgres (another pg_ves database as VES sequencer, over libpq)");
 }
 
 // --- requests ---------------------------------------------------------------

@@ -259,6 +259,10 @@ class Adapter {
   // row per request).
   virtual std::size_t max_rows_per_request() const { return 1; }
 
+  // Whether requests go over libpq to another PostgreSQL (ves_postgres)
+  // rather than HTTP: the deliverer hands their body to src/pg/sync/remote_pg.
+  virtual bool over_libpq() const { return false; }
+
   // --- commerce platforms (shopify, tiktok_shop, amazon_sp, meta_catalog) ---
 
   // Whether this kind syncs mapped listings (ves.listings) rather than

@@ -8,6 +8,7 @@
 #include "core/platforms/meta_catalog.hpp"
 #include "core/platforms/shopify.hpp"
 #include "core/platforms/tiktok_shop.hpp"
+#include "core/platforms/ves_postgres.hpp"
 #include "core/platforms/ves_sequencer.hpp"
 #include "core/platforms/webhook.hpp"
 
@@ -25,12 +26,13 @@ const ShopifyAdapter shopify_adapter{};
 const TikTokAdapter tiktok_shop_adapter{};
 const AmazonAdapter amazon_sp_adapter{};
 const MetaAdapter meta_catalog_adapter{};
+const VesPostgresAdapter ves_postgres_adapter{};
 
 // In the order lists and hints show them. Kinds are only ever added: rows of
 // ves.destinations name them.
-const std::array<const Adapter *, 7> registered = {
+const std::array<const Adapter *, 8> registered = {
     &webhook_adapter,     &http_adapter,      &ves_sequencer_adapter, &shopify_adapter,
-    &tiktok_shop_adapter, &amazon_sp_adapter, &meta_catalog_adapter};
+    &tiktok_shop_adapter, &amazon_sp_adapter, &meta_catalog_adapter,  &ves_postgres_adapter};
 
 }  // namespace
 

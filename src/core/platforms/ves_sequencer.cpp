@@ -289,6 +289,30 @@ RowVerdict row_verdict(const json::Value &answer, const OutboxRow &row,
 
 }  // namespace
 
+std::vector<RowVerdict> sequencer::answer_verdicts(std::string_view body,
+                                                   const std::vector<OutboxRow> &rows,
+                                                   const Settings &settings) {
+  const std::size_t n = rows.size();
+  json::Value parsed;
+  try {
+    parsed = json::parse(body);
+  } catch (const Error &) {
+  }
+  if (parsed.kind() != json::Kind::object)
+    return std::vector<RowVerdict>(
+        n, permanent("the sequencer's answer is not a JSON object (or was cut short)"));
+  std::vector<RowVerdict> out;
+  out.reserve(n);
+  for (const OutboxRow &row : rows) {
+    try {
+      out.push_back(row_verdict(parsed, row, settings));
+    } catch (const Error &e) {
+      out.push_back(permanent(std::string("cannot check the sequencer's answer: ") + e.what()));
+    }
+  }
+  return out;
+}
+
 void VesSequencerAdapter::validate_url(std::string_view url) const {
   adapters::validate_http_url(url);
 }
@@ -321,14 +345,8 @@ std::vector<HeaderSpec> VesSequencerAdapter::validate_options(const json::Value 
   return headers;
 }
 
-std::vector<PlatformRequest> VesSequencerAdapter::build_requests(const Endpoint &endpoint,
-                                                                 const std::vector<OutboxRow> &rows,
-                                                                 std::int64_t) const {
-  const sequencer::Settings settings = sequencer::parse_settings(endpoint.options);
-  std::string url = endpoint.url;
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  url += sequencer::ingest_path;
-  validate_url(url);
+std::vector<PlatformRequest> sequencer::ingest_requests(const std::vector<OutboxRow> &rows,
+                                                        const Settings &settings) {
   // One request per (tenant, store, source agent), the rows in their order:
   // the sequencer takes one stream per request, from the agent it names.
   std::vector<std::string> keys;
@@ -337,13 +355,12 @@ std::vector<PlatformRequest> VesSequencerAdapter::build_requests(const Endpoint 
     const json::Value e = json::parse(rows[i].body);
     std::string key;
     for (std::string_view name : {"tenant_id", "store_id", "source_agent_id"}) {
-      const std::string *v = sequencer::string_member(e, name);
+      const std::string *v = string_member(e, name);
       if (!v) throw Error("invalid_envelope", "the envelope has no " + std::string(name));
       key += *v + '/';
     }
     std::size_t at = 0;
-    while (at < keys.size() &&
-           (keys[at] != key || out[at].rows.size() >= sequencer::max_events_per_request))
+    while (at < keys.size() && (keys[at] != key || out[at].rows.size() >= max_events_per_request))
       ++at;
     if (at == keys.size()) {
       keys.push_back(key);
@@ -356,17 +373,31 @@ std::vector<PlatformRequest> VesSequencerAdapter::build_requests(const Endpoint 
     for (std::size_t i : r.rows) {
       const OutboxRow &row = rows[i];
       envelopes.push_back(settings.base_version && row.base_check
-                              ? sequencer::with_base_version(row.body, row.entity_version - 1)
+                              ? with_base_version(row.body, row.entity_version - 1)
                               : std::string(row.body));
     }
     std::vector<std::string_view> views(envelopes.begin(), envelopes.end());
-    r.http.url = url;
     r.http.headers.emplace_back("content-type", "application/json");
+    r.http.body = ingest_body(views);
+  }
+  return out;
+}
+
+std::vector<PlatformRequest> VesSequencerAdapter::build_requests(const Endpoint &endpoint,
+                                                                 const std::vector<OutboxRow> &rows,
+                                                                 std::int64_t) const {
+  const sequencer::Settings settings = sequencer::parse_settings(endpoint.options);
+  std::string url = endpoint.url;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  url += sequencer::ingest_path;
+  validate_url(url);
+  std::vector<PlatformRequest> out = sequencer::ingest_requests(rows, settings);
+  for (PlatformRequest &r : out) {
+    r.http.url = url;
     if (!endpoint.secret.empty())
       r.http.headers.emplace_back("authorization",
                                   (settings.bearer ? "Bearer " : "ApiKey ") + endpoint.secret);
     append_extra_headers(r.http, endpoint.headers);
-    r.http.body = sequencer::ingest_body(views);
   }
   return out;
 }
@@ -398,25 +429,7 @@ std::vector<RowVerdict> VesSequencerAdapter::classify_rows(const Endpoint &endpo
         v.reason = "HTTP " + std::to_string(answer.status) + " " + refusal_detail(answer.body);
     return out;
   }
-  json::Value parsed;
-  try {
-    parsed = json::parse(answer.body);
-  } catch (const Error &) {
-  }
-  if (parsed.kind() != json::Kind::object)
-    return std::vector<RowVerdict>(
-        n, permanent("the sequencer's answer is not a JSON object (or was cut short)"));
-  const sequencer::Settings settings = sequencer::parse_settings(endpoint.options);
-  std::vector<RowVerdict> out;
-  out.reserve(n);
-  for (const OutboxRow &row : rows) {
-    try {
-      out.push_back(row_verdict(parsed, row, settings));
-    } catch (const Error &e) {
-      out.push_back(permanent(std::string("cannot check the sequencer's answer: ") + e.what()));
-    }
-  }
-  return out;
+  return sequencer::answer_verdicts(answer.body, rows, sequencer::parse_settings(endpoint.options));
 }
 
 InboundCheck VesSequencerAdapter::verify_inbound(std::string_view, const InboundMessage &,

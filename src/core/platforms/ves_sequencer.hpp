@@ -65,6 +65,20 @@ struct ReceiptCheck {
 ReceiptCheck check_receipt(const json::Value &receipt, const ves::Event &event,
                            const Settings &settings);
 
+// The ingest requests for rows: one per (tenant, store, source agent), at
+// most max_events_per_request rows each, in the rows' order, with the body
+// and content type set (each kind adds where and how it sends them). With
+// settings.base_version every envelope whose row allows it carries its base.
+std::vector<PlatformRequest> ingest_requests(const std::vector<OutboxRow> &rows,
+                                             const Settings &settings);
+
+// The verdict for each pushed row from a 200 ingest answer (the same object
+// whether it came over HTTP or from ves.sequence_events on a ves_postgres
+// destination): success with the verified receipt, or permanent with the
+// rejection or why the receipt does not verify. rows are those pushed.
+std::vector<RowVerdict> answer_verdicts(std::string_view body, const std::vector<OutboxRow> &rows,
+                                        const Settings &settings);
+
 }  // namespace sequencer
 
 // The adapter: options "secret" (the API key or token), "auth" and

@@ -227,4 +227,6 @@ json::Value envelope_to_json(const Event &e) {
 
 std::string export_envelope(const Event &e) { return jcs::canonicalize(envelope_to_json(e)); }
 
+bool is_rfc3339_timestamp(std::string_view text) { return is_rfc3339(text); }
+
 }  // namespace pgves::core::ves

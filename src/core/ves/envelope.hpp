@@ -17,6 +17,9 @@ Event envelope_from_json(const json::Value &envelope);
 
 // The envelope as RFC 8785 text, with hashes and signatures as 0x-hex.
 std::string export_envelope(const Event &e);
+
+// Whether text is an RFC 3339 date-time with a zone, as created_at must be.
+bool is_rfc3339_timestamp(std::string_view text);
 json::Value envelope_to_json(const Event &e);
 
 }  // namespace pgves::core::ves

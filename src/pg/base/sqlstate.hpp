@@ -35,6 +35,13 @@ constexpr int cannot_receive = MAKE_SQLSTATE('V', 'E', '0', '5', '1');
 constexpr int inbound_unreadable = MAKE_SQLSTATE('V', 'E', '0', '5', '2');
 constexpr int alert_acknowledged = MAKE_SQLSTATE('V', 'E', '0', '5', '3');
 constexpr int reconcile_failed = MAKE_SQLSTATE('V', 'E', '0', '5', '4');
+// pg_ves as the sequencer and ves_postgres destinations (src/pg/store/
+// sequencer.cpp, src/pg/sync/remote_pg.cpp).
+constexpr int sequencer_request_invalid = MAKE_SQLSTATE('V', 'E', '0', '6', '0');
+constexpr int sequencer_batch_refused = MAKE_SQLSTATE('V', 'E', '0', '6', '1');
+constexpr int sequencer_batch_too_large = MAKE_SQLSTATE('V', 'E', '0', '6', '2');
+constexpr int sequencer_read_invalid = MAKE_SQLSTATE('V', 'E', '0', '6', '3');
+constexpr int remote_pg_failed = MAKE_SQLSTATE('V', 'E', '0', '6', '4');
 // Pulling from sources (src/pg/sync/pull).
 constexpr int not_a_source = MAKE_SQLSTATE('V', 'E', '0', '6', '5');
 constexpr int since_refused = MAKE_SQLSTATE('V', 'E', '0', '6', '6');

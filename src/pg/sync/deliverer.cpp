@@ -30,6 +30,7 @@
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/destination_config.hpp"
+#include "core/platforms/ves_postgres.hpp"
 #include "core/ves/envelope.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
@@ -40,10 +41,12 @@
 #include "pg/sync/metrics.hpp"
 #include "pg/sync/outbox_sql.hpp"
 #include "pg/sync/platform_credentials.hpp"
+#include "pg/sync/remote_pg.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
 #include "funcapi.h"
+#include "storage/latch.h"
 #include "utils/timestamp.h"
 }
 
@@ -218,6 +221,7 @@ class Deliverer::Impl {
         }
         for (std::int64_t row : scheduler_.drain(it->first)) queued_.erase(row);
         scheduler_.remove(it->first);
+        remote_pg::forget(it->first);  // a ves_postgres destination's connection
         it = destinations_.erase(it);
       }
     });
@@ -449,7 +453,11 @@ class Deliverer::Impl {
         try {
           // ves.max_timeout_ms bounds every transfer, even one configured
           // before the setting was lowered.
-          engine.submit(tag, request.http, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
+          if (d.adapter->over_libpq())
+            call_remote(d, tag, request.http.body);
+          else
+            engine.submit(tag, request.http,
+                          std::min<long>(d.timeout_ms, settings::max_timeout_ms));
         } catch (const std::exception &e) {
           for (Job &job : jobs) {
             forget(job);
@@ -667,8 +675,51 @@ class Deliverer::Impl {
     return job;
   }
 
+  // A ves_postgres destination's request: ves.sequence_events on the
+  // remote, now and synchronously (bounded by the destination's timeout),
+  // its answer put where absorb() finds it with the engine's.
+  void call_remote(const Destination &d, std::uint64_t tag, const std::string &body) {
+    const core::json::Value *c = d.credentials.values.find("conninfo");
+    static const std::string none;
+    const std::string &conninfo =
+        c && c->kind() == core::json::Kind::string ? c->as_string() : none;
+    const long timeout_ms = std::min<long>(d.timeout_ms, settings::max_timeout_ms);
+    const auto started = std::chrono::steady_clock::now();
+    HttpResult r;
+    r.tag = tag;
+    if (conninfo.empty()) {
+      r.status = core::ves_postgres_refused;
+      r.excerpt = "the destination has no conninfo option";
+    } else {
+      remote_pg::Result got = remote_pg::call_json(
+          remote_pg::Target{d.id, conninfo, timeout_ms},
+          "SELECT ves.sequence_events(($1::jsonb OPERATOR(pg_catalog.->>) 'agentId')::uuid, "
+          "$1::jsonb)",
+          {body});
+      if (got.text) {
+        r.status = 200;
+        r.excerpt = std::move(*got.text);
+      } else if (got.failure->retryable) {
+        r.transport_error = true;
+        r.error = "remote pg_ves: " + got.failure->message;
+      } else {
+        r.status = core::ves_postgres_refused;
+        r.excerpt = (got.failure->sqlstate.empty() ? "" : got.failure->sqlstate + ": ") +
+                    got.failure->message;
+      }
+    }
+    r.elapsed_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
+    answered_here_.push_back(std::move(r));
+    // The loop's wait returns at once, so absorb() records it without delay.
+    pg_call_void([] { SetLatch(MyLatch); });
+  }
+
   // Turns finished transfers into outcomes and destination health.
   void absorb(std::vector<HttpResult> results) {
+    for (HttpResult &r : answered_here_) results.push_back(std::move(r));
+    answered_here_.clear();
     for (HttpResult &r : results) {
       auto it = in_flight_.find(r.tag);
       if (it == in_flight_.end()) continue;
@@ -1034,6 +1085,7 @@ class Deliverer::Impl {
   core::Scheduler scheduler_;                     // what to send when, per destination
   std::unordered_map<std::int64_t, Job> queued_;  // claimed rows not yet sent, by id
   std::unordered_map<std::uint64_t, std::vector<Job>> in_flight_;  // by transfer tag
+  std::vector<HttpResult> answered_here_;  // libpq calls (ves_postgres), for absorb()
   int rows_in_flight_ = 0;
   std::unordered_set<std::int64_t> flying_;  // ids of the rows in flight
   std::unordered_map<std::int64_t, bool> held_;

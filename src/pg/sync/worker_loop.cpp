@@ -179,6 +179,22 @@ bool purge_closed_rows() {
   });
 }
 
+// pg_ves as the sequencer: commits the streams' new sequenced events in
+// Merkle batches (ves._commit_sequencer_batches), in a transaction of its own.
+void commit_sequencer_batches() {
+  pg_call_void([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    spi_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "pg_ves: sequencer commitments");
+    SPI_execute("SELECT ves._commit_sequencer_batches()", false, 0);
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+  });
+}
+
 void report_stat_and_idle() {
   pg_call_void([] {
     pgstat_report_stat(false);
@@ -206,6 +222,7 @@ void housekeeping() {
   // back short: a backlog of any size is purged without long locks.
   for (int round = 0; round < 1000 && !ShutdownRequestPending; ++round)
     if (!purge_closed_rows()) break;
+  commit_sequencer_batches();
   report_stat_and_idle();
 }
 

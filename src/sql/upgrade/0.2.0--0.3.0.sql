@@ -179,3 +179,11 @@ GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
 -- acknowledgement that resumes a pulled stream is in 93_inbound.sql,
 -- included above.
 -- @include src/sql/93_pull.sql
+
+-- pg_ves as the sequencer (98_sequencer.sql, new as a whole):
+-- ves.sequence_events, sequenced events and their pull, batch commitments
+-- and proofs, ves.sequencer_status.
+-- @include src/sql/98_sequencer.sql
+-- Destination kind ves_postgres: its url is a postgres:// URI.
+ALTER TABLE ves.destinations DROP CONSTRAINT destinations_url_check,
+  ADD CONSTRAINT destinations_url_check CHECK (url ~* '^(https?|postgres(ql)?)://');
