@@ -106,8 +106,8 @@ SELECT ves._pull_apply((SELECT id FROM ves.destinations WHERE name = 'p1'), 1, f
   ->> 'stop_reason' AS raced;
 SELECT source, cursor, head, lag FROM ves.pull_status;
 
--- The placeholder that applies events (replaced at merge) is internal.
-SET ROLE regress_pull_admin;
+-- Applying a stored event is for administrators and the worker, not writers.
+SET ROLE regress_pull_writer;
 SELECT regress_try($q$SELECT ves._apply_ingested(gen_random_uuid())$q$);
 RESET ROLE;
 
