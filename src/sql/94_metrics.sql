@@ -47,8 +47,11 @@ CREATE FUNCTION ves.prometheus_metrics() RETURNS text
 -- One row per destination and one total (destination NULL) over the last
 -- `window`: the per-minute rollups inside it plus what the live counters
 -- hold since the last rollup. Latencies in seconds; NULL where nothing was
--- measured (and, in this version, for the figures pg_ves does not measure
--- yet: cross_platform_sync_p95, data_consistency_score, recovery_time).
+-- measured (and, in this version, for cross_platform_sync_p95, which pg_ves
+-- does not measure yet). data_consistency_score is the share of listings
+-- found equal at the last full reconciliation (per destination; all of them
+-- on the total row), recovery_time the last recovery that ended in the window
+-- or the one under way (ves.recoveries; the longest on the total row).
 CREATE FUNCTION ves.sync_metrics("window" interval DEFAULT '5 min')
   RETURNS TABLE (destination text, inventory_sync_p50 double precision, inventory_sync_p95 double precision,
                  inventory_sync_p99 double precision, order_sync_p50 double precision,
@@ -105,7 +108,9 @@ BEGIN
          CASE WHEN t.ord = 2 THEN (SELECT k.p95 FROM conflicts k) END,
          coalesce(f.successes, 0)::double precision / nullif(coalesce(f.successes, 0) + coalesce(f.failures, 0), 0),
          CASE WHEN t.ord = 2 THEN (SELECT k.rate FROM conflicts k) END,
-         NULL::double precision, NULL::interval,
+         CASE WHEN t.ord = 1 THEN (SELECT rr.consistency_score FROM ves.reconcile_runs rr WHERE rr.destination_id = t.id)
+              ELSE (SELECT sum(rr.equal)::double precision / nullif(sum(rr.checked), 0) FROM ves.reconcile_runs rr) END,
+         ves._recovery_time(t.id, $1),
          coalesce(f.successes, 0) / seconds,
          coalesce(t.syncing, 0), coalesce(t.depth, 0), t.oldest,
          f.items::double precision / nullif(f.requests, 0),

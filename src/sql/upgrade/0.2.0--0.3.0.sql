@@ -140,3 +140,13 @@ GRANT EXECUTE ON FUNCTION ves.get_sync_status() TO ves_admin;
 -- (93_inbound.sql, new as a whole); two more sync settings.
 -- @replace function ves.set_sync_settings
 -- @include src/sql/93_inbound.sql
+
+-- Operations (issue 13): alert acknowledgement and delivery to destinations
+-- with "alerts": true (new column ves.destinations.alerts, added by
+-- 95_alerts.sql above), sync.* events on a sync stream, recoveries, and
+-- data_consistency_score / recovery_time in ves.sync_metrics (94_metrics.sql
+-- and 93_inbound.sql above carry those changes).
+-- @replace function ves._destination_options
+-- @replace function ves.create_destination
+-- @replace function ves.alter_destination
+-- @include src/sql/98_sync_events.sql
