@@ -136,6 +136,33 @@ SELECT d.destination, d.recovery_time BETWEEN interval '2 min' AND interval '3 m
 FROM ves.sync_metrics('5 min') d WHERE d.destination = 'ops-all';
 SELECT recovery_time >= interval '2 min' AS total_recovery FROM ves.sync_metrics('5 min') WHERE destination IS NULL;
 
+-- Cross-platform sync: a SKU's change counts once every platform it is
+-- mapped to has the count, on the destination whose acknowledgement
+-- completed it (here the listings are updated the way the worker records
+-- an acknowledged push).
+SELECT (ves.create_destination('ops-shop-' || x, 'shopify', 'https://ops-' || x || '.myshopify.com',
+  jsonb_build_object('tenant_id', :t, 'store_id', :s, 'access_token', 'shpat_ops',
+                     'location_id', 'gid://shopify/Location/7'))).name
+FROM unnest(ARRAY['a', 'b']) x;
+SELECT count(*) AS mapped FROM unnest(ARRAY['a', 'b']) WITH ORDINALITY u(x, n),
+  LATERAL ves.map_listing('ops-shop-' || x, 'OPS-1', jsonb_build_object('inventory_item_id', 'gid://shopify/InventoryItem/33' || n));
+SELECT ves.reset_sync_metrics();
+SELECT outcome, available FROM ves.set_stock(:t, :s, 'OPS-1', 8);
+UPDATE ves.listings l SET known_quantity = 8, state = 'synced' FROM ves.destinations d
+WHERE d.id = l.destination_id AND d.name = 'ops-shop-a';
+SELECT destination, cross_platform_sync_p95 IS NOT NULL AS sampled FROM ves.sync_metrics('5 min')
+WHERE destination LIKE 'ops-shop-%' OR destination IS NULL ORDER BY destination NULLS LAST;
+UPDATE ves.listings l SET known_quantity = 8, state = 'synced' FROM ves.destinations d
+WHERE d.id = l.destination_id AND d.name = 'ops-shop-b';
+SELECT destination, cross_platform_sync_p95 IS NOT NULL AS sampled, cross_platform_sync_p95 < 10 AS within_seconds
+FROM ves.sync_metrics('5 min') WHERE destination LIKE 'ops-shop-%' OR destination IS NULL ORDER BY destination NULLS LAST;
+-- Nothing new agrees: no sample (the live counters hold exactly one).
+UPDATE ves.listings l SET state = 'synced' FROM ves.destinations d
+WHERE d.id = l.destination_id AND d.name LIKE 'ops-shop-%';
+SELECT sum(c.counters[1 + k]) AS cross_platform_samples
+FROM ves._sync_metrics_live(false) c,
+     generate_series(array_length(c.counters, 1) - 23, array_length(c.counters, 1) - 2) k;
+
 -- The internal entry point other runs call; refused arguments.
 SELECT event_id AS started FROM ves._sync_event('sync.started', '{"destination": "ops-all", "kind": "pull"}', :t, :s) \gset
 SELECT e.entity_type, e.entity_id, e.event_type, e.payload, e.store_id = :s AS store FROM ves.events e WHERE e.event_id = :'started';

@@ -93,6 +93,24 @@ TEST(Histogram, IncrementsOfFinishedRows) {
   EXPECT_GT(m::http_quantile(c, 0.99), 0.0005);
 }
 
+TEST(Histogram, CrossPlatformSamplesKeepTheirOwnHistogram) {
+  m::Counters c{};
+  for (std::int64_t micros : {3'000'000, 4'000'000, 7'000'000, -5})
+    for (auto [i, n] : m::cross_platform_increments(micros)) c[i] += n;
+  EXPECT_EQ(c[m::kCrossSumMicros], 14'000'000u) << "a negative sample counts as 0";
+  EXPECT_EQ(c[m::kCrossBuckets + m::bucket_of(0)], 1u);
+  // Three of four samples are within 5 s: the median is in (2 s, 5 s], the
+  // p95 in (5 s, 10 s].
+  EXPECT_GT(m::cross_platform_quantile(c, 0.5), 2.0);
+  EXPECT_LE(m::cross_platform_quantile(c, 0.5), 5.0);
+  EXPECT_GT(m::cross_platform_quantile(c, 0.95), 5.0);
+  EXPECT_LE(m::cross_platform_quantile(c, 0.95), 10.0);
+  EXPECT_EQ(c[m::kAttempts], 0u) << "not a delivery";
+  EXPECT_LT(m::sync_quantile(c, m::EventClass::inventory, 0.5), 0);
+  m::Counters empty{};
+  EXPECT_LT(m::cross_platform_quantile(empty, 0.95), 0);
+}
+
 TEST(Histogram, PrometheusExposition) {
   m::Exposition e;
   m::DestinationSeries d;

@@ -151,6 +151,16 @@ double sync_quantile(const Counters &c, EventClass cls, double q) {
 
 double http_quantile(const Counters &c, double q) { return quantile_seconds(&c[kHttpBuckets], q); }
 
+double cross_platform_quantile(const Counters &c, double q) {
+  return quantile_seconds(&c[kCrossBuckets], q);
+}
+
+std::vector<std::pair<int, std::uint64_t>> cross_platform_increments(std::int64_t micros) {
+  if (micros < 0) micros = 0;
+  return {{kCrossBuckets + bucket_of(micros), 1},
+          {kCrossSumMicros, static_cast<std::uint64_t>(micros)}};
+}
+
 // --- exposition ------------------------------------------------------------------------
 
 namespace {

@@ -393,8 +393,8 @@ PGVES_FUNCTION(ves_add_counters) {
 // shows: counts and latency percentiles in seconds (NULL without samples).
 PGVES_FUNCTION(ves_counter_figures) {
   m::Counters c = metrics::counters_of(PG_GETARG_DATUM(0));
-  Datum values[17];
-  bool nulls[17] = {};
+  Datum values[18];
+  bool nulls[18] = {};
   values[0] = Int64GetDatum(static_cast<int64>(c[m::kAttempts]));
   values[1] = Int64GetDatum(static_cast<int64>(c[m::kSuccesses]));
   values[2] = Int64GetDatum(static_cast<int64>(m::failures(c)));
@@ -416,7 +416,27 @@ PGVES_FUNCTION(ves_counter_figures) {
     values[k] = metrics::quantile_or_null(m::http_quantile(c, q), &nulls[k]);
     ++k;
   }
+  values[k] = metrics::quantile_or_null(m::cross_platform_quantile(c, 0.95), &nulls[k]);
   return safe::composite_result(fcinfo, values, nulls);
+}
+
+// ves._record_cross_platform(destination_id int, seconds float8): one
+// cross-platform sample (a SKU's change -> every mapped platform has its
+// count), counted on the destination whose acknowledgement completed it.
+// Called by the trigger on ves.listings; a no-op when ves.metrics is off.
+PGVES_FUNCTION(ves_record_cross_platform) {
+  if (!metrics::shared || !settings::metrics) PG_RETURN_VOID();
+  int destination = PG_GETARG_INT32(0);
+  double seconds = PG_GETARG_FLOAT8(1);
+  metrics::Slot *slot = metrics::slot_for(destination);
+  if (!slot) {
+    pg_atomic_fetch_add_u64(&metrics::shared->unplaced, 1);
+    PG_RETURN_VOID();
+  }
+  for (const auto &[index, amount] :
+       m::cross_platform_increments(static_cast<std::int64_t>(seconds * 1e6)))
+    pg_atomic_fetch_add_u64(&slot->now[index], amount);
+  PG_RETURN_VOID();
 }
 
 // ves.reset_sync_metrics(): this database's live counters start again from
