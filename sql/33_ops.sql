@@ -110,6 +110,8 @@ INSERT INTO ves.reconcile_runs (destination_id, started_at, finished_at, checked
 SELECT id, now(), now(), 6, 6, 0, 0, 1 FROM ves.destinations WHERE name = 'ops-watch';
 SELECT destination, data_consistency_score FROM ves.sync_metrics('5 min')
 WHERE destination IN ('ops-dead', 'ops-watch', 'ops-all') OR destination IS NULL ORDER BY destination NULLS LAST;
+SELECT line FROM regexp_split_to_table(ves.prometheus_metrics(), E'\n') line
+WHERE line LIKE 'pgves_data_consistency_score{destination="ops-%' ORDER BY line;
 SELECT ves.evaluate_alerts() >= 0 AS evaluated;
 SELECT rule, status, round(value::numeric, 2) AS value FROM ves.alerts
 WHERE rule = 'low_consistency' AND status = 'firing';
@@ -156,6 +158,8 @@ UPDATE ves.listings l SET known_quantity = 8, state = 'synced' FROM ves.destinat
 WHERE d.id = l.destination_id AND d.name = 'ops-shop-b';
 SELECT destination, cross_platform_sync_p95 IS NOT NULL AS sampled, cross_platform_sync_p95 < 10 AS within_seconds
 FROM ves.sync_metrics('5 min') WHERE destination LIKE 'ops-shop-%' OR destination IS NULL ORDER BY destination NULLS LAST;
+SELECT line FROM regexp_split_to_table(ves.prometheus_metrics(), E'\n') line
+WHERE line LIKE 'pgves_cross_platform_sync_seconds_count{destination="ops-shop-%' ORDER BY line;
 -- Nothing new agrees: no sample (the live counters hold exactly one).
 UPDATE ves.listings l SET state = 'synced' FROM ves.destinations d
 WHERE d.id = l.destination_id AND d.name LIKE 'ops-shop-%';

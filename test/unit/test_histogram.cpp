@@ -121,7 +121,14 @@ TEST(Histogram, PrometheusExposition) {
   d.counters[m::sync_bucket(m::EventClass::inventory, 3)] = 2;
   d.counters[m::kSyncSumMicros] = 2100;
   d.queue_depth = 7;
+  d.counters[m::kCrossBuckets + 5] = 1;
+  d.counters[m::kCrossSumMicros] = 4000;
+  d.consistency = 0.75;
   e.destinations.push_back(d);
+  m::DestinationSeries unreconciled;
+  unreconciled.destination = "hook";
+  unreconciled.kind = "webhook";
+  e.destinations.push_back(unreconciled);
   e.open_conflicts = 2;
   std::string text = m::prometheus_text(e);
   const std::string labels =
@@ -141,6 +148,14 @@ TEST(Histogram, PrometheusExposition) {
                       "destination_kind=\"webhook\"} 7\n"),
             std::string::npos);
   EXPECT_NE(text.find("\npgves_conflicts_open 2\n"), std::string::npos);
+  const std::string dest = "destination=\"shop \\\"a\\\"\\\\b\",destination_kind=\"webhook\"";
+  EXPECT_NE(text.find("pgves_cross_platform_sync_seconds_count{" + dest + "} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("pgves_cross_platform_sync_seconds_sum{" + dest + "} 0.004\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("pgves_data_consistency_score{" + dest + "} 0.75\n"), std::string::npos);
+  EXPECT_EQ(text.find("pgves_data_consistency_score{destination=\"hook\""), std::string::npos)
+      << "no consistency sample for a destination never reconciled";
   // Every family has one HELP and one TYPE line, and every sample belongs to
   // a family that was announced.
   std::map<std::string, int> types;

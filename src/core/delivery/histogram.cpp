@@ -225,6 +225,12 @@ const Family kFamilies[] = {
     {"pgves_destination_paused", "gauge", "1 while the destination is paused."},
     {"pgves_conflicts_open", "gauge", "Conflicts waiting for a decision."},
     {"pgves_workers_running", "gauge", "pg_ves sync workers running for this database."},
+    {"pgves_cross_platform_sync_seconds", "histogram",
+     "From a SKU's change until every platform it is mapped to has the count, on the destination "
+     "that completed it."},
+    {"pgves_data_consistency_score", "gauge",
+     "Share of the destination's listings equal to the local count at its last full "
+     "reconciliation."},
 };
 
 void header(std::string &out, const Family &f) {
@@ -336,6 +342,15 @@ std::string prometheus_text(const Exposition &e) {
   sample(out, "pgves_conflicts_open", "", number(e.open_conflicts));
   header(out, family("pgves_workers_running"));
   sample(out, "pgves_workers_running", "", number(e.workers_running));
+
+  header(out, family("pgves_cross_platform_sync_seconds"));
+  for (const DestinationSeries &d : e.destinations)
+    histogram(out, "pgves_cross_platform_sync_seconds", dest_labels(d), &d.counters[kCrossBuckets],
+              d.counters[kCrossSumMicros]);
+  header(out, family("pgves_data_consistency_score"));
+  for (const DestinationSeries &d : e.destinations)
+    if (d.consistency >= 0)
+      sample(out, "pgves_data_consistency_score", dest_labels(d), number(d.consistency));
   return out;
 }
 

@@ -122,6 +122,9 @@ struct DestinationSeries {
   double dead_rows = 0;  // rows dead in the outbox now
   bool breaker_open = false;
   bool paused = false;
+  // Share of listings equal at the last full reconciliation; negative when
+  // the destination was never reconciled (no sample is written then).
+  double consistency = -1;
 };
 struct Exposition {
   std::vector<DestinationSeries> destinations;

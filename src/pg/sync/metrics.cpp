@@ -462,7 +462,10 @@ SavedPlan exposition_destinations = {
     "  coalesce((EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) "
     "pg_catalog.min(o.created_at) FILTER (WHERE o.status OPERATOR(pg_catalog.=) ANY "
     "('{pending,failed}'::text[]))) OPERATOR(pg_catalog.*) 1000)::bigint, 0),"
-    "  pg_catalog.count(o.id) FILTER (WHERE o.status OPERATOR(pg_catalog.=) 'dead')"
+    "  pg_catalog.count(o.id) FILTER (WHERE o.status OPERATOR(pg_catalog.=) 'dead'),"
+    // Parts per million; -1: never reconciled (or no ves.reconcile_runs yet).
+    "  coalesce((SELECT (r.consistency_score OPERATOR(pg_catalog.*) 1000000)::bigint"
+    "    FROM ves.reconcile_runs r WHERE r.destination_id OPERATOR(pg_catalog.=) d.id), -1)"
     " FROM ves.destinations d LEFT JOIN ves.outbox o ON o.destination_id OPERATOR(pg_catalog.=) "
     "d.id"
     " GROUP BY d.id ORDER BY d.name",
@@ -500,6 +503,8 @@ PGVES_FUNCTION(ves_prometheus_metrics) {
     d.queue_depth = static_cast<double>(safe::spi_int64(i, 6, 0));
     d.oldest_pending_seconds = static_cast<double>(safe::spi_int64(i, 7, 0)) / 1000.0;
     d.dead_rows = static_cast<double>(safe::spi_int64(i, 8, 0));
+    std::int64_t ppm = safe::spi_int64(i, 9, -1);
+    d.consistency = ppm < 0 ? -1 : static_cast<double>(ppm) / 1e6;
     for (const metrics::SlotCopy &s : slots)
       if (s.destination == id) d.counters = s.now;
     e.destinations.push_back(std::move(d));
