@@ -95,8 +95,72 @@ ok($resolved->{payload}{acknowledged_at}, 'it says the alert was acknowledged');
 is(scalar(grep { ($_->{payload}{alert_id} // 0) == $alert } received('/watch')), 2,
 	'one firing and one resolution for the alert, nothing in between');
 
+# --- a platform: reconciliation announced, cross-platform latency --------------
+
+sql(q{SELECT ves.drop_destination('shop'); SELECT ves.drop_destination('down')});
+my $platform = start_platform('shopify');
+my $pport = $platform->port;
+my $tenant = '11111111-1111-4111-8111-111111111111';
+my $store = '22222222-2222-4222-8222-222222222222';
+my $loc = 'gid://shopify/Location/7';
+my $item = 'gid://shopify/InventoryItem/101';
+sql(qq{SELECT ves.create_destination('platform', 'shopify', 'http://127.0.0.1:$pport',
+  '{"tenant_id": "$tenant", "store_id": "$store", "access_token": "shpat_pgves_test", "location_id": "$loc"}')});
+sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-A', 10)});
+sql(qq{SELECT ves.map_listing('platform', 'SKU-A', '{"inventory_item_id": "$item"}')});
+# The worker pushes the count: the platform then has the decided count, one
+# cross-platform sample on the destination that completed it.
+ok( wait_until(60,
+		sub { sql(q{SELECT count(*) FROM ves.listings WHERE sku = 'SKU-A' AND known_quantity = 10}) == 1 }),
+	'the worker pushes the mapped SKU\'s count to the platform');
+like(sql(q~SELECT line FROM regexp_split_to_table(ves.prometheus_metrics(), E'\n') line
+           WHERE line LIKE 'pgves_cross_platform_sync_seconds_count{destination="platform"%'~),
+	qr/ 1$/, 'one cross-platform sample, counted on the platform');
+is(sql(q{SELECT cross_platform_sync_p95 IS NOT NULL FROM ves.sync_metrics() WHERE destination IS NULL}), 't',
+	'and ves.sync_metrics shows its p95');
+
+is(sql(q{SELECT checked || ' ' || equal FROM ves.reconcile('platform')}), '1 1', 'a full reconciliation');
+ok( wait_until(60,
+		sub { grep { $_->{event_type} eq 'sync.completed' && $_->{payload}{equal} == 1 } received('/watch') }),
+	'the watcher receives sync.completed');
+# The worker reconciles a newly mapped destination by itself too: every
+# run is a started/completed pair with one run id.
+my @runs = grep { $_->{entity_type} eq 'sync' && $_->{entity_id} eq 'platform' } received('/watch');
+my %run;
+push @{ $run{ $_->{payload}{run} } }, $_->{event_type} for @runs;
+ok(@runs >= 2 && !grep({ join(',', @{ $run{$_} }) ne 'sync.started,sync.completed' } keys %run),
+	'sync.started then sync.completed per run, on the platform\'s sync stream')
+  or diag(join ' ', map { "$_->{event_type}:$_->{payload}{run}" } @runs);
+my ($mine) = grep { $_->{event_type} eq 'sync.completed' && $_->{payload}{equal} == 1 } @runs;
+is(join(' ', map { $mine->{payload}{$_} // '' } qw(checked equal mismatched consistency_score)), '1 1 0 1',
+	'the completion carries the counts');
+is(sql(q{SELECT data_consistency_score FROM ves.sync_metrics() WHERE destination = 'platform'}), '1',
+	'ves.sync_metrics reads the consistency from the run');
+
+# --- recovery after the worker starts with a backlog -------------------------------
+
+sql("SELECT ves.create_destination('healthy', 'http', '" . $sink->url('/healthy') . "', '{}')");
+sql(q{SELECT ves.stop_worker()});
+ok(wait_until(30, sub { sql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_ves worker'}) == 0 }),
+	'the worker stops');
+sql("SELECT count(*) FROM generate_series(1, 20) g, LATERAL ves.append('$t', '00000000-0000-0000-0000-000000005302', 'order', 'o-' || g, 'order.created', '{}')");
+sql(q{SELECT ves.start_worker()});
+ok( wait_until(120,
+		sub {
+			sql(q{SELECT count(*) FROM ves.recoveries r JOIN ves.destinations d ON d.id = r.destination_id
+			      WHERE d.name = 'healthy' AND r.cause = 'worker_start' AND r.drained_at IS NOT NULL}) == 1;
+		}),
+	'the worker start is a recovery, drained once the backlog is delivered');
+is(scalar($sink->requests('/healthy')), 20, 'the backlog reached the destination');
+is(sql(q{SELECT r.drained_at = (SELECT max(o.synced_at) FROM ves.outbox o WHERE o.destination_id = r.destination_id)
+         FROM ves.recoveries r JOIN ves.destinations d ON d.id = r.destination_id WHERE d.name = 'healthy'}), 't',
+	'timed to the last delivery of the backlog');
+is(sql(q{SELECT recovery_time IS NOT NULL AND recovery_time < interval '2 min' FROM ves.sync_metrics() WHERE destination = 'healthy'}), 't',
+	'ves.sync_metrics shows the recovery time');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/could not be queued|was not appended|terminated by signal/, 'no failed append and no crash in the log');
 
+$platform->stop;
 $node->stop;
 done_testing();
