@@ -349,8 +349,8 @@ std::string prometheus_text(const Exposition &e) {
               d.counters[kCrossSumMicros]);
   header(out, family("pgves_data_consistency_score"));
   for (const DestinationSeries &d : e.destinations)
-    if (d.consistency >= 0)
-      sample(out, "pgves_data_consistency_score", dest_labels(d), number(d.consistency));
+    sample(out, "pgves_data_consistency_score", dest_labels(d),
+           d.consistency >= 0 ? number(d.consistency) : "NaN");
   return out;
 }
 

@@ -123,7 +123,7 @@ struct DestinationSeries {
   bool breaker_open = false;
   bool paused = false;
   // Share of listings equal at the last full reconciliation; negative when
-  // the destination was never reconciled (no sample is written then).
+  // the destination was never reconciled (its sample is then NaN).
   double consistency = -1;
 };
 struct Exposition {
