@@ -137,6 +137,8 @@ FROM ves.recoveries r JOIN ves.destinations d ON d.id = r.destination_id WHERE d
 SELECT d.destination, d.recovery_time BETWEEN interval '2 min' AND interval '3 min' AS last_recovery
 FROM ves.sync_metrics('5 min') d WHERE d.destination = 'ops-all';
 SELECT recovery_time >= interval '2 min' AS total_recovery FROM ves.sync_metrics('5 min') WHERE destination IS NULL;
+SELECT split_part(line, ' ', 2)::float8 BETWEEN 120 AND 180 AS exposed
+FROM regexp_split_to_table(ves.prometheus_metrics(), E'\n') line WHERE line LIKE 'pgves_recovery_seconds{destination="ops-all"%';
 
 -- Cross-platform sync: a SKU's change counts once every platform it is
 -- mapped to has the count, on the destination whose acknowledgement

@@ -124,6 +124,7 @@ TEST(Histogram, PrometheusExposition) {
   d.counters[m::kCrossBuckets + 5] = 1;
   d.counters[m::kCrossSumMicros] = 4000;
   d.consistency = 0.75;
+  d.recovery_seconds = 95.5;
   e.destinations.push_back(d);
   m::DestinationSeries unreconciled;
   unreconciled.destination = "hook";
@@ -159,6 +160,10 @@ TEST(Histogram, PrometheusExposition) {
           "pgves_data_consistency_score{destination=\"hook\",destination_kind=\"webhook\"} NaN\n"),
       std::string::npos)
       << "a destination never reconciled has no figure";
+  EXPECT_NE(text.find("pgves_recovery_seconds{" + dest + "} 95.5\n"), std::string::npos);
+  EXPECT_NE(
+      text.find("pgves_recovery_seconds{destination=\"hook\",destination_kind=\"webhook\"} NaN\n"),
+      std::string::npos);
   // Every family has one HELP and one TYPE line, and every sample belongs to
   // a family that was announced.
   std::map<std::string, int> types;

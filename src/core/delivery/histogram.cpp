@@ -231,6 +231,9 @@ const Family kFamilies[] = {
     {"pgves_data_consistency_score", "gauge",
      "Share of the destination's listings equal to the local count at its last full "
      "reconciliation."},
+    {"pgves_recovery_seconds", "gauge",
+     "The last recovery (breaker open or worker start until the backlog was delivered) that "
+     "ended in the last 5 minutes, or the one under way."},
 };
 
 void header(std::string &out, const Family &f) {
@@ -351,6 +354,10 @@ std::string prometheus_text(const Exposition &e) {
   for (const DestinationSeries &d : e.destinations)
     sample(out, "pgves_data_consistency_score", dest_labels(d),
            d.consistency >= 0 ? number(d.consistency) : "NaN");
+  header(out, family("pgves_recovery_seconds"));
+  for (const DestinationSeries &d : e.destinations)
+    sample(out, "pgves_recovery_seconds", dest_labels(d),
+           d.recovery_seconds >= 0 ? number(d.recovery_seconds) : "NaN");
   return out;
 }
 

@@ -125,6 +125,10 @@ struct DestinationSeries {
   // Share of listings equal at the last full reconciliation; negative when
   // the destination was never reconciled (its sample is then NaN).
   double consistency = -1;
+  // The last recovery (breaker open or worker start -> backlog drained)
+  // that ended in the last 5 minutes, or the one under way, in seconds;
+  // negative when none (NaN).
+  double recovery_seconds = -1;
 };
 struct Exposition {
   std::vector<DestinationSeries> destinations;

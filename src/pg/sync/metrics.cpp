@@ -465,7 +465,10 @@ SavedPlan exposition_destinations = {
     "  pg_catalog.count(o.id) FILTER (WHERE o.status OPERATOR(pg_catalog.=) 'dead'),"
     // Parts per million; -1: never reconciled (or no ves.reconcile_runs yet).
     "  coalesce((SELECT (r.consistency_score OPERATOR(pg_catalog.*) 1000000)::bigint"
-    "    FROM ves.reconcile_runs r WHERE r.destination_id OPERATOR(pg_catalog.=) d.id), -1)"
+    "    FROM ves.reconcile_runs r WHERE r.destination_id OPERATOR(pg_catalog.=) d.id), -1),"
+    // Milliseconds; -1: no recovery ended in the last 5 minutes or is under way.
+    "  coalesce((EXTRACT(epoch FROM ves._recovery_time(d.id, interval '5 min'))"
+    "    OPERATOR(pg_catalog.*) 1000)::bigint, -1)"
     " FROM ves.destinations d LEFT JOIN ves.outbox o ON o.destination_id OPERATOR(pg_catalog.=) "
     "d.id"
     " GROUP BY d.id ORDER BY d.name",
@@ -505,6 +508,8 @@ PGVES_FUNCTION(ves_prometheus_metrics) {
     d.dead_rows = static_cast<double>(safe::spi_int64(i, 8, 0));
     std::int64_t ppm = safe::spi_int64(i, 9, -1);
     d.consistency = ppm < 0 ? -1 : static_cast<double>(ppm) / 1e6;
+    std::int64_t recovery_ms = safe::spi_int64(i, 10, -1);
+    d.recovery_seconds = recovery_ms < 0 ? -1 : static_cast<double>(recovery_ms) / 1000.0;
     for (const metrics::SlotCopy &s : slots)
       if (s.destination == id) d.counters = s.now;
     e.destinations.push_back(std::move(d));
