@@ -207,7 +207,7 @@ CREATE FUNCTION ves._destination_options(d ves.destinations, options jsonb) RETU
 DECLARE
   known text[] := ARRAY['secret', 'tenant_id', 'entity_types', 'event_types', 'concurrency', 'rate_limit',
                         'burst', 'timeout_ms', 'max_attempts', 'backoff_base_ms', 'backoff_cap_ms', 'jitter',
-                        'breaker_threshold', 'breaker_cooldown_ms', 'headers']
+                        'breaker_threshold', 'breaker_cooldown_ms', 'headers', 'alerts']
                         || ves._destination_kind_options(d.kind);
   secret text[] := ves._destination_kind_secret_options(d.kind);
   own text[] := ARRAY(SELECT o FROM unnest(ves._destination_kind_options(d.kind)) o WHERE NOT o = ANY (secret));
@@ -239,6 +239,15 @@ BEGIN
     d.jitter := coalesce((options->>'jitter')::float8, d.jitter);
     d.breaker_threshold := coalesce((options->>'breaker_threshold')::int, d.breaker_threshold);
     d.breaker_cooldown_ms := coalesce((options->>'breaker_cooldown_ms')::int, d.breaker_cooldown_ms);
+    -- Alert transitions delivered as events (README "Alerts"); not to a
+    -- commerce platform, which takes only its listings' counts.
+    IF options ? 'alerts' AND jsonb_typeof(options->'alerts') <> 'boolean' THEN
+      RAISE invalid_parameter_value USING MESSAGE = 'alerts must be true or false';
+    END IF;
+    d.alerts := coalesce((options->>'alerts')::boolean, d.alerts, false);
+    IF d.alerts AND ves._destination_kind_platform(d.kind) THEN
+      RAISE invalid_parameter_value USING MESSAGE = 'a commerce platform destination cannot take alerts';
+    END IF;
     -- The kind's own options, checked by its adapter (ves._destination_check);
     -- null removes one.
     d.kind_options := coalesce(d.kind_options, '{}');
@@ -344,10 +353,10 @@ BEGIN
   END IF;
   INSERT INTO ves.destinations (name, kind, url, tenant_id, entity_types, event_types, concurrency, rate_limit,
                                 burst, timeout_ms, max_attempts, backoff_base_ms, backoff_cap_ms, jitter,
-                                breaker_threshold, breaker_cooldown_ms, headers, kind_options)
+                                breaker_threshold, breaker_cooldown_ms, headers, kind_options, alerts)
   VALUES (d.name, d.kind, d.url, d.tenant_id, d.entity_types, d.event_types, d.concurrency, d.rate_limit,
           d.burst, d.timeout_ms, d.max_attempts, d.backoff_base_ms, d.backoff_cap_ms, d.jitter,
-          d.breaker_threshold, d.breaker_cooldown_ms, d.headers, d.kind_options)
+          d.breaker_threshold, d.breaker_cooldown_ms, d.headers, d.kind_options, d.alerts)
   RETURNING * INTO d;
   PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box, c.credentials_box);
   PERFORM ves._destinations_changed();
@@ -391,7 +400,7 @@ BEGIN
     rate_limit = d.rate_limit, burst = d.burst, timeout_ms = d.timeout_ms, max_attempts = d.max_attempts,
     backoff_base_ms = d.backoff_base_ms, backoff_cap_ms = d.backoff_cap_ms, jitter = d.jitter,
     breaker_threshold = d.breaker_threshold, breaker_cooldown_ms = d.breaker_cooldown_ms,
-    headers = d.headers, kind_options = d.kind_options, updated_at = now()
+    headers = d.headers, kind_options = d.kind_options, alerts = d.alerts, updated_at = now()
   WHERE x.id = d.id RETURNING * INTO d;
   PERFORM ves._store_destination_secrets(d.id, options, c.secret_box, c.headers_box, c.credentials_box);
   PERFORM ves._destinations_changed();

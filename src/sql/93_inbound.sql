@@ -381,6 +381,11 @@ BEGIN
     RAISE EXCEPTION 'destination "%" is of kind %, which has no listings to reconcile', destination, d.kind
       USING ERRCODE = 'VE054', HINT = 'Reconcile a commerce platform destination (shopify, tiktok_shop, amazon_sp, meta_catalog).';
   END IF;
+  -- A full run is announced on the destination's sync stream (98_sync_events.sql).
+  IF NOT coalesce(stale_only, false) THEN
+    PERFORM ves._sync_event('sync.started', jsonb_build_object('destination', d.name, 'run', run,
+      'kind', 'reconcile'), d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
+  END IF;
   got := ves._reconcile_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, coalesce(stale_only, false));
   checked := 0; equal := 0; mismatched := 0; mismatches := '[]';
   unread := (got ->> 'unread')::int;
@@ -419,6 +424,10 @@ BEGIN
     ON CONFLICT (destination_id) DO UPDATE SET started_at = excluded.started_at, finished_at = excluded.finished_at,
       checked = excluded.checked, equal = excluded.equal, mismatched = excluded.mismatched, unread = excluded.unread,
       consistency_score = excluded.consistency_score, mismatches = excluded.mismatches, error = excluded.error;
+    PERFORM ves._sync_event('sync.completed', jsonb_strip_nulls(jsonb_build_object('destination', d.name,
+      'run', run, 'kind', 'reconcile', 'checked', checked, 'equal', equal, 'mismatched', mismatched,
+      'unread', unread, 'consistency_score', consistency_score, 'error', error)),
+      d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
   END IF;
   RETURN;
 END $$;

@@ -36,8 +36,40 @@ CREATE FUNCTION ves._counter_figures(counters bigint[],
     OUT inventory_p50 double precision, OUT inventory_p95 double precision, OUT inventory_p99 double precision,
     OUT order_p50 double precision, OUT order_p95 double precision, OUT order_p99 double precision,
     OUT other_p95 double precision,
-    OUT http_p50 double precision, OUT http_p95 double precision, OUT http_p99 double precision)
+    OUT http_p50 double precision, OUT http_p95 double precision, OUT http_p99 double precision,
+    OUT cross_platform_p95 double precision)
   AS 'MODULE_PATHNAME', 'ves_counter_figures' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION ves._record_cross_platform(destination_id int, seconds double precision) RETURNS void
+  AS 'MODULE_PATHNAME', 'ves_record_cross_platform' LANGUAGE C VOLATILE STRICT;
+
+-- Cross-platform sync: a SKU's count changed (a local change, or a platform
+-- report the rules decided) at ves.inventory.updated_at; once every platform
+-- it is mapped to is known to have the count, that took now() - updated_at.
+-- One sample per SKU and location, when the last listing comes to agree,
+-- counted on that listing's destination. A statement trigger: the worker
+-- records a batch of pushes in one UPDATE.
+CREATE FUNCTION ves._listings_agree() RETURNS trigger
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM ves._record_cross_platform(x.destination_id, EXTRACT(epoch FROM now() - x.changed_at)::double precision)
+  FROM (
+    SELECT DISTINCT ON (n.tenant_id, n.store_id, n.sku, n.location) n.destination_id, i.updated_at AS changed_at
+    FROM new_listings n
+    JOIN old_listings o ON o.destination_id = n.destination_id AND o.tenant_id = n.tenant_id
+      AND o.store_id = n.store_id AND o.sku = n.sku AND o.location = n.location
+    JOIN ves.inventory i ON i.tenant_id = n.tenant_id AND i.store_id = n.store_id AND i.sku = n.sku
+      AND i.location = n.location
+    WHERE n.known_quantity = i.available AND o.known_quantity IS DISTINCT FROM n.known_quantity
+      AND NOT EXISTS (SELECT FROM ves.listings l
+                      WHERE l.tenant_id = n.tenant_id AND l.store_id = n.store_id AND l.sku = n.sku
+                        AND l.location = n.location AND l.known_quantity IS DISTINCT FROM i.available)
+    ORDER BY n.tenant_id, n.store_id, n.sku, n.location, n.destination_id
+  ) x;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER listings_agree AFTER UPDATE ON ves.listings
+  REFERENCING OLD TABLE AS old_listings NEW TABLE AS new_listings
+  FOR EACH STATEMENT EXECUTE FUNCTION ves._listings_agree();
 CREATE FUNCTION ves.reset_sync_metrics() RETURNS void
   AS 'MODULE_PATHNAME', 'ves_reset_sync_metrics' LANGUAGE C VOLATILE;
 CREATE FUNCTION ves.prometheus_metrics() RETURNS text
@@ -47,8 +79,11 @@ CREATE FUNCTION ves.prometheus_metrics() RETURNS text
 -- One row per destination and one total (destination NULL) over the last
 -- `window`: the per-minute rollups inside it plus what the live counters
 -- hold since the last rollup. Latencies in seconds; NULL where nothing was
--- measured (and, in this version, for the figures pg_ves does not measure
--- yet: cross_platform_sync_p95, data_consistency_score, recovery_time).
+-- measured. cross_platform_sync_p95 is from the samples ves._listings_agree
+-- counts. data_consistency_score is the share of listings
+-- found equal at the last full reconciliation (per destination; all of them
+-- on the total row), recovery_time the last recovery that ended in the window
+-- or the one under way (ves.recoveries; the longest on the total row).
 CREATE FUNCTION ves.sync_metrics("window" interval DEFAULT '5 min')
   RETURNS TABLE (destination text, inventory_sync_p50 double precision, inventory_sync_p95 double precision,
                  inventory_sync_p99 double precision, order_sync_p50 double precision,
@@ -101,11 +136,13 @@ BEGIN
   )
   SELECT t.name,
          f.inventory_p50, f.inventory_p95, f.inventory_p99, f.order_p50, f.order_p95, f.order_p99,
-         NULL::double precision,
+         f.cross_platform_p95,
          CASE WHEN t.ord = 2 THEN (SELECT k.p95 FROM conflicts k) END,
          coalesce(f.successes, 0)::double precision / nullif(coalesce(f.successes, 0) + coalesce(f.failures, 0), 0),
          CASE WHEN t.ord = 2 THEN (SELECT k.rate FROM conflicts k) END,
-         NULL::double precision, NULL::interval,
+         CASE WHEN t.ord = 1 THEN (SELECT rr.consistency_score FROM ves.reconcile_runs rr WHERE rr.destination_id = t.id)
+              ELSE (SELECT sum(rr.equal)::double precision / nullif(sum(rr.checked), 0) FROM ves.reconcile_runs rr) END,
+         ves._recovery_time(t.id, $1),
          coalesce(f.successes, 0) / seconds,
          coalesce(t.syncing, 0), coalesce(t.depth, 0), t.oldest,
          f.items::double precision / nullif(f.requests, 0),
@@ -120,6 +157,7 @@ $$;
 
 REVOKE ALL ON FUNCTION ves._sync_metrics_live(boolean), ves._add_counters(bigint[], bigint[]),
   ves._sum_counters(bigint[]), ves._counter_figures(bigint[]), ves.reset_sync_metrics(),
+  ves._record_cross_platform(int, double precision), ves._listings_agree(),
   ves.prometheus_metrics(), ves.sync_metrics(interval) FROM PUBLIC;
 REVOKE ALL ON ves.sync_history FROM PUBLIC;
 -- Operators and monitoring roles (pg_monitor, which the Prometheus exporters

@@ -3,6 +3,9 @@
 -- and resolved alerts in ves.alerts, and NOTIFY ves_alerts on every
 -- transition. Kept in one file that the upgrade script includes as well.
 
+-- Destinations that receive alert transitions as events (option "alerts").
+ALTER TABLE ves.destinations ADD COLUMN alerts boolean NOT NULL DEFAULT false;
+
 -- The metrics a rule can watch: per destination, or for the whole database
 -- (global). Values are numbers: seconds for latencies and ages, 0..1 for
 -- rates, counts otherwise.
@@ -19,10 +22,13 @@ CREATE FUNCTION ves.alert_metrics(OUT metric text, OUT scope text, OUT descripti
          ('queue_depth', 'destination', 'rows not yet delivered now'),
          ('oldest_pending_seconds', 'destination', 'age of the oldest undelivered row now (s)'),
          ('breaker_open', 'destination', '1 while the circuit breaker is open'),
+         ('paused_by_worker', 'destination', '1 while the worker keeps the destination paused (credentials refused, endpoint gone)'),
+         ('data_consistency', 'destination', 'agreement with the platform at the last full reconciliation (0..1)'),
+         ('recovery_seconds', 'destination', 'the last recovery (breaker open or worker start -> backlog drained) ended in the window, or the one under way (s)'),
          ('workers_running', 'global', 'sync workers running for this database'),
          ('open_conflicts', 'global', 'conflicts waiting for a decision'),
          ('conflict_resolution_rate', 'global', 'conflicts detected in the window that are resolved (0..1)'),
-         ('data_consistency_score', 'global', 'agreement with the platforms after reconciliation (0..1; not measured yet)'),
+         ('data_consistency_score', 'global', 'agreement with the platforms at their last full reconciliations (0..1)'),
          ('security_alerts', 'global', 'security alerts not yet acknowledged (ves.security_alerts)')
 $$;
 
@@ -50,7 +56,11 @@ CREATE FUNCTION ves._default_alert_rules(OUT name text, OUT metric text, OUT com
          ('low_consistency', 'data_consistency_score', '<', 0.999, interval '1 hour', interval '0', 'warning',
           'data consistency below 99.9 %'),
          ('security_alert', 'security_alerts', '>', 0, interval '5 min', interval '0', 'critical',
-          'a security alert was raised')
+          'a security alert was raised'),
+         ('destination_paused', 'paused_by_worker', '>', 0, interval '5 min', interval '0', 'critical',
+          'the worker paused a destination (credentials refused or endpoint gone)'),
+         ('slow_recovery', 'recovery_seconds', '>', 300, interval '15 min', interval '0', 'warning',
+          'recovery from an open breaker or a worker restart takes more than 5 minutes')
 $$;
 
 -- Rules set by operators: new rules, and defaults changed for the whole
@@ -103,7 +113,11 @@ CREATE TABLE ves.alerts (
   started_at   timestamptz      NOT NULL DEFAULT now(),  -- the condition first held
   fired_at     timestamptz,
   resolved_at  timestamptz,
-  updated_at   timestamptz      NOT NULL DEFAULT now()
+  updated_at   timestamptz      NOT NULL DEFAULT now(),
+  -- ves.acknowledge_alert: someone is on it (the episode still resolves).
+  acknowledged_at timestamptz,
+  acknowledged_by text,
+  acknowledgement_note text
 );
 CREATE UNIQUE INDEX alerts_open_idx ON ves.alerts (rule, coalesce(destination, '')) WHERE status <> 'resolved';
 SELECT pg_catalog.pg_extension_config_dump('ves.alerts', '');
@@ -213,7 +227,11 @@ BEGIN
     SELECT w.w AS win, s.* FROM unnest(windows) AS w(w), LATERAL ves.sync_metrics(w.w) s
   ), gauges AS (
     SELECT d.name, d.tenant_id AS dest_tenant, (d.breaker_state = 'open')::int::double precision AS breaker,
-           (SELECT count(*) FROM ves.outbox o WHERE o.destination_id = d.id AND o.status = 'dead')::double precision AS dead_rows
+           (SELECT count(*) FROM ves.outbox o WHERE o.destination_id = d.id AND o.status = 'dead')::double precision AS dead_rows,
+           -- The worker pauses with its error as the reason (outbox_sql.cpp
+           -- destination_plan); an operator's pause gives its own reason.
+           (d.paused AND d.paused_reason IS NOT NULL AND d.paused_reason IS NOT DISTINCT FROM d.last_error)::int::double precision
+             AS paused_by_worker
     FROM ves.destinations d
   )
   SELECT m.win, m.destination, g.dest_tenant, v.metric, v.value
@@ -224,7 +242,9 @@ BEGIN
                   ('dead', m.dead::double precision), ('dead_rows', g.dead_rows),
                   ('queue_depth', m.queue_depth::double precision),
                   ('oldest_pending_seconds', coalesce(EXTRACT(epoch FROM m.oldest_pending_age)::double precision, 0)),
-                  ('breaker_open', g.breaker)) AS v(metric, value)
+                  ('breaker_open', g.breaker), ('paused_by_worker', g.paused_by_worker),
+                  ('data_consistency', m.data_consistency_score),
+                  ('recovery_seconds', EXTRACT(epoch FROM m.recovery_time)::double precision)) AS v(metric, value)
   UNION ALL
   SELECT m.win, NULL, NULL, v.metric, v.value
   FROM m, LATERAL (VALUES
@@ -250,6 +270,7 @@ DECLARE
   seen text[] := '{}';
   key text;
 BEGIN
+  PERFORM ves._track_recoveries();
   FOR r IN
     WITH rules AS (
       SELECT x.* FROM ves.alert_rules x
@@ -327,13 +348,94 @@ BEGIN
   PERFORM ves._notify_alert(a);
 END $$;
 
+-- Destinations with the option "alerts": true receive every transition as
+-- a signed event: alert.firing or alert.resolved on the alert's own stream
+-- (entity_type 'sync.alert', entity_id the alert id), in the tenant of the
+-- destination the alert is about (the nil UUID for a global alert or an
+-- untenanted destination). The append's own fan-out skips 'sync.alert'
+-- (src/pg/store/append.cpp): only these rows are queued, never to the
+-- destination the alert is about, and within a tenant filter. A failure here
+-- is a warning: it must not stop the evaluation (NOTIFY still goes out).
+CREATE FUNCTION ves._deliver_alert(a ves.alerts) RETURNS void
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  tenant uuid;
+  store uuid;
+  r ves.append_result;
+BEGIN
+  IF NOT EXISTS (SELECT FROM ves.destinations d WHERE d.alerts AND d.name IS DISTINCT FROM a.destination) THEN
+    RETURN;
+  END IF;
+  BEGIN
+    SELECT d.tenant_id, (d.kind_options ->> 'store_id')::uuid INTO tenant, store
+    FROM ves.destinations d WHERE d.name = a.destination;
+    tenant := coalesce(tenant, '00000000-0000-0000-0000-000000000000');
+    store := coalesce(store, '00000000-0000-0000-0000-000000000000');
+    r := ves.append(tenant, store, 'sync.alert', a.alert_id::text, 'alert.' || a.status,
+      jsonb_strip_nulls(jsonb_build_object(
+        'alert_id', a.alert_id, 'rule', a.rule, 'destination', a.destination, 'metric', a.metric,
+        'status', a.status, 'value', a.value, 'threshold', a.threshold, 'severity', a.severity,
+        'labels', a.labels, 'started_at', a.started_at, 'fired_at', a.fired_at, 'resolved_at', a.resolved_at,
+        'acknowledged_at', a.acknowledged_at, 'acknowledged_by', a.acknowledged_by)),
+      source => 'pg_ves');
+    INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, entity_type, entity_id)
+    SELECT tenant, d.id, r.position, r.event_id, 'sync.alert', a.alert_id::text
+    FROM ves.destinations d
+    WHERE d.alerts AND d.name IS DISTINCT FROM a.destination AND (d.tenant_id IS NULL OR d.tenant_id = tenant)
+    ORDER BY d.id;
+    PERFORM ves._wake_worker();
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'pg_ves: alert % could not be queued for the destinations taking alerts: %', a.alert_id, SQLERRM;
+  END;
+END $$;
+
 CREATE FUNCTION ves._notify_alert(a ves.alerts) RETURNS void
   LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   SELECT pg_catalog.pg_notify('ves_alerts', pg_catalog.jsonb_build_object(
     'alert_id', a.alert_id, 'rule', a.rule, 'destination', a.destination, 'status', a.status,
-    'value', a.value, 'threshold', a.threshold, 'severity', a.severity)::text)
+    'value', a.value, 'threshold', a.threshold, 'severity', a.severity,
+    'acknowledged', a.acknowledged_at IS NOT NULL)::text);
+  SELECT ves._deliver_alert(a);
 $$;
 
+-- Someone is on it: marks a firing alert acknowledged (who, when, a note)
+-- and records it in ves.audit_log. Alerts announce transitions only, so an
+-- acknowledged alert says nothing more until it resolves (announced, with
+-- "acknowledged": true); if the rule holds again later, that is a new,
+-- unacknowledged alert. Acknowledging again keeps the first acknowledgement.
+CREATE FUNCTION ves.acknowledge_alert(id bigint, note text DEFAULT NULL) RETURNS ves.alerts
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  a ves.alerts;
+  tenant uuid;
+BEGIN
+  IF id IS NULL THEN
+    RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = 'VE011',
+      HINT = 'Pass an alert id from SELECT alert_id FROM ves.alerts WHERE status = ''firing''.';
+  END IF;
+  SELECT * INTO a FROM ves.alerts x WHERE x.alert_id = acknowledge_alert.id FOR UPDATE;
+  tenant := nullif(a.labels ->> 'tenant_id', '')::uuid;
+  IF NOT FOUND OR NOT (tenant IS NULL OR ves.tenant_visible(tenant)) THEN
+    RAISE EXCEPTION 'alert % does not exist', id USING ERRCODE = 'VE012',
+      HINT = 'List alerts with SELECT * FROM ves.alerts WHERE status = ''firing''.';
+  END IF;
+  IF a.status <> 'firing' THEN
+    RAISE EXCEPTION 'alert % is %, not firing', id, a.status USING ERRCODE = 'VE075',
+      HINT = CASE WHEN a.status = 'resolved' THEN 'It is over: nothing to acknowledge.'
+                  ELSE 'A pending alert has not fired yet; acknowledge it once it fires.' END;
+  END IF;
+  IF a.acknowledged_at IS NULL THEN
+    UPDATE ves.alerts x SET acknowledged_at = now(), acknowledged_by = session_user::text,
+                            acknowledgement_note = note, updated_at = now()
+    WHERE x.alert_id = a.alert_id RETURNING * INTO a;
+    PERFORM ves._audit('acknowledge_alert', a.rule || coalesce(' on ' || a.destination, ''), tenant,
+                       jsonb_strip_nulls(jsonb_build_object('alert_id', a.alert_id, 'note', note)));
+  END IF;
+  RETURN a;
+END $$;
+
+REVOKE ALL ON FUNCTION ves._deliver_alert(ves.alerts), ves.acknowledge_alert(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.acknowledge_alert(bigint, text) TO ves_admin;
 REVOKE ALL ON FUNCTION ves.alert_metrics(), ves._default_alert_rules(),
   ves.set_alert_rule(text, jsonb, text, uuid), ves.drop_alert_rule(text, text, uuid),
   ves._alert_observations(interval[]), ves.evaluate_alerts(), ves._close_alert(ves.alerts, double precision),

@@ -93,6 +93,24 @@ TEST(Histogram, IncrementsOfFinishedRows) {
   EXPECT_GT(m::http_quantile(c, 0.99), 0.0005);
 }
 
+TEST(Histogram, CrossPlatformSamplesKeepTheirOwnHistogram) {
+  m::Counters c{};
+  for (std::int64_t micros : {3'000'000, 4'000'000, 7'000'000, -5})
+    for (auto [i, n] : m::cross_platform_increments(micros)) c[i] += n;
+  EXPECT_EQ(c[m::kCrossSumMicros], 14'000'000u) << "a negative sample counts as 0";
+  EXPECT_EQ(c[m::kCrossBuckets + m::bucket_of(0)], 1u);
+  // Three of four samples are within 5 s: the median is in (2 s, 5 s], the
+  // p95 in (5 s, 10 s].
+  EXPECT_GT(m::cross_platform_quantile(c, 0.5), 2.0);
+  EXPECT_LE(m::cross_platform_quantile(c, 0.5), 5.0);
+  EXPECT_GT(m::cross_platform_quantile(c, 0.95), 5.0);
+  EXPECT_LE(m::cross_platform_quantile(c, 0.95), 10.0);
+  EXPECT_EQ(c[m::kAttempts], 0u) << "not a delivery";
+  EXPECT_LT(m::sync_quantile(c, m::EventClass::inventory, 0.5), 0);
+  m::Counters empty{};
+  EXPECT_LT(m::cross_platform_quantile(empty, 0.95), 0);
+}
+
 TEST(Histogram, PrometheusExposition) {
   m::Exposition e;
   m::DestinationSeries d;
@@ -103,7 +121,15 @@ TEST(Histogram, PrometheusExposition) {
   d.counters[m::sync_bucket(m::EventClass::inventory, 3)] = 2;
   d.counters[m::kSyncSumMicros] = 2100;
   d.queue_depth = 7;
+  d.counters[m::kCrossBuckets + 5] = 1;
+  d.counters[m::kCrossSumMicros] = 4000;
+  d.consistency = 0.75;
+  d.recovery_seconds = 95.5;
   e.destinations.push_back(d);
+  m::DestinationSeries unreconciled;
+  unreconciled.destination = "hook";
+  unreconciled.kind = "webhook";
+  e.destinations.push_back(unreconciled);
   e.open_conflicts = 2;
   std::string text = m::prometheus_text(e);
   const std::string labels =
@@ -123,6 +149,21 @@ TEST(Histogram, PrometheusExposition) {
                       "destination_kind=\"webhook\"} 7\n"),
             std::string::npos);
   EXPECT_NE(text.find("\npgves_conflicts_open 2\n"), std::string::npos);
+  const std::string dest = "destination=\"shop \\\"a\\\"\\\\b\",destination_kind=\"webhook\"";
+  EXPECT_NE(text.find("pgves_cross_platform_sync_seconds_count{" + dest + "} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("pgves_cross_platform_sync_seconds_sum{" + dest + "} 0.004\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("pgves_data_consistency_score{" + dest + "} 0.75\n"), std::string::npos);
+  EXPECT_NE(
+      text.find(
+          "pgves_data_consistency_score{destination=\"hook\",destination_kind=\"webhook\"} NaN\n"),
+      std::string::npos)
+      << "a destination never reconciled has no figure";
+  EXPECT_NE(text.find("pgves_recovery_seconds{" + dest + "} 95.5\n"), std::string::npos);
+  EXPECT_NE(
+      text.find("pgves_recovery_seconds{destination=\"hook\",destination_kind=\"webhook\"} NaN\n"),
+      std::string::npos);
   // Every family has one HELP and one TYPE line, and every sample belongs to
   // a family that was announced.
   std::map<std::string, int> types;

@@ -151,6 +151,16 @@ double sync_quantile(const Counters &c, EventClass cls, double q) {
 
 double http_quantile(const Counters &c, double q) { return quantile_seconds(&c[kHttpBuckets], q); }
 
+double cross_platform_quantile(const Counters &c, double q) {
+  return quantile_seconds(&c[kCrossBuckets], q);
+}
+
+std::vector<std::pair<int, std::uint64_t>> cross_platform_increments(std::int64_t micros) {
+  if (micros < 0) micros = 0;
+  return {{kCrossBuckets + bucket_of(micros), 1},
+          {kCrossSumMicros, static_cast<std::uint64_t>(micros)}};
+}
+
 // --- exposition ------------------------------------------------------------------------
 
 namespace {
@@ -215,6 +225,15 @@ const Family kFamilies[] = {
     {"pgves_destination_paused", "gauge", "1 while the destination is paused."},
     {"pgves_conflicts_open", "gauge", "Conflicts waiting for a decision."},
     {"pgves_workers_running", "gauge", "pg_ves sync workers running for this database."},
+    {"pgves_cross_platform_sync_seconds", "histogram",
+     "From a SKU's change until every platform it is mapped to has the count, on the destination "
+     "that completed it."},
+    {"pgves_data_consistency_score", "gauge",
+     "Share of the destination's listings equal to the local count at its last full "
+     "reconciliation."},
+    {"pgves_recovery_seconds", "gauge",
+     "The last recovery (breaker open or worker start until the backlog was delivered) that "
+     "ended in the last 5 minutes, or the one under way."},
 };
 
 void header(std::string &out, const Family &f) {
@@ -326,6 +345,19 @@ std::string prometheus_text(const Exposition &e) {
   sample(out, "pgves_conflicts_open", "", number(e.open_conflicts));
   header(out, family("pgves_workers_running"));
   sample(out, "pgves_workers_running", "", number(e.workers_running));
+
+  header(out, family("pgves_cross_platform_sync_seconds"));
+  for (const DestinationSeries &d : e.destinations)
+    histogram(out, "pgves_cross_platform_sync_seconds", dest_labels(d), &d.counters[kCrossBuckets],
+              d.counters[kCrossSumMicros]);
+  header(out, family("pgves_data_consistency_score"));
+  for (const DestinationSeries &d : e.destinations)
+    sample(out, "pgves_data_consistency_score", dest_labels(d),
+           d.consistency >= 0 ? number(d.consistency) : "NaN");
+  header(out, family("pgves_recovery_seconds"));
+  for (const DestinationSeries &d : e.destinations)
+    sample(out, "pgves_recovery_seconds", dest_labels(d),
+           d.recovery_seconds >= 0 ? number(d.recovery_seconds) : "NaN");
   return out;
 }
 

@@ -72,6 +72,11 @@ enum Counter : int {
   kSyncSumMicros = kSyncBuckets + kEventClasses * kBuckets,  // kEventClasses sums
   kHttpBuckets = kSyncSumMicros + kEventClasses,             // kBuckets: HTTP round trip
   kHttpSumMicros = kHttpBuckets + kBuckets,
+  // kBuckets: cross-platform, a SKU's change -> every mapped platform
+  // acknowledged its count (counted on the destination whose answer
+  // completed it).
+  kCrossBuckets,
+  kCrossSumMicros = kCrossBuckets + kBuckets,
   kCounters
 };
 using Counters = std::array<std::uint64_t, kCounters>;
@@ -102,6 +107,9 @@ void add(Counters &into, const Counters &from);
 std::uint64_t failures(const Counters &c);
 double sync_quantile(const Counters &c, EventClass cls, double q);
 double http_quantile(const Counters &c, double q);
+double cross_platform_quantile(const Counters &c, double q);
+// What one cross-platform sample of `micros` adds, as (counter, amount) pairs.
+std::vector<std::pair<int, std::uint64_t>> cross_platform_increments(std::int64_t micros);
 
 // --- Prometheus text exposition --------------------------------------------------------
 
@@ -114,6 +122,13 @@ struct DestinationSeries {
   double dead_rows = 0;  // rows dead in the outbox now
   bool breaker_open = false;
   bool paused = false;
+  // Share of listings equal at the last full reconciliation; negative when
+  // the destination was never reconciled (its sample is then NaN).
+  double consistency = -1;
+  // The last recovery (breaker open or worker start -> backlog drained)
+  // that ended in the last 5 minutes, or the one under way, in seconds;
+  // negative when none (NaN).
+  double recovery_seconds = -1;
 };
 struct Exposition {
   std::vector<DestinationSeries> destinations;

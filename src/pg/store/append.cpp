@@ -131,7 +131,10 @@ SavedPlan fan_out = {
     "SELECT $1, d.id, $2, $3, $4, $5 FROM ves.destinations d "
     "WHERE (d.tenant_id IS NULL OR d.tenant_id = $1) "
     "AND (d.entity_types IS NULL OR $4 = ANY (d.entity_types)) "
-    "AND (d.event_types IS NULL OR $6 = ANY (d.event_types))",
+    "AND (d.event_types IS NULL OR $6 = ANY (d.event_types)) "
+    // The sync and alert streams are queued by ves._sync_event and
+    // ves._deliver_alert to the destinations that asked for them.
+    "AND $4 NOT IN ('sync', 'sync.alert')",
     6,
     {kUuid, kInt8, kUuid, kText, kText, kText},
     nullptr};
@@ -525,6 +528,7 @@ SavedPlan fan_out_bulk = {
     "JOIN ves.destinations d ON (d.tenant_id IS NULL OR d.tenant_id = u.t) "
     "AND (d.entity_types IS NULL OR u.et = ANY (d.entity_types)) "
     "AND (d.event_types IS NULL OR u.ty = ANY (d.event_types)) "
+    "AND u.et NOT IN ('sync', 'sync.alert') "
     "ORDER BY u.p, d.id",
     6,
     {kUuidArray, kInt8Array, kUuidArray, kTextArray, kTextArray, kTextArray},

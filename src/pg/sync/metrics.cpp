@@ -393,8 +393,8 @@ PGVES_FUNCTION(ves_add_counters) {
 // shows: counts and latency percentiles in seconds (NULL without samples).
 PGVES_FUNCTION(ves_counter_figures) {
   m::Counters c = metrics::counters_of(PG_GETARG_DATUM(0));
-  Datum values[17];
-  bool nulls[17] = {};
+  Datum values[18];
+  bool nulls[18] = {};
   values[0] = Int64GetDatum(static_cast<int64>(c[m::kAttempts]));
   values[1] = Int64GetDatum(static_cast<int64>(c[m::kSuccesses]));
   values[2] = Int64GetDatum(static_cast<int64>(m::failures(c)));
@@ -416,7 +416,27 @@ PGVES_FUNCTION(ves_counter_figures) {
     values[k] = metrics::quantile_or_null(m::http_quantile(c, q), &nulls[k]);
     ++k;
   }
+  values[k] = metrics::quantile_or_null(m::cross_platform_quantile(c, 0.95), &nulls[k]);
   return safe::composite_result(fcinfo, values, nulls);
+}
+
+// ves._record_cross_platform(destination_id int, seconds float8): one
+// cross-platform sample (a SKU's change -> every mapped platform has its
+// count), counted on the destination whose acknowledgement completed it.
+// Called by the trigger on ves.listings; a no-op when ves.metrics is off.
+PGVES_FUNCTION(ves_record_cross_platform) {
+  if (!metrics::shared || !settings::metrics) PG_RETURN_VOID();
+  int destination = PG_GETARG_INT32(0);
+  double seconds = PG_GETARG_FLOAT8(1);
+  metrics::Slot *slot = metrics::slot_for(destination);
+  if (!slot) {
+    pg_atomic_fetch_add_u64(&metrics::shared->unplaced, 1);
+    PG_RETURN_VOID();
+  }
+  for (const auto &[index, amount] :
+       m::cross_platform_increments(static_cast<std::int64_t>(seconds * 1e6)))
+    pg_atomic_fetch_add_u64(&slot->now[index], amount);
+  PG_RETURN_VOID();
 }
 
 // ves.reset_sync_metrics(): this database's live counters start again from
@@ -442,7 +462,13 @@ SavedPlan exposition_destinations = {
     "  coalesce((EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) "
     "pg_catalog.min(o.created_at) FILTER (WHERE o.status OPERATOR(pg_catalog.=) ANY "
     "('{pending,failed}'::text[]))) OPERATOR(pg_catalog.*) 1000)::bigint, 0),"
-    "  pg_catalog.count(o.id) FILTER (WHERE o.status OPERATOR(pg_catalog.=) 'dead')"
+    "  pg_catalog.count(o.id) FILTER (WHERE o.status OPERATOR(pg_catalog.=) 'dead'),"
+    // Parts per million; -1: never reconciled (or no ves.reconcile_runs yet).
+    "  coalesce((SELECT (r.consistency_score OPERATOR(pg_catalog.*) 1000000)::bigint"
+    "    FROM ves.reconcile_runs r WHERE r.destination_id OPERATOR(pg_catalog.=) d.id), -1),"
+    // Milliseconds; -1: no recovery ended in the last 5 minutes or is under way.
+    "  coalesce((EXTRACT(epoch FROM ves._recovery_time(d.id, interval '5 min'))"
+    "    OPERATOR(pg_catalog.*) 1000)::bigint, -1)"
     " FROM ves.destinations d LEFT JOIN ves.outbox o ON o.destination_id OPERATOR(pg_catalog.=) "
     "d.id"
     " GROUP BY d.id ORDER BY d.name",
@@ -480,6 +506,10 @@ PGVES_FUNCTION(ves_prometheus_metrics) {
     d.queue_depth = static_cast<double>(safe::spi_int64(i, 6, 0));
     d.oldest_pending_seconds = static_cast<double>(safe::spi_int64(i, 7, 0)) / 1000.0;
     d.dead_rows = static_cast<double>(safe::spi_int64(i, 8, 0));
+    std::int64_t ppm = safe::spi_int64(i, 9, -1);
+    d.consistency = ppm < 0 ? -1 : static_cast<double>(ppm) / 1e6;
+    std::int64_t recovery_ms = safe::spi_int64(i, 10, -1);
+    d.recovery_seconds = recovery_ms < 0 ? -1 : static_cast<double>(recovery_ms) / 1000.0;
     for (const metrics::SlotCopy &s : slots)
       if (s.destination == id) d.counters = s.now;
     e.destinations.push_back(std::move(d));

@@ -187,3 +187,13 @@ GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
 -- Destination kind ves_postgres: its url is a postgres:// URI.
 ALTER TABLE ves.destinations DROP CONSTRAINT destinations_url_check,
   ADD CONSTRAINT destinations_url_check CHECK (url ~* '^(https?|postgres(ql)?)://');
+
+-- Operations (issue 13): alert acknowledgement and delivery to destinations
+-- with "alerts": true (new column ves.destinations.alerts, added by
+-- 95_alerts.sql above), sync.* events on a sync stream, recoveries, and
+-- data_consistency_score / recovery_time in ves.sync_metrics (94_metrics.sql
+-- and 93_inbound.sql above carry those changes).
+-- @replace function ves._destination_options
+-- @replace function ves.create_destination
+-- @replace function ves.alter_destination
+-- @include src/sql/98_sync_events.sql
