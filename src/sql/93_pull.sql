@@ -48,11 +48,12 @@ CREATE VIEW ves.pull_status WITH (security_barrier) AS
 CREATE FUNCTION ves._pull_sources(include_paused boolean DEFAULT false)
   RETURNS TABLE (destination_id int, name text, url text, kind_options jsonb, tenant_id uuid, store_id uuid,
                  timeout_ms int, headers jsonb, secret_box bytea, headers_box bytea, next_sequence bigint,
-                 stopped boolean, fresh boolean, kind text)
+                 stopped boolean, fresh boolean, kind text, credentials_box bytea)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   SELECT d.id, d.name, d.url, d.kind_options, d.tenant_id, (d.kind_options ->> 'store_id')::uuid, d.timeout_ms,
          d.headers, s.secret_box, s.headers_box, coalesce(c.next_sequence, 1), c.stopped_at_sequence IS NOT NULL,
-         c.destination_id IS NULL OR (c.applied = 0 AND c.duplicates = 0 AND c.last_event_id IS NULL), d.kind
+         c.destination_id IS NULL OR (c.applied = 0 AND c.duplicates = 0 AND c.last_event_id IS NULL), d.kind,
+         s.credentials_box
   FROM ves.destinations d
   LEFT JOIN ves.destination_secrets s ON s.destination_id = d.id
   LEFT JOIN ves.pull_cursors c ON c.destination_id = d.id AND c.tenant_id = d.tenant_id

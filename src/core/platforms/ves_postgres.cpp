@@ -4,6 +4,7 @@
 
 #include "core/json/canonical_json.hpp"
 #include "core/platforms/ves_sequencer.hpp"
+#include "core/ves/pull.hpp"
 #include "core/ves/envelope.hpp"
 
 // Last: fails the build if anything above pulled in PostgreSQL headers.
@@ -68,6 +69,7 @@ std::vector<HeaderSpec> VesPostgresAdapter::validate_options(const json::Value &
                           "Pass the connection string on one line.");
   }
   (void)sequencer::parse_settings(&options);
+  (void)pull::parse_options(options);
   return {};
 }
 

@@ -27,7 +27,8 @@ class VesPostgresAdapter final : public Adapter {
     return "another pg_ves database as VES sequencer, over libpq";
   }
   std::vector<std::string_view> option_names() const override {
-    return {"conninfo", "sequencer_public_key", "base_version"};
+    return {"conninfo", "sequencer_public_key", "base_version", "store_id",
+            "pull",     "pull_interval_ms",     "pull_batch"};
   }
   std::vector<std::string_view> secret_option_names() const override { return {"conninfo"}; }
   bool over_libpq() const override { return true; }

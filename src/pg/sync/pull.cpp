@@ -15,6 +15,7 @@
 #include "pg/store/stored_event.hpp"
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
+#include "pg/sync/remote_pg.hpp"
 #include "pg/sync/signals.hpp"
 
 extern "C" {
@@ -68,6 +69,7 @@ struct Source {
   long timeout_ms = 10000;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string secret;
+  std::string conninfo;  // ves_postgres
   std::int64_t next_sequence = 1;
   bool stopped = false;
   bool fresh = true;  // the cursor has applied nothing yet
@@ -79,6 +81,7 @@ struct Source {
   Source &operator=(Source &&) = default;
   ~Source() {
     sodium_memzero(secret.data(), secret.size());
+    sodium_memzero(conninfo.data(), conninfo.size());
     for (auto &h : headers) sodium_memzero(h.second.data(), h.second.size());
   }
 };
@@ -96,7 +99,8 @@ std::vector<Source> load_sources(std::optional<int> id, bool include_paused) {
   static SavedPlan plan{
       "SELECT destination_id, name, url, kind_options::text, tenant_id::text, store_id::text,"
       " timeout_ms, headers::text, secret_box, headers_box, next_sequence, stopped::text,"
-      " fresh::text, kind FROM ves._pull_sources($1) WHERE $2 IS NULL OR destination_id = $2",
+      " fresh::text, kind, credentials_box FROM ves._pull_sources($1)"
+      " WHERE $2 IS NULL OR destination_id = $2",
       2,
       {BOOLOID, INT4OID},
       nullptr};
@@ -127,6 +131,13 @@ std::vector<Source> load_sources(std::optional<int> id, bool include_paused) {
     s.stopped = safe::spi_text(r, 12) == "true";
     s.fresh = safe::spi_text(r, 13) == "true";
     s.kind = safe::spi_text(r, 14);
+    // A ves_postgres source connects with its sealed conninfo credential.
+    if (std::string sealed = opened(r, 15); !sealed.empty()) {
+      const Value credentials = core::json::parse(sealed);
+      sodium_memzero(sealed.data(), sealed.size());
+      if (const Value *c = credentials.find("conninfo"); c && c->kind() == core::json::Kind::string)
+        s.conninfo = c->as_string();
+    }
     // The stream's tenant is the destination's tenant_id (a common option).
     Value::Object with_tenant = s.kind_options.as_object();
     with_tenant.emplace_back("tenant_id", safe::spi_text(r, 5));
@@ -164,9 +175,45 @@ class HttpTransport final : public Transport {
   const Source &source_;
 };
 
+// A ves_postgres source: ves.sequenced_events on the remote pg_ves database
+// answers the same page as a sequencer's GET /api/v1/events.
+class PgTransport final : public Transport {
+ public:
+  explicit PgTransport(const Source &source) : source_(source) {}
+  Page fetch(const core::ves::Uuid &tenant, const core::ves::Uuid &store, std::int64_t from,
+             std::int64_t limit) override {
+    Page page;
+    if (source_.conninfo.empty()) {
+      page.error = "the source has no conninfo option";
+      page.retry = false;
+      return page;
+    }
+    remote_pg::Result got =
+        remote_pg::call_json(remote_pg::Target{source_.id, source_.conninfo, source_.timeout_ms},
+                             "SELECT ves.sequenced_events($1::uuid, $2::uuid, $3::bigint, $4::int)",
+                             {core::ves::format_uuid(tenant), core::ves::format_uuid(store),
+                              std::to_string(from), std::to_string(limit)});
+    if (got.text) {
+      page.ok = true;
+      page.body = std::move(*got.text);
+    } else if (got.failure) {
+      page.retry = got.failure->retryable;
+      page.error =
+          "remote pg_ves: " + (got.failure->sqlstate.empty() ? "" : got.failure->sqlstate + ": ") +
+          got.failure->message;
+    } else {
+      page.error = "remote pg_ves: no answer";
+    }
+    return page;
+  }
+
+ private:
+  const Source &source_;
+};
+
 std::unique_ptr<Transport> transport_for(const Source &source) {
   if (source.kind == "ves_sequencer") return std::make_unique<HttpTransport>(source);
-  // A ves_postgres source (src/pg/sync/remote_pg) plugs in its Transport here.
+  if (source.kind == "ves_postgres") return std::make_unique<PgTransport>(source);
   throw VesError(sqlstate::pull_failed,
                  "source \"" + source.name + "\" is of kind " + source.kind +
                      ", which pg_ves cannot pull from yet",
