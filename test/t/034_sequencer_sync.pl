@@ -97,7 +97,10 @@ sub edits
 	on($node, $sql);
 }
 
-sub events_of { return on($_[0], q{SELECT count(*) FROM ves.events}); }
+sub events_of { return on($_[0], "SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant'"); }
+
+# The head of the stream at the sequencer in use (Q, later the mock).
+my $head_of = sub { return on($q, "SELECT ves.sequencer_head('$tenant', '$store')"); };
 
 # Converged: both stores hold every event Q sequenced and Q every event of
 # both, nothing is waiting to be pushed or pulled, twice in a row.
@@ -107,12 +110,14 @@ sub quiescent
 	return wait_until(
 		240,
 		sub {
-			my $head = on($q, "SELECT ves.sequencer_head('$tenant', '$store')");
+			my $head = $head_of->();
 			my ($ea, $eb) = (events_of($a), events_of($b));
 			my $open = 0;
-			$open += on($_, q{SELECT count(*) FROM ves.outbox WHERE status NOT IN ('synced', 'acknowledged')}) for ($a, $b);
+			$open += on($_, "SELECT count(*) FROM ves.outbox WHERE status NOT IN ('synced', 'acknowledged')
+			                 AND tenant_id = '$tenant'") for ($a, $b);
 			my $lag = 0;
-			$lag += on($_, q{SELECT coalesce(sum(lag), 0) + coalesce(sum((cursor - 1 < head)::int), 0) FROM ves.pull_status})
+			$lag += on($_, "SELECT coalesce(sum(lag), 0) + coalesce(sum((cursor - 1 < head)::int), 0) FROM ves.pull_status
+			                WHERE tenant_id = '$tenant'")
 			  for ($a, $b);
 			my $ok = $open == 0 && $lag == 0 && $ea == $head && $eb == $head;
 			$steady = $ok ? $steady + 1 : 0;
@@ -124,9 +129,10 @@ sub snapshot
 {
 	my ($node) = @_;
 	return join "\n",
-	  on($node, q{SELECT entity_type, entity_id, state::text, deleted FROM ves.entity_state ORDER BY 1, 2}),
-	  on($node, q{SELECT sku, location, on_hand, reserved FROM ves.inventory ORDER BY 1, 2}),
-	  on($node, q{SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM ves.events});
+	  on($node, "SELECT entity_type, entity_id, state::text, deleted FROM ves.entity_state
+	             WHERE tenant_id = '$tenant' ORDER BY 1, 2"),
+	  on($node, "SELECT sku, location, on_hand, reserved FROM ves.inventory WHERE tenant_id = '$tenant' ORDER BY 1, 2"),
+	  on($node, "SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM ves.events WHERE tenant_id = '$tenant'");
 }
 
 sub same_everywhere
@@ -134,7 +140,7 @@ sub same_everywhere
 	my ($what) = @_;
 	ok(quiescent(), "$what: both stores and the sequencer are in step")
 	  or diag join ' ', map { $_->name . '=' . events_of($_) } ($a, $b),
-	  on($q, "SELECT 'q=' || ves.sequencer_head('$tenant', '$store')"),
+	  'sequencer=' . $head_of->(),
 	  on($a, q{SELECT string_agg(status || ':' || coalesce(last_error, ''), ' ') FROM ves.outbox WHERE status <> 'synced'});
 	is(snapshot($a), snapshot($b), "$what: the same events, entity state and inventory on both stores");
 	is( on($a, q{SELECT count(*) FROM ves.applied_events}) + 0,
@@ -250,5 +256,38 @@ is( on($q, sprintf(q{SELECT ves.verify_merkle_proof(decode('%s', 'hex'), ARRAY[%
 			$proof->{leaf_hash}, join(',', map { "decode('$_', 'hex')" } @{ $proof->{proof_path} }),
 			$proof->{leaf_index}, $proof->{merkle_root})),
 	't', 'an inclusion proof from Q verifies against its batch root');
+
+# --- the same two stores through the mock StateSet sequencer ---------------------------
+
+# Another stream (tenant, store) goes through test/mock/sequencer.py, which
+# checks every envelope with its own implementation of the VES v1 hashes and
+# signatures and serves them back with its receipts.
+my $mock = start_sequencer();
+$tenant = '33333333-3333-4333-8333-333333333333';
+$store = '44444444-4444-4444-8444-444444444444';
+$head_of = sub { return $mock->call('GET', "/_events?tenant_id=$tenant&store_id=$store")->{head} // 0; };
+my %mock_agent;
+for my $node ($a, $b)
+{
+	my ($agent, $key, $public) = split /\|/,
+	  on($node, "SELECT agent_id, key_id, encode(public_key, 'hex') FROM ves.create_agent_key('$tenant', '$store')");
+	$mock_agent{ $node->name } = [ $agent, $key, $public ];
+	$mock->call('POST', '/_keys', { tenant_id => $tenant, agent_id => $agent, key_id => $key + 0, public_key => "0x$public" });
+}
+on($a, "SELECT ves.register_agent_key('$tenant', '$mock_agent{store_b}[0]', $mock_agent{store_b}[1], '\\x$mock_agent{store_b}[2]')");
+on($b, "SELECT ves.register_agent_key('$tenant', '$mock_agent{store_a}[0]', $mock_agent{store_a}[1], '\\x$mock_agent{store_a}[2]')");
+(my $mock_key = $mock->call('GET', '/_sequencer')->{public_key}) =~ s/^0x//;
+for my $node ($a, $b)
+{
+	on($node, qq{SELECT ves.set_conflict_policy('$tenant', '*', '$policy')});
+	on($node, qq{SELECT ves.create_destination('mock', 'ves_sequencer', '} . $mock->url('') . qq{',
+	  '{"sequencer_public_key": "$mock_key", "pull": true, "tenant_id": "$tenant", "store_id": "$store",
+	    "pull_interval_ms": 100, "backoff_base_ms": 50, "backoff_cap_ms": 500, "max_attempts": 1000,
+	    "breaker_threshold": 0}')});
+}
+for (1 .. 4) { edits($a, 10); edits($b, 10); }
+same_everywhere('through the mock sequencer');
+cmp_ok($mock->call('GET', '/_stats')->{accepted}, '>', 40, 'the mock sequencer accepted the events it verified');
+is($mock->call('GET', '/_stats')->{rejected} // 0, 0, 'and rejected none');
 
 done_testing();
