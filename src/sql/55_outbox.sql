@@ -443,8 +443,13 @@ CREATE FUNCTION ves.get_sync_status()
                  last_error text, breaker text,
                  -- the seeds' overview (README "Metrics"): rows not yet delivered (pending,
                  -- syncing, failed), the last delivery, the caller's open conflicts (every row)
-                 queue_depth bigint, last_sync_at timestamptz, open_conflicts bigint)
-  -- plpgsql: ves.conflicts is created further on (75_state.sql).
+                 queue_depth bigint, last_sync_at timestamptz, open_conflicts bigint,
+                 -- rows a sequencer refused with a version conflict; a pull
+                 -- source's head (the highest number a read has shown) and
+                 -- lag (events shown but not applied), NULL for other destinations.
+                 -- Per-stream heads of this database as a sequencer: ves.sequencer_status().
+                 in_conflict bigint, pull_head bigint, pull_lag bigint)
+  -- plpgsql: ves.conflicts and ves.pull_cursors are created further on.
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RETURN QUERY
@@ -458,7 +463,12 @@ BEGIN
          d.last_success_at, d.last_error, d.breaker_state,
          count(*) FILTER (WHERE o.status IN ('pending', 'failed')),
          greatest(max(o.synced_at), d.last_success_at),
-         (SELECT count(*) FROM ves.conflicts c WHERE c.status = 'open' AND ves.tenant_visible(c.tenant_id))
+         (SELECT count(*) FROM ves.conflicts c WHERE c.status = 'open' AND ves.tenant_visible(c.tenant_id)),
+         count(*) FILTER (WHERE o.status = 'conflict'),
+         (SELECT max(p.head_sequence) FROM ves.pull_cursors p
+          WHERE p.destination_id = d.id AND ves.tenant_visible(p.tenant_id)),
+         (SELECT sum(greatest(p.head_sequence - (p.next_sequence - 1), 0))::bigint FROM ves.pull_cursors p
+          WHERE p.destination_id = d.id AND ves.tenant_visible(p.tenant_id))
   FROM ves.destinations d
   LEFT JOIN ves.outbox o ON o.destination_id = d.id
    AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant())

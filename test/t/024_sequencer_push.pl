@@ -223,6 +223,8 @@ like(row('seq_versioned', $s1), qr/^conflict\|version conflict at the sequencer:
 	'with the sequencer\'s reason');
 is(sql(q{SELECT count(*) FROM ves.list_outbox_events(status => 'conflict')}), 1,
 	'ves.list_outbox_events lists it under conflict');
+is(sql(q{SELECT in_conflict FROM ves.get_sync_status() WHERE destination = 'seq_versioned'}), 1,
+	'ves.get_sync_status counts it');
 is(row('seq_versioned', $s1b), 'pending|', 's-1\'s next event waits behind it');
 my ($conflict, $ctype, $crule, $cbase) = split /\|/, sql(q{SELECT c.conflict_id, c.conflict_type, c.rule, c.base_version
 	FROM ves.open_conflicts o JOIN ves.conflicts c USING (conflict_id) WHERE c.entity_id = 's-1'});

@@ -155,6 +155,8 @@ sub same_everywhere
 for (1 .. 5) { edits($a, 12); edits($b, 12); }
 same_everywhere('after concurrent edits');
 cmp_ok(events_of($a), '>', 60, 'many events went both ways');
+is( on($b, q{SELECT pull_lag || ' ' || pull_head FROM ves.get_sync_status() WHERE destination = 'q'}),
+	'0 ' . $head_of->(), 'ves.get_sync_status shows the source\'s head and no lag');
 cmp_ok(on($a, q{SELECT count(*) FROM ves.applied_events}), '>', 20, 'A applied B\'s events');
 cmp_ok(on($b, q{SELECT count(*) FROM ves.applied_events}), '>', 20, 'B applied A\'s events');
 cmp_ok(on($a, q{SELECT count(*) FROM ves.conflicts WHERE entity_type = 'product'}), '>', 0,
