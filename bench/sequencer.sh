@@ -25,6 +25,11 @@
 #   BENCH_SEQ_SECONDS (20)        its length
 #   BENCH_SEQ_PULL_INTERVAL (20)  pull_interval_ms of both sources
 #   BENCH_SEQ_PULL_BATCH (1000)   pull_batch of both sources
+#   BENCH_SEQ_PULL_ONLY (0)       1 gives B's sources "entity_types":
+#                                 ["bench.none"], so B pushes nothing back;
+#                                 by default (as test/t/034 sets them up) B
+#                                 pushes every event it pulled back to the
+#                                 source it came from, where it is a replay
 #   PGVES_BENCH_KEEP (0)          1 keeps the scratch directory (server logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +40,7 @@ rate=${BENCH_SEQ_RATE:-50}
 seconds=${BENCH_SEQ_SECONDS:-20}
 interval=${BENCH_SEQ_PULL_INTERVAL:-20}
 pull_batch=${BENCH_SEQ_PULL_BATCH:-1000}
+pull_only=${BENCH_SEQ_PULL_ONLY:-0}
 
 t1=11111111-1111-4111-8111-111111111111
 t2=33333333-3333-4333-8333-333333333333
@@ -102,13 +108,15 @@ destination() { # NODE NAME TARGET TENANT SEQUENCER_KEY [PULL_OPTIONS]
                $common${6:+, $6}}')" >/dev/null
 }
 pull="\"pull\": true, \"store_id\": \"$store\", \"pull_interval_ms\": $interval, \"pull_batch\": $pull_batch"
+[ "$pull_only" != 1 ] || pull="$pull, \"entity_types\": [\"bench.none\"]"
 destination a to_q q $t1 "$q_key"
 destination b from_q q $t1 "$q_key" "$pull"
 destination a to_b b $t2 "$b_key"
 destination b from_self b $t2 "$b_key" "$pull"
 
 echo "pg_ves sequencer benchmark: 3 clusters (A, B, Q) on one machine, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pull_interval_ms $interval, pull_batch $pull_batch; worker settings are the defaults"
+echo "pull_interval_ms $interval, pull_batch $pull_batch; worker settings are the defaults;" \
+  "$([ "$pull_only" = 1 ] && echo "B's sources pull only" || echo "B pushes what it pulled back to its sources (replays)")"
 
 # head_of PATH: the sequencer's head of the path's stream; cursor_of PATH:
 # the next number B's source will apply.
@@ -194,18 +202,27 @@ PY
   on b "COPY (SELECT e.entity_id, extract(epoch FROM a.applied_at) FROM ves.events e
               JOIN ves.applied_events a USING (tenant_id, event_id)
               WHERE e.tenant_id = '$tenant' AND e.entity_id LIKE '$prefix%') TO STDOUT" >"$work/$path.applied"
-  lat[$path]=$(python3 - "$work/$path.sent" "$work/$path.applied" <<'PY'
+  local sequencer=q
+  [ "$path" = seq ] || sequencer=b
+  on $sequencer "COPY (SELECT entity_id, extract(epoch FROM sequenced_at) FROM ves.sequencer_events
+                      WHERE tenant_id = '$tenant' AND entity_id LIKE '$prefix%') TO STDOUT" >"$work/$path.sequenced"
+  lat[$path]=$(python3 - "$work/$path.sent" "$work/$path.applied" "$work/$path.sequenced" <<'PY'
 import sys
-sent = dict(l.split('\t') for l in open(sys.argv[1]).read().splitlines())
-got = dict(l.split('\t') for l in open(sys.argv[2]).read().splitlines())
+sent, got, seq = (dict(l.split('\t') for l in open(f).read().splitlines()) for f in sys.argv[1:4])
+def pct(xs, p):
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 lat = sorted((float(got[k]) - float(t)) * 1000 for k, t in sent.items() if k in got)
-pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
-print(f"{len(lat)} {len(sent) - len(lat)} {pct(50):.1f} {pct(99):.1f} {lat[-1]:.1f}")
+push = sorted((float(seq[k]) - float(t)) * 1000 for k, t in sent.items() if k in seq)
+pull = sorted((float(got[k]) - float(seq[k])) * 1000 for k in sent if k in got and k in seq)
+print(f"{len(lat)} {len(sent) - len(lat)} {pct(lat, 50):.1f} {pct(lat, 99):.1f} {lat[-1]:.1f}"
+      f" {pct(push, 50):.1f} {pct(push, 99):.1f} {pct(pull, 50):.1f} {pct(pull, 99):.1f}")
 PY
 )
-  read -r count missing p50 p99 max <<<"${lat[$path]}"
+  read -r count missing p50 p99 max push50 push99 pull50 pull99 <<<"${lat[$path]}"
   printf '%-9s latency at %s/s for %s s, A recorded -> B applied, %s events (%s missing): p50 %s ms, p99 %s ms, max %s ms\n' \
     "$path" "$rate" "$seconds" "$count" "$missing" "$p50" "$p99" "$max"
+  printf '%-9s   of which A recorded -> sequenced: p50 %s ms, p99 %s ms; sequenced -> B applied: p50 %s ms, p99 %s ms\n' \
+    "" "$push50" "$push99" "$pull50" "$pull99"
 }
 
 # Warm-up: one event down each path, so connections and plans exist.
@@ -231,6 +248,9 @@ printf '%-22s %14s %14s %8s\n' "push, events/s" "${push_rate[seq]}" "${push_rate
 printf '%-22s %14s %14s %8s\n' "pull, events/s" "${pull_rate[seq]}" "${pull_rate[plain]}" "$(ratio "${pull_rate[seq]}" "${pull_rate[plain]}")"
 printf '%-22s %14s %14s %8s\n' "latency p50, ms" "$sp50" "$pp50" "$(ratio "$sp50" "$pp50")"
 printf '%-22s %14s %14s %8s\n' "latency p99, ms" "$sp99" "$pp99" "$(ratio "$sp99" "$pp99")"
+
+echo "B's outbox (events it pushed back to its sources): $(on b "SELECT coalesce(string_agg(d.name || ' ' || o.status || ' ' || o.n, ', '), 'none')
+  FROM (SELECT destination_id, status, count(*) AS n FROM ves.outbox GROUP BY 1, 2) o JOIN ves.destinations d ON d.id = o.destination_id")"
 
 # Anything the servers complained about.
 for n in a b q; do
