@@ -158,6 +158,9 @@ cmp_ok(events_of($a), '>', 60, 'many events went both ways');
 is( on($b, q{SELECT pull_lag || ' ' || pull_head FROM ves.get_sync_status() WHERE destination = 'q'}),
 	'0 ' . $head_of->(), 'ves.get_sync_status shows the source\'s head and no lag');
 cmp_ok(on($a, q{SELECT count(*) FROM ves.applied_events}), '>', 20, 'A applied B\'s events');
+is( on($a, q{SELECT count(*) FROM ves.outbox o JOIN ves.events e ON e.event_id = o.event_id
+             WHERE e.source_agent_id NOT IN (SELECT agent_id FROM ves.local_agents)}),
+	'0', 'events A pulled are not pushed back to where they came from');
 cmp_ok(on($b, q{SELECT count(*) FROM ves.applied_events}), '>', 20, 'B applied A\'s events');
 cmp_ok(on($a, q{SELECT count(*) FROM ves.conflicts WHERE entity_type = 'product'}), '>', 0,
 	'concurrent edits of the same products were detected as conflicts');

@@ -301,6 +301,23 @@ void apply_stored(const core::ves::Event &e) {
   safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
 }
 
+// A pulled event is fanned out like any stored event, but the source it
+// came from has it already: its row there is removed in the transaction
+// that made it (otherwise every node would push the whole stream back,
+// each answered as a replay).
+void skip_echo(const Source &s, const core::ves::Event &e) {
+  static SavedPlan plan{
+      "DELETE FROM ves.outbox WHERE destination_id = $1 AND tenant_id = $2 AND entity_type = $3"
+      " AND entity_id = $4 AND event_id = $5 AND status = 'pending'",
+      5,
+      {INT4OID, UUIDOID, TEXTOID, TEXTOID, UUIDOID},
+      nullptr};
+  Datum args[5] = {Int32GetDatum(s.id), safe::uuid_datum(to_pg_uuid(e.tenant_id)),
+                   safe::text_datum(e.entity_type), safe::text_datum(e.entity_id),
+                   safe::uuid_datum(to_pg_uuid(e.event_id))};
+  safe::spi_run(plan, args, nullptr, false, SPI_OK_DELETE);
+}
+
 void keep_receipt(const Source &s, const core::ves::Event &e, std::int64_t seq,
                   const Value &receipt, bool signature_verified) {
   static SavedPlan plan{"SELECT ves._pull_receipt($1, $2, $3, $4, $5::jsonb, $6)",
@@ -399,6 +416,7 @@ Summary apply_page(const Source &s, std::int64_t from, bool fresh_start, const s
       if (r.duplicate) {
         ++out.duplicates;
       } else {
+        skip_echo(s, e);
         apply_stored(e);
         ++out.applied;
       }
