@@ -201,7 +201,8 @@ as_pg env TESTDIR="$work/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
 rc=$?
 grep -E '^(ok|not ok)|^\[|Result:|Files=' "$work/tap.log" | grep -vE '^(ok|not ok) [0-9]+ -' || true
 t_total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\).*/\1/p' "$work/tap.log")
-t_failed=$(grep -cE '^not ok' "$work/tap.log")
+# A TODO test that fails is expected to (TAP), as prove counts it.
+t_failed=$(grep -E '^not ok' "$work/tap.log" | grep -cv '# TODO')
 [ $rc -eq 0 ] || [ "$t_failed" -gt 0 ] || t_failed=1
 record tap $(( ${t_total:-0} - t_failed )) "$t_failed"
 [ $rc -eq 0 ] || { tail -n 60 "$work/tap.log"; find "$work/tap" -name '*.log' -exec tail -n 40 {} + 2>/dev/null | tail -n 120; }
