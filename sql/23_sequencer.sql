@@ -217,3 +217,17 @@ DROP ROLE regress_seq_writer;
 -- The alerts raised here are dealt with (other tests count open alerts).
 SELECT count(ves.acknowledge_security_alert(id, 'skip')) > 0 AS acknowledged
 FROM ves.security_alerts WHERE source = 'ves.sequence_events' AND acknowledged_at IS NULL;
+-- A hole in a stream (its table altered behind the sequencer's back) is never
+-- committed over: VE056, and no commitment is written; once the event is
+-- back, the range is committed.
+UPDATE ves.sequencer_events SET sequence_number = sequence_number + 1000000
+WHERE tenant_id = :t AND store_id = :s AND sequence_number = ves.sequencer_head(:t, :s);
+SELECT count(*) AS commitments_before FROM ves.sequencer_commitments WHERE tenant_id = :t AND store_id = :s;
+SELECT seq_try(format('SELECT * FROM ves.commit_sequencer_batch(%L, %L)', :t, :s)) LIKE 'VE056:%' AS hole_refused;
+SELECT count(*) AS commitments_after FROM ves.sequencer_commitments WHERE tenant_id = :t AND store_id = :s;
+UPDATE ves.sequencer_events SET sequence_number = sequence_number - 1000000
+WHERE tenant_id = :t AND store_id = :s AND sequence_number > 1000000;
+SELECT end_sequence = ves.sequencer_head(:t, :s) AS committed_once_whole
+FROM ves.commit_sequencer_batch(:t, :s);
+-- Following up platform batches takes a positive batch count.
+SELECT seq_try($q$SELECT ves.follow_up_batches(0)$q$) LIKE 'VE010:%' AS bad_max_batches;

@@ -15,6 +15,7 @@
 #include "pg/store/stored_event.hpp"
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
+#include "pg/sync/own_transaction.hpp"
 #include "pg/sync/remote_pg.hpp"
 #include "pg/sync/signals.hpp"
 
@@ -548,37 +549,6 @@ PGVES_FUNCTION(ves_pull_apply) {
 namespace pgves::pg::pull {
 namespace {
 
-// One piece of work in a transaction of its own; false (logged) when it failed.
-template <typename Fn>
-bool in_transaction(const char *activity, Fn fn) {
-  try {
-    pg_call_void([&] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      PushActiveSnapshot(GetTransactionSnapshot());
-      pgstat_report_activity(STATE_RUNNING, activity);
-    });
-    safe::spi_connect();
-    fn();
-    safe::spi_finish();
-    pg_call_void([] {
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-      pgstat_report_activity(STATE_IDLE, nullptr);
-    });
-    return true;
-  } catch (const PgError &e) {
-    log_error_data(activity, e.data());
-  } catch (const std::exception &e) {
-    pg_call_void([&] { ereport(LOG, (errmsg("%s failed: %s", activity, e.what()))); });
-  }
-  try {
-    pg_call_void([] { AbortCurrentTransaction(); });
-  } catch (const std::exception &) {
-  }
-  return false;
-}
-
 struct State {
   std::int64_t next_at = 0;  // steady ms
   int failures = 0;
@@ -589,7 +559,7 @@ std::uint64_t seen_epoch = 0;
 constexpr std::int64_t kIdleCheckMs = 10000;
 
 void record_failure(const Source &s, const std::string &error) {
-  in_transaction("pg_ves: recording a failed pull", [&] {
+  in_own_transaction("pg_ves: recording a failed pull", [&] {
     static SavedPlan plan{"SELECT ves._pull_failed($1, $2)", 2, {INT4OID, TEXTOID}, nullptr};
     Datum args[2] = {Int32GetDatum(s.id), safe::text_datum(error)};
     safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
@@ -622,7 +592,7 @@ std::int64_t pull_source(const Source &s) {
     return steady_ms() + core::pull::backoff_ms(st.failures, interval, page.retry_after_ms);
   }
   std::string summary;
-  bool ok = in_transaction("pg_ves: applying pulled events", [&] {
+  bool ok = in_own_transaction("pg_ves: applying pulled events", [&] {
     static SavedPlan plan{
         "SELECT ves._pull_apply($1, $2, false, $3)::text", 3, {INT4OID, INT8OID, TEXTOID}, nullptr};
     Datum args[3] = {Int32GetDatum(s.id), Int64GetDatum(s.next_sequence),
@@ -657,7 +627,7 @@ long worker_round() {
   if (epoch != seen_epoch) states.clear();
   seen_epoch = epoch;
   std::vector<Source> sources;
-  bool loaded = in_transaction("pg_ves: looking for pull sources", [&] {
+  bool loaded = in_own_transaction("pg_ves: looking for pull sources", [&] {
     try {
       sources = load_sources(std::nullopt, false);
     } catch (const core::Error &e) {

@@ -11,6 +11,7 @@
 #include "pg/sync/alerts.hpp"
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
+#include "pg/sync/own_transaction.hpp"
 #include "pg/sync/platform_credentials.hpp"
 
 extern "C" {
@@ -277,37 +278,6 @@ PGVES_FUNCTION(ves_follow_up_read) {
 namespace pgves::pg::reconcile {
 namespace {
 
-// One statement in a transaction of its own; false (logged) when it failed.
-template <typename Fn>
-bool in_transaction(const char *activity, Fn fn) {
-  try {
-    pg_call_void([&] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      PushActiveSnapshot(GetTransactionSnapshot());
-      pgstat_report_activity(STATE_RUNNING, activity);
-    });
-    safe::spi_connect();
-    fn();
-    safe::spi_finish();
-    pg_call_void([] {
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-      pgstat_report_activity(STATE_IDLE, nullptr);
-    });
-    return true;
-  } catch (const PgError &e) {
-    log_error_data(activity, e.data());
-  } catch (const std::exception &e) {
-    pg_call_void([&] { ereport(LOG, (errmsg("%s failed: %s", activity, e.what()))); });
-  }
-  try {
-    pg_call_void([] { AbortCurrentTransaction(); });
-  } catch (const std::exception &) {
-  }
-  return false;
-}
-
 // Stale listings are looked for at most once a second after the worker
 // recorded outcomes, and at least every kIdleCheckMs (reconcile_interval,
 // listings marked stale by ves.push_events).
@@ -328,21 +298,21 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
 
 long worker_round(bool recorded) {
   if (alerts::pending())
-    in_transaction("pg_ves: recording security alerts", [] {
+    in_own_transaction("pg_ves: recording security alerts", [] {
       static SavedPlan plan{"SELECT ves._drain_security_alerts()", 0, {}, nullptr};
       safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
     });
   const std::int64_t now = steady_ms();
   if (now >= next_purge_ms) {
     next_purge_ms = now + 60 * 1000;
-    in_transaction("pg_ves: purging old webhook delivery ids", [] {
+    in_own_transaction("pg_ves: purging old webhook delivery ids", [] {
       static SavedPlan plan{"SELECT ves._purge_inbound_deliveries()", 0, {}, nullptr};
       safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
     });
   }
   if (now >= next_follow_up_ms) {
     next_follow_up_ms = now + kFollowUpGapMs;
-    in_transaction("pg_ves: following up accepted platform batches", [] {
+    in_own_transaction("pg_ves: following up accepted platform batches", [] {
       static SavedPlan plan{"SELECT ves.follow_up_batches()", 0, {}, nullptr};
       safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
     });
@@ -353,7 +323,7 @@ long worker_round(bool recorded) {
   last_due_check_ms = now;
   outcomes_unchecked = false;
   std::vector<std::pair<std::string, bool>> due;
-  in_transaction("pg_ves: looking for reconciliations due", [&] {
+  in_own_transaction("pg_ves: looking for reconciliations due", [&] {
     static SavedPlan plan{
         "SELECT name, stale_only::text FROM ves._reconcile_due()", 0, {}, nullptr};
     safe::spi_run(plan, nullptr, nullptr, true, SPI_OK_SELECT);
@@ -367,7 +337,7 @@ long worker_round(bool recorded) {
     // A run that could not read every listing counts as failed: it is
     // tried again after a growing pause, not every second.
     bool complete = false;
-    bool ok = in_transaction("pg_ves: reconciling", [&, name = name, stale_only = stale_only] {
+    bool ok = in_own_transaction("pg_ves: reconciling", [&, name = name, stale_only = stale_only] {
       static SavedPlan plan{"SELECT (r.error IS NULL)::text FROM ves.reconcile($1, $2) r",
                             2,
                             {TEXTOID, BOOLOID},

@@ -1,0 +1,51 @@
+// One piece of the sync worker's periodic work (pulls, reconciliation,
+// follow-ups) in a transaction of its own, outside any other.
+#pragma once
+
+#include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
+#include "pg/sync/deliverer.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "pgstat.h"
+#include "utils/snapmgr.h"
+}
+
+#include <exception>
+
+namespace pgves::pg {
+
+// Runs fn (SPI connected) in a new transaction shown as `activity`; false
+// when it failed, which is logged and rolled back, never thrown.
+template <typename Fn>
+bool in_own_transaction(const char *activity, Fn fn) {
+  try {
+    pg_call_void([&] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      PushActiveSnapshot(GetTransactionSnapshot());
+      pgstat_report_activity(STATE_RUNNING, activity);
+    });
+    safe::spi_connect();
+    fn();
+    safe::spi_finish();
+    pg_call_void([] {
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+      pgstat_report_activity(STATE_IDLE, nullptr);
+    });
+    return true;
+  } catch (const PgError &e) {
+    log_error_data(activity, e.data());
+  } catch (const std::exception &e) {
+    pg_call_void([&] { ereport(LOG, (errmsg("%s failed: %s", activity, e.what()))); });
+  }
+  try {
+    pg_call_void([] { AbortCurrentTransaction(); });
+  } catch (const std::exception &) {
+  }
+  return false;
+}
+
+}  // namespace pgves::pg
