@@ -234,6 +234,11 @@ else
   record server-logs 1 0
 fi
 
-if ((${#failures[@]})); then echo "failed suites: ${failures[*]}"; fi
+if ((${#failures[@]})); then
+  echo "failed suites: ${failures[*]}"
+  # The failing TAP checks with their files, last, where a truncated log
+  # still shows them.
+  [ ! -f "$work/tap.log" ] || awk '/^\[[0-9:]+\] /{file=$2} /^not ok/ && !/# TODO/{print "  " file ": " $0}' "$work/tap.log" | head -n 20
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -295,11 +295,17 @@ for my $i (1 .. 3)
 # second would grow the outbox without bound.
 sql(q{SELECT ves.set_sync_settings('{"safety_poll_ms": 1000, "synced_retention": "1 second", "purge_batch": 100}')});
 my $backlog = sql(q{SELECT count(*) FROM ves.outbox});
+# On failure: what is left, and what the worker logged about its rounds.
+my $why_not_purged = sub {
+	diag(sql(q{SELECT status, count(*), min(updated_at), max(updated_at), now() FROM ves.outbox GROUP BY status}));
+	diag(join "\n", grep { /pg_ves|failed/ && !/statement:/ } split /\n/, slurp_file($node->logfile));
+};
 ok(wait_until(15, sub { sql(q{SELECT count(*) FROM ves.outbox}) < $backlog }),
-	'the worker purges synced rows once they are older than synced_retention');
+	'the worker purges synced rows once they are older than synced_retention')
+  or $why_not_purged->();
 ok( wait_until(25, sub { sql(q{SELECT count(*) FROM ves.outbox}) == 0 }),
 	"it purges the whole backlog of $backlog rows in batches of 100, not one batch per 10 s round")
-  or diag(sql(q{SELECT count(*) FROM ves.outbox}) . ' rows left');
+  or $why_not_purged->();
 
 $node->stop;
 my @crashes = grep { /terminated by signal/ } split /\n/, slurp_file($node->logfile);

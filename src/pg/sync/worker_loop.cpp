@@ -11,6 +11,7 @@
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/launcher.hpp"
 #include "pg/sync/metrics.hpp"
+#include "pg/sync/own_transaction.hpp"
 #include "pg/sync/pull.hpp"
 #include "pg/sync/reconcile.hpp"
 #include "pg/sync/signals.hpp"
@@ -107,91 +108,70 @@ void notify_ves_events() {
   });
 }
 
-// Partitions ahead, idempotency records and held order events expired, in a
-// transaction of its own.
+// Housekeeping: each step is a transaction of its own (own_transaction.hpp),
+// and a step that fails is logged and rolled back without keeping the steps
+// after it from running: a partition lock that cannot be had never holds up
+// the purge of closed rows.
+
+// Partitions ahead, idempotency records and held order events expired.
+// Partition DDL waits at most 100 ms for its locks: appends and keyed calls
+// must not queue behind it; a busy round is retried 10 s later.
 void maintain_partitions() {
-  pg_call_void([] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    spi_connect();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    pgstat_report_activity(STATE_RUNNING, "pg_ves: housekeeping");
-    // Partition DDL waits at most 100 ms for its locks: appends and keyed
-    // calls must not queue behind it; a busy round is retried 10 s later.
-    SPI_execute(
+  in_own_transaction("pg_ves: housekeeping", [] {
+    static SavedPlan plan{
         "SELECT ves.ensure_partitions(pg_catalog.now(), '100ms'), "
         "ves.ensure_idempotency_partitions(), "
         "ves.expire_idempotency_records(), ves.expire_held_order_events()",
-        false, 0);
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
+        0,
+        {},
+        nullptr};
+    safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
   });
 }
 
 // Drops the month partitions past ves.retention_months, waiting at most
-// 100 ms for each one's lock, in a transaction of its own; returns whether a
-// partition was left because it was busy (the next round tries again).
+// 100 ms for each one's lock; returns whether the step failed or a partition
+// was left because it was busy (the next round tries again).
 bool drop_expired_partitions() {
-  return pg_call([] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    spi_connect();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    pgstat_report_activity(STATE_RUNNING, "pg_ves: retention");
-    SPI_execute(
+  std::int64_t busy = 0;
+  bool ok = in_own_transaction("pg_ves: retention", [&] {
+    static SavedPlan plan{
         "SELECT pg_catalog.count(*) FROM ves.drop_expired_partitions(NULL, '100ms') r"
         " WHERE NOT r.dropped AND r.reason OPERATOR(pg_catalog.~~) 'busy%'",
-        false, 1);
-    bool isnull;
-    int64 busy =
-        DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    return busy > 0;
+        0,
+        {},
+        nullptr};
+    safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
+    busy = safe::spi_int64(0, 1, 0);
   });
+  return !ok || busy > 0;
 }
 
-// Purges one batch of closed outbox rows in a transaction of its own;
-// returns whether the batch was full (more may be waiting).
+// Purges one batch of closed outbox rows; returns whether the batch was full
+// (more may be waiting).
 bool purge_closed_rows() {
-  return pg_call([] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    spi_connect();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    SPI_execute(
+  std::int64_t purged = 0, batch = 1;
+  bool ok = in_own_transaction("pg_ves: purging closed outbox rows", [&] {
+    static SavedPlan plan{
         "SELECT ves.purge_outbox(), (SELECT (settings OPERATOR(pg_catalog.->>) "
-        "'purge_batch')::int"
-        " FROM ves.sync_settings)",
-        false, 1);
-    bool isnull;
-    int64 purged =
-        DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    int32 batch =
-        DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    CHECK_FOR_INTERRUPTS();
-    return purged >= batch;
+        "'purge_batch')::bigint FROM ves.sync_settings)",
+        0,
+        {},
+        nullptr};
+    safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
+    purged = safe::spi_int64(0, 1, 0);
+    batch = safe::spi_int64(0, 2, 1);
   });
+  safe::check_for_interrupts();
+  return ok && purged >= batch;
 }
 
 // pg_ves as the sequencer: commits the streams' new sequenced events in
-// Merkle batches (ves._commit_sequencer_batches), in a transaction of its own.
+// Merkle batches (ves._commit_sequencer_batches).
 void commit_sequencer_batches() {
-  pg_call_void([] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    spi_connect();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    pgstat_report_activity(STATE_RUNNING, "pg_ves: sequencer commitments");
-    SPI_execute("SELECT ves._commit_sequencer_batches()", false, 0);
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
+  in_own_transaction("pg_ves: sequencer commitments", [] {
+    static SavedPlan plan{"SELECT ves._commit_sequencer_batches()", 0, {}, nullptr};
+    safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
   });
 }
 
