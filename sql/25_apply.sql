@@ -24,6 +24,19 @@ SELECT status FROM ves.record_order_event(:t, :s, 'o-b', 'order.shipped', '{"tra
 -- Under the default merge strategy: two platforms within the review window.
 SELECT ves.set_conflict_policy(:t, 'gadget', '{"strategy": "merge", "review_window_ms": 30000}') ->> 'strategy' AS strategy;
 SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g1', '{"v": 1}', source => 'amazon', observed_at => '2026-01-01 00:00:10+00');
+-- Conflicts B records travel with its events: a change that loses on B (to a
+-- source that outranks it) and so changes nothing there, a conflict B opens for a person and resolves, and one
+-- it leaves open.
+SELECT outcome FROM ves.upsert(:t, :s, 'thing', 'e6', '{"w": 2}', source => 'shopify', observed_at => '2026-01-01 00:00:20+00');
+SELECT outcome, event_id IS NULL AS no_event
+FROM ves.upsert(:t, :s, 'thing', 'e6', '{"w": 1}', observed_at => '2026-01-01 00:00:30+00');
+SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g2', '{"v": 1}', source => 'amazon', observed_at => '2026-01-01 00:00:10+00');
+SELECT outcome, conflict_id AS b_g2 FROM ves.upsert(:t, :s, 'gadget', 'g2', '{"v": 2}', source => 'shopify',
+                                                     observed_at => '2026-01-01 00:00:11+00') \gset
+SELECT outcome FROM ves.resolve_conflict(:'b_g2', 'accept_remote');
+SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g3', '{"v": 1}', source => 'amazon', observed_at => '2026-01-01 00:00:10+00');
+SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g3', '{"v": 2}', source => 'shopify', observed_at => '2026-01-01 00:00:11+00');
+SELECT jsonb_object_agg(conflict_id, jsonb_build_array(entity_id, status)) AS b_conflicts FROM ves.conflicts WHERE tenant_id = :t \gset
 -- An application's own event, and a state event whose observed_at cannot be read.
 SELECT entity_version FROM ves.append(:t, :s, 'note', 'n1', 'note.added', '{"text": "hello"}');
 SELECT entity_version FROM ves.append(:t, :s, 'thing', 'e5', 'thing.created',
@@ -57,7 +70,9 @@ BEGIN
   RETURN (SELECT a.outcome FROM ves.applied_events a WHERE a.event_id = r.event_id);
 END $$;
 -- B's order events arrive shipped first: held until the order exists.
-SELECT e ->> 'event_type' AS event_type, e ->> 'entity_id' AS entity_id, pg_temp.pull(e) AS outcome
+SELECT e ->> 'event_type' AS event_type,
+       CASE WHEN e ->> 'event_type' LIKE 'sync.conflict_%' THEN '<conflict id>' ELSE e ->> 'entity_id' END AS entity_id,
+       pg_temp.pull(e) AS outcome
 FROM jsonb_array_elements(:'b_events') WITH ORDINALITY AS x(e, i)
 WHERE e ->> 'entity_id' <> 'e5'
 ORDER BY e ->> 'event_type' = 'order.created', i;
@@ -75,12 +90,30 @@ SELECT x.entity_id, x.entity_version, x.event_type, x.payload -> 'state' AS stat
 FROM ves.events x JOIN ves.events o ON o.event_id = (x.payload ->> 'applied_from')::uuid
 WHERE x.tenant_id = :t ORDER BY x.entity_id, x.entity_version;
 
--- Conflicts: each change that lost fields is recorded once, whichever node it
--- was made on and whichever arrived first (A's e1, e2 lost to B's changes
--- that arrived later; B's e3 lost on arrival; B's delete of e4 lost to A's
--- later change, recorded as node B records it when A's change reaches it).
+-- Conflicts: a node records the changes that lose where it decides them: B's
+-- e3 and B's e4 change lost on arrival here. A's e1 and e2 lost to B's
+-- later changes: B records that when A's changes reach it, and B's delete of
+-- e4 lost to A's later change, which B records too; those records come here
+-- as B's events, as the ones below did.
 SELECT entity_id, conflict_type, rule, status, fields, remote_source, remote_state, local_state
-FROM ves.conflicts WHERE tenant_id = :t AND entity_type = 'thing' ORDER BY entity_id, remote_observed_at;
+FROM ves.conflicts WHERE tenant_id = :t AND entity_type = 'thing' AND entity_id <> 'e6'
+ORDER BY entity_id, remote_observed_at;
+
+-- B's conflict records are held here exactly as B recorded them: the same
+-- ids, sides and outcome, linked to B's signed sync.conflict_detected event;
+-- the one B resolved is resolved here by its sync.conflict_resolved.
+SELECT c.entity_id, c.conflict_type, c.rule, c.status, c.strategy, c.fields, c.remote_source, c.remote_state,
+       c.resolved_state, e.source_agent_id = :b AS recorded_by_b,
+       jsonb_build_array(c.entity_id, c.status) = :'b_conflicts'::jsonb -> c.conflict_id::text AS as_on_b,
+       c.resolution_event_id IS NOT NULL AS resolution_event
+FROM ves.conflicts c JOIN ves.events e ON e.event_id = c.event_id
+WHERE c.tenant_id = :t AND c.entity_id IN ('e6', 'g2', 'g3') ORDER BY c.entity_id;
+SELECT count(*) AS b_records_here FROM ves.conflicts c
+WHERE c.conflict_id::text IN (SELECT jsonb_object_keys(:'b_conflicts'::jsonb));
+-- They are resolved where they were recorded, not here.
+SELECT regexp_replace(regress_try(format('SELECT ves.resolve_conflict(%L, ''accept_local'')', conflict_id)),
+                      '[0-9a-f-]{36}', '<id>', 'g') AS resolve_here
+FROM ves.conflicts WHERE tenant_id = :t AND entity_id = 'g3';
 
 -- Under merge, B's gadget change meets A's within the review window: a
 -- conflict opened for a person, the state left as it is, nothing restated.

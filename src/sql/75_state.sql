@@ -365,25 +365,49 @@ BEGIN
     'observed_at', CASE WHEN prior > observed_at THEN prior ELSE observed_at END));
 END $$;
 
--- Opens a conflict for review: the row, a sync.conflict_detected event on
--- the conflict's own stream and a NOTIFY ves_conflicts (payload: the id).
-CREATE FUNCTION ves._open_conflict(c ves.conflicts) RETURNS uuid
+-- A conflict record as the payload of its sync.conflict_detected event:
+-- everything a node needs to hold the same record (ves._apply_ingested).
+CREATE FUNCTION ves._conflict_payload(c ves.conflicts) RETURNS jsonb
+  LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT jsonb_build_object('conflict_id', c.conflict_id, 'conflict_type', c.conflict_type, 'rule', c.rule,
+                            'status', c.status, 'strategy', c.strategy,
+                            'entity_type', c.entity_type, 'entity_id', c.entity_id, 'fields', to_jsonb(c.fields),
+                            'base_version', c.base_version, 'local_version', c.local_version,
+                            'local', c.local_state, 'remote', c.remote_state, 'base', c.base_state,
+                            'proposed', c.proposed_state, 'resolved', c.resolved_state,
+                            'local_source', c.local_source, 'remote_source', c.remote_source,
+                            'local_observed_at', c.local_observed_at, 'remote_observed_at', c.remote_observed_at,
+                            'detail', c.detail, 'detected_at', c.detected_at, 'resolved_at', c.resolved_at,
+                            'resolved_by', c.resolved_by)
+$$;
+
+-- Records a conflict, open or resolved by a rule: the row and a
+-- sync.conflict_detected event on the conflict's own stream that carries the
+-- whole record, so that every node the event reaches holds the same record
+-- (ves._apply_ingested_conflict). An open one also sends NOTIFY
+-- ves_conflicts (payload: the id).
+CREATE FUNCTION ves._record_conflict(c ves.conflicts) RETURNS uuid
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE r ves.append_result;
 BEGIN
   c.conflict_id := coalesce(c.conflict_id, gen_random_uuid());
-  c.status := 'open';
+  c.detected_at := coalesce(c.detected_at, now());
   SELECT * INTO r FROM ves.append(c.tenant_id, c.store_id, 'sync.conflict', c.conflict_id::text,
-    'sync.conflict_detected',
-    jsonb_build_object('conflict_id', c.conflict_id, 'conflict_type', c.conflict_type, 'rule', c.rule,
-                       'entity_type', c.entity_type, 'entity_id', c.entity_id, 'fields', to_jsonb(c.fields),
-                       'local', c.local_state, 'remote', c.remote_state, 'base', c.base_state,
-                       'remote_source', c.remote_source, 'detail', c.detail),
-    expected_version => 0, source => c.remote_source);
+    'sync.conflict_detected', ves._conflict_payload(c), expected_version => 0, source => c.remote_source);
   c.event_id := r.event_id;
   INSERT INTO ves.conflicts SELECT c.*;
-  PERFORM pg_notify('ves_conflicts', c.conflict_id::text);
+  IF c.status = 'open' THEN
+    PERFORM pg_notify('ves_conflicts', c.conflict_id::text);
+  END IF;
   RETURN c.conflict_id;
+END $$;
+
+-- Opens a conflict for review (ves._record_conflict).
+CREATE FUNCTION ves._open_conflict(c ves.conflicts) RETURNS uuid
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  c.status := 'open';
+  RETURN ves._record_conflict(c);
 END $$;
 
 -- The version of an entity's stream (NULL when it has none).
@@ -506,10 +530,9 @@ BEGIN
       AND s.entity_type = _state_change.entity_type AND s.entity_id = _state_change.entity_id;
   ELSE
     IF res.outcome = 'resolved' AND NOT derived THEN
-      c.conflict_id := gen_random_uuid(); c.status := 'resolved';
+      c.status := 'resolved';
       c.strategy := d ->> 'rule'; c.resolved_state := new_state; c.resolved_at := now(); c.resolved_by := session_user;
-      INSERT INTO ves.conflicts SELECT c.*;
-      res.conflict_id := c.conflict_id;
+      res.conflict_id := ves._record_conflict(c);
     END IF;
     IF (ingested.event_id IS NULL AND ((d ->> 'changed')::boolean OR NOT found_entity)) OR restate THEN
       etype := entity_type || CASE WHEN NOT found_entity OR cur.deleted THEN '.created' ELSE '.updated' END;

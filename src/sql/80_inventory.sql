@@ -156,11 +156,10 @@ BEGIN
   c.detected_at := now();
   c.rule := rule;
   IF outcome = 'resolved' THEN
-    c.conflict_id := gen_random_uuid(); c.status := 'resolved';
+    c.status := 'resolved';
     c.strategy := rule; c.proposed_state := jsonb_build_object('on_hand', on_hand);
     c.resolved_state := c.proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
-    INSERT INTO ves.conflicts SELECT c.*;
-    RETURN c.conflict_id;
+    RETURN ves._record_conflict(c);
   END IF;
   c.proposed_state := c.remote_state;
   RETURN ves._open_conflict(c);
@@ -289,10 +288,9 @@ BEGIN
         res := ves._stock_result(inv, 'conflict', ves._open_conflict(c), NULL);
         EXIT work;
       END IF;
-      c.conflict_id := gen_random_uuid(); c.status := 'resolved'; c.strategy := c.rule;
+      c.status := 'resolved'; c.strategy := c.rule;
       c.resolved_state := c.proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
-      INSERT INTO ves.conflicts SELECT c.*;
-      res.conflict_id := c.conflict_id;
+      res.conflict_id := ves._record_conflict(c);
     END IF;
     sd := ves._decide_stock(policy, inv.on_hand, inv.reserved, wanted);
     IF sd.conflict_type IS NOT NULL THEN

@@ -28,6 +28,11 @@ BEGIN
       HINT = 'See ves.open_conflicts for the conflicts waiting for a decision.';
   END IF;
   PERFORM ves.check_tenant(c.tenant_id);
+  IF EXISTS (SELECT 1 FROM ves.applied_events a WHERE a.tenant_id = c.tenant_id AND a.event_id = c.event_id) THEN
+    RAISE EXCEPTION 'conflict % was recorded by another node', conflict_id USING ERRCODE = 'VE057',
+      DETAIL = format('recorded by agent %s', (SELECT e.source_agent_id FROM ves.events e WHERE e.event_id = c.event_id)),
+      HINT = 'Resolve it on the node that recorded it; its resolution arrives here as a sync.conflict_resolved event.';
+  END IF;
   IF c.status <> 'open' THEN
     RAISE EXCEPTION 'conflict % is already resolved', conflict_id USING ERRCODE = 'VE030',
       DETAIL = format('resolved with %s by %s at %s', c.strategy, c.resolved_by, c.resolved_at),
@@ -55,7 +60,8 @@ BEGIN
   SELECT * INTO ar FROM ves.append(c.tenant_id, c.store_id, 'sync.conflict', c.conflict_id::text,
     'sync.conflict_resolved',
     jsonb_build_object('conflict_id', c.conflict_id, 'strategy', strategy, 'entity_type', c.entity_type,
-                       'entity_id', c.entity_id, 'version', res.version, 'resolved_by', session_user),
+                       'entity_id', c.entity_id, 'version', res.version, 'resolved_by', session_user,
+                       'resolved', done.resolved_state, 'resolved_at', now()),
     source => 'manual');
   UPDATE ves.conflicts x SET status = 'resolved', strategy = resolve_conflict.strategy,
     resolved_state = done.resolved_state, resolved_at = now(),

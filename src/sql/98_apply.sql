@@ -17,112 +17,67 @@ CREATE TABLE ves.applied_events (
 );
 SELECT pg_catalog.pg_extension_config_dump('ves.applied_events', '');
 
--- The state event that asserted a field's current value, by its stamp: the
--- original change from `source` observed at `at` (restatements excluded).
-CREATE FUNCTION ves._asserting_event(tenant_id uuid, entity_type text, entity_id text, source text, at timestamptz)
-  RETURNS ves.events
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE e ves.events;
-BEGIN
-  SELECT * INTO e FROM ves.events x
-  WHERE x.tenant_id = _asserting_event.tenant_id AND x.entity_type = _asserting_event.entity_type
-    AND x.entity_id = _asserting_event.entity_id
-    AND x.event_type IN (_asserting_event.entity_type || '.created', _asserting_event.entity_type || '.updated')
-    AND x.payload ->> 'source' = _asserting_event.source AND NOT x.payload ? 'applied_from'
-    AND (x.payload ->> 'observed_at')::timestamptz = _asserting_event.at
-  ORDER BY x.entity_version LIMIT 1;
-  RETURN e;
-END $$;
-
--- Records a conflict that ves._decide (`d`) found and resolved while applying
--- `ev`, with the sides given (local: as the entity stands; remote: the side
--- that lost, or resurrected a deleted entity). Returns its id.
-CREATE FUNCTION ves._record_resolved(ev ves.events, d jsonb, local_state jsonb, local_source text,
-                                     local_observed_at timestamptz, local_version bigint, remote_state jsonb,
-                                     remote_source text, remote_observed_at timestamptz, detail jsonb) RETURNS uuid
-  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE c ves.conflicts;
-BEGIN
-  c.conflict_id := gen_random_uuid(); c.status := 'resolved';
-  c.tenant_id := ev.tenant_id; c.store_id := ev.store_id; c.entity_type := ev.entity_type; c.entity_id := ev.entity_id;
-  c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule'; c.strategy := d ->> 'rule';
-  c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
-  c.local_version := local_version; c.base_state := '{}';
-  c.local_state := local_state; c.remote_state := remote_state;
-  c.proposed_state := d -> 'state'; c.resolved_state := d -> 'state';
-  c.local_source := local_source; c.remote_source := remote_source;
-  c.local_observed_at := local_observed_at; c.remote_observed_at := remote_observed_at;
-  c.detail := detail; c.detected_at := now(); c.resolved_at := now(); c.resolved_by := session_user;
-  INSERT INTO ves.conflicts SELECT c.*;
-  RETURN c.conflict_id;
-END $$;
-
--- A foreign change that won fields over values another node's change had
--- set: that other change lost them here, as it will lose them on the node
--- where it arrives after this one, so the same conflict is recorded here,
--- decided by ves._decide as that node decides it (the loser as the remote
--- side, against the state now). One record per losing change: a later loss
--- of the same change updates its fields.
-CREATE FUNCTION ves._record_losers(ev ves.events, before ves.entity_state) RETURNS void
+-- A conflict another node recorded (its sync.conflict_detected event carries
+-- the whole record, ves._record_conflict) is held here as the same record,
+-- and its sync.conflict_resolved closes it the same way; the entity's change
+-- travels as an event of its own. A node records only the conflicts it
+-- detects (a change that arrives and loses, or that it made and lost), so
+-- every conflict is recorded once, by one node, and every node that has its
+-- events holds the same records. A payload this version cannot read (an
+-- older node's, a malformed one) is stored only.
+CREATE FUNCTION ves._apply_ingested_conflict(ev ves.events, OUT outcome text, OUT conflict_id uuid)
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  now_row ves.entity_state;
-  policy  jsonb;
-  loser   record;
-  le      ves.events;
-  d       jsonb;
-  old_id  uuid;
+  p jsonb := ev.payload;
+  n bigint;
 BEGIN
-  IF before.state IS NULL THEN RETURN; END IF;
-  policy := ves.get_conflict_policy(ev.tenant_id, ev.entity_type);
-  -- Under the other strategies what a change loses depends on the base it
-  -- names and on arrival order, so only the arriving loser records it.
-  IF policy ->> 'strategy' <> 'last_write_wins' THEN RETURN; END IF;
-  SELECT * INTO now_row FROM ves.entity_state s WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type
-    AND s.entity_id = ev.entity_id;
-  -- Who asserted each field this change altered: its stamp, or for a field
-  -- without one the floor (absent) or the entity's last change (present).
-  FOR loser IN
-    SELECT DISTINCT st.src, st.at FROM (
-      SELECT coalesce(f.stamp ->> 'src', before.last_source) AS src,
-             CASE WHEN f.stamp IS NULL THEN before.last_observed_at
-                  ELSE 'epoch'::timestamptz + (f.stamp ->> 'at')::numeric::bigint * interval '1 microsecond' END AS at
-      FROM (SELECT k.key, coalesce(before.field_stamps -> 'fields' -> k.key,
-                                   CASE WHEN NOT before.state ? k.key THEN before.field_stamps -> 'floor' END) AS stamp
-            FROM (SELECT jsonb_object_keys(before.state) AS key UNION SELECT jsonb_object_keys(now_row.state)) k
-            WHERE (before.state -> k.key) IS DISTINCT FROM (now_row.state -> k.key)) f) st
-    WHERE st.src IS NOT NULL AND st.at IS NOT NULL
-  LOOP
-    le := ves._asserting_event(ev.tenant_id, ev.entity_type, ev.entity_id, loser.src, loser.at);
-    CONTINUE WHEN le.event_id IS NULL OR le.source_agent_id = ev.source_agent_id;
-    d := ves._decide(policy, '{}', now_row.state, le.payload -> 'state', true, false, false, NULL, now_row.version, 0,
-                     NULL, now_row.last_source, now_row.last_observed_at, loser.src, loser.at, now_row.field_stamps);
-    CONTINUE WHEN d ->> 'type' IS NULL OR d ->> 'outcome' <> 'resolved';
-    SELECT x.conflict_id INTO old_id FROM ves.conflicts x
-    WHERE x.tenant_id = ev.tenant_id AND x.entity_type = ev.entity_type AND x.entity_id = ev.entity_id
-      AND x.remote_source = loser.src AND x.remote_observed_at = loser.at AND x.remote_state = le.payload -> 'state'
-      AND x.status = 'resolved'
-    ORDER BY x.detected_at DESC LIMIT 1;
-    IF old_id IS NOT NULL THEN
-      UPDATE ves.conflicts x SET fields = ARRAY(SELECT DISTINCT f FROM unnest(x.fields || ARRAY(
-               SELECT jsonb_array_elements_text(d -> 'fields'))) f ORDER BY f),
-             local_state = now_row.state, resolved_state = d -> 'state'
-      WHERE x.conflict_id = old_id;
-      CONTINUE;
+  outcome := 'stored';
+  IF p ->> 'conflict_id' IS DISTINCT FROM ev.entity_id THEN RETURN; END IF;
+  BEGIN
+    conflict_id := ev.entity_id::uuid;
+    IF ev.event_type = 'sync.conflict_detected' THEN
+      INSERT INTO ves.conflicts (conflict_id, tenant_id, store_id, entity_type, entity_id, conflict_type, status, rule,
+                                 strategy, fields, base_version, local_version, base_state, local_state, remote_state,
+                                 proposed_state, resolved_state, local_source, remote_source, local_observed_at,
+                                 remote_observed_at, detail, detected_at, resolved_at, resolved_by, event_id)
+      VALUES (conflict_id, ev.tenant_id, ev.store_id, p ->> 'entity_type', p ->> 'entity_id', p ->> 'conflict_type',
+              p ->> 'status', p ->> 'rule', p ->> 'strategy',
+              ARRAY(SELECT jsonb_array_elements_text(p -> 'fields')),
+              (p ->> 'base_version')::bigint, (p ->> 'local_version')::bigint,
+              nullif(p -> 'base', 'null'), nullif(p -> 'local', 'null'), nullif(p -> 'remote', 'null'),
+              nullif(p -> 'proposed', 'null'), nullif(p -> 'resolved', 'null'),
+              p ->> 'local_source', p ->> 'remote_source', (p ->> 'local_observed_at')::timestamptz,
+              (p ->> 'remote_observed_at')::timestamptz, coalesce(p -> 'detail', '{}'),
+              (p ->> 'detected_at')::timestamptz, (p ->> 'resolved_at')::timestamptz, p ->> 'resolved_by', ev.event_id)
+      ON CONFLICT ON CONSTRAINT conflicts_pkey DO NOTHING;
+      GET DIAGNOSTICS n = ROW_COUNT;
+      IF n > 0 THEN
+        outcome := 'applied';
+        IF p ->> 'status' = 'open' THEN PERFORM pg_notify('ves_conflicts', conflict_id::text); END IF;
+      END IF;
+    ELSIF ev.event_type = 'sync.conflict_resolved' THEN
+      UPDATE ves.conflicts x SET status = 'resolved', strategy = p ->> 'strategy',
+        resolved_state = nullif(p -> 'resolved', 'null'),
+        resolved_at = coalesce((p ->> 'resolved_at')::timestamptz, ev.created_at::timestamptz),
+        resolved_by = p ->> 'resolved_by', resolution_event_id = ev.event_id
+      WHERE x.conflict_id = _apply_ingested_conflict.conflict_id AND x.tenant_id = ev.tenant_id AND x.status = 'open';
+      GET DIAGNOSTICS n = ROW_COUNT;
+      IF n > 0 THEN outcome := 'applied'; END IF;
     END IF;
-    PERFORM ves._record_resolved(ev, d, now_row.state, now_row.last_source, now_row.last_observed_at, now_row.version,
-                                 le.payload -> 'state', loser.src, loser.at,
-                                 jsonb_build_object('lost_to_event', ev.event_id));
-  END LOOP;
+  EXCEPTION WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow
+                 OR not_null_violation OR check_violation OR numeric_value_out_of_range THEN
+    outcome := 'stored';
+  END;
+  IF outcome = 'stored' THEN conflict_id := NULL; END IF;
 END $$;
 
 -- <type>.deleted from another node: the entity is deleted as
 -- ves.delete_entity does, except under last_write_wins, where the delete
 -- (its source and observed_at) must win over the entity's last change;
--- when it does not, the entity's state is restated. Under last_write_wins
--- a delete and a change the deleting node had not seen are the
--- deleted_reference conflict that node records when the change reaches it;
--- it is recorded here the same way (the change as the remote side).
+-- when it does not, the entity's state is restated. A delete and a change
+-- the deleting node had not seen are the deleted_reference conflict that
+-- node records when the change reaches it (ves._state_change); its record
+-- comes here as an event (ves._apply_ingested_conflict).
 CREATE FUNCTION ves._apply_ingested_delete(ev ves.events, OUT outcome text, OUT conflict_id uuid)
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -132,8 +87,6 @@ DECLARE
   src    text := coalesce(ev.payload ->> 'source', ev.source);
   at     timestamptz := coalesce((ev.payload ->> 'observed_at')::timestamptz, ev.created_at::timestamptz);
   gone   jsonb := coalesce(ev.payload -> 'state', '{}');
-  le     ves.events;
-  d      jsonb;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtextextended(ev.tenant_id::text || '/' || ev.entity_type || '/' || ev.entity_id, 11));
   SELECT * INTO cur FROM ves.entity_state s WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type
@@ -142,15 +95,6 @@ BEGIN
     outcome := 'stored';
     RETURN;
   END IF;
-  IF lww AND NOT cur.deleted THEN
-    le := ves._asserting_event(ev.tenant_id, ev.entity_type, ev.entity_id, cur.last_source, cur.last_observed_at);
-    IF le.event_id IS NOT NULL AND le.source_agent_id <> ev.source_agent_id THEN
-      d := ves._decide(policy, '{}', gone, cur.state, true, true, false, NULL, cur.version, 0, NULL, src, at,
-                       cur.last_source, cur.last_observed_at, NULL);
-      conflict_id := ves._record_resolved(ev, d, gone, src, at, cur.version, cur.state, cur.last_source,
-                                          cur.last_observed_at, '{"entity_deleted": true}');
-    END IF;
-  END IF;
   IF cur.deleted OR NOT lww
      OR ves._resolution_effect(NULL, 'last_write_wins', NULL, NULL, policy, cur.last_source, cur.last_observed_at,
                                cur.state, src, at, gone) = 'accept_remote' THEN
@@ -158,7 +102,7 @@ BEGIN
       last_source = CASE WHEN cur.deleted THEN s.last_source ELSE src END,
       last_observed_at = CASE WHEN cur.deleted THEN s.last_observed_at ELSE at END, updated_at = now()
     WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type AND s.entity_id = ev.entity_id;
-    outcome := CASE WHEN conflict_id IS NULL THEN 'applied' ELSE 'resolved' END;
+    outcome := 'applied';
     RETURN;
   END IF;
   -- The entity's last change wins: say so on the stream, as a restatement.
@@ -276,7 +220,6 @@ CREATE FUNCTION ves._apply_ingested(event_id uuid) RETURNS void
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ev      ves.events;
-  before  ves.entity_state;
   kind    text;
   outcome text;
   cid     uuid;
@@ -311,6 +254,7 @@ BEGIN
   kind := CASE
     WHEN ev.entity_type = 'inventory' THEN 'stock'
     WHEN ev.entity_type = 'order' THEN 'order'
+    WHEN ev.entity_type = 'sync.conflict' THEN 'conflict'
     WHEN ev.entity_type LIKE 'sync.%' THEN 'other'
     WHEN ev.event_type IN (ev.entity_type || '.created', ev.entity_type || '.updated')
          AND jsonb_typeof(ev.payload -> 'state') = 'object' AND ev.payload ? 'source' THEN 'state'
@@ -318,11 +262,6 @@ BEGIN
     ELSE 'other' END;
 
   IF kind = 'state' THEN
-    -- The entity's lock (ves._state_change takes it too) before reading what
-    -- the change will replace.
-    PERFORM pg_advisory_xact_lock(hashtextextended(ev.tenant_id::text || '/' || ev.entity_type || '/' || ev.entity_id, 11));
-    SELECT * INTO before FROM ves.entity_state s WHERE s.tenant_id = ev.tenant_id AND s.entity_type = ev.entity_type
-      AND s.entity_id = ev.entity_id;
     BEGIN
       src := ev.payload ->> 'source';
       at := (ev.payload ->> 'observed_at')::timestamptz;
@@ -336,11 +275,10 @@ BEGIN
     outcome := CASE WHEN sr.event_id IS DISTINCT FROM ev.event_id AND sr.outcome <> 'conflict' THEN 'restated'
                     ELSE sr.outcome END;
     cid := sr.conflict_id;
-    IF NOT ev.payload ? 'applied_from' THEN
-      PERFORM ves._record_losers(ev, before);
-    END IF;
   ELSIF kind = 'delete' THEN
     SELECT * INTO outcome, cid FROM ves._apply_ingested_delete(ev);
+  ELSIF kind = 'conflict' THEN
+    SELECT * INTO outcome, cid FROM ves._apply_ingested_conflict(ev);
   ELSIF kind = 'stock' THEN
     SELECT * INTO outcome, cid FROM ves._apply_ingested_stock(ev);
   ELSIF kind = 'order' THEN
@@ -356,8 +294,7 @@ BEGIN
 END $$;
 
 REVOKE ALL ON ves.applied_events FROM PUBLIC;
-REVOKE ALL ON FUNCTION ves._asserting_event(uuid, text, text, text, timestamptz),
-  ves._record_resolved(ves.events, jsonb, jsonb, text, timestamptz, bigint, jsonb, text, timestamptz, jsonb), ves._record_losers(ves.events, ves.entity_state),
+REVOKE ALL ON FUNCTION ves._apply_ingested_conflict(ves.events),
   ves._apply_ingested_delete(ves.events), ves._apply_ingested_stock(ves.events), ves._apply_ingested(uuid),
   ves._stream_version(uuid, text, text), ves._state_change(uuid, uuid, text, text, jsonb, bigint, text, timestamptz, ves.events),
   ves._set_order_state(uuid, uuid, text, text, jsonb, bigint, record),

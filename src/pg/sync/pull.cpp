@@ -49,7 +49,11 @@ using core::json::Value;
 constexpr size_t kMaxPageBytes = 64u << 20;
 // Pulls in a row that stop at the same missing number before the stream is
 // held by a security alert (pulled_sequence_gap) for an operator to decide.
-constexpr int kGapStreakAlert = 3;
+// The pulls after a stop wait longer each time (core::pull::backoff_ms:
+// 0.5, 1, 2, 4 s), so the fifth comes about 7.5 s after the first: a number
+// a sequencer's later commit fills (its transactions commit out of order)
+// is never taken for a lost one.
+constexpr int kGapStreakAlert = 5;
 
 std::int64_t steady_ms() {
   using namespace std::chrono;
@@ -552,6 +556,7 @@ namespace {
 struct State {
   std::int64_t next_at = 0;  // steady ms
   int failures = 0;
+  int stops = 0;  // pulls in a row that stopped at a hole or a misordered number
 };
 std::map<int, State> states;
 std::int64_t next_round_ms = 0;
@@ -612,6 +617,13 @@ std::int64_t pull_source(const Source &s) {
   const Value *pulled = v.find("pulled");
   const bool full = pulled && pulled->kind() == core::json::Kind::number &&
                     pulled->as_number() >= static_cast<double>(s.options.batch);
+  if (stop && stop->kind() == core::json::Kind::string && stop->as_string() != "alert") {
+    // Stopped at a hole or a misordered number: read again from there, later
+    // each time.
+    ++st.stops;
+    return steady_ms() + core::pull::backoff_ms(st.stops, interval, 0);
+  }
+  st.stops = 0;
   if (full && stop && stop->is_null()) return steady_ms();
   return steady_ms() + interval;
 }

@@ -197,3 +197,14 @@ ALTER TABLE ves.destinations DROP CONSTRAINT destinations_url_check,
 -- @replace function ves.create_destination
 -- @replace function ves.alter_destination
 -- @include src/sql/98_sync_events.sql
+
+-- Conflict records travel as events: every conflict a node records, open or
+-- resolved by a rule, is a sync.conflict_detected event carrying the whole
+-- record, and the nodes that receive it hold the same record
+-- (ves._apply_ingested_conflict, in 98_apply.sql above). The functions that
+-- record conflicts (_state_change, _reservation_conflict, set_stock,
+-- resolve_conflict) are created above from their current definitions.
+-- @create function ves._conflict_payload
+-- @create function ves._record_conflict
+-- @replace function ves._open_conflict
+REVOKE ALL ON FUNCTION ves._conflict_payload(ves.conflicts), ves._record_conflict(ves.conflicts) FROM PUBLIC;
