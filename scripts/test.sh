@@ -118,7 +118,7 @@ fi
 echo "== unit (src/core, GoogleTest, ASan+UBSan)"
 if cmake -S . -B build/unit -DCMAKE_BUILD_TYPE=Debug -DPGVES_SANITIZE=ON >"$work/cmake.log" 2>&1 &&
    cmake --build build/unit -j"$(nproc)" >>"$work/cmake.log" 2>&1; then
-  ctest --test-dir build/unit --output-on-failure 2>&1 | tee "$work/unit.log" | tail -n 3
+  ctest --test-dir build/unit -j"$(nproc)" --output-on-failure 2>&1 | tee "$work/unit.log" | tail -n 3
   u_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$work/unit.log")
   u_failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$work/unit.log")
   record unit $(( ${u_total:-1} - ${u_failed:-1} )) "${u_failed:-1}"

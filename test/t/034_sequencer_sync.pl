@@ -135,6 +135,14 @@ sub snapshot
 	  on($node, "SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM ves.events WHERE tenant_id = '$tenant'");
 }
 
+# Conflicts: each store records the conflicts it decides, and every record
+# travels as a signed sync.conflict_detected event, so both stores hold the
+# same records (README, "Applying events from other nodes").
+my $conflicts = qq{SELECT string_agg(conflict_id || ' ' || entity_id || ' ' || conflict_type || ' ' || rule || ' '
+                                     || status || ' ' || array_to_string(fields, '+') || ' ' || remote_state::text,
+                                     ',' ORDER BY conflict_id)
+                   FROM ves.conflicts WHERE tenant_id = '$tenant'};
+
 sub same_everywhere
 {
 	my ($what) = @_;
@@ -146,6 +154,7 @@ sub same_everywhere
 	is( on($a, q{SELECT count(*) FROM ves.applied_events}) + 0,
 		on($a, q{SELECT count(DISTINCT event_id) FROM ves.applied_events}) + 0,
 		"$what: nothing applied twice on A");
+	is(on($a, $conflicts), on($b, $conflicts), "$what: the same conflict records on both stores");
 	is(on($_, q{SELECT count(*) FROM ves.verify_events()}), '0', "$what: every event verifies on " . $_->name)
 	  for ($a, $b);
 }
@@ -238,15 +247,6 @@ for my $victim ($a, $q, $b)
 	edits($victim == $q ? $a : $victim, 5);
 	same_everywhere('after kill -9 of ' . $victim->name);
 }
-
-# Conflicts: each store records the conflicts it decides, and every record
-# travels as a signed sync.conflict_detected event, so both stores hold the
-# same records (README, "Applying events from other nodes").
-my $conflicts = q{SELECT string_agg(conflict_id || ' ' || entity_id || ' ' || conflict_type || ' ' || rule || ' '
-                                    || status || ' ' || array_to_string(fields, '+') || ' ' || remote_state::text,
-                                    ',' ORDER BY conflict_id)
-                  FROM ves.conflicts WHERE entity_type = 'product'};
-is(on($a, $conflicts), on($b, $conflicts), 'the same product conflicts are recorded on both stores');
 
 # Q's stream is committed in Merkle batches; any event's proof verifies.
 ok(wait_until(60, sub { on($q, "SELECT committed_through = head FROM ves.sequencer_status() WHERE tenant_id = '$tenant'") eq 't' }),

@@ -87,6 +87,31 @@ std::vector<Listing> load_listings(int destination_id, bool stale_only) {
 
 constexpr std::size_t kChunk = 200;  // listings read per round of requests
 
+// The arguments the platform readers start with: (destination_id int, kind
+// text, url text, kind_options jsonb, timeout_ms int). None of the first
+// `nargs` may be NULL; `call` is the SQL call to use instead.
+struct DestinationArgs {
+  int id = 0;
+  std::string kind;
+  std::string url;
+  Value options;
+  long timeout_ms = 0;
+};
+
+DestinationArgs destination_args(FunctionCallInfo fcinfo, int nargs, const char *call) {
+  for (int i = 0; i < nargs; ++i)
+    if (PG_ARGISNULL(i))
+      throw VesError(sqlstate::null_argument, "arguments must not be NULL", {},
+                     std::string("Call ") + call + ".");
+  DestinationArgs a;
+  a.id = PG_GETARG_INT32(0);
+  a.kind = safe::text_string(PG_GETARG_DATUM(1));
+  a.url = safe::text_string(PG_GETARG_DATUM(2));
+  a.options = core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(3))));
+  a.timeout_ms = PG_GETARG_INT32(4);
+  return a;
+}
+
 }  // namespace
 }  // namespace pgves::pg::reconcile
 
@@ -102,16 +127,13 @@ using namespace pgves::pg;
 PGVES_FUNCTION(ves_reconcile_read) {
   namespace core = pgves::core;
   using core::json::Value;
-  for (int i = 0; i < 6; ++i)
-    if (PG_ARGISNULL(i))
-      throw VesError(sqlstate::null_argument, "arguments must not be NULL", {},
-                     "Call ves.reconcile(destination).");
-  const int destination_id = PG_GETARG_INT32(0);
-  const std::string kind = safe::text_string(PG_GETARG_DATUM(1));
-  const std::string url = safe::text_string(PG_GETARG_DATUM(2));
-  const Value options =
-      core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(3))));
-  const long timeout_ms = PG_GETARG_INT32(4);
+  const reconcile::DestinationArgs args =
+      reconcile::destination_args(fcinfo, 6, "ves.reconcile(destination)");
+  const int destination_id = args.id;
+  const std::string &kind = args.kind;
+  const std::string &url = args.url;
+  const Value &options = args.options;
+  const long timeout_ms = args.timeout_ms;
   const bool stale_only = PG_GETARG_BOOL(5);
   const core::Adapter *adapter = core::find_adapter(kind);
   if (!adapter || !adapter->is_platform())
@@ -216,16 +238,13 @@ PGVES_FUNCTION(ves_reconcile_read) {
 PGVES_FUNCTION(ves_follow_up_read) {
   namespace core = pgves::core;
   using core::json::Value;
-  for (int i = 0; i < 7; ++i)
-    if (PG_ARGISNULL(i))
-      throw VesError(sqlstate::null_argument, "arguments must not be NULL", {},
-                     "Call ves.follow_up_batches().");
-  const int destination_id = PG_GETARG_INT32(0);
-  const std::string kind = safe::text_string(PG_GETARG_DATUM(1));
-  const std::string url = safe::text_string(PG_GETARG_DATUM(2));
-  const Value options =
-      core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(3))));
-  const long timeout_ms = PG_GETARG_INT32(4);
+  const reconcile::DestinationArgs args =
+      reconcile::destination_args(fcinfo, 7, "ves.follow_up_batches()");
+  const int destination_id = args.id;
+  const std::string &kind = args.kind;
+  const std::string &url = args.url;
+  const Value &options = args.options;
+  const long timeout_ms = args.timeout_ms;
   const std::vector<std::string> handles = safe::text_array_strings(PG_GETARG_DATUM(5));
   const Value lines = core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(6))));
   const core::Adapter *adapter = core::find_adapter(kind);
