@@ -179,3 +179,16 @@ DROP ROLE regress_apply_admin, regress_apply_writer;
 
 -- Every event verifies, B's as signed and A's own.
 SELECT count(*) AS failing FROM ves.verify_events(tenant_id => :t);
+
+-- A revoked key: what it signed before the revocation still verifies, but an
+-- event a sequencer took in after it is refused whatever date it claims
+-- (whoever holds a revoked key can sign any date).
+SELECT revoked_at IS NOT NULL AS revoked FROM ves.revoke_agent_key(:t, :b, 1);
+SELECT e ->> 'created_at' < (SELECT to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                             FROM ves.agent_keys WHERE agent_id = :b) AS dated_before,
+       (ves.ingest_event(e)).duplicate AS still_taken
+FROM jsonb_array_elements(:'b_events') e WHERE e ->> 'entity_id' = 'e1';
+SELECT regexp_replace(regress_try(format('SELECT * FROM ves.ingest_event(%L)', e || jsonb_build_object('sequenced_at',
+         to_char(clock_timestamp() AT TIME ZONE 'UTC' + interval '1 second', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))),
+       '[0-9]{4}-[0-9T:.-]+Z', '<time>', 'g') AS sequenced_after
+FROM jsonb_array_elements(:'b_events') e WHERE e ->> 'entity_id' = 'e1';

@@ -226,5 +226,28 @@ is(sql(q{SELECT count(*) || '|' || max(r.sequence_number) FROM ves.sequencer_rec
 	'a receipt for every number up to the cursor');
 is(stored($many[-1]{event_id}), 1, 'the last event is stored');
 
+# --- a revoked key: an event sequenced after the revocation is refused -----------------
+
+# Whoever holds a revoked key can sign any date: an event dated before the
+# revocation that the sequencer took in after it is refused and alerted on.
+sql(qq{SELECT ves.revoke_agent_key('$tenant', '$agent3', 1)});
+my $backdated = sql(qq{SELECT to_char((revoked_at - interval '1 minute') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                       FROM ves.agent_keys WHERE agent_id = '$agent3' AND key_id = 1});
+my $forged = $seq->call('POST', '/_sign', {
+		envelope => {
+			tenant_id => $tenant, store_id => $store, source_agent_id => $agent3, agent_key_id => 1,
+			entity_type => 'Product', entity_id => 'p-backdated', event_type => 'product.updated',
+			created_at => $backdated, payload => { n => 0 } },
+		seed => $seed3 })->{envelope};
+my $res = $seq->{http}->request('POST', $seq->url('/api/v1/ves/events/ingest'), {
+		content => $json->encode({ agentId => $agent3, events => [$forged] }),
+		headers => { 'content-type' => 'application/json', authorization => 'ApiKey ss_good' } });
+ok($res->{success}, 'the sequencer takes in an event signed with the revoked key, dated before the revocation');
+ok( wait_until(60, sub { sql(q{SELECT count(*) FROM ves.security_alerts WHERE kind = 'pulled_event_key'}) == 1 }),
+	'pulling it raises an alert') or diag status();
+like(sql(q{SELECT reason FROM ves.security_alerts WHERE kind = 'pulled_event_key'}),
+	qr/^sequenced at \S+, after the key was revoked at \S+: agent $agent3 key 1$/, 'that says it was sequenced after the revocation');
+is(stored($forged->{event_id}), 0, 'the event is not stored');
+
 $seq->stop;
 done_testing();

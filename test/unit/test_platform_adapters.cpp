@@ -187,13 +187,13 @@ TEST(PlatformAdapters, ARowGetsTheWorstVerdictOfItsLines) {
 }
 
 TEST(PlatformAdapters, ReadRfc3339Times) {
-  EXPECT_EQ(p::rfc3339_unix_ms("2026-11-30T10:00:00-05:00"), 1796050800000);
-  EXPECT_EQ(p::rfc3339_unix_ms("2026-11-30T15:00:00Z"), 1796050800000);
-  EXPECT_EQ(p::rfc3339_unix_ms("2026-11-30T15:00:00.25Z"), 1796050800250);
-  EXPECT_EQ(p::rfc3339_unix_ms("1970-01-01T00:00:00Z"), 0);
-  EXPECT_EQ(p::rfc3339_unix_ms("2026-11-30 15:00:00"), 0);
-  EXPECT_EQ(p::rfc3339_unix_ms("2026-13-30T15:00:00Z"), 0);
-  EXPECT_EQ(p::rfc3339_unix_ms(""), 0);
+  EXPECT_EQ(pgves::core::rfc3339_unix_ms("2026-11-30T10:00:00-05:00"), 1796050800000);
+  EXPECT_EQ(pgves::core::rfc3339_unix_ms("2026-11-30T15:00:00Z"), 1796050800000);
+  EXPECT_EQ(pgves::core::rfc3339_unix_ms("2026-11-30T15:00:00.25Z"), 1796050800250);
+  EXPECT_EQ(pgves::core::rfc3339_unix_ms("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(pgves::core::rfc3339_unix_ms("2026-11-30 15:00:00"), 0);
+  EXPECT_EQ(pgves::core::rfc3339_unix_ms("2026-13-30T15:00:00Z"), 0);
+  EXPECT_EQ(pgves::core::rfc3339_unix_ms(""), 0);
 }
 
 TEST(PlatformAdapters, RefuseRowsWithoutListings) {

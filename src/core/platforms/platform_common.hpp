@@ -12,6 +12,7 @@
 
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
+#include "core/ves/timestamp.hpp"
 
 namespace pgves::core::platforms {
 
@@ -113,10 +114,6 @@ const std::string *inbound_header(const InboundMessage &message, std::string_vie
 
 // Lowercase hex SHA-256 of text (a delivery id for platforms that send none).
 std::string sha256_hex(std::string_view text);
-
-// An RFC 3339 date-time ("2026-11-30T10:00:00-05:00", "...Z", fractions
-// allowed) as Unix milliseconds, or 0 when text is not one.
-std::int64_t rfc3339_unix_ms(std::string_view text);
 
 // At most max bytes of a platform's text (not cutting a UTF-8 sequence), for reasons.
 std::string clip(std::string_view text, std::size_t max = 200);

@@ -565,7 +565,7 @@ InboundContent ShopifyAdapter::parse_inbound(const InboundMessage &message,
           level_key("gid://shopify/InventoryItem/" + item, "gid://shopify/Location/" + location);
       report.quantity = *available;
       if (const std::string *at = string_member(&*body, "updated_at"))
-        report.observed_at_unix_ms = rfc3339_unix_ms(*at);
+        report.observed_at_unix_ms = core::rfc3339_unix_ms(*at);
       out.stock.push_back(std::move(report));
     }
     return out;

@@ -1,6 +1,7 @@
 // ves.export_event and ves.ingest_event: events as VES v1 JSON envelopes.
 #include "core/json/canonical_json.hpp"
 #include "core/ves/envelope.hpp"
+#include "core/ves/timestamp.hpp"
 #include "core/json/json.hpp"
 #include "pg/store/append.hpp"
 #include "pg/base/boundary.hpp"
@@ -85,7 +86,8 @@ std::optional<Refusal> check_content(const pgves::core::ves::Event &e) {
   return std::nullopt;
 }
 
-std::optional<Refusal> check_signature(const pgves::core::ves::Event &e) {
+std::optional<Refusal> check_signature(const pgves::core::ves::Event &e,
+                                       std::string_view sequenced_at) {
   KeyRegistry keys;
   const KeyRegistry::Key &key = keys.lookup(e.tenant_id, e.source_agent_id, e.agent_key_id);
   std::string who =
@@ -105,6 +107,20 @@ std::optional<Refusal> check_signature(const pgves::core::ves::Event &e) {
         "The key was revoked at " + key.revoked_at + "; the event is dated " + e.created_at + ".",
         "Ask the agent to sign with its current key.",
         "signed by a revoked key: " + who};
+  if (!key.revoked_at.empty() && !sequenced_at.empty()) {
+    const std::int64_t at = pgves::core::rfc3339_unix_ms(sequenced_at);
+    const std::int64_t revoked = pgves::core::rfc3339_unix_ms(key.revoked_at);
+    if (at != 0 && revoked != 0 && at >= revoked)
+      return Refusal{"event_key",
+                     sqlstate::unknown_key,
+                     "the event was sequenced after its key was revoked: " + who,
+                     "The key was revoked at " + key.revoked_at +
+                         "; the sequencer took the event in at " + std::string(sequenced_at) +
+                         " (the event is dated " + e.created_at + ").",
+                     "Ask the agent to sign with its current key.",
+                     "sequenced at " + std::string(sequenced_at) +
+                         ", after the key was revoked at " + key.revoked_at + ": " + who};
+  }
   if (!pgves::core::ves::verify_signature(e, key.public_key))
     return Refusal{"event_signature",
                    sqlstate::verification_failed,
@@ -161,7 +177,12 @@ PGVES_FUNCTION(ves_ingest_event) {
 
   safe::check_tenant_access(to_pg_uuid(e.tenant_id));
   safe::spi_connect();
-  if (auto r = ingest::check_signature(e)) refuse(*r);
+  // A sequencer's time, where the envelope carries one, also counts
+  // against a revoked key.
+  const std::string sequenced_at = e.sequencer_receipt ? e.sequencer_receipt->sequenced_at
+                                   : e.sequenced_at    ? *e.sequenced_at
+                                                       : std::string();
+  if (auto r = ingest::check_signature(e, sequenced_at)) refuse(*r);
   AppendResult r = ingest::store(e);
   safe::spi_finish();
   Datum values[3] = {safe::uuid_datum(r.event_id), Int64GetDatum(r.position),

@@ -9,6 +9,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace pgves::pg::ingest {
 
@@ -24,8 +25,13 @@ struct Refusal {
 std::optional<Refusal> check_content(const core::ves::Event &e);
 
 // The agent's key in this database's registry (known, not revoked when the
-// event was made) and the signature. SPI must be connected.
-std::optional<Refusal> check_signature(const core::ves::Event &e);
+// event was made) and the signature. SPI must be connected. sequenced_at,
+// when given, is when a sequencer took the event in (its receipt's
+// sequencedAt): an event a sequencer took in after the key was revoked is
+// refused whatever date it claims, since whoever holds a revoked key can
+// sign any date.
+std::optional<Refusal> check_signature(const core::ves::Event &e,
+                                       std::string_view sequenced_at = {});
 
 // Stores a checked event exactly as signed (its id, agent, key, time,
 // hashes, signature; the payload in canonical form); an event id already

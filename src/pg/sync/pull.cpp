@@ -389,7 +389,12 @@ Summary apply_page(const Source &s, std::int64_t from, bool fresh_start, const s
     if (check.reason.empty()) {
       const core::ves::Event &e = *check.event;
       std::optional<ingest::Refusal> refusal = ingest::check_content(e);
-      if (!refusal) refusal = ingest::check_signature(e);
+      if (!refusal) {
+        // The receipt's sequencedAt: when the sequencer took the event in.
+        const Value *at = item.receipt ? item.receipt->find("sequencedAt") : nullptr;
+        refusal = ingest::check_signature(
+            e, at && at->kind() == core::json::Kind::string ? at->as_string() : std::string());
+      }
       if (refusal) {
         check.kind =
             refusal->alert_kind.empty() ? "pulled_event_envelope" : "pulled_" + refusal->alert_kind;
