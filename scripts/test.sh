@@ -197,7 +197,7 @@ as_pg mkdir -p "$work/tap"
 as_pg env TESTDIR="$work/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
   PGVES_TEST_CONF="$work/test/pg_ves.conf" PGVES_REPO="$work" \
   PERL5LIB="$PGXS_DIR/src/test/perl:$work/test/t" \
-  prove --timer -v "$work"/test/t/*.pl >"$work/tap.log" 2>&1
+  prove --timer -j"${PGVES_TAP_JOBS:-2}" -v "$work"/test/t/*.pl >"$work/tap.log" 2>&1
 rc=$?
 grep -E '^(ok|not ok)|^\[|Result:|Files=' "$work/tap.log" | grep -vE '^(ok|not ok) [0-9]+ -' || true
 t_total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\).*/\1/p' "$work/tap.log")
@@ -239,6 +239,7 @@ if ((${#failures[@]})); then
   # The failing TAP checks with their files, last, where a truncated log
   # still shows them.
   [ ! -f "$work/tap.log" ] || awk '/^\[[0-9:]+\] /{file=$2} /^not ok/ && !/# TODO/{print "  " file ": " $0}' "$work/tap.log" | head -n 20
+  [ ! -f "$work/tap.log" ] || sed -n '/^Test Summary Report/,/^Files=/p' "$work/tap.log" | head -n 30
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -268,7 +268,9 @@ for my $kind (sort keys %options)
 	my $a = available();
 	is_deeply($c, $a, "$kind: every count equals available");
 }
-is(sql("SELECT count(*) FROM ves.outbox WHERE status = 'dead'"), '0', 'nothing is dead');
+is(sql("SELECT count(*) FROM ves.outbox WHERE status = 'dead'"), '0', 'nothing is dead')
+  or diag(sql("SELECT d.name, o.attempts, o.last_status, o.last_error FROM ves.outbox o
+               JOIN ves.destinations d ON d.id = o.destination_id WHERE o.status = 'dead' LIMIT 5"));
 cmp_ok(sql("SELECT count(*) FROM ves.events WHERE source IN ('shopify', 'tiktok_shop', 'amazon_sp')"), '>', 0,
 	'platform-side changes came back as platform reports');
 cmp_ok($mock{shopify}->call('GET', '/_stats')->{stale}, '>=', 1, 'Shopify refused a stale compare-and-set');
