@@ -20,6 +20,7 @@
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/store/keys.hpp"
+#include "pg/store/listeners.hpp"
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/spi_plan.hpp"
@@ -1000,7 +1001,7 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
 
 void notify_appended() {
   if (settings::notify_on_append && !signals::relay_notify_at_commit())
-    Async_Notify("ves_events", nullptr);
+    listeners::notify_at_commit();
 }
 
 namespace {
