@@ -24,6 +24,8 @@
 #   PGVES_BENCH_VERIFY_EVENTS=20000 events ves.verify_events checks per run
 #   PGVES_BENCH_MEMORY_EVENTS=20000 events of the append_batch call whose memory is sampled
 #   PGVES_BENCH_SINGLE_ONLY=1       only the single-append figures (1. and 2c.), about 1 minute
+#   PGVES_BENCH_LISTEN=1            a session runs LISTEN ves_events throughout, so appenders
+#                                   without a worker send NOTIFY (by default nobody listens)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -46,6 +48,7 @@ hot=${PGVES_BENCH_HOT:-300}
 verify_events=${PGVES_BENCH_VERIFY_EVENTS:-20000}
 memory_events=${PGVES_BENCH_MEMORY_EVENTS:-20000}
 single_only=${PGVES_BENCH_SINGLE_ONLY:-0}
+listen=${PGVES_BENCH_LISTEN:-0}
 page=1000
 cores=$(nproc)
 threads=$((clients < cores ? clients : cores))
@@ -167,6 +170,22 @@ SELECT nextval('bench.plain_position_seq'), $(tenant_sql t), $(store_sql t), 'In
 FROM generate_series(1, :t_count) t, generate_series(1, :s_count) s;
 EOF
 sql -c 'VACUUM ANALYZE'
+
+# A consumer that listens for appends: appenders (or the worker) then send
+# NOTIFY ves_events. It stays idle, as a consumer between wake-ups does.
+if [ "$listen" = 1 ]; then
+  # psql reads its commands from a pipe this script holds open: after the
+  # LISTEN it sits idle, outside any transaction (no snapshot held back), and
+  # it exits when the script does.
+  mkfifo "$work/listen.fifo"
+  sql <"$work/listen.fifo" >/dev/null 2>&1 &
+  exec 9>"$work/listen.fifo"
+  echo 'LISTEN ves_events;' >&9
+  sleep 1
+  [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN ves_events;'")" = 1 ] ||
+    die "the listening session did not start"
+  echo "a session listens on ves_events throughout"
+fi
 
 # The disk's fsync latency drifts; slices of each side alternate so that
 # drift hits both alike. Each slice starts right after a CHECKPOINT.
