@@ -23,6 +23,9 @@
 #   PGVES_BENCH_HOT=300             hot entities of the hot-vs-new-entity runs
 #   PGVES_BENCH_VERIFY_EVENTS=20000 events ves.verify_events checks per run
 #   PGVES_BENCH_MEMORY_EVENTS=20000 events of the append_batch call whose memory is sampled
+#   PGVES_BENCH_SINGLE_ONLY=1       only the single-append figures (1. and 2c.), about 1 minute
+#   PGVES_BENCH_LISTEN=1            a session runs LISTEN ves_events throughout, so appenders
+#                                   without a worker send NOTIFY (by default nobody listens)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -44,6 +47,8 @@ batch_rounds=${PGVES_BENCH_BATCH_ROUNDS:-2}
 hot=${PGVES_BENCH_HOT:-300}
 verify_events=${PGVES_BENCH_VERIFY_EVENTS:-20000}
 memory_events=${PGVES_BENCH_MEMORY_EVENTS:-20000}
+single_only=${PGVES_BENCH_SINGLE_ONLY:-0}
+listen=${PGVES_BENCH_LISTEN:-0}
 page=1000
 cores=$(nproc)
 threads=$((clients < cores ? clients : cores))
@@ -166,6 +171,22 @@ FROM generate_series(1, :t_count) t, generate_series(1, :s_count) s;
 EOF
 sql -c 'VACUUM ANALYZE'
 
+# A consumer that listens for appends: appenders (or the worker) then send
+# NOTIFY ves_events. It stays idle, as a consumer between wake-ups does.
+if [ "$listen" = 1 ]; then
+  # psql reads its commands from a pipe this script holds open: after the
+  # LISTEN it sits idle, outside any transaction (no snapshot held back), and
+  # it exits when the script does.
+  mkfifo "$work/listen.fifo"
+  sql <"$work/listen.fifo" >/dev/null 2>&1 &
+  exec 9>"$work/listen.fifo"
+  echo 'LISTEN ves_events;' >&9
+  sleep 1
+  [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN ves_events;'")" = 1 ] ||
+    die "the listening session did not start"
+  echo "a session listens on ves_events throughout"
+fi
+
 # The disk's fsync latency drifts; slices of each side alternate so that
 # drift hits both alike. Each slice starts right after a CHECKPOINT.
 echo "== 1. single-event append, pgbench $clients clients, ${seconds} s each in $slices alternating slices"
@@ -193,6 +214,7 @@ if [ "$diagnose" = 1 ]; then
   echo "ves.append, ves.notify=off  $nonotify_tps tps   (slices: ${tps_list[ves_no_notify]% }; diagnosis)"
 fi
 
+if [ "$single_only" != 1 ]; then
 echo "== 2. batch append, $batch_calls calls x $batch_size events, one backend, in $batch_rounds alternating rounds"
 # Multi-row INSERT, append_batch with ves.crypto_threads at its default (the
 # cores) and with 1 (everything on the backend's own thread, the serial path
@@ -237,6 +259,7 @@ echo "== 2b. backend memory of one append_batch call of $memory_events events"
 memory_out=$(BENCH_MEMORY=1 "$client" batch ves 2 "$memory_events" 1 "$skus" 11)
 echo "ves.append_batch              $memory_out"
 memory_ratio=$(echo "$memory_out" | field memory_per_input)
+fi
 
 echo "== 2c. $hot hot entities (every append updates one) vs a new entity per append, pgbench $clients clients, ${seconds} s each in $slices alternating slices"
 stream_stats() { sql -c "SELECT n_tup_upd || ' ' || n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'ves.streams'::regclass"; }
@@ -259,6 +282,7 @@ echo "ves.append, hot entities      $hot_tps tps   (slices: ${entity_tps[hot]% }
 echo "ves.append, new entity        $new_tps tps   (slices: ${entity_tps[new]% })"
 echo "ves.streams updates: $((upd1 - upd0)), HOT: $((hot1 - hot0)) (${hot_share} %)"
 
+if [ "$single_only" != 1 ]; then
 echo "== 2d. ves.verify_events over the last $verify_events events vs libsodium's verify on one core"
 sql -c 'VACUUM ANALYZE ves.events'
 verify_from=$(sql -c "SELECT greatest(1, last_value - $verify_events + 1) FROM ves.position_seq")
@@ -299,6 +323,10 @@ echo "SELECT on baseline    $plain_read"
 ves_read_eps=$(echo "$ves_read" | field events_per_s)
 direct_read_eps=$(echo "$direct_read" | field events_per_s)
 plain_read_eps=$(echo "$plain_read" | field events_per_s)
+else
+  ves_batch_eps=0 plain_batch_eps=0 serial_batch_eps=0 ves_read_eps=0 plain_read_eps=0 direct_read_eps=0
+  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
+fi
 
 r1=$(ratio "$ves_tps" "$plain_tps")
 r2=$(ratio "$ves_batch_eps" "$plain_batch_eps")
@@ -320,15 +348,15 @@ row() { printf '%-46s %12s %12s %7s  %-12s %s\n' "$@"; }
 num() { printf '%.0f' "$1"; }
 row "measure" "pg_ves" "baseline" "ratio" "target" "met"
 row "single append vs plain INSERT, $clients clients (tps)" "$(num "$ves_tps")" "$(num "$plain_tps")" "$r1" ">= 0.75x" "$v1"
-row "batch of $batch_size vs multi-row INSERT (events/s)" "$ves_batch_eps" "$plain_batch_eps" "$r2" ">= 0.8x" "$v2"
-row "  same, ves.crypto_threads = 1 (serial)" "$serial_batch_eps" "$plain_batch_eps" "$r2s" "" ""
+[ "$single_only" = 1 ] || row "batch of $batch_size vs multi-row INSERT (events/s)" "$ves_batch_eps" "$plain_batch_eps" "$r2" ">= 0.8x" "$v2"
+[ "$single_only" = 1 ] || row "  same, ves.crypto_threads = 1 (serial)" "$serial_batch_eps" "$plain_batch_eps" "$r2s" "" ""
 row "hot entities vs new entity per append (tps)" "$(num "$hot_tps")" "$(num "$new_tps")" "$r4" ">= 0.95x" "$v4"
 row "  ves.streams updates that were HOT" "${hot_share} %" "" "" "" ""
-row "verify_events vs libsodium on 1 core (ev/s)" "$verify_threads" "$raw_verify" "$r5" ">= 1.6x" "$v5"
-row "  same, ves.crypto_threads = 1 (serial)" "$verify_serial" "$raw_verify" "$r5s" "" ""
-row "append_batch memory / input ($memory_events events)" "" "" "$memory_ratio" "<= 2x" "$v6"
-row "read_all, $page/page (events/s)" "$(num "$ves_read_eps")" "$(num "$plain_read_eps")" "$r3" ">= 200000/s" "$v3"
+[ "$single_only" = 1 ] || row "verify_events vs libsodium on 1 core (ev/s)" "$verify_threads" "$raw_verify" "$r5" ">= 1.6x" "$v5"
+[ "$single_only" = 1 ] || row "  same, ves.crypto_threads = 1 (serial)" "$verify_serial" "$raw_verify" "$r5s" "" ""
+[ "$single_only" = 1 ] || row "append_batch memory / input ($memory_events events)" "" "" "$memory_ratio" "<= 2x" "$v6"
+[ "$single_only" = 1 ] || row "read_all, $page/page (events/s)" "$(num "$ves_read_eps")" "$(num "$plain_read_eps")" "$r3" ">= 200000/s" "$v3"
 if [ "$diagnose" = 1 ]; then
   row "  single append, ves.notify=off" "$(num "$nonotify_tps")" "" "$(ratio "$nonotify_tps" "$plain_tps")" "(diagnosis)" ""
 fi
-row "  same pages, ves.events without fence" "$(num "$direct_read_eps")" "" "$(ratio "$direct_read_eps" "$plain_read_eps")" "(diagnosis)" ""
+[ "$single_only" = 1 ] || row "  same pages, ves.events without fence" "$(num "$direct_read_eps")" "" "$(ratio "$direct_read_eps" "$plain_read_eps")" "(diagnosis)" ""

@@ -2,8 +2,9 @@
 # database, appenders do not send NOTIFY themselves (it takes a cluster-wide
 # lock held through the commit's WAL flush, which serialises them); the
 # worker sends it for them shortly after their commit, one notification for
-# many commits. Without a worker, appenders notify at commit as before. A
-# rolled-back append notifies nobody; ves.notify = off silences both paths.
+# many commits. Without a worker, appenders notify at commit as before, when a
+# session of the database listens. A rolled-back append notifies nobody;
+# ves.notify = off silences both paths.
 use strict;
 use warnings;
 
@@ -74,6 +75,29 @@ ok(wait_until(30, sub { !worker_pids($node) }), 'the worker stopped');
 @senders = senders_during(sub { $appender_pid = sql(qq{SELECT pg_backend_pid() FROM
   (SELECT ves.append('$tenant', '$store', 'Order', 'after-stop', 'order.created', '{}')) a}) });
 is_deeply(\@senders, [$appender_pid], 'after the worker stops the appender notifies again');
+
+# Appenders decide at commit whether to notify: only when a session of the
+# database has run LISTEN ves_events (pg_ves is preloaded, so every backend
+# tells). A session that starts to listen while an appending transaction is
+# still open hears of that transaction's commit.
+my $app = $node->background_psql('postgres');
+$appender_pid = $app->query_safe('SELECT pg_backend_pid()');
+$app->query_safe('BEGIN');
+$app->query_safe(qq{SELECT ves.append('$tenant', '$store', 'Order', 'open-before-listen', 'order.created', '{}')});
+@senders = senders_during(sub { $app->query_safe('COMMIT') });
+is_deeply(\@senders, [$appender_pid], 'a listener that came after the append hears of its commit');
+
+# A rolled-back subtransaction takes its append's notification with it; the
+# rest of the transaction still notifies.
+@senders = senders_during(sub {
+	$app->query_safe(qq{BEGIN; SAVEPOINT s; SELECT ves.append('$tenant', '$store', 'Order', 'in-savepoint', 'order.created', '{}'); ROLLBACK TO s; COMMIT;});
+});
+is(scalar(@senders), 0, 'an append rolled back to a savepoint announces nothing');
+@senders = senders_during(sub {
+	$app->query_safe(qq{BEGIN; SAVEPOINT s; SELECT ves.append('$tenant', '$store', 'Order', 'released', 'order.created', '{}'); RELEASE s; COMMIT;});
+});
+is_deeply(\@senders, [$appender_pid], 'an append in a released savepoint is announced at commit');
+$app->quit;
 
 $node->stop;
 done_testing();

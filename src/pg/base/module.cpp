@@ -2,6 +2,7 @@
 #include "pg/store/keys.hpp"
 #include "pg/base/postgres.hpp"
 #include "pg/base/progress.hpp"
+#include "pg/store/listeners.hpp"
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/shmem.hpp"
@@ -29,6 +30,8 @@ void _PG_init(void) {
     pgves::pg::launcher::request_shmem();
     pgves::pg::metrics::request_shmem();
     pgves::pg::alerts::request_shmem();
+    pgves::pg::listeners::request_shmem();
+    pgves::pg::listeners::install_hooks();
     pgves::pg::launcher::register_launcher();
     pgves::pg::shmem::install_hooks();
     pgves::pg::keys::preload_server_key();

@@ -9,6 +9,8 @@
 //      orders writers of one entity and nothing else, and the expected
 //      version is checked before any position is taken;
 //   4. publish the read fence bound, then insert the event with its position.
+// With no expected version nothing in 3 can refuse the event: it is signed
+// first and 3 and 4 are one statement (bump_and_insert).
 //
 // This file calls Postgres directly and therefore keeps only trivially
 // destructible locals (see boundary.hpp).
@@ -18,6 +20,7 @@
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/store/keys.hpp"
+#include "pg/store/listeners.hpp"
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/spi_plan.hpp"
@@ -124,6 +127,24 @@ SavedPlan insert_event = {
     {kUuid, kUuid, kText, kText, kInt8, kUuid, kText, kJsonb, kJsonb, kText, kUuid, kInt4, kText,
      kBytea, kBytea},
     nullptr};
+// An event with no expected version in one statement: the stream row is
+// bumped (inserted, or updated under its row lock) and the event inserted
+// with the version it got. The position is taken after the row lock, so one
+// entity's positions follow its versions, as with the two statements of the
+// other cases.
+SavedPlan bump_and_insert = {
+    "WITH bumped AS (INSERT INTO ves.streams AS s (tenant_id, entity_type, entity_id, store_id, "
+    "version) VALUES ($1, $3, $4, $2, 1) ON CONFLICT (tenant_id, entity_type, entity_id) "
+    "DO UPDATE SET version = s.version + 1, updated_at = now() RETURNING s.version) "
+    "INSERT INTO ves.events (position, tenant_id, store_id, entity_type, entity_id, "
+    "entity_version, event_id, event_type, payload, metadata, source, recorded_at, "
+    "source_agent_id, agent_key_id, created_at, payload_plain_hash, agent_signature) "
+    "SELECT nextval('ves.position_seq'), $1, $2, $3, $4, bumped.version, $5, $6, $7, $8, $9, "
+    "now(), $10, $11, $12, $13, $14 FROM bumped RETURNING position, entity_version",
+    14,
+    {kUuid, kUuid, kText, kText, kUuid, kText, kJsonb, kJsonb, kText, kUuid, kInt4, kText, kBytea,
+     kBytea},
+    nullptr};
 SavedPlan ensure_partition = {"SELECT ves.ensure_partitions(now())", 0, {}, nullptr};
 SavedPlan fan_out = {
     "INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, entity_type, "
@@ -218,10 +239,26 @@ bytea *bytes(const uint8 *data, size_t len) {
   return b;
 }
 
+// Random bytes for event ids, drawn from pg_strong_random a block at a time:
+// one call per id cost more than the rest of the id.
+uint8 random_pool[16 * 64];
+size_t random_left = 0;
+
+void random_bytes(uint8 *out, size_t len) {
+  if (random_left < len) {
+    if (!pg_strong_random(random_pool, sizeof random_pool)) elog(ERROR, "pg_ves: no random bytes");
+    random_left = sizeof random_pool;
+  }
+  uint8 *from = random_pool + sizeof random_pool - random_left;
+  memcpy(out, from, len);
+  memset(from, 0, len);
+  random_left -= len;
+}
+
 // UUIDv7: time-ordered ids keep the id index append-only.
 void new_event_id(pg_uuid_t *out) {
   uint64 ms = static_cast<uint64>((GetCurrentTimestamp() / 1000) + 946684800000LL);
-  if (!pg_strong_random(out->data, UUID_LEN)) elog(ERROR, "pg_ves: no random bytes");
+  random_bytes(out->data, UUID_LEN);
   for (int i = 0; i < 6; ++i) out->data[i] = static_cast<uint8>(ms >> (40 - 8 * i));
   out->data[6] = (out->data[6] & 0x0f) | 0x70;
   out->data[8] = (out->data[8] & 0x3f) | 0x80;
@@ -443,17 +480,43 @@ AppendResult append_one(AppendInput &in) {
   if (claim(in, hash, generated, &result)) return result;
   result.event_id = in.id;
   result.duplicate = false;
-  result.entity_version = bump_version(in);
   Datum tenant = UUIDPGetDatum(&in.tenant);
   Datum id = UUIDPGetDatum(&in.id);
 
-  // Signed after every check that can refuse the event, so refusals cost no
-  // signature.
-  if (!in.presigned)
-    keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
-  ensure_partitions();
-  fence::before_position();
-  {
+  if (!in.has_expected) {
+    // No version check can refuse it: signed first, then the stream bump and
+    // the insert in one statement.
+    if (!in.presigned)
+      keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
+    ensure_partitions();
+    fence::before_position();
+    Datum args[14] = {tenant,
+                      UUIDPGetDatum(&in.store),
+                      PointerGetDatum(in.entity_type),
+                      PointerGetDatum(in.entity_id),
+                      id,
+                      PointerGetDatum(in.event_type),
+                      JsonbPGetDatum(in.payload),
+                      JsonbPGetDatum(in.metadata),
+                      PointerGetDatum(in.source),
+                      UUIDPGetDatum(&in.sig.agent_id),
+                      Int32GetDatum(in.sig.key_id),
+                      CStringGetTextDatum(in.sig.created_at),
+                      PointerGetDatum(bytes(in.sig.payload_plain_hash, 32)),
+                      PointerGetDatum(bytes(in.sig.agent_signature, 64))};
+    spi_run(bump_and_insert, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+    if (SPI_processed != 1)
+      elog(ERROR, "pg_ves: the event insert wrote %llu rows", (unsigned long long)SPI_processed);
+    result.position = spi_int64(1, 0);
+    result.entity_version = spi_int64(2, 0);
+  } else {
+    result.entity_version = bump_version(in);
+    // Signed after every check that can refuse the event, so refusals cost no
+    // signature.
+    if (!in.presigned)
+      keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
+    ensure_partitions();
+    fence::before_position();
     Datum args[15] = {tenant,
                       UUIDPGetDatum(&in.store),
                       PointerGetDatum(in.entity_type),
@@ -938,7 +1001,7 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
 
 void notify_appended() {
   if (settings::notify_on_append && !signals::relay_notify_at_commit())
-    Async_Notify("ves_events", nullptr);
+    listeners::notify_at_commit();
 }
 
 namespace {
@@ -1097,10 +1160,16 @@ PGVES_FUNCTION(ves_append) {
   if (in.has_id) in.id = *PG_GETARG_UUID_P(10);
   in.presigned = false;
 
-  TupleDesc desc;
-  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-    elog(ERROR, "pg_ves: ves.append must return a composite");
-  desc = BlessTupleDesc(desc);
+  // The result's descriptor, looked up once per call site.
+  TupleDesc desc = static_cast<TupleDesc>(fcinfo->flinfo->fn_extra);
+  if (!desc) {
+    MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+      elog(ERROR, "pg_ves: ves.append must return a composite");
+    desc = BlessTupleDesc(desc);
+    MemoryContextSwitchTo(old);
+    fcinfo->flinfo->fn_extra = desc;
+  }
   spi_connect();
   AppendResult r = append_one(in);
   SPI_finish();
