@@ -390,7 +390,11 @@ BEGIN
   checked := 0; equal := 0; mismatched := 0; mismatches := '[]';
   unread := (got ->> 'unread')::int;
   error := got ->> 'error';
-  FOR r IN SELECT x.value FROM jsonb_array_elements(got -> 'reads') x LOOP
+  -- In one order (SKU, location), whatever order the platform answered in, so
+  -- that two runs over the same SKUs (two platforms) take their row locks in
+  -- the same order and never deadlock.
+  FOR r IN SELECT x.value FROM jsonb_array_elements(got -> 'reads') x
+           ORDER BY x.value ->> 'sku', x.value ->> 'location' LOOP
     SELECT li.sku, li.location, li.known_quantity, coalesce(i.available, 0) AS available INTO l
     FROM ves.listings li LEFT JOIN ves.inventory i ON (i.tenant_id, i.store_id, i.sku, i.location)
       = (li.tenant_id, li.store_id, li.sku, li.location)
