@@ -225,12 +225,16 @@ crashes=$(grep -rhE 'terminated by signal' "$work" --include='*.log' 2>/dev/null
 # A program run as the cluster user from a directory it cannot enter warns
 # on every start, and TAP polls then wait out their timeout.
 cwd_warnings=$(grep -rh 'could not change directory' "$work" --include='*.log' 2>/dev/null | head -n 5 || true)
-if [ -n "$crashes" ] || [ -n "$cwd_warnings" ]; then
+# The launcher, connected to no database, must read the shared catalogs
+# without their indexes: every cluster's fresh start checks it.
+no_db_reads=$(grep -rh 'cannot read pg_class without having selected a database' "$work" --include='*.log' 2>/dev/null | head -n 5 || true)
+if [ -n "$crashes" ] || [ -n "$cwd_warnings" ] || [ -n "$no_db_reads" ]; then
   [ -z "$crashes" ] || echo "$crashes"
   [ -z "$cwd_warnings" ] || echo "$cwd_warnings"
+  [ -z "$no_db_reads" ] || echo "$no_db_reads"
   record server-logs 0 1
 else
-  echo "no backend terminated by a signal, no 'could not change directory'"
+  echo "no backend terminated by a signal, no 'could not change directory', no catalog read without a database"
   record server-logs 1 0
 fi
 

@@ -177,10 +177,19 @@ SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(p) k) AS proof_key
 FROM ves.sequencer_proof(:t, :s, 2) p;
 SELECT tenant_id = :t AS ours, head, committed_through, last_sequenced_at IS NOT NULL AS has_time FROM ves.sequencer_status();
 SELECT seq_push(e(11))->'sequenceStart' AS next;
+-- ves.get_sync_status() shows the stream after the destinations: kind
+-- 'sequencer', no destination, the head and the commitments' reach of
+-- ves.sequencer_status(); no outbox counts on it.
+SELECT g.kind, g.destination IS NULL AS no_destination, g.tenant_id = :t AS ours, g.store_id = :s AS our_store,
+       g.sequencer_head, g.sequencer_head = ves.sequencer_head(:t, :s) AS is_head, g.committed_through,
+       g.committed_through = q.committed_through AS as_status, g.pending IS NULL AND g.synced IS NULL AS no_counts
+FROM ves.get_sync_status() g JOIN ves.sequencer_status() q USING (tenant_id, store_id)
+WHERE g.kind = 'sequencer';
 SELECT regexp_replace(seq_try($q$SELECT ves.sequencer_proof('00000000-0000-0000-0000-00000000a001', '00000000-0000-0000-0000-00000000a002', 11)$q$), '\d+ of', 'N of');
 SELECT head - committed_through AS uncommitted FROM ves.sequencer_status();
 SELECT ves._commit_sequencer_batches() AS committed_batches;
 SELECT head - committed_through AS uncommitted FROM ves.sequencer_status();
+SELECT sequencer_head, committed_through FROM ves.get_sync_status() WHERE kind = 'sequencer';
 
 -- Tenancy: readers of another tenant see nothing and may not pull; a writer
 -- scoped to another tenant may not sequence into this one.
@@ -231,3 +240,28 @@ SELECT end_sequence = ves.sequencer_head(:t, :s) AS committed_once_whole
 FROM ves.commit_sequencer_batch(:t, :s);
 -- Following up platform batches takes a positive batch count.
 SELECT seq_try($q$SELECT ves.follow_up_batches(0)$q$) LIKE 'VE010:%' AS bad_max_batches;
+-- ves.get_sync_status() keeps to the caller's tenants: with a second
+-- tenant's stream (rolled back at the end), an admin bound to that tenant
+-- and a session scoped to the first each see their own stream only.
+BEGIN;
+SELECT (ves.append(:t2, :s, 'Order', 'o-t2', 'order.noted', '{}')).event_id AS t2_event \gset
+SELECT ves.sequence_events((x.env->>'source_agent_id')::uuid, jsonb_build_array(x.env))->'eventsAccepted'
+         AS second_tenant_accepted
+FROM (SELECT ves.export_event(:'t2_event') AS env) x;
+SELECT tenant_id = :t AS first, tenant_id = :t2 AS second, sequencer_head
+FROM ves.get_sync_status() WHERE kind = 'sequencer';
+CREATE ROLE regress_seq_admin IN ROLE ves_admin;
+SELECT ves.bind_role('regress_seq_admin', :t2);
+SET ROLE regress_seq_admin;
+SELECT tenant_id = :t2 AS bound_sees_own, sequencer_head FROM ves.get_sync_status() WHERE kind = 'sequencer';
+RESET ROLE;
+SET ves.tenant_id = :t;
+SELECT tenant_id = :t AS scoped_sees_own, sequencer_head FROM ves.get_sync_status() WHERE kind = 'sequencer';
+RESET ves.tenant_id;
+-- Destination rows carry no stream.
+SELECT count(*) FROM ves.create_destination('regress-seq-hook', 'webhook', 'https://example.com/hooks/seq', '{}');
+SELECT count(*) AS destination_rows, bool_and(tenant_id IS NULL AND store_id IS NULL AND sequencer_head IS NULL
+                                              AND committed_through IS NULL) AS no_stream_columns
+FROM ves.get_sync_status() WHERE destination = 'regress-seq-hook';
+ROLLBACK;
+SELECT count(*) AS streams_after_rollback FROM ves.get_sync_status() WHERE kind = 'sequencer';

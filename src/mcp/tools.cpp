@@ -88,8 +88,10 @@ Value schema(const char *text) { return core::json::parse(text); }
 // Every statement returns one JSON document. The session's search_path is
 // pg_catalog, pg_temp; pg_ves objects are named with their schema.
 
+// The destinations' rows of ves.get_sync_status() (not a sequencer's
+// per-stream rows, whose destination is NULL).
 constexpr const char *kSyncStatus = R"sql(
-WITH s AS (SELECT * FROM ves.get_sync_status()),
+WITH s AS (SELECT * FROM ves.get_sync_status() x WHERE x.destination IS NOT NULL),
      c AS (SELECT c.conflict_id, c.event_id, c.tenant_id, c.entity_type, c.entity_id, c.conflict_type,
                   c.rule, c.detected_at
            FROM ves.conflicts c WHERE c.status = 'open' AND ves.tenant_visible(c.tenant_id))
@@ -164,7 +166,7 @@ JOIN ves.conflicts c ON c.conflict_id = o.conflict_id
 )sql";
 
 constexpr const char *kMetrics = R"sql(
-WITH s AS (SELECT * FROM ves.get_sync_status()),
+WITH s AS (SELECT * FROM ves.get_sync_status() x WHERE x.destination IS NOT NULL),
      c AS (SELECT c.conflict_type FROM ves.conflicts c
            WHERE c.status = 'open' AND ves.tenant_visible(c.tenant_id))
 SELECT jsonb_build_object(

@@ -447,10 +447,17 @@ CREATE FUNCTION ves.get_sync_status()
                  -- rows a sequencer refused with a version conflict; a pull
                  -- source's head (the highest number a read has shown) and
                  -- lag (events shown but not applied), NULL for other destinations.
-                 -- Per-stream heads of this database as a sequencer: ves.sequencer_status().
-                 in_conflict bigint, pull_head bigint, pull_lag bigint)
-  -- plpgsql: ves.conflicts and ves.pull_cursors are created further on.
+                 in_conflict bigint, pull_head bigint, pull_lag bigint,
+                 -- This database as a sequencer: after the destinations, one row
+                 -- per stream the caller sees (kind 'sequencer', destination NULL),
+                 -- its head and how far batch commitments reach, as
+                 -- ves.sequencer_status() shows them; NULL on destination rows.
+                 tenant_id uuid, store_id uuid, sequencer_head bigint, committed_through bigint)
+  -- plpgsql: ves.conflicts, ves.pull_cursors and ves.sequencer_status() are
+  -- created further on.
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  open_count bigint := (SELECT count(*) FROM ves.conflicts c WHERE c.status = 'open' AND ves.tenant_visible(c.tenant_id));
 BEGIN
   RETURN QUERY
   SELECT d.name, d.kind, d.paused,
@@ -463,17 +470,26 @@ BEGIN
          d.last_success_at, d.last_error, d.breaker_state,
          count(*) FILTER (WHERE o.status IN ('pending', 'failed')),
          greatest(max(o.synced_at), d.last_success_at),
-         (SELECT count(*) FROM ves.conflicts c WHERE c.status = 'open' AND ves.tenant_visible(c.tenant_id)),
+         open_count,
          count(*) FILTER (WHERE o.status = 'conflict'),
          (SELECT max(p.head_sequence) FROM ves.pull_cursors p
           WHERE p.destination_id = d.id AND ves.tenant_visible(p.tenant_id)),
          (SELECT sum(greatest(p.head_sequence - (p.next_sequence - 1), 0))::bigint FROM ves.pull_cursors p
-          WHERE p.destination_id = d.id AND ves.tenant_visible(p.tenant_id))
+          WHERE p.destination_id = d.id AND ves.tenant_visible(p.tenant_id)),
+         NULL::uuid, NULL::uuid, NULL::bigint, NULL::bigint
   FROM ves.destinations d
   LEFT JOIN ves.outbox o ON o.destination_id = d.id
    AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant())
   GROUP BY d.id
   ORDER BY d.name;
+  -- The streams' visibility is ves.sequencer_status()'s (ves.tenant_visible).
+  RETURN QUERY
+  SELECT NULL::text, 'sequencer'::text, NULL::boolean, NULL::bigint, NULL::bigint, NULL::bigint,
+         NULL::bigint, NULL::bigint, NULL::interval, NULL::timestamptz, NULL::text, NULL::text,
+         NULL::bigint, NULL::timestamptz, open_count, NULL::bigint, NULL::bigint, NULL::bigint,
+         q.tenant_id, q.store_id, q.head, q.committed_through
+  FROM ves.sequencer_status() q
+  ORDER BY q.tenant_id, q.store_id;
 END
 $$;
 

@@ -216,4 +216,61 @@ $node->stop;
 my @crashes = grep { /terminated by signal/ } split /\n/, slurp_file($node->logfile);
 is_deeply(\@crashes, [], 'no process terminated by a signal');
 
+# --- (3) a start without relcache init files --------------------------------------------
+# After initdb and after a crash restart no normal backend has connected yet,
+# so the shared catalogs' index entries are not in the relcache; the
+# launcher, connected to no database, must still check the database and the
+# role and start the worker at its first round, without a FATAL.
+
+my $fresh = PostgreSQL::Test::Cluster->new('worker_fresh_start');
+$fresh->init;
+$fresh->append_conf('postgresql.conf', slurp_file($ENV{PGVES_TEST_CONF}));
+$fresh->append_conf('postgresql.conf', "ves.databases = 'postgres'\nrestart_after_crash = on\n");
+$fresh->start;
+ok(wait_until(30, sub { worker_pids($fresh) }), 'a fresh cluster with ves.databases set starts its worker');
+my @fatal = grep { /FATAL/ } split /\n/, slurp_file($fresh->logfile);
+is_deeply(\@fatal, [], 'and its log has no FATAL (the launcher read the shared catalogs at once)');
+
+# The same with ves.worker_role, after a crash restart: the launcher reads
+# the role, its memberships and the database's ACL before any backend has
+# rebuilt the init files.
+$fresh->safe_psql('postgres', q{CREATE EXTENSION pg_ves;
+  CREATE ROLE fresh_worker LOGIN; CREATE ROLE fresh_group NOLOGIN;
+  GRANT ves_worker TO fresh_worker; GRANT fresh_group TO fresh_worker;
+  REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
+  GRANT CONNECT ON DATABASE postgres TO fresh_group;
+  ALTER SYSTEM SET ves.worker_role = 'fresh_worker'; SELECT pg_reload_conf();});
+ok( wait_until(30, sub { $fresh->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_ves worker' AND usename = 'fresh_worker'}) == 1 }),
+	'the worker runs as fresh_worker, which may connect through fresh_group');
+my $fresh_offset = -s $fresh->logfile;
+my ($victim) = worker_pids($fresh);
+ok(kill('KILL', $victim), "SIGKILL to the worker (pid $victim): a crash restart");
+ok( wait_until(60, sub { slurp_file($fresh->logfile) =~ /\Q(PID $victim)\E was terminated by signal 9/
+	  && substr(slurp_file($fresh->logfile), $fresh_offset) =~ /reinitializing.*database system is ready to accept connections/s }),
+	'the server restarts after the crash');
+ok( wait_until(30, sub { $fresh->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_ves worker' AND usename = 'fresh_worker'}) == 1 }),
+	'and the worker starts again as fresh_worker');
+# From the postmaster's reinitialization on: the launcher's first round may
+# come before the "ready to accept connections" line.
+my ($after_restart) = substr(slurp_file($fresh->logfile), $fresh_offset) =~ /all server processes terminated; reinitializing(.*)\z/s;
+@fatal = grep { /FATAL/ } split /\n/, $after_restart // '';
+is_deeply(\@fatal, [], 'no FATAL after the restart');
+unlike($after_restart // '', qr/may not connect|WARNING:  pg_ves launcher/, 'and no launcher warning: the role may connect');
+
+# A role that is a member of fresh_group but does not inherit its privileges
+# may not connect (PostgreSQL refuses it too): the launcher says so and starts
+# no worker for it.
+$fresh->safe_psql('postgres', q{CREATE ROLE fresh_noinherit LOGIN NOINHERIT;
+  GRANT ves_worker, fresh_group TO fresh_noinherit;
+  ALTER SYSTEM SET ves.worker_role = 'fresh_noinherit'; SELECT pg_reload_conf();});
+my ($rc, $out, $err) = $fresh->psql('postgres', 'SELECT 1', extra_params => [ '-U', 'fresh_noinherit' ]);
+like($err, qr/permission denied for database/, 'PostgreSQL refuses fresh_noinherit a connection');
+ok( wait_until(30, sub { substr(slurp_file($fresh->logfile), $fresh_offset)
+	  =~ /WARNING:  pg_ves launcher: ves.worker_role "fresh_noinherit" may not connect to database "postgres"/ }),
+	'and the launcher warns that it may not connect');
+is_deeply([ worker_pids($fresh) ], [], 'and starts no worker as fresh_noinherit');
+$fresh->stop;
+
 done_testing();

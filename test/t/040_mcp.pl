@@ -244,6 +244,17 @@ is($r->{structuredContent}{outbox}{dead}, sql(q{SELECT sum(dead) FROM ves.get_sy
 is($r->{structuredContent}{conflicts}{open}, 0, 'get_sync_metrics: no open conflict left');
 is($r->{structuredContent}{destinations}{total}, 1, 'get_sync_metrics: one destination');
 
+# A database that is also a sequencer: ves.get_sync_status() adds a row per
+# stream, which the tools keep out of the destinations and their counts.
+sql(q{SELECT ves.sequence_events((x.env->>'source_agent_id')::uuid, jsonb_build_array(x.env))
+      FROM (SELECT ves.export_event(e.event_id) AS env FROM ves.events e ORDER BY e.position LIMIT 1) x});
+is(sql(q{SELECT count(*) FROM ves.get_sync_status() WHERE kind = 'sequencer'}), 1, 'this database sequences one stream');
+$r = call($d, 'get_sync_metrics');
+is($r->{structuredContent}{destinations}{total}, 1, 'get_sync_metrics: still one destination');
+$r = call($d, 'get_sync_status');
+is_deeply([ map { $_->{destination} } @{ $r->{structuredContent}{destinations} } ], ['hook'],
+	'get_sync_status: its destinations are the destinations only');
+
 $r = call($d, 'verify_events', {});
 ok($r->{structuredContent}{ok}, 'verify_events: every event verifies');
 is($r->{structuredContent}{failureCount}, 0, 'verify_events: no failure listed');

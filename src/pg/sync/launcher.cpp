@@ -13,11 +13,10 @@
 #include "pg/base/boundary.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/base/shmem.hpp"
+#include "pg/sync/shared_catalog.hpp"
 
 extern "C" {
-#include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -28,9 +27,7 @@ extern "C" {
 #include "storage/procarray.h"
 #include "storage/spin.h"
 #include "tcop/utility.h"
-#include "utils/acl.h"
 #include "utils/guc.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 }
@@ -266,34 +263,31 @@ namespace {
 enum Blocker { kNone = 0, kNoDatabase, kNoRole, kRoleNoLogin, kRoleSuperuser, kNoConnect };
 
 // Reads the shared catalogs (the launcher is connected to no database):
-// whether the role exists and may run a worker, whether the database exists.
-// Only trivially destructible locals: a Postgres error jumps through it.
+// whether the role exists and may run a worker, whether the database exists
+// and the role may connect to it. Heap scans only (shared_catalog.hpp): an
+// index lookup would end the launcher with FATAL before any backend has
+// written the shared relcache init file. Only trivially destructible locals:
+// a Postgres error jumps through it.
 Blocker start_blocker_unguarded(const char *dbname, const char *role, bool *role_checked) {
   Blocker b = kNone;
-  Oid roleid = InvalidOid;
+  shared_catalog::Role r{};
+  shared_catalog::Database d{};
   *role_checked = false;
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
   if (role && role[0]) {
     *role_checked = true;
-    HeapTuple tup = SearchSysCache1(AUTHNAME, CStringGetDatum(role));
-    if (!HeapTupleIsValid(tup)) {
+    if (!shared_catalog::find_role(role, &r))
       b = kNoRole;
-    } else {
-      auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
-      roleid = form->oid;
-      if (form->rolsuper)
-        b = kRoleSuperuser;
-      else if (!form->rolcanlogin)
-        b = kRoleNoLogin;
-      ReleaseSysCache(tup);
-    }
+    else if (r.superuser)
+      b = kRoleSuperuser;
+    else if (!r.can_login)
+      b = kRoleNoLogin;
   }
   if (b == kNone) {
-    Oid dboid = get_database_oid(dbname, true);
-    if (!OidIsValid(dboid))
+    if (!shared_catalog::find_database(dbname, &d))
       b = kNoDatabase;
-    else if (OidIsValid(roleid) && pg_database_aclcheck(dboid, roleid, ACL_CONNECT) != ACLCHECK_OK)
+    else if (OidIsValid(r.oid) && !shared_catalog::may_connect(r, d))
       b = kNoConnect;
   }
   CommitTransactionCommand();

@@ -119,7 +119,10 @@ CREATE POLICY sync_worker ON ves.inventory FOR SELECT TO ves_worker USING (true)
 -- Delivery metrics: live counters and histograms in shared memory,
 -- per-minute rollups in ves.sync_history, ves.sync_metrics(window),
 -- ves.prometheus_metrics(); ves.get_sync_status gains the seeds' overview
--- (queue_depth, last_sync_at, open_conflicts) as new last columns.
+-- (queue_depth, last_sync_at, open_conflicts) as new last columns (and, in
+-- the same new definition, in_conflict, pull_head, pull_lag and the
+-- sequencer's per-stream rows: tenant_id, store_id, sequencer_head,
+-- committed_through).
 DROP FUNCTION ves.get_sync_status();
 -- @create function ves.get_sync_status
 REVOKE ALL ON FUNCTION ves.get_sync_status() FROM PUBLIC;
