@@ -143,29 +143,29 @@ SELECT name FROM ves.create_destination('hub', 'ves_postgres', 'postgresql://loc
 SELECT pulled, applied, duplicates, cursor, stop_reason FROM ves.pull_events('hub');
 SELECT event_type, entity_type, entity_id, tenant_id = :t AS tenant, store_id = :s AS store, source,
        payload - 'run' AS payload
-  FROM ves.events WHERE event_type LIKE 'sync.%' ORDER BY position;
-SELECT count(DISTINCT payload ->> 'run') AS runs FROM ves.events WHERE entity_type = 'sync';
-SELECT count(*) AS verified FROM ves.events WHERE entity_type = 'sync' AND ves.verify_event(event_id);
+  FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub' ORDER BY position;
+SELECT count(DISTINCT payload ->> 'run') AS runs FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
+SELECT count(*) AS verified FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub' AND ves.verify_event(event_id);
 -- An idle pull, and one more: nothing appended.
 SELECT pulled, applied, cursor FROM ves.pull_events('hub');
 SELECT pulled, applied, cursor FROM ves.pull_events('hub');
-SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync';
+SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
 -- Failed reads (as the worker records them): the first of a streak appends
 -- sync.failed, its retries nothing; a read that works ends the streak, and
 -- the next failure starts another.
 SELECT ves._pull_failed(id, 'remote pg_ves: connection refused') FROM ves.destinations WHERE name = 'hub';
 SELECT ves._pull_failed(id, 'remote pg_ves: connection refused') FROM ves.destinations WHERE name = 'hub';
 SELECT ves._pull_failed(id, 'remote pg_ves: timeout') FROM ves.destinations WHERE name = 'hub';
-SELECT event_type, entity_id, payload FROM ves.events WHERE event_type = 'sync.failed' ORDER BY position;
+SELECT event_type, entity_id, payload FROM ves.events WHERE event_type = 'sync.failed' AND entity_id = 'hub' ORDER BY position;
 SELECT pulled, applied, cursor FROM ves.pull_events('hub');
 SELECT ves._pull_failed(id, 'remote pg_ves: timeout') FROM ves.destinations WHERE name = 'hub';
-SELECT event_type, entity_id, payload FROM ves.events WHERE event_type = 'sync.failed' ORDER BY position;
+SELECT event_type, entity_id, payload FROM ves.events WHERE event_type = 'sync.failed' AND entity_id = 'hub' ORDER BY position;
 -- A read that fails inside ves.pull_events raises, and what it would have
 -- appended goes with it.
 SELECT kind_options ->> 'pull' AS pull FROM ves.alter_destination('hub', jsonb_build_object('conninfo',
   :'hub_conninfo' || ' dbname=regress_pull_nowhere'));
 SELECT regress_try($q$SELECT * FROM ves.pull_events('hub')$q$) ~ '^VE067:' AS unreadable;
-SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync';
+SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
 SELECT ves.drop_destination('hub');
 DROP DATABASE regress_pull_hub WITH (FORCE);
 
