@@ -17,6 +17,9 @@ packages+=(libpq-dev)
 # The metrics tests check ves.prometheus_metrics() with promtool (package
 # prometheus) and run prometheus-postgres-exporter with monitoring/'s queries.
 packages+=(prometheus prometheus-postgres-exporter)
+# scripts/deb.sh builds the Debian package (debian/) with PostgreSQL's
+# extension tooling and checks it with lintian.
+packages+=(dpkg-dev debhelper fakeroot lintian postgresql-server-dev-all)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()

@@ -218,6 +218,17 @@ else
   record sqlsmith 0 1
 fi
 
+echo "== debian (package build and lintian, bounded)"
+# One test: dpkg-buildpackage -b of a copy of the tracked files, then lintian
+# with no error (scripts/deb.sh); about 5 minutes of CPU, 3 on 2 idle cores.
+if timeout -k 30 "${PGVES_DEB_SECONDS:-1800}" bash scripts/deb.sh >"$work/deb.log" 2>&1; then
+  grep -E '^(dpkg-buildpackage|lintian):' "$work/deb.log"
+  record debian 1 0
+else
+  tail -n 40 "$work/deb.log"
+  record debian 0 1
+fi
+
 echo "== server logs"
 # A backend that died by a signal is a crash, even when every test passed.
 # Only SIGKILL is expected: the crash tests send it on purpose.

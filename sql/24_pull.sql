@@ -4,8 +4,9 @@
 -- ves.pull_events' own refusals (not a source, paused, since past the
 -- cursor, max_count), a source that cannot be reached (nothing applied,
 -- nothing moved), ves.pull_status and its tenant visibility, and an alert
--- held stream resumed by acknowledging its alert. Pulling from the mock
--- sequencer is test/t/033_pull.pl.
+-- held stream resumed by acknowledging its alert, and the sync.* events of
+-- pull runs (from pg_ves as the sequencer in another database). Pulling from
+-- the mock sequencer is test/t/033_pull.pl.
 \set SHOW_CONTEXT never
 \set t '''00000000-0000-0000-0000-0000000000a1'''
 \set s '''00000000-0000-0000-0000-0000000000b1'''
@@ -110,6 +111,63 @@ SELECT source, cursor, head, lag FROM ves.pull_status;
 SET ROLE regress_pull_writer;
 SELECT regress_try($q$SELECT ves._apply_ingested(gen_random_uuid())$q$);
 RESET ROLE;
+
+-- Pull runs on the source's sync stream (README "Sync events"): a pull that
+-- applies events appends sync.started and sync.completed, an idle pull
+-- nothing, a failing source one sync.failed per streak of failures. The
+-- source is pg_ves as the sequencer in another database of this server,
+-- read over libpq (a ves_postgres source).
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_pull_hub;
+\c regress_pull_hub
+SET client_min_messages = warning;
+CREATE EXTENSION pg_ves;
+SELECT agent_id AS hub_agent, key_id AS hub_key, encode(public_key, 'hex') AS hub_public
+  FROM ves.create_agent_key(:t, :s) \gset
+SELECT encode(public_key, 'hex') AS hub_sequencer FROM ves.sequencer_identity() \gset
+CREATE TABLE ev AS
+  SELECT g, (ves.append(:t, :s, 'Sku', 'sku-' || g, 'stock.set', jsonb_build_object('qty', g))).event_id AS id
+  FROM generate_series(1, 3) g;
+SELECT ves.sequence_events(:'hub_agent', jsonb_agg(ves.export_event(id) ORDER BY g)) ->> 'sequenceEnd' AS sequenced
+FROM ev;
+\c :regress_db
+\set SHOW_CONTEXT never
+SELECT key_id = :hub_key AS registered FROM ves.register_agent_key(:t, :'hub_agent', :hub_key, decode(:'hub_public', 'hex'));
+SELECT format('host=%s port=%s dbname=regress_pull_hub',
+              split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port')) AS hub_conninfo \gset
+SELECT name FROM ves.create_destination('hub', 'ves_postgres', 'postgresql://localhost/regress_pull_hub',
+  jsonb_build_object('conninfo', :'hub_conninfo', 'sequencer_public_key', :'hub_sequencer', 'pull', true,
+                     'tenant_id', :t, 'store_id', :s, 'entity_types', jsonb_build_array('none')));
+-- Three events applied: one pair, sharing its run, on the entity 'sync' /
+-- 'hub' of the source's tenant and store (not on the streams pulled).
+SELECT pulled, applied, duplicates, cursor, stop_reason FROM ves.pull_events('hub');
+SELECT event_type, entity_type, entity_id, tenant_id = :t AS tenant, store_id = :s AS store, source,
+       payload - 'run' AS payload
+  FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub' ORDER BY position;
+SELECT count(DISTINCT payload ->> 'run') AS runs FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
+SELECT count(*) AS verified FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub' AND ves.verify_event(event_id);
+-- An idle pull, and one more: nothing appended.
+SELECT pulled, applied, cursor FROM ves.pull_events('hub');
+SELECT pulled, applied, cursor FROM ves.pull_events('hub');
+SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
+-- Failed reads (as the worker records them): the first of a streak appends
+-- sync.failed, its retries nothing; a read that works ends the streak, and
+-- the next failure starts another.
+SELECT ves._pull_failed(id, 'remote pg_ves: connection refused') FROM ves.destinations WHERE name = 'hub';
+SELECT ves._pull_failed(id, 'remote pg_ves: connection refused') FROM ves.destinations WHERE name = 'hub';
+SELECT ves._pull_failed(id, 'remote pg_ves: timeout') FROM ves.destinations WHERE name = 'hub';
+SELECT event_type, entity_id, payload FROM ves.events WHERE event_type = 'sync.failed' AND entity_id = 'hub' ORDER BY position;
+SELECT pulled, applied, cursor FROM ves.pull_events('hub');
+SELECT ves._pull_failed(id, 'remote pg_ves: timeout') FROM ves.destinations WHERE name = 'hub';
+SELECT event_type, entity_id, payload FROM ves.events WHERE event_type = 'sync.failed' AND entity_id = 'hub' ORDER BY position;
+-- A read that fails inside ves.pull_events raises, and what it would have
+-- appended goes with it.
+SELECT kind_options ->> 'pull' AS pull FROM ves.alter_destination('hub', jsonb_build_object('conninfo',
+  :'hub_conninfo' || ' dbname=regress_pull_nowhere'));
+SELECT regress_try($q$SELECT * FROM ves.pull_events('hub')$q$) ~ '^VE067:' AS unreadable;
+SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
+SELECT ves.drop_destination('hub');
+DROP DATABASE regress_pull_hub WITH (FORCE);
 
 SELECT ves.drop_destination('p1');
 SELECT ves.drop_destination('push-only');

@@ -71,6 +71,21 @@ CREATE TABLE ves.partition_config (
   months_ahead   int     NOT NULL DEFAULT 2 CHECK (months_ahead BETWEEN 1 AND 24)
 );
 INSERT INTO ves.partition_config DEFAULT VALUES;
+-- pg_dump keeps a changed configuration (the default row is not dumped: a
+-- restore's CREATE EXTENSION makes it). Restoring the dumped row into the
+-- database CREATE EXTENSION just filled replaces the row there instead of
+-- failing on the singleton key.
+CREATE FUNCTION ves._restore_partition_config() RETURNS trigger
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM ves.partition_config;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER restore BEFORE INSERT ON ves.partition_config
+  FOR EACH ROW EXECUTE FUNCTION ves._restore_partition_config();
+SELECT pg_catalog.pg_extension_config_dump('ves.partition_config',
+  'WHERE (tenant_buckets, months_ahead) IS DISTINCT FROM (4, 2)');
+REVOKE ALL ON FUNCTION ves._restore_partition_config() FROM PUBLIC;
 
 -- Every use of the maintenance path and every retention drop, for auditors.
 CREATE TABLE ves.maintenance_log (

@@ -175,6 +175,24 @@ INSERT INTO ves.sync_settings (settings) VALUES ('{
   "purge_batch": 5000,
   "order_hold": "7 days"
 }');
+-- pg_dump keeps the settings. Restoring the dumped row into the database
+-- CREATE EXTENSION just filled replaces the row there, keeping each setting
+-- as dumped and the defaults of settings the dump does not know (a dump of
+-- an older version), instead of failing on the singleton key. Not audited:
+-- a restore is no administrative call (only updates are, 97_audit.sql).
+CREATE FUNCTION ves._restore_sync_settings() RETURNS trigger
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  current jsonb;
+BEGIN
+  DELETE FROM ves.sync_settings RETURNING settings INTO current;
+  NEW.settings := coalesce(current, '{}') || NEW.settings;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER restore BEFORE INSERT ON ves.sync_settings
+  FOR EACH ROW EXECUTE FUNCTION ves._restore_sync_settings();
+SELECT pg_catalog.pg_extension_config_dump('ves.sync_settings', '');
+REVOKE ALL ON FUNCTION ves._restore_sync_settings() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('ves.destinations', '');
 SELECT pg_catalog.pg_extension_config_dump('ves.destination_secrets', '');

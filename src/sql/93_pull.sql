@@ -82,12 +82,32 @@ END $$;
 -- What a pull moved: the cursor (only past applied events), counters, the
 -- head, and the hole or misordered number it stopped at (gap, at
 -- gap_sequence). Returns how many pulls in a row stopped there.
+-- A pull that applied events is announced on the source's sync stream
+-- (98_sync_events.sql) in the same transaction: sync.started and
+-- sync.completed, a pair as a reconciliation run's. A pull that applied
+-- nothing (an idle poll, only duplicates) appends nothing, however often
+-- the source is polled.
 CREATE FUNCTION ves._pull_advance(dest int, next_sequence bigint, last_event_id uuid, head bigint,
                                   pulled bigint, applied bigint, duplicates bigint, gap text, gap_sequence bigint)
   RETURNS int
   LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE c ves.pull_cursors := ves._pull_cursor(dest);
+DECLARE
+  c ves.pull_cursors := ves._pull_cursor(dest);
+  src text;
+  run text;
 BEGIN
+  IF _pull_advance.applied > 0 THEN
+    src := (SELECT d.name FROM ves.destinations d WHERE d.id = dest);
+    run := gen_random_uuid()::text;
+    PERFORM ves._sync_event('sync.started', jsonb_build_object('destination', src, 'run', run, 'kind', 'pull',
+      'from_sequence', c.next_sequence), c.tenant_id, c.store_id);
+    PERFORM ves._sync_event('sync.completed', jsonb_strip_nulls(jsonb_build_object('destination', src,
+      'run', run, 'kind', 'pull', 'from_sequence', c.next_sequence,
+      'to_sequence', _pull_advance.next_sequence - 1, 'head', greatest(c.head_sequence, head),
+      'pulled', _pull_advance.pulled, 'applied', _pull_advance.applied,
+      'duplicates', _pull_advance.duplicates, 'stopped_at', CASE WHEN gap IS NOT NULL THEN gap_sequence END,
+      'stop', gap)), c.tenant_id, c.store_id);
+  END IF;
   UPDATE ves.pull_cursors x SET next_sequence = _pull_advance.next_sequence,
     last_event_id = coalesce(_pull_advance.last_event_id, x.last_event_id),
     head_sequence = greatest(x.head_sequence, head, _pull_advance.next_sequence - 1),
@@ -130,11 +150,20 @@ BEGIN
   RETURN aid;
 END $$;
 
--- A read that failed (kept until the next pull that reads).
+-- A read that failed (kept until the next pull that reads). The first
+-- failure of a streak (no error kept yet) appends sync.failed on the
+-- source's sync stream; the retries that follow append nothing until a read
+-- works (ves._pull_advance clears the error) and a later failure starts a
+-- new streak.
 CREATE FUNCTION ves._pull_failed(dest int, error text) RETURNS void
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE c ves.pull_cursors := ves._pull_cursor(dest);
 BEGIN
+  IF c.last_error IS NULL THEN
+    PERFORM ves._sync_event('sync.failed', jsonb_build_object(
+      'destination', (SELECT d.name FROM ves.destinations d WHERE d.id = dest), 'kind', 'pull',
+      'cursor', c.next_sequence, 'error', left(coalesce(error, 'unknown'), 500)), c.tenant_id, c.store_id);
+  END IF;
   UPDATE ves.pull_cursors x SET last_error = left(error, 1000), last_error_at = now(), last_pull_at = now()
   WHERE (x.destination_id, x.tenant_id, x.store_id) = (c.destination_id, c.tenant_id, c.store_id);
 END $$;

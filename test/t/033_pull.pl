@@ -9,7 +9,9 @@
 # raises an alert and stops the stream at its number with nothing after it
 # applied, 'retry' reads it again; kill -9 of the postmaster in the middle
 # of pulling loses nothing and applies nothing twice: the cursor, the
-# counters and the stored events agree afterwards.
+# counters and the stored events agree afterwards. Pulls that apply events
+# append sync.started and sync.completed on the source's sync stream, idle
+# polls nothing, failing reads one sync.failed per streak.
 use strict;
 use warnings;
 
@@ -108,7 +110,22 @@ sql("SELECT ves.create_destination('src', 'ves_sequencer', '$base',
          \"entity_types\": [\"none\"]}')");
 ok(cursor_at(7), 'the worker pulls the stream to its head') or diag status();
 is(status(), '7|6|3|3|false', 'three events applied, this node\'s three are duplicates');
-is(sql("SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant'"), 6, 'nothing was stored twice');
+is(sql("SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant' AND entity_type <> 'sync'"), 6,
+	'nothing was stored twice');
+# Each pull that applied events announced itself on the source's sync
+# stream: a sync.started and sync.completed pair per run, together counting
+# the three events applied.
+my ($started, $completed, $runs, $applied) = split /\|/, sql(q{
+	SELECT count(*) FILTER (WHERE event_type = 'sync.started') || '|'
+	       || count(*) FILTER (WHERE event_type = 'sync.completed') || '|' || count(DISTINCT payload ->> 'run') || '|'
+	       || coalesce(sum((payload ->> 'applied')::int), 0)
+	FROM ves.events WHERE event_type LIKE 'sync.%'});
+ok($started >= 1 && $completed == $started && $runs == $started,
+	"the pulls that applied events appended sync.started and sync.completed pairs ($started, $completed, $runs runs)");
+is($applied, 3, 'their sync.completed count the three events applied');
+is(sql(qq{SELECT count(*) FROM ves.events WHERE event_type LIKE 'sync.%'
+          AND NOT (entity_type = 'sync' AND entity_id = 'src' AND tenant_id = '$tenant' AND store_id = '$store')}), 0,
+	'on the sync stream of the source\'s tenant, never on an entity\'s');
 for my $env (@third)
 {
 	my $id = $env->{event_id};
@@ -198,12 +215,26 @@ is(sql(q{SELECT cursor FROM ves.pull_status}), 17, 'and moves nothing');
 
 # --- the worker retries failed reads -------------------------------------------------
 
+sub sync_failed { return sql(q{SELECT count(*) FROM ves.events WHERE event_type = 'sync.failed'}); }
+is(sync_failed(), 0, 'no read by the worker has failed yet, and the failed ves.pull_events appended nothing');
 $seq->call('POST', '/_faults', { kind => '5xx', status => 503, path => '/api/v1/events', times => 2 });
 sql(q{SELECT ves.alter_destination('src', '{"pull_interval_ms": 100}')});
 third_events(1);    # 17
 ok(cursor_at(18), 'after two failed reads (503) the worker reads the event') or diag status();
 cmp_ok($seq->call('GET', '/_stats')->{injected}, '>=', 2, 'the reads failed first');
 is(sql(q{SELECT coalesce(last_error, 'none') FROM ves.pull_status}), 'none', 'the error is cleared by the read that worked');
+is(sync_failed(), 1, 'the failing reads appended one sync.failed, not one per retry');
+like(sql(q{SELECT entity_id || '|' || (payload ->> 'kind') || '|' || (payload ->> 'error')
+           FROM ves.events WHERE event_type = 'sync.failed'}), qr/^src\|pull\|.*503/,
+	'naming the source and the error');
+
+# An idle source, polled every 100 ms, appends no sync event.
+my $sync_events = sql(q{SELECT count(*) FROM ves.events WHERE entity_type = 'sync'});
+my $polled = sql(q{SELECT last_pull_at FROM ves.pull_cursors});
+sleep 3;
+ok(sql(qq{SELECT last_pull_at > '$polled' FROM ves.pull_cursors}) eq 't', 'the worker kept polling the idle source');
+is(sql(q{SELECT count(*) FROM ves.events WHERE entity_type = 'sync'}), $sync_events,
+	'and appended no sync event over 3 seconds');
 
 # --- kill -9 of the postmaster in the middle of pulling ------------------------------
 
@@ -217,7 +248,8 @@ $node->kill9;
 ok(wait_until(60, sub { !grep { kill 0, $_ } @children }), 'the postmaster and its children are gone');
 $node->start;
 ok(cursor_at(168), 'after the restart the stream is pulled to its head') or diag status();
-my $stream = sql(qq{SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant' AND store_id = '$store'});
+my $stream = sql(qq{SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant' AND store_id = '$store'
+                    AND entity_type <> 'sync'});
 is($stream, 6 + 3 + 2 + 2 + 1 + 1 + 1 + 150, 'every event is stored once: none lost, none twice');
 is(sql(q{SELECT applied + duplicates FROM ves.pull_cursors}), 167 - 1,
 	'the counters, moved with the cursor, count every number but the skipped one');
@@ -225,6 +257,14 @@ is(sql(q{SELECT count(*) || '|' || max(r.sequence_number) FROM ves.sequencer_rec
          JOIN ves.destinations d ON d.id = r.destination_id WHERE d.name = 'src'}), '166|167',
 	'a receipt for every number up to the cursor');
 is(stored($many[-1]{event_id}), 1, 'the last event is stored');
+# The sync stream agrees with the cursor, the kill -9 notwithstanding: each
+# pull's pair was appended with the events it applied, or not at all.
+is(sql(q{SELECT count(*) FILTER (WHERE event_type = 'sync.started') = count(*) FILTER (WHERE event_type = 'sync.completed')
+              AND count(DISTINCT payload ->> 'run') = count(*) FILTER (WHERE event_type = 'sync.started')
+         FROM ves.events WHERE event_type IN ('sync.started', 'sync.completed')}), 't',
+	'every pull that applied events has its sync.started and sync.completed');
+is(sql(q{SELECT sum((payload ->> 'applied')::bigint) FROM ves.events WHERE event_type = 'sync.completed'}),
+	sql(q{SELECT applied FROM ves.pull_cursors}), 'which count every applied event once');
 
 # --- a revoked key: an event sequenced after the revocation is refused -----------------
 

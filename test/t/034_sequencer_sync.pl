@@ -97,7 +97,12 @@ sub edits
 	on($node, $sql);
 }
 
-sub events_of { return on($_[0], "SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant'"); }
+# The events of the tenant's stores, without the sync stream: each node's
+# sync.* reports of its own pulls (README "Sync events") stay on that node.
+sub events_of
+{
+	return on($_[0], "SELECT count(*) FROM ves.events WHERE tenant_id = '$tenant' AND entity_type <> 'sync'");
+}
 
 # The head of the stream at the sequencer in use (Q, later the mock).
 my $head_of = sub { return on($q, "SELECT ves.sequencer_head('$tenant', '$store')"); };
@@ -132,7 +137,8 @@ sub snapshot
 	  on($node, "SELECT entity_type, entity_id, state::text, deleted FROM ves.entity_state
 	             WHERE tenant_id = '$tenant' ORDER BY 1, 2"),
 	  on($node, "SELECT sku, location, on_hand, reserved FROM ves.inventory WHERE tenant_id = '$tenant' ORDER BY 1, 2"),
-	  on($node, "SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM ves.events WHERE tenant_id = '$tenant'");
+	  on($node, "SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM ves.events
+	             WHERE tenant_id = '$tenant' AND entity_type <> 'sync'");
 }
 
 # Conflicts: each store records the conflicts it decides, and every record
@@ -175,8 +181,19 @@ cmp_ok(on($a, q{SELECT count(*) FROM ves.conflicts WHERE entity_type = 'product'
 	'concurrent edits of the same products were detected as conflicts');
 is( on($a, q{SELECT count(*) FROM ves.sequencer_receipts r JOIN ves.events e USING (event_id)
              WHERE e.source_agent_id = (SELECT agent_id FROM ves.local_agents)}),
-	on($a, q{SELECT count(*) FROM ves.events WHERE source_agent_id = (SELECT agent_id FROM ves.local_agents)}),
+	on($a, q{SELECT count(*) FROM ves.events WHERE source_agent_id = (SELECT agent_id FROM ves.local_agents)
+	         AND entity_type <> 'sync'}),
 	'every event A made has its verified receipt from Q');
+# A's pulls that applied B's events are reported on A's sync stream for Q,
+# in pairs, and that stream stays on A.
+is( on($a, q{SELECT (count(*) FILTER (WHERE event_type = 'sync.started') > 0
+                     AND count(*) FILTER (WHERE event_type = 'sync.started')
+                         = count(*) FILTER (WHERE event_type = 'sync.completed'))::text
+                    || '|' || string_agg(DISTINCT entity_id, ',')
+             FROM ves.events WHERE entity_type = 'sync'}),
+	'true|q', 'A\'s pulls from Q appended sync.started and sync.completed pairs on its sync stream for Q');
+is( on($q, q{SELECT count(*) FROM ves.sequencer_events WHERE entity_type = 'sync'}), '0',
+	'which are not sent to Q');
 
 # --- a forged event ------------------------------------------------------------------
 

@@ -211,3 +211,18 @@ ALTER TABLE ves.destinations DROP CONSTRAINT destinations_url_check,
 -- @create function ves._record_conflict
 -- @replace function ves._open_conflict
 REVOKE ALL ON FUNCTION ves._conflict_payload(ves.conflicts), ves._record_conflict(ves.conflicts) FROM PUBLIC;
+
+-- Operations (issue 13): pg_dump keeps ves.partition_config (when changed)
+-- and ves.sync_settings; restoring either replaces the singleton row that
+-- CREATE EXTENSION made (10_tables.sql, 55_outbox.sql).
+-- @create function ves._restore_partition_config
+CREATE TRIGGER restore BEFORE INSERT ON ves.partition_config
+  FOR EACH ROW EXECUTE FUNCTION ves._restore_partition_config();
+SELECT pg_catalog.pg_extension_config_dump('ves.partition_config',
+  'WHERE (tenant_buckets, months_ahead) IS DISTINCT FROM (4, 2)');
+REVOKE ALL ON FUNCTION ves._restore_partition_config() FROM PUBLIC;
+-- @create function ves._restore_sync_settings
+CREATE TRIGGER restore BEFORE INSERT ON ves.sync_settings
+  FOR EACH ROW EXECUTE FUNCTION ves._restore_sync_settings();
+SELECT pg_catalog.pg_extension_config_dump('ves.sync_settings', '');
+REVOKE ALL ON FUNCTION ves._restore_sync_settings() FROM PUBLIC;
