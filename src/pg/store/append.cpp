@@ -483,58 +483,42 @@ AppendResult append_one(AppendInput &in) {
   Datum tenant = UUIDPGetDatum(&in.tenant);
   Datum id = UUIDPGetDatum(&in.id);
 
-  if (!in.has_expected) {
-    // No version check can refuse it: signed first, then the stream bump and
-    // the insert in one statement.
-    if (!in.presigned)
-      keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
-    ensure_partitions();
-    fence::before_position();
-    Datum args[14] = {tenant,
-                      UUIDPGetDatum(&in.store),
-                      PointerGetDatum(in.entity_type),
-                      PointerGetDatum(in.entity_id),
-                      id,
-                      PointerGetDatum(in.event_type),
-                      JsonbPGetDatum(in.payload),
-                      JsonbPGetDatum(in.metadata),
-                      PointerGetDatum(in.source),
-                      UUIDPGetDatum(&in.sig.agent_id),
-                      Int32GetDatum(in.sig.key_id),
-                      CStringGetTextDatum(in.sig.created_at),
-                      PointerGetDatum(bytes(in.sig.payload_plain_hash, 32)),
-                      PointerGetDatum(bytes(in.sig.agent_signature, 64))};
+  // With no expected version no check can refuse the event: it is signed
+  // first, and the stream bump and the insert are one statement. Otherwise
+  // the version is checked and bumped first, so refusals cost no signature.
+  if (in.has_expected) result.entity_version = bump_version(in);
+  if (!in.presigned)
+    keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
+  ensure_partitions();
+  fence::before_position();
+  // The row's parameters in insert_event's order; bump_and_insert takes the
+  // version from the stream bump, so it has no parameter for it.
+  Datum args[15];
+  int n = 0;
+  args[n++] = tenant;
+  args[n++] = UUIDPGetDatum(&in.store);
+  args[n++] = PointerGetDatum(in.entity_type);
+  args[n++] = PointerGetDatum(in.entity_id);
+  if (in.has_expected) args[n++] = Int64GetDatum(result.entity_version);
+  args[n++] = id;
+  args[n++] = PointerGetDatum(in.event_type);
+  args[n++] = JsonbPGetDatum(in.payload);
+  args[n++] = JsonbPGetDatum(in.metadata);
+  args[n++] = PointerGetDatum(in.source);
+  args[n++] = UUIDPGetDatum(&in.sig.agent_id);
+  args[n++] = Int32GetDatum(in.sig.key_id);
+  args[n++] = CStringGetTextDatum(in.sig.created_at);
+  args[n++] = PointerGetDatum(bytes(in.sig.payload_plain_hash, 32));
+  args[n++] = PointerGetDatum(bytes(in.sig.agent_signature, 64));
+  if (in.has_expected) {
+    spi_run(insert_event, args, nullptr, false, SPI_OK_INSERT_RETURNING);
+  } else {
     spi_run(bump_and_insert, args, nullptr, false, SPI_OK_INSERT_RETURNING);
     if (SPI_processed != 1)
       elog(ERROR, "pg_ves: the event insert wrote %llu rows", (unsigned long long)SPI_processed);
-    result.position = spi_int64(1, 0);
     result.entity_version = spi_int64(2, 0);
-  } else {
-    result.entity_version = bump_version(in);
-    // Signed after every check that can refuse the event, so refusals cost no
-    // signature.
-    if (!in.presigned)
-      keys::sign(in.tenant, in.store, in.id, in.entity_type, in.entity_id, in.event_type, &in.sig);
-    ensure_partitions();
-    fence::before_position();
-    Datum args[15] = {tenant,
-                      UUIDPGetDatum(&in.store),
-                      PointerGetDatum(in.entity_type),
-                      PointerGetDatum(in.entity_id),
-                      Int64GetDatum(result.entity_version),
-                      id,
-                      PointerGetDatum(in.event_type),
-                      JsonbPGetDatum(in.payload),
-                      JsonbPGetDatum(in.metadata),
-                      PointerGetDatum(in.source),
-                      UUIDPGetDatum(&in.sig.agent_id),
-                      Int32GetDatum(in.sig.key_id),
-                      CStringGetTextDatum(in.sig.created_at),
-                      PointerGetDatum(bytes(in.sig.payload_plain_hash, 32)),
-                      PointerGetDatum(bytes(in.sig.agent_signature, 64))};
-    spi_run(insert_event, args, nullptr, false, SPI_OK_INSERT_RETURNING);
-    result.position = spi_int64(1, 0);
   }
+  result.position = spi_int64(1, 0);
   fence::after_position(result.position);
   if (have_destinations()) {
     Datum args[6] = {tenant,
