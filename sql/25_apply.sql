@@ -37,6 +37,9 @@ SELECT outcome FROM ves.resolve_conflict(:'b_g2', 'accept_remote');
 SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g3', '{"v": 1}', source => 'amazon', observed_at => '2026-01-01 00:00:10+00');
 SELECT outcome FROM ves.upsert(:t, :s, 'gadget', 'g3', '{"v": 2}', source => 'shopify', observed_at => '2026-01-01 00:00:11+00');
 SELECT jsonb_object_agg(conflict_id, jsonb_build_array(entity_id, status)) AS b_conflicts FROM ves.conflicts WHERE tenant_id = :t \gset
+-- A conflict event whose record cannot be read (an older node's, a broken one).
+SELECT entity_version FROM ves.append(:t, :s, 'sync.conflict', '00000000-0000-4000-8000-0000000025cc',
+  'sync.conflict_detected', '{"conflict_id": "00000000-0000-4000-8000-0000000025cc", "status": "maybe"}');
 -- An application's own event, and a state event whose observed_at cannot be read.
 SELECT entity_version FROM ves.append(:t, :s, 'note', 'n1', 'note.added', '{"text": "hello"}');
 SELECT entity_version FROM ves.append(:t, :s, 'thing', 'e5', 'thing.created',
@@ -110,6 +113,10 @@ FROM ves.conflicts c JOIN ves.events e ON e.event_id = c.event_id
 WHERE c.tenant_id = :t AND c.entity_id IN ('e6', 'g2', 'g3') ORDER BY c.entity_id;
 SELECT count(*) AS b_records_here FROM ves.conflicts c
 WHERE c.conflict_id::text IN (SELECT jsonb_object_keys(:'b_conflicts'::jsonb));
+-- The unreadable one is stored only: no record, nothing half-written.
+SELECT a.outcome, (SELECT count(*) FROM ves.conflicts c WHERE c.conflict_id = '00000000-0000-4000-8000-0000000025cc') AS records
+FROM ves.applied_events a JOIN ves.events e USING (event_id)
+WHERE e.entity_id = '00000000-0000-4000-8000-0000000025cc';
 -- They are resolved where they were recorded, not here.
 SELECT regexp_replace(regress_try(format('SELECT ves.resolve_conflict(%L, ''accept_local'')', conflict_id)),
                       '[0-9a-f-]{36}', '<id>', 'g') AS resolve_here
