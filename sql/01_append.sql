@@ -94,6 +94,14 @@ SELECT r.n, r.entity_version, r.position - min(r.position) OVER () AS offset FRO
   WITH ORDINALITY AS r(event_id, position, entity_version, duplicate, n) ORDER BY r.n;
 SELECT entity_id, entity_version FROM ves.events WHERE entity_id IN ('b-1', 'b-2', 'b-9') ORDER BY position DESC LIMIT 4;
 SELECT count(*) = 0 AS all_verify FROM ves.verify_events(tenant_id => :t1);
+-- A batch takes the UUID forms the uuid type takes (braces, upper case,
+-- hyphens after any group of four digits, or none): one tenant here.
+SELECT u AS tenant_form, r.entity_version FROM unnest(ARRAY[
+    '{00000000-0000-0000-0000-0000000000C7}', '000000000000000000000000000000c7',
+    '0000-0000-0000-0000-0000-0000-0000-00c7']) AS u,
+  LATERAL ves.append_batch(jsonb_build_array(jsonb_build_object('tenant_id', u,
+    'store_id', '00000000-0000-0000-0000-0000000000d1', 'entity_type', 'Order', 'entity_id', 'uuid-forms',
+    'event_type', 'order.created', 'payload', '{}'::jsonb))) r ORDER BY r.entity_version;
 
 -- Appends inside a transaction that rolls back leave nothing behind.
 BEGIN;

@@ -42,6 +42,13 @@ RESET ves.max_payload_size;
 -- Invalid UUIDs: as arguments the uuid type refuses them (22P02); inside a batch pg_ves does.
 SELECT regress_try($q$SELECT * FROM ves.append('not-a-uuid', '00000000-0000-0000-0000-0000000000d1', 'Order', 'x', 'order.created', '{}')$q$);
 SELECT regress_try($q$SELECT * FROM ves.append_batch('[{"tenant_id": "not-a-uuid", "store_id": "00000000-0000-0000-0000-0000000000d1", "entity_type": "Order", "entity_id": "x", "event_type": "order.created", "payload": {}}]')$q$);
+-- A batch refuses what the uuid type refuses (the forms it takes are in 01_append).
+SELECT u AS refused_form, regress_try(format($q$SELECT * FROM ves.append_batch('[{"tenant_id": %s, "store_id": "00000000-0000-0000-0000-0000000000d1", "entity_type": "Order", "entity_id": "x", "event_type": "order.created", "payload": {}}]')$q$, to_jsonb(u)))
+FROM unnest(ARRAY['00000000-0000-0000-0000-0000000000c7-', '-00000000-0000-0000-0000-0000000000c7',
+  '000-00000-0000-0000-0000-0000000000c7', '00000000--0000-0000-0000-0000000000c7',
+  '{00000000-0000-0000-0000-0000000000c7', '00000000-0000-0000-0000-0000000000c7}',
+  '00000000-0000-0000-0000-0000000000c', '00000000-0000-0000-0000-0000000000c71',
+  ' 00000000-0000-0000-0000-0000000000c7', '00000000-0000-0000-0000-0000000000g7']) AS u;
 
 -- Malformed batches.
 SELECT regress_try($q$SELECT * FROM ves.append_batch('{}')$q$);

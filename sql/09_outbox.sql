@@ -98,6 +98,29 @@ SELECT count(*) AS acknowledged_left FROM ves.outbox WHERE status = 'acknowledge
 SELECT ves.partition_pinned(partition) AS pinned FROM ves.event_partitions
 WHERE month_start <= now() AND month_end > now();
 
+-- A batch larger than one bulk statement (pg_ves inserts 1,000 events at a
+-- time): positions follow the batch, versions continue per SKU, a repeat
+-- inside the batch is written once, and each stock.set gets its outbox row.
+SELECT count(*) AS batch_events, count(*) FILTER (WHERE duplicate) AS repeats,
+       bool_and(entity_version = (r.n - 1) / 500 + 1 OR duplicate) AS versions_follow_the_batch
+FROM ves.append_batch((SELECT jsonb_agg(jsonb_build_object(
+    'tenant_id', :t2, 'store_id', :s, 'entity_type', 'Sku', 'entity_id', 'chunk-' || (g % 500),
+    'event_type', CASE WHEN g % 7 = 0 THEN 'stock.reserved' ELSE 'stock.set' END,
+    'payload', jsonb_build_object('qty', g), 'idempotency_key', 'chunk-' || g) ORDER BY g)
+  || jsonb_build_array(jsonb_build_object(
+    'tenant_id', :t2, 'store_id', :s, 'entity_type', 'Sku', 'entity_id', 'chunk-' || (1500 % 500),
+    'event_type', 'stock.set', 'payload', jsonb_build_object('qty', 1500), 'idempotency_key', 'chunk-1500'))
+  FROM generate_series(0, 2499) g)) WITH ORDINALITY AS r(event_id, position, entity_version, duplicate, n);
+SELECT count(*) AS chunk_events, count(DISTINCT position) AS positions,
+       bool_and(payload->>'qty' = ((rank - 1)::text)) AS in_batch_order
+FROM (SELECT position, payload, rank() OVER (ORDER BY position) FROM ves.events
+      WHERE tenant_id = :t2 AND entity_id LIKE 'chunk-%') e;
+SELECT count(*) AS chunk_rows, bool_and(e.event_type = 'stock.set') AS only_stock_set,
+       count(*) = (SELECT count(*) FROM ves.events WHERE tenant_id = :t2 AND entity_id LIKE 'chunk-%' AND event_type = 'stock.set') AS one_per_event
+FROM ves.outbox o JOIN ves.events e ON e.tenant_id = o.tenant_id AND e.position = o.event_position
+WHERE o.tenant_id = :t2 AND o.entity_id LIKE 'chunk-%';
+SELECT count(*) = 0 AS chunk_batch_verifies FROM ves.verify_events(tenant_id => :t2);
+
 -- Dropping a destination drops its rows.
 SELECT ves.drop_destination('t2-http');
 SELECT count(*) AS t2_rows FROM ves.outbox WHERE tenant_id = :t2;

@@ -34,6 +34,7 @@ extern "C" {
 #include "port.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 }
 
@@ -586,6 +587,9 @@ class Column {
  public:
   explicit Column(Oid element) : element_(element) {}
   void push(Datum d) { values_.push_back(d); }
+  void clear() { values_.clear(); }
+  void reserve(size_t n) { values_.reserve(n); }
+  bool empty() const { return values_.empty(); }
   Datum array() const {
     int16 len;
     bool byval;
@@ -781,51 +785,77 @@ std::vector<int64> take_batch_positions(int m) {
   return positions;
 }
 
+// Events per bulk statement of a batch. Each statement's arrays, executor
+// and plan are freed before the next one, so a batch's memory beyond its
+// events stays that of one chunk, whatever the batch size.
+constexpr int kInsertChunk = 1000;
+
 // Inserts the written events of a batch with the given positions (ascending,
-// in batch order) and queues them for delivery.
+// in batch order) and queues them for delivery, kInsertChunk at a time.
 void insert_batch(AppendInput *in, int n, const std::vector<bool> &written,
                   const std::vector<int64> &positions, AppendResult *out) {
   Column c_pos(INT8OID), c_tenant(UUIDOID), c_store(UUIDOID), c_type(TEXTOID), c_id(TEXTOID),
       c_version(INT8OID), c_event(UUIDOID), c_event_type(TEXTOID), c_payload(JSONBOID),
       c_metadata(JSONBOID), c_source(TEXTOID), c_agent(UUIDOID), c_key(INT4OID), c_created(TEXTOID),
       c_hash(BYTEAOID), c_signature(BYTEAOID);
-  size_t next = 0;
+  Column *columns[] = {&c_pos,   &c_tenant,     &c_store,   &c_type,     &c_id,     &c_version,
+                       &c_event, &c_event_type, &c_payload, &c_metadata, &c_source, &c_agent,
+                       &c_key,   &c_created,    &c_hash,    &c_signature};
+  // Room for a whole chunk now: nothing allocates C++ memory in the calls.
+  for (Column *c : columns) c->reserve(kInsertChunk);
+  MemoryContext chunk_memory = nullptr;
+  bool fan_out = false;
   pg_call_void([&] {
-    for (int i = 0; i < n; ++i) {
-      if (!written[i]) continue;
-      AppendInput &e = in[i];
-      out[i].event_id = e.id;
-      out[i].position = positions[next++];
-      out[i].duplicate = false;
-      c_pos.push(Int64GetDatum(out[i].position));
-      c_tenant.push(UUIDPGetDatum(&e.tenant));
-      c_store.push(UUIDPGetDatum(&e.store));
-      c_type.push(PointerGetDatum(e.entity_type));
-      c_id.push(PointerGetDatum(e.entity_id));
-      c_version.push(Int64GetDatum(out[i].entity_version));
-      c_event.push(UUIDPGetDatum(&e.id));
-      c_event_type.push(PointerGetDatum(e.event_type));
-      c_payload.push(JsonbPGetDatum(e.payload));
-      c_metadata.push(JsonbPGetDatum(e.metadata));
-      c_source.push(PointerGetDatum(e.source));
-      c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
-      c_key.push(Int32GetDatum(e.sig.key_id));
-      c_created.push(CStringGetTextDatum(e.sig.created_at));
-      c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
-      c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
-    }
-    Datum args[16] = {c_pos.array(),     c_tenant.array(),   c_store.array(),  c_type.array(),
-                      c_id.array(),      c_version.array(),  c_event.array(),  c_event_type.array(),
-                      c_payload.array(), c_metadata.array(), c_source.array(), c_agent.array(),
-                      c_key.array(),     c_created.array(),  c_hash.array(),   c_signature.array()};
-    spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
-    if (have_destinations()) {
-      Datum fan[6] = {c_tenant.array(), c_pos.array(), c_event.array(),
-                      c_type.array(),   c_id.array(),  c_event_type.array()};
-      spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
-      if (SPI_processed > 0) signals::wake_at_commit();
-    }
+    chunk_memory =
+        AllocSetContextCreate(CurrentMemoryContext, "pg_ves batch chunk", ALLOCSET_DEFAULT_SIZES);
+    fan_out = have_destinations();
   });
+  size_t next = 0;
+  int i = 0;
+  while (i < n) {
+    for (Column *c : columns) c->clear();
+    pg_call_void([&] {
+      MemoryContext old = MemoryContextSwitchTo(chunk_memory);
+      for (int rows = 0; i < n && rows < kInsertChunk; ++i) {
+        if (!written[i]) continue;
+        ++rows;
+        AppendInput &e = in[i];
+        out[i].event_id = e.id;
+        out[i].position = positions[next++];
+        out[i].duplicate = false;
+        c_pos.push(Int64GetDatum(out[i].position));
+        c_tenant.push(UUIDPGetDatum(&e.tenant));
+        c_store.push(UUIDPGetDatum(&e.store));
+        c_type.push(PointerGetDatum(e.entity_type));
+        c_id.push(PointerGetDatum(e.entity_id));
+        c_version.push(Int64GetDatum(out[i].entity_version));
+        c_event.push(UUIDPGetDatum(&e.id));
+        c_event_type.push(PointerGetDatum(e.event_type));
+        c_payload.push(JsonbPGetDatum(e.payload));
+        c_metadata.push(JsonbPGetDatum(e.metadata));
+        c_source.push(PointerGetDatum(e.source));
+        c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
+        c_key.push(Int32GetDatum(e.sig.key_id));
+        c_created.push(CStringGetTextDatum(e.sig.created_at));
+        c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
+        c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
+      }
+      if (!c_pos.empty()) {
+        Datum args[16];
+        for (size_t k = 0; k < 16; ++k) args[k] = columns[k]->array();
+        MemoryContextSwitchTo(old);
+        spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
+        if (fan_out) {
+          Datum fan[6] = {args[1], args[0], args[6], args[3], args[4], args[7]};
+          spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
+          if (SPI_processed > 0) signals::wake_at_commit();
+        }
+      }
+      MemoryContextSwitchTo(old);
+      MemoryContextReset(chunk_memory);
+    });
+  }
+  pg_call_void([&] { MemoryContextDelete(chunk_memory); });
 }
 
 // Appends events[0..n) in order, all or nothing; results in out[].
@@ -1026,25 +1056,52 @@ text *field_text(JsonbContainer *obj, const char *key, bool required) {
   return cstring_to_text_with_len(v.val.string.val, v.val.string.len);
 }
 
+// Parses the UUID in place: a batch has two per event, and copies of their
+// texts would stay until the call ends.
 bool field_uuid(JsonbContainer *obj, const char *key, bool required, pg_uuid_t *out) {
-  text *t = field_text(obj, key, required);
-  if (!t) return false;
-  char *s = text_to_cstring(t);
+  JsonbValue v;
+  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v) || v.type == jbvNull) {
+    if (required)
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" is missing", key),
+                      errhint("Every event of a batch needs \"%s\".", key)));
+    return false;
+  }
+  if (v.type != jbvString)
+    ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" must be a string", key),
+                    errhint("Write \"%s\" as a JSON string.", key)));
   // uuid_in reports bad input as 22P02; a batch reports it as its own error.
+  // The same forms as uuid_in: hex digits with optional hyphens after
+  // groups of four, optionally in braces.
+  const char *p = v.val.string.val, *end = p + v.val.string.len;
+  bool braces = p < end && *p == '{';
+  if (braces) ++p;
   int digits = 0;
   bool ok = true;
-  for (const char *p = s; *p && ok; ++p) {
-    if (*p == '-') continue;
-    if (isxdigit(static_cast<unsigned char>(*p)))
-      ++digits;
+  for (; p < end && ok && digits < 32; ++p) {
+    int value;
+    if (*p >= '0' && *p <= '9')
+      value = *p - '0';
+    else if (*p >= 'a' && *p <= 'f')
+      value = *p - 'a' + 10;
+    else if (*p >= 'A' && *p <= 'F')
+      value = *p - 'A' + 10;
+    else {
+      ok = *p == '-' && digits > 0 && digits % 4 == 0 && p + 1 < end && p[1] != '-';
+      continue;
+    }
+    if (digits % 2 == 0)
+      out->data[digits / 2] = static_cast<unsigned char>(value << 4);
     else
-      ok = false;
+      out->data[digits / 2] |= static_cast<unsigned char>(value);
+    ++digits;
   }
-  if (!ok || digits != 32)
-    ereport(ERROR,
-            (errcode(sqlstate::invalid_uuid), errmsg("\"%s\" is not a valid UUID: \"%s\"", key, s),
-             errhint("Write UUIDs as 32 hex digits, e.g. 00000000-0000-0000-0000-000000000001.")));
-  *out = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
+  if (ok && braces) ok = p < end && *p++ == '}';
+  if (!ok || digits != 32 || p != end)
+    ereport(
+        ERROR,
+        (errcode(sqlstate::invalid_uuid),
+         errmsg("\"%s\" is not a valid UUID: \"%.*s\"", key, v.val.string.len, v.val.string.val),
+         errhint("Write UUIDs as 32 hex digits, e.g. 00000000-0000-0000-0000-000000000001.")));
   return true;
 }
 
