@@ -1,9 +1,11 @@
 /*
  * The libpq client behind the batch and read figures of bench/run.sh.
  *
- *   client batch ves|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED
+ *   client batch ves|parse|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED
  *       CALLS transactions of BATCH_SIZE inventory events each: one
- *       ves.append_batch(jsonb) call with the array as a parameter, or one
+ *       ves.append_batch(jsonb) call with the array as a parameter, the same
+ *       parameter given to jsonb_array_length (parse: what receiving and
+ *       parsing the input costs, nothing written), or one
  *       multi-row INSERT into the baseline table bench.plain_events, either
  *       prepared once with parameters (plain) or sent as literal values
  *       (plain-literal). Call i writes for tenant i mod TENANTS, SKUs drawn at
@@ -191,16 +193,19 @@ static char *plain_insert_sql(int size) {
 
 static int batch(int argc, char **argv) {
   if (argc != 8)
-    die("usage: client batch ves|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED");
+    die("usage: client batch ves|parse|plain|plain-literal CALLS BATCH_SIZE TENANTS SKUS SEED");
   enum { VES, PLAIN, LITERAL } mode;
-  if (strcmp(argv[2], "ves") == 0)
+  /* "parse": the same JSON parameter as "ves", handed to jsonb_array_length
+     instead: what receiving and parsing the input alone costs. */
+  int parse_only = strcmp(argv[2], "parse") == 0;
+  if (strcmp(argv[2], "ves") == 0 || parse_only)
     mode = VES;
   else if (strcmp(argv[2], "plain") == 0)
     mode = PLAIN;
   else if (strcmp(argv[2], "plain-literal") == 0)
     mode = LITERAL;
   else
-    die("batch mode is ves, plain or plain-literal, not %s", argv[2]);
+    die("batch mode is ves, parse, plain or plain-literal, not %s", argv[2]);
   int calls = atoi(argv[3]), size = atoi(argv[4]), tenants = atoi(argv[5]), skus = atoi(argv[6]);
   rng_state = strtoull(argv[7], NULL, 10) | 1;
   if (calls < 1 || size < 1 || tenants < 1 || skus < 1) die("counts must be positive");
@@ -300,8 +305,10 @@ static int batch(int argc, char **argv) {
     double start = now_s();
     PGresult *res;
     if (mode == VES)
-      res = PQexecParams(conn, "SELECT count(*) FROM ves.append_batch($1::jsonb)", 1, NULL, params,
-                         NULL, NULL, 0);
+      res = PQexecParams(conn,
+                         parse_only ? "SELECT jsonb_array_length($1::jsonb)"
+                                    : "SELECT count(*) FROM ves.append_batch($1::jsonb)",
+                         1, NULL, params, NULL, NULL, 0);
     else if (mode == LITERAL)
       res = PQexec(conn, b.data);
     else

@@ -255,10 +255,14 @@ if [ "$diagnose" = 1 ]; then
   echo "multi-row INSERT, literal     $(batch_eps plain_literal) events/s   (parsed each call; diagnosis)"
 fi
 
-echo "== 2b. backend memory of one append_batch call of $memory_events events"
-memory_out=$(BENCH_MEMORY=1 "$client" batch ves 2 "$memory_events" 1 "$skus" 11)
+echo "== 2b. backend memory of one append_batch call of $memory_events events (fresh connection each)"
+memory_out=$(BENCH_MEMORY=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 11)
 echo "ves.append_batch              $memory_out"
 memory_ratio=$(echo "$memory_out" | field memory_per_input)
+parse_out=$(BENCH_MEMORY=1 "$client" batch parse 1 "$memory_events" 1 "$skus" 11)
+echo "jsonb_array_length, same input $parse_out"
+parse_ratio=$(echo "$parse_out" | field memory_per_input)
+own_ratio=$(awk -v a="$memory_ratio" -v b="$parse_ratio" 'BEGIN { printf "%.2f", a - b }')
 fi
 
 echo "== 2c. $hot hot entities (every append updates one) vs a new entity per append, pgbench $clients clients, ${seconds} s each in $slices alternating slices"
@@ -325,7 +329,7 @@ direct_read_eps=$(echo "$direct_read" | field events_per_s)
 plain_read_eps=$(echo "$plain_read" | field events_per_s)
 else
   ves_batch_eps=0 plain_batch_eps=0 serial_batch_eps=0 ves_read_eps=0 plain_read_eps=0 direct_read_eps=0
-  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
+  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 parse_ratio=0 own_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
 fi
 
 r1=$(ratio "$ves_tps" "$plain_tps")
@@ -355,6 +359,8 @@ row "  ves.streams updates that were HOT" "${hot_share} %" "" "" "" ""
 [ "$single_only" = 1 ] || row "verify_events vs libsodium on 1 core (ev/s)" "$verify_threads" "$raw_verify" "$r5" ">= 1.6x" "$v5"
 [ "$single_only" = 1 ] || row "  same, ves.crypto_threads = 1 (serial)" "$verify_serial" "$raw_verify" "$r5s" "" ""
 [ "$single_only" = 1 ] || row "append_batch memory / input ($memory_events events)" "" "" "$memory_ratio" "<= 2x" "$v6"
+[ "$single_only" = 1 ] || row "  same input to jsonb_array_length (parse only)" "" "" "$parse_ratio" "" ""
+[ "$single_only" = 1 ] || row "  append_batch's own (the difference)" "" "" "$own_ratio" "" ""
 [ "$single_only" = 1 ] || row "read_all, $page/page (events/s)" "$(num "$ves_read_eps")" "$(num "$plain_read_eps")" "$r3" ">= 200000/s" "$v3"
 if [ "$diagnose" = 1 ]; then
   row "  single append, ves.notify=off" "$(num "$nonotify_tps")" "" "$(ratio "$nonotify_tps" "$plain_tps")" "(diagnosis)" ""
