@@ -229,6 +229,7 @@ static int batch(int argc, char **argv) {
     free(sql);
   }
   int sample = getenv("BENCH_MEMORY") && strcmp(getenv("BENCH_MEMORY"), "1") == 0;
+  int keyed = getenv("BENCH_KEYS") && strcmp(getenv("BENCH_KEYS"), "1") == 0;
   int cpu = getenv("BENCH_CPU") && strcmp(getenv("BENCH_CPU"), "1") == 0;
   long backend_pid = 0, rss_before_kb = 0;
   char main_stat[64], all_stat[64];
@@ -270,6 +271,9 @@ static int batch(int argc, char **argv) {
             "\"entity_id\": \"SKU-%ld\", \"event_type\": \"inventory.adjusted\", \"payload\": ",
             i ? ", " : "", tenant, store, sku);
         payload(&b, sku);
+        /* BENCH_KEYS=1: every event carries an idempotency key, the same for
+           the same SEED, so a second run with it retries the batch. */
+        if (keyed) buf_printf(&b, ", \"idempotency_key\": \"bench-%s-%d-%d\"", argv[7], call, i);
         buf_printf(&b, "}");
       } else if (mode == LITERAL) {
         buf_printf(

@@ -263,6 +263,12 @@ parse_out=$(BENCH_MEMORY=1 "$client" batch parse 1 "$memory_events" 1 "$skus" 11
 echo "jsonb_array_length, same input $parse_out"
 parse_ratio=$(echo "$parse_out" | field memory_per_input)
 own_ratio=$(awk -v a="$memory_ratio" -v b="$parse_ratio" 'BEGIN { printf "%.2f", a - b }')
+keyed_out=$(BENCH_MEMORY=1 BENCH_KEYS=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 12)
+echo "same, every event keyed        $keyed_out"
+retry_out=$(BENCH_MEMORY=1 BENCH_KEYS=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 12)
+echo "same batch again (duplicates)  $retry_out"
+keyed_ratio=$(echo "$keyed_out" | field memory_per_input)
+retry_ratio=$(echo "$retry_out" | field memory_per_input)
 fi
 
 echo "== 2c. $hot hot entities (every append updates one) vs a new entity per append, pgbench $clients clients, ${seconds} s each in $slices alternating slices"
@@ -329,7 +335,7 @@ direct_read_eps=$(echo "$direct_read" | field events_per_s)
 plain_read_eps=$(echo "$plain_read" | field events_per_s)
 else
   ves_batch_eps=0 plain_batch_eps=0 serial_batch_eps=0 ves_read_eps=0 plain_read_eps=0 direct_read_eps=0
-  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 parse_ratio=0 own_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
+  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 parse_ratio=0 own_ratio=0 keyed_ratio=0 retry_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
 fi
 
 r1=$(ratio "$ves_tps" "$plain_tps")
@@ -361,6 +367,8 @@ row "  ves.streams updates that were HOT" "${hot_share} %" "" "" "" ""
 [ "$single_only" = 1 ] || row "append_batch memory / input ($memory_events events)" "" "" "$memory_ratio" "<= 2x" "$v6"
 [ "$single_only" = 1 ] || row "  same input to jsonb_array_length (parse only)" "" "" "$parse_ratio" "" ""
 [ "$single_only" = 1 ] || row "  append_batch's own (the difference)" "" "" "$own_ratio" "" ""
+[ "$single_only" = 1 ] || row "  every event with an idempotency key" "" "" "$keyed_ratio" "" ""
+[ "$single_only" = 1 ] || row "  the keyed batch retried (all duplicates)" "" "" "$retry_ratio" "" ""
 [ "$single_only" = 1 ] || row "read_all, $page/page (events/s)" "$(num "$ves_read_eps")" "$(num "$plain_read_eps")" "$r3" ">= 200000/s" "$v3"
 if [ "$diagnose" = 1 ]; then
   row "  single append, ves.notify=off" "$(num "$nonotify_tps")" "" "$(ratio "$nonotify_tps" "$plain_tps")" "(diagnosis)" ""

@@ -306,6 +306,14 @@ char *uuid_text(const pg_uuid_t *u) {
   return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(u))));
 }
 
+// Frees the last statement's result once it has been read. SPI keeps every
+// result until SPI_finish, each in a memory context of its own (8 kB at
+// least): a batch runs statements per event and would hold one per event.
+void done_with_result() {
+  SPI_freetuptable(SPI_tuptable);
+  SPI_tuptable = nullptr;
+}
+
 // The original result of an event that already exists.
 AppendResult original(const pg_uuid_t *tenant, const pg_uuid_t *event_id) {
   Datum args[2] = {UUIDPGetDatum(const_cast<pg_uuid_t *>(tenant)),
@@ -323,6 +331,7 @@ AppendResult original(const pg_uuid_t *tenant, const pg_uuid_t *event_id) {
   r.entity_version =
       DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
   r.duplicate = true;
+  done_with_result();
   return r;
 }
 
@@ -389,12 +398,15 @@ bool claim(AppendInput &in, bytea *hash, bool generated, AppendResult *result) {
   if (in.idempotency_key) {
     Datum args[4] = {tenant, PointerGetDatum(in.idempotency_key), id, PointerGetDatum(hash)};
     spi_run(claim_key, args, nullptr, false, SPI_OK_INSERT_RETURNING);
-    if (SPI_processed == 0) {
+    bool taken = SPI_processed == 0;
+    done_with_result();
+    if (taken) {
       spi_run(find_key, args, nullptr, false, SPI_OK_SELECT, 1);
       bool isnull;
       pg_uuid_t existing =
           *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
       bytea *existing_hash = fetched_bytea(2);
+      done_with_result();
       if (!same_hash(existing_hash, hash))
         ereport(ERROR, (errcode(sqlstate::idempotency_key_reused),
                         errmsg("idempotency key \"%s\" was already used for different content",
@@ -411,12 +423,15 @@ bool claim(AppendInput &in, bytea *hash, bool generated, AppendResult *result) {
     spi_run(claim_id, args, nullptr, false, SPI_OK_INSERT_RETURNING);
     bytea *existing = nullptr;
     bool same_tenant = true;
-    if (SPI_processed == 0) {
+    bool taken = SPI_processed == 0;
+    done_with_result();
+    if (taken) {
       spi_run(find_id, args, nullptr, false, SPI_OK_SELECT, 1);
       existing = fetched_bytea(1);
       bool isnull;
       same_tenant =
           DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+      done_with_result();
     } else {
       spi_run(find_stored, args, nullptr, false, SPI_OK_SELECT, 1);
       if (SPI_processed == 1) {
@@ -431,6 +446,7 @@ bool claim(AppendInput &in, bytea *hash, bool generated, AppendResult *result) {
                                    DatumGetTextPP(SPI_getbinval(tup, desc, 4, &isnull)),
                                    reinterpret_cast<const uint8 *>(VARDATA_ANY(plain)));
       }
+      done_with_result();
     }
     // Said without naming the tenant that holds the id.
     if (!same_tenant)
@@ -469,7 +485,9 @@ int64 bump_version(const AppendInput &in) {
     spi_run(current_version, args, nullptr, false, SPI_OK_SELECT, 1);
     version_mismatch(in, spi_int64(1, 0));
   }
-  return spi_int64(1, 0);
+  int64 version = spi_int64(1, 0);
+  done_with_result();
+  return version;
 }
 
 }  // namespace
@@ -763,6 +781,7 @@ std::vector<std::pair<std::string, int64>> bump_grouped_versions(Column &g_tenan
       finals.emplace_back(entity_key(key),
                           DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
     }
+    done_with_result();
   });
   return finals;
 }
@@ -779,6 +798,7 @@ std::vector<int64> take_batch_positions(int m) {
     for (uint64 r = 0; r < SPI_processed; ++r)
       positions.push_back(
           DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
+    done_with_result();
     fence::after_position(
         positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end()));
   });
@@ -1146,7 +1166,7 @@ Jsonb *empty_object() {
   return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 }
 
-void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty) {
+void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty, text *manual) {
   check_batch_keys(obj);
   field_uuid(obj, "tenant_id", true, &in->tenant);
   field_uuid(obj, "store_id", true, &in->store);
@@ -1158,7 +1178,7 @@ void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty) {
   in->metadata = field_object(obj, "metadata", false);
   if (!in->metadata) in->metadata = empty;
   in->source = field_text(obj, "source", false);
-  if (!in->source) in->source = cstring_to_text("manual");
+  if (!in->source) in->source = manual;
   in->has_id = field_uuid(obj, "id", false, &in->id);
   in->presigned = false;
   JsonbValue v;
@@ -1236,6 +1256,7 @@ PGVES_FUNCTION(ves_append_batch) {
   error_context_stack = &callback;
 
   Jsonb *empty = empty_object();
+  text *manual = cstring_to_text("manual");
   AppendInput *inputs = static_cast<AppendInput *>(palloc0(sizeof(AppendInput) * Max(count, 1)));
   AppendResult *results =
       static_cast<AppendResult *>(palloc0(sizeof(AppendResult) * Max(count, 1)));
@@ -1244,7 +1265,7 @@ PGVES_FUNCTION(ves_append_batch) {
     if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
       ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("each event must be a JSON object"),
                       errhint("Pass an array of objects.")));
-    batch_input(elem->val.binary.data, &inputs[ctx.index], empty);
+    batch_input(elem->val.binary.data, &inputs[ctx.index], empty, manual);
   }
   spi_connect();
   try {
