@@ -120,6 +120,21 @@ SELECT count(*) AS chunk_rows, bool_and(e.event_type = 'stock.set') AS only_stoc
 FROM ves.outbox o JOIN ves.events e ON e.tenant_id = o.tenant_id AND e.position = o.event_position
 WHERE o.tenant_id = :t2 AND o.entity_id LIKE 'chunk-%';
 SELECT count(*) = 0 AS chunk_batch_verifies FROM ves.verify_events(tenant_id => :t2);
+-- Expected versions in a batch of several chunks: one entity's events, spread
+-- over the batch, each expecting the version the one before gave it.
+SELECT count(*) AS checked_events,
+       array_agg(r.entity_version ORDER BY r.n) FILTER (WHERE r.n % 100 = 1) AS checked_versions
+FROM ves.append_batch((SELECT jsonb_agg(CASE WHEN g % 100 = 0
+    THEN jsonb_build_object('tenant_id', :t2, 'store_id', :s, 'entity_type', 'Sku', 'entity_id', 'checked-1',
+      'event_type', 'stock.set', 'payload', jsonb_build_object('qty', g), 'expected_version', g / 100)
+    ELSE jsonb_build_object('tenant_id', :t2, 'store_id', :s, 'entity_type', 'Sku', 'entity_id', 'free-' || g,
+      'event_type', 'stock.set', 'payload', jsonb_build_object('qty', g)) END ORDER BY g)
+  FROM generate_series(0, 2399) g)) WITH ORDINALITY AS r(event_id, position, entity_version, duplicate, n);
+SELECT regress_try($q$SELECT count(*) FROM ves.append_batch((SELECT jsonb_agg(jsonb_build_object(
+    'tenant_id', '00000000-0000-0000-0000-000000000a02', 'store_id', '00000000-0000-0000-0000-000000000b01',
+    'entity_type', 'Sku', 'entity_id', 'late-' || g, 'event_type', 'stock.set', 'payload', jsonb_build_object('qty', g),
+    'expected_version', CASE WHEN g = 1500 THEN 3 END) ORDER BY g) FROM generate_series(0, 1999) g))$q$);
+SELECT count(*) AS late_written FROM ves.streams WHERE entity_id LIKE 'late-%';
 
 -- Dropping a destination drops its rows.
 SELECT ves.drop_destination('t2-http');

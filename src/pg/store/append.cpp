@@ -605,9 +605,7 @@ class Column {
  public:
   explicit Column(Oid element) : element_(element) {}
   void push(Datum d) { values_.push_back(d); }
-  void clear() { values_.clear(); }
   void reserve(size_t n) { values_.reserve(n); }
-  bool empty() const { return values_.empty(); }
   Datum array() const {
     int16 len;
     bool byval;
@@ -639,30 +637,47 @@ void step_validate(AppendInput &in) {
   pg_call_void([&] { validate(in); });
 }
 
-// After step_validate: the payload hash (given when computed ahead), the id
-// and the content hash.
-bytea *step_hash(AppendInput &in, const uint8 *payload_hash) {
-  return pg_call([&] { return hash_validated(in, payload_hash); });
-}
-
-keys::SigningJob step_prepare_signature(AppendInput &in) {
-  return pg_call([&] {
-    return keys::prepare_signature(in.tenant, in.store, in.id, in.entity_type, in.entity_id,
-                                   in.event_type, &in.sig);
-  });
-}
-
-// Whether validate() lets this payload through (checked without raising).
-bool payload_acceptable(const Jsonb *payload) {
-  return JB_ROOT_IS_OBJECT(payload) && !JB_ROOT_IS_SCALAR(payload) &&
-         static_cast<int>(VARSIZE(payload)) <= settings::max_payload_size;
-}
-
 // Threads for a batch of n events: none for small ones, where starting them
 // costs more than they save.
 unsigned batch_threads(int n) {
   return n >= 64 ? static_cast<unsigned>(settings::crypto_threads) : 1;
 }
+
+void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty, text *manual);
+
+// Where a batch's events come from: the call's jsonb array. Each pass over
+// the batch parses its events again, a chunk at a time into memory that is
+// freed before the next chunk, so no pass holds every event's parsed fields.
+struct BatchSource {
+  Jsonb *events;
+  Jsonb *empty;  // metadata when an event has none
+  text *manual;  // source when an event has none
+
+  // Parses event i into *in, raising the batch's errors for a malformed one
+  // (PostgreSQL calls only; allocates in the current memory context).
+  void parse(int i, AppendInput *in) const {
+    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, i);
+    if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("each event must be a JSON object"),
+                      errhint("Pass an array of objects.")));
+    batch_input(elem->val.binary.data, in, empty, manual);
+  }
+
+  // The text of event i's payload when validate() may accept it, else
+  // nullptr (PostgreSQL calls only; the text is palloc'd).
+  char *payload_text(int i) const {
+    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, i);
+    JsonbValue v;
+    char *text = nullptr;
+    if (elem->type == jbvBinary && JsonContainerIsObject(elem->val.binary.data) &&
+        getKeyJsonValueFromContainer(elem->val.binary.data, "payload", 7, &v) &&
+        v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data) &&
+        static_cast<int>(v.val.binary.len + VARHDRSZ) <= settings::max_payload_size)
+      text = JsonbToCString(nullptr, v.val.binary.data, v.val.binary.len);
+    pfree(elem);
+    return text;
+  }
+};
 
 // The payload hashes of a batch, computed ahead on the pool: this thread
 // takes each payload's text (a PostgreSQL call), a pool thread canonicalises
@@ -672,7 +687,7 @@ class PayloadHashes {
  public:
   static constexpr int kPerTask = 16;
 
-  PayloadHashes(AppendInput *in, int n) : in_(in), n_(n), slots_(new Slot[Max(n, 1)]) {}
+  PayloadHashes(const BatchSource &src, int n) : src_(src), n_(n), slots_(new Slot[Max(n, 1)]) {}
 
   // Queues every event before `upto` not queued yet, kPerTask events a
   // task (fewer hand-offs between threads).
@@ -680,10 +695,11 @@ class PayloadHashes {
     int group[kPerTask];
     int grouped = 0;
     for (; queued_ < upto && queued_ < n_; ++queued_) {
-      AppendInput &e = in_[queued_];
-      if (e.presigned || !payload_acceptable(e.payload)) continue;
+      char *text = pg_call([&] { return src_.payload_text(queued_); });
+      if (!text) continue;
       Slot &slot = slots_[queued_];
-      slot.text = safe::jsonb_text(e.payload);
+      slot.text = text;
+      pg_call_void([&] { pfree(text); });
       slot.queued = true;
       group[grouped++] = queued_;
       if (grouped == kPerTask) {
@@ -731,23 +747,11 @@ class PayloadHashes {
     std::atomic<bool> done{false};
     bool queued = false;
   };
-  AppendInput *in_;
+  const BatchSource &src_;
   int n_;
   int queued_ = 0;
   std::unique_ptr<Slot[]> slots_;
 };
-
-bool step_same_hash(bytea *a, bytea *b) {
-  return pg_call([&] { return same_hash(a, b); });
-}
-
-bool step_claim(AppendInput &in, bytea *hash, bool generated, AppendResult *out) {
-  return pg_call([&] { return claim(in, hash, generated, out); });
-}
-
-int64 step_bump_version(AppendInput &in) {
-  return pg_call([&] { return bump_version(in); });
-}
 
 [[noreturn]] void refuse_repeat(bool both_keyed, int i, int earlier) {
   int code = both_keyed ? sqlstate::idempotency_key_reused : sqlstate::event_id_reused;
@@ -805,15 +809,55 @@ std::vector<int64> take_batch_positions(int m) {
   return positions;
 }
 
-// Events per bulk statement of a batch. Each statement's arrays, executor
-// and plan are freed before the next one, so a batch's memory beyond its
-// events stays that of one chunk, whatever the batch size.
-constexpr int kInsertChunk = 1000;
+// Events per chunk: per bulk statement, and per piece of each pass over a
+// batch. Each chunk's parsed events, arrays, executor and plan are freed
+// before the next, so a batch holds that much beyond what it keeps per event
+// (Kept), whatever the batch size.
+constexpr int kChunk = 1000;
 
-// Inserts the written events of a batch with the given positions (ascending,
-// in batch order) and queues them for delivery, kInsertChunk at a time.
-void insert_batch(AppendInput *in, int n, const std::vector<bool> &written,
-                  const std::vector<int64> &positions, AppendResult *out) {
+// What a batch keeps of each event between its passes: what each pass works
+// out and a later one needs. The rest is parsed again from the input.
+struct Kept {
+  pg_uuid_t id{};               // given, or generated by the first pass
+  uint8 payload_hash[32] = {};  // plain payload hash
+  uint8 content[32] = {};       // content hash, to compare repeats in the batch
+  int64 expected = 0;
+  bool has_expected = false;
+  bool has_id = false;
+  bool keyed = false;    // carries an idempotency key
+  bool written = false;  // not a duplicate: gets a version, a position, a row
+  int alias = -1;        // an earlier event of the batch this one repeats
+};
+
+// Runs fn in `memory` (a chunk's), under the C++/PostgreSQL boundary. SPI
+// calls inside switch to SPI's own memory and back to the procedure's; fn
+// leaves nothing behind in `memory` that must outlive the chunk.
+template <typename Fn>
+auto in_memory(MemoryContext memory, Fn &&fn) {
+  return pg_call([&] {
+    MemoryContext old = MemoryContextSwitchTo(memory);
+    auto result = fn();
+    MemoryContextSwitchTo(old);
+    return result;
+  });
+}
+
+// Parses event i and gives it what the earlier passes worked out.
+void parse_kept(const BatchSource &src, int i, const Kept &k, AppendInput *in) {
+  src.parse(i, in);
+  in->presigned = false;
+  in->id = k.id;
+  std::memcpy(in->sig.payload_plain_hash, k.payload_hash, 32);
+}
+
+// Inserts signed events of a batch, in[j] the event of out[events[j]] with
+// position positions[j] (ascending, in batch order), in one statement, and
+// queues them for delivery. Its arrays are made in `memory`, which the
+// caller frees.
+void insert_rows(AppendInput *in, const std::vector<int> &events,
+                 const std::vector<int64> &positions, AppendResult *out, MemoryContext memory,
+                 bool fan_out) {
+  size_t count = events.size();
   Column c_pos(INT8OID), c_tenant(UUIDOID), c_store(UUIDOID), c_type(TEXTOID), c_id(TEXTOID),
       c_version(INT8OID), c_event(UUIDOID), c_event_type(TEXTOID), c_payload(JSONBOID),
       c_metadata(JSONBOID), c_source(TEXTOID), c_agent(UUIDOID), c_key(INT4OID), c_created(TEXTOID),
@@ -821,171 +865,206 @@ void insert_batch(AppendInput *in, int n, const std::vector<bool> &written,
   Column *columns[] = {&c_pos,   &c_tenant,     &c_store,   &c_type,     &c_id,     &c_version,
                        &c_event, &c_event_type, &c_payload, &c_metadata, &c_source, &c_agent,
                        &c_key,   &c_created,    &c_hash,    &c_signature};
-  // Room for a whole chunk now: nothing allocates C++ memory in the calls.
-  for (Column *c : columns) c->reserve(kInsertChunk);
-  MemoryContext chunk_memory = nullptr;
-  bool fan_out = false;
+  // Room for every row now: nothing allocates C++ memory in the call.
+  for (Column *c : columns) c->reserve(count);
   pg_call_void([&] {
-    chunk_memory =
-        AllocSetContextCreate(CurrentMemoryContext, "pg_ves batch chunk", ALLOCSET_DEFAULT_SIZES);
-    fan_out = have_destinations();
+    MemoryContext old = MemoryContextSwitchTo(memory);
+    for (size_t j = 0; j < count; ++j) {
+      AppendInput &e = in[j];
+      AppendResult &r = out[events[j]];
+      r.event_id = e.id;
+      r.position = positions[j];
+      r.duplicate = false;
+      c_pos.push(Int64GetDatum(r.position));
+      c_tenant.push(UUIDPGetDatum(&e.tenant));
+      c_store.push(UUIDPGetDatum(&e.store));
+      c_type.push(PointerGetDatum(e.entity_type));
+      c_id.push(PointerGetDatum(e.entity_id));
+      c_version.push(Int64GetDatum(r.entity_version));
+      c_event.push(UUIDPGetDatum(&e.id));
+      c_event_type.push(PointerGetDatum(e.event_type));
+      c_payload.push(JsonbPGetDatum(e.payload));
+      c_metadata.push(JsonbPGetDatum(e.metadata));
+      c_source.push(PointerGetDatum(e.source));
+      c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
+      c_key.push(Int32GetDatum(e.sig.key_id));
+      c_created.push(CStringGetTextDatum(e.sig.created_at));
+      c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
+      c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
+    }
+    Datum args[16];
+    for (size_t k = 0; k < 16; ++k) args[k] = columns[k]->array();
+    MemoryContextSwitchTo(old);
+    spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
+    if (fan_out) {
+      Datum fan[6] = {args[1], args[0], args[6], args[3], args[4], args[7]};
+      spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
+      if (SPI_processed > 0) signals::wake_at_commit();
+    }
   });
-  size_t next = 0;
-  int i = 0;
-  while (i < n) {
-    for (Column *c : columns) c->clear();
-    pg_call_void([&] {
-      MemoryContext old = MemoryContextSwitchTo(chunk_memory);
-      for (int rows = 0; i < n && rows < kInsertChunk; ++i) {
-        if (!written[i]) continue;
-        ++rows;
-        AppendInput &e = in[i];
-        out[i].event_id = e.id;
-        out[i].position = positions[next++];
-        out[i].duplicate = false;
-        c_pos.push(Int64GetDatum(out[i].position));
-        c_tenant.push(UUIDPGetDatum(&e.tenant));
-        c_store.push(UUIDPGetDatum(&e.store));
-        c_type.push(PointerGetDatum(e.entity_type));
-        c_id.push(PointerGetDatum(e.entity_id));
-        c_version.push(Int64GetDatum(out[i].entity_version));
-        c_event.push(UUIDPGetDatum(&e.id));
-        c_event_type.push(PointerGetDatum(e.event_type));
-        c_payload.push(JsonbPGetDatum(e.payload));
-        c_metadata.push(JsonbPGetDatum(e.metadata));
-        c_source.push(PointerGetDatum(e.source));
-        c_agent.push(UUIDPGetDatum(&e.sig.agent_id));
-        c_key.push(Int32GetDatum(e.sig.key_id));
-        c_created.push(CStringGetTextDatum(e.sig.created_at));
-        c_hash.push(PointerGetDatum(bytes(e.sig.payload_plain_hash, 32)));
-        c_signature.push(PointerGetDatum(bytes(e.sig.agent_signature, 64)));
-      }
-      if (!c_pos.empty()) {
-        Datum args[16];
-        for (size_t k = 0; k < 16; ++k) args[k] = columns[k]->array();
-        MemoryContextSwitchTo(old);
-        spi_run(insert_events_bulk, args, nullptr, false, SPI_OK_INSERT);
-        if (fan_out) {
-          Datum fan[6] = {args[1], args[0], args[6], args[3], args[4], args[7]};
-          spi_run(fan_out_bulk, fan, nullptr, false, SPI_OK_INSERT);
-          if (SPI_processed > 0) signals::wake_at_commit();
-        }
-      }
-      MemoryContextSwitchTo(old);
-      MemoryContextReset(chunk_memory);
-    });
-  }
-  pg_call_void([&] { MemoryContextDelete(chunk_memory); });
 }
 
-// Appends events[0..n) in order, all or nothing; results in out[].
+// An entity of a batch: its written events and whether any of them carries
+// an expected version (then each is checked and bumped on its own).
+struct EntityGroup {
+  std::vector<int> members;
+  pg_uuid_t store{};
+  bool checked = false;
+};
+
+// Appends the n events of `src` in order, all or nothing; results in out[].
 // C++ containers are alive throughout, so it reaches Postgres only through
-// the step wrappers above.
-void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
-  std::vector<bytea *> hash(n);
-  std::vector<bool> generated(n), written(n, false);
-  std::vector<int> alias(n, -1);
+// the step wrappers above. Three passes over the batch, each a chunk at a
+// time: claims (validation, hashes, keys and ids), versions, signatures;
+// then positions and the rows.
+void append_many(const BatchSource &src, int n, AppendResult *out, int *current) {
+  std::vector<Kept> kept(n);
   std::map<std::string, int> keys_seen, ids_seen;
-  PayloadHashes payloads(in, n);
-  std::vector<keys::SigningJob> signing(n);
-  std::vector<std::exception_ptr> signing_error(n);
+  std::map<std::string, EntityGroup> groups;
+  MemoryContext chunk_memory = pg_call([] {
+    return AllocSetContextCreate(CurrentMemoryContext, "pg_ves batch chunk",
+                                 ALLOCSET_DEFAULT_SIZES);
+  });
+  auto next_chunk = [&] { pg_call_void([&] { MemoryContextReset(chunk_memory); }); };
+  // What the pool's tasks touch: the payload hashes (first pass) and a
+  // chunk's signatures (third pass).
+  auto payloads = std::make_unique<PayloadHashes>(src, n);
+  size_t chunk = static_cast<size_t>(std::min(n, kChunk));
+  std::vector<keys::SigningJob> signing(chunk);
+  std::vector<std::exception_ptr> signing_error(chunk);
   // Declared after everything its tasks touch: its destructor drops what has
   // not started and joins the threads before those go away.
   core::ThreadPool pool(batch_threads(n));
-  // Enough queued ahead to keep the threads busy while this thread waits on
-  // the database, few enough that the payloads' texts stay small.
-  const int ahead = pool.threads() > 0 ? 64 * static_cast<int>(pool.threads()) : 1;
-  int queued_until = 0;
 
-  for (int i = 0; i < n; ++i) {
-    *current = i;
-    generated[i] = !in[i].has_id;
-    if (i + ahead / 2 >= queued_until) {
-      payloads.queue_until(pool, i + ahead);
-      queued_until = i + ahead;
+  // 1. Claims, with the payload hashes computed ahead on the pool.
+  {
+    // Enough queued ahead to keep the threads busy while this thread waits
+    // on the database, few enough that the payloads' texts stay small.
+    const int ahead = pool.threads() > 0 ? 64 * static_cast<int>(pool.threads()) : 1;
+    int queued_until = 0;
+    for (int i = 0; i < n; ++i) {
+      *current = i;
+      if (i % kChunk == 0) next_chunk();
+      if (i + ahead / 2 >= queued_until) {
+        payloads->queue_until(pool, i + ahead);
+        queued_until = i + ahead;
+      }
+      Kept &k = kept[i];
+      AppendInput in{};
+      in_memory(chunk_memory, [&] {
+        src.parse(i, &in);
+        return 0;
+      });
+      k.has_id = in.has_id;
+      k.has_expected = in.has_expected;
+      k.expected = in.expected;
+      k.keyed = in.idempotency_key != nullptr;
+      step_validate(in);
+      const uint8 *payload_hash = payloads->take(pool, i);
+      bytea *hash = in_memory(chunk_memory, [&] { return hash_validated(in, payload_hash); });
+      k.id = in.id;
+      std::memcpy(k.payload_hash, in.sig.payload_plain_hash, 32);
+      std::memcpy(k.content, VARDATA(hash), 32);
+      // A key or id repeated inside the batch: the same content is the same
+      // event, other content is refused, as across batches.
+      std::string tenant(reinterpret_cast<const char *>(in.tenant.data), UUID_LEN);
+      int earlier = -1;
+      if (in.idempotency_key) {
+        auto [it, fresh] = keys_seen.emplace(tenant + text_string(in.idempotency_key), i);
+        if (!fresh) earlier = it->second;
+      }
+      if (earlier < 0 && in.has_id) {
+        auto [it, fresh] = ids_seen.emplace(
+            tenant + std::string(reinterpret_cast<const char *>(in.id.data), UUID_LEN), i);
+        if (!fresh) earlier = it->second;
+      }
+      if (earlier >= 0) {
+        if (std::memcmp(kept[earlier].content, k.content, 32) != 0)
+          refuse_repeat(k.keyed && kept[earlier].keyed, i, earlier);
+        k.alias = earlier;
+        continue;
+      }
+      bool dup = in_memory(chunk_memory, [&] { return claim(in, hash, !in.has_id, &out[i]); });
+      k.written = !dup;
+      if (k.written) {
+        EntityGroup &g = groups[entity_key(in)];
+        if (g.members.empty()) g.store = in.store;
+        g.members.push_back(i);
+        g.checked |= in.has_expected;
+      }
     }
-    step_validate(in[i]);
-    hash[i] = step_hash(in[i], payloads.take(pool, i));
-    // A key or id repeated inside the batch: the same content is the same
-    // event, other content is refused, as across batches.
-    std::string tenant(reinterpret_cast<const char *>(in[i].tenant.data), UUID_LEN);
-    int earlier = -1;
-    if (in[i].idempotency_key) {
-      auto [it, fresh] = keys_seen.emplace(tenant + text_string(in[i].idempotency_key), i);
-      if (!fresh) earlier = it->second;
-    }
-    if (earlier < 0 && !generated[i]) {
-      auto [it, fresh] = ids_seen.emplace(
-          tenant + std::string(reinterpret_cast<const char *>(in[i].id.data), UUID_LEN), i);
-      if (!fresh) earlier = it->second;
-    }
-    if (earlier >= 0) {
-      if (!step_same_hash(hash[earlier], hash[i]))
-        refuse_repeat(in[i].idempotency_key && in[earlier].idempotency_key, i, earlier);
-      alias[i] = earlier;
-      continue;
-    }
-    bool dup = step_claim(in[i], hash[i], generated[i], &out[i]);
-    written[i] = !dup;
   }
+  payloads.reset();  // every hash was taken: no task touches them any more
 
-  // Versions: one statement for every entity whose events carry no expected
-  // version (locking in key order, like any other batch), one per event for
-  // the others.
-  std::map<std::string, std::vector<int>> groups;
-  for (int i = 0; i < n; ++i)
-    if (written[i]) groups[entity_key(in[i])].push_back(i);
+  // 2. Versions: one statement for every entity whose events carry no
+  // expected version (locking in key order, like any other batch), one per
+  // event for the others.
+  next_chunk();
   Column g_tenant(UUIDOID), g_type(TEXTOID), g_id(TEXTOID), g_store(UUIDOID), g_count(INT8OID);
-  std::map<std::string, std::vector<int> *> grouped;
+  std::vector<EntityGroup *> grouped;
+  // The grouped entities' names, until their one statement has run.
+  MemoryContext group_memory = pg_call([] {
+    return AllocSetContextCreate(CurrentMemoryContext, "pg_ves batch entities",
+                                 ALLOCSET_DEFAULT_SIZES);
+  });
+  int parsed = 0;
   for (auto &entry : groups) {
-    bool checked = false;
-    for (int i : entry.second) checked |= in[i].has_expected;
-    if (checked) {
-      for (int i : entry.second) {
+    EntityGroup &g = entry.second;
+    if (g.checked) {
+      for (int i : g.members) {
         *current = i;
-        out[i].entity_version = step_bump_version(in[i]);
+        if (++parsed % kChunk == 0) next_chunk();
+        out[i].entity_version = in_memory(chunk_memory, [&] {
+          AppendInput in{};
+          parse_kept(src, i, kept[i], &in);
+          return bump_version(in);
+        });
       }
       continue;
     }
-    const AppendInput &first = in[entry.second.front()];
-    g_tenant.push(UUIDPGetDatum(const_cast<pg_uuid_t *>(&first.tenant)));
-    g_type.push(PointerGetDatum(first.entity_type));
-    g_id.push(PointerGetDatum(first.entity_id));
-    g_store.push(UUIDPGetDatum(const_cast<pg_uuid_t *>(&first.store)));
-    g_count.push(Int64GetDatum(static_cast<int64>(entry.second.size())));
-    grouped[entry.first] = &entry.second;
+    // The key is the tenant's 16 bytes, the entity type, a NUL, the id.
+    const std::string &key = entry.first;
+    size_t nul = key.find('\0', UUID_LEN);
+    std::pair<Datum, Datum> names = in_memory(group_memory, [&] {
+      return std::make_pair(PointerGetDatum(cstring_to_text_with_len(
+                                key.data() + UUID_LEN, static_cast<int>(nul - UUID_LEN))),
+                            PointerGetDatum(cstring_to_text_with_len(
+                                key.data() + nul + 1, static_cast<int>(key.size() - nul - 1))));
+    });
+    g_tenant.push(UUIDPGetDatum(reinterpret_cast<pg_uuid_t *>(const_cast<char *>(key.data()))));
+    g_type.push(names.first);
+    g_id.push(names.second);
+    g_store.push(UUIDPGetDatum(&g.store));
+    g_count.push(Int64GetDatum(static_cast<int64>(g.members.size())));
+    grouped.push_back(&g);
   }
   if (!grouped.empty()) {
+    *current = -1;
     std::vector<std::pair<std::string, int64>> finals =
         bump_grouped_versions(g_tenant, g_type, g_id, g_store, g_count);
     for (const auto &f : finals) {
-      const std::vector<int> &members = *grouped.at(f.first);
+      const std::vector<int> &members = groups.at(f.first).members;
       int64 v = f.second - static_cast<int64>(members.size());
       for (int i : members) out[i].entity_version = ++v;
     }
   }
+  pg_call_void([&] { MemoryContextDelete(group_memory); });
 
-  // Signatures, then positions in batch order, then the rows. Each signature
-  // is prepared here, in batch order (its key comes through SPI), and
-  // computed on the pool; errors are raised for the earliest event, as when
-  // signing one after the other.
-  int m = 0;
-  auto first_signing_error = [&](int before) {
-    for (int j = 0; j < before; ++j)
-      if (signing_error[j]) {
-        *current = j;
-        std::rethrow_exception(signing_error[j]);
-      }
-  };
-  // Signed kPerTask at a time, the indexes of a task in `pending`.
-  constexpr int kPerTask = 16;
-  std::array<int, kPerTask> pending{};
-  int npending = 0;
-  auto submit_pending = [&] {
-    if (npending == 0) return;
-    pool.submit([&signing, &signing_error, pending, npending] {
-      for (int k = 0; k < npending; ++k) {
-        int j = pending[k];
+  // 3. A chunk of written events at a time: signatures prepared here in
+  // batch order (the key comes through SPI) and computed on the pool, then
+  // positions and the rows. Errors are raised for the earliest event, as
+  // when signing one after the other.
+  bool fan_out = pg_call([] { return have_destinations(); });
+  std::vector<AppendInput> inputs(chunk);
+  std::vector<int> chunk_events;
+  chunk_events.reserve(chunk);
+  constexpr size_t kPerTask = 16;
+  size_t submitted = 0;  // chunk_events[0, submitted) are queued on the pool
+  auto submit_prepared = [&] {
+    size_t end = chunk_events.size();
+    if (end == submitted) return;
+    pool.submit([&signing, &signing_error, begin = submitted, end] {
+      for (size_t j = begin; j < end; ++j) {
         try {
           signing[j].run();
         } catch (...) {
@@ -993,42 +1072,61 @@ void append_many(AppendInput *in, int n, AppendResult *out, int *current) {
         }
       }
     });
-    npending = 0;
+    submitted = end;
   };
+  // Waits for the chunk's signatures and raises the earliest error.
+  auto signed_chunk = [&] {
+    submit_prepared();
+    pool.wait(safe::check_for_interrupts);
+    for (size_t j = 0; j < chunk_events.size(); ++j) {
+      if (signing_error[j]) {
+        *current = chunk_events[j];
+        std::rethrow_exception(signing_error[j]);
+      }
+      std::memcpy(inputs[j].sig.agent_signature, signing[j].signature.data(), 64);
+    }
+  };
+  auto write_chunk = [&] {
+    signed_chunk();
+    *current = -1;
+    std::vector<int64> positions = take_batch_positions(static_cast<int>(chunk_events.size()));
+    std::sort(positions.begin(), positions.end());
+    insert_rows(inputs.data(), chunk_events, positions, out, chunk_memory, fan_out);
+    chunk_events.clear();
+    submitted = 0;
+    next_chunk();
+  };
+  next_chunk();
   for (int i = 0; i < n; ++i) {
-    if (!written[i]) continue;
+    if (!kept[i].written) continue;
     *current = i;
-    ++m;
-    if (in[i].presigned) continue;
+    size_t j = chunk_events.size();
+    AppendInput &in = inputs[j];
     try {
-      signing[i] = step_prepare_signature(in[i]);
+      signing[j] = in_memory(chunk_memory, [&] {
+        in = AppendInput{};
+        parse_kept(src, i, kept[i], &in);
+        return keys::prepare_signature(in.tenant, in.store, in.id, in.entity_type, in.entity_id,
+                                       in.event_type, &in.sig);
+      });
     } catch (...) {
-      submit_pending();
-      pool.wait(nullptr);
-      first_signing_error(i);
+      // An earlier event's signing error goes first.
+      signed_chunk();
       *current = i;
       throw;
     }
-    pending[npending++] = i;
-    if (npending == kPerTask) submit_pending();
+    signing_error[j] = nullptr;
+    chunk_events.push_back(i);
+    if (chunk_events.size() - submitted == kPerTask) submit_prepared();
+    if (chunk_events.size() == chunk) write_chunk();
   }
-  submit_pending();
-  pool.wait(safe::check_for_interrupts);
-  first_signing_error(n);
+  if (!chunk_events.empty()) write_chunk();
   for (int i = 0; i < n; ++i)
-    if (written[i] && !in[i].presigned)
-      memcpy(in[i].sig.agent_signature, signing[i].signature.data(), 64);
-  *current = -1;
-  if (m > 0) {
-    std::vector<int64> positions = take_batch_positions(m);
-    std::sort(positions.begin(), positions.end());
-    insert_batch(in, n, written, positions, out);
-  }
-  for (int i = 0; i < n; ++i)
-    if (alias[i] >= 0) {
-      out[i] = out[alias[i]];
+    if (kept[i].alias >= 0) {
+      out[i] = out[kept[i].alias];
       out[i].duplicate = true;
     }
+  pg_call_void([&] { MemoryContextDelete(chunk_memory); });
 }
 
 }  // namespace
@@ -1255,21 +1353,25 @@ PGVES_FUNCTION(ves_append_batch) {
   callback.previous = error_context_stack;
   error_context_stack = &callback;
 
-  Jsonb *empty = empty_object();
-  text *manual = cstring_to_text("manual");
-  AppendInput *inputs = static_cast<AppendInput *>(palloc0(sizeof(AppendInput) * Max(count, 1)));
+  // Every event is parsed once here, so a malformed one is refused before
+  // anything is written; each pass of append_many parses them again, a chunk
+  // at a time (see BatchSource).
+  BatchSource src = {events, empty_object(), cstring_to_text("manual")};
   AppendResult *results =
       static_cast<AppendResult *>(palloc0(sizeof(AppendResult) * Max(count, 1)));
+  MemoryContext scratch =
+      AllocSetContextCreate(CurrentMemoryContext, "pg_ves batch check", ALLOCSET_SMALL_SIZES);
+  MemoryContext old_memory = MemoryContextSwitchTo(scratch);
   for (ctx.index = 0; ctx.index < count; ++ctx.index) {
-    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, ctx.index);
-    if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
-      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("each event must be a JSON object"),
-                      errhint("Pass an array of objects.")));
-    batch_input(elem->val.binary.data, &inputs[ctx.index], empty, manual);
+    AppendInput in;
+    src.parse(ctx.index, &in);
+    MemoryContextReset(scratch);
   }
+  MemoryContextSwitchTo(old_memory);
+  MemoryContextDelete(scratch);
   spi_connect();
   try {
-    append_many(inputs, count, results, &ctx.index);
+    append_many(src, count, results, &ctx.index);
   } catch (const PgError &) {
     // Its context lines were collected when it was raised.
     error_context_stack = callback.previous;
