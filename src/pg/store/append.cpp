@@ -1160,17 +1160,24 @@ void batch_error_context(void *arg) {
     errcontext("event %d of %d in the batch (counting from 1)", ctx->index + 1, ctx->count);
 }
 
-text *field_text(JsonbContainer *obj, const char *key, bool required) {
-  JsonbValue v;
-  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v) || v.type == jbvNull) {
+// Finds the string member `key` of an event into *v; false when it is absent
+// or null, which a required key may not be.
+bool field_string(JsonbContainer *obj, const char *key, bool required, JsonbValue *v) {
+  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), v) || v->type == jbvNull) {
     if (required)
       ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" is missing", key),
                       errhint("Every event of a batch needs \"%s\".", key)));
-    return nullptr;
+    return false;
   }
-  if (v.type != jbvString)
+  if (v->type != jbvString)
     ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" must be a string", key),
                     errhint("Write \"%s\" as a JSON string.", key)));
+  return true;
+}
+
+text *field_text(JsonbContainer *obj, const char *key, bool required) {
+  JsonbValue v;
+  if (!field_string(obj, key, required, &v)) return nullptr;
   return cstring_to_text_with_len(v.val.string.val, v.val.string.len);
 }
 
@@ -1178,15 +1185,7 @@ text *field_text(JsonbContainer *obj, const char *key, bool required) {
 // texts would stay until the call ends.
 bool field_uuid(JsonbContainer *obj, const char *key, bool required, pg_uuid_t *out) {
   JsonbValue v;
-  if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v) || v.type == jbvNull) {
-    if (required)
-      ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" is missing", key),
-                      errhint("Every event of a batch needs \"%s\".", key)));
-    return false;
-  }
-  if (v.type != jbvString)
-    ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("\"%s\" must be a string", key),
-                    errhint("Write \"%s\" as a JSON string.", key)));
+  if (!field_string(obj, key, required, &v)) return false;
   // uuid_in reports bad input as 22P02; a batch reports it as its own error.
   // The same forms as uuid_in: hex digits with optional hyphens after
   // groups of four, optionally in braces.
