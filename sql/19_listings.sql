@@ -78,6 +78,34 @@ SELECT regress_try($q$SELECT * FROM ves.destination_secrets$q$);
 RESET ROLE;
 DROP ROLE regress_l_reader, regress_l_writer;
 
+-- Recording pushed counts costs what the pushed listings cost, not what the
+-- store has: ves._listings_agree looks each SKU's other listings up by key
+-- (listings_sku_idx). 20,000 listings of one store (written around the
+-- audit trigger, which is not under test here), 10 of them pushed to their
+-- counts in one statement, as the worker records them: about 150 blocks;
+-- a lookup that reads every listing reads hundreds more.
+SELECT count(*) AS stocked FROM generate_series(1, 10) g, ves.set_stock(:ta, :s, 'BULK-' || g, 7);
+SET session_replication_role = replica;
+INSERT INTO ves.listings (destination_id, tenant_id, store_id, sku, platform_ref, platform_key)
+SELECT d.id, :ta, :s, 'BULK-' || g, jsonb_build_object('inventory_item_id', 'gid://shopify/InventoryItem/' || (100000 + g)),
+       'bulk-' || g
+FROM ves.destinations d, generate_series(1, 20000) g WHERE d.name = 'l-shop';
+RESET session_replication_role;
+ANALYZE ves.listings;
+CREATE TEMP VIEW listing_blocks AS
+SELECT sum(pg_stat_get_xact_blocks_fetched(c.oid)) AS blocks FROM pg_class c
+WHERE c.oid = 'ves.listings'::regclass OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'ves.listings'::regclass);
+BEGIN;
+SELECT blocks AS blocks_before FROM listing_blocks \gset
+UPDATE ves.listings l SET known_quantity = 7, state = 'synced'
+WHERE l.destination_id = (SELECT id FROM ves.destinations WHERE name = 'l-shop')
+  AND l.sku IN ('BULK-1', 'BULK-2', 'BULK-3', 'BULK-4', 'BULK-5', 'BULK-6', 'BULK-7', 'BULK-8', 'BULK-9', 'BULK-10');
+SELECT blocks - :blocks_before < 400 AS blocks_bounded FROM listing_blocks;
+ROLLBACK;
+SET session_replication_role = replica;
+DELETE FROM ves.listings WHERE sku LIKE 'BULK-%';
+RESET session_replication_role;
+
 SELECT ves.drop_destination(n) FROM unnest(ARRAY['l-shop', 'l-hook', 'l-amz']) n;
 SELECT count(*) AS listings_left FROM ves.listings;
 

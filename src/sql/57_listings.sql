@@ -40,6 +40,9 @@ CREATE TABLE ves.listings (
   PRIMARY KEY (destination_id, sku, location),
   UNIQUE (destination_id, platform_key)
 ) WITH (fillfactor = 80);
+-- A SKU's listings on every destination: what agreeing across platforms
+-- (ves._listings_agree) looks up per pushed count.
+CREATE INDEX listings_sku_idx ON ves.listings (tenant_id, store_id, sku, location);
 SELECT pg_catalog.pg_extension_config_dump('ves.listings', '');
 
 -- The platform's ids of a listing checked by the kind's adapter; returns

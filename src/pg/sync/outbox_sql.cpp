@@ -403,13 +403,24 @@ namespace {
 
 // The listings of claimed rows with their SKUs' counts now. One row per
 // (outbox row, listing); a SKU without an inventory row has nothing available.
+// Written so that its only plan looks each row's listings and counts up by
+// their keys, whatever the statistics when the worker planned it (it keeps
+// the plan): OFFSET 0 keeps the lateral subquery from being flattened into
+// a join that reads every listing, and ORDER BY location makes the primary
+// key the one index that fits, where a plan made on an empty table took
+// (destination_id, platform_key) and read every listing of the destination
+// for each row.
 SavedPlan facts_plan = {
-    "SELECT j.id, l.location, l.platform_ref::text, coalesce(i.available, 0), l.known_quantity"
+    "SELECT j.id, x.location, x.platform_ref::text, x.available, x.known_quantity"
     " FROM unnest($1::bigint[], $2::int[], $3::text[]) AS j(id, destination_id, sku)"
-    " JOIN ves.listings l ON l.destination_id = j.destination_id AND l.sku = j.sku"
-    " LEFT JOIN ves.inventory i ON i.tenant_id = l.tenant_id AND i.store_id = l.store_id"
-    "   AND i.sku = l.sku AND i.location = l.location"
-    " ORDER BY j.id, l.location",
+    " CROSS JOIN LATERAL ("
+    "   SELECT l.location, l.platform_ref, l.known_quantity,"
+    "     coalesce((SELECT i.available FROM ves.inventory i"
+    "               WHERE i.tenant_id = l.tenant_id AND i.store_id = l.store_id"
+    "                 AND i.sku = l.sku AND i.location = l.location), 0) AS available"
+    "   FROM ves.listings l WHERE l.destination_id = j.destination_id AND l.sku = j.sku"
+    "   ORDER BY l.location OFFSET 0) x"
+    " ORDER BY j.id, x.location",
     3,
     {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID},
     nullptr};

@@ -91,6 +91,7 @@ DROP FUNCTION ves._worker_secrets();
 -- @replace function ves.create_destination
 -- @replace function ves.alter_destination
 -- @create table ves.listings
+CREATE INDEX listings_sku_idx ON ves.listings (tenant_id, store_id, sku, location);
 SELECT pg_catalog.pg_extension_config_dump('ves.listings', '');
 -- @create function ves._listing_check
 -- @replace view ves.platform_listings
