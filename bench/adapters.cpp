@@ -129,7 +129,8 @@ int main(int argc, char **argv) {
       event_ids[i] = id;
       if (platform)
         listings[i].push_back(ListingFacts{skus[i], "default", &refs[i], 200 + i, 100 + i});
-      rows[i] = OutboxRow{1000 + i, event_ids[i], envelope, 1, platform ? &listings[i] : nullptr};
+      rows[i] = OutboxRow{1000 + i, event_ids[i], envelope, 1};
+      rows[i].listings = platform ? &listings[i] : nullptr;
     }
     // One batch as the deliverer hands it over: up to max_rows_per_request
     // rows per build_requests() call.
