@@ -322,8 +322,15 @@ class Deliverer::Impl {
         }
       }
       if (jobs.empty()) return;
+      // Platform kinds send counts, not events: their rows need the event's
+      // id (the idempotency key), not its envelope.
+      std::unordered_set<std::int64_t> exported;
+      for (const Job &job : jobs) {
+        auto d = destinations_.find(job.destination);
+        if (d == destinations_.end() || !d->second.platform) exported.insert(job.position);
+      }
       std::unordered_map<std::int64_t, std::string> bodies =
-          envelopes(positions, first_recorded, last_recorded);
+          envelopes(positions, exported, first_recorded, last_recorded);
       read_listings(jobs);
       std::vector<std::int64_t> unclaimed;
       for (size_t i = 0; i < jobs.size(); ++i) {
@@ -1064,9 +1071,11 @@ class Deliverer::Impl {
   // Each event's VES envelope, keyed by position; the first 36 bytes are its
   // event id (the webhook-id and idempotency key).
   // The time bounds prune the read to the partitions holding these events.
+  // The events at `positions`, by position: the event's id followed by its
+  // envelope for those in `exported`, the id alone for the others.
   std::unordered_map<std::int64_t, std::string> envelopes(
-      const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
-      TimestampTz last_recorded) {
+      const std::vector<std::int64_t> &positions, const std::unordered_set<std::int64_t> &exported,
+      TimestampTz first_recorded, TimestampTz last_recorded) {
     std::unordered_map<std::int64_t, std::string> out;
     uint64 count = 0;
     const SPITupleTable *table =
@@ -1078,10 +1087,14 @@ class Deliverer::Impl {
       try {
         StoredEvent e = read_stored_event(table, i);
         position = e.position;
+        versions_[e.position] = e.entity_version;
+        if (!exported.count(e.position)) {
+          out[e.position] = core::ves::format_uuid(e.event.event_id);
+          continue;
+        }
         e.event.payload = core::json::parse(e.payload_text);
         out[e.position] =
             core::ves::format_uuid(e.event.event_id) + core::ves::export_envelope(e.event);
-        versions_[e.position] = e.entity_version;
       } catch (const PgError &) {
         throw;  // a database error: the claim's transaction is aborted
       } catch (const std::exception &e) {
