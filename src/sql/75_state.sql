@@ -54,19 +54,7 @@ $$;
 
 -- Argument checks shared by the state, inventory and order functions.
 CREATE FUNCTION ves._check_entity(tenant_id uuid, store_id uuid, entity_type text, entity_id text, source text)
-  RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  IF tenant_id IS NULL OR store_id IS NULL OR entity_type IS NULL OR entity_id IS NULL OR source IS NULL THEN
-    RAISE EXCEPTION 'tenant_id, store_id, entity_type, entity_id and source must not be NULL' USING ERRCODE = 'VE011',
-      HINT = 'Name the tenant, the store and the entity; source defaults to ''manual''.';
-  END IF;
-  IF octet_length(entity_type) NOT BETWEEN 1 AND 100 OR octet_length(entity_id) NOT BETWEEN 1 AND 256
-     OR octet_length(source) NOT BETWEEN 1 AND 64 THEN
-    RAISE EXCEPTION 'entity_type (1 to 100 bytes), entity_id (1 to 256) or source (1 to 64) is empty or too long'
-      USING ERRCODE = 'VE006', HINT = 'Use short, printable identifiers.';
-  END IF;
-  PERFORM ves.check_tenant(tenant_id);
-END $$;
+  RETURNS void AS 'MODULE_PATHNAME', 'ves_check_entity' LANGUAGE C STABLE;
 
 -- ---------------------------------------------------------------------------
 -- Idempotency records: the cached response of a state, stock or order call
@@ -357,13 +345,16 @@ END $$;
 -- Records what a source reported: the base of its next change that names no
 -- base version, and its latest observed_at.
 CREATE FUNCTION ves._source_seen(seen jsonb, source text, reported jsonb, observed_at timestamptz) RETURNS jsonb
-  LANGUAGE plpgsql STABLE AS $$
-DECLARE
-  prior timestamptz := (seen -> source ->> 'observed_at')::timestamptz;
-BEGIN
-  RETURN seen || jsonb_build_object(source, jsonb_build_object('state', reported,
-    'observed_at', CASE WHEN prior > observed_at THEN prior ELSE observed_at END));
-END $$;
+  LANGUAGE sql STABLE AS $$
+  -- sql, without settings, so that the statements of ves._state_change
+  -- inline it; every name is qualified for the same reason.
+  SELECT seen OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(source, pg_catalog.jsonb_build_object(
+    'state', reported,
+    'observed_at', CASE WHEN (seen OPERATOR(pg_catalog.->) source OPERATOR(pg_catalog.->>) 'observed_at')::pg_catalog.timestamptz
+                             OPERATOR(pg_catalog.>) observed_at
+                        THEN (seen OPERATOR(pg_catalog.->) source OPERATOR(pg_catalog.->>) 'observed_at')::pg_catalog.timestamptz
+                        ELSE observed_at END))
+$$;
 
 -- A conflict record as the payload of its sync.conflict_detected event:
 -- everything a node needs to hold the same record (ves._apply_ingested).
@@ -420,156 +411,42 @@ $$;
 
 -- The decision and its effect, shared by ves.upsert (arguments checked) and
 -- ves._apply_ingested (`ingested`: an event from another node, already
--- stored on the entity's stream). With `ingested`, nothing is appended when
--- the decided state is what the event says (the entity's version becomes the
--- stream's); otherwise the decided state is appended as a local event
--- (payload "applied_from": the event's id) so the other node learns it. A
--- restatement that arrives (it has "applied_from") records no conflict and
--- is restated again only when it changed something here.
+-- stored on the entity's stream): src/pg/state/state_change.cpp.
 CREATE FUNCTION ves._state_change(tenant_id uuid, store_id uuid, entity_type text, entity_id text, state jsonb,
                                   base_version bigint, source text, observed_at timestamptz,
                                   ingested ves.events DEFAULT NULL) RETURNS ves.upsert_result
-  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  policy       jsonb;
-  cur          ves.entity_state;
-  found_entity boolean;
-  ref          record;
-  ref_deleted  boolean := false;
-  ref_detail   jsonb := '{}';
-  base_state   jsonb := '{}';
-  d            jsonb;
-  new_state    jsonb;
-  res          ves.upsert_result;
-  ar           ves.append_result;
-  c            ves.conflicts;
-  etype        text;
-  derived      boolean := coalesce(ingested.payload ? 'applied_from', false);
-  restate      boolean;
-  stream_v     bigint;
+  AS 'MODULE_PATHNAME', 'ves_state_change' LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
+
+-- Records the conflict ves._state_change found: open for review, or resolved
+-- by the rule that decided it (`resolved`). `deleted_references` (the
+-- references to entities marked deleted) and `entity_deleted` make its detail.
+CREATE FUNCTION ves._state_conflict(tenant_id uuid, store_id uuid, entity_type text, entity_id text,
+                                    conflict_type text, rule text, fields jsonb, base_version bigint,
+                                    local_version bigint, base_state jsonb, local_state jsonb, remote_state jsonb,
+                                    proposed_state jsonb, local_source text, remote_source text,
+                                    local_observed_at timestamptz, remote_observed_at timestamptz,
+                                    deleted_references jsonb, entity_deleted boolean, resolved boolean)
+  RETURNS uuid LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE c ves.conflicts;
 BEGIN
-  -- One writer per entity at a time; the row lock alone would not cover an
-  -- entity that does not exist yet.
-  PERFORM pg_advisory_xact_lock(hashtextextended(tenant_id::text || '/' || entity_type || '/' || entity_id, 11));
-  SELECT * INTO cur FROM ves.entity_state s
-  WHERE s.tenant_id = _state_change.tenant_id AND s.entity_type = _state_change.entity_type AND s.entity_id = _state_change.entity_id
-  FOR UPDATE;
-  found_entity := FOUND;
-  IF base_version > coalesce(cur.version, 0) THEN
-    RAISE EXCEPTION 'base_version % of % "%" is ahead of the entity, which is at %', base_version, entity_type,
-      entity_id, coalesce(cur.version, 0)
-      USING ERRCODE = 'VE001', DETAIL = format('current_version=%s', coalesce(cur.version, 0)),
-            HINT = 'Pass the version the state was read at (0 for an entity that does not exist yet), or NULL.';
+  c.tenant_id := tenant_id; c.store_id := store_id; c.entity_type := entity_type; c.entity_id := entity_id;
+  c.conflict_type := conflict_type; c.rule := rule;
+  c.fields := ARRAY(SELECT jsonb_array_elements_text(fields));
+  c.base_version := base_version; c.local_version := local_version;
+  c.base_state := base_state; c.local_state := local_state; c.remote_state := remote_state;
+  c.proposed_state := proposed_state;
+  c.local_source := local_source; c.remote_source := remote_source;
+  c.local_observed_at := local_observed_at; c.remote_observed_at := remote_observed_at;
+  c.detail := CASE WHEN deleted_references IS NOT NULL
+                   THEN jsonb_build_object('deleted_references', deleted_references)
+                   WHEN entity_deleted THEN '{"entity_deleted": true}'::jsonb ELSE '{}'::jsonb END;
+  c.detected_at := now();
+  IF NOT resolved THEN
+    RETURN ves._open_conflict(c);
   END IF;
-
-  SELECT x.policy INTO policy FROM ves.conflict_policies x
-  WHERE x.tenant_id = _state_change.tenant_id AND x.entity_type IN (_state_change.entity_type, '*')
-  ORDER BY x.entity_type = '*' LIMIT 1;
-  policy := coalesce(policy, '{}');  -- _decide fills in the defaults
-  IF policy -> 'references' <> '{}' THEN
-    FOR ref IN SELECT r.key AS field, r.value #>> '{}' AS ref_type FROM jsonb_each(policy -> 'references') r
-               WHERE jsonb_typeof(_state_change.state -> r.key) IN ('string', 'number') LOOP
-      IF EXISTS (SELECT 1 FROM ves.entity_state s WHERE s.tenant_id = _state_change.tenant_id
-                 AND s.entity_type = ref.ref_type AND s.entity_id = _state_change.state ->> ref.field AND s.deleted) THEN
-        ref_deleted := true;
-        ref_detail := ref_detail || jsonb_build_object(ref.field, jsonb_build_object('entity_type', ref.ref_type,
-                                                                                     'entity_id', state ->> ref.field));
-      END IF;
-    END LOOP;
-  END IF;
-
-  -- The base: the state at the version the caller names, or else what this
-  -- source reported last ({} if it never did), so a platform that has not
-  -- seen our changes does not undo them.
-  IF found_entity THEN
-    base_state := CASE WHEN base_version IS NULL THEN coalesce(cur.source_seen -> source -> 'state', '{}')
-                       WHEN base_version = cur.version THEN cur.state
-                       WHEN base_version = 0 THEN '{}'::jsonb
-                       ELSE ves._state_at(tenant_id, entity_type, entity_id, base_version) END;
-  END IF;
-
-  d := ves._decide(policy, base_state, coalesce(cur.state, '{}'), state, found_entity, coalesce(cur.deleted, false),
-                   ref_deleted, base_version, coalesce(cur.version, 0),
-                   CASE WHEN base_version IS NULL AND base_state = cur.state THEN cur.version ELSE 0 END,
-                   (cur.source_seen -> source ->> 'observed_at')::timestamptz,
-                   cur.last_source, cur.last_observed_at, source, observed_at, cur.field_stamps);
-  new_state := d -> 'state';
-  res.outcome := d ->> 'outcome';
-  res.version := coalesce(cur.version, 0);
-
-  IF d ->> 'type' IS NOT NULL THEN
-    c.tenant_id := tenant_id; c.store_id := store_id; c.entity_type := entity_type; c.entity_id := entity_id;
-    c.conflict_type := d ->> 'type'; c.rule := d ->> 'rule';
-    c.fields := ARRAY(SELECT jsonb_array_elements_text(d -> 'fields'));
-    c.base_version := base_version; c.local_version := cur.version;
-    c.base_state := base_state; c.local_state := cur.state; c.remote_state := state;
-    c.proposed_state := new_state;
-    c.local_source := cur.last_source; c.remote_source := source;
-    c.local_observed_at := cur.last_observed_at; c.remote_observed_at := observed_at;
-    c.detail := CASE WHEN ref_deleted THEN jsonb_build_object('deleted_references', ref_detail)
-                     WHEN cur.deleted THEN '{"entity_deleted": true}'::jsonb ELSE '{}'::jsonb END;
-    c.detected_at := now();
-  END IF;
-
-  IF ingested.event_id IS NOT NULL THEN
-    stream_v := ves._stream_version(tenant_id, entity_type, entity_id);
-    res.version := stream_v;
-    res.event_id := ingested.event_id;
-  END IF;
-  -- The other node's event says something this node did not decide: say
-  -- what it did (a restatement reaching its origin stops there once both
-  -- agree; one that changed nothing here is not restated again).
-  restate := ingested.event_id IS NOT NULL AND res.outcome <> 'conflict'
-             AND new_state IS DISTINCT FROM ingested.payload -> 'state'
-             AND (NOT derived OR (d ->> 'changed')::boolean);
-
-  IF res.outcome = 'conflict' THEN
-    IF NOT derived THEN res.conflict_id := ves._open_conflict(c); END IF;
-    UPDATE ves.entity_state s SET version = stream_v
-    WHERE stream_v IS NOT NULL AND s.tenant_id = _state_change.tenant_id
-      AND s.entity_type = _state_change.entity_type AND s.entity_id = _state_change.entity_id;
-  ELSE
-    IF res.outcome = 'resolved' AND NOT derived THEN
-      c.status := 'resolved';
-      c.strategy := d ->> 'rule'; c.resolved_state := new_state; c.resolved_at := now(); c.resolved_by := session_user;
-      res.conflict_id := ves._record_conflict(c);
-    END IF;
-    IF (ingested.event_id IS NULL AND ((d ->> 'changed')::boolean OR NOT found_entity)) OR restate THEN
-      etype := entity_type || CASE WHEN NOT found_entity OR cur.deleted THEN '.created' ELSE '.updated' END;
-      SELECT * INTO ar FROM ves.append(tenant_id, store_id, entity_type, entity_id, etype,
-        jsonb_build_object('state', new_state, 'source', source, 'observed_at', observed_at,
-                           'base_version', base_version)
-          || CASE WHEN ingested.event_id IS NULL THEN '{}'::jsonb
-                  ELSE jsonb_build_object('applied_from', ingested.event_id) END,
-        metadata => CASE WHEN res.conflict_id IS NULL THEN '{}'::jsonb
-                         ELSE jsonb_build_object('conflict_id', res.conflict_id, 'rule', d ->> 'rule') END,
-        source => source);
-      res.version := ar.entity_version;
-      res.event_id := ar.event_id;
-    END IF;
-    IF (d ->> 'changed')::boolean OR NOT found_entity THEN
-      INSERT INTO ves.entity_state AS s (tenant_id, store_id, entity_type, entity_id, state, version, deleted,
-                                         last_source, last_observed_at, source_seen, field_stamps)
-      VALUES (tenant_id, store_id, entity_type, entity_id, new_state, res.version, false, source, observed_at,
-              ves._source_seen('{}', source, _state_change.state, observed_at), d -> 'stamps')
-      ON CONFLICT ON CONSTRAINT entity_state_pkey DO UPDATE
-        SET state = excluded.state, version = excluded.version, deleted = false, store_id = excluded.store_id,
-            field_stamps = excluded.field_stamps,
-            last_source = excluded.last_source, last_observed_at = excluded.last_observed_at,
-            source_seen = ves._source_seen(s.source_seen, source, _state_change.state, observed_at),
-            updated_at = now();
-    ELSIF d ->> 'rule' <> 'stale_observation' OR ingested.event_id IS NOT NULL THEN
-      UPDATE ves.entity_state s
-      SET source_seen = CASE WHEN d ->> 'rule' = 'stale_observation' THEN s.source_seen
-                             ELSE ves._source_seen(s.source_seen, source, _state_change.state, observed_at) END,
-        field_stamps = CASE WHEN d ->> 'rule' = 'stale_observation' THEN s.field_stamps ELSE d -> 'stamps' END,
-        version = res.version
-      WHERE s.tenant_id = _state_change.tenant_id AND s.entity_type = _state_change.entity_type AND s.entity_id = _state_change.entity_id;
-    END IF;
-  END IF;
-
-  res.original_outcome := res.outcome;
-  RETURN res;
+  c.status := 'resolved';
+  c.strategy := rule; c.resolved_state := proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
+  RETURN ves._record_conflict(c);
 END $$;
 
 
@@ -584,25 +461,16 @@ CREATE FUNCTION ves.upsert(
   idempotency_key text        DEFAULT NULL,
   observed_at     timestamptz DEFAULT now()
 ) RETURNS ves.upsert_result
-  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  request      jsonb := jsonb_build_array(store_id, entity_type, entity_id, state, base_version, source);
-  res          ves.upsert_result;
-BEGIN
-  PERFORM ves._check_entity(tenant_id, store_id, entity_type, entity_id, source);
-  IF state IS NULL OR jsonb_typeof(state) <> 'object' THEN
-    RAISE EXCEPTION 'state must be a JSON object' USING ERRCODE = 'VE004',
-      HINT = 'Pass the entity''s whole state, e.g. {"title": "Mug", "price": 12.5}.';
-  END IF;
-  IF observed_at IS NULL THEN
-    RAISE EXCEPTION 'observed_at must not be NULL' USING ERRCODE = 'VE011',
-      HINT = 'Pass when the source saw this state, or leave the default now().';
-  END IF;
-  IF base_version IS NOT NULL AND base_version < 0 THEN
-    RAISE EXCEPTION 'base_version must be 0 or more' USING ERRCODE = 'VE010',
-      HINT = 'Pass the version the state was read at, or NULL.';
-  END IF;
+  AS 'MODULE_PATHNAME', 'ves_upsert' LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+-- ves.upsert with an idempotency key (arguments checked).
+CREATE FUNCTION ves._upsert_keyed(tenant_id uuid, store_id uuid, entity_type text, entity_id text, state jsonb,
+                                  base_version bigint, source text, idempotency_key text, observed_at timestamptz)
+  RETURNS ves.upsert_result LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  request jsonb := jsonb_build_array(store_id, entity_type, entity_id, state, base_version, source);
+  res     ves.upsert_result;
+BEGIN
   res := ves._keyed_begin(tenant_id, idempotency_key, 'upsert', request, res);
   IF res.outcome = 'duplicate' THEN RETURN res; END IF;
   res := ves._state_change(tenant_id, store_id, entity_type, entity_id, state, base_version, source, observed_at);

@@ -10,7 +10,7 @@ namespace pgves::pg {
 struct SavedPlan {
   const char *sql;
   int nargs;
-  Oid argtypes[16];
+  Oid argtypes[20];
   SPIPlanPtr plan;
 };
 

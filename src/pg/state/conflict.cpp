@@ -95,17 +95,6 @@ std::string picks_json(const json::Value &state, const json::Value &local,
 
 Datum jsonb_datum(const std::string &json) { return PointerGetDatum(safe::jsonb_from_text(json)); }
 
-// The picks that rebuild `state` from the two sides: a member equal to the
-// remote's comes from the remote, every other from the local side.
-std::vector<picks::Pick> picks_of(const json::Value &state, const json::Value &remote) {
-  std::vector<picks::Pick> list;
-  for (const auto &[key, value] : state.as_object()) {
-    const json::Value *rv = remote.find(key);
-    list.push_back({key, rv && *rv == value});
-  }
-  return list;
-}
-
 // 8-4-4-4-12 lowercase hex, as uuid_out writes it (uuids are passed by
 // reference and never toasted: no PostgreSQL call needed).
 std::string uuid_text(const pg_uuid_t *u) {
@@ -165,7 +154,7 @@ PGVES_FUNCTION(ves_decide) {
   out += ",\"fields\":[";
   for (size_t i = 0; i < d.fields.size(); ++i) out += (i ? "," : "") + quoted(d.fields[i]);
   out += "],\"stamps\":" + pgves::core::jcs::canonicalize(d.stamps) + "}";
-  Datum state = picks::object(picks_of(d.state, in.remote.state), nullable_jsonb(fcinfo, 2),
+  Datum state = picks::object(picks::of(d.state, in.remote.state), nullable_jsonb(fcinfo, 2),
                               nullable_jsonb(fcinfo, 3));
   // {"state": ...} followed by the rest of the decision.
   return picks::with_first_member("state", state, jsonb_datum(out));

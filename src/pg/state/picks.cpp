@@ -8,6 +8,16 @@ extern "C" {
 
 namespace pgves::pg::picks {
 
+std::vector<Pick> of(const pgves::core::json::Value &state,
+                     const pgves::core::json::Value &remote) {
+  std::vector<Pick> list;
+  for (const auto &[key, value] : state.as_object()) {
+    const pgves::core::json::Value *rv = remote.find(key);
+    list.push_back({key, rv && *rv == value});
+  }
+  return list;
+}
+
 Datum object(const std::vector<Pick> &list, Datum local, Datum remote) {
   // No C++ object is created inside: a Postgres error here unwinds only
   // through `list`, which outlives the call.

@@ -4,6 +4,7 @@
 // rounded. Each function makes its PostgreSQL calls inside pg_call.
 #pragma once
 
+#include "core/json/json.hpp"
 #include "pg/base/postgres.hpp"
 
 #include <string>
@@ -15,6 +16,10 @@ struct Pick {
   std::string key;
   bool from_remote;  // else from local
 };
+
+// The picks that rebuild `state` from the two sides: a member equal to the
+// remote's comes from the remote, every other from the local side.
+std::vector<Pick> of(const pgves::core::json::Value &state, const pgves::core::json::Value &remote);
 
 // {"key": the member of local or remote, as picked}. A NULL side is
 // (Datum) 0; picking a member it lacks is an internal error.

@@ -170,8 +170,15 @@ GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
 -- ves._apply_ingested; ves.upsert and ves.record_order_event share their
 -- decision with it.
 -- @create function ves._stream_version
+-- @replace function ves._source_seen
 -- @create function ves._state_change
+-- @create function ves._state_conflict
+REVOKE ALL ON FUNCTION ves._state_conflict(uuid, uuid, text, text, text, text, jsonb, bigint, bigint, jsonb, jsonb,
+  jsonb, jsonb, text, text, timestamptz, timestamptz, jsonb, boolean, boolean) FROM PUBLIC;
 -- @replace function ves.upsert
+-- @create function ves._upsert_keyed
+REVOKE ALL ON FUNCTION ves._upsert_keyed(uuid, uuid, text, text, jsonb, bigint, text, text, timestamptz) FROM PUBLIC;
+-- @replace function ves._check_entity
 -- @create function ves._set_order_state
 -- @replace function ves._apply_order_event
 -- @create function ves._order_change
