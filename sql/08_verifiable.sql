@@ -31,6 +31,22 @@ SELECT v.i, ves.verify_event((v.envelope->>'event_id')::uuid) AS verifies,
        ves.export_event((v.envelope->>'event_id')::uuid) = v.envelope AS export_matches
 FROM vectors v ORDER BY v.i;
 SELECT encode(ves.payload_hash(v.envelope->'payload'), 'hex') = substr(v.envelope->>'payload_plain_hash', 3) AS payload_hash_matches FROM vectors v ORDER BY v.i;
+-- The payload hash reads the jsonb without its text form: each payload here
+-- hashes as its RFC 8785 form written out by hand (members in UTF-16 order,
+-- shortest numbers, minimal escapes), under the VES_PAYLOAD_PLAIN_V1 domain.
+SELECT p.i, ves.payload_hash(p.payload::jsonb)
+            = sha256(convert_to('VES_PAYLOAD_PLAIN_V1' || p.canonical, 'UTF8')) AS canonical_hash_matches
+FROM (VALUES
+  (1, $j${"b": [1.0, 1e21, -0, 0.1, 100, 1.5e-7, 123456789012345678], "a": {"z": null, "y": true, "x": false}}$j$,
+      $c${"a":{"x":false,"y":true,"z":null},"b":[1,1e+21,0,0.1,100,1.5e-7,123456789012345680]}$c$),
+  (2, $j${"é": "line\nbreak \"q\" \\ tab\t /", "e": "\u0001\u001f\u007f"}$j$,
+      '{"e":"\u0001\u001f' || chr(127) || '","é":"line\nbreak \"q\" \\ tab\t /"}'),
+  (3, $j${"\ud83d\ude00": 1, "\uffff": 2, "": []}$j$,
+      '{"":[],"' || chr(128512) || '":1,"' || chr(65535) || '":2}'),
+  (4, $j$[[], {}, [[1]], "x"]$j$, '[[],{},[[1]],"x"]'),
+  (5, $j$"a lone string"$j$, '"a lone string"'),
+  (6, $j$-12.50$j$, '-12.5')
+) AS p(i, payload, canonical) ORDER BY p.i;
 -- Leaves and receipts at sequence numbers 0..2, the batch root and every inclusion proof.
 CREATE TEMP TABLE leaves AS
 SELECT v.i, ves.leaf_hash((v.envelope->>'tenant_id')::uuid, (v.envelope->>'store_id')::uuid, v.i,

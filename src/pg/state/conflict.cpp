@@ -11,6 +11,7 @@
 #include "core/json/json.hpp"
 #include "core/state/order_state.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/state/picks.hpp"
 
@@ -35,7 +36,7 @@ constexpr int64 kUnixToPostgresUs = INT64CONST(946684800000000);
 
 json::Value jsonb_arg(FunctionCallInfo fcinfo, int n, const char *name) {
   if (PG_ARGISNULL(n)) return json::Value(json::Value::Object{});
-  json::Value v = json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(n))));
+  json::Value v = jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(n)));
   if (v.kind() != json::Kind::object)
     throw VesError(sqlstate::invalid_payload, std::string(name) + " must be a JSON object", {},
                    "Pass the entity's state as a JSON object.");
@@ -53,8 +54,7 @@ int64 unix_us(FunctionCallInfo fcinfo, int n) {
 
 conflict::Policy policy_arg(FunctionCallInfo fcinfo, int n) {
   if (PG_ARGISNULL(n)) return conflict::Policy{};
-  return conflict::parse_policy(
-      json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(n)))));
+  return conflict::parse_policy(jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(n))));
 }
 
 Datum nullable_jsonb(FunctionCallInfo fcinfo, int n) {
@@ -241,8 +241,7 @@ PGVES_FUNCTION(ves_check_resolution) {
                    "a conflict cannot be resolved with strategy \"" + strategy + "\"", {}, hint);
   if (!PG_ARGISNULL(2) &&
       (*s != conflict::Strategy::merge ||
-       json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(2)))).kind() !=
-           json::Kind::object))
+       jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(2))).kind() != json::Kind::object))
     throw VesError(sqlstate::invalid_argument,
                    "a merged state is only taken with strategy merge, and must be a JSON object",
                    {}, "Pass merged => '{...}' together with strategy 'merge'.");

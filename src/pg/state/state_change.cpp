@@ -21,6 +21,7 @@
 #include "core/json/json.hpp"
 #include "core/state/conflict.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/state/picks.hpp"
@@ -50,26 +51,29 @@ namespace {
 // Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 constexpr int64 kUnixToPostgresUs = INT64CONST(946684800000000);
 
+// The tenant's policy for the type, or else its default ('*'): two lookups
+// by primary key.
+#define PGVES_POLICY                                          \
+  "coalesce((SELECT x.policy FROM ves.conflict_policies x"    \
+  "          WHERE x.tenant_id = $1 AND x.entity_type = $2)," \
+  "         (SELECT x.policy FROM ves.conflict_policies x"    \
+  "          WHERE x.tenant_id = $1 AND x.entity_type = '*'))"
+
 // The entity's row, locked; what the change's source reported last; the
-// tenant's policy for the type ('*': its default) and whether it names
-// references to check.
-#define PGVES_POLICY_OF(tenant, type)                                                        \
-  "SELECT x.policy, coalesce(x.policy -> 'references' <> '{}', false) AS refs"               \
-  " FROM ves.conflict_policies x WHERE x.tenant_id = " tenant " AND x.entity_type IN (" type \
-  ", '*') ORDER BY x.entity_type = '*' LIMIT 1"
+// policy.
 SavedPlan current_row = {
     "SELECT s.state, s.version, s.deleted, s.last_source, s.last_observed_at,"
     "       s.source_seen -> $4 -> 'state', (s.source_seen -> $4 ->> 'observed_at')::timestamptz,"
-    "       s.field_stamps, p.policy, coalesce(p.refs, false)"
-    " FROM ves.entity_state s LEFT JOIN LATERAL (" PGVES_POLICY_OF("$1", "$2") ") p ON true"
+    "       s.field_stamps, " PGVES_POLICY
+    " FROM ves.entity_state s"
     " WHERE s.tenant_id = $1 AND s.entity_type = $2 AND s.entity_id = $3 FOR UPDATE OF s",
     4,
     {UUIDOID, TEXTOID, TEXTOID, TEXTOID},
     nullptr};
 
 // The policy alone, for an entity that has no row yet.
-SavedPlan policy_row = {PGVES_POLICY_OF("$1", "$2"), 2, {UUIDOID, TEXTOID}, nullptr};
-#undef PGVES_POLICY_OF
+SavedPlan policy_row = {"SELECT " PGVES_POLICY, 2, {UUIDOID, TEXTOID}, nullptr};
+#undef PGVES_POLICY
 
 // The policy's references that name an entity marked deleted:
 // {"field": {"entity_type", "entity_id"}}, NULL when none does.
@@ -179,6 +183,16 @@ Datum jsonb_member(Datum object, const char *key) {
 
 bool jsonb_is_object(Datum value) {
   return pg_call([&] { return JB_ROOT_IS_OBJECT(DatumGetJsonbP(value)); });
+}
+
+bool names_references(Datum policy) {
+  return pg_call([&] {
+    Jsonb *j = DatumGetJsonbP(policy);
+    JsonbValue *v = getKeyJsonValueFromContainer(&j->root, "references", 10, nullptr);
+    // As `policy -> 'references' <> '{}'`: anything but an empty object.
+    return v != nullptr && !(v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data) &&
+                             JsonContainerSize(v->val.binary.data) == 0);
+  });
 }
 
 bool jsonb_has(Datum object, const char *key) {
@@ -294,7 +308,7 @@ Jsonb *event_metadata(const pg_uuid_t *conflict_id, Datum rule) {
 
 json::Value object_of(Datum jsonb, const char *name) {
   if (jsonb == (Datum)0) return json::Value(json::Value::Object{});
-  json::Value v = json::parse(safe::jsonb_text(safe::jsonb_detoast(jsonb)));
+  json::Value v = jsonb_value(safe::jsonb_detoast(jsonb));
   if (v.kind() != json::Kind::object)
     throw VesError(sqlstate::invalid_payload, std::string(name) + " must be a JSON object", {},
                    "Pass the entity's state as a JSON object.");
@@ -303,10 +317,10 @@ json::Value object_of(Datum jsonb, const char *name) {
 
 int64 unix_us(Datum timestamptz) { return DatumGetTimestampTz(timestamptz) + kUnixToPostgresUs; }
 
-std::string json_string_list(const std::vector<std::string> &list) {
+json::Value string_list(const std::vector<std::string> &list) {
   json::Value::Array a;
   for (const auto &s : list) a.emplace_back(s);
-  return pgves::core::jcs::canonicalize(json::Value(a));
+  return json::Value(std::move(a));
 }
 
 // A nullable column of the last SPI result's first row.
@@ -372,7 +386,6 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
   bool found = SPI_processed > 0;
   Column cur_state, cur_version, cur_deleted, cur_source, cur_observed, seen_state, seen_at, stamps;
   Column policy;
-  bool check_references = false;
   if (found) {
     cur_state = column(1);
     cur_version = column(2);
@@ -383,15 +396,13 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
     seen_at = column(7);
     stamps = column(8);
     policy = column(9);
-    check_references = DatumGetBool(column(10).value);
   } else {
     Datum policy_key[2] = {key[0], key[1]};
     safe::spi_run(policy_row, policy_key, nullptr, true, SPI_OK_SELECT, 1);
-    if (SPI_processed > 0) {
-      policy = column(1);
-      check_references = DatumGetBool(column(2).value);
-    }
+    policy = column(1);
   }
+  // References to check: the policy's "references" is a non-empty object.
+  bool check_references = !policy.null && names_references(policy.value);
   int64 current_version = found ? DatumGetInt64(cur_version.value) : 0;
   bool deleted = found && DatumGetBool(cur_deleted.value);
   if (has_base_version && base_version > current_version)
@@ -413,7 +424,7 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
   // The base: the state at the version the caller names, or else what this
   // source reported last ({} if it never did), so a platform that has not
   // seen our changes does not undo them.
-  Datum empty = PointerGetDatum(safe::jsonb_from_text("{}"));
+  Datum empty = PointerGetDatum(jsonb_from_value(json::Value(json::Value::Object{})));
   Datum base = empty;
   if (found) {
     if (!has_base_version) {
@@ -431,9 +442,8 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
   Datum local = found ? cur_state.value : empty;
 
   conflict::Input in;
-  in.policy = conflict::parse_policy(
-      policy.null ? json::Value(json::Value::Object{})
-                  : json::parse(safe::jsonb_text(safe::jsonb_detoast(policy.value))));
+  in.policy = conflict::parse_policy(policy.null ? json::Value(json::Value::Object{})
+                                                 : jsonb_value(safe::jsonb_detoast(policy.value)));
   in.base = object_of(base, "base");
   in.local.state = object_of(local, "local state");
   in.remote.state = object_of(state, "state");
@@ -488,7 +498,7 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
                       PointerGetDatum(entity_id),
                       safe::text_datum(conflict::name(d.type)),
                       safe::text_datum(d.rule),
-                      PointerGetDatum(safe::jsonb_from_text(json_string_list(d.fields))),
+                      PointerGetDatum(jsonb_from_value(string_list(d.fields))),
                       Int64GetDatum(base_version),
                       cur_version.value,
                       base,
@@ -543,8 +553,7 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
       has_event = true;
       event_id = r.event_id;
     }
-    Datum stamps_now =
-        PointerGetDatum(safe::jsonb_from_text(pgves::core::jcs::canonicalize(d.stamps)));
+    Datum stamps_now = PointerGetDatum(jsonb_from_value(d.stamps));
     if (d.changed || !found) {
       Datum args[10] = {UUIDPGetDatum(tenant),
                         UUIDPGetDatum(store),

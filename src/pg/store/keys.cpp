@@ -16,6 +16,7 @@
 #include "core/ves/timestamp.hpp"
 #include "core/ves/ves.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/store/read_fence.hpp"
 #include "pg/base/settings.hpp"
@@ -479,9 +480,10 @@ std::string open_secret(const uint8 *box, size_t len) {
 }
 
 void payload_plain_hash(const Jsonb *payload, uint8 out[32]) {
-  // jsonb's text form is valid JSON; the core parses it strictly and
-  // canonicalises it. Numbers become IEEE doubles, as RFC 8785 requires.
-  auto hash = core::ves::payload_plain_hash_of_json(jsonb_text(payload));
+  // The value json::parse gives for jsonb's text form, read from the jsonb
+  // directly; the core canonicalises it. Numbers become IEEE doubles, as
+  // RFC 8785 requires.
+  auto hash = core::ves::payload_plain_hash(core::jcs::canonicalize(jsonb_value(payload)));
   std::memcpy(out, hash.data(), hash.size());
 }
 

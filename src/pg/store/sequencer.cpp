@@ -11,6 +11,7 @@
 #include "core/ves/sequencing.hpp"
 #include "core/ves/ves.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/store/keys.hpp"
@@ -141,7 +142,7 @@ PGVES_FUNCTION(ves_sequence_events) {
     throw VesError(sqlstate::null_argument, "agent_id and envelopes must not be NULL", {},
                    "Pass the pushing agent's id and a JSON array of VES v1 envelopes.");
   const ves::Uuid agent = to_core_uuid(*PG_GETARG_UUID_P(0));
-  const json::Value body = json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(1))));
+  const json::Value body = jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(1)));
   std::vector<seq::Pushed> pushed;
   try {
     pushed = seq::read_request(agent, body);

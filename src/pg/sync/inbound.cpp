@@ -8,6 +8,7 @@
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/inbound.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/sync/alerts.hpp"
 #include "pg/sync/platform_credentials.hpp"
@@ -102,10 +103,8 @@ PGVES_FUNCTION(ves_inbound_message) {
   std::optional<pg_uuid_t> tenant, store;
   if (!PG_ARGISNULL(3)) tenant = *DatumGetUUIDP(PG_GETARG_DATUM(3));
   if (!PG_ARGISNULL(4)) store = *DatumGetUUIDP(PG_GETARG_DATUM(4));
-  const Value options =
-      core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(5))));
-  const Value headers =
-      core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(6))));
+  const Value options = jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(5)));
+  const Value headers = jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(6)));
   const std::vector<uint8_t> body_bytes = safe::bytea_bytes(PG_GETARG_DATUM(7));
   const std::string body(body_bytes.begin(), body_bytes.end());
 

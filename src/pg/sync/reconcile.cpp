@@ -6,6 +6,7 @@
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "pg/base/boundary.hpp"
+#include "pg/base/jsonb_value.hpp"
 #include "pg/base/progress.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/sync/alerts.hpp"
@@ -107,7 +108,7 @@ DestinationArgs destination_args(FunctionCallInfo fcinfo, int nargs, const char 
   a.id = PG_GETARG_INT32(0);
   a.kind = safe::text_string(PG_GETARG_DATUM(1));
   a.url = safe::text_string(PG_GETARG_DATUM(2));
-  a.options = core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(3))));
+  a.options = jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(3)));
   a.timeout_ms = PG_GETARG_INT32(4);
   return a;
 }
@@ -246,7 +247,7 @@ PGVES_FUNCTION(ves_follow_up_read) {
   const Value &options = args.options;
   const long timeout_ms = args.timeout_ms;
   const std::vector<std::string> handles = safe::text_array_strings(PG_GETARG_DATUM(5));
-  const Value lines = core::json::parse(safe::jsonb_text(safe::jsonb_detoast(PG_GETARG_DATUM(6))));
+  const Value lines = jsonb_value(safe::jsonb_detoast(PG_GETARG_DATUM(6)));
   const core::Adapter *adapter = core::find_adapter(kind);
   if (!adapter)
     throw VesError(sqlstate::invalid_argument, "unknown destination kind " + kind, {},
