@@ -326,21 +326,6 @@ CREATE TYPE ves.upsert_result AS (
   original_outcome text     -- for a duplicate, what the first call did; else the outcome
 );
 
--- The state an entity had at a version, read back from its event stream.
--- (plpgsql, not sql: a sql function with its own search_path is neither
--- inlined nor allowed to keep its plan, and planning over every partition
--- of ves.events costs far more than the lookup.)
-CREATE FUNCTION ves._state_at(tenant_id uuid, entity_type text, entity_id text, version bigint) RETURNS jsonb
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  RETURN coalesce((
-    SELECT e.payload -> 'state' FROM ves.events e
-    WHERE e.tenant_id = _state_at.tenant_id AND e.entity_type = _state_at.entity_type
-      AND e.entity_id = _state_at.entity_id AND e.entity_version <= _state_at.version
-      AND e.event_type IN (_state_at.entity_type || '.created', _state_at.entity_type || '.updated',
-                           _state_at.entity_type || '.deleted')
-    ORDER BY e.entity_version DESC LIMIT 1), '{}');
-END $$;
 
 -- Records what a source reported: the base of its next change that names no
 -- base version, and its latest observed_at.
@@ -358,9 +343,12 @@ $$;
 
 -- A conflict record as the payload of its sync.conflict_detected event:
 -- everything a node needs to hold the same record (ves._apply_ingested).
+-- (plpgsql, not sql: a sql function with its own search_path is planned
+-- again on every call.)
 CREATE FUNCTION ves._conflict_payload(c ves.conflicts) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT jsonb_build_object('conflict_id', c.conflict_id, 'conflict_type', c.conflict_type, 'rule', c.rule,
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN jsonb_build_object('conflict_id', c.conflict_id, 'conflict_type', c.conflict_type, 'rule', c.rule,
                             'status', c.status, 'strategy', c.strategy,
                             'entity_type', c.entity_type, 'entity_id', c.entity_id, 'fields', to_jsonb(c.fields),
                             'base_version', c.base_version, 'local_version', c.local_version,
@@ -369,8 +357,8 @@ CREATE FUNCTION ves._conflict_payload(c ves.conflicts) RETURNS jsonb
                             'local_source', c.local_source, 'remote_source', c.remote_source,
                             'local_observed_at', c.local_observed_at, 'remote_observed_at', c.remote_observed_at,
                             'detail', c.detail, 'detected_at', c.detected_at, 'resolved_at', c.resolved_at,
-                            'resolved_by', c.resolved_by)
-$$;
+                            'resolved_by', c.resolved_by);
+END $$;
 
 -- Records a conflict, open or resolved by a rule: the row and a
 -- sync.conflict_detected event on the conflict's own stream that carries the

@@ -89,8 +89,15 @@ SavedPlan deleted_references = {
     {UUIDOID, JSONBOID, JSONBOID},
     nullptr};
 
+// The state the entity had at a version, read back from its event stream.
 SavedPlan state_at = {
-    "SELECT ves._state_at($1, $2, $3, $4)", 4, {UUIDOID, TEXTOID, TEXTOID, INT8OID}, nullptr};
+    "SELECT e.payload -> 'state' FROM ves.events e"
+    " WHERE e.tenant_id = $1 AND e.entity_type = $2 AND e.entity_id = $3 AND e.entity_version <= $4"
+    "   AND e.event_type IN ($2 || '.created', $2 || '.updated', $2 || '.deleted')"
+    " ORDER BY e.entity_version DESC LIMIT 1",
+    4,
+    {UUIDOID, TEXTOID, TEXTOID, INT8OID},
+    nullptr};
 
 SavedPlan stream_version = {
     "SELECT x.version FROM ves.streams x"
@@ -435,7 +442,7 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
       Datum args[4] = {UUIDPGetDatum(tenant), PointerGetDatum(entity_type),
                        PointerGetDatum(entity_id), Int64GetDatum(base_version)};
       safe::spi_run(state_at, args, nullptr, true, SPI_OK_SELECT, 1);
-      Column at = column(1);
+      Column at = SPI_processed > 0 ? column(1) : Column{};
       base = at.null ? empty : at.value;
     }
   }

@@ -171,6 +171,7 @@ GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
 -- decision with it.
 -- @create function ves._stream_version
 -- @replace function ves._source_seen
+DROP FUNCTION ves._state_at(uuid, text, text, bigint);
 -- @create function ves._state_change
 -- @create function ves._state_conflict
 REVOKE ALL ON FUNCTION ves._state_conflict(uuid, uuid, text, text, text, text, jsonb, bigint, bigint, jsonb, jsonb,
