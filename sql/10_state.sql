@@ -200,3 +200,27 @@ SET ves.tenant_id = '00000000-0000-0000-0000-000000000c02';
 SELECT regress_try($q$SELECT ves.upsert('00000000-0000-0000-0000-000000000c01', '00000000-0000-0000-0000-000000000d01', 'product', 'p1', '{}')$q$);
 SELECT regress_try($q$SELECT ves.get_state('00000000-0000-0000-0000-000000000c01', 'product', 'p1')$q$);
 RESET ves.tenant_id;
+
+-- Every conflict record travels whole: its sync.conflict_detected event
+-- carries the record as it was detected, under the names other nodes read
+-- (all of it for the records nobody resolved since; the rest for all).
+SELECT count(*) AS records, count(*) FILTER (WHERE e.payload ->> 'status' = 'open') AS opened,
+       count(*) FILTER (WHERE c.detail <> '{}') AS with_detail,
+       bool_and(e.payload - ARRAY['status', 'strategy', 'resolved', 'resolved_at', 'resolved_by']
+                = jsonb_build_object(
+         'conflict_id', c.conflict_id, 'conflict_type', c.conflict_type, 'rule', c.rule,
+         'entity_type', c.entity_type, 'entity_id', c.entity_id,
+         'fields', to_jsonb(c.fields), 'base_version', c.base_version, 'local_version', c.local_version,
+         'local', c.local_state, 'remote', c.remote_state, 'base', c.base_state, 'proposed', c.proposed_state,
+         'local_source', c.local_source, 'remote_source', c.remote_source,
+         'local_observed_at', c.local_observed_at, 'remote_observed_at', c.remote_observed_at,
+         'detail', c.detail, 'detected_at', c.detected_at)) AS payload_is_record,
+       bool_and(e.payload -> 'status' = to_jsonb(c.status)
+                AND e.payload -> 'strategy' = coalesce(to_jsonb(c.strategy), 'null')
+                AND e.payload -> 'resolved' = coalesce(c.resolved_state, 'null')
+                AND e.payload -> 'resolved_at' = coalesce(to_jsonb(c.resolved_at), 'null')
+                AND e.payload -> 'resolved_by' = coalesce(to_jsonb(c.resolved_by), 'null'))
+         FILTER (WHERE c.resolution_event_id IS NULL) AS outcome_is_record,
+       bool_and(e.event_type = 'sync.conflict_detected' AND e.entity_type = 'sync.conflict'
+                AND e.entity_id = c.conflict_id::text AND e.entity_version = 1) AS on_its_own_stream
+FROM ves.conflicts c JOIN ves.events e ON e.event_id = c.event_id;

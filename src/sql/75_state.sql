@@ -341,45 +341,13 @@ CREATE FUNCTION ves._source_seen(seen jsonb, source text, reported jsonb, observ
                         ELSE observed_at END))
 $$;
 
--- A conflict record as the payload of its sync.conflict_detected event:
--- everything a node needs to hold the same record (ves._apply_ingested).
--- (plpgsql, not sql: a sql function with its own search_path is planned
--- again on every call.)
-CREATE FUNCTION ves._conflict_payload(c ves.conflicts) RETURNS jsonb
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  RETURN jsonb_build_object('conflict_id', c.conflict_id, 'conflict_type', c.conflict_type, 'rule', c.rule,
-                            'status', c.status, 'strategy', c.strategy,
-                            'entity_type', c.entity_type, 'entity_id', c.entity_id, 'fields', to_jsonb(c.fields),
-                            'base_version', c.base_version, 'local_version', c.local_version,
-                            'local', c.local_state, 'remote', c.remote_state, 'base', c.base_state,
-                            'proposed', c.proposed_state, 'resolved', c.resolved_state,
-                            'local_source', c.local_source, 'remote_source', c.remote_source,
-                            'local_observed_at', c.local_observed_at, 'remote_observed_at', c.remote_observed_at,
-                            'detail', c.detail, 'detected_at', c.detected_at, 'resolved_at', c.resolved_at,
-                            'resolved_by', c.resolved_by);
-END $$;
-
 -- Records a conflict, open or resolved by a rule: the row and a
 -- sync.conflict_detected event on the conflict's own stream that carries the
 -- whole record, so that every node the event reaches holds the same record
 -- (ves._apply_ingested_conflict). An open one also sends NOTIFY
--- ves_conflicts (payload: the id).
+-- ves_conflicts (payload: the id). src/pg/state/conflict_record.cpp.
 CREATE FUNCTION ves._record_conflict(c ves.conflicts) RETURNS uuid
-  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE r ves.append_result;
-BEGIN
-  c.conflict_id := coalesce(c.conflict_id, gen_random_uuid());
-  c.detected_at := coalesce(c.detected_at, now());
-  SELECT * INTO r FROM ves.append(c.tenant_id, c.store_id, 'sync.conflict', c.conflict_id::text,
-    'sync.conflict_detected', ves._conflict_payload(c), expected_version => 0, source => c.remote_source);
-  c.event_id := r.event_id;
-  INSERT INTO ves.conflicts SELECT c.*;
-  IF c.status = 'open' THEN
-    PERFORM pg_notify('ves_conflicts', c.conflict_id::text);
-  END IF;
-  RETURN c.conflict_id;
-END $$;
+  AS 'MODULE_PATHNAME', 'ves_record_conflict' LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 
 -- Opens a conflict for review (ves._record_conflict).
 CREATE FUNCTION ves._open_conflict(c ves.conflicts) RETURNS uuid
@@ -405,37 +373,6 @@ CREATE FUNCTION ves._state_change(tenant_id uuid, store_id uuid, entity_type tex
                                   ingested ves.events DEFAULT NULL) RETURNS ves.upsert_result
   AS 'MODULE_PATHNAME', 'ves_state_change' LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 
--- Records the conflict ves._state_change found: open for review, or resolved
--- by the rule that decided it (`resolved`). `deleted_references` (the
--- references to entities marked deleted) and `entity_deleted` make its detail.
-CREATE FUNCTION ves._state_conflict(tenant_id uuid, store_id uuid, entity_type text, entity_id text,
-                                    conflict_type text, rule text, fields jsonb, base_version bigint,
-                                    local_version bigint, base_state jsonb, local_state jsonb, remote_state jsonb,
-                                    proposed_state jsonb, local_source text, remote_source text,
-                                    local_observed_at timestamptz, remote_observed_at timestamptz,
-                                    deleted_references jsonb, entity_deleted boolean, resolved boolean)
-  RETURNS uuid LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE c ves.conflicts;
-BEGIN
-  c.tenant_id := tenant_id; c.store_id := store_id; c.entity_type := entity_type; c.entity_id := entity_id;
-  c.conflict_type := conflict_type; c.rule := rule;
-  c.fields := ARRAY(SELECT jsonb_array_elements_text(fields));
-  c.base_version := base_version; c.local_version := local_version;
-  c.base_state := base_state; c.local_state := local_state; c.remote_state := remote_state;
-  c.proposed_state := proposed_state;
-  c.local_source := local_source; c.remote_source := remote_source;
-  c.local_observed_at := local_observed_at; c.remote_observed_at := remote_observed_at;
-  c.detail := CASE WHEN deleted_references IS NOT NULL
-                   THEN jsonb_build_object('deleted_references', deleted_references)
-                   WHEN entity_deleted THEN '{"entity_deleted": true}'::jsonb ELSE '{}'::jsonb END;
-  c.detected_at := now();
-  IF NOT resolved THEN
-    RETURN ves._open_conflict(c);
-  END IF;
-  c.status := 'resolved';
-  c.strategy := rule; c.resolved_state := proposed_state; c.resolved_at := now(); c.resolved_by := session_user;
-  RETURN ves._record_conflict(c);
-END $$;
 
 
 CREATE FUNCTION ves.upsert(

@@ -10,7 +10,7 @@ namespace pgves::pg {
 struct SavedPlan {
   const char *sql;
   int nargs;
-  Oid argtypes[20];
+  Oid argtypes[32];
   SPIPlanPtr plan;
 };
 

@@ -24,6 +24,7 @@
 #include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/base/spi_plan.hpp"
+#include "pg/state/conflict_record.hpp"
 #include "pg/state/picks.hpp"
 #include "pg/store/append.hpp"
 
@@ -31,6 +32,8 @@ extern "C" {
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -104,15 +107,6 @@ SavedPlan stream_version = {
     " WHERE x.tenant_id = $1 AND x.entity_type = $2 AND x.entity_id = $3",
     3,
     {UUIDOID, TEXTOID, TEXTOID},
-    nullptr};
-
-SavedPlan record_conflict = {
-    "SELECT ves._state_conflict($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-    " $16, $17, $18, $19, $20)",
-    20,
-    {UUIDOID, UUIDOID,        TEXTOID,        TEXTOID,  TEXTOID,  TEXTOID,  JSONBOID,
-     INT8OID, INT8OID,        JSONBOID,       JSONBOID, JSONBOID, JSONBOID, TEXTOID,
-     TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID, BOOLOID,  BOOLOID},
     nullptr};
 
 // A new entity's row. No other writer can insert it meanwhile: every writer
@@ -262,6 +256,16 @@ void put_null(JsonbParseState **ps, const char *key) {
   pushJsonbValue(ps, WJB_VALUE, &v);
 }
 
+void put_jsonb(JsonbParseState **ps, const char *key, Datum value) {
+  put_key(ps, key);
+  Jsonb *j = DatumGetJsonbP(value);
+  JsonbValue v;
+  v.type = jbvBinary;
+  v.val.binary.data = &j->root;
+  v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+  pushJsonbValue(ps, WJB_VALUE, &v);
+}
+
 // The event's payload: {"state", "source", "observed_at", "base_version"},
 // and "applied_from" for a restatement of an ingested event.
 Jsonb *event_payload(Datum state, Datum source, const Datum *observed_at, const int64 *base_version,
@@ -269,13 +273,7 @@ Jsonb *event_payload(Datum state, Datum source, const Datum *observed_at, const 
   return pg_call([&] {
     JsonbParseState *ps = nullptr;
     pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
-    put_key(&ps, "state");
-    Jsonb *st = DatumGetJsonbP(state);
-    JsonbValue sv;
-    sv.type = jbvBinary;
-    sv.val.binary.data = &st->root;
-    sv.val.binary.len = VARSIZE(st) - VARHDRSZ;
-    pushJsonbValue(&ps, WJB_VALUE, &sv);
+    put_jsonb(&ps, "state", state);
     put_text(&ps, "source", source);
     if (observed_at) {
       char *at = JsonEncodeDateTime(nullptr, *observed_at, TIMESTAMPTZOID, nullptr);
@@ -311,6 +309,47 @@ Jsonb *event_metadata(const pg_uuid_t *conflict_id, Datum rule) {
   });
 }
 
+pg_uuid_t record_conflict(conflicts::Row *row) {
+  return pg_call([&] { return conflicts::record(row); });
+}
+
+// text[] of the strings.
+Datum text_array(const std::vector<std::string> &list) {
+  std::vector<Datum> items;
+  for (const auto &s : list) items.push_back(safe::text_datum(s));
+  return pg_call([&] {
+    return PointerGetDatum(construct_array(items.data(), static_cast<int>(items.size()), TEXTOID,
+                                           -1, false, TYPALIGN_INT));
+  });
+}
+
+// A conflict's detail: {"deleted_references": ...} when references name
+// deleted entities, {"entity_deleted": true} when the entity is, else {}.
+Datum conflict_detail(Datum deleted_references, bool entity_deleted) {
+  return pg_call([&] {
+    JsonbParseState *ps = nullptr;
+    pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
+    if (deleted_references) {
+      put_jsonb(&ps, "deleted_references", deleted_references);
+    } else if (entity_deleted) {
+      put_key(&ps, "entity_deleted");
+      JsonbValue v;
+      v.type = jbvBool;
+      v.val.boolean = true;
+      pushJsonbValue(&ps, WJB_VALUE, &v);
+    }
+    return PointerGetDatum(JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, nullptr)));
+  });
+}
+
+// session_user, as a name.
+Datum session_user_name() {
+  return pg_call([] {
+    return DirectFunctionCall1(namein,
+                               CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
+  });
+}
+
 // --- conversions ----------------------------------------------------------------
 
 json::Value object_of(Datum jsonb, const char *name) {
@@ -323,12 +362,6 @@ json::Value object_of(Datum jsonb, const char *name) {
 }
 
 int64 unix_us(Datum timestamptz) { return DatumGetTimestampTz(timestamptz) + kUnixToPostgresUs; }
-
-json::Value string_list(const std::vector<std::string> &list) {
-  json::Value::Array a;
-  for (const auto &s : list) a.emplace_back(s);
-  return json::Value(std::move(a));
-}
 
 // A nullable column of the last SPI result's first row.
 struct Column {
@@ -499,40 +532,40 @@ Datum change_entity(FunctionCallInfo fcinfo, const Change &c) {
   bool record = d.type != conflict::Type::none && !derived &&
                 (is_conflict || d.outcome == conflict::Outcome::resolved);
   if (record) {
-    Datum args[20] = {UUIDPGetDatum(tenant),
-                      UUIDPGetDatum(store),
-                      PointerGetDatum(entity_type),
-                      PointerGetDatum(entity_id),
-                      safe::text_datum(conflict::name(d.type)),
-                      safe::text_datum(d.rule),
-                      PointerGetDatum(jsonb_from_value(string_list(d.fields))),
-                      Int64GetDatum(base_version),
-                      cur_version.value,
-                      base,
-                      cur_state.value,
-                      state,
-                      new_state,
-                      cur_source.value,
-                      source,
-                      cur_observed.value,
-                      observed_at,
-                      ref_detail.value,
-                      BoolGetDatum(deleted),
-                      BoolGetDatum(!is_conflict)};
-    char nulls[21] = "                    ";
-    nulls[7] = has_base_version ? ' ' : 'n';
-    nulls[8] = cur_version.null ? 'n' : ' ';
-    nulls[10] = cur_state.null ? 'n' : ' ';
-    nulls[13] = cur_source.null ? 'n' : ' ';
-    nulls[15] = cur_observed.null ? 'n' : ' ';
-    nulls[16] = has_observed_at ? ' ' : 'n';
-    nulls[17] = ref_detail.null ? 'n' : ' ';
-    safe::spi_run(record_conflict, args, nulls, false, SPI_OK_SELECT, 1);
-    Column id = column(1);
-    if (!id.null) {
-      has_conflict = true;
-      conflict_id = *DatumGetUUIDP(id.value);
+    conflicts::Row row;
+    conflicts::clear(&row);
+    auto set = [&row](conflicts::Column c, Datum value, bool isnull = false) {
+      row.values[c] = value;
+      row.nulls[c] = isnull;
+    };
+    bool resolved = !is_conflict;
+    set(conflicts::tenant_id, UUIDPGetDatum(tenant));
+    set(conflicts::store_id, UUIDPGetDatum(store));
+    set(conflicts::entity_type, PointerGetDatum(entity_type));
+    set(conflicts::entity_id, PointerGetDatum(entity_id));
+    set(conflicts::conflict_type, safe::text_datum(conflict::name(d.type)));
+    set(conflicts::status, safe::text_datum(resolved ? "resolved" : "open"));
+    set(conflicts::rule, safe::text_datum(d.rule));
+    set(conflicts::fields, text_array(d.fields));
+    set(conflicts::base_version, Int64GetDatum(base_version), !has_base_version);
+    set(conflicts::local_version, cur_version.value, cur_version.null);
+    set(conflicts::base_state, base);
+    set(conflicts::local_state, cur_state.value, cur_state.null);
+    set(conflicts::remote_state, state);
+    set(conflicts::proposed_state, new_state);
+    set(conflicts::local_source, cur_source.value, cur_source.null);
+    set(conflicts::remote_source, source);
+    set(conflicts::local_observed_at, cur_observed.value, cur_observed.null);
+    set(conflicts::remote_observed_at, observed_at, !has_observed_at);
+    set(conflicts::detail, conflict_detail(ref_detail.null ? (Datum)0 : ref_detail.value, deleted));
+    if (resolved) {
+      set(conflicts::strategy, safe::text_datum(d.rule));
+      set(conflicts::resolved_state, new_state);
+      set(conflicts::resolved_at, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+      set(conflicts::resolved_by, session_user_name());
     }
+    conflict_id = record_conflict(&row);
+    has_conflict = true;
   }
 
   if (is_conflict) {

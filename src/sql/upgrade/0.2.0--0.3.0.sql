@@ -173,9 +173,6 @@ GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
 -- @replace function ves._source_seen
 DROP FUNCTION ves._state_at(uuid, text, text, bigint);
 -- @create function ves._state_change
--- @create function ves._state_conflict
-REVOKE ALL ON FUNCTION ves._state_conflict(uuid, uuid, text, text, text, text, jsonb, bigint, bigint, jsonb, jsonb,
-  jsonb, jsonb, text, text, timestamptz, timestamptz, jsonb, boolean, boolean) FROM PUBLIC;
 -- @replace function ves.upsert
 -- @create function ves._upsert_keyed
 REVOKE ALL ON FUNCTION ves._upsert_keyed(uuid, uuid, text, text, jsonb, bigint, text, text, timestamptz) FROM PUBLIC;
@@ -216,10 +213,9 @@ ALTER TABLE ves.destinations DROP CONSTRAINT destinations_url_check,
 -- (ves._apply_ingested_conflict, in 98_apply.sql above). The functions that
 -- record conflicts (_state_change, _reservation_conflict, set_stock,
 -- resolve_conflict) are created above from their current definitions.
--- @create function ves._conflict_payload
 -- @create function ves._record_conflict
 -- @replace function ves._open_conflict
-REVOKE ALL ON FUNCTION ves._conflict_payload(ves.conflicts), ves._record_conflict(ves.conflicts) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ves._record_conflict(ves.conflicts) FROM PUBLIC;
 
 -- Operations (issue 13): pg_dump keeps ves.partition_config (when changed)
 -- and ves.sync_settings; restoring either replaces the singleton row that
