@@ -9,7 +9,11 @@
 #include "pg/base/safe.hpp"
 
 extern "C" {
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/uuid.h"
 #include "utils/numeric.h"
 }
 
@@ -319,6 +323,78 @@ Jsonb *jsonb_from_value(const json::Value &value) {
   std::vector<Token> tokens;
   flatten(value, &tokens, &numbers);
   return jsonb_of_tokens(tokens.data(), static_cast<int>(tokens.size()));
+}
+
+void jsonb_push_key(JsonbParseState **ps, const char *key) {
+  JsonbValue k;
+  k.type = jbvString;
+  k.val.string.val = const_cast<char *>(key);
+  k.val.string.len = static_cast<int>(strlen(key));
+  pushJsonbValue(ps, WJB_KEY, &k);
+}
+
+void jsonb_push_datum(JsonbParseState **ps, JsonbIteratorToken as, Oid type, Datum d, bool isnull) {
+  JsonbValue v;
+  if (isnull) {
+    v.type = jbvNull;
+    pushJsonbValue(ps, as, &v);
+    return;
+  }
+  switch (type) {
+    case UUIDOID: {
+      char *s = DatumGetCString(DirectFunctionCall1(uuid_out, d));
+      v.type = jbvString;
+      v.val.string.val = s;
+      v.val.string.len = static_cast<int>(strlen(s));
+      break;
+    }
+    case TEXTOID: {
+      text *t = DatumGetTextPP(d);
+      v.type = jbvString;
+      v.val.string.val = VARDATA_ANY(t);
+      v.val.string.len = static_cast<int>(VARSIZE_ANY_EXHDR(t));
+      break;
+    }
+    case NAMEOID: {
+      char *s = NameStr(*DatumGetName(d));
+      v.type = jbvString;
+      v.val.string.val = s;
+      v.val.string.len = static_cast<int>(strlen(s));
+      break;
+    }
+    case INT8OID:
+      v.type = jbvNumeric;
+      v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, d));
+      break;
+    case TIMESTAMPTZOID: {
+      char *s = JsonEncodeDateTime(nullptr, d, TIMESTAMPTZOID, nullptr);
+      v.type = jbvString;
+      v.val.string.val = s;
+      v.val.string.len = static_cast<int>(strlen(s));
+      break;
+    }
+    case JSONBOID: {
+      Jsonb *j = DatumGetJsonbP(d);
+      v.type = jbvBinary;
+      v.val.binary.data = &j->root;
+      v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+      break;
+    }
+    case TEXTARRAYOID: {
+      ArrayType *a = DatumGetArrayTypeP(d);
+      Datum *elems;
+      bool *enulls;
+      int n;
+      deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+      pushJsonbValue(ps, WJB_BEGIN_ARRAY, nullptr);
+      for (int i = 0; i < n; ++i) jsonb_push_datum(ps, WJB_ELEM, TEXTOID, elems[i], enulls[i]);
+      pushJsonbValue(ps, WJB_END_ARRAY, nullptr);
+      return;
+    }
+    default:
+      elog(ERROR, "pg_ves: no jsonb form for type %u", type);
+  }
+  pushJsonbValue(ps, as, &v);
 }
 
 }  // namespace pgves::pg

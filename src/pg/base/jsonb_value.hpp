@@ -19,4 +19,14 @@ namespace pgves::pg {
 core::json::Value jsonb_value(const Jsonb *value);
 Jsonb *jsonb_from_value(const core::json::Value &value);
 
+// Building a jsonb object as jsonb_build_object does (keys sorted and unique
+// when the object ends). Plain PostgreSQL calls: C++ callers make them
+// inside pg_call.
+void jsonb_push_key(JsonbParseState **ps, const char *key);
+// A value of type uuid, text, name, int8, timestamptz (written in the
+// session's time zone), jsonb or text[], or NULL, as jsonb_build_object
+// writes it; `as` is WJB_VALUE in an object, WJB_ELEM in an array.
+void jsonb_push_datum(JsonbParseState **ps, JsonbIteratorToken as, Oid type, Datum value,
+                      bool isnull);
+
 }  // namespace pgves::pg

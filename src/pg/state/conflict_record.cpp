@@ -4,6 +4,7 @@
 #include "pg/state/conflict_record.hpp"
 
 #include "pg/base/boundary.hpp"
+#include "pg/base/jsonb_value.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/store/append.hpp"
 
@@ -13,11 +14,8 @@ extern "C" {
 #include "commands/async.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/jsonb.h"
-#include "utils/numeric.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 }
@@ -110,81 +108,12 @@ void prepare_insert() {
   insert_row.sql = kept;
 }
 
-// A column's value as jsonb_build_object writes it.
-void put_value(JsonbParseState **ps, Oid type, Datum d, bool isnull, JsonbIteratorToken as) {
-  JsonbValue v;
-  if (isnull) {
-    v.type = jbvNull;
-    pushJsonbValue(ps, as, &v);
-    return;
-  }
-  switch (type) {
-    case UUIDOID: {
-      char *s = DatumGetCString(DirectFunctionCall1(uuid_out, d));
-      v.type = jbvString;
-      v.val.string.val = s;
-      v.val.string.len = static_cast<int>(strlen(s));
-      break;
-    }
-    case TEXTOID: {
-      text *t = DatumGetTextPP(d);
-      v.type = jbvString;
-      v.val.string.val = VARDATA_ANY(t);
-      v.val.string.len = static_cast<int>(VARSIZE_ANY_EXHDR(t));
-      break;
-    }
-    case NAMEOID: {
-      char *s = NameStr(*DatumGetName(d));
-      v.type = jbvString;
-      v.val.string.val = s;
-      v.val.string.len = static_cast<int>(strlen(s));
-      break;
-    }
-    case INT8OID:
-      v.type = jbvNumeric;
-      v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, d));
-      break;
-    case TIMESTAMPTZOID: {
-      char *s = JsonEncodeDateTime(nullptr, d, TIMESTAMPTZOID, nullptr);
-      v.type = jbvString;
-      v.val.string.val = s;
-      v.val.string.len = static_cast<int>(strlen(s));
-      break;
-    }
-    case JSONBOID: {
-      Jsonb *j = DatumGetJsonbP(d);
-      v.type = jbvBinary;
-      v.val.binary.data = &j->root;
-      v.val.binary.len = VARSIZE(j) - VARHDRSZ;
-      break;
-    }
-    case TEXTARRAYOID: {
-      ArrayType *a = DatumGetArrayTypeP(d);
-      Datum *elems;
-      bool *enulls;
-      int n;
-      deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
-      pushJsonbValue(ps, WJB_BEGIN_ARRAY, nullptr);
-      for (int i = 0; i < n; ++i) put_value(ps, TEXTOID, elems[i], enulls[i], WJB_ELEM);
-      pushJsonbValue(ps, WJB_END_ARRAY, nullptr);
-      return;
-    }
-    default:
-      elog(ERROR, "pg_ves: conflict column of unexpected type %u", type);
-  }
-  pushJsonbValue(ps, as, &v);
-}
-
 Jsonb *payload_of(const Row &row) {
   JsonbParseState *ps = nullptr;
   pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
   for (const Member &m : kPayload) {
-    JsonbValue k;
-    k.type = jbvString;
-    k.val.string.val = const_cast<char *>(m.key);
-    k.val.string.len = static_cast<int>(strlen(m.key));
-    pushJsonbValue(&ps, WJB_KEY, &k);
-    put_value(&ps, kTypes[m.column], row.values[m.column], row.nulls[m.column], WJB_VALUE);
+    jsonb_push_key(&ps, m.key);
+    jsonb_push_datum(&ps, WJB_VALUE, kTypes[m.column], row.values[m.column], row.nulls[m.column]);
   }
   return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, nullptr));
 }

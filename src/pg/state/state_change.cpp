@@ -7,9 +7,8 @@
 //
 // The facts are read and the rows written with plans kept for the backend's
 // life; the event is appended in-process (append_one), so a change costs the
-// statements it needs and no plpgsql around them. Conflicts, rare, are
-// recorded by ves._state_conflict (plpgsql, with the rest of the conflict
-// records).
+// statements it needs and no plpgsql around them. Conflicts are recorded by
+// src/pg/state/conflict_record.cpp, as for every other caller.
 //
 // With `ingested`, nothing is appended when the decided state is what the
 // event says (the entity's version becomes the stream's); otherwise the
@@ -17,7 +16,6 @@
 // event's id) so the other node learns it. A restatement that arrives (it has
 // "applied_from") records no conflict and is restated again only when it
 // changed something here.
-#include "core/json/canonical_json.hpp"
 #include "core/json/json.hpp"
 #include "core/state/conflict.hpp"
 #include "pg/base/boundary.hpp"
@@ -35,9 +33,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/jsonb.h"
-#include "utils/numeric.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 }
@@ -220,52 +216,6 @@ Datum result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
   return safe::composite_result(fcinfo, values, nulls);
 }
 
-// jsonb object building, as jsonb_build_object does it (keys sorted and
-// unique when the object ends).
-void put_key(JsonbParseState **ps, const char *key) {
-  JsonbValue k;
-  k.type = jbvString;
-  k.val.string.val = const_cast<char *>(key);
-  k.val.string.len = static_cast<int>(strlen(key));
-  pushJsonbValue(ps, WJB_KEY, &k);
-}
-
-void put_string(JsonbParseState **ps, const char *key, char *value, int len) {
-  put_key(ps, key);
-  JsonbValue v;
-  v.type = jbvString;
-  v.val.string.val = value;
-  v.val.string.len = len;
-  pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-void put_text(JsonbParseState **ps, const char *key, Datum value) {
-  text *t = DatumGetTextPP(value);
-  put_string(ps, key, VARDATA_ANY(t), static_cast<int>(VARSIZE_ANY_EXHDR(t)));
-}
-
-void put_uuid(JsonbParseState **ps, const char *key, Datum value) {
-  char *u = DatumGetCString(DirectFunctionCall1(uuid_out, value));
-  put_string(ps, key, u, static_cast<int>(strlen(u)));
-}
-
-void put_null(JsonbParseState **ps, const char *key) {
-  put_key(ps, key);
-  JsonbValue v;
-  v.type = jbvNull;
-  pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-void put_jsonb(JsonbParseState **ps, const char *key, Datum value) {
-  put_key(ps, key);
-  Jsonb *j = DatumGetJsonbP(value);
-  JsonbValue v;
-  v.type = jbvBinary;
-  v.val.binary.data = &j->root;
-  v.val.binary.len = VARSIZE(j) - VARHDRSZ;
-  pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
 // The event's payload: {"state", "source", "observed_at", "base_version"},
 // and "applied_from" for a restatement of an ingested event.
 Jsonb *event_payload(Datum state, Datum source, const Datum *observed_at, const int64 *base_version,
@@ -273,25 +223,20 @@ Jsonb *event_payload(Datum state, Datum source, const Datum *observed_at, const 
   return pg_call([&] {
     JsonbParseState *ps = nullptr;
     pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
-    put_jsonb(&ps, "state", state);
-    put_text(&ps, "source", source);
-    if (observed_at) {
-      char *at = JsonEncodeDateTime(nullptr, *observed_at, TIMESTAMPTZOID, nullptr);
-      put_string(&ps, "observed_at", at, static_cast<int>(strlen(at)));
-    } else {
-      put_null(&ps, "observed_at");
+    jsonb_push_key(&ps, "state");
+    jsonb_push_datum(&ps, WJB_VALUE, JSONBOID, state, false);
+    jsonb_push_key(&ps, "source");
+    jsonb_push_datum(&ps, WJB_VALUE, TEXTOID, source, false);
+    jsonb_push_key(&ps, "observed_at");
+    jsonb_push_datum(&ps, WJB_VALUE, TIMESTAMPTZOID, observed_at ? *observed_at : (Datum)0,
+                     !observed_at);
+    jsonb_push_key(&ps, "base_version");
+    jsonb_push_datum(&ps, WJB_VALUE, INT8OID,
+                     base_version ? Int64GetDatum(*base_version) : (Datum)0, !base_version);
+    if (applied_from) {
+      jsonb_push_key(&ps, "applied_from");
+      jsonb_push_datum(&ps, WJB_VALUE, UUIDOID, *applied_from, false);
     }
-    if (base_version) {
-      put_key(&ps, "base_version");
-      JsonbValue n;
-      n.type = jbvNumeric;
-      n.val.numeric =
-          DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(*base_version)));
-      pushJsonbValue(&ps, WJB_VALUE, &n);
-    } else {
-      put_null(&ps, "base_version");
-    }
-    if (applied_from) put_uuid(&ps, "applied_from", *applied_from);
     return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, nullptr));
   });
 }
@@ -302,8 +247,10 @@ Jsonb *event_metadata(const pg_uuid_t *conflict_id, Datum rule) {
     JsonbParseState *ps = nullptr;
     pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
     if (conflict_id) {
-      put_uuid(&ps, "conflict_id", UUIDPGetDatum(conflict_id));
-      put_text(&ps, "rule", rule);
+      jsonb_push_key(&ps, "conflict_id");
+      jsonb_push_datum(&ps, WJB_VALUE, UUIDOID, UUIDPGetDatum(conflict_id), false);
+      jsonb_push_key(&ps, "rule");
+      jsonb_push_datum(&ps, WJB_VALUE, TEXTOID, rule, false);
     }
     return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, nullptr));
   });
@@ -330,9 +277,10 @@ Datum conflict_detail(Datum deleted_references, bool entity_deleted) {
     JsonbParseState *ps = nullptr;
     pushJsonbValue(&ps, WJB_BEGIN_OBJECT, nullptr);
     if (deleted_references) {
-      put_jsonb(&ps, "deleted_references", deleted_references);
+      jsonb_push_key(&ps, "deleted_references");
+      jsonb_push_datum(&ps, WJB_VALUE, JSONBOID, deleted_references, false);
     } else if (entity_deleted) {
-      put_key(&ps, "entity_deleted");
+      jsonb_push_key(&ps, "entity_deleted");
       JsonbValue v;
       v.type = jbvBool;
       v.val.boolean = true;
@@ -672,11 +620,21 @@ void check_entity(FunctionCallInfo fcinfo, int tenant, int store, int type, int 
 
 // A keyed ves.upsert, through the keyed-call wrapper of 75_state.sql.
 SavedPlan upsert_keyed = {
-    "SELECT r.outcome, r.version, r.conflict_id, r.event_id, r.original_outcome"
-    " FROM ves._upsert_keyed($1, $2, $3, $4, $5, $6, $7, $8, $9) r",
+    "SELECT ves._upsert_keyed($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     9,
     {UUIDOID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID},
     nullptr};
+
+// The first column of the last SPI result's first row, copied out of SPI's
+// memory for the caller (before spi_finish).
+Datum spi_result_copy() {
+  return pg_call([] {
+    bool isnull;
+    Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (isnull) elog(ERROR, "pg_ves: ves._upsert_keyed returned NULL");
+    return SPI_datumTransfer(d, false, -1);
+  });
+}
 
 }  // namespace
 
@@ -729,19 +687,7 @@ PGVES_FUNCTION(ves_upsert) {
   }
   safe::spi_connect();
   safe::spi_run(upsert_keyed, args, nulls, false, SPI_OK_SELECT, 1);
-  Column outcome = column(1), version = column(2), conflict_id = column(3), event_id = column(4),
-         original = column(5);
-  std::string outcome_text = safe::text_string(outcome.value);
-  std::string original_text = original.null ? std::string() : safe::text_string(original.value);
-  int64 v = version.null ? 0 : DatumGetInt64(version.value);
-  pg_uuid_t cid{}, eid{};
-  if (!conflict_id.null) cid = *DatumGetUUIDP(conflict_id.value);
-  if (!event_id.null) eid = *DatumGetUUIDP(event_id.value);
+  Datum result = spi_result_copy();
   safe::spi_finish();
-  Datum values[5] = {safe::text_datum(outcome_text), Int64GetDatum(v),
-                     conflict_id.null ? (Datum)0 : safe::uuid_datum(cid),
-                     event_id.null ? (Datum)0 : safe::uuid_datum(eid),
-                     original.null ? (Datum)0 : safe::text_datum(original_text)};
-  bool result_nulls[5] = {false, version.null, conflict_id.null, event_id.null, original.null};
-  return result_row(fcinfo, values, result_nulls);
+  return result;
 }
