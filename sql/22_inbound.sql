@@ -101,6 +101,21 @@ SELECT regress_try($q$SELECT ves.set_sync_settings('{"webhook_dedupe_window": "0
 SELECT ves.set_sync_settings('{"reconcile_interval": "15 minutes", "webhook_dedupe_window": "7 days"}') IS NOT NULL AS restored;
 -- No platform destination has listings: nothing is due.
 SELECT count(*) AS due FROM ves._reconcile_due();
+-- A platform destination's first full run comes one reconcile_interval
+-- after its first listing was mapped (the mapping pushes every count);
+-- a stale listing is due at once, alone.
+SELECT name FROM ves.create_destination('inb-due', 'shopify', 'http://127.0.0.1:9',
+  '{"tenant_id": "aaaaaaaa-0000-4000-8000-000000000001", "store_id": "aaaaaaaa-0000-4000-8000-0000000000ff",
+    "access_token": "shpat_regress", "location_id": "gid://shopify/Location/1"}');
+SELECT count(*) AS mapped FROM ves.map_listing('inb-due', 'SKU-DUE', '{"inventory_item_id": "gid://shopify/InventoryItem/9"}');
+SELECT count(*) AS due_at_once FROM ves._reconcile_due();
+SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}') IS NOT NULL AS one_second;
+SELECT pg_sleep(1.2);
+SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
+SELECT ves.set_sync_settings('{"reconcile_interval": "15 minutes"}') IS NOT NULL AS restored;
+UPDATE ves.listings SET state = 'stale' WHERE sku = 'SKU-DUE';
+SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
+SELECT ves.drop_destination('inb-due');
 
 SELECT ves.drop_destination('inb-hook');
 -- The alerts this file raised are handled: later files start with none open.

@@ -25,6 +25,19 @@ SELECT ves.evaluate_alerts() >= 0 AS evaluated;
 SELECT count(*) AS open_alerts FROM ves.alerts
 WHERE (destination = 'alerts-dead' OR destination IS NULL) AND status = 'firing';
 
+-- The worker evaluates the rules every 30 s in its delivery loop: the
+-- closed rows an outbox keeps until they are purged are never read for it.
+INSERT INTO ves.outbox (tenant_id, destination_id, event_position, event_id, entity_type, entity_id, status, synced_at)
+SELECT :t, d.id, 1000000 + g, gen_random_uuid(), 'alerting', 'closed-' || g, 'synced', now()
+FROM ves.destinations d, generate_series(1, 20000) g WHERE d.name = 'alerts-dead';
+ANALYZE ves.outbox;
+BEGIN;
+SELECT ves.evaluate_alerts() >= 0 AS evaluated;
+SELECT seq_scan AS outbox_seq_scans FROM pg_stat_xact_user_tables WHERE relid = 'ves.outbox'::regclass;
+SELECT rule, value FROM ves.alerts WHERE destination = 'alerts-dead' AND rule = 'dead_rows';
+ROLLBACK;
+DELETE FROM ves.outbox WHERE entity_id LIKE 'closed-%';
+
 -- One destination may tolerate a few dead rows: its own rule wins over the
 -- default, and its dead_rows alert resolves.
 SELECT name, destination, metric, comparison, threshold, source

@@ -369,6 +369,7 @@ DECLARE
   l record;
   run text := gen_random_uuid()::text;
   sr ves.stock_result;
+  found_mismatches jsonb[] := '{}';  -- appended in place; one jsonb at the end
 BEGIN
   IF destination IS NULL THEN
     RAISE EXCEPTION 'destination must not be NULL' USING ERRCODE = 'VE011', HINT = 'Pass a destination''s name.';
@@ -387,7 +388,7 @@ BEGIN
       'kind', 'reconcile'), d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
   END IF;
   got := ves._reconcile_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, coalesce(stale_only, false));
-  checked := 0; equal := 0; mismatched := 0; mismatches := '[]';
+  checked := 0; equal := 0; mismatched := 0;
   unread := (got ->> 'unread')::int;
   error := got ->> 'error';
   -- In one order (SKU, location), whatever order the platform answered in, so
@@ -395,7 +396,10 @@ BEGIN
   -- the same order and never deadlock.
   FOR r IN SELECT x.value FROM jsonb_array_elements(got -> 'reads') x
            ORDER BY x.value ->> 'sku', x.value ->> 'location' LOOP
-    SELECT li.sku, li.location, li.known_quantity, coalesce(i.available, 0) AS available INTO l
+    SELECT li.sku, li.location, li.known_quantity, coalesce(i.available, 0) AS available,
+           EXISTS (SELECT FROM ves.outbox o WHERE o.destination_id = li.destination_id AND o.tenant_id = li.tenant_id
+                     AND o.entity_type = 'inventory' AND o.entity_id = li.sku
+                     AND o.status IN ('pending', 'failed')) AS queued INTO l
     FROM ves.listings li LEFT JOIN ves.inventory i ON (i.tenant_id, i.store_id, i.sku, i.location)
       = (li.tenant_id, li.store_id, li.sku, li.location)
     WHERE li.destination_id = d.id AND li.sku = r ->> 'sku' AND li.location = r ->> 'location';
@@ -403,23 +407,34 @@ BEGIN
     checked := checked + 1;
     IF r -> 'quantity' = 'null'::jsonb THEN
       mismatched := mismatched + 1;
-      mismatches := mismatches || jsonb_build_object('sku', l.sku, 'location', l.location, 'platform', NULL,
-                                                     'available', l.available, 'decided', l.available);
+      found_mismatches := found_mismatches || jsonb_build_object('sku', l.sku, 'location', l.location,
+        'platform', NULL, 'available', l.available, 'decided', l.available);
       PERFORM ves._platform_missing(d.id, l.sku, l.location);
     ELSIF (r ->> 'quantity')::bigint = l.available THEN
       equal := equal + 1;
       UPDATE ves.listings x SET reported_quantity = l.available, reported_at = now(), known_quantity = l.available,
         state = 'synced', last_error = NULL, updated_at = now()
       WHERE x.destination_id = d.id AND x.sku = l.sku AND x.location = l.location;
+    ELSIF (r ->> 'quantity')::bigint = l.known_quantity AND l.queued THEN
+      -- The platform has the count we last gave it, and our newer count is
+      -- queued for it: nothing changed there, and the queued push levels
+      -- it. (A report through the rules would decide 'resolved' and queue
+      -- the SKU once more.)
+      mismatched := mismatched + 1;
+      UPDATE ves.listings x SET reported_quantity = l.known_quantity, reported_at = now(), updated_at = now()
+      WHERE x.destination_id = d.id AND x.sku = l.sku AND x.location = l.location;
+      found_mismatches := found_mismatches || jsonb_build_object('sku', l.sku, 'location', l.location,
+        'platform', l.known_quantity, 'available', l.available, 'decided', l.available, 'outcome', 'queued');
     ELSE
       mismatched := mismatched + 1;
       sr := ves._platform_report(d.id, l.sku, l.location, (r ->> 'quantity')::bigint, now(),
                                  'reconcile:' || run || ':' || l.sku || ':' || l.location);
-      mismatches := mismatches || jsonb_build_object('sku', l.sku, 'location', l.location,
+      found_mismatches := found_mismatches || jsonb_build_object('sku', l.sku, 'location', l.location,
         'platform', (r ->> 'quantity')::bigint, 'available', l.available, 'decided', sr.available,
         'outcome', sr.outcome);
     END IF;
   END LOOP;
+  mismatches := pg_catalog.to_jsonb(found_mismatches);
   consistency_score := CASE WHEN checked > 0 THEN equal::float8 / checked END;
   IF NOT coalesce(stale_only, false) THEN
     INSERT INTO ves.reconcile_runs AS x (destination_id, started_at, finished_at, checked, equal, mismatched, unread,
@@ -439,17 +454,21 @@ END $$;
 -- What the sync worker reconciles now: every platform destination with
 -- listings whose last full run is older than the sync setting
 -- reconcile_interval (0 = never), and at once the stale listings of any.
+-- Before its first full run a destination counts from its first mapped
+-- listing: the mapping pushes every count, and a read right behind those
+-- pushes would find the platform a push behind on every listing.
 CREATE FUNCTION ves._reconcile_due() RETURNS TABLE (name text, stale_only boolean)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   WITH s AS (SELECT coalesce((x.settings ->> 'reconcile_interval')::interval, interval '15 minutes') AS every
-             FROM ves.sync_settings x)
-  SELECT d.name, NOT (s.every > interval '0' AND (r.finished_at IS NULL OR r.finished_at < now() - s.every))
-  FROM ves.destinations d CROSS JOIN s LEFT JOIN ves.reconcile_runs r ON r.destination_id = d.id
-  WHERE NOT d.paused AND ves._destination_kind_platform(d.kind)
-    AND EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = d.id)
-    AND ((s.every > interval '0' AND (r.finished_at IS NULL OR r.finished_at < now() - s.every))
-         OR EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = d.id AND l.state = 'stale'))
-  ORDER BY d.id
+             FROM ves.sync_settings x),
+  c AS (SELECT d.id, d.name, s.every > interval '0' AND coalesce(r.finished_at,
+               (SELECT min(l.created_at) FROM ves.listings l WHERE l.destination_id = d.id)) < now() - s.every AS full_due
+        FROM ves.destinations d CROSS JOIN s LEFT JOIN ves.reconcile_runs r ON r.destination_id = d.id
+        WHERE NOT d.paused AND ves._destination_kind_platform(d.kind)
+          AND EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = d.id))
+  SELECT c.name, NOT c.full_due FROM c
+  WHERE c.full_due OR EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = c.id AND l.state = 'stale')
+  ORDER BY c.id
 $$;
 
 -- Rights ---------------------------------------------------------------------

@@ -111,12 +111,16 @@ BEGIN
   ), per AS (
     SELECT c.destination_id, ves._sum_counters(c.counters) AS counters FROM counted c GROUP BY c.destination_id
   ), queue AS (
+    -- Open rows only, through outbox_open_idx (next_attempt_at is never
+    -- NULL): closed rows stay until purged and outnumber them, and the
+    -- sync worker reads these figures every 30 s (ves.evaluate_alerts).
     SELECT o.destination_id,
-           count(*) FILTER (WHERE o.status IN ('pending', 'failed')) AS depth,
-           count(*) FILTER (WHERE ves._shown_status(o.status, o.lease_until) = 'syncing') AS syncing,
-           now() - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'failed')) AS oldest
+           count(*) AS depth,
+           count(*) FILTER (WHERE o.lease_until > now()) AS syncing,
+           now() - min(o.created_at) AS oldest
     FROM ves.outbox o
-    WHERE ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant()
+    WHERE o.status IN ('pending', 'failed') AND o.next_attempt_at IS NOT NULL
+      AND (ves.current_tenant() IS NULL OR o.tenant_id = ves.current_tenant())
     GROUP BY GROUPING SETS ((o.destination_id), ())
   ), conflicts AS (
     SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(epoch FROM c.resolved_at - c.detected_at))

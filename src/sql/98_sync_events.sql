@@ -102,16 +102,26 @@ BEGIN
     AND NOT EXISTS (SELECT FROM ves.recoveries r WHERE r.destination_id = d.id AND r.drained_at IS NULL)
   ON CONFLICT DO NOTHING;
   -- A worker that started with rows waiting (rows created before it that
-  -- were still open when it started) starts one per destination.
-  IF worker_start IS NOT NULL THEN
+  -- were still open when it started) starts one per destination. Looked
+  -- for once per worker start and session: rows created before the start
+  -- can only leave that set (purged), so a later look finds nothing new.
+  -- Open rows come from outbox_open_idx, rows closed since the start from
+  -- outbox_closed_idx (updated_at >= synced_at); the session's memo goes
+  -- with its transaction if this one fails.
+  IF worker_start IS NOT NULL
+     AND pg_catalog.current_setting('pg_ves.recoveries_checked_for', true) IS DISTINCT FROM worker_start::text THEN
     INSERT INTO ves.recoveries (destination_id, cause, started_at, backlog_until)
     SELECT d.id, 'worker_start', worker_start, worker_start
     FROM ves.destinations d
     WHERE NOT EXISTS (SELECT FROM ves.recoveries r WHERE r.destination_id = d.id
                         AND (r.drained_at IS NULL OR r.started_at >= worker_start))
-      AND EXISTS (SELECT FROM ves.outbox o WHERE o.destination_id = d.id AND o.created_at < worker_start
-                    AND (o.status IN ('pending', 'failed') OR o.synced_at >= worker_start))
+      AND (EXISTS (SELECT FROM ves.outbox o WHERE o.destination_id = d.id AND o.created_at < worker_start
+                     AND o.status IN ('pending', 'failed') AND o.next_attempt_at IS NOT NULL)
+           OR EXISTS (SELECT FROM ves.outbox o WHERE o.destination_id = d.id AND o.created_at < worker_start
+                        AND o.status IN ('synced', 'acknowledged') AND o.updated_at >= worker_start
+                        AND o.synced_at >= worker_start))
     ON CONFLICT DO NOTHING;
+    PERFORM pg_catalog.set_config('pg_ves.recoveries_checked_for', worker_start::text, false);
   END IF;
   -- The breaker closed: what waited until now is the backlog.
   UPDATE ves.recoveries r SET backlog_until = now()

@@ -96,6 +96,29 @@ is(sql(q{SELECT checked || ' ' || equal || ' ' || consistency_score FROM ves.rec
 is(sql(q{SELECT destination || ' ' || checked || ' ' || consistency_score FROM ves.reconcile_status}), 'shop 2 1',
 	'ves.reconcile_status keeps the last run');
 
+# A count of ours on its way (the destination paused, so the push waits):
+# the platform still has what we last gave it. That is no platform-side
+# change: no report through the rules, no second push queued.
+sql(q{SELECT ves.pause_destination('shop')});
+sql(qq{SELECT ves.adjust_stock('$tenant', '$store', 'SKU-A', 2)});
+my $queued = sql(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+                   WHERE d.name = 'shop' AND o.status = 'pending'});
+$r = $json->decode(sql(q{SELECT row_to_json(r)::text FROM ves.reconcile('shop') r}));
+is("$r->{checked} $r->{equal} $r->{mismatched}", '2 1 1', 'a push under way is a mismatch');
+is(join(',', map { "$_->{sku}:$_->{platform}:$_->{available}:$_->{outcome}" } @{ $r->{mismatches} }), 'SKU-A:7:9:queued',
+	'whose outcome is queued');
+is(sql(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+         WHERE d.name = 'shop' AND o.status = 'pending'}), $queued, 'and queues nothing more');
+is(sql(q{SELECT count(*) FROM ves.events e WHERE e.source = 'shop' AND e.entity_type = 'inventory'}), '2',
+	'nor records a report');
+is(sql(q{SELECT known_quantity || ' ' || reported_quantity FROM ves.listings WHERE sku = 'SKU-A'}),
+	'7 7', 'the listing records what the platform said');
+sql(q{SELECT ves.resume_destination('shop')});
+ok(wait_until(30, sub { platform($item_a) == 9 && sql(q{SELECT state FROM ves.listings WHERE sku = 'SKU-A'}) eq 'synced' }),
+	'resumed, the queued push levels the platform');
+sql(qq{SELECT ves.adjust_stock('$tenant', '$store', 'SKU-A', -2)});
+ok(wait_until(30, sub { platform($item_a) == 7 }), 'and the next change reaches it');
+
 # --- webhooks -------------------------------------------------------------------
 
 sub webhook

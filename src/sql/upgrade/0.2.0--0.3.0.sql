@@ -155,6 +155,7 @@ ALTER TABLE ves.outbox ADD COLUMN base_check boolean NOT NULL DEFAULT true;
 DROP INDEX ves.outbox_entity_idx;
 CREATE INDEX outbox_entity_idx ON ves.outbox (destination_id, tenant_id, entity_type, entity_id, event_position)
   WHERE status IN ('pending', 'failed', 'conflict');
+CREATE INDEX outbox_dead_idx ON ves.outbox (destination_id) WHERE status = 'dead';
 -- @replace function ves.list_outbox_events
 -- @replace function ves.resolve_conflict
 -- @include src/sql/98_sequencer_conflicts.sql
