@@ -459,8 +459,8 @@ END $$;
 -- pushes would find the platform a push behind on every listing.
 CREATE FUNCTION ves._reconcile_due() RETURNS TABLE (name text, stale_only boolean)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-  WITH s AS (SELECT coalesce((x.settings ->> 'reconcile_interval')::interval, interval '15 minutes') AS every
-             FROM ves.sync_settings x),
+  WITH s AS (SELECT coalesce((SELECT (x.settings ->> 'reconcile_interval')::interval FROM ves.sync_settings x),
+                              interval '15 minutes') AS every),
   c AS (SELECT d.id, d.name, s.every > interval '0' AND coalesce(r.finished_at,
                (SELECT min(l.created_at) FROM ves.listings l WHERE l.destination_id = d.id)) < now() - s.every AS full_due
         FROM ves.destinations d CROSS JOIN s LEFT JOIN ves.reconcile_runs r ON r.destination_id = d.id

@@ -91,6 +91,11 @@ void set_worker_options() {
     SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
     // The worker runs the same few statements forever: plan them once.
     SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_USERSET, PGC_S_SESSION);
+    // Its statements are short: compiling one with LLVM (a generic plan's
+    // estimate over an empty table's default statistics can pass
+    // jit_above_cost) takes tens of milliseconds and is done again at
+    // every execution, with every delivery waiting.
+    SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
     // DDL (DROP EXTENSION, ALTER TABLE) wins over the worker: the worker gives
     // up a lock wait quickly, and in a deadlock it is the one that yields.
     SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_SESSION);
