@@ -75,7 +75,7 @@ struct ListingFacts {
 struct OutboxRow {
   std::int64_t id = 0;        // ves.outbox.id
   std::string_view event_id;  // the event's UUID: idempotency key and message id
-  std::string_view body;      // the envelope, JSON
+  std::string_view body;      // the envelope, JSON (empty for platform kinds)
   int attempt = 1;            // 1 for the first attempt
   // The event's version in its entity's stream, and whether the destination
   // may check the version it was written on (false once a person resolved a

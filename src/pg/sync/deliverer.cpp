@@ -322,8 +322,15 @@ class Deliverer::Impl {
         }
       }
       if (jobs.empty()) return;
+      // Platform kinds send counts, not events: their rows need the event's
+      // id (the idempotency key), not its envelope.
+      std::unordered_set<std::int64_t> exported;
+      for (const Job &job : jobs) {
+        auto d = destinations_.find(job.destination);
+        if (d == destinations_.end() || !d->second.platform) exported.insert(job.position);
+      }
       std::unordered_map<std::int64_t, std::string> bodies =
-          envelopes(positions, first_recorded, last_recorded);
+          envelopes(positions, exported, first_recorded, last_recorded);
       read_listings(jobs);
       std::vector<std::int64_t> unclaimed;
       for (size_t i = 0; i < jobs.size(); ++i) {
@@ -919,6 +926,7 @@ class Deliverer::Impl {
     std::int64_t synced = 0, failed = 0;
     for (const Outcome &o : outcomes_) (std::string(o.status) == "synced" ? synced : failed)++;
     outcomes_.clear();
+    unrecorded_since_ = 0;
     listing_outcomes_.clear();
     batches_.clear();
     std::vector<std::int64_t> released;
@@ -1032,6 +1040,22 @@ class Deliverer::Impl {
   std::int64_t claimed_total() const { return claimed_total_; }
   int in_flight() const { return rows_in_flight_; }
 
+  long record_wait_ms(int delay_ms) {
+    bool pending = !outcomes_.empty();
+    for (auto &entry : destinations_)
+      pending |= entry.second.dirty || entry.second.credentials.token_changed;
+    if (!pending) {
+      unrecorded_since_ = 0;
+      return -1;
+    }
+    std::int64_t now = steady_ms();
+    if (!unrecorded_since_) unrecorded_since_ = now;
+    if (rows_in_flight_ == 0 ||
+        outcomes_.size() >= static_cast<size_t>(std::max(1, settings_.window / 2)))
+      return 0;
+    return static_cast<long>(std::max<std::int64_t>(0, unrecorded_since_ + delay_ms - now));
+  }
+
  private:
   template <typename F>
   void step(const char *activity, F &&f) {
@@ -1044,12 +1068,13 @@ class Deliverer::Impl {
     outbox_sql::commit_step();
   }
 
-  // Each event's VES envelope, keyed by position; the first 36 bytes are its
-  // event id (the webhook-id and idempotency key).
-  // The time bounds prune the read to the partitions holding these events.
+  // The events at `positions`, by position: the event's id (36 bytes: the
+  // webhook-id and idempotency key) followed by its VES envelope for those
+  // in `exported`, the id alone for the others. The time bounds prune the
+  // read to the partitions holding these events.
   std::unordered_map<std::int64_t, std::string> envelopes(
-      const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
-      TimestampTz last_recorded) {
+      const std::vector<std::int64_t> &positions, const std::unordered_set<std::int64_t> &exported,
+      TimestampTz first_recorded, TimestampTz last_recorded) {
     std::unordered_map<std::int64_t, std::string> out;
     uint64 count = 0;
     const SPITupleTable *table =
@@ -1061,10 +1086,14 @@ class Deliverer::Impl {
       try {
         StoredEvent e = read_stored_event(table, i);
         position = e.position;
+        versions_[e.position] = e.entity_version;
+        if (!exported.count(e.position)) {
+          out[e.position] = core::ves::format_uuid(e.event.event_id);
+          continue;
+        }
         e.event.payload = core::json::parse(e.payload_text);
         out[e.position] =
             core::ves::format_uuid(e.event.event_id) + core::ves::export_envelope(e.event);
-        versions_[e.position] = e.entity_version;
       } catch (const PgError &) {
         throw;  // a database error: the claim's transaction is aborted
       } catch (const std::exception &e) {
@@ -1094,6 +1123,8 @@ class Deliverer::Impl {
   std::int64_t next_floor_ = 0;
   bool full_scan_ = true;
   std::vector<Outcome> outcomes_;
+  // When record_wait_ms() first saw something to record (0: nothing).
+  std::int64_t unrecorded_since_ = 0;
   // The entity versions of the events envelopes() read last, by position.
   std::unordered_map<std::int64_t, std::int64_t> versions_;
   std::vector<outbox_sql::ListingOutcome> listing_outcomes_;
@@ -1126,6 +1157,7 @@ void Deliverer::release_own_leases() { impl_->release_own_leases(); }
 long Deliverer::idle_timeout_ms(long poll_ms) { return impl_->idle_timeout_ms(poll_ms); }
 int Deliverer::queued() const { return impl_->queued(); }
 int Deliverer::in_flight() const { return impl_->in_flight(); }
+long Deliverer::record_wait_ms(int delay_ms) { return impl_->record_wait_ms(delay_ms); }
 const SyncSettings &Deliverer::settings() const { return impl_->settings(); }
 const DeliveryTotals &Deliverer::totals() const { return impl_->totals(); }
 std::int64_t Deliverer::claimed_total() const { return impl_->claimed_total(); }

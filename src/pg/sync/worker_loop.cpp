@@ -229,6 +229,14 @@ bool record(Deliverer &deliverer) {
 // that has since stopped. Returns whether requests are still waiting.
 constexpr std::int64_t kRelayGapMs = 2;
 
+// Outcomes wait up to this long for more answers to record with them while
+// transfers are in flight: every record is a transaction and two statements
+// or more, and a worker that records each answer as it comes spends most
+// of its time starting them (about a fifth of its CPU per delivery; see
+// bench/RESULTS.md). An entity's next row can be claimed once the row
+// before it is recorded, so this is also what it may add to that wait.
+constexpr int kRecordDelayMs = 2;
+
 struct Relay {
   std::uint64_t relayed = 0;
   std::int64_t last_ms = 0;
@@ -365,11 +373,13 @@ void run_delivery_loop() {
       long timeout = plan.worthwhile ? 0 : deliverer->idle_timeout_ms(cfg.safety_poll_ms);
       if (relay_waiting) timeout = std::min(timeout, static_cast<long>(kRelayGapMs));
       timeout = std::min(timeout, inbound_wait_ms);
+      long record_in = deliverer->record_wait_ms(kRecordDelayMs);
+      if (record_in >= 0) timeout = std::min(timeout, record_in);
       woken = engine.wait(timeout);
       woken = signals::take_outbox_wake() || (woken && !relay.active);
       relay_waiting = relay_notifications(relay, false);
       deliverer->absorb(engine.take_completed());
-      bool recorded = record(*deliverer);
+      bool recorded = deliverer->record_wait_ms(kRecordDelayMs) == 0 && record(*deliverer);
       // Inbound (reconcile.hpp): security alerts to record, reconciliations
       // due (stale listings within a second), old webhook delivery ids.
       inbound_wait_ms = reconcile::worker_round(recorded);
