@@ -49,6 +49,8 @@ TEST(AmazonOptions, DefaultsAndRefusals) {
                "without commas");
   option_error([] { p::amazon_options(js(options_text(R"(,"client_secret":null)"))); },
                "client_secret is required");
+  EXPECT_EQ(p::amazon_options(js(options_text(R"(,"lwa_url":"not a url")")), false).lwa_url,
+            "not a url");  // stored options: checked when stored
   option_error([] { p::amazon_options(js(options_text(R"(,"lwa_url":"not a url")"))); }, "",
                "invalid_url");
   option_error([] { p::amazon_options(js(options_text(R"(,"product_type":"")"))); },

@@ -57,6 +57,9 @@ TEST(TikTokOptions, DefaultsAndRefusals) {
   }
   option_error([] { p::tiktok_options(js(options_text(R"(,"auth_url":"ftp://x")"))); }, "",
                "invalid_url");
+  // Stored options (checked when stored) are not parsed for their URL again.
+  EXPECT_EQ(p::tiktok_options(js(options_text(R"(,"auth_url":"ftp://x")")), false).auth_url,
+            "ftp://x");
 }
 
 TEST(TikTokRef, ParsesAndRefuses) {

@@ -34,8 +34,9 @@ constexpr const char *amazon_default_product_type = "PRODUCT";
 
 // Required: tenant_id, store_id, seller_id, marketplace_ids (non-empty array
 // of strings), client_id, client_secret, refresh_token. Optional: lwa_url
-// (http(s) URL), product_type. Throws OptionError.
-AmazonOptions amazon_options(const json::Value &options);
+// (http(s) URL), product_type. Throws OptionError. check_url false skips
+// parsing lwa_url again (stored options, checked when they were stored).
+AmazonOptions amazon_options(const json::Value &options, bool check_url = true);
 
 // platform_ref: {"sku"[, "product_type"]}. Throws OptionError.
 struct AmazonRef {

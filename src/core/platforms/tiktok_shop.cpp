@@ -19,7 +19,7 @@ const char *kRefHint =
 
 }  // namespace
 
-TikTokOptions tiktok_options(const json::Value &options) {
+TikTokOptions tiktok_options(const json::Value &options, bool check_url) {
   TikTokOptions o;
   o.store = store_ids_option(options);
   const char *app_hint = "Give the app_key and app_secret of your TikTok Shop Partner Center app.";
@@ -36,7 +36,7 @@ TikTokOptions tiktok_options(const json::Value &options) {
   o.auth_url = optional_string(
       options, "auth_url", tiktok_default_auth_url,
       "auth_url is the token refresh base, e.g. " + std::string(tiktok_default_auth_url) + ".");
-  adapters::validate_http_url(o.auth_url);
+  if (check_url) adapters::validate_http_url(o.auth_url);
   return o;
 }
 
@@ -271,7 +271,7 @@ std::string tiktok_warehouse(const TikTokRef &ref, const json::Value &options) {
 }
 
 TikTokOptions tiktok_send_options(const Endpoint &endpoint) {
-  TikTokOptions options = tiktok_options(send_options(endpoint));
+  TikTokOptions options = tiktok_options(send_options(endpoint), false);
   if (options.access_token.empty())
     throw Error("no_access_token",
                 "the tiktok_shop destination holds no access token yet: obtain one with its "

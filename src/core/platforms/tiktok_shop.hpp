@@ -33,8 +33,10 @@ constexpr const char *tiktok_default_auth_url = "https://auth.tiktok-shops.com";
 
 // Required: tenant_id, store_id, app_key, app_secret, refresh_token,
 // shop_cipher. Optional: access_token, warehouse_id, auth_url (an http(s) URL).
-// Throws OptionError("invalid_option"/"invalid_url").
-TikTokOptions tiktok_options(const json::Value &options);
+// Throws OptionError("invalid_option"/"invalid_url"). check_url false skips
+// parsing auth_url again: options stored with the destination were checked
+// when it was created or altered, and a request is built for every send.
+TikTokOptions tiktok_options(const json::Value &options, bool check_url = true);
 
 // platform_ref: {"product_id", "sku_id"[, "warehouse_id"]}, strings. Throws OptionError.
 struct TikTokRef {
