@@ -255,6 +255,22 @@ for my $name (sort keys %dest)
 is(sql(q{SELECT delivered || '|' || failed FROM ves.worker_status WHERE database = 'postgres'}), "$total|0",
 	'ves.worker_status counts every delivery and no failure');
 
+# A destination's last success is written back at most once a second while
+# deliveries go on, and in the end always: within about a second of the last
+# delivery of a burst, last_success_at is no older than it.
+for my $n (1 .. 20)
+{
+	sql("SELECT FROM ves.append('$t1', '$store', 'Burst', 'b-$n', 'burst.happened', '{}')");
+	usleep(50_000);
+}
+ok( wait_until(30, sub { sql(q{SELECT count(*) FROM ves.outbox WHERE entity_type = 'Burst' AND status <> 'synced'}) == 0 }),
+	'a burst of 20 deliveries over a second is synced');
+ok( wait_until(5, sub {
+			sql(q{SELECT d.last_success_at >= max(o.synced_at) FROM ves.destinations d
+			      JOIN ves.outbox o ON o.destination_id = d.id AND o.entity_type = 'Burst'
+			      WHERE d.name = 'wh' GROUP BY d.last_success_at}) eq 't' }),
+	'and the destination\'s last_success_at catches up with its last delivery');
+
 # --- changing and dropping destinations ------------------------------------------
 
 sql("SELECT ves.alter_destination('combo', '{}', '" . $sink->url('/moved') . "')");

@@ -135,6 +135,11 @@ struct Destination {
   bool succeeded = false;
   bool gone = false;
   std::string last_error;
+  // What the last write back said (see record_destinations): a success
+  // that changes nothing else is written at most once a second.
+  std::string written_breaker;
+  std::int64_t success_written_ms = 0;
+  bool success_unwritten = false;
 
   Destination() = default;
   Destination(const Destination &) = delete;
@@ -884,7 +889,9 @@ class Deliverer::Impl {
 
   Recorded record() {
     bool any_dirty = false;
-    for (auto &entry : destinations_) any_dirty |= entry.second.dirty;
+    const std::int64_t now = steady_ms();
+    for (auto &entry : destinations_)
+      any_dirty |= entry.second.dirty || success_due(entry.second, now);
     bool tokens = false;
     for (auto &entry : destinations_) tokens |= entry.second.credentials.token_changed;
     if (outcomes_.empty() && !any_dirty && !tokens) return {};
@@ -958,14 +965,36 @@ class Deliverer::Impl {
     for (auto &entry : destinations_) platform::store_token(entry.first, entry.second.credentials);
   }
 
+  // Every record writes the health of the destinations it touched
+  // (ves.destinations: breaker state, last success, last error). An update
+  // of that row checks all its constraints, so a success that changes
+  // nothing else is written at most once every kSuccessWriteMs: its
+  // last_success_at may lag by that much (record_wait_ms() brings the
+  // worker back to write it).
+  static constexpr std::int64_t kSuccessWriteMs = 1000;
+
+  static bool success_due(const Destination &d, std::int64_t now) {
+    return d.success_unwritten && now - d.success_written_ms >= kSuccessWriteMs;
+  }
+
   void record_destinations() {
     std::int64_t now = steady_ms();
     for (auto &entry : destinations_) {
       Destination &d = entry.second;
-      if (!d.dirty) continue;
+      if (!d.dirty && !success_due(d, now)) continue;
+      const std::string breaker = core::to_string(scheduler_.breaker_state(d.id, now));
+      const bool succeeded = d.succeeded || d.success_unwritten;
+      if (d.last_error.empty() && !d.gone && breaker == d.written_breaker &&
+          now - d.success_written_ms < kSuccessWriteMs) {
+        d.success_unwritten = succeeded;
+        continue;
+      }
       outbox_sql::record_destination(
-          d.id, core::to_string(scheduler_.breaker_state(d.id, now)), d.succeeded,
+          d.id, breaker.c_str(), succeeded,
           d.gone && !d.pause_reason.empty() ? d.pause_reason : d.last_error, d.gone);
+      d.written_breaker = breaker;
+      d.success_unwritten = false;
+      if (succeeded) d.success_written_ms = now;
     }
   }
 
@@ -1042,13 +1071,20 @@ class Deliverer::Impl {
 
   long record_wait_ms(int delay_ms) {
     bool pending = !outcomes_.empty();
-    for (auto &entry : destinations_)
-      pending |= entry.second.dirty || entry.second.credentials.token_changed;
+    std::int64_t success_in = -1;  // until a success not yet written is due
+    const std::int64_t now = steady_ms();
+    for (auto &entry : destinations_) {
+      const Destination &d = entry.second;
+      pending |= d.dirty || d.credentials.token_changed;
+      if (d.success_unwritten) {
+        std::int64_t in = std::max<std::int64_t>(0, d.success_written_ms + kSuccessWriteMs - now);
+        success_in = success_in < 0 ? in : std::min(success_in, in);
+      }
+    }
     if (!pending) {
       unrecorded_since_ = 0;
-      return -1;
+      return static_cast<long>(success_in);
     }
-    std::int64_t now = steady_ms();
     if (!unrecorded_since_) unrecorded_since_ = now;
     if (rows_in_flight_ == 0 ||
         outcomes_.size() >= static_cast<size_t>(std::max(1, settings_.window / 2)))

@@ -71,7 +71,8 @@ class Deliverer {
   // How much longer recording may wait for more answers to share its
   // transaction: -1 when there is nothing to record; 0 when it is due (the
   // first outcome not recorded is delay_ms old, nothing is in flight any
-  // more, or half a window of outcomes waits).
+  // more, or half a window of outcomes waits); when only a destination's
+  // last success is still to be written, the time until it is due.
   long record_wait_ms(int delay_ms);
   // Rows this process claimed before its state was dropped (after an error)
   // go back to the queue at once instead of waiting out their lease.
