@@ -115,6 +115,22 @@ SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
 SELECT ves.set_sync_settings('{"reconcile_interval": "15 minutes"}') IS NOT NULL AS restored;
 UPDATE ves.listings SET state = 'stale' WHERE sku = 'SKU-DUE';
 SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
+-- The worker asks about once a second: with its last full run recent,
+-- 2,000 more synced listings cost no read of theirs (whether scanned or
+-- fetched through an index), and the stale one is still found.
+INSERT INTO ves.listings (destination_id, tenant_id, store_id, sku, location, platform_ref, platform_key, state)
+SELECT d.id, d.tenant_id, (d.kind_options ->> 'store_id')::uuid, 'SKU-MANY-' || g, 'default', '{}', 'many-' || g, 'synced'
+FROM ves.destinations d, generate_series(1, 2000) g WHERE d.name = 'inb-due';
+INSERT INTO ves.reconcile_runs (destination_id, started_at, finished_at, checked, equal, mismatched, unread, consistency_score)
+SELECT id, now(), now(), 1, 1, 0, 0, 1 FROM ves.destinations WHERE name = 'inb-due';
+ANALYZE ves.listings;
+BEGIN;
+SELECT seq_tup_read + idx_tup_fetch AS read_before
+FROM pg_stat_xact_user_tables WHERE relid = 'ves.listings'::regclass \gset
+SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
+SELECT seq_tup_read + idx_tup_fetch - :read_before < 10 AS few_read
+FROM pg_stat_xact_user_tables WHERE relid = 'ves.listings'::regclass;
+ROLLBACK;
 SELECT ves.drop_destination('inb-due');
 
 SELECT ves.drop_destination('inb-hook');

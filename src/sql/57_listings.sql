@@ -43,6 +43,10 @@ CREATE TABLE ves.listings (
 -- A SKU's listings on every destination: what agreeing across platforms
 -- (ves._listings_agree) looks up per pushed count.
 CREATE INDEX listings_sku_idx ON ves.listings (tenant_id, store_id, sku, location);
+-- Stale listings per destination: the worker looks for them about once a
+-- second (ves._reconcile_due). Few, and a push that leaves a listing
+-- synced does not change its state, so its update stays HOT.
+CREATE INDEX listings_stale_idx ON ves.listings (destination_id) WHERE state = 'stale';
 SELECT pg_catalog.pg_extension_config_dump('ves.listings', '');
 
 -- The platform's ids of a listing checked by the kind's adapter; returns

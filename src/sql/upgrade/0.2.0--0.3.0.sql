@@ -92,6 +92,7 @@ DROP FUNCTION ves._worker_secrets();
 -- @replace function ves.alter_destination
 -- @create table ves.listings
 CREATE INDEX listings_sku_idx ON ves.listings (tenant_id, store_id, sku, location);
+CREATE INDEX listings_stale_idx ON ves.listings (destination_id) WHERE state = 'stale';
 SELECT pg_catalog.pg_extension_config_dump('ves.listings', '');
 -- @create function ves._listing_check
 -- @replace view ves.platform_listings
