@@ -50,6 +50,15 @@ struct Tokens {
   int count;
 };
 
+// A jsonb string over len bytes at s (not copied).
+JsonbValue string_value(const char *s, std::size_t len) {
+  JsonbValue v;
+  v.type = jbvString;
+  v.val.string.val = const_cast<char *>(s);
+  v.val.string.len = static_cast<int>(len);
+  return v;
+}
+
 void push(Tokens *t, int *capacity, Tok tok, const char *str, int len) {
   if (t->count == *capacity) {
     *capacity *= 2;
@@ -276,9 +285,7 @@ Jsonb *jsonb_of_tokens(const Token *items, int count) {
                                nullptr);
           continue;
         case Tok::key:
-          v.type = jbvString;
-          v.val.string.val = pnstrdup(k.str, k.len);
-          v.val.string.len = k.len;
+          v = string_value(pnstrdup(k.str, k.len), k.len);
           res = pushJsonbValue(&ps, WJB_KEY, &v);
           continue;
         case Tok::null:
@@ -295,9 +302,7 @@ Jsonb *jsonb_of_tokens(const Token *items, int count) {
               numeric_in, CStringGetDatum(k.str), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
           break;
         case Tok::string:
-          v.type = jbvString;
-          v.val.string.val = pnstrdup(k.str, k.len);
-          v.val.string.len = k.len;
+          v = string_value(pnstrdup(k.str, k.len), k.len);
           break;
       }
       res = pushJsonbValue(&ps, as, &v);
@@ -326,10 +331,7 @@ Jsonb *jsonb_from_value(const json::Value &value) {
 }
 
 void jsonb_push_key(JsonbParseState **ps, const char *key) {
-  JsonbValue k;
-  k.type = jbvString;
-  k.val.string.val = const_cast<char *>(key);
-  k.val.string.len = static_cast<int>(strlen(key));
+  JsonbValue k = string_value(key, strlen(key));
   pushJsonbValue(ps, WJB_KEY, &k);
 }
 
@@ -343,23 +345,17 @@ void jsonb_push_datum(JsonbParseState **ps, JsonbIteratorToken as, Oid type, Dat
   switch (type) {
     case UUIDOID: {
       char *s = DatumGetCString(DirectFunctionCall1(uuid_out, d));
-      v.type = jbvString;
-      v.val.string.val = s;
-      v.val.string.len = static_cast<int>(strlen(s));
+      v = string_value(s, strlen(s));
       break;
     }
     case TEXTOID: {
       text *t = DatumGetTextPP(d);
-      v.type = jbvString;
-      v.val.string.val = VARDATA_ANY(t);
-      v.val.string.len = static_cast<int>(VARSIZE_ANY_EXHDR(t));
+      v = string_value(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
       break;
     }
     case NAMEOID: {
       char *s = NameStr(*DatumGetName(d));
-      v.type = jbvString;
-      v.val.string.val = s;
-      v.val.string.len = static_cast<int>(strlen(s));
+      v = string_value(s, strlen(s));
       break;
     }
     case INT8OID:
@@ -368,9 +364,7 @@ void jsonb_push_datum(JsonbParseState **ps, JsonbIteratorToken as, Oid type, Dat
       break;
     case TIMESTAMPTZOID: {
       char *s = JsonEncodeDateTime(nullptr, d, TIMESTAMPTZOID, nullptr);
-      v.type = jbvString;
-      v.val.string.val = s;
-      v.val.string.len = static_cast<int>(strlen(s));
+      v = string_value(s, strlen(s));
       break;
     }
     case JSONBOID: {
