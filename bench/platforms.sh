@@ -68,7 +68,7 @@ srv_pid[webhook_py]=$!; pids+=($!)
 wait_file "$dir/pysink.port"; srv_port[webhook_py]=$(cat "$dir/pysink.port")
 declare -A mock_of=([shopify]=shopify [tiktok_shop]=tiktok [amazon_sp]=amazon [meta_catalog]=meta)
 for k in shopify tiktok_shop amazon_sp meta_catalog; do
-  python3 test/mock/platforms.py --platforms "${mock_of[$k]}" --port-file "$dir/$k.port" --quiet &
+  python3 test/mock/platforms.py --platforms "${mock_of[$k]}" --port-file "$dir/$k.port" --quiet --max-records 2000 &
   srv_pid[$k]=$!; pids+=($!)
   wait_file "$dir/$k.port"; srv_port[$k]=$(cat "$dir/$k.port")
 done
