@@ -46,11 +46,19 @@ CREATE FUNCTION ves._record_cross_platform(destination_id int, seconds double pr
 -- report the rules decided) at ves.inventory.updated_at; once every platform
 -- it is mapped to is known to have the count, that took now() - updated_at.
 -- One sample per SKU and location, when the last listing comes to agree,
--- counted on that listing's destination. A statement trigger: the worker
--- records a batch of pushes in one UPDATE.
+-- counted on that listing's destination. A statement trigger for every
+-- other writer of listings; the sync worker records a batch of pushes in one
+-- statement that counts its samples itself, by the same rules
+-- (src/pg/sync/outbox_sql.cpp, listings_plan), and the trigger leaves that
+-- statement to it.
+CREATE FUNCTION ves._listings_agree_counted() RETURNS boolean
+  AS 'MODULE_PATHNAME', 'ves_listings_agree_counted' LANGUAGE C VOLATILE;
 CREATE FUNCTION ves._listings_agree() RETURNS trigger
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+  IF ves._listings_agree_counted() THEN
+    RETURN NULL;
+  END IF;
   PERFORM ves._record_cross_platform(x.destination_id, EXTRACT(epoch FROM now() - x.changed_at)::double precision)
   FROM (
     SELECT DISTINCT ON (n.tenant_id, n.store_id, n.sku, n.location) n.destination_id, i.updated_at AS changed_at
@@ -161,7 +169,7 @@ $$;
 
 REVOKE ALL ON FUNCTION ves._sync_metrics_live(boolean), ves._add_counters(bigint[], bigint[]),
   ves._sum_counters(bigint[]), ves._counter_figures(bigint[]), ves.reset_sync_metrics(),
-  ves._record_cross_platform(int, double precision), ves._listings_agree(),
+  ves._record_cross_platform(int, double precision), ves._listings_agree(), ves._listings_agree_counted(),
   ves.prometheus_metrics(), ves.sync_metrics(interval) FROM PUBLIC;
 REVOKE ALL ON ves.sync_history FROM PUBLIC;
 -- Operators and monitoring roles (pg_monitor, which the Prometheus exporters
@@ -173,3 +181,5 @@ GRANT EXECUTE ON FUNCTION ves.reset_sync_metrics() TO ves_admin;
 GRANT SELECT ON ves.sync_history TO ves_admin, pg_monitor;
 -- The worker writes the rollups and drops expired ones.
 GRANT SELECT, INSERT, DELETE ON ves.sync_history TO ves_worker;
+-- Its record of pushed counts counts the cross-platform samples it completes.
+GRANT EXECUTE ON FUNCTION ves._record_cross_platform(int, double precision) TO ves_worker;

@@ -119,6 +119,37 @@ like(sql(q~SELECT line FROM regexp_split_to_table(ves.prometheus_metrics(), E'\n
 is(sql(q{SELECT cross_platform_sync_p95 IS NOT NULL FROM ves.sync_metrics() WHERE destination IS NULL}), 't',
 	'and ves.sync_metrics shows its p95');
 
+# One SKU on two platforms (a second store location on the same mock): the
+# worker's record of a push counts the sample when the second platform has
+# the count, once, and a push that leaves the platforms in step as they
+# were counts nothing more.
+sub cross_samples
+{
+	my $sum = 0;
+	$sum += $_ for sql(q~SELECT string_agg(line, E'\n') FROM regexp_split_to_table(ves.prometheus_metrics(), E'\n') line
+	                      WHERE line LIKE 'pgves_cross_platform_sync_seconds_count%'~) =~ / (\d+)$/mg;
+	return $sum;
+}
+sql(qq{SELECT ves.create_destination('platform2', 'shopify', 'http://127.0.0.1:$pport',
+  '{"tenant_id": "$tenant", "store_id": "$store", "access_token": "shpat_pgves_test", "location_id": "gid://shopify/Location/8"}')});
+sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-B', 5)});
+sql(qq{SELECT ves.map_listing(d, 'SKU-B', '{"inventory_item_id": "gid://shopify/InventoryItem/102"}')
+       FROM unnest(ARRAY['platform', 'platform2']) d});
+ok( wait_until(60,
+		sub { sql(q{SELECT count(*) FROM ves.listings WHERE sku = 'SKU-B' AND known_quantity = 5}) == 2 }),
+	'both platforms have SKU-B\'s count');
+is(cross_samples(), 2, 'the second platform to have it completes one more sample');
+sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-B', 6)});
+ok( wait_until(60,
+		sub { sql(q{SELECT count(*) FROM ves.listings WHERE sku = 'SKU-B' AND known_quantity = 6}) == 2 }),
+	'both platforms have SKU-B\'s new count');
+is(cross_samples(), 3, 'a new count is one more sample, whichever platform completes it');
+sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-B', 6)});
+sql(q{SELECT ves.reconcile('platform')});
+is(cross_samples(), 3, 'nothing new agrees: no sample');
+sql(q{SELECT ves.drop_destination('platform2')});
+sql(q{SELECT ves.unmap_listing('platform', 'SKU-B')});
+
 is(sql(q{SELECT checked || ' ' || equal FROM ves.reconcile('platform')}), '1 1', 'a full reconciliation');
 ok( wait_until(60,
 		sub { grep { $_->{event_type} eq 'sync.completed' && $_->{payload}{equal} == 1 } received('/watch') }),

@@ -302,14 +302,30 @@ class Deliverer::Impl {
       std::vector<Job> jobs;
       TimestampTz first_recorded = DT_NOEND, last_recorded = DT_NOBEGIN;
       for (const auto &quota : plan.quotas) {
+        // A platform destination's claim brings each inventory row's
+        // listings and counts along: one result row per listing.
+        auto dest = destinations_.find(quota.first);
+        const bool platform = dest != destinations_.end() && dest->second.platform;
         uint64 got = outbox_sql::claim(quota.first, quota.second, settings_.lease_seconds, floor,
-                                       owner_, live);
-        // Fewer rows than asked: nothing more waits for it until something
-        // changes (a commit, a finished row, a retry falling due, a poll).
-        scheduler_.claimed(quota.first, quota.second, static_cast<int>(got));
+                                       owner_, live, platform);
+        std::unordered_map<std::int64_t, size_t> job_of;  // outbox row -> its index in jobs
+        int rows = 0;
         for (uint64 i = 0; i < got; ++i) {
+          outbox_sql::ListingFact fact;
+          const bool listed = platform && outbox_sql::claimed_listing(i, &fact);
+          if (platform) {
+            auto seen = job_of.find(fact.row);
+            if (seen != job_of.end()) {  // another listing of a row already taken
+              if (listed) jobs[seen->second].listings.push_back(std::move(fact));
+              continue;
+            }
+            job_of.emplace(fact.row, jobs.size());
+          }
           outbox_sql::ClaimedRow row = outbox_sql::claimed_row(i);
-          Job job;
+          jobs.emplace_back();
+          ++rows;
+          Job &job = jobs.back();
+          if (listed) job.listings.push_back(std::move(fact));
           job.id = row.id;
           job.tenant = row.tenant;
           job.destination = row.destination;
@@ -323,8 +339,10 @@ class Deliverer::Impl {
           positions.push_back(job.position);
           first_recorded = std::min(first_recorded, row.recorded_at);
           last_recorded = std::max(last_recorded, row.recorded_at);
-          jobs.push_back(std::move(job));
         }
+        // Fewer rows than asked: nothing more waits for it until something
+        // changes (a commit, a finished row, a retry falling due, a poll).
+        scheduler_.claimed(quota.first, quota.second, rows);
       }
       if (jobs.empty()) return;
       // Platform kinds send counts, not events: their rows need the event's
@@ -336,7 +354,6 @@ class Deliverer::Impl {
       }
       std::unordered_map<std::int64_t, std::string> bodies =
           envelopes(positions, exported, first_recorded, last_recorded);
-      read_listings(jobs);
       std::vector<std::int64_t> unclaimed;
       for (size_t i = 0; i < jobs.size(); ++i) {
         Job &job = jobs[i];
@@ -381,29 +398,6 @@ class Deliverer::Impl {
     full_scan_ = false;
     finished_floor_ = INT64_MAX;
     return claimed;
-  }
-
-  // The listings of the claimed inventory rows of platform destinations,
-  // with their SKUs' counts now (in the claim's transaction).
-  void read_listings(std::vector<Job> &jobs) {
-    std::vector<std::int64_t> ids;
-    std::vector<int> dests;
-    std::vector<std::string> skus;
-    std::unordered_map<std::int64_t, Job *> by_id;
-    for (Job &job : jobs) {
-      auto d = destinations_.find(job.destination);
-      if (d == destinations_.end() || !d->second.platform || job.entity_type != "inventory")
-        continue;
-      ids.push_back(job.id);
-      dests.push_back(job.destination);
-      skus.push_back(job.entity_id);
-      by_id[job.id] = &job;
-    }
-    if (ids.empty()) return;
-    for (outbox_sql::ListingFact &f : outbox_sql::listing_facts(ids, dests, skus)) {
-      auto it = by_id.find(f.row);
-      if (it != by_id.end()) it->second->listings.push_back(std::move(f));
-    }
   }
 
   // Something may have queued rows for any destination: a commit woke the
@@ -649,7 +643,7 @@ class Deliverer::Impl {
       const outbox_sql::ListingFact &f = job.listings[i];
       listing_outcomes_.push_back(outbox_sql::ListingOutcome{
           d.id, job.entity_id, f.location, f.available, state,
-          std::string(state) == "synced" ? std::string() : verdict.reason});
+          std::string(state) == "synced" ? std::string() : verdict.reason, f.known});
     }
     if (verdict.verdict == core::Verdict::success && !verdict.follow_up.empty())
       accepted_into_batch(d, job, verdict.follow_up);

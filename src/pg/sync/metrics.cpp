@@ -420,10 +420,20 @@ PGVES_FUNCTION(ves_counter_figures) {
   return safe::composite_result(fcinfo, values, nulls);
 }
 
+bool metrics::agreements_counted_by_statement = false;
+
+// ves._listings_agree_counted(): whether the statement that fired the
+// trigger on ves.listings counts its cross-platform samples itself (the sync
+// worker's record of pushed counts, metrics::agreements_counted_by_statement).
+PGVES_FUNCTION(ves_listings_agree_counted) {
+  PG_RETURN_BOOL(metrics::agreements_counted_by_statement);
+}
+
 // ves._record_cross_platform(destination_id int, seconds float8): one
 // cross-platform sample (a SKU's change -> every mapped platform has its
 // count), counted on the destination whose acknowledgement completed it.
-// Called by the trigger on ves.listings; a no-op when ves.metrics is off.
+// Called by the trigger on ves.listings and by the sync worker's record of
+// pushed counts; a no-op when ves.metrics is off.
 PGVES_FUNCTION(ves_record_cross_platform) {
   if (!metrics::shared || !settings::metrics) PG_RETURN_VOID();
   int destination = PG_GETARG_INT32(0);

@@ -3,6 +3,7 @@
 
 #include "pg/base/boundary.hpp"
 #include "pg/base/spi_plan.hpp"
+#include "pg/sync/metrics.hpp"
 #include "pg/store/stored_event.hpp"
 
 extern "C" {
@@ -67,6 +68,27 @@ const char *kClaimSql =
     " RETURNING o.id, o.tenant_id, o.destination_id, o.attempts, o.event_position, "
     "o.event_recorded_at, o.entity_type, o.entity_id, o.base_check";
 
+// A platform destination's claim: the same, with the listings of each
+// claimed inventory row and its SKU's counts, as the claim's own snapshot
+// has them (every claimed row is in it, and so is its event's change of
+// the count; a later change has a row of its own, claimed after this one).
+// One result row per (outbox row, listing), an outbox row without listings
+// once with NULLs; a non-flattened lateral subquery, so each outbox row's
+// listings come together, in location order by the listings' key, and
+// each count is one lookup of the inventory's key.
+const std::string kClaimListingsSql =
+    std::string("WITH c AS (") + kClaimSql + ")" +
+    " SELECT c.*, x.location, x.platform_ref::text, x.available, x.known_quantity"
+    " FROM c LEFT JOIN LATERAL ("
+    "   SELECT l.location, l.platform_ref, l.known_quantity,"
+    "     coalesce((SELECT i.available FROM ves.inventory i"
+    "               WHERE i.tenant_id = l.tenant_id AND i.store_id = l.store_id"
+    "                 AND i.sku = l.sku AND i.location = l.location), 0) AS available"
+    "   FROM ves.listings l"
+    "   WHERE c.entity_type = 'inventory' AND l.destination_id = c.destination_id"
+    "     AND l.sku = c.entity_id"
+    "   ORDER BY l.location OFFSET 0) x ON true";
+
 const char *kRecordSql =
     "UPDATE ves.outbox o SET status = r.status, attempts = r.attempts,"
     "  next_attempt_at = now() + r.delay_ms * interval '1 millisecond',"
@@ -95,17 +117,20 @@ const char *kReceiptSql =
     "   AND o.lease_until IS NOT NULL"
     " ON CONFLICT (tenant_id, destination_id, event_id) DO NOTHING";
 
-// Runs one of the delivery statements with sequential scans, bitmap scans
-// and sorts off. Their right plans are index scans whatever the table's
-// size: right after a burst the statistics still say the outbox is tiny, and
-// a plan made then (the worker keeps its plans) would scan every row of a
-// queue that has since grown. The settings hold for this statement only.
+// Runs one of the delivery statements with sequential scans, bitmap scans,
+// sorts, hash joins and merge joins off. Their right plans are index
+// lookups in nested loops whatever the table's size: right after a burst
+// the statistics still say the outbox is tiny, and a plan made then (the
+// worker keeps its plans) would scan every row of a queue that has since
+// grown; a hash join of a few outcomes with the listings reads every
+// listing of the table at every record. The settings hold for this
+// statement only.
 // Not read-only: a read-only SPI query would use the transaction's first
 // snapshot, older than the claim's, and miss rows committed between.
 void run_indexed(SavedPlan &plan, Datum *args, const char *nulls, int expect) {
   int level = NewGUCNestLevel();
-  for (const char *name :
-       {"enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_incremental_sort"})
+  for (const char *name : {"enable_seqscan", "enable_bitmapscan", "enable_sort",
+                           "enable_incremental_sort", "enable_hashjoin", "enable_mergejoin"})
     set_config_option(name, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
   spi_run(plan, args, nulls, false, expect);
   AtEOXact_GUC(true, level);
@@ -113,6 +138,10 @@ void run_indexed(SavedPlan &plan, Datum *args, const char *nulls, int expect) {
 
 SavedPlan claim_plan = {
     kClaimSql, 6, {INT4OID, INT4OID, INT4OID, INT8OID, INT8OID, INT8ARRAYOID}, nullptr};
+SavedPlan claim_listings_plan = {kClaimListingsSql.c_str(),
+                                 6,
+                                 {INT4OID, INT4OID, INT4OID, INT8OID, INT8OID, INT8ARRAYOID},
+                                 nullptr};
 SavedPlan record_plan = {kRecordSql,
                          9,
                          {INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
@@ -136,6 +165,20 @@ Datum array_of(const std::vector<Datum> &values, Oid type) {
   get_typlenbyvalalign(type, &len, &byval, &align);
   return PointerGetDatum(construct_array(const_cast<Datum *>(values.data()),
                                          static_cast<int>(values.size()), type, len, byval, align));
+}
+
+// An array with NULL elements where nulls[i] is set.
+Datum nullable_array(const std::vector<Datum> &values, const std::vector<bool> &nulls, Oid type) {
+  int16 len;
+  bool byval;
+  char align;
+  get_typlenbyvalalign(type, &len, &byval, &align);
+  bool *flags = static_cast<bool *>(palloc(sizeof(bool) * (nulls.size() + 1)));
+  for (size_t i = 0; i < nulls.size(); ++i) flags[i] = nulls[i];
+  int dims[1] = {static_cast<int>(values.size())};
+  int lbs[1] = {1};
+  return PointerGetDatum(construct_md_array(const_cast<Datum *>(values.data()), flags, 1, dims, lbs,
+                                            type, len, byval, align));
 }
 
 Datum int8_array(const std::vector<std::int64_t> &values) {
@@ -231,11 +274,14 @@ int destination_id(const std::string &name) {
 }
 
 uint64 claim(int destination, int rows, int lease_seconds, std::int64_t floor, std::int64_t owner,
-             const std::vector<std::int64_t> &live_owners) {
+             const std::vector<std::int64_t> &live_owners, bool with_listings) {
   return pg_call([&] {
     Datum args[6] = {Int32GetDatum(rows),  Int32GetDatum(destination), Int32GetDatum(lease_seconds),
                      Int64GetDatum(floor), Int64GetDatum(owner),       int8_array(live_owners)};
-    run_indexed(claim_plan, args, nullptr, SPI_OK_UPDATE_RETURNING);
+    if (with_listings)
+      run_indexed(claim_listings_plan, args, nullptr, SPI_OK_SELECT);
+    else
+      run_indexed(claim_plan, args, nullptr, SPI_OK_UPDATE_RETURNING);
     return SPI_processed;
   });
 }
@@ -263,6 +309,30 @@ ClaimedRow claimed_row(uint64 i) {
   if (texts.entity_type) row.entity_type = texts.entity_type;  // also the metrics' event kind
   if (texts.entity_id) row.entity_id = texts.entity_id;
   return row;
+}
+
+bool claimed_listing(uint64 i, ListingFact *fact) {
+  struct Texts {
+    char *location, *platform_ref;
+  };
+  bool has = false;
+  Texts texts = pg_call([&] {
+    SPITupleTable *table = SPI_tuptable;
+    HeapTuple tup = table->vals[i];
+    bool isnull;
+    fact->row = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
+    SPI_getbinval(tup, table->tupdesc, 10, &isnull);
+    has = !isnull;
+    if (!has) return Texts{nullptr, nullptr};
+    fact->available = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 12, &isnull));
+    Datum known = SPI_getbinval(tup, table->tupdesc, 13, &isnull);
+    fact->known = isnull ? std::nullopt : std::optional<std::int64_t>(DatumGetInt64(known));
+    return Texts{SPI_getvalue(tup, table->tupdesc, 10), SPI_getvalue(tup, table->tupdesc, 11)};
+  });
+  if (!has) return false;
+  fact->location = texts.location ? texts.location : "";
+  fact->platform_ref = texts.platform_ref ? texts.platform_ref : "";
+  return true;
 }
 
 const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
@@ -401,95 +471,63 @@ void release_leases_of(std::int64_t owner) {
 
 namespace {
 
-// The listings of claimed rows with their SKUs' counts now. One row per
-// (outbox row, listing); a SKU without an inventory row has nothing available.
-// Written so that its only plan looks each row's listings and counts up by
-// their keys, whatever the statistics when the worker planned it (it keeps
-// the plan): OFFSET 0 keeps the lateral subquery from being flattened into
-// a join that reads every listing, and ORDER BY location makes the primary
-// key the one index that fits, where a plan made on an empty table took
-// (destination_id, platform_key) and read every listing of the destination
-// for each row.
-SavedPlan facts_plan = {
-    "SELECT j.id, x.location, x.platform_ref::text, x.available, x.known_quantity"
-    " FROM unnest($1::bigint[], $2::int[], $3::text[]) AS j(id, destination_id, sku)"
-    " CROSS JOIN LATERAL ("
-    "   SELECT l.location, l.platform_ref, l.known_quantity,"
-    "     coalesce((SELECT i.available FROM ves.inventory i"
-    "               WHERE i.tenant_id = l.tenant_id AND i.store_id = l.store_id"
-    "                 AND i.sku = l.sku AND i.location = l.location), 0) AS available"
-    "   FROM ves.listings l WHERE l.destination_id = j.destination_id AND l.sku = j.sku"
-    "   ORDER BY l.location OFFSET 0) x"
-    " ORDER BY j.id, x.location",
-    3,
-    {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID},
-    nullptr};
-
-// What platforms acknowledged or refused, per listing.
+// What platforms acknowledged or refused, per listing, and the
+// cross-platform samples that completes, by the rules of the trigger
+// ves._listings_agree (which leaves this statement to it): per SKU and
+// location, one sample when every listing of it on every destination now
+// holds its available count and one of this statement's listings did not
+// hold it before ($7, what the claim read), counted on the lowest such
+// destination. The listings this statement writes are judged by what it
+// wrote (u); the others as its snapshot has them (their old rows would be
+// the written ones' too, hence `written`). Run with run_indexed: every
+// lookup goes by a key (listings_pkey, listings_sku_idx, the inventory's),
+// whatever the statistics said when the plan was made.
 SavedPlan listings_plan = {
-    "UPDATE ves.listings l SET"
+    "WITH u AS ("
+    " UPDATE ves.listings l SET"
     "  pushed_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.pushed_quantity END,"
     "  pushed_at = CASE WHEN r.state = 'synced' THEN now() ELSE l.pushed_at END,"
     "  known_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.known_quantity END,"
     "  state = r.state, last_error = r.error, updated_at = now()"
-    " FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
-    "   AS r(destination_id, sku, location, quantity, state, error)"
-    " WHERE l.destination_id = r.destination_id AND l.sku = r.sku AND l.location = r.location",
-    6,
-    {INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID},
+    " FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], "
+    "$7::bigint[])"
+    "   AS r(destination_id, sku, location, quantity, state, error, prior_known)"
+    " WHERE l.destination_id = r.destination_id AND l.sku = r.sku AND l.location = r.location"
+    " RETURNING l.destination_id, l.tenant_id, l.store_id, l.sku, l.location, l.known_quantity,"
+    "  r.prior_known)"
+    " SELECT count(ves._record_cross_platform(x.destination_id,"
+    "   EXTRACT(epoch FROM now() - x.changed_at)::double precision))"
+    " FROM (SELECT u.tenant_id, u.store_id, u.sku, u.location, min(i.available) AS available,"
+    "         min(i.updated_at) AS changed_at, array_agg(u.destination_id) AS written,"
+    "         min(u.destination_id) FILTER (WHERE u.prior_known IS DISTINCT FROM u.known_quantity)"
+    "           AS destination_id"
+    "       FROM u JOIN ves.inventory i ON i.tenant_id = u.tenant_id AND i.store_id = u.store_id"
+    "         AND i.sku = u.sku AND i.location = u.location"
+    "       GROUP BY u.tenant_id, u.store_id, u.sku, u.location"
+    "       HAVING bool_and(u.known_quantity IS NOT DISTINCT FROM i.available)"
+    "         AND bool_or(u.prior_known IS DISTINCT FROM u.known_quantity)) x"
+    " WHERE NOT EXISTS (SELECT FROM ves.listings o"
+    "                   WHERE o.tenant_id = x.tenant_id AND o.store_id = x.store_id"
+    "                     AND o.sku = x.sku AND o.location = x.location"
+    "                     AND o.known_quantity IS DISTINCT FROM x.available"
+    "                     AND o.destination_id <> ALL (x.written))",
+    7,
+    {INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+     INT8ARRAYOID},
     nullptr};
 
 }  // namespace
 
-std::vector<ListingFact> listing_facts(const std::vector<std::int64_t> &ids,
-                                       const std::vector<int> &destinations,
-                                       const std::vector<std::string> &skus) {
-  std::vector<ListingFact> out;
-  if (ids.empty()) return out;
-  std::vector<Datum> dest_datums, sku_datums;
-  std::vector<char *> texts;  // location, platform_ref per result row, in Postgres memory
-  std::vector<std::int64_t> row_ids, available, known;
-  std::vector<bool> known_null;
-  pg_call_void([&] {
-    for (size_t i = 0; i < ids.size(); ++i) {
-      dest_datums.push_back(Int32GetDatum(destinations[i]));
-      sku_datums.push_back(CStringGetTextDatum(skus[i].c_str()));
-    }
-    Datum args[3] = {int8_array(ids), array_of(dest_datums, INT4OID),
-                     array_of(sku_datums, TEXTOID)};
-    // Not read-only: a fresh snapshot, which sees at least what the claim
-    // saw. The step's own snapshot is older than the claim, and a count
-    // committed in between with the row would be read as it was before.
-    spi_run(facts_plan, args, nullptr, false, SPI_OK_SELECT);
-    for (uint64 i = 0; i < SPI_processed; ++i) {
-      HeapTuple tup = SPI_tuptable->vals[i];
-      TupleDesc desc = SPI_tuptable->tupdesc;
-      bool isnull;
-      row_ids.push_back(DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
-      texts.push_back(SPI_getvalue(tup, desc, 2));
-      texts.push_back(SPI_getvalue(tup, desc, 3));
-      available.push_back(DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull)));
-      Datum k = SPI_getbinval(tup, desc, 5, &isnull);
-      known_null.push_back(isnull);
-      known.push_back(isnull ? 0 : DatumGetInt64(k));
-    }
-  });
-  out.reserve(row_ids.size());
-  for (size_t i = 0; i < row_ids.size(); ++i) {
-    ListingFact f;
-    f.row = row_ids[i];
-    f.location = texts[2 * i];
-    f.platform_ref = texts[2 * i + 1];
-    f.available = available[i];
-    if (!known_null[i]) f.known = known[i];
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
 void record_listings(const std::vector<ListingOutcome> &outcomes) {
   if (outcomes.empty()) return;
-  std::vector<Datum> dests, skus, locations, quantities, states, errors;
+  std::vector<Datum> dests, skus, locations, quantities, states, errors, priors;
+  std::vector<bool> prior_nulls;
+  // The trigger on ves.listings leaves this statement's samples to it, and
+  // only it: the flag is down again however the statement ends.
+  struct Counting {
+    Counting() { metrics::agreements_counted_by_statement = true; }
+    ~Counting() { metrics::agreements_counted_by_statement = false; }
+  } counting;
   pg_call_void([&] {
     for (const ListingOutcome &o : outcomes) {
       dests.push_back(Int32GetDatum(o.destination));
@@ -498,11 +536,17 @@ void record_listings(const std::vector<ListingOutcome> &outcomes) {
       quantities.push_back(Int64GetDatum(o.quantity));
       states.push_back(CStringGetTextDatum(o.state));
       errors.push_back(CStringGetTextDatum(o.error.c_str()));
+      priors.push_back(Int64GetDatum(o.prior_known.value_or(0)));
+      prior_nulls.push_back(!o.prior_known.has_value());
     }
-    Datum args[6] = {array_of(dests, INT4OID),     array_of(skus, TEXTOID),
-                     array_of(locations, TEXTOID), array_of(quantities, INT8OID),
-                     array_of(states, TEXTOID),    array_of(errors, TEXTOID)};
-    spi_run(listings_plan, args, nullptr, false, SPI_OK_UPDATE);
+    Datum args[7] = {array_of(dests, INT4OID),
+                     array_of(skus, TEXTOID),
+                     array_of(locations, TEXTOID),
+                     array_of(quantities, INT8OID),
+                     array_of(states, TEXTOID),
+                     array_of(errors, TEXTOID),
+                     nullable_array(priors, prior_nulls, INT8OID)};
+    run_indexed(listings_plan, args, nullptr, SPI_OK_SELECT);
   });
 }
 

@@ -66,9 +66,12 @@ int destination_id(const std::string &name);
 
 // Leases up to `rows` open rows of `destination` from position `floor` on
 // for `lease_seconds` to `owner`, taking over rows whose holder is not in
-// `live_owners`. Returns how many; read them with claimed_row.
+// `live_owners`. Returns how many result rows; read them with claimed_row.
+// With `with_listings` (a platform destination), a result row per (outbox
+// row, listing) of each claimed inventory row, with its SKU's counts as the
+// claim saw them (claimed_listing), and one for an outbox row without.
 uint64 claim(int destination, int rows, int lease_seconds, std::int64_t floor, std::int64_t owner,
-             const std::vector<std::int64_t> &live_owners);
+             const std::vector<std::int64_t> &live_owners, bool with_listings = false);
 
 struct ClaimedRow {
   std::int64_t id = 0;
@@ -82,6 +85,10 @@ struct ClaimedRow {
 };
 // Row `i` of the last claim (before any other statement).
 ClaimedRow claimed_row(uint64 i);
+struct ListingFact;
+// The listing of result row `i` of the last claim made with_listings, into
+// `fact`; false when the row has none.
+bool claimed_listing(uint64 i, ListingFact *fact);
 
 // Selects the stored events at `positions` (recorded between the bounds,
 // which prune partitions) with kStoredEventColumns; returns the result table
@@ -130,11 +137,6 @@ struct ListingFact {
   std::int64_t available = 0;
   std::optional<std::int64_t> known;  // ves.listings.known_quantity
 };
-// The listings of rows (ids[i] at destinations[i] about SKU skus[i]), by row.
-std::vector<ListingFact> listing_facts(const std::vector<std::int64_t> &ids,
-                                       const std::vector<int> &destinations,
-                                       const std::vector<std::string> &skus);
-
 // What became of one listing's push: state 'synced' (the platform has
 // quantity now), 'stale' or 'failed' (error says why).
 struct ListingOutcome {
@@ -143,6 +145,9 @@ struct ListingOutcome {
   std::int64_t quantity = 0;
   const char *state = "synced";
   std::string error;
+  // What the listing held as known_quantity when its row was claimed: a
+  // push that leaves it unchanged completes no cross-platform sample.
+  std::optional<std::int64_t> prior_known;
 };
 void record_listings(const std::vector<ListingOutcome> &outcomes);
 
