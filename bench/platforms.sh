@@ -235,6 +235,47 @@ PY
 )
 esac
 
+# --- the servers alone under one fixed load ----------------------------------
+# How much of a gap between kinds is the server's own: the Python sink and
+# the TikTok Shop mock each answer the same number of requests from
+# bench/http_load.c (8 keep-alive connections, a new request as soon as an
+# answer comes), a webhook delivery's request and a valid signed TikTok
+# inventory update (with the access token the worker last used).
+load_line=""
+if [[ " $kinds " == *" webhook_py "* && " $kinds " == *" tiktok_shop "* ]]; then
+  cc -O2 -o "$dir/http_load" bench/http_load.c
+  curl -s "http://127.0.0.1:${srv_port[tiktok_shop]}/_log" >"$dir/tiktok_log.json"
+  python3 - "$dir" "${srv_port[webhook_py]}" "${srv_port[tiktok_shop]}" <<'PY'
+import json, sys, time
+sys.path.insert(0, "test/mock")
+from platforms import tiktok_sign
+d, py_port, tt_port = sys.argv[1], sys.argv[2], sys.argv[3]
+def raw(port, target, headers, body):
+    head = ["POST %s HTTP/1.1" % target, "Host: 127.0.0.1:%s" % port, "User-Agent: pg_ves/0.1",
+            "Accept: */*", "Content-Type: application/json"] + headers + ["Content-Length: %d" % len(body)]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+body = json.dumps({"type": "inventory.stock_set", "data": {"pad": "x" * 760}}).encode()
+open(d + "/req_webhook_py", "wb").write(raw(py_port, "/hook", [
+    "webhook-id: 01a2302f-4db9-7185-81d8-a3b58cb5a658", "webhook-timestamp: %d" % time.time(),
+    "webhook-signature: v1,UxPf+x/TKw/yEgRe45FwUjDoJRTvj3+Zsg1obcx7OAQ="], body))
+token = json.load(open(d + "/tiktok_log.json"))["requests"][-1]["headers"]["x-tts-access-token"]
+path = "/product/202309/products/7301/inventory/update"
+body = json.dumps({"skus": [{"id": "8301", "inventory": [{"warehouse_id": "7000000000000000001",
+                                                          "quantity": 5}]}]}, separators=(",", ":")).encode()
+pairs = [("app_key", "tts_app_key"), ("shop_cipher", "ROW_pgves_test"), ("timestamp", str(int(time.time())))]
+target = path + "?" + "&".join("%s=%s" % kv for kv in pairs) + "&sign=" + tiktok_sign("tts_app_secret", path, pairs, body)
+open(d + "/req_tiktok_shop", "wb").write(raw(tt_port, target, ["x-tts-access-token: " + token], body))
+PY
+  load_line="servers alone under the same load (bench/http_load.c, 8 connections, 20,000 requests):"
+  for k in webhook_py tiktok_shop; do
+    m0=$(cpu "${srv_pid[$k]}")
+    read -r n secs bad < <("$dir/http_load" "${srv_port[$k]}" 8 20000 "$dir/req_$k")
+    m1=$(cpu "${srv_pid[$k]}")
+    load_line+=$(awk -v k="$k" -v n="$n" -v s="$secs" -v b="$bad" -v m0="$m0" -v m1="$m1" \
+      'BEGIN { printf " %s %.0f us/request, %.0f requests/s, %d not 200;", k, (m1 - m0) / n * 1e6, n / s, b }')
+  done
+fi
+
 # --- summary -----------------------------------------------------------------
 python3 - "$results" <<'PY'
 import statistics, sys
@@ -286,6 +327,7 @@ for p in sorted({p for p, _ in base}):
         print("%-14s %4s %19s %19s %19s %19s %19s" % (k, p, *cells))
 PY
 [ -z "$lat_line" ] || echo "$lat_line"
+[ -z "$load_line" ] || echo "$load_line"
 
 # --- the adapters alone, one core ----------------------------------------------
 echo
