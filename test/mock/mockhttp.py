@@ -125,10 +125,10 @@ class MockServer(ThreadingHTTPServer):
 
 
 class RequestLog:
-    """A mock's record of the requests it answered: the last max_records
-    (0: all) in self.records, numbered by self.seq, and each appended as a
-    JSON line to the file open_log names. Call init_request_log() from
-    __init__ and clear_records() from reset()."""
+    """A mock's record of the requests it answered: about the last
+    max_records (0: all) in self.records, numbered by self.seq, and each
+    appended as a JSON line to the file open_log names. Call
+    init_request_log() from __init__ and clear_records() from reset()."""
 
     def init_request_log(self):
         self.log_fd = None
@@ -156,7 +156,9 @@ class RequestLog:
                "answer": None if reply.reset else
                reply.body().decode("utf-8", "replace")}
         self.records.append(rec)
-        if self.max_records and len(self.records) > self.max_records:
+        # Trimmed a quarter at a time, not one record per request.
+        if self.max_records and \
+                len(self.records) > self.max_records + max(1, self.max_records // 4):
             del self.records[:len(self.records) - self.max_records]
         return rec
 

@@ -43,7 +43,7 @@ SERVER_NAME = "pg_ves-platform-mock"
 class Reply:
     """An answer: status, JSON-able object (or raw bytes), extra headers."""
 
-    __slots__ = ("status", "obj", "headers", "reset", "outcome")
+    __slots__ = ("status", "obj", "headers", "reset", "outcome", "_data")
 
     def __init__(self, status=200, obj=None, headers=(), outcome="ok",
                  reset=False):
@@ -52,11 +52,15 @@ class Reply:
         self.headers = list(headers)
         self.outcome = outcome
         self.reset = reset
+        self._data = None
 
     def body(self):
-        if isinstance(self.obj, bytes):
-            return self.obj
-        return json.dumps(self.obj, separators=(",", ":")).encode()
+        # Encoded once: the request log and the answer both need it, and a
+        # reply is not changed once made.
+        if self._data is None:
+            self._data = self.obj if isinstance(self.obj, bytes) else \
+                json.dumps(self.obj, separators=(",", ":")).encode()
+        return self._data
 
 
 class Fault:
