@@ -158,23 +158,19 @@ SavedPlan destination_plan = {
     {INT4OID, TEXTOID, BOOLOID, TEXTOID, BOOLOID},
     nullptr};
 
-Datum array_of(const std::vector<Datum> &values, Oid type) {
+// A one-dimensional array of `values`; with `nulls`, element i is NULL
+// where (*nulls)[i] is set.
+Datum array_of(const std::vector<Datum> &values, Oid type,
+               const std::vector<bool> *nulls = nullptr) {
   int16 len;
   bool byval;
   char align;
   get_typlenbyvalalign(type, &len, &byval, &align);
-  return PointerGetDatum(construct_array(const_cast<Datum *>(values.data()),
-                                         static_cast<int>(values.size()), type, len, byval, align));
-}
-
-// An array with NULL elements where nulls[i] is set.
-Datum nullable_array(const std::vector<Datum> &values, const std::vector<bool> &nulls, Oid type) {
-  int16 len;
-  bool byval;
-  char align;
-  get_typlenbyvalalign(type, &len, &byval, &align);
-  bool *flags = static_cast<bool *>(palloc(sizeof(bool) * (nulls.size() + 1)));
-  for (size_t i = 0; i < nulls.size(); ++i) flags[i] = nulls[i];
+  bool *flags = nullptr;
+  if (nulls) {
+    flags = static_cast<bool *>(palloc(sizeof(bool) * (nulls->size() + 1)));
+    for (size_t i = 0; i < nulls->size(); ++i) flags[i] = (*nulls)[i];
+  }
   int dims[1] = {static_cast<int>(values.size())};
   int lbs[1] = {1};
   return PointerGetDatum(construct_md_array(const_cast<Datum *>(values.data()), flags, 1, dims, lbs,
@@ -545,7 +541,7 @@ void record_listings(const std::vector<ListingOutcome> &outcomes) {
                      array_of(quantities, INT8OID),
                      array_of(states, TEXTOID),
                      array_of(errors, TEXTOID),
-                     nullable_array(priors, prior_nulls, INT8OID)};
+                     array_of(priors, INT8OID, &prior_nulls)};
     run_indexed(listings_plan, args, nullptr, SPI_OK_SELECT);
   });
 }

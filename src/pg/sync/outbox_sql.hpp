@@ -87,7 +87,8 @@ struct ClaimedRow {
 ClaimedRow claimed_row(uint64 i);
 struct ListingFact;
 // The listing of result row `i` of the last claim made with_listings, into
-// `fact`; false when the row has none.
+// `fact`; false when the row has none. fact->row (the outbox row) is set
+// either way.
 bool claimed_listing(uint64 i, ListingFact *fact);
 
 // Selects the stored events at `positions` (recorded between the bounds,
