@@ -91,12 +91,12 @@ const char *failure_detail(const char *reason) {
   return "";
 }
 
-// Adds the stream gaps in the scanned range to the result; SPI connected.
-// `from_start`: the range starts at the first position; `to_end`: it runs to
-// the last one, so the streams' current versions can be compared.
-// Adds a row for every gap in the checked streams (Postgres calls only).
-void report_stream_gaps_unguarded(ReturnSetInfo *rsinfo, Datum *args, const char *nulls,
-                                  bool from_start, bool to_end) {
+// Looks for the stream gaps in the scanned range; SPI connected. The rows
+// stay in the returned SPI table until put_stream_gaps adds them to the
+// result. `from_start`: the range starts at the first position; `to_end`: it
+// runs to the last one, so the streams' current versions can be compared.
+SPITupleTable *find_stream_gaps_unguarded(Datum *args, const char *nulls, bool from_start,
+                                          bool to_end) {
   Datum all_args[8] = {args[0],
                        args[1],
                        args[2],
@@ -112,22 +112,31 @@ void report_stream_gaps_unguarded(ReturnSetInfo *rsinfo, Datum *args, const char
   Oid types[8] = {INT8OID, INT8OID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID};
   if (SPI_execute_with_args(kStreamGaps, 8, types, all_args, all_nulls, true, 0) != SPI_OK_SELECT)
     elog(ERROR, "pg_ves: cannot check the event streams for gaps");
+  return SPI_tuptable;
+}
+
+// Adds a row for every gap found to the result and frees the table.
+void put_stream_gaps_unguarded(ReturnSetInfo *rsinfo, SPITupleTable *gaps) {
   MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-  for (uint64 i = 0; i < SPI_processed; ++i) {
+  for (uint64 i = 0; i < gaps->numvals; ++i) {
     Datum values[4];
     bool isnull[4];
     for (int c = 0; c < 4; ++c)
-      values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &isnull[c]);
+      values[c] = SPI_getbinval(gaps->vals[i], gaps->tupdesc, c + 1, &isnull[c]);
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
   }
   MemoryContextSwitchTo(old);
+  SPI_freetuptable(gaps);
 }
 
 // --- PostgreSQL calls made while C++ objects are alive ----------------------
 
-void report_stream_gaps(ReturnSetInfo *rsinfo, Datum *args, const char *nulls, bool from_start,
-                        bool to_end) {
-  pg_call_void([&] { report_stream_gaps_unguarded(rsinfo, args, nulls, from_start, to_end); });
+SPITupleTable *find_stream_gaps(Datum *args, const char *nulls, bool from_start, bool to_end) {
+  return pg_call([&] { return find_stream_gaps_unguarded(args, nulls, from_start, to_end); });
+}
+
+void put_stream_gaps(ReturnSetInfo *rsinfo, SPITupleTable *gaps) {
+  pg_call_void([&] { put_stream_gaps_unguarded(rsinfo, gaps); });
 }
 
 int64 last_position() {
@@ -160,8 +169,8 @@ void progress_finish() {
 
 // --- range verification on the pool -----------------------------------------
 
-constexpr long kChunk = 1000;    // rows fetched at a time
-constexpr size_t kPerTask = 16;  // events one task checks
+constexpr long kChunk = 1000;     // rows fetched at a time
+constexpr size_t kPerTask = 100;  // events one task checks
 
 struct Check {
   StoredEvent event;
@@ -276,6 +285,12 @@ PGVES_FUNCTION(ves_verify_events) {
     }
     progress_update(chunk.checks.back().event.position - from + 1, failed);
   };
+  // The stream-gap query runs on this thread once two chunks are queued, so
+  // the pool checks signatures meanwhile (or at the end for a short range);
+  // its rows are added after the failures.
+  SPITupleTable *gaps = nullptr;
+  const bool from_start = from <= 1;
+  int chunks = 0;
   for (;;) {
     uint64 n = safe::cursor_fetch(portal, kChunk);
     if (n > 0) {
@@ -290,13 +305,15 @@ PGVES_FUNCTION(ves_verify_events) {
       }
       safe::free_tuptable(batch);
       submit_checks(pool, *fetched);
+      if (++chunks == 2) gaps = find_stream_gaps(args, nulls, from_start, !bounded);
     }
     if (checking) report(*checking);
     checking = std::move(fetched);
     if (!checking) break;
   }
   safe::cursor_close(portal);
-  report_stream_gaps(rsinfo, args, nulls, from <= 1, !bounded);
+  if (!gaps) gaps = find_stream_gaps(args, nulls, from_start, !bounded);
+  put_stream_gaps(rsinfo, gaps);
   safe::spi_finish();
   progress_finish();
   return (Datum)0;
