@@ -271,6 +271,24 @@ ok( wait_until(5, sub {
 			      WHERE d.name = 'wh' GROUP BY d.last_success_at}) eq 't' }),
 	'and the destination\'s last_success_at catches up with its last delivery');
 
+# A worker that stops within that second writes the success it held back:
+# the first delivery's success is written, the second's, a moment later, is
+# not due yet when ves.stop_worker() asks the worker to stop.
+my $synced = sub {
+	my ($id) = @_;
+	wait_until(10, sub { sql("SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+	                           WHERE d.name = 'wh' AND o.entity_id = '$id' AND o.status = 'synced'") == 1 });
+};
+sql("SELECT FROM ves.append('$t1', '$store', 'Burst', 'stop-1', 'burst.happened', '{}')");
+ok($synced->('stop-1'), 'stop: a first delivery is synced');
+sql("SELECT FROM ves.append('$t1', '$store', 'Burst', 'stop-2', 'burst.happened', '{}')");
+ok($synced->('stop-2'), 'stop: a second one is synced');
+is(sql('SELECT ves.stop_worker()'), 't', 'stop: the worker stops at once');
+is( sql(q{SELECT d.last_success_at >= o.synced_at FROM ves.destinations d
+          JOIN ves.outbox o ON o.destination_id = d.id AND o.entity_id = 'stop-2' WHERE d.name = 'wh'}),
+	't', 'stop: last_success_at is no older than the last delivery before the stop');
+is(sql('SELECT ves.start_worker()'), 't', 'the worker is started again');
+
 # --- changing and dropping destinations ------------------------------------------
 
 sql("SELECT ves.alter_destination('combo', '{}', '" . $sink->url('/moved') . "')");

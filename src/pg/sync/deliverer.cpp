@@ -971,6 +971,13 @@ class Deliverer::Impl {
     return d.success_unwritten && now - d.success_written_ms >= kSuccessWriteMs;
   }
 
+  // Makes every held-back success due now (record_final).
+  void release_success_throttle() {
+    for (auto &entry : destinations_)
+      if (entry.second.success_unwritten)
+        entry.second.success_written_ms = steady_ms() - kSuccessWriteMs;
+  }
+
   void record_destinations() {
     std::int64_t now = steady_ms();
     for (auto &entry : destinations_) {
@@ -1183,6 +1190,10 @@ void Deliverer::request_full_scan() { impl_->request_full_scan(); }
 void Deliverer::dispatch(HttpEngine &engine) { impl_->dispatch(engine); }
 void Deliverer::absorb(std::vector<HttpResult> results) { impl_->absorb(std::move(results)); }
 Recorded Deliverer::record() { return impl_->record(); }
+Recorded Deliverer::record_final() {
+  impl_->release_success_throttle();
+  return impl_->record();
+}
 void Deliverer::release_own_leases() { impl_->release_own_leases(); }
 long Deliverer::idle_timeout_ms(long poll_ms) { return impl_->idle_timeout_ms(poll_ms); }
 int Deliverer::queued() const { return impl_->queued(); }

@@ -68,6 +68,9 @@ class Deliverer {
   void absorb(std::vector<HttpResult> results);
   // Writes the outcomes and the destinations' health.
   Recorded record();
+  // The same, and every last success still held back by the once-a-second
+  // throttle, so that a worker that stops leaves last_success_at exact.
+  Recorded record_final();
   // How much longer recording may wait for more answers to share its
   // transaction: -1 when there is nothing to record; 0 when it is due (the
   // first outcome not recorded is delay_ms old, nothing is in flight any

@@ -212,9 +212,10 @@ void housekeeping() {
 }
 
 // Records what finished and publishes the worker's share of
-// ves.worker_status; returns whether anything was recorded.
-bool record(Deliverer &deliverer) {
-  Recorded r = deliverer.record();
+// ves.worker_status; returns whether anything was recorded. `final`: the
+// worker is stopping, so held-back successes are written too.
+bool record(Deliverer &deliverer, bool final = false) {
+  Recorded r = final ? deliverer.record_final() : deliverer.record();
   if (r.any)
     launcher::report(deliverer.in_flight(), static_cast<uint64>(r.synced),
                      static_cast<uint64>(r.failed));
@@ -291,7 +292,7 @@ void stop_gracefully(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer) 
       check_interrupts();
     }
     int abandoned = deliverer->in_flight();
-    record(*deliverer);
+    record(*deliverer, true);
     deliverer->release_own_leases();
     if (abandoned > 0)
       log_line("pg_ves worker: stopped with " + std::to_string(abandoned) +
