@@ -912,6 +912,44 @@ struct EntityGroup {
   bool checked = false;
 };
 
+// A chunk of the third pass: its events' inputs and signing jobs. Tasks of
+// kPerTask jobs run on the pool; `remaining` counts those not finished.
+struct SigningChunk {
+  static constexpr size_t kPerTask = 16;
+  std::vector<AppendInput> inputs;
+  std::vector<keys::SigningJob> jobs;
+  std::vector<std::exception_ptr> errors;
+  std::vector<int> events;  // the batch's index of each
+  size_t submitted = 0;     // events[0, submitted) are queued on the pool
+  std::atomic<int> remaining{0};
+  MemoryContext memory = nullptr;  // the inputs' PostgreSQL memory
+
+  void init(size_t n) {
+    inputs.resize(n);
+    jobs.resize(n);
+    errors.resize(n);
+    events.reserve(n);
+  }
+
+  // Queues the prepared jobs not queued yet as one task.
+  void submit(core::ThreadPool &pool) {
+    size_t end = events.size();
+    if (end == submitted) return;
+    remaining.fetch_add(1, std::memory_order_relaxed);
+    pool.submit([this, begin = submitted, end] {
+      for (size_t j = begin; j < end; ++j) {
+        try {
+          jobs[j].run();
+        } catch (...) {
+          errors[j] = std::current_exception();
+        }
+      }
+      remaining.fetch_sub(1, std::memory_order_release);
+    });
+    submitted = end;
+  }
+};
+
 // Appends the n events of `src` in order, all or nothing; results in out[].
 // C++ containers are alive throughout, so it reaches Postgres only through
 // the step wrappers above. Three passes over the batch, each a chunk at a
@@ -930,8 +968,10 @@ void append_many(const BatchSource &src, int n, AppendResult *out, int *current)
   // chunk's signatures (third pass).
   auto payloads = std::make_unique<PayloadHashes>(src, n);
   size_t chunk = static_cast<size_t>(std::min(n, kChunk));
-  std::vector<keys::SigningJob> signing(chunk);
-  std::vector<std::exception_ptr> signing_error(chunk);
+  // The third pass's two chunks: one is signed on the pool while this thread
+  // writes the other.
+  SigningChunk halves[2];
+  for (SigningChunk &h : halves) h.init(chunk);
   // Declared after everything its tasks touch: its destructor drops what has
   // not started and joins the threads before those go away.
   core::ThreadPool pool(batch_threads(n));
@@ -1052,58 +1092,46 @@ void append_many(const BatchSource &src, int n, AppendResult *out, int *current)
 
   // 3. A chunk of written events at a time: signatures prepared here in
   // batch order (the key comes through SPI) and computed on the pool, then
-  // positions and the rows. Errors are raised for the earliest event, as
-  // when signing one after the other.
+  // positions and the rows. Two chunks alternate: while the pool signs one,
+  // this thread writes the one before it. Errors are raised for the earliest
+  // event, as when signing one after the other.
   bool fan_out = pg_call([] { return have_destinations(); });
-  std::vector<AppendInput> inputs(chunk);
-  std::vector<int> chunk_events;
-  chunk_events.reserve(chunk);
-  constexpr size_t kPerTask = 16;
-  size_t submitted = 0;  // chunk_events[0, submitted) are queued on the pool
-  auto submit_prepared = [&] {
-    size_t end = chunk_events.size();
-    if (end == submitted) return;
-    pool.submit([&signing, &signing_error, begin = submitted, end] {
-      for (size_t j = begin; j < end; ++j) {
-        try {
-          signing[j].run();
-        } catch (...) {
-          signing_error[j] = std::current_exception();
-        }
-      }
+  for (SigningChunk &h : halves)
+    h.memory = pg_call([] {
+      return AllocSetContextCreate(CurrentMemoryContext, "pg_ves batch signing chunk",
+                                   ALLOCSET_DEFAULT_SIZES);
     });
-    submitted = end;
-  };
-  // Waits for the chunk's signatures and raises the earliest error.
-  auto signed_chunk = [&] {
-    submit_prepared();
-    pool.wait(safe::check_for_interrupts);
-    for (size_t j = 0; j < chunk_events.size(); ++j) {
-      if (signing_error[j]) {
-        *current = chunk_events[j];
-        std::rethrow_exception(signing_error[j]);
+  // Waits for a chunk's signatures and raises its earliest error.
+  auto signed_chunk = [&](SigningChunk &h) {
+    h.submit(pool);
+    pool.wait_until([&h] { return h.remaining.load(std::memory_order_acquire) == 0; },
+                    safe::check_for_interrupts);
+    for (size_t j = 0; j < h.events.size(); ++j) {
+      if (h.errors[j]) {
+        *current = h.events[j];
+        std::rethrow_exception(h.errors[j]);
       }
-      std::memcpy(inputs[j].sig.agent_signature, signing[j].signature.data(), 64);
+      std::memcpy(h.inputs[j].sig.agent_signature, h.jobs[j].signature.data(), 64);
     }
   };
-  auto write_chunk = [&] {
-    signed_chunk();
+  auto write_chunk = [&](SigningChunk &h) {
+    signed_chunk(h);
     *current = -1;
-    std::vector<int64> positions = take_batch_positions(static_cast<int>(chunk_events.size()));
+    std::vector<int64> positions = take_batch_positions(static_cast<int>(h.events.size()));
     std::sort(positions.begin(), positions.end());
-    insert_rows(inputs.data(), chunk_events, positions, out, chunk_memory, fan_out);
-    chunk_events.clear();
-    submitted = 0;
-    next_chunk();
+    insert_rows(h.inputs.data(), h.events, positions, out, h.memory, fan_out);
+    h.events.clear();
+    h.submitted = 0;
+    pg_call_void([&] { MemoryContextReset(h.memory); });
   };
-  next_chunk();
+  SigningChunk *filling = &halves[0], *written = nullptr;  // written: signed, not yet inserted
   for (int i = 0; i < n; ++i) {
     if (!kept[i].written) continue;
     *current = i;
-    size_t j = chunk_events.size();
-    AppendInput &in = inputs[j];
+    size_t j = filling->events.size();
+    AppendInput &in = filling->inputs[j];
     try {
-      signing[j] = in_memory(chunk_memory, [&] {
+      filling->jobs[j] = in_memory(filling->memory, [&] {
         in = AppendInput{};
         parse_kept(src, i, kept[i], &in);
         return keys::prepare_signature(in.tenant, in.store, in.id, in.entity_type, in.entity_id,
@@ -1111,22 +1139,33 @@ void append_many(const BatchSource &src, int n, AppendResult *out, int *current)
       });
     } catch (...) {
       // An earlier event's signing error goes first.
-      signed_chunk();
+      if (written) signed_chunk(*written);
+      signed_chunk(*filling);
       *current = i;
       throw;
     }
-    signing_error[j] = nullptr;
-    chunk_events.push_back(i);
-    if (chunk_events.size() - submitted == kPerTask) submit_prepared();
-    if (chunk_events.size() == chunk) write_chunk();
+    filling->errors[j] = nullptr;
+    filling->events.push_back(i);
+    if (filling->events.size() - filling->submitted == SigningChunk::kPerTask)
+      filling->submit(pool);
+    if (filling->events.size() == chunk) {
+      filling->submit(pool);
+      if (written) write_chunk(*written);
+      written = filling;
+      filling = filling == &halves[0] ? &halves[1] : &halves[0];
+    }
   }
-  if (!chunk_events.empty()) write_chunk();
+  if (written) write_chunk(*written);
+  if (!filling->events.empty()) write_chunk(*filling);
   for (int i = 0; i < n; ++i)
     if (kept[i].alias >= 0) {
       out[i] = out[kept[i].alias];
       out[i].duplicate = true;
     }
-  pg_call_void([&] { MemoryContextDelete(chunk_memory); });
+  pg_call_void([&] {
+    MemoryContextDelete(chunk_memory);
+    for (SigningChunk &h : halves) MemoryContextDelete(h.memory);
+  });
 }
 
 }  // namespace
