@@ -814,6 +814,10 @@ std::vector<int64> take_batch_positions(int m) {
 // before the next, so a batch holds that much beyond what it keeps per event
 // (Kept), whatever the batch size.
 constexpr int kChunk = 1000;
+// Events per chunk of the third pass, where the pool signs one chunk while
+// this thread writes the one before: smaller, so that a batch of 1,000
+// events has chunks to alternate.
+constexpr int kSigningChunk = 100;
 
 // What a batch keeps of each event between its passes: what each pass works
 // out and a later one needs. The rest is parsed again from the input.
@@ -967,7 +971,7 @@ void append_many(const BatchSource &src, int n, AppendResult *out, int *current)
   // What the pool's tasks touch: the payload hashes (first pass) and a
   // chunk's signatures (third pass).
   auto payloads = std::make_unique<PayloadHashes>(src, n);
-  size_t chunk = static_cast<size_t>(std::min(n, kChunk));
+  size_t chunk = static_cast<size_t>(std::min(n, kSigningChunk));
   // The third pass's two chunks: one is signed on the pool while this thread
   // writes the other.
   SigningChunk halves[2];
