@@ -1113,11 +1113,20 @@ class Deliverer::Impl {
       const std::vector<std::int64_t> &positions, const std::unordered_set<std::int64_t> &exported,
       TimestampTz first_recorded, TimestampTz last_recorded) {
     std::unordered_map<std::int64_t, std::string> out;
+    envelope_errors_.clear();
+    versions_.clear();
+    if (exported.empty()) {
+      // Platform rows only: no payload to read.
+      for (outbox_sql::EventRef &r :
+           outbox_sql::event_refs(positions, first_recorded, last_recorded)) {
+        versions_[r.position] = r.entity_version;
+        out[r.position] = std::move(r.event_id);
+      }
+      return out;
+    }
     uint64 count = 0;
     const SPITupleTable *table =
         outbox_sql::events(positions, first_recorded, last_recorded, &count);
-    envelope_errors_.clear();
-    versions_.clear();
     for (uint64 i = 0; i < count; ++i) {
       std::int64_t position = 0;
       try {

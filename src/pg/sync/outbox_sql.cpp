@@ -347,6 +347,39 @@ const SPITupleTable *events(const std::vector<std::int64_t> &positions, Timestam
   });
 }
 
+std::vector<EventRef> event_refs(const std::vector<std::int64_t> &positions,
+                                 TimestampTz first_recorded, TimestampTz last_recorded) {
+  static SavedPlan plan = {
+      "SELECT position, event_id::text, entity_version FROM ves.events "
+      "WHERE position = ANY ($1) AND recorded_at BETWEEN $2 AND $3",
+      3,
+      {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+      nullptr};
+  uint64 count = 0;
+  SPITupleTable *table = pg_call([&] {
+    Datum args[3] = {int8_array(positions), TimestampTzGetDatum(first_recorded),
+                     TimestampTzGetDatum(last_recorded)};
+    run_indexed(plan, args, nullptr, SPI_OK_SELECT);
+    count = SPI_processed;
+    return SPI_tuptable;
+  });
+  std::vector<EventRef> refs;
+  refs.reserve(count);
+  for (uint64 i = 0; i < count; ++i) {
+    std::int64_t position = 0, version = 0;
+    char *id = pg_call([&] {
+      bool isnull;
+      HeapTuple tup = table->vals[i];
+      position = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 1, &isnull));
+      version = DatumGetInt64(SPI_getbinval(tup, table->tupdesc, 3, &isnull));
+      return SPI_getvalue(tup, table->tupdesc, 2);
+    });
+    refs.push_back(EventRef{position, id ? id : "", version});
+  }
+  pg_call_void([&] { SPI_freetuptable(table); });
+  return refs;
+}
+
 namespace {
 
 // The receipts among outcomes, stored by kReceiptSql.

@@ -97,6 +97,18 @@ bool claimed_listing(uint64 i, ListingFact *fact);
 const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
                             TimestampTz last_recorded, uint64 *count);
 
+// What a platform row needs of its event: the id (its idempotency key) and
+// the entity version, without the payload.
+struct EventRef {
+  std::int64_t position;
+  std::string event_id;  // 36 characters
+  std::int64_t entity_version;
+};
+// The events at `positions`, as events() bounds them, read without their
+// payloads.
+std::vector<EventRef> event_refs(const std::vector<std::int64_t> &positions,
+                                 TimestampTz first_recorded, TimestampTz last_recorded);
+
 // --- recording -----------------------------------------------------------------
 
 // What became of one row: its new status and when to try it again.
