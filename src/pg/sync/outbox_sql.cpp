@@ -331,38 +331,44 @@ bool claimed_listing(uint64 i, ListingFact *fact) {
   return true;
 }
 
-const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
-                            TimestampTz last_recorded, uint64 *count) {
-  static std::string sql =
-      std::string("SELECT ") + kStoredEventColumns +
-      " FROM ves.events WHERE position = ANY ($1) AND recorded_at BETWEEN $2 AND $3";
-  static SavedPlan plan = {nullptr, 3, {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, nullptr};
-  plan.sql = sql.c_str();
+namespace {
+
+// The events at `positions`, recorded between the bounds (which prune the
+// read to the partitions holding them), with the columns `plan` selects
+// before PGVES_EVENTS_AT.
+#define PGVES_EVENTS_AT \
+  " FROM ves.events WHERE position = ANY ($1) AND recorded_at BETWEEN $2 AND $3"
+
+SPITupleTable *select_events_at(SavedPlan &plan, const std::vector<std::int64_t> &positions,
+                                TimestampTz first_recorded, TimestampTz last_recorded,
+                                uint64 *count) {
   return pg_call([&] {
     Datum args[3] = {int8_array(positions), TimestampTzGetDatum(first_recorded),
                      TimestampTzGetDatum(last_recorded)};
     run_indexed(plan, args, nullptr, SPI_OK_SELECT);
     *count = SPI_processed;
-    return static_cast<const SPITupleTable *>(SPI_tuptable);
+    return SPI_tuptable;
   });
+}
+
+}  // namespace
+
+const SPITupleTable *events(const std::vector<std::int64_t> &positions, TimestampTz first_recorded,
+                            TimestampTz last_recorded, uint64 *count) {
+  static std::string sql = std::string("SELECT ") + kStoredEventColumns + PGVES_EVENTS_AT;
+  static SavedPlan plan = {nullptr, 3, {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, nullptr};
+  plan.sql = sql.c_str();
+  return select_events_at(plan, positions, first_recorded, last_recorded, count);
 }
 
 std::vector<EventRef> event_refs(const std::vector<std::int64_t> &positions,
                                  TimestampTz first_recorded, TimestampTz last_recorded) {
-  static SavedPlan plan = {
-      "SELECT position, event_id::text, entity_version FROM ves.events "
-      "WHERE position = ANY ($1) AND recorded_at BETWEEN $2 AND $3",
-      3,
-      {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
-      nullptr};
+  static SavedPlan plan = {"SELECT position, event_id::text, entity_version" PGVES_EVENTS_AT,
+                           3,
+                           {INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+                           nullptr};
   uint64 count = 0;
-  SPITupleTable *table = pg_call([&] {
-    Datum args[3] = {int8_array(positions), TimestampTzGetDatum(first_recorded),
-                     TimestampTzGetDatum(last_recorded)};
-    run_indexed(plan, args, nullptr, SPI_OK_SELECT);
-    count = SPI_processed;
-    return SPI_tuptable;
-  });
+  SPITupleTable *table = select_events_at(plan, positions, first_recorded, last_recorded, &count);
   std::vector<EventRef> refs;
   refs.reserve(count);
   for (uint64 i = 0; i < count; ++i) {
