@@ -128,6 +128,29 @@ SELECT s.name, s.error, s.error = t.error AS same_on_threads
 FROM serial_errors s JOIN threaded_errors t USING (name) ORDER BY s.name;
 SELECT count(*) AS nothing_written FROM ves.events WHERE tenant_id = '00000000-0000-0000-0000-000000001903';
 
+-- One batch writing to three stores of two tenants, interleaved, on
+-- threads: each event is signed by its own store's key, and every one
+-- verifies.
+SET ves.crypto_threads = 4;
+CREATE TEMP TABLE mixed AS
+SELECT row_number() OVER () AS n, r.* FROM ves.append_batch((
+  SELECT jsonb_agg(jsonb_build_object(
+           'tenant_id', CASE WHEN g % 3 = 2 THEN '00000000-0000-0000-0000-000000001904'
+                             ELSE '00000000-0000-0000-0000-000000001905' END,
+           'store_id', '00000000-0000-0000-0000-00000000190' || (6 + g % 3),
+           'entity_type', 'InventoryItem', 'entity_id', 'MIX-' || (g % 7),
+           'event_type', 'inventory.adjusted', 'payload', jsonb_build_object('g', g))
+         ORDER BY g)
+  FROM generate_series(1, 240) g)) r;
+SELECT e.store_id, count(*) AS events, count(DISTINCT (e.source_agent_id, e.agent_key_id)) AS signers,
+       count(*) FILTER (WHERE ves.verify_event(m.event_id)) AS verified
+FROM mixed m JOIN ves.events e ON e.event_id = m.event_id GROUP BY 1 ORDER BY 1;
+SELECT count(DISTINCT e.source_agent_id) AS agents_of_three_stores
+FROM mixed m JOIN ves.events e ON e.event_id = m.event_id;
+SELECT count(*) AS failing FROM ves.verify_events(tenant_id => '00000000-0000-0000-0000-000000001904')
+UNION ALL
+SELECT count(*) FROM ves.verify_events(tenant_id => '00000000-0000-0000-0000-000000001905');
+
 -- The setting: 1 to 64 threads.
 SELECT regress_try($q$SET ves.crypto_threads = 0$q$);
 SELECT regress_try($q$SET ves.crypto_threads = 65$q$);

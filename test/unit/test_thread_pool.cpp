@@ -78,6 +78,24 @@ TEST(ThreadPool, FewerThanTwoThreadsRunInlineOnTheCaller) {
   }
 }
 
+TEST(ThreadPool, OneThreadStartsWhenTheCallerWorksMeanwhile) {
+  ThreadPool none(0, true);
+  EXPECT_EQ(none.threads(), 0u);
+  ThreadPool pool(1, true);
+  EXPECT_EQ(pool.threads(), 1u);
+  // The task runs on the pool's thread while the caller goes on: it waits
+  // for the caller's signal, which it could not do if it ran inline.
+  std::atomic<bool> caller_went_on{false};
+  std::thread::id ran_on;
+  pool.submit([&] {
+    while (!caller_went_on.load()) std::this_thread::yield();
+    ran_on = std::this_thread::get_id();
+  });
+  caller_went_on.store(true);
+  pool.wait(no_poll);
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+}
+
 TEST(ThreadPool, ThreadCountIsCapped) {
   ThreadPool pool(1000);
   EXPECT_EQ(pool.threads(), ThreadPool::kMaxThreads);

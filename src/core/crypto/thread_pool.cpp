@@ -15,9 +15,9 @@
 
 namespace pgves::core {
 
-ThreadPool::ThreadPool(unsigned threads) {
+ThreadPool::ThreadPool(unsigned threads, bool caller_works) {
   threads = std::min(threads, kMaxThreads);
-  if (threads < 2) return;
+  if (threads < (caller_works ? 1u : 2u)) return;
   // Threads inherit the creating thread's signal mask: block everything while
   // they are made so that no signal handler of the server runs on them.
   sigset_t all, previous;
@@ -32,7 +32,7 @@ ThreadPool::ThreadPool(unsigned threads) {
   } catch (const std::bad_alloc &) {
   }
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  if (workers_.size() == 1) {
+  if (workers_.size() == 1 && !caller_works) {
     // One thread beside a waiting caller is the serial speed plus a handoff.
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -12,8 +12,8 @@
 // task when several fail) and thrown again on the calling thread by wait();
 // tasks that want per-item errors catch them and store an exception_ptr.
 //
-// With fewer than two threads nothing is started: submit() runs the task at
-// once on the calling thread, which is the serial behaviour.
+// With no thread started, submit() runs the task at once on the calling
+// thread, which is the serial behaviour.
 //
 // Every thread starts with every signal blocked, so the server's signal
 // handlers only ever run on the thread that owns the process.
@@ -36,8 +36,12 @@ class ThreadPool {
   // The most threads a pool starts, whatever is asked.
   static constexpr unsigned kMaxThreads = 64;
 
-  // Starts min(threads, kMaxThreads) threads, none when threads < 2.
-  explicit ThreadPool(unsigned threads);
+  // Starts min(threads, kMaxThreads) threads, none when threads < 2: one
+  // thread beside a caller that only waits for it is the serial speed plus
+  // a handoff. With `caller_works` the caller does work of its own while the
+  // tasks run (a batch's database writes beside its signatures), so one
+  // thread is worth starting too; none when threads is 0.
+  explicit ThreadPool(unsigned threads, bool caller_works = false);
   ~ThreadPool();
   ThreadPool(const ThreadPool &) = delete;
   ThreadPool &operator=(const ThreadPool &) = delete;

@@ -507,6 +507,7 @@ SigningJob prepare_signature(const pg_uuid_t &tenant, const pg_uuid_t &store,
   std::memcpy(e.payload_plain_hash.data(), sig->payload_plain_hash, 32);
   job.signing_hash = core::ves::signing_hash(e);
   job.secret = signer.secret;
+  job.created_unix_micros = unix_micros;
 
   sig->agent_id = signer.agent_id;
   sig->key_id = signer.key_id;

@@ -6,6 +6,7 @@
 #include "core/ves/ves.hpp"
 #include "pg/base/postgres.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -40,6 +41,7 @@ void sign(const pg_uuid_t &tenant, const pg_uuid_t &store, const pg_uuid_t &even
 struct SigningJob {
   core::crypto::Hash32 signing_hash{};
   std::shared_ptr<const core::crypto::SecretBytes> secret;
+  std::int64_t created_unix_micros = 0;  // what sig->created_at was made from
   core::crypto::Signature64 signature{};
   void run();
 };
