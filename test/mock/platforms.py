@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mockhttp import (ControlError, MockServer,  # noqa: E402
                       RequestLog, parse_fault_spec, write_atomic)
 
-FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset")
+FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset", "delay")
 SERVER_NAME = "pg_ves-platform-mock"
 
 
@@ -64,11 +64,15 @@ class Reply:
 
 
 class Fault:
-    __slots__ = ("kind", "times", "every", "path", "status", "matched")
+    __slots__ = ("kind", "times", "every", "path", "status", "matched",
+                 "delay_ms")
 
     def __init__(self, spec):
         self.kind, self.times, self.path, self.status = parse_fault_spec(
             spec, FAULT_KINDS)
+        self.delay_ms = int(spec.get("delay_ms", 1000))
+        if not 0 <= self.delay_ms <= 60000:
+            raise ControlError("delay_ms must be within 0..60000")
         self.every = spec.get("every")
         if self.every is not None:
             self.every = int(self.every)
@@ -77,8 +81,11 @@ class Fault:
         self.matched = 0
 
     def describe(self):
-        return {"kind": self.kind, "times": self.times, "every": self.every,
-                "path": self.path, "status": self.status}
+        d = {"kind": self.kind, "times": self.times, "every": self.every,
+             "path": self.path, "status": self.status}
+        if self.kind == "delay":
+            d["delay_ms"] = self.delay_ms
+        return d
 
 
 class Bucket:
@@ -188,6 +195,11 @@ class Platform(RequestLog):
                 if f.times <= 0:
                     self.faults.remove(f)
             self.stats["injected"] += 1
+            if f.kind == "delay":
+                # Answered normally, late. The lock is held meanwhile, so
+                # the mock answers nothing else during the wait either.
+                time.sleep(f.delay_ms / 1000.0)
+                continue
             return f
         return None
 

@@ -328,6 +328,24 @@ class ShopifyTest(Base):
         self.assertEqual(outcomes, ["injected:5xx", "injected:reset",
                                     "injected:token_expiry", "applied"])
 
+    def test_delay_fault_answers_normally_late(self):
+        self.fault(kind="delay", delay_ms=150, times=2)
+        for key, expect_late in (("d1", True), ("d2", True), ("d3", False)):
+            started = time.monotonic()
+            r, data = self.set_qty(key, [self.q(1, None)])
+            took = time.monotonic() - started
+            self.assertEqual(r.status, 200)
+            self.assertEqual(
+                data["data"]["inventorySetQuantities"]["userErrors"], [])
+            if expect_late:
+                self.assertGreaterEqual(took, 0.14)
+        self.assertEqual(self.stats()["injected"], 2)
+        outcomes = [rec["outcome"] for rec in
+                    self.ctl("GET", "/_log")["requests"]]
+        self.assertEqual(outcomes, ["applied", "applied", "applied"])
+        with self.assertRaises(AssertionError):
+            self.fault(kind="delay", delay_ms=60001)
+
     def test_webhook_behind_our_back(self):
         self.set_qty("w1", [self.q(10, None)])
         out = self.ctl("POST", "/_webhook", {"inventory_item_id": ITEM,
