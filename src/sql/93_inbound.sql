@@ -348,49 +348,56 @@ END $$;
 -- Reconciliation ---------------------------------------------------------------
 
 CREATE FUNCTION ves._reconcile_read(destination_id int, kind text, url text, kind_options jsonb, timeout_ms int,
-                                    stale_only boolean) RETURNS jsonb
+                                    stale_only boolean, after_sku text, after_location text,
+                                    max_listings int) RETURNS jsonb
   AS 'MODULE_PATHNAME', 'ves_reconcile_read' LANGUAGE C VOLATILE;
 
--- Reads the platform's counts of the destination's listings (stale_only:
--- only those in state 'stale'), records each that differs from the SKU's
--- available count as a platform report (ves._platform_report: the rules
--- decide, the decided count is pushed back) and returns the figures; a full
--- run's are kept in ves.reconcile_runs (ves.reconcile_status). Listings the
--- platform could not be asked about count as unread, with the error.
-CREATE FUNCTION ves.reconcile(destination text, stale_only boolean DEFAULT false,
-                              OUT checked int, OUT equal int, OUT mismatched int, OUT unread int,
-                              OUT consistency_score float8, OUT mismatches jsonb, OUT error text)
+-- The sync worker's reconciliations in progress: it reads a run's listings
+-- a slice at a time between delivery rounds, so that a long run does not hold
+-- up deliveries (ves._reconcile_step). What the finished slices found is
+-- kept here until the run ends in ves.reconcile_runs.
+CREATE TABLE ves.reconcile_progress (
+  destination_id int         PRIMARY KEY REFERENCES ves.destinations ON DELETE CASCADE,
+  run            text        NOT NULL,
+  stale_only     boolean     NOT NULL,
+  started_at     timestamptz NOT NULL,
+  after_sku      text,                  -- the last listing read so far (NULL: none yet)
+  after_location text,
+  checked        int         NOT NULL,
+  equal          int         NOT NULL,
+  mismatched     int         NOT NULL,
+  unread         int         NOT NULL,
+  mismatches     jsonb       NOT NULL
+);
+
+-- One slice of a reconciliation: reads the platform's counts of the
+-- destination's listings after (after_sku, after_location) in (SKU, location)
+-- order, at most max_listings of them (NULL: from the first, and all), and
+-- records each that differs from the SKU's available count as a platform
+-- report (ves._platform_report: the rules decide, the decided count is pushed
+-- back). `last_*` name the last listing read and `more` whether listings
+-- after it were left for another slice.
+CREATE FUNCTION ves._reconcile_slice(d ves.destinations, stale_only boolean, run text, after_sku text,
+                                     after_location text, max_listings int,
+                                     OUT checked int, OUT equal int, OUT mismatched int, OUT unread int,
+                                     OUT mismatches jsonb, OUT error text, OUT last_sku text,
+                                     OUT last_location text, OUT more boolean)
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  d ves.destinations;
-  started timestamptz := clock_timestamp();
   got jsonb;
   r jsonb;
   l record;
-  run text := gen_random_uuid()::text;
   sr ves.stock_result;
   found_mismatches jsonb[] := '{}';  -- appended in place; one jsonb at the end
 BEGIN
-  IF destination IS NULL THEN
-    RAISE EXCEPTION 'destination must not be NULL' USING ERRCODE = 'VE011', HINT = 'Pass a destination''s name.';
-  END IF;
-  d := ves._destination(destination);
-  IF d.tenant_id IS NOT NULL THEN
-    PERFORM ves.check_tenant(d.tenant_id);
-  END IF;
-  IF NOT ves._destination_kind_platform(d.kind) THEN
-    RAISE EXCEPTION 'destination "%" is of kind %, which has no listings to reconcile', destination, d.kind
-      USING ERRCODE = 'VE054', HINT = 'Reconcile a commerce platform destination (shopify, tiktok_shop, amazon_sp, meta_catalog).';
-  END IF;
-  -- A full run is announced on the destination's sync stream (98_sync_events.sql).
-  IF NOT coalesce(stale_only, false) THEN
-    PERFORM ves._sync_event('sync.started', jsonb_build_object('destination', d.name, 'run', run,
-      'kind', 'reconcile'), d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
-  END IF;
-  got := ves._reconcile_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, coalesce(stale_only, false));
+  got := ves._reconcile_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, coalesce(stale_only, false),
+                             after_sku, after_location, max_listings);
   checked := 0; equal := 0; mismatched := 0;
   unread := (got ->> 'unread')::int;
   error := got ->> 'error';
+  last_sku := got #>> '{last,sku}';
+  last_location := got #>> '{last,location}';
+  more := coalesce((got ->> 'more')::boolean, false);
   -- In one order (SKU, location), whatever order the platform answered in, so
   -- that two runs over the same SKUs (two platforms) take their row locks in
   -- the same order and never deadlock.
@@ -435,25 +442,130 @@ BEGIN
     END IF;
   END LOOP;
   mismatches := pg_catalog.to_jsonb(found_mismatches);
-  consistency_score := CASE WHEN checked > 0 THEN equal::float8 / checked END;
-  IF NOT coalesce(stale_only, false) THEN
-    INSERT INTO ves.reconcile_runs AS x (destination_id, started_at, finished_at, checked, equal, mismatched, unread,
-                                         consistency_score, mismatches, error)
-    VALUES (d.id, started, clock_timestamp(), checked, equal, mismatched, unread, consistency_score, mismatches, error)
-    ON CONFLICT (destination_id) DO UPDATE SET started_at = excluded.started_at, finished_at = excluded.finished_at,
-      checked = excluded.checked, equal = excluded.equal, mismatched = excluded.mismatched, unread = excluded.unread,
-      consistency_score = excluded.consistency_score, mismatches = excluded.mismatches, error = excluded.error;
-    PERFORM ves._sync_event('sync.completed', jsonb_strip_nulls(jsonb_build_object('destination', d.name,
-      'run', run, 'kind', 'reconcile', 'checked', checked, 'equal', equal, 'mismatched', mismatched,
-      'unread', unread, 'consistency_score', consistency_score, 'error', error)),
-      d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
+END $$;
+
+-- The end of a full run: its figures go to ves.reconcile_runs (the last run
+-- of each destination) and its sync.completed event is queued. Returns the
+-- consistency score (equal / checked; NULL when nothing was checked).
+CREATE FUNCTION ves._reconcile_finish(d ves.destinations, run text, started timestamptz, checked int, equal int,
+                                      mismatched int, unread int, mismatches jsonb, error text) RETURNS float8
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  score float8 := CASE WHEN checked > 0 THEN equal::float8 / checked END;
+BEGIN
+  INSERT INTO ves.reconcile_runs AS x (destination_id, started_at, finished_at, checked, equal, mismatched, unread,
+                                       consistency_score, mismatches, error)
+  VALUES (d.id, started, clock_timestamp(), checked, equal, mismatched, unread, score, mismatches, error)
+  ON CONFLICT (destination_id) DO UPDATE SET started_at = excluded.started_at, finished_at = excluded.finished_at,
+    checked = excluded.checked, equal = excluded.equal, mismatched = excluded.mismatched, unread = excluded.unread,
+    consistency_score = excluded.consistency_score, mismatches = excluded.mismatches, error = excluded.error;
+  PERFORM ves._sync_event('sync.completed', jsonb_strip_nulls(jsonb_build_object('destination', d.name,
+    'run', run, 'kind', 'reconcile', 'checked', checked, 'equal', equal, 'mismatched', mismatched,
+    'unread', unread, 'consistency_score', score, 'error', error)),
+    d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
+  RETURN score;
+END $$;
+
+-- The checks every reconciliation starts with: the destination as
+-- ves._destination finds it (locked), the caller's right to its tenant, a
+-- platform kind.
+CREATE FUNCTION ves._reconcile_destination(destination text) RETURNS ves.destinations
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d ves.destinations;
+BEGIN
+  IF destination IS NULL THEN
+    RAISE EXCEPTION 'destination must not be NULL' USING ERRCODE = 'VE011', HINT = 'Pass a destination''s name.';
   END IF;
-  RETURN;
+  d := ves._destination(destination);
+  IF d.tenant_id IS NOT NULL THEN
+    PERFORM ves.check_tenant(d.tenant_id);
+  END IF;
+  IF NOT ves._destination_kind_platform(d.kind) THEN
+    RAISE EXCEPTION 'destination "%" is of kind %, which has no listings to reconcile', destination, d.kind
+      USING ERRCODE = 'VE054', HINT = 'Reconcile a commerce platform destination (shopify, tiktok_shop, amazon_sp, meta_catalog).';
+  END IF;
+  RETURN d;
+END $$;
+
+-- Reads the platform's counts of the destination's listings (stale_only:
+-- only those in state 'stale'), records each that differs from the SKU's
+-- available count as a platform report (ves._platform_report: the rules
+-- decide, the decided count is pushed back) and returns the figures; a full
+-- run's are kept in ves.reconcile_runs (ves.reconcile_status). Listings the
+-- platform could not be asked about count as unread, with the error.
+CREATE FUNCTION ves.reconcile(destination text, stale_only boolean DEFAULT false,
+                              OUT checked int, OUT equal int, OUT mismatched int, OUT unread int,
+                              OUT consistency_score float8, OUT mismatches jsonb, OUT error text)
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d ves.destinations := ves._reconcile_destination(destination);
+  started timestamptz := clock_timestamp();
+  run text := gen_random_uuid()::text;
+  s record;
+BEGIN
+  -- A full run is announced on the destination's sync stream (98_sync_events.sql).
+  IF NOT coalesce(stale_only, false) THEN
+    PERFORM ves._sync_event('sync.started', jsonb_build_object('destination', d.name, 'run', run,
+      'kind', 'reconcile'), d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
+  END IF;
+  s := ves._reconcile_slice(d, coalesce(stale_only, false), run, NULL, NULL, NULL);
+  checked := s.checked; equal := s.equal; mismatched := s.mismatched; unread := s.unread;
+  mismatches := s.mismatches; error := s.error;
+  IF coalesce(stale_only, false) THEN
+    consistency_score := CASE WHEN checked > 0 THEN equal::float8 / checked END;
+  ELSE
+    consistency_score := ves._reconcile_finish(d, run, started, checked, equal, mismatched, unread, mismatches,
+                                               error);
+  END IF;
+END $$;
+
+-- The sync worker's reconciliation of one destination, a slice of at most
+-- max_listings listings per call: the first call of a run starts it (a full
+-- run announces itself as ves.reconcile does), each call reads the next
+-- slice, and the call that reads the last one (or meets an error, which ends
+-- the run as ves.reconcile's would) finishes it. Returns 'more', 'done' or
+-- 'failed' (ended with an error or listings left unread). The run's place
+-- is kept in ves.reconcile_progress, so a restarted worker goes on where the
+-- last one stopped.
+CREATE FUNCTION ves._reconcile_step(destination text, stale_only boolean, max_listings int) RETURNS text
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d ves.destinations := ves._reconcile_destination(destination);
+  p ves.reconcile_progress;
+  s record;
+BEGIN
+  SELECT * INTO p FROM ves.reconcile_progress x WHERE x.destination_id = d.id FOR UPDATE;
+  IF NOT FOUND THEN
+    p := ROW(d.id, gen_random_uuid()::text, coalesce(stale_only, false), clock_timestamp(), NULL, NULL, 0, 0, 0,
+             0, '[]'::jsonb)::ves.reconcile_progress;
+    IF NOT p.stale_only THEN
+      PERFORM ves._sync_event('sync.started', jsonb_build_object('destination', d.name, 'run', p.run,
+        'kind', 'reconcile'), d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
+    END IF;
+    INSERT INTO ves.reconcile_progress SELECT p.*;
+  END IF;
+  s := ves._reconcile_slice(d, p.stale_only, p.run, p.after_sku, p.after_location, max_listings);
+  p.checked := p.checked + s.checked; p.equal := p.equal + s.equal; p.mismatched := p.mismatched + s.mismatched;
+  p.unread := p.unread + s.unread; p.mismatches := p.mismatches || s.mismatches;
+  IF s.more AND s.error IS NULL THEN
+    UPDATE ves.reconcile_progress x SET after_sku = s.last_sku, after_location = s.last_location,
+      checked = p.checked, equal = p.equal, mismatched = p.mismatched, unread = p.unread, mismatches = p.mismatches
+    WHERE x.destination_id = d.id;
+    RETURN 'more';
+  END IF;
+  DELETE FROM ves.reconcile_progress x WHERE x.destination_id = d.id;
+  IF NOT p.stale_only THEN
+    PERFORM ves._reconcile_finish(d, p.run, p.started_at, p.checked, p.equal, p.mismatched, p.unread,
+                                  p.mismatches, s.error);
+  END IF;
+  RETURN CASE WHEN s.error IS NULL THEN 'done' ELSE 'failed' END;
 END $$;
 
 -- What the sync worker reconciles now: every platform destination with
 -- listings whose last full run is older than the sync setting
--- reconcile_interval (0 = never), and at once the stale listings of any.
+-- reconcile_interval (0 = never), and at once the stale listings of any;
+-- first a run it has begun (ves.reconcile_progress), whichever it was.
 -- Before its first full run a destination counts from its first mapped
 -- listing: the mapping pushes every count, and a read right behind those
 -- pushes would find the platform a push behind on every listing.
@@ -466,19 +578,25 @@ CREATE FUNCTION ves._reconcile_due() RETURNS TABLE (name text, stale_only boolea
         FROM ves.destinations d CROSS JOIN s LEFT JOIN ves.reconcile_runs r ON r.destination_id = d.id
         WHERE NOT d.paused AND ves._destination_kind_platform(d.kind)
           AND EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = d.id))
-  SELECT c.name, NOT c.full_due FROM c
-  WHERE c.full_due OR EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = c.id AND l.state = 'stale')
+  SELECT c.name, coalesce(p.stale_only, NOT c.full_due)
+  FROM c LEFT JOIN ves.reconcile_progress p ON p.destination_id = c.id
+  WHERE p.destination_id IS NOT NULL OR c.full_due
+     OR EXISTS (SELECT FROM ves.listings l WHERE l.destination_id = c.id AND l.state = 'stale')
   ORDER BY c.id
 $$;
 
 -- Rights ---------------------------------------------------------------------
 
-REVOKE ALL ON ves.inbound_deliveries, ves.security_alerts, ves.reconcile_runs, ves.reconcile_status FROM PUBLIC;
+REVOKE ALL ON ves.inbound_deliveries, ves.security_alerts, ves.reconcile_runs, ves.reconcile_status,
+  ves.reconcile_progress FROM PUBLIC;
 REVOKE ALL ON FUNCTION ves._platform_source(ves.destinations),
   ves._platform_report(int, text, text, bigint, timestamptz, text), ves._platform_missing(int, text, text),
   ves._inbound_message(int, text, text, uuid, uuid, jsonb, jsonb, bytea), ves.receive_webhook(text, jsonb, bytea),
   ves._purge_inbound_deliveries(), ves._drain_security_alerts(), ves.acknowledge_security_alert(bigint, text),
-  ves._reconcile_read(int, text, text, jsonb, int, boolean), ves.reconcile(text, boolean), ves._reconcile_due()
+  ves._reconcile_read(int, text, text, jsonb, int, boolean, text, text, int), ves.reconcile(text, boolean),
+  ves._reconcile_due(), ves._reconcile_slice(ves.destinations, boolean, text, text, text, int),
+  ves._reconcile_finish(ves.destinations, text, timestamptz, int, int, int, int, jsonb, text),
+  ves._reconcile_destination(text), ves._reconcile_step(text, boolean, int)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.receive_webhook(text, jsonb, bytea) TO ves_writer;
 GRANT EXECUTE ON FUNCTION ves.acknowledge_security_alert(bigint, text), ves.reconcile(text, boolean),
@@ -489,7 +607,7 @@ CREATE POLICY tenant_isolation ON ves.security_alerts FOR SELECT USING (ves.tena
 GRANT SELECT ON ves.security_alerts, ves.reconcile_status TO ves_reader;
 GRANT SELECT ON ves.reconcile_runs TO ves_admin;
 GRANT EXECUTE ON FUNCTION ves._drain_security_alerts(), ves._purge_inbound_deliveries(), ves._reconcile_due(),
-  ves.reconcile(text, boolean) TO ves_worker;
+  ves.reconcile(text, boolean), ves._reconcile_step(text, boolean, int) TO ves_worker;
 
 -- The inbound sync settings, shown by ves.get_sync_settings.
 UPDATE ves.sync_settings s

@@ -57,20 +57,36 @@ struct Listing {
   std::int64_t available = 0;
 };
 
-// The destination's listings (all, or the stale ones) with the SKU's count.
-std::vector<Listing> load_listings(int destination_id, bool stale_only) {
+// Where a slice of a run starts and how long it is: after the listing
+// (sku, location) when `after` is set, at most `limit` listings when set.
+struct Slice {
+  std::optional<std::pair<std::string, std::string>> after;
+  std::optional<std::int64_t> limit;
+};
+
+// The destination's listings (all, or the stale ones) with the SKU's count,
+// in (SKU, location) order, those of the slice.
+std::vector<Listing> load_listings(int destination_id, bool stale_only, const Slice &slice) {
   static SavedPlan plan{
       "SELECT l.sku, l.location, l.platform_ref::text, l.known_quantity,"
       " coalesce(i.available, 0)::int8"
       " FROM ves.listings l LEFT JOIN ves.inventory i ON i.tenant_id = l.tenant_id"
       " AND i.store_id = l.store_id AND i.sku = l.sku AND i.location = l.location"
       " WHERE l.destination_id = $1 AND (NOT $2 OR l.state = 'stale')"
-      " ORDER BY l.sku, l.location",
-      2,
-      {INT4OID, BOOLOID},
+      "   AND ($3::text IS NULL OR (l.sku, l.location) > ($3, $4))"
+      " ORDER BY l.sku, l.location LIMIT $5",
+      5,
+      {INT4OID, BOOLOID, TEXTOID, TEXTOID, INT8OID},
       nullptr};
-  Datum args[2] = {Int32GetDatum(destination_id), BoolGetDatum(stale_only)};
-  safe::spi_run(plan, args, nullptr, true, SPI_OK_SELECT);
+  Datum args[5] = {Int32GetDatum(destination_id), BoolGetDatum(stale_only), 0, 0,
+                   Int64GetDatum(slice.limit.value_or(0))};
+  char nulls[6] = {' ', ' ', 'n', 'n', slice.limit ? ' ' : 'n', '\0'};
+  if (slice.after) {
+    args[2] = safe::text_datum(slice.after->first);
+    args[3] = safe::text_datum(slice.after->second);
+    nulls[2] = nulls[3] = ' ';
+  }
+  safe::spi_run(plan, args, nulls, true, SPI_OK_SELECT);
   std::vector<Listing> out;
   const uint64 n = SPI_processed;
   out.reserve(n);
@@ -119,9 +135,14 @@ DestinationArgs destination_args(FunctionCallInfo fcinfo, int nargs, const char 
 using namespace pgves::pg;
 
 // ves._reconcile_read(destination_id int, kind text, url text, kind_options
-// jsonb, timeout_ms int, stale_only boolean) -> jsonb
+// jsonb, timeout_ms int, stale_only boolean, after_sku text, after_location
+// text, max_listings int) -> jsonb
 //   {"reads": [{"sku", "location", "quantity" (null: the platform does not
-//    know the item)}], "unread": n, "error": "why some could not be read"}
+//    know the item)}], "unread": n, "error": "why some could not be read",
+//    "last": {"sku", "location"} (the last listing of the slice, null when
+//    it had none), "more": whether max_listings cut the slice short}
+// The slice: the listings after (after_sku, after_location) in (SKU,
+// location) order (NULL: from the first), at most max_listings (NULL: all).
 // Reads the platform's counts of the destination's listings through its
 // adapter (build_reads / parse_reads), renewing the access token once when
 // the platform refuses it. Progress shows in ves.progress.
@@ -136,13 +157,28 @@ PGVES_FUNCTION(ves_reconcile_read) {
   const Value &options = args.options;
   const long timeout_ms = args.timeout_ms;
   const bool stale_only = PG_GETARG_BOOL(5);
+  reconcile::Slice slice;
+  if (!PG_ARGISNULL(6) && !PG_ARGISNULL(7))
+    slice.after.emplace(safe::text_string(PG_GETARG_DATUM(6)),
+                        safe::text_string(PG_GETARG_DATUM(7)));
+  if (!PG_ARGISNULL(8)) {
+    if (PG_GETARG_INT32(8) < 1)
+      throw VesError(sqlstate::invalid_argument, "max_listings must be at least 1", {},
+                     "Pass NULL to read every listing.");
+    slice.limit = PG_GETARG_INT32(8);
+  }
   const core::Adapter *adapter = core::find_adapter(kind);
   if (!adapter || !adapter->is_platform())
     throw VesError(sqlstate::reconcile_failed, "destinations of kind " + kind + " have no listings",
                    {}, "Reconcile a commerce platform destination.");
 
   safe::spi_connect();
-  std::vector<reconcile::Listing> listings = reconcile::load_listings(destination_id, stale_only);
+  std::vector<reconcile::Listing> listings =
+      reconcile::load_listings(destination_id, stale_only, slice);
+  const bool more = slice.limit && static_cast<std::int64_t>(listings.size()) == *slice.limit;
+  Value last = listings.empty() ? Value(nullptr)
+                                : Value(Value::Object{{"sku", listings.back().sku},
+                                                      {"location", listings.back().location}});
   platform::Credentials credentials = platform::load(destination_id);
   const std::string no_secret;
   const std::vector<std::pair<std::string, std::string>> no_headers;
@@ -224,7 +260,9 @@ PGVES_FUNCTION(ves_reconcile_read) {
   pg_call_void([] { progress::finish(); });
   Value::Object out{{"reads", Value(std::move(reads))},
                     {"unread", static_cast<double>(unread)},
-                    {"error", error.empty() ? Value(nullptr) : Value(error)}};
+                    {"error", error.empty() ? Value(nullptr) : Value(error)},
+                    {"last", std::move(last)},
+                    {"more", more}};
   PG_RETURN_JSONB_P(safe::jsonb_from_text(pgves::core::jcs::canonicalize(Value(std::move(out)))));
 }
 
@@ -313,6 +351,15 @@ std::int64_t next_follow_up_ms = 0;
 // Destinations whose last run failed: not before this steady time, and the
 // pause the next failure doubles.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
+// Listings a worker round reads of one run (ves._reconcile_step): one
+// round of concurrent reads (kChunk), so that deliveries wait at most that
+// long while a run goes on. The next slice of an unfinished run starts once
+// the delivery loop has had as much time as the last slices took: the
+// transfers a slice held up complete meanwhile, and deliveries keep at least
+// half the worker's time.
+constexpr int kSliceListings = static_cast<int>(kChunk);
+bool run_unfinished = false;
+std::int64_t next_slice_ms = 0;
 
 }  // namespace
 
@@ -339,9 +386,12 @@ long worker_round(bool recorded) {
   }
   outcomes_unchecked = outcomes_unchecked || recorded;
   const std::int64_t gap = outcomes_unchecked ? kDueCheckGapMs : kIdleCheckMs;
-  if (now - last_due_check_ms < gap) return static_cast<long>(gap - (now - last_due_check_ms));
+  if (run_unfinished && now < next_slice_ms) return static_cast<long>(next_slice_ms - now);
+  if (!run_unfinished && now - last_due_check_ms < gap)
+    return static_cast<long>(gap - (now - last_due_check_ms));
   last_due_check_ms = now;
   outcomes_unchecked = false;
+  run_unfinished = false;
   std::vector<std::pair<std::string, bool>> due;
   in_own_transaction("pg_ves: looking for reconciliations due", [&] {
     static SavedPlan plan{
@@ -354,19 +404,23 @@ long worker_round(bool recorded) {
     if (ShutdownRequestPending) return kIdleCheckMs;
     auto b = backoff.find(name);
     if (b != backoff.end() && steady_ms() < b->second.first) continue;
-    // A run that could not read every listing counts as failed: it is
-    // tried again after a growing pause, not every second.
-    bool complete = false;
+    // One slice of the destination's run, in a transaction of its own. A
+    // run that could not read every listing counts as failed: it is tried
+    // again after a growing pause, not every second.
+    std::string outcome;
     bool ok = in_own_transaction("pg_ves: reconciling", [&, name = name, stale_only = stale_only] {
-      static SavedPlan plan{"SELECT (r.error IS NULL)::text FROM ves.reconcile($1, $2) r",
-                            2,
-                            {TEXTOID, BOOLOID},
-                            nullptr};
-      Datum args[2] = {safe::text_datum(name), BoolGetDatum(stale_only)};
+      static SavedPlan plan{
+          "SELECT ves._reconcile_step($1, $2, $3)", 3, {TEXTOID, BOOLOID, INT4OID}, nullptr};
+      Datum args[3] = {safe::text_datum(name), BoolGetDatum(stale_only),
+                       Int32GetDatum(kSliceListings)};
       safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
-      complete = SPI_processed == 1 && safe::spi_text(0, 1) == "true";
+      if (SPI_processed == 1) outcome = safe::spi_text(0, 1);
     });
-    ok = ok && complete;
+    if (ok && outcome == "more") {
+      run_unfinished = true;
+      continue;
+    }
+    ok = ok && outcome == "done";
     if (ok) {
       backoff.erase(name);
     } else {
@@ -375,7 +429,10 @@ long worker_round(bool recorded) {
       backoff[name] = {steady_ms() + pause, pause};
     }
   }
-  return kIdleCheckMs;
+  if (!run_unfinished) return kIdleCheckMs;
+  const std::int64_t after = steady_ms();
+  next_slice_ms = after + (after - now);
+  return static_cast<long>(after - now);
 }
 
 }  // namespace pgves::pg::reconcile

@@ -1,0 +1,124 @@
+# The sync worker reconciles a slice of listings at a time between its
+# delivery rounds (ves._reconcile_step), against the mock Amazon SP-API
+# answering every read late (a "delay" fault), so that a run over 600
+# listings takes seconds:
+#  * a delivery to another destination, made while the run reads, goes out
+#    before the run has read every listing, not after its end;
+#  * the run's figures cover every listing across its slices (600 checked,
+#    600 equal, score 1) and no slice's state is left behind;
+#  * a worker killed with kill -9 mid-run leaves the run's place in
+#    ves.reconcile_progress: the restarted worker reads on from there and
+#    asks the platform again about no listing the run had already checked.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use PgVesTest;
+
+my $node = new_node('reconcile_slices');
+# Test clusters are created with restart_after_crash off; a killed worker
+# here is the crash the server recovers from, as in production.
+$node->append_conf('postgresql.conf', "restart_after_crash = on\n");
+ok(enable_worker($node), 'a sync worker runs');
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+my $tenant = '36363636-3636-4363-8363-363636363636';
+my $store = '36363636-3636-4363-9363-363636363636';
+my $other = '36363636-3636-4363-a363-363636363637';
+my $n = 600;
+
+my $amazon = start_platform('amazon');
+my $sink = start_sink();
+my $url = $amazon->url('');
+sql(qq{SELECT ves.create_destination('amz', 'amazon_sp', '$url', '{"tenant_id": "$tenant",
+  "store_id": "$store", "seller_id": "A1PGVESTEST", "marketplace_ids": ["ATVPDKIKX0DER"],
+  "client_id": "amzn1.application-oa2-client.pgvestest", "client_secret": "amzn-client-secret",
+  "refresh_token": "Atzr|pgves-refresh-token", "lwa_url": "$url/auth/o2/token",
+  "product_type": "PRODUCT", "rate_limit": 0, "timeout_ms": 30000}')});
+sql(q{SELECT ves.create_destination('hook', 'webhook', '} . $sink->url('/hook')
+	  . qq{', '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tenant_id": "$other"}')});
+
+# 600 SKUs in stock, each mapped (the mapping pushes its count).
+my $sku = q{'SKU-' || lpad(g::text, 4, '0')};
+sql(qq{SELECT count(*) FROM generate_series(1, $n) g, LATERAL ves.set_stock('$tenant', '$store', $sku, g)});
+sql(qq{SELECT count(*) FROM generate_series(1, $n) g,
+  LATERAL ves.map_listing('amz', $sku, jsonb_build_object('sku', $sku))});
+ok(wait_until(60, sub { sql(q{SELECT count(*) FROM ves.platform_listings WHERE state = 'synced'}) == $n }),
+	"the $n listings' counts are pushed");
+
+# Reads of the listings (GET), from the mock's log: [seq, sku] each.
+my $log_seq = 0;
+my @reads;
+sub reads
+{
+	my $got = $amazon->call('GET', "/_log?after=$log_seq");
+	for my $r (@{ $got->{requests} })
+	{
+		$log_seq = $r->{seq};
+		push @reads, [ $r->{seq}, $1 ] if $r->{method} eq 'GET' && $r->{path} =~ m{^/listings/[^/]+/[^/]+/[^/]+/([^/?]+)};
+	}
+	return scalar @reads;
+}
+reads();
+my $pushes_only = scalar @reads;
+is($pushes_only, 0, 'no listing was read yet');
+
+# Every read answered 5 ms late, one at a time: a run takes about 3 s, a
+# slice of 200 listings about 1 s.
+$amazon->call('POST', '/_faults', { kind => 'delay', delay_ms => 5, times => undef, path => '/listings/' });
+
+# --- deliveries go on while a run reads -------------------------------------------
+my $before = sql(q{SELECT coalesce(max(finished_at)::text, '-infinity') FROM ves.reconcile_runs});
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
+ok(wait_until(30, sub { reads() > 0 }), 'the worker starts a full run');
+my ($event) = append_orders(\&sql, $other, $store, 1, 'during-run');
+ok($sink->wait_for(1, '/hook', 30), 'a delivery made during the run arrives');
+my $read_then = reads();
+cmp_ok($read_then, '<', $n, "it arrives before the run has read every listing ($read_then of $n read)");
+ok(wait_until(60, sub { sql(qq{SELECT count(*) FROM ves.reconcile_runs WHERE finished_at > '$before'}) == 1 }),
+	'the run ends');
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
+is(sql(q{SELECT checked || ' ' || equal || ' ' || mismatched || ' ' || unread || ' ' || consistency_score
+         || ' ' || coalesce(error, 'no error') FROM ves.reconcile_status WHERE destination = 'amz'}),
+	"$n $n 0 0 1 no error", 'its figures cover every listing across its slices');
+is(sql(q{SELECT count(*) FROM ves.reconcile_progress}), 0, 'nothing of the run is left in progress');
+reads();
+my %first_run = map { $_->[1] => 1 } @reads;
+is(scalar(keys %first_run), $n, 'the run read each listing once') or diag(scalar(@reads) . ' reads');
+is(sql(q{SELECT count(*) FROM ves.outbox WHERE status <> 'synced'}), 0, 'every delivery is synced');
+
+# --- kill -9 mid-run: the restarted worker goes on ---------------------------------
+@reads = ();
+reads();
+$before = sql(q{SELECT max(finished_at) FROM ves.reconcile_runs});
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
+ok(wait_until(60, sub { sql(q{SELECT count(*) FROM ves.reconcile_progress WHERE after_sku IS NOT NULL}) == 1 }),
+	'a second run has read a slice');
+my ($victim) = worker_pids($node);
+my $cursor = sql(q{SELECT after_sku FROM ves.reconcile_progress});
+my $log_offset = -s $node->logfile;
+ok(kill('KILL', $victim), "SIGKILL to the worker (pid $victim) after $cursor");
+$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
+reads();
+my $seq_at_kill = $log_seq;
+ok($node->poll_query_until('postgres', 'SELECT true'), 'the server accepts connections after crash recovery');
+ok(wait_until(60, sub { my ($p) = worker_pids($node); $p && $p != $victim }), 'a new worker starts');
+ok(wait_until(60, sub { sql(qq{SELECT count(*) FROM ves.reconcile_runs WHERE finished_at > '$before'}) == 1 }),
+	'the run ends under the new worker');
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
+reads();
+my $cursor_now = sql(q{SELECT after_sku FROM ves.reconcile_progress});
+my @again = grep { $_->[0] > $seq_at_kill && $_->[1] le $cursor } @reads;
+is(scalar(@again), 0, "no listing up to $cursor is read again after the kill")
+  or diag(join ' ', map { $_->[1] } @again[ 0 .. ($#again < 9 ? $#again : 9) ]);
+is(sql(q{SELECT checked || ' ' || equal || ' ' || unread FROM ves.reconcile_status WHERE destination = 'amz'}),
+	"$n $n 0", 'the resumed run counts every listing once');
+is($cursor_now, '', 'and ends with nothing left in progress');
+
+$amazon->stop;
+$sink->stop;
+$node->stop;
+done_testing();
