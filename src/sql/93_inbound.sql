@@ -535,6 +535,10 @@ DECLARE
   p ves.reconcile_progress;
   s record;
 BEGIN
+  -- The run's place is durable once the step returns, also in the worker's
+  -- own sessions, which commit asynchronously: a crash loses no slice the
+  -- platform was already asked about.
+  PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
   SELECT * INTO p FROM ves.reconcile_progress x WHERE x.destination_id = d.id FOR UPDATE;
   IF NOT FOUND THEN
     p := ROW(d.id, gen_random_uuid()::text, coalesce(stale_only, false), clock_timestamp(), NULL, NULL, 0, 0, 0,
