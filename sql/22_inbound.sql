@@ -131,6 +131,34 @@ SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
 SELECT seq_tup_read + idx_tup_fetch - :read_before < 10 AS few_read
 FROM pg_stat_xact_user_tables WHERE relid = 'ves.listings'::regclass;
 ROLLBACK;
+-- A run the worker has begun (ves.reconcile_progress) is due until it ends,
+-- whatever the interval, and keeps its kind (full here, though the last full
+-- run is recent and nothing is stale).
+BEGIN;
+UPDATE ves.listings SET state = 'synced' WHERE sku = 'SKU-DUE';
+INSERT INTO ves.reconcile_progress (destination_id, run, stale_only, started_at, after_sku, after_location,
+                                    checked, equal, mismatched, unread, mismatches)
+SELECT id, 'regress-run', false, now(), 'SKU-MANY-1', 'default', 1, 1, 0, 0, '[]' FROM ves.destinations WHERE name = 'inb-due';
+SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
+ROLLBACK;
+-- The worker's step: only for platform destinations, a slice of at least
+-- one listing; nothing of a refused step is left behind.
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-hook', false, 200)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, 0)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step(NULL, false, 200)$q$);
+SELECT count(*) AS nothing_in_progress FROM ves.reconcile_progress;
+-- Nobody but the worker's role may step a run, and nobody may call the
+-- pieces of a run or read its progress directly.
+SET ROLE regress_inb_admin;
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, 200)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_finish(d, 'r', now(), 0, 0, 0, 0, '[]', NULL) FROM ves.destinations d$q$);
+SELECT regress_try($q$SELECT * FROM ves.reconcile_progress$q$);
+RESET ROLE;
+SET ROLE regress_inb_reader;
+SELECT regress_try($q$SELECT ves._reconcile_slice(NULL::ves.destinations, false, 'r', NULL, NULL, 1)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_read(1, 'shopify', 'http://127.0.0.1:9', '{}', 1000, false, NULL, NULL, 1)$q$);
+RESET ROLE;
+SELECT has_function_privilege('ves_worker', 'ves._reconcile_step(text, boolean, int)', 'EXECUTE') AS worker_may_step;
 SELECT ves.drop_destination('inb-due');
 
 SELECT ves.drop_destination('inb-hook');
