@@ -46,13 +46,13 @@ die() { echo "bench: $*" >&2; exit 1; }
 command -v pgbench >/dev/null || die "pgbench is missing (apt-get install postgresql-client-15)"
 [ -f "$(pg_config --sharedir)/extension/pg_ves.control" ] ||
   die "pg_ves is not installed; run 'make && sudo make install' first"
-script="$(pg_config --sharedir)/extension/pg_ves--$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$(pg_config --sharedir)/extension/pg_ves.control").sql"
-grep -q 'FUNCTION ves.reserve_stock' "$script" ||
+install_sql="$(pg_config --sharedir)/extension/pg_ves--$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$(pg_config --sharedir)/extension/pg_ves.control").sql"
+grep -q 'FUNCTION ves.reserve_stock' "$install_sql" ||
   die "the installed pg_ves has no ves.upsert / ves.reserve_stock; run 'make && sudo make install'"
 
 # Other work may reinstall pg_ves while this runs; the end of the run says so.
 so="$(pg_config --pkglibdir)/pg_ves.so"
-installed_at() { stat -c %Y "$so" "$script" | tr '\n' ' '; }
+installed_at() { stat -c %Y "$so" "$install_sql" | tr '\n' ' '; }
 installed_before=$(installed_at)
 
 . bench/cluster.sh
