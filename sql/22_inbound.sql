@@ -156,7 +156,7 @@ SELECT regress_try($q$SELECT * FROM ves.reconcile_progress$q$);
 RESET ROLE;
 SET ROLE regress_inb_reader;
 SELECT regress_try($q$SELECT ves._reconcile_slice(NULL::ves.destinations, false, 'r', NULL, NULL, 1)$q$);
-SELECT regress_try($q$SELECT ves._reconcile_read(1, 'shopify', 'http://127.0.0.1:9', '{}', 1000, false, NULL, NULL, 1)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_read(1, 'shopify', 'http://127.0.0.1:9', '{}', 1000, false, NULL, NULL, 1, 0, 10, 16)$q$);
 RESET ROLE;
 SELECT has_function_privilege('ves_worker', 'ves._reconcile_step(text, boolean, int)', 'EXECUTE') AS worker_may_step;
 SELECT ves.drop_destination('inb-due');

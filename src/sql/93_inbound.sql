@@ -349,7 +349,8 @@ END $$;
 
 CREATE FUNCTION ves._reconcile_read(destination_id int, kind text, url text, kind_options jsonb, timeout_ms int,
                                     stale_only boolean, after_sku text, after_location text,
-                                    max_listings int) RETURNS jsonb
+                                    max_listings int, rate_limit float8, burst int,
+                                    concurrency int) RETURNS jsonb
   AS 'MODULE_PATHNAME', 'ves_reconcile_read' LANGUAGE C VOLATILE;
 
 -- The sync worker's reconciliations in progress: it reads a run's listings
@@ -372,7 +373,9 @@ CREATE TABLE ves.reconcile_progress (
 
 -- One slice of a reconciliation: reads the platform's counts of the
 -- destination's listings after (after_sku, after_location) in (SKU, location)
--- order, at most max_listings of them (NULL: from the first, and all), and
+-- order, at most max_listings of them (NULL: from the first, and all; with a
+-- limit, only as many as its reads can start within a second at the
+-- destination's rate_limit, burst and concurrency), and
 -- records each that differs from the SKU's available count as a platform
 -- report (ves._platform_report: the rules decide, the decided count is pushed
 -- back). `last_*` name the last listing read and `more` whether listings
@@ -391,7 +394,7 @@ DECLARE
   found_mismatches jsonb[] := '{}';  -- appended in place; one jsonb at the end
 BEGIN
   got := ves._reconcile_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, coalesce(stale_only, false),
-                             after_sku, after_location, max_listings);
+                             after_sku, after_location, max_listings, d.rate_limit, d.burst, d.concurrency);
   checked := 0; equal := 0; mismatched := 0;
   unread := (got ->> 'unread')::int;
   error := got ->> 'error';
@@ -597,7 +600,8 @@ REVOKE ALL ON FUNCTION ves._platform_source(ves.destinations),
   ves._platform_report(int, text, text, bigint, timestamptz, text), ves._platform_missing(int, text, text),
   ves._inbound_message(int, text, text, uuid, uuid, jsonb, jsonb, bytea), ves.receive_webhook(text, jsonb, bytea),
   ves._purge_inbound_deliveries(), ves._drain_security_alerts(), ves.acknowledge_security_alert(bigint, text),
-  ves._reconcile_read(int, text, text, jsonb, int, boolean, text, text, int), ves.reconcile(text, boolean),
+  ves._reconcile_read(int, text, text, jsonb, int, boolean, text, text, int, float8, int, int),
+  ves.reconcile(text, boolean),
   ves._reconcile_due(), ves._reconcile_slice(ves.destinations, boolean, text, text, text, int),
   ves._reconcile_finish(ves.destinations, text, timestamptz, int, int, int, int, jsonb, text),
   ves._reconcile_destination(text), ves._reconcile_step(text, boolean, int)

@@ -8,10 +8,13 @@
 #    600 equal, score 1) and no slice's state is left behind;
 #  * a worker killed with kill -9 mid-run leaves the run's place in
 #    ves.reconcile_progress: the restarted worker reads on from there and
-#    asks the platform again about no listing the run had already checked.
+#    asks the platform again about no listing the run had already checked;
+#  * against a rate-limited platform, the reads keep to the destination's
+#    rate_limit and burst: none is throttled and the run reads every listing.
 use strict;
 use warnings;
 
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -125,6 +128,31 @@ is(scalar(@again), 0, "no listing up to $cursor is read again after the kill")
 is(sql(q{SELECT checked || ' ' || equal || ' ' || unread FROM ves.reconcile_status WHERE destination = 'amz'}),
 	"$n $n 0", 'the resumed run counts every listing once');
 is($cursor_now, '', 'and ends with nothing left in progress');
+
+# --- a rate-limited platform: reads keep to the destination's limits -----------------
+# The mock refuses what goes faster than 120 reads a second (bursts of 12);
+# the destination allows 100 a second (bursts of 10). Read all at once, a
+# slice of 200 would mostly be refused.
+$amazon->call('POST', '/_faults', { clear => JSON::PP::true });
+$amazon->call('POST', '/_config', { rate_limit => { rate => 120, burst => 12 } });
+sql(q{SELECT ves.alter_destination('amz', '{"rate_limit": 100, "burst": 10}')});
+my $throttled = $amazon->call('GET', '/_stats')->{throttled};
+@reads = ();
+reads();
+$before = sql(q{SELECT max(finished_at) FROM ves.reconcile_runs});
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
+ok(wait_until(30, sub { reads() > 0 }), 'a third run starts');
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
+ok(wait_until(90, sub { sql(qq{SELECT count(*) FROM ves.reconcile_runs WHERE finished_at > '$before'}) == 1 }),
+	'it ends');
+reads();
+is(sql(q{SELECT checked || ' ' || equal || ' ' || unread || ' ' || coalesce(error, 'no error')
+         FROM ves.reconcile_status WHERE destination = 'amz'}),
+	"$n $n 0 no error", 'every listing is read, none refused');
+is($amazon->call('GET', '/_stats')->{throttled} - $throttled, 0, 'the platform throttled no read');
+my ($first, $final) = (@reads ? $reads[0][2] : 0, @reads ? $reads[-1][2] : 0);
+cmp_ok($final - $first, '>=', ($n - 10) / 100 * 0.9,
+	sprintf('the reads kept to 100 a second (%d reads over %.1f s)', scalar(@reads), $final - $first));
 
 $amazon->stop;
 $sink->stop;

@@ -1,6 +1,7 @@
 #include "pg/sync/http_engine.hpp"
 
 #include "core/delivery/address_filter.hpp"
+#include "core/delivery/rate_limiter.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/base/settings.hpp"
@@ -17,6 +18,7 @@ extern "C" {
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <unordered_map>
@@ -336,24 +338,49 @@ std::vector<HttpResult> HttpEngine::take_completed() {
   return out;
 }
 
-std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests, long timeout_ms,
-                                    size_t max_body) {
-  std::vector<HttpResult> out(requests.size());
-  if (requests.empty()) return out;
+std::int64_t steady_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::size_t perform_paced(const std::vector<core::HttpRequest> &requests, long timeout_ms,
+                          const Pace &pace, std::vector<HttpResult> *out, size_t max_body) {
+  out->assign(requests.size(), HttpResult{});
+  if (requests.empty()) return 0;
+  const std::size_t cap = pace.concurrency > 0 ? pace.concurrency : requests.size();
   HttpEngine engine;
-  for (size_t i = 0; i < requests.size(); ++i) engine.submit(i, requests[i], timeout_ms, max_body);
   bool latch = false;
-  size_t done = 0;
-  while (done < requests.size()) {
-    latch |= engine.wait(1000);
+  std::size_t sent = 0, in_flight = 0;
+  for (;;) {
+    const std::int64_t now = steady_us();
+    const bool in_time = pace.deadline_us <= 0 || now < pace.deadline_us;
+    while (in_time && sent < requests.size() && in_flight < cap &&
+           (!pace.bucket || pace.bucket->try_take(now))) {
+      engine.submit(sent, requests[sent], timeout_ms, max_body);
+      ++sent;
+      ++in_flight;
+    }
+    const bool more = in_time && sent < requests.size();
+    if (in_flight == 0 && !more) break;
+    long wait_ms = 1000;
+    if (more && in_flight < cap && pace.bucket)
+      wait_ms = std::max<long>(1, static_cast<long>((pace.bucket->wait_us(now) + 999) / 1000));
+    latch |= engine.wait(std::min<long>(wait_ms, 1000));
     safe::check_for_interrupts();
     for (HttpResult &r : engine.take_completed()) {
-      ++done;
-      out[r.tag] = std::move(r);
+      --in_flight;
+      (*out)[r.tag] = std::move(r);
     }
   }
   // A wake-up meant for the caller's own wait is passed on.
   if (latch) pg_call_void([] { SetLatch(MyLatch); });
+  return sent;
+}
+
+std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests, long timeout_ms,
+                                    size_t max_body) {
+  std::vector<HttpResult> out;
+  perform_paced(requests, timeout_ms, Pace{}, &out, max_body);
   return out;
 }
 

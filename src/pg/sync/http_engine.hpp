@@ -8,6 +8,7 @@
 #pragma once
 
 #include "core/delivery/http_request.hpp"
+#include "core/delivery/rate_limiter.hpp"
 #include "pg/base/postgres.hpp"
 
 #include <cstdint>
@@ -59,5 +60,23 @@ class HttpEngine {
 // platform counts); a latch set meanwhile is set again for the caller.
 std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &requests, long timeout_ms,
                                     size_t max_body = 0);
+
+// How perform_paced sends: no faster than `bucket` allows (nullptr: no
+// limit; the caller keeps it across calls), at most concurrency in flight,
+// and none started after deadline_us (steady clock; 0: none).
+struct Pace {
+  core::TokenBucket *bucket = nullptr;
+  std::size_t concurrency = 0;  // 0: no limit
+  std::int64_t deadline_us = 0;
+};
+
+// The steady clock perform_paced's deadline is on.
+std::int64_t steady_us();
+
+// perform_all within a destination's limits: requests start in order as
+// the pace allows. Returns how many were sent (a prefix of `requests`);
+// out[i] holds the result of each of those.
+std::size_t perform_paced(const std::vector<core::HttpRequest> &requests, long timeout_ms,
+                          const Pace &pace, std::vector<HttpResult> *out, size_t max_body = 0);
 
 }  // namespace pgves::pg

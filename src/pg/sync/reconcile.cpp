@@ -103,6 +103,8 @@ std::vector<Listing> load_listings(int destination_id, bool stale_only, const Sl
 }
 
 constexpr std::size_t kChunk = 200;  // listings read per round of requests
+// How long a worker's slice (max_listings given) may start reads for.
+constexpr std::int64_t kSliceBudgetMs = 1000;
 
 // The arguments the platform readers start with: (destination_id int, kind
 // text, url text, kind_options jsonb, timeout_ms int). None of the first
@@ -136,13 +138,17 @@ using namespace pgves::pg;
 
 // ves._reconcile_read(destination_id int, kind text, url text, kind_options
 // jsonb, timeout_ms int, stale_only boolean, after_sku text, after_location
-// text, max_listings int) -> jsonb
+// text, max_listings int, rate_limit float8, burst int, concurrency int)
+// -> jsonb
 //   {"reads": [{"sku", "location", "quantity" (null: the platform does not
 //    know the item)}], "unread": n, "error": "why some could not be read",
 //    "last": {"sku", "location"} (the last listing of the slice, null when
 //    it had none), "more": whether max_listings cut the slice short}
 // The slice: the listings after (after_sku, after_location) in (SKU,
 // location) order (NULL: from the first), at most max_listings (NULL: all).
+// Reads keep to the destination's rate_limit (per second; 0: none), burst
+// and concurrency. With max_listings, no read starts after kSliceBudgetMs:
+// the slice then ends at the last listing asked about ("more" is true).
 // Reads the platform's counts of the destination's listings through its
 // adapter (build_reads / parse_reads), renewing the access token once when
 // the platform refuses it. Progress shows in ves.progress.
@@ -175,10 +181,6 @@ PGVES_FUNCTION(ves_reconcile_read) {
   safe::spi_connect();
   std::vector<reconcile::Listing> listings =
       reconcile::load_listings(destination_id, stale_only, slice);
-  const bool more = slice.limit && static_cast<std::int64_t>(listings.size()) == *slice.limit;
-  Value last = listings.empty() ? Value(nullptr)
-                                : Value(Value::Object{{"sku", listings.back().sku},
-                                                      {"location", listings.back().location}});
   platform::Credentials credentials = platform::load(destination_id);
   const std::string no_secret;
   const std::vector<std::pair<std::string, std::string>> no_headers;
@@ -187,6 +189,12 @@ PGVES_FUNCTION(ves_reconcile_read) {
   Value::Array reads;
   std::int64_t unread = 0;
   std::string error;
+  // The destination's limits hold for reads as for pushes; a slice starts
+  // no read after its time budget and ends at the last listing read.
+  core::TokenBucket bucket(PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9),
+                           PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10));
+  Pace pace{&bucket, PG_ARGISNULL(11) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(11)), 0};
+  std::size_t end = listings.size();  // the slice: listings [0, end)
   pg_call_void([&] { progress::start("reconcile", static_cast<int64>(listings.size())); });
   if (!listings.empty()) {
     core::RowVerdict token = platform::ensure_token(*adapter, endpoint, credentials, timeout_ms);
@@ -195,7 +203,8 @@ PGVES_FUNCTION(ves_reconcile_read) {
       unread = static_cast<std::int64_t>(listings.size());
       error = token.reason;
     }
-    for (std::size_t from = 0; error.empty() && from < listings.size(); from += reconcile::kChunk) {
+    if (slice.limit) pace.deadline_us = steady_us() + reconcile::kSliceBudgetMs * 1000;
+    for (std::size_t from = 0; error.empty() && from < end; from += reconcile::kChunk) {
       const std::size_t to = std::min(listings.size(), from + reconcile::kChunk);
       std::vector<core::ListingFacts> facts;
       for (std::size_t i = from; i < to; ++i) {
@@ -203,15 +212,27 @@ PGVES_FUNCTION(ves_reconcile_read) {
         facts.push_back(core::ListingFacts{l.sku, l.location, &l.ref, l.available, l.known});
       }
       std::vector<std::optional<std::optional<std::int64_t>>> got(facts.size());
+      std::size_t covered = facts.size();  // rows [0, covered) were asked about
       for (int attempt = 0; attempt < 2; ++attempt) {
         endpoint.access_token = credentials.token.access_token;
         std::vector<core::PlatformRequest> requests =
             adapter->build_reads(endpoint, facts, reconcile::unix_ms());
         std::vector<core::HttpRequest> http;
         for (const auto &r : requests) http.push_back(r.http);
-        std::vector<HttpResult> results = perform_all(http, timeout_ms);
+        std::vector<HttpResult> results;
+        const std::size_t sent = perform_paced(http, timeout_ms, pace, &results);
+        if (sent < requests.size()) {
+          // The budget ran out: the slice ends before the first row no
+          // sent request asked about.
+          std::vector<bool> asked(facts.size(), false);
+          for (std::size_t q = 0; q < sent; ++q)
+            for (std::size_t row : requests[q].rows) asked[row] = true;
+          std::size_t k = 0;
+          while (k < facts.size() && asked[k]) ++k;
+          covered = std::min(covered, k);
+        }
         bool reauthenticate = false;
-        for (std::size_t q = 0; q < requests.size(); ++q) {
+        for (std::size_t q = 0; q < sent; ++q) {
           const HttpResult &h = results[q];
           core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
           std::vector<const core::ListingFacts *> of;
@@ -240,7 +261,11 @@ PGVES_FUNCTION(ves_reconcile_read) {
           break;
         }
       }
-      for (std::size_t i = 0; i < facts.size(); ++i) {
+      if (covered < facts.size()) {
+        end = from + covered;
+        if (end == 0 && error.empty()) error = "no listing could be read within the slice's time";
+      }
+      for (std::size_t i = 0; i < covered; ++i) {
         if (!got[i]) {
           ++unread;
           continue;
@@ -251,13 +276,18 @@ PGVES_FUNCTION(ves_reconcile_read) {
             {"location", l.location},
             {"quantity", *got[i] ? Value(static_cast<double>(**got[i])) : Value(nullptr)}});
       }
-      const std::int64_t done = static_cast<std::int64_t>(to);
+      const std::int64_t done = static_cast<std::int64_t>(std::min(to, end));
       pg_call_void([&] { progress::update(done, unread); });
     }
   }
   platform::store_token(destination_id, credentials);
   safe::spi_finish();
   pg_call_void([] { progress::finish(); });
+  const bool more = end < listings.size() ||
+                    (slice.limit && static_cast<std::int64_t>(listings.size()) == *slice.limit);
+  Value last = end == 0 ? Value(nullptr)
+                        : Value(Value::Object{{"sku", listings[end - 1].sku},
+                                              {"location", listings[end - 1].location}});
   Value::Object out{{"reads", Value(std::move(reads))},
                     {"unread", static_cast<double>(unread)},
                     {"error", error.empty() ? Value(nullptr) : Value(error)},
