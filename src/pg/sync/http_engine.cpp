@@ -24,16 +24,19 @@ extern "C" {
 #include <unordered_map>
 
 namespace pgves::pg {
+
+std::int64_t steady_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 namespace {
 
 // Enough for an adapter to read a whole answer about one row (a sequencer's
 // receipt); rows store only its start.
 constexpr size_t kExcerptBytes = 16384;
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+std::int64_t now_ms() { return steady_us() / 1000; }
 
 struct Transfer {
   std::uint64_t tag = 0;
@@ -336,11 +339,6 @@ std::vector<HttpResult> HttpEngine::take_completed() {
   std::vector<HttpResult> out;
   out.swap(impl_->completed);
   return out;
-}
-
-std::int64_t steady_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
 std::size_t perform_paced(const std::vector<core::HttpRequest> &requests, long timeout_ms,

@@ -45,10 +45,7 @@ std::int64_t unix_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+std::int64_t steady_ms() { return steady_us() / 1000; }
 
 struct Listing {
   std::string sku, location;
@@ -381,9 +378,10 @@ std::int64_t next_follow_up_ms = 0;
 // Destinations whose last run failed: not before this steady time, and the
 // pause the next failure doubles.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
-// Listings a worker round reads of one run (ves._reconcile_step): one
-// round of concurrent reads (kChunk), so that deliveries wait at most that
-// long while a run goes on. The next slice of an unfinished run starts once
+// Listings a worker round reads of one run (ves._reconcile_step): at most
+// one round of reads (kChunk), and no read started after kSliceBudgetMs
+// (ves._reconcile_read), so that deliveries wait at most about that long
+// while a run goes on. The next slice of an unfinished run starts once
 // the delivery loop has had as much time as the last slices took: the
 // transfers a slice held up complete meanwhile, and deliveries keep at least
 // half the worker's time.
