@@ -144,6 +144,56 @@ TEST(ThreadPool, WaitUntilReturnsWhenItsConditionHolds) {
   pool.wait(no_poll);
 }
 
+TEST(ThreadPool, WorkUntilRunsQueuedTasksOnTheCaller) {
+  ThreadPool pool(1, true);
+  ASSERT_EQ(pool.threads(), 1u);
+  // The pool's one thread is held by the first task, so the condition can
+  // only come true if the caller runs the queued tasks itself.
+  std::atomic<bool> release{false};
+  std::atomic<bool> holding{false};
+  pool.submit([&] {
+    holding.store(true);
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (!holding.load()) std::this_thread::yield();
+  const auto caller = std::this_thread::get_id();
+  std::atomic<int> done{0};
+  std::atomic<int> on_caller{0};
+  for (int i = 0; i < 5; ++i)
+    pool.submit([&] {
+      if (std::this_thread::get_id() == caller) on_caller.fetch_add(1);
+      done.fetch_add(1);
+    });
+  pool.work_until([&] { return done.load() == 5; }, no_poll);
+  EXPECT_EQ(on_caller.load(), 5);
+  // The held task is still running on the pool's thread, and the caller's
+  // own work does not wait for it.
+  std::atomic<bool> finished{false};
+  pool.submit([&] { finished.store(true); });
+  release.store(true);
+  pool.work_until([&] { return finished.load(); }, no_poll);
+  pool.wait(no_poll);
+}
+
+TEST(ThreadPool, WorkUntilKeepsATasksErrorForWait) {
+  ThreadPool pool(1, true);
+  std::atomic<bool> release{false};
+  std::atomic<bool> holding{false};
+  pool.submit([&] {
+    holding.store(true);
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (!holding.load()) std::this_thread::yield();
+  std::atomic<bool> ran{false};
+  pool.submit([&] {
+    ran.store(true);
+    throw std::runtime_error("task failed on the caller");
+  });
+  pool.work_until([&] { return ran.load(); }, no_poll);
+  release.store(true);
+  EXPECT_THROW(pool.wait(no_poll), std::runtime_error);
+}
+
 TEST(ThreadPool, WaitUntilRefusesAConditionThatCannotBecomeTrue) {
   ThreadPool pool(2);
   pool.submit([] {});

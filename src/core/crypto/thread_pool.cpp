@@ -88,21 +88,44 @@ void ThreadPool::run_worker() {
     if (queue_.empty()) return;  // stopping, nothing left
     Task task = std::move(queue_.front());
     queue_.pop_front();
-    lock.unlock();
-    std::exception_ptr error;
-    try {
-      task.fn();
-    } catch (...) {
-      error = std::current_exception();
-    }
-    // The task's captures are destroyed before it counts as finished, so a
-    // caller that returns after wait() owns everything they referred to.
-    task.fn = nullptr;
-    lock.lock();
-    if (error) record_failure(task.seq, std::move(error));
-    ++finished_;
-    if (waiters_ > 0) task_done_.notify_all();
+    run_task(std::move(task), lock);
   }
+}
+
+void ThreadPool::run_task(Task task, std::unique_lock<std::mutex> &lock) {
+  lock.unlock();
+  std::exception_ptr error;
+  try {
+    task.fn();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  // The task's captures are destroyed before it counts as finished, so a
+  // caller that returns after wait() owns everything they referred to.
+  task.fn = nullptr;
+  lock.lock();
+  if (error) record_failure(task.seq, std::move(error));
+  ++finished_;
+  if (waiters_ > 0) task_done_.notify_all();
+}
+
+bool ThreadPool::run_one() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (queue_.empty()) return false;
+  Task task = std::move(queue_.front());
+  queue_.pop_front();
+  run_task(std::move(task), lock);
+  return true;
+}
+
+void ThreadPool::work_until(const std::function<bool()> &done, const std::function<void()> &poll,
+                            int poll_ms) {
+  for (;;) {
+    if (done()) return;
+    if (poll) poll();
+    if (!run_one()) break;
+  }
+  wait_until(done, poll, poll_ms);
 }
 
 void ThreadPool::wait_until(const std::function<bool()> &done, const std::function<void()> &poll,

@@ -59,6 +59,12 @@ class ThreadPool {
   // atomics or under the caller's own synchronisation.
   void wait_until(const std::function<bool()> &done, const std::function<void()> &poll,
                   int poll_ms = 10);
+  // wait_until, but the caller runs queued tasks itself while `done()` is
+  // false (in queue order, between calls of `poll()`), and blocks only when
+  // none is left to take. For a pool made with `caller_works`, whose caller
+  // is one of the threads the work was sized for.
+  void work_until(const std::function<bool()> &done, const std::function<void()> &poll,
+                  int poll_ms = 10);
 
   // Blocks until every submitted task has finished (polling as above), then
   // throws the exception of the earliest submitted task that threw, if any.
@@ -73,6 +79,10 @@ class ThreadPool {
     std::function<void()> fn;
   };
   void run_worker();
+  // Runs the first queued task on the calling thread; false when none is.
+  bool run_one();
+  // Runs a task taken off the queue (unlocked) and counts it finished.
+  void run_task(Task task, std::unique_lock<std::mutex> &lock);
   void record_failure(std::uint64_t seq, std::exception_ptr error);
 
   std::mutex mutex_;

@@ -273,9 +273,11 @@ PGVES_FUNCTION(ves_verify_events) {
   // While the pool checks one chunk, this thread fetches the next and looks
   // up its keys; failures are reported chunk by chunk, in position order.
   std::unique_ptr<Chunk> checking, fetched;
-  pgves::core::ThreadPool pool(static_cast<unsigned>(settings::crypto_threads));
+  // This thread is one of ves.crypto_threads: between fetches it checks
+  // queued events itself rather than sleep beside a third thread.
+  pgves::core::ThreadPool pool(static_cast<unsigned>(settings::crypto_threads) - 1, true);
   auto report = [&](Chunk &chunk) {
-    pool.wait_until([&chunk] { return chunk.remaining.load(std::memory_order_acquire) == 0; },
+    pool.work_until([&chunk] { return chunk.remaining.load(std::memory_order_acquire) == 0; },
                     safe::check_for_interrupts);
     if (chunk.error) std::rethrow_exception(chunk.error);
     for (const Check &c : chunk.checks) {
