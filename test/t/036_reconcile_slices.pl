@@ -10,7 +10,8 @@
 #    ves.reconcile_progress: the restarted worker reads on from there and
 #    asks the platform again about no listing the run had already checked;
 #  * against a rate-limited platform, the reads keep to the destination's
-#    rate_limit and burst: none is throttled and the run reads every listing.
+#    rate_limit and burst, within a slice and across slices: none is
+#    throttled and the run reads every listing.
 use strict;
 use warnings;
 
@@ -130,12 +131,16 @@ is(sql(q{SELECT checked || ' ' || equal || ' ' || unread FROM ves.reconcile_stat
 is($cursor_now, '', 'and ends with nothing left in progress');
 
 # --- a rate-limited platform: reads keep to the destination's limits -----------------
-# The mock refuses what goes faster than 120 reads a second (bursts of 12);
-# the destination allows 100 a second (bursts of 10). Read all at once, a
-# slice of 200 would mostly be refused.
+# The mock refuses what goes faster than 60 reads a second (bursts of 100);
+# the destination allows 50 a second (bursts of 100). Read all at once, a
+# slice of 200 would be half refused. A burst this large against the rate
+# also tests that the slices share one bucket: the first slice spends the
+# burst, and a slice that started with a full burst again after the pause
+# between slices (about a second, 60 reads' worth at the mock) would be
+# refused in part.
 $amazon->call('POST', '/_faults', { clear => JSON::PP::true });
-$amazon->call('POST', '/_config', { rate_limit => { rate => 120, burst => 12 } });
-sql(q{SELECT ves.alter_destination('amz', '{"rate_limit": 100, "burst": 10}')});
+$amazon->call('POST', '/_config', { rate_limit => { rate => 60, burst => 100 } });
+sql(q{SELECT ves.alter_destination('amz', '{"rate_limit": 50, "burst": 100}')});
 my $throttled = $amazon->call('GET', '/_stats')->{throttled};
 @reads = ();
 reads();
@@ -151,8 +156,8 @@ is(sql(q{SELECT checked || ' ' || equal || ' ' || unread || ' ' || coalesce(erro
 	"$n $n 0 no error", 'every listing is read, none refused');
 is($amazon->call('GET', '/_stats')->{throttled} - $throttled, 0, 'the platform throttled no read');
 my ($first, $final) = (@reads ? $reads[0][2] : 0, @reads ? $reads[-1][2] : 0);
-cmp_ok($final - $first, '>=', ($n - 10) / 100 * 0.9,
-	sprintf('the reads kept to 100 a second (%d reads over %.1f s)', scalar(@reads), $final - $first));
+cmp_ok($final - $first, '>=', ($n - 100) / 50 * 0.9,
+	sprintf('the reads kept to 50 a second (%d reads over %.1f s)', scalar(@reads), $final - $first));
 
 $amazon->stop;
 $sink->stop;

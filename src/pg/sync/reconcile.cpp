@@ -47,6 +47,21 @@ std::int64_t unix_ms() {
 
 std::int64_t steady_ms() { return steady_us() / 1000; }
 
+// The token bucket of a destination's reads in this process. It outlives a
+// call, so that the slices of a run (and one session's runs) keep to the
+// destination's rate together: a bucket made for each slice would start
+// every slice with a full burst, and a destination whose burst is larger
+// than what its rate refills during the pause between slices would be read
+// faster than its rate_limit.
+core::TokenBucket &read_bucket(int destination_id, double rate_per_s, double burst) {
+  static std::map<int, core::TokenBucket> buckets;
+  auto it = buckets.find(destination_id);
+  if (it == buckets.end())
+    return buckets.emplace(destination_id, core::TokenBucket(rate_per_s, burst)).first->second;
+  it->second.reconfigure(rate_per_s, burst);
+  return it->second;
+}
+
 struct Listing {
   std::string sku, location;
   Value ref;
@@ -188,8 +203,9 @@ PGVES_FUNCTION(ves_reconcile_read) {
   std::string error;
   // The destination's limits hold for reads as for pushes; a slice starts
   // no read after its time budget and ends at the last listing read.
-  core::TokenBucket bucket(PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9),
-                           PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10));
+  core::TokenBucket &bucket =
+      reconcile::read_bucket(destination_id, PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9),
+                             PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10));
   Pace pace{&bucket, PG_ARGISNULL(11) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(11)), 0};
   std::size_t end = listings.size();  // the slice: listings [0, end)
   pg_call_void([&] { progress::start("reconcile", static_cast<int64>(listings.size())); });
