@@ -20,6 +20,7 @@
 // (signals::lease_owner), and rows whose holder is no longer alive are claimed
 // again at once (a live holder's only when the lease expires); a request may
 // then be sent twice, always with the same idempotency key (the event id).
+#include "pg/sync/clock.hpp"
 #include "pg/sync/deliverer.hpp"
 
 #include "core/base/error.hpp"
@@ -69,16 +70,6 @@ namespace pgves::pg {
 namespace {
 
 namespace core = pgves::core;
-
-std::int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-std::int64_t unix_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 // A credential as the loading query reads it: hex of the sealed box.
 std::string unseal_hex(const char *hex) {

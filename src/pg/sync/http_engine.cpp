@@ -1,3 +1,4 @@
+#include "pg/sync/clock.hpp"
 #include "pg/sync/http_engine.hpp"
 
 #include "core/delivery/address_filter.hpp"
@@ -25,18 +26,11 @@ extern "C" {
 
 namespace pgves::pg {
 
-std::int64_t steady_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
 namespace {
 
 // Enough for an adapter to read a whole answer about one row (a sequencer's
 // receipt); rows store only its start.
 constexpr size_t kExcerptBytes = 16384;
-
-std::int64_t now_ms() { return steady_us() / 1000; }
 
 struct Transfer {
   std::uint64_t tag = 0;
@@ -167,7 +161,7 @@ struct HttpEngine::Impl {
 
   static int on_timer(CURLM *, long timeout_ms, void *user) noexcept {
     auto *self = static_cast<Impl *>(user);
-    self->curl_deadline_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    self->curl_deadline_ms = timeout_ms < 0 ? -1 : steady_ms() + timeout_ms;
     return 0;
   }
 
@@ -306,7 +300,7 @@ int HttpEngine::in_flight() const { return static_cast<int>(impl_->transfers.siz
 bool HttpEngine::wait(long timeout_ms) {
   long t = timeout_ms;
   if (impl_->curl_deadline_ms >= 0)
-    t = std::max(0L, std::min<long>(t, impl_->curl_deadline_ms - now_ms()));
+    t = std::max(0L, std::min<long>(t, impl_->curl_deadline_ms - steady_ms()));
   WaitEvent events[3];
   int n =
       pg_call([&] { return WaitEventSetWait(impl_->wait_set, t, events, 3, PG_WAIT_EXTENSION); });
@@ -327,7 +321,7 @@ bool HttpEngine::wait(long timeout_ms) {
       impl_->drive(ready[i].data.fd, flags);
     }
   }
-  if (impl_->curl_deadline_ms >= 0 && now_ms() >= impl_->curl_deadline_ms) {
+  if (impl_->curl_deadline_ms >= 0 && steady_ms() >= impl_->curl_deadline_ms) {
     impl_->curl_deadline_ms = -1;
     impl_->drive(CURL_SOCKET_TIMEOUT, 0);
   }

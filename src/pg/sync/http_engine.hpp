@@ -7,6 +7,8 @@
 // Transfers run outside any transaction; callers record results afterwards.
 #pragma once
 
+#include "pg/sync/clock.hpp"
+
 #include "core/delivery/http_request.hpp"
 #include "core/delivery/rate_limiter.hpp"
 #include "pg/base/postgres.hpp"
@@ -69,9 +71,6 @@ struct Pace {
   std::size_t concurrency = 0;  // 0: no limit
   std::int64_t deadline_us = 0;
 };
-
-// The steady clock perform_paced's deadline is on.
-std::int64_t steady_us();
 
 // perform_all within a destination's limits: requests start in order as
 // the pace allows. Returns how many were sent (a prefix of `requests`);

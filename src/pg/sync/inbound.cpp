@@ -7,6 +7,7 @@
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/inbound.hpp"
+#include "pg/sync/clock.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
@@ -33,11 +34,6 @@ namespace {
 namespace core = pgves::core;
 using core::json::Kind;
 using core::json::Value;
-
-std::int64_t unix_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 // {"Name": "value"} or {"Name": ["value", ...]}, as HTTP frameworks hand
 // headers over.

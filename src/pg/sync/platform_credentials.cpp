@@ -1,4 +1,5 @@
 // See platform_credentials.hpp.
+#include "pg/sync/clock.hpp"
 #include "pg/sync/platform_credentials.hpp"
 
 #include "core/base/error.hpp"
@@ -25,11 +26,6 @@ namespace pgves::pg::platform {
 namespace {
 
 namespace core = pgves::core;
-
-std::int64_t unix_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 std::vector<uint8_t> from_hex(const std::string &hex) {
   std::vector<uint8_t> out(hex.size() / 2);

@@ -1,4 +1,5 @@
 // See pull.hpp.
+#include "pg/sync/clock.hpp"
 #include "pg/sync/pull.hpp"
 
 #include "core/base/error.hpp"
@@ -54,16 +55,6 @@ constexpr size_t kMaxPageBytes = 64u << 20;
 // a sequencer's later commit fills (its transactions commit out of order)
 // is never taken for a lost one.
 constexpr int kGapStreakAlert = 5;
-
-std::int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-std::int64_t unix_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 // A source as ves._pull_sources() lists it, credentials opened.
 struct Source {

@@ -1,4 +1,5 @@
 // See reconcile.hpp.
+#include "pg/sync/clock.hpp"
 #include "pg/sync/reconcile.hpp"
 
 #include "core/base/error.hpp"
@@ -39,13 +40,6 @@ namespace {
 namespace core = pgves::core;
 using core::json::Kind;
 using core::json::Value;
-
-std::int64_t unix_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-std::int64_t steady_ms() { return steady_us() / 1000; }
 
 // The token bucket of a destination's reads in this process. It outlives a
 // call, so that the slices of a run (and one session's runs) keep to the
@@ -229,7 +223,7 @@ PGVES_FUNCTION(ves_reconcile_read) {
       for (int attempt = 0; attempt < 2; ++attempt) {
         endpoint.access_token = credentials.token.access_token;
         std::vector<core::PlatformRequest> requests =
-            adapter->build_reads(endpoint, facts, reconcile::unix_ms());
+            adapter->build_reads(endpoint, facts, unix_ms());
         std::vector<core::HttpRequest> http;
         for (const auto &r : requests) http.push_back(r.http);
         std::vector<HttpResult> results;
@@ -250,7 +244,7 @@ PGVES_FUNCTION(ves_reconcile_read) {
           core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
           std::vector<const core::ListingFacts *> of;
           for (std::size_t row : requests[q].rows) of.push_back(&facts[row]);
-          core::ReadAnswer ra = adapter->parse_reads(endpoint, answer, of, reconcile::unix_ms());
+          core::ReadAnswer ra = adapter->parse_reads(endpoint, answer, of, unix_ms());
           if (ra.verdict.verdict == core::Verdict::success &&
               ra.quantities.size() == requests[q].rows.size()) {
             for (std::size_t k = 0; k < requests[q].rows.size(); ++k)
@@ -355,8 +349,7 @@ PGVES_FUNCTION(ves_follow_up_read) {
       keys.push_back(k.kind() == core::json::Kind::string ? k.as_string() : std::string());
     const HttpResult &h = results[i];
     core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
-    core::FollowUpAnswer a =
-        adapter->classify_follow_up(endpoint, answer, keys, reconcile::unix_ms());
+    core::FollowUpAnswer a = adapter->classify_follow_up(endpoint, answer, keys, unix_ms());
     Value::Array failed;
     std::string error;
     if (a.finished) {

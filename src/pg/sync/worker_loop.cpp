@@ -5,6 +5,7 @@
 // records what finished, relays NOTIFY ves_events for appenders (signals.hpp)
 // and now and then runs housekeeping. An error in a round is logged and the
 // round starts over after a pause; SIGTERM ends it gracefully.
+#include "pg/sync/clock.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/spi_plan.hpp"
 #include "pg/sync/deliverer.hpp"
@@ -38,11 +39,6 @@ extern "C" {
 
 namespace pgves::pg {
 namespace {
-
-std::int64_t steady_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 // --- the loop's PostgreSQL calls, each inside pg_call ---------------------------
 
