@@ -167,3 +167,14 @@ SELECT ves._drain_security_alerts() >= 0 AS drained_last;
 SELECT count(ves.acknowledge_security_alert(id, 'skip')) > 0 AS acknowledged
 FROM ves.security_alerts WHERE acknowledged_at IS NULL;
 DROP ROLE regress_inb_app, regress_inb_reader, regress_inb_admin, regress_inb_nobody;
+
+-- Every table of the extension that holds rows is dumped with the database
+-- (pg_extension_config_dump): pg_dump would otherwise lose them. The two
+-- listed are partitioned parents without rows of their own: their
+-- partitions are ordinary tables, which pg_dump keeps as such.
+SELECT c.relname AS not_dumped
+FROM pg_class c
+JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_ves'
+WHERE c.relkind IN ('r', 'p') AND c.oid <> ALL (x.extconfig)
+ORDER BY 1;

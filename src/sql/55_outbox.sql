@@ -108,6 +108,9 @@ CREATE TABLE ves.destination_tokens (
   expires_at     timestamptz,
   updated_at     timestamptz NOT NULL DEFAULT now()
 );
+-- Dumped: TikTok Shop rotates its refresh token, so the one the worker holds
+-- here may be the only one the platform still takes.
+SELECT pg_catalog.pg_extension_config_dump('ves.destination_tokens', '');
 
 CREATE TABLE ves.outbox (
   id              bigint      GENERATED ALWAYS AS IDENTITY,

@@ -370,6 +370,9 @@ CREATE TABLE ves.reconcile_progress (
   unread         int         NOT NULL,
   mismatches     jsonb       NOT NULL
 );
+-- Dumped: a restored database finishes the run it was in (its sync.started
+-- was sent) instead of leaving it without a sync.completed.
+SELECT pg_catalog.pg_extension_config_dump('ves.reconcile_progress', '');
 
 -- One slice of a reconciliation: reads the platform's counts of the
 -- destination's listings after (after_sku, after_location) in (SKU, location)

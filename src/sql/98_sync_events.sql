@@ -87,6 +87,7 @@ CREATE TABLE ves.recoveries (
   drained_at     timestamptz
 );
 CREATE UNIQUE INDEX recoveries_open_idx ON ves.recoveries (destination_id) WHERE drained_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('ves.recoveries', '');
 
 CREATE FUNCTION ves._track_recoveries() RETURNS void
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

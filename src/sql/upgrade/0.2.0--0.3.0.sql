@@ -80,6 +80,7 @@ CREATE POLICY sync_worker ON ves.sequencer_receipts FOR ALL TO ves_worker USING 
 -- @create function ves._destination_kind_defaults
 ALTER TABLE ves.destination_secrets ADD COLUMN credentials_box bytea;
 -- @create table ves.destination_tokens
+SELECT pg_catalog.pg_extension_config_dump('ves.destination_tokens', '');
 DROP FUNCTION ves._destination_check(text, text, jsonb);
 -- @create function ves._destination_check
 DROP FUNCTION ves._store_destination_secrets(int, jsonb, bytea, bytea);
