@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -38,6 +39,17 @@ ves::Event sample_event(int i) {
   e.payload_plain_hash = ves::payload_plain_hash_of_json(
       "{\"delta\": " + std::to_string(i) + ", \"sku\": \"SKU-" + std::to_string(i) + "\"}");
   return e;
+}
+
+// Occupies a one-thread pool's thread until `release` is set; returns once
+// the thread is busy, so tasks submitted after it can run only on the caller.
+void hold_only_thread(ThreadPool &pool, const std::atomic<bool> &release) {
+  auto holding = std::make_shared<std::atomic<bool>>(false);
+  pool.submit([holding, &release] {
+    holding->store(true);
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (!holding->load()) std::this_thread::yield();
 }
 
 }  // namespace
@@ -150,12 +162,7 @@ TEST(ThreadPool, WorkUntilRunsQueuedTasksOnTheCaller) {
   // The pool's one thread is held by the first task, so the condition can
   // only come true if the caller runs the queued tasks itself.
   std::atomic<bool> release{false};
-  std::atomic<bool> holding{false};
-  pool.submit([&] {
-    holding.store(true);
-    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  });
-  while (!holding.load()) std::this_thread::yield();
+  hold_only_thread(pool, release);
   const auto caller = std::this_thread::get_id();
   std::atomic<int> done{0};
   std::atomic<int> on_caller{0};
@@ -178,12 +185,7 @@ TEST(ThreadPool, WorkUntilRunsQueuedTasksOnTheCaller) {
 TEST(ThreadPool, WorkUntilKeepsATasksErrorForWait) {
   ThreadPool pool(1, true);
   std::atomic<bool> release{false};
-  std::atomic<bool> holding{false};
-  pool.submit([&] {
-    holding.store(true);
-    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  });
-  while (!holding.load()) std::this_thread::yield();
+  hold_only_thread(pool, release);
   std::atomic<bool> ran{false};
   pool.submit([&] {
     ran.store(true);
