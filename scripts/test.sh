@@ -251,9 +251,10 @@ fi
 
 if ((${#failures[@]})); then
   echo "failed suites: ${failures[*]}"
-  # The failing TAP checks with their files, last, where a truncated log
-  # still shows them.
-  [ ! -f "$work/tap.log" ] || awk '/^\[[0-9:]+\] /{file=$2} /^not ok/ && !/# TODO/{print "  " file ": " $0}' "$work/tap.log" | head -n 20
+  # The failing TAP checks with their files and what they printed about the
+  # failure (got/expected, diag), last, where a truncated log still shows
+  # them.
+  [ ! -f "$work/tap.log" ] || awk '/^\[[0-9:]+\] /{file=$2} /^not ok/ && !/# TODO/{print "  " file ": " $0; n=12; next} n>0 && /^#/{print "    " $0; n--; next} {n=0}' "$work/tap.log" | head -n 60
   [ ! -f "$work/tap.log" ] || sed -n '/^Test Summary Report/,/^Files=/p' "$work/tap.log" | head -n 30
 fi
 echo "$passed passed, $failed failed"

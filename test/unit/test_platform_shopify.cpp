@@ -229,9 +229,18 @@ TEST(ShopifyClassify, OtherUserErrorsArePermanent) {
           user_errors(
               R"({"code":"IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED","field":["input"],"message":"A previous request with this idempotency key failed."})")),
       2, now_ms);
-  EXPECT_EQ(w[0].verdict, Verdict::permanent);
-  EXPECT_EQ(w[1].verdict, Verdict::permanent);
+  // The same call refused before, its answer lost (a killed worker, a
+  // timeout): read again and resend with the decided count, which is a new
+  // call with a new key, as Shopify asks. Not a dead row.
+  EXPECT_EQ(w[0].verdict, Verdict::stale);
+  EXPECT_EQ(w[1].verdict, Verdict::stale);
   EXPECT_NE(w[1].reason.find("IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"), std::string::npos);
+  // Any other error of the whole input stays permanent.
+  const auto x = p::shopify_classify(
+      answer(200, user_errors(R"({"code":"INVALID_NAME","field":["input","name"],"message":"m"})")),
+      2, now_ms);
+  EXPECT_EQ(x[0].verdict, Verdict::permanent);
+  EXPECT_EQ(x[1].verdict, Verdict::permanent);
 }
 
 TEST(ShopifyClassify, ThrottledWaitsWhatThrottleStatusImplies) {

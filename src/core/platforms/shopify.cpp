@@ -280,7 +280,14 @@ std::vector<RowVerdict> shopify_classify(const Answer &answer, std::size_t updat
   std::vector<bool> decided(update_count, false);
   for (const Value &e : user_errors->as_array()) {
     const std::string *code = string_member(&e, "code");
-    const bool is_stale = code && *code == "CHANGE_FROM_QUANTITY_STALE";
+    // IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED: this exact call was made before
+    // and refused, and its answer never reached us (the worker was killed,
+    // or the answer came after the timeout). Most likely it was stale; the
+    // listings are read again, and the decided count goes out with a new
+    // changeFromQuantity, hence a new key. A call refused for another
+    // reason is refused again then, with that reason.
+    const bool is_stale = code && (*code == "CHANGE_FROM_QUANTITY_STALE" ||
+                                   *code == "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED");
     const long line = error_line(e, update_count);
     RowVerdict v = is_stale ? stale(user_error_reason(e)) : permanent(user_error_reason(e));
     if (line < 0) {
