@@ -20,7 +20,6 @@
 // (signals::lease_owner), and rows whose holder is no longer alive are claimed
 // again at once (a live holder's only when the lease expires); a request may
 // then be sent twice, always with the same idempotency key (the event id).
-#include "pg/sync/clock.hpp"
 #include "pg/sync/deliverer.hpp"
 
 #include "core/base/error.hpp"
@@ -38,6 +37,7 @@
 #include "pg/base/settings.hpp"
 #include "pg/store/keys.hpp"
 #include "pg/store/stored_event.hpp"
+#include "pg/sync/clock.hpp"
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/metrics.hpp"
 #include "pg/sync/outbox_sql.hpp"

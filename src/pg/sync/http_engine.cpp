@@ -1,8 +1,6 @@
-#include "pg/sync/clock.hpp"
 #include "pg/sync/http_engine.hpp"
 
 #include "core/delivery/address_filter.hpp"
-#include "core/delivery/rate_limiter.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/base/settings.hpp"
@@ -20,7 +18,6 @@ extern "C" {
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <mutex>
 #include <unordered_map>
 

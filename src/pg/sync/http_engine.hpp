@@ -7,11 +7,10 @@
 // Transfers run outside any transaction; callers record results afterwards.
 #pragma once
 
-#include "pg/sync/clock.hpp"
-
 #include "core/delivery/http_request.hpp"
 #include "core/delivery/rate_limiter.hpp"
 #include "pg/base/postgres.hpp"
+#include "pg/sync/clock.hpp"
 
 #include <cstdint>
 #include <memory>

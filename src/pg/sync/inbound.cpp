@@ -7,11 +7,11 @@
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/inbound.hpp"
-#include "pg/sync/clock.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/jsonb_value.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/sync/alerts.hpp"
+#include "pg/sync/clock.hpp"
 #include "pg/sync/platform_credentials.hpp"
 
 extern "C" {
@@ -21,7 +21,6 @@ extern "C" {
 
 #include <sodium.h>
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>

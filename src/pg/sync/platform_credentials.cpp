@@ -1,5 +1,4 @@
 // See platform_credentials.hpp.
-#include "pg/sync/clock.hpp"
 #include "pg/sync/platform_credentials.hpp"
 
 #include "core/base/error.hpp"
@@ -7,6 +6,7 @@
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/store/keys.hpp"
+#include "pg/sync/clock.hpp"
 #include "pg/sync/http_engine.hpp"
 
 extern "C" {
@@ -19,7 +19,6 @@ extern "C" {
 #include <sodium.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 
 namespace pgves::pg::platform {

@@ -1,5 +1,4 @@
 // See pull.hpp.
-#include "pg/sync/clock.hpp"
 #include "pg/sync/pull.hpp"
 
 #include "core/base/error.hpp"
@@ -14,6 +13,7 @@
 #include "pg/store/ingest.hpp"
 #include "pg/store/keys.hpp"
 #include "pg/store/stored_event.hpp"
+#include "pg/sync/clock.hpp"
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/own_transaction.hpp"
@@ -32,7 +32,6 @@ extern "C" {
 #include <sodium.h>
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <optional>
 #include <string>

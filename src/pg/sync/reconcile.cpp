@@ -1,5 +1,4 @@
 // See reconcile.hpp.
-#include "pg/sync/clock.hpp"
 #include "pg/sync/reconcile.hpp"
 
 #include "core/base/error.hpp"
@@ -11,6 +10,7 @@
 #include "pg/base/progress.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/sync/alerts.hpp"
+#include "pg/sync/clock.hpp"
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/own_transaction.hpp"
@@ -26,7 +26,6 @@ extern "C" {
 }
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>

@@ -5,9 +5,9 @@
 // records what finished, relays NOTIFY ves_events for appenders (signals.hpp)
 // and now and then runs housekeeping. An error in a round is logged and the
 // round starts over after a pause; SIGTERM ends it gracefully.
-#include "pg/sync/clock.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/spi_plan.hpp"
+#include "pg/sync/clock.hpp"
 #include "pg/sync/deliverer.hpp"
 #include "pg/sync/http_engine.hpp"
 #include "pg/sync/launcher.hpp"
@@ -31,7 +31,6 @@ extern "C" {
 }
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
