@@ -26,7 +26,8 @@ CREATE INDEX platform_batches_due ON ves.platform_batches (next_check_at) WHERE 
 CREATE INDEX platform_batches_closed ON ves.platform_batches (finished_at) WHERE status <> 'pending';
 
 CREATE FUNCTION ves._follow_up_read(destination_id int, kind text, url text, kind_options jsonb, timeout_ms int,
-                                    handles text[], lines jsonb) RETURNS jsonb
+                                    handles text[], lines jsonb, rate_limit float8, burst int,
+                                    concurrency int) RETURNS jsonb
   AS 'MODULE_PATHNAME', 'ves_follow_up_read' LANGUAGE C VOLATILE;
 
 -- Asks the platforms about their due accepted batches (at most max_batches
@@ -34,7 +35,11 @@ CREATE FUNCTION ves._follow_up_read(destination_id int, kind text, url text, kin
 -- A batch not finished yet is asked again after 2, 4, 8 ... up to 60
 -- seconds; after 30 checks it is given up as 'unknown' (the listings keep
 -- their state; the next reconciliation reads the counts back). Finished
--- and given-up batches are deleted after a day.
+-- and given-up batches are deleted after a day. The questions keep to the
+-- destination's rate_limit, burst and concurrency (ves._follow_up_read): a
+-- batch not asked in this round stays due, its checks unchanged, and the
+-- batches due longest are asked first, so none waits behind others asked
+-- again and again.
 CREATE FUNCTION ves.follow_up_batches(max_batches int DEFAULT 20) RETURNS int
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -49,19 +54,21 @@ BEGIN
   END IF;
   DELETE FROM ves.platform_batches b WHERE b.status <> 'pending' AND b.finished_at < now() - interval '1 day';
   FOR d IN
-    SELECT x.id, x.kind, x.url, x.kind_options, x.timeout_ms,
-           array_agg(b.id ORDER BY b.id) AS ids, array_agg(b.handle ORDER BY b.id) AS handles,
+    SELECT x.id, x.kind, x.url, x.kind_options, x.timeout_ms, x.rate_limit, x.burst, x.concurrency,
+           array_agg(b.id ORDER BY b.next_check_at, b.id) AS ids,
+           array_agg(b.handle ORDER BY b.next_check_at, b.id) AS handles,
            jsonb_agg((SELECT coalesce(jsonb_agg(i -> 'key'), '[]') FROM jsonb_array_elements(b.items) i)
-                     ORDER BY b.id) AS lines
+                     ORDER BY b.next_check_at, b.id) AS lines
     FROM ves.destinations x
     CROSS JOIN LATERAL (SELECT * FROM ves.platform_batches p
                         WHERE p.destination_id = x.id AND p.status = 'pending' AND p.next_check_at <= now()
-                        ORDER BY p.id LIMIT max_batches) b
+                        ORDER BY p.next_check_at, p.id LIMIT max_batches) b
     WHERE NOT x.paused
     GROUP BY x.id
   LOOP
     BEGIN
-      got := ves._follow_up_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, d.handles, d.lines);
+      got := ves._follow_up_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, d.handles, d.lines,
+                                 d.rate_limit, d.burst, d.concurrency);
     EXCEPTION WHEN OTHERS THEN
       -- The platform could not be asked (no credentials, a bad answer):
       -- ask again later, like a batch that has not finished.
@@ -70,6 +77,9 @@ BEGIN
     END;
     FOR i IN 1 .. array_length(d.ids, 1) LOOP
       r := got -> (i - 1);
+      IF NOT coalesce((r ->> 'asked')::boolean, true) THEN
+        CONTINUE;  -- the destination's rate left no room for it this round
+      END IF;
       IF (r ->> 'finished')::boolean THEN
         UPDATE ves.listings l SET state = 'failed', last_error = f.value ->> 'reason', known_quantity = NULL,
                                   updated_at = now()
@@ -96,7 +106,7 @@ BEGIN
 END $$;
 
 REVOKE ALL ON ves.platform_batches FROM PUBLIC;
-REVOKE ALL ON FUNCTION ves._follow_up_read(int, text, text, jsonb, int, text[], jsonb),
+REVOKE ALL ON FUNCTION ves._follow_up_read(int, text, text, jsonb, int, text[], jsonb, float8, int, int),
   ves.follow_up_batches(int) FROM PUBLIC;
 ALTER TABLE ves.platform_batches ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON ves.platform_batches FOR SELECT USING (ves.tenant_visible(tenant_id));

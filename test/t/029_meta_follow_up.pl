@@ -67,6 +67,46 @@ ok(wait_until(60, sub { sql(q{SELECT count(*) FROM ves.platform_batches WHERE st
 	'and its batch is followed up too');
 is(state_of('SKU-BAD'), 'synced|', 'a finished batch without errors leaves it synced');
 
+# The questions are platform calls like any other: a destination's rate
+# limit holds for them. Twelve batches of a second destination (2 calls a
+# second, burst 2) fall due at once; Meta does not know their handles, so
+# each stays pending and is asked again later.
+sql(qq{SELECT ves.create_destination('meta_paced', 'meta_catalog', '} . $meta->url('') . qq{',
+  '{"tenant_id": "$tenant", "store_id": "$store", "catalog_id": "880000000000002",
+    "access_token": "meta-access-token", "api_version": "v23.0", "rate_limit": 2, "burst": 2,
+    "concurrency": 4}')});
+sql(q{INSERT INTO ves.platform_batches (destination_id, tenant_id, handle, items)
+      SELECT d.id, d.tenant_id, 'paced-' || g, '[]'
+      FROM ves.destinations d, generate_series(1, 12) g WHERE d.name = 'meta_paced'});
+ok(wait_until(60, sub { sql(q{SELECT count(*) FILTER (WHERE checks >= 1) FROM ves.platform_batches
+                              WHERE handle LIKE 'paced-%'}) == 12 }),
+	'every due batch of the rate-limited destination is asked about')
+  or diag sql(q{SELECT string_agg(handle || ':' || checks, ' ') FROM ves.platform_batches WHERE handle LIKE 'paced-%'});
+# Paused, the destination's batches are asked about no more (a round under
+# way ends within its one-second budget).
+sql(q{SELECT ves.pause_destination('meta_paced')});
+sleep 3;
+my @questions = grep { $_->{path} =~ /check_batch_request_status/ && $_->{path} =~ /handle=(paced-\d+)/ }
+  @{ $meta->call('GET', '/_requests')->{requests} };
+my @asked = sort { $a <=> $b } map { $_->{time} } @questions;
+my %times_asked;
+$times_asked{ ($_->{path} =~ /handle=(paced-\d+)/)[0] }++ for @questions;
+is(sql(q{SELECT string_agg(handle || ':' || checks, ' ' ORDER BY handle) FROM ves.platform_batches
+         WHERE handle LIKE 'paced-%'}),
+	join(' ', map { "$_:" . ($times_asked{$_} // 0) } sort map { "paced-$_" } 1 .. 12),
+	'each batch counts the questions Meta saw, not the rounds that had no room for it');
+cmp_ok(scalar(@asked), '>=', 12, 'the mock saw the questions');
+my $busiest = 0;
+for my $i (0 .. $#asked)
+{
+	my $n = grep { $_ >= $asked[$i] && $_ < $asked[$i] + 1.0 } @asked;
+	$busiest = $n if $n > $busiest;
+}
+# Burst 2 plus 2 refilled within any second; one more for timer slack.
+cmp_ok($busiest, '<=', 5, 'no second saw more questions than the rate and burst allow')
+  or diag "questions at: @asked";
+cmp_ok($asked[11] - $asked[0], '>=', (12 - 2) / 2 * 0.9, 'the twelve questions were spread over time');
+
 # Only administrators read the batches; a reader of the tenant does not.
 sql(q{CREATE ROLE batch_reader LOGIN IN ROLE ves_reader});
 my ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM ves.platform_batches',

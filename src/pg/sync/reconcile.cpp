@@ -303,13 +303,19 @@ PGVES_FUNCTION(ves_reconcile_read) {
 }
 
 // ves._follow_up_read(destination_id int, kind text, url text, kind_options
-// jsonb, timeout_ms int, handles text[], lines jsonb) -> jsonb
+// jsonb, timeout_ms int, handles text[], lines jsonb, rate_limit float8,
+// burst int, concurrency int) -> jsonb
 //   lines: for each handle, the array of its lines' keys in the order sent.
-//   Answers, per handle: {"finished": bool, "error": why it is not known yet
-//   (null when the platform simply has not finished), "failed": [{"line",
+//   Answers, per handle: {"asked": whether the platform was asked this time,
+//   "finished": bool, "error": why it is not known yet (null when the
+//   platform simply has not finished or was not asked), "failed": [{"line",
 //   "reason"}] (finished batches: the lines the platform refused)}.
 // Asks the platform about batches it accepted for later processing
-// (Adapter::follow_up_request / classify_follow_up), all at once.
+// (Adapter::follow_up_request / classify_follow_up). The questions are
+// platform calls like any other: they keep to the destination's rate_limit
+// (per second; 0: none), burst and concurrency, spending the destination's
+// read bucket with reconciliation reads, and none starts after
+// kSliceBudgetMs; the handles not asked then are asked in a later round.
 PGVES_FUNCTION(ves_follow_up_read) {
   namespace core = pgves::core;
   using core::json::Value;
@@ -340,9 +346,22 @@ PGVES_FUNCTION(ves_follow_up_read) {
 
   std::vector<core::HttpRequest> http;
   for (const std::string &h : handles) http.push_back(adapter->follow_up_request(endpoint, h));
-  std::vector<HttpResult> results = perform_all(http, timeout_ms);
+  core::TokenBucket &bucket =
+      reconcile::read_bucket(destination_id, PG_ARGISNULL(7) ? 0 : PG_GETARG_FLOAT8(7),
+                             PG_ARGISNULL(8) ? 1 : PG_GETARG_INT32(8));
+  const Pace pace{&bucket, PG_ARGISNULL(9) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(9)),
+                  steady_us() + reconcile::kSliceBudgetMs * 1000};
+  std::vector<HttpResult> results;
+  const std::size_t sent = perform_paced(http, timeout_ms, pace, &results);
   Value::Array out;
   for (std::size_t i = 0; i < handles.size(); ++i) {
+    if (i >= sent) {
+      out.push_back(Value(Value::Object{{"asked", false},
+                                        {"finished", false},
+                                        {"error", Value(nullptr)},
+                                        {"failed", Value(Value::Array{})}}));
+      continue;
+    }
     std::vector<std::string> keys;
     for (const Value &k : lines.as_array()[i].as_array())
       keys.push_back(k.kind() == core::json::Kind::string ? k.as_string() : std::string());
@@ -361,7 +380,8 @@ PGVES_FUNCTION(ves_follow_up_read) {
                   ? (h.transport_error ? h.error : "HTTP " + std::to_string(h.status))
                   : a.lines.front().reason;
     }
-    out.push_back(Value(Value::Object{{"finished", a.finished},
+    out.push_back(Value(Value::Object{{"asked", true},
+                                      {"finished", a.finished},
                                       {"error", error.empty() ? Value(nullptr) : Value(error)},
                                       {"failed", Value(std::move(failed))}}));
   }
