@@ -36,7 +36,8 @@ CREATE FUNCTION ves._follow_up_read(destination_id int, kind text, url text, kin
 -- seconds; after 30 checks it is given up as 'unknown' (the listings keep
 -- their state; the next reconciliation reads the counts back). Finished
 -- and given-up batches are deleted after a day. The questions keep to the
--- destination's rate_limit, burst and concurrency (ves._follow_up_read): a
+-- destination's rate_limit, burst and concurrency (ves._follow_up_read asks
+-- only as many as the read bucket allows at once): a
 -- batch not asked in this round stays due, its checks unchanged, and the
 -- batches due longest are asked first, so none waits behind others asked
 -- again and again.

@@ -11,11 +11,14 @@
 #    asks the platform again about no listing the run had already checked;
 #  * against a rate-limited platform, the reads keep to the destination's
 #    rate_limit and burst, within a slice and across slices: none is
-#    throttled and the run reads every listing.
+#    throttled and the run reads every listing;
+#  * a run at a slow platform's limits (5 reads a second) does not hold up
+#    deliveries to another destination: slices wait for no token.
 use strict;
 use warnings;
 
 use JSON::PP;
+use Time::HiRes ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -158,6 +161,44 @@ is($amazon->call('GET', '/_stats')->{throttled} - $throttled, 0, 'the platform t
 my ($first, $final) = (@reads ? $reads[0][2] : 0, @reads ? $reads[-1][2] : 0);
 cmp_ok($final - $first, '>=', ($n - 100) / 50 * 0.9,
 	sprintf('the reads kept to 50 a second (%d reads over %.1f s)', scalar(@reads), $final - $first));
+
+# --- a slow platform's run does not hold up the deliveries -------------------------
+# At Amazon's own limits (5 reads a second, bursts of 5) a run over 600
+# listings takes two minutes. The worker's slices read what the bucket
+# allows at once and wait for no token; deliveries to another destination
+# go out meanwhile as fast as without a run. Had a slice waited for the
+# bucket through its one-second budget, the worker would deliver nothing for
+# about half of the run, and a delivery would wait up to a second.
+$amazon->call('POST', '/_config', { rate_limit => { rate => 6, burst => 6 } });
+sql(q{SELECT ves.alter_destination('amz', '{"rate_limit": 5, "burst": 5}')});
+$throttled = $amazon->call('GET', '/_stats')->{throttled};
+@reads = ();
+reads();
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
+ok(wait_until(30, sub { reads() > 0 }), 'a fourth run starts, at 5 reads a second');
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
+# An event every 0.1 s for 4 s, whatever the deliveries do; each one's
+# wait runs from the start of its append to the sink's receipt of it.
+my $delivered = scalar($sink->requests('/hook'));
+my %committed;
+for my $i (1 .. 40)
+{
+	my $start = Time::HiRes::time();
+	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-run-$i");
+	$committed{$id} = $start;
+	Time::HiRes::sleep(0.1);
+}
+ok($sink->wait_for($delivered + 40, '/hook', 30), 'every delivery made during the slow run arrives');
+my @waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
+  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
+is(scalar(@waits), 40, 'each one once');
+my $late = grep { $_ > 0.3 } @waits;
+cmp_ok($late, '<=', 4, 'deliveries are not held up by the run (at most 4 of 40 took over 0.3 s)')
+  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
+reads();
+my $run_reads = scalar @reads;
+cmp_ok($run_reads, '>=', 5, "the run reads meanwhile ($run_reads reads)");
+is($amazon->call('GET', '/_stats')->{throttled} - $throttled, 0, 'and the platform throttled none of them');
 
 $amazon->stop;
 $sink->stop;

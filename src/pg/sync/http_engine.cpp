@@ -349,7 +349,9 @@ std::size_t perform_paced(const std::vector<core::HttpRequest> &requests, long t
       ++sent;
       ++in_flight;
     }
-    const bool more = in_time && sent < requests.size();
+    const bool more =
+        in_time && sent < requests.size() &&
+        (pace.wait_for_tokens || in_flight > 0 || !pace.bucket || pace.bucket->wait_us(now) == 0);
     if (in_flight == 0 && !more) break;
     long wait_ms = 1000;
     if (more && in_flight < cap && pace.bucket)

@@ -64,11 +64,15 @@ std::vector<HttpResult> perform_all(const std::vector<core::HttpRequest> &reques
 
 // How perform_paced sends: no faster than `bucket` allows (nullptr: no
 // limit; the caller keeps it across calls), at most concurrency in flight,
-// and none started after deadline_us (steady clock; 0: none).
+// and none started after deadline_us (steady clock; 0: none). Without
+// wait_for_tokens it never waits for the bucket alone: once the bucket is
+// empty and nothing is in flight, it stops (the sync worker's reads, whose
+// waiting would hold up every destination's deliveries).
 struct Pace {
   core::TokenBucket *bucket = nullptr;
   std::size_t concurrency = 0;  // 0: no limit
   std::int64_t deadline_us = 0;
+  bool wait_for_tokens = true;
 };
 
 // perform_all within a destination's limits: requests start in order as

@@ -183,9 +183,18 @@ PGVES_FUNCTION(ves_reconcile_read) {
     throw VesError(sqlstate::reconcile_failed, "destinations of kind " + kind + " have no listings",
                    {}, "Reconcile a commerce platform destination.");
 
+  // The destination's limits hold for reads as for pushes; a slice starts
+  // no read after its time budget and ends at the last listing read.
+  core::TokenBucket &bucket =
+      reconcile::read_bucket(destination_id, PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9),
+                             PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10));
+  // A worker's slice that would find the bucket empty reads nothing and
+  // loads nothing: the run goes on from the same place in a later slice.
+  const bool no_token = slice.limit && bucket.wait_us(steady_us()) > 0;
   safe::spi_connect();
   std::vector<reconcile::Listing> listings =
-      reconcile::load_listings(destination_id, stale_only, slice);
+      no_token ? std::vector<reconcile::Listing>{}
+               : reconcile::load_listings(destination_id, stale_only, slice);
   platform::Credentials credentials = platform::load(destination_id);
   const std::string no_secret;
   const std::vector<std::pair<std::string, std::string>> no_headers;
@@ -194,11 +203,6 @@ PGVES_FUNCTION(ves_reconcile_read) {
   Value::Array reads;
   std::int64_t unread = 0;
   std::string error;
-  // The destination's limits hold for reads as for pushes; a slice starts
-  // no read after its time budget and ends at the last listing read.
-  core::TokenBucket &bucket =
-      reconcile::read_bucket(destination_id, PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9),
-                             PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10));
   Pace pace{&bucket, PG_ARGISNULL(11) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(11)), 0};
   std::size_t end = listings.size();  // the slice: listings [0, end)
   pg_call_void([&] { progress::start("reconcile", static_cast<int64>(listings.size())); });
@@ -209,7 +213,13 @@ PGVES_FUNCTION(ves_reconcile_read) {
       unread = static_cast<std::int64_t>(listings.size());
       error = token.reason;
     }
-    if (slice.limit) pace.deadline_us = steady_us() + reconcile::kSliceBudgetMs * 1000;
+    if (slice.limit) {
+      // A worker's slice: it holds up the worker's deliveries, so it reads
+      // only what the bucket allows now and never waits for a token (the
+      // worker starts the next slice later).
+      pace.deadline_us = steady_us() + reconcile::kSliceBudgetMs * 1000;
+      pace.wait_for_tokens = false;
+    }
     for (std::size_t from = 0; error.empty() && from < end; from += reconcile::kChunk) {
       const std::size_t to = std::min(listings.size(), from + reconcile::kChunk);
       std::vector<core::ListingFacts> facts;
@@ -269,7 +279,10 @@ PGVES_FUNCTION(ves_reconcile_read) {
       }
       if (covered < facts.size()) {
         end = from + covered;
-        if (end == 0 && error.empty()) error = "no listing could be read within the slice's time";
+        // A slice that waits for no token may end before its first read
+        // (the bucket is empty): it made no progress, which is no failure.
+        if (end == 0 && error.empty() && pace.wait_for_tokens)
+          error = "no listing could be read within the slice's time";
       }
       for (std::size_t i = 0; i < covered; ++i) {
         if (!got[i]) {
@@ -289,11 +302,16 @@ PGVES_FUNCTION(ves_reconcile_read) {
   platform::store_token(destination_id, credentials);
   safe::spi_finish();
   pg_call_void([] { progress::finish(); });
-  const bool more = end < listings.size() ||
+  const bool more = no_token || end < listings.size() ||
                     (slice.limit && static_cast<std::int64_t>(listings.size()) == *slice.limit);
-  Value last = end == 0 ? Value(nullptr)
-                        : Value(Value::Object{{"sku", listings[end - 1].sku},
-                                              {"location", listings[end - 1].location}});
+  // The last listing of the slice; a slice that read none ends where it
+  // started.
+  Value last =
+      end > 0 ? Value(Value::Object{{"sku", listings[end - 1].sku},
+                                    {"location", listings[end - 1].location}})
+      : slice.after
+          ? Value(Value::Object{{"sku", slice.after->first}, {"location", slice.after->second}})
+          : Value(nullptr);
   Value::Object out{{"reads", Value(std::move(reads))},
                     {"unread", static_cast<double>(unread)},
                     {"error", error.empty() ? Value(nullptr) : Value(error)},
@@ -314,8 +332,10 @@ PGVES_FUNCTION(ves_reconcile_read) {
 // (Adapter::follow_up_request / classify_follow_up). The questions are
 // platform calls like any other: they keep to the destination's rate_limit
 // (per second; 0: none), burst and concurrency, spending the destination's
-// read bucket with reconciliation reads, and none starts after
-// kSliceBudgetMs; the handles not asked then are asked in a later round.
+// read bucket with reconciliation reads. A round asks only what the bucket
+// allows at once (the sync worker runs it between deliveries: a wait for a
+// token would hold them up) and starts none after kSliceBudgetMs; the
+// handles not asked are asked in a later round.
 PGVES_FUNCTION(ves_follow_up_read) {
   namespace core = pgves::core;
   using core::json::Value;
@@ -350,7 +370,7 @@ PGVES_FUNCTION(ves_follow_up_read) {
       reconcile::read_bucket(destination_id, PG_ARGISNULL(7) ? 0 : PG_GETARG_FLOAT8(7),
                              PG_ARGISNULL(8) ? 1 : PG_GETARG_INT32(8));
   const Pace pace{&bucket, PG_ARGISNULL(9) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(9)),
-                  steady_us() + reconcile::kSliceBudgetMs * 1000};
+                  steady_us() + reconcile::kSliceBudgetMs * 1000, false};
   std::vector<HttpResult> results;
   const std::size_t sent = perform_paced(http, timeout_ms, pace, &results);
   Value::Array out;
@@ -416,6 +436,11 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
 constexpr int kSliceListings = static_cast<int>(kChunk);
 bool run_unfinished = false;
 std::int64_t next_slice_ms = 0;
+// Slices wait for no token of a rate-limited destination: one that found the
+// bucket empty (or nearly) ends at once, and the next starts no sooner than
+// this, so that a slow platform's run costs the worker a few short slices a
+// second rather than a busy loop.
+constexpr std::int64_t kMinSliceGapMs = 200;
 
 }  // namespace
 
@@ -487,8 +512,9 @@ long worker_round(bool recorded) {
   }
   if (!run_unfinished) return kIdleCheckMs;
   const std::int64_t after = steady_ms();
-  next_slice_ms = after + (after - now);
-  return static_cast<long>(after - now);
+  const std::int64_t slice_gap = std::max(after - now, kMinSliceGapMs);
+  next_slice_ms = after + slice_gap;
+  return static_cast<long>(slice_gap);
 }
 
 }  // namespace pgves::pg::reconcile
