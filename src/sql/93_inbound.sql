@@ -540,13 +540,11 @@ DECLARE
   d ves.destinations := ves._reconcile_destination(destination);
   p ves.reconcile_progress;
   s record;
+  resumed boolean;
 BEGIN
-  -- The run's place is durable once the step returns, also in the worker's
-  -- own sessions, which commit asynchronously: a crash loses no slice the
-  -- platform was already asked about.
-  PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
   SELECT * INTO p FROM ves.reconcile_progress x WHERE x.destination_id = d.id FOR UPDATE;
-  IF NOT FOUND THEN
+  resumed := FOUND;
+  IF NOT resumed THEN
     p := ROW(d.id, gen_random_uuid()::text, coalesce(stale_only, false), clock_timestamp(), NULL, NULL, 0, 0, 0,
              0, '[]'::jsonb)::ves.reconcile_progress;
     IF NOT p.stale_only THEN
@@ -556,6 +554,17 @@ BEGIN
     INSERT INTO ves.reconcile_progress SELECT p.*;
   END IF;
   s := ves._reconcile_slice(d, p.stale_only, p.run, p.after_sku, p.after_location, max_listings);
+  -- A worker's slice of a run under way that found the destination's rate
+  -- spent read nothing: the run's place stays as it is, nothing is written,
+  -- and the commit need not wait for a WAL flush.
+  IF resumed AND s.more AND s.error IS NULL AND s.checked = 0 AND s.unread = 0
+     AND s.last_sku IS NOT DISTINCT FROM p.after_sku AND s.last_location IS NOT DISTINCT FROM p.after_location THEN
+    RETURN 'more';
+  END IF;
+  -- The run's place is durable once the step returns, also in the worker's
+  -- own sessions, which commit asynchronously: a crash loses no slice the
+  -- platform was already asked about.
+  PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
   p.checked := p.checked + s.checked; p.equal := p.equal + s.equal; p.mismatched := p.mismatched + s.mismatched;
   p.unread := p.unread + s.unread; p.mismatches := p.mismatches || s.mismatches;
   IF s.more AND s.error IS NULL THEN

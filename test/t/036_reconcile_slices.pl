@@ -13,7 +13,8 @@
 #    rate_limit and burst, within a slice and across slices: none is
 #    throttled and the run reads every listing;
 #  * a run at a slow platform's limits (5 reads a second) does not hold up
-#    deliveries to another destination: slices wait for no token.
+#    deliveries to another destination: slices wait for no token, and one
+#    that finds the bucket empty writes nothing.
 use strict;
 use warnings;
 
@@ -199,6 +200,26 @@ reads();
 my $run_reads = scalar @reads;
 cmp_ok($run_reads, '>=', 5, "the run reads meanwhile ($run_reads reads)");
 is($amazon->call('GET', '/_stats')->{throttled} - $throttled, 0, 'and the platform throttled none of them');
+
+# At one read a second, four slices in five find the bucket empty: they
+# write nothing, and the run's progress row is rewritten only when the run
+# moves on.
+sql(q{SELECT ves.alter_destination('amz', '{"rate_limit": 1, "burst": 1}')});
+my ($rewrites, $moves, $last) = (0, 0, '');
+for (1 .. 60)
+{
+	my ($xmin, $place) = split /\|/, sql(q{SELECT xmin || '|' || coalesce(after_sku, '') FROM ves.reconcile_progress});
+	if ($last ne '')
+	{
+		my ($last_xmin, $last_place) = split /\|/, $last;
+		$rewrites++ if $xmin ne $last_xmin;
+		$moves++ if $place ne $last_place;
+	}
+	$last = "$xmin|$place";
+	Time::HiRes::sleep(0.05);
+}
+cmp_ok($moves, '>', 0, "the run moves on ($moves moves seen)");
+cmp_ok($rewrites, '<=', $moves, "its progress is written only when it moves ($rewrites writes seen)");
 
 $amazon->stop;
 $sink->stop;
