@@ -96,6 +96,20 @@ TEST(JcsObjects, KeysSortByUtf16CodeUnits) {
             "{\"a\":5,\"b\":4,\"\xC3\xB6\":3,\"\xF0\x9F\x98\x82\":2,\"\xEF\xAC\xB3\":1}");
 }
 
+TEST(JcsObjects, AsciiKeysSortByteWiseAndNonAsciiObjectsByUtf16) {
+  // Objects with ASCII keys only are sorted by their bytes (shorter prefix
+  // first, '_' between upper and lower case); an object nested in one may
+  // have keys that need the UTF-16 order, and the other way round.
+  EXPECT_EQ(
+      jcs::canonicalize_text(
+          R"({"aa":1,"a_b":2,"a":3,"_":4,"B":5,"n":{"\ufb33":1,"\ud83d\ude02":2,"z":{"y":1,"x":2}}})"),
+      "{\"B\":5,\"_\":4,\"a\":3,\"a_b\":2,\"aa\":1,"
+      "\"n\":{\"z\":{\"x\":2,\"y\":1},\"\xF0\x9F\x98\x82\":2,\"\xEF\xAC\xB3\":1}}");
+  // Keys whose escapes decode to ASCII are ASCII keys too.
+  EXPECT_EQ(jcs::canonicalize_text(R"({"\u0062":1,"\u0061":2,"\u007f":3,"\t":4})"),
+            "{\"\\t\":4,\"a\":2,\"b\":1,\"\x7F\":3}");
+}
+
 TEST(JcsErrors, StrictInputIsEnforced) {
   const auto code = [](std::string_view text) {
     try {
@@ -114,4 +128,5 @@ TEST(JcsErrors, StrictInputIsEnforced) {
 TEST(JcsErrors, ProgrammaticValuesAreChecked) {
   EXPECT_THROW(jcs::canonicalize(json::Value(std::string("\xFF"))), Error);
   EXPECT_THROW(jcs::canonicalize(json::Value::Object{{"k", 1.0}, {"k", 2.0}}), Error);
+  EXPECT_THROW(jcs::canonicalize(json::Value::Object{{"\xC3\xB6", 1.0}, {"\xC3\xB6", 2.0}}), Error);
 }

@@ -57,6 +57,42 @@ void write_string(std::string &out, const std::string &s) {
   out += '"';
 }
 
+void write(std::string &out, const json::Value &v);
+
+bool all_keys_ascii(const json::Value::Object &members) {
+  for (const auto &m : members)
+    for (const char c : m.first)
+      if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
+}
+
+// An object whose keys are all ASCII: one UTF-16 code unit per byte, so
+// the keys' byte order is their UTF-16 order and they are sorted as they
+// are, with no UTF-16 copy of each (the common case: every key pg_ves
+// writes itself, and most payloads').
+void write_ascii_keyed(std::string &out, const json::Value::Object &members) {
+  std::vector<const json::Value::Member *> sorted;
+  sorted.reserve(members.size());
+  for (const auto &m : members) sorted.push_back(&m);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto *a, const auto *b) { return a->first < b->first; });
+  const auto dup =
+      std::adjacent_find(sorted.begin(), sorted.end(),
+                         [](const auto *a, const auto *b) { return a->first == b->first; });
+  if (dup != sorted.end())
+    throw Error("duplicate_key", "duplicate object key \"" + (*dup)->first + "\"");
+  out += '{';
+  bool first = true;
+  for (const auto *member : sorted) {
+    if (!first) out += ',';
+    first = false;
+    write_string(out, member->first);
+    out += ':';
+    write(out, member->second);
+  }
+  out += '}';
+}
+
 void write(std::string &out, const json::Value &v) {
   switch (v.kind()) {
     case json::Kind::null:
@@ -84,6 +120,10 @@ void write(std::string &out, const json::Value &v) {
     }
     case json::Kind::object: {
       const auto &members = v.as_object();
+      if (all_keys_ascii(members)) {
+        write_ascii_keyed(out, members);
+        break;
+      }
       std::vector<std::pair<std::u16string, const json::Value::Member *>> sorted;
       sorted.reserve(members.size());
       for (const auto &m : members) sorted.emplace_back(utf8::to_utf16(m.first), &m);
