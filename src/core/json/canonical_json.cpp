@@ -57,8 +57,6 @@ void write_string(std::string &out, const std::string &s) {
   out += '"';
 }
 
-void write(std::string &out, const json::Value &v);
-
 bool all_keys_ascii(const json::Value::Object &members) {
   for (const auto &m : members)
     for (const char c : m.first)
@@ -66,31 +64,27 @@ bool all_keys_ascii(const json::Value::Object &members) {
   return true;
 }
 
-// An object whose keys are all ASCII: one UTF-16 code unit per byte, so
-// the keys' byte order is their UTF-16 order and they are sorted as they
-// are, with no UTF-16 copy of each (the common case: every key pg_ves
-// writes itself, and most payloads').
-void write_ascii_keyed(std::string &out, const json::Value::Object &members) {
+// An object's members in RFC 8785 order: by their keys' UTF-16 code units.
+// When every key is ASCII (every object pg_ves builds itself, and most
+// payloads'), one code unit per byte makes the keys' byte order their
+// UTF-16 order, and they are sorted as they are, with no UTF-16 copy of
+// each. Equal keys end up next to each other either way.
+std::vector<const json::Value::Member *> sorted_members(const json::Value::Object &members) {
   std::vector<const json::Value::Member *> sorted;
   sorted.reserve(members.size());
-  for (const auto &m : members) sorted.push_back(&m);
-  std::sort(sorted.begin(), sorted.end(),
-            [](const auto *a, const auto *b) { return a->first < b->first; });
-  const auto dup =
-      std::adjacent_find(sorted.begin(), sorted.end(),
-                         [](const auto *a, const auto *b) { return a->first == b->first; });
-  if (dup != sorted.end())
-    throw Error("duplicate_key", "duplicate object key \"" + (*dup)->first + "\"");
-  out += '{';
-  bool first = true;
-  for (const auto *member : sorted) {
-    if (!first) out += ',';
-    first = false;
-    write_string(out, member->first);
-    out += ':';
-    write(out, member->second);
+  if (all_keys_ascii(members)) {
+    for (const auto &m : members) sorted.push_back(&m);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto *a, const auto *b) { return a->first < b->first; });
+    return sorted;
   }
-  out += '}';
+  std::vector<std::pair<std::u16string, const json::Value::Member *>> keyed;
+  keyed.reserve(members.size());
+  for (const auto &m : members) keyed.emplace_back(utf8::to_utf16(m.first), &m);
+  std::sort(keyed.begin(), keyed.end(),
+            [](const auto &a, const auto &b) { return a.first < b.first; });
+  for (const auto &k : keyed) sorted.push_back(k.second);
+  return sorted;
 }
 
 void write(std::string &out, const json::Value &v) {
@@ -119,24 +113,15 @@ void write(std::string &out, const json::Value &v) {
       break;
     }
     case json::Kind::object: {
-      const auto &members = v.as_object();
-      if (all_keys_ascii(members)) {
-        write_ascii_keyed(out, members);
-        break;
-      }
-      std::vector<std::pair<std::u16string, const json::Value::Member *>> sorted;
-      sorted.reserve(members.size());
-      for (const auto &m : members) sorted.emplace_back(utf8::to_utf16(m.first), &m);
-      std::sort(sorted.begin(), sorted.end(),
-                [](const auto &a, const auto &b) { return a.first < b.first; });
+      const std::vector<const json::Value::Member *> sorted = sorted_members(v.as_object());
       const auto dup =
           std::adjacent_find(sorted.begin(), sorted.end(),
-                             [](const auto &a, const auto &b) { return a.first == b.first; });
+                             [](const auto *a, const auto *b) { return a->first == b->first; });
       if (dup != sorted.end())
-        throw Error("duplicate_key", "duplicate object key \"" + dup->second->first + "\"");
+        throw Error("duplicate_key", "duplicate object key \"" + (*dup)->first + "\"");
       out += '{';
       bool first = true;
-      for (const auto &[key, member] : sorted) {
+      for (const auto *member : sorted) {
         if (!first) out += ',';
         first = false;
         write_string(out, member->first);
