@@ -37,10 +37,9 @@ CREATE FUNCTION ves._follow_up_read(destination_id int, kind text, url text, kin
 -- their state; the next reconciliation reads the counts back). Finished
 -- and given-up batches are deleted after a day. The questions keep to the
 -- destination's rate_limit, burst and concurrency (ves._follow_up_read asks
--- only as many as the read bucket allows at once): a
--- batch not asked in this round stays due, its checks unchanged, and the
--- batches due longest are asked first, so none waits behind others asked
--- again and again.
+-- only as many as the read bucket allows at once): a batch not asked in
+-- this round stays due, its checks unchanged, and the batches due longest
+-- are asked first, so none waits behind others asked again and again.
 CREATE FUNCTION ves.follow_up_batches(max_batches int DEFAULT 20) RETURNS int
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

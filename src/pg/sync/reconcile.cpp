@@ -55,6 +55,17 @@ core::TokenBucket &read_bucket(int destination_id, double rate_per_s, double bur
   return it->second;
 }
 
+// The pace of a destination's reads, from a reader's (rate_limit float8,
+// burst int, concurrency int) arguments starting at `arg`: its read bucket
+// and concurrency, no deadline, waiting for tokens.
+Pace read_pace(FunctionCallInfo fcinfo, int arg, int destination_id) {
+  core::TokenBucket &bucket =
+      read_bucket(destination_id, PG_ARGISNULL(arg) ? 0 : PG_GETARG_FLOAT8(arg),
+                  PG_ARGISNULL(arg + 1) ? 1 : PG_GETARG_INT32(arg + 1));
+  return Pace{&bucket,
+              PG_ARGISNULL(arg + 2) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(arg + 2)), 0};
+}
+
 struct Listing {
   std::string sku, location;
   Value ref;
@@ -185,12 +196,10 @@ PGVES_FUNCTION(ves_reconcile_read) {
 
   // The destination's limits hold for reads as for pushes; a slice starts
   // no read after its time budget and ends at the last listing read.
-  core::TokenBucket &bucket =
-      reconcile::read_bucket(destination_id, PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9),
-                             PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10));
+  Pace pace = reconcile::read_pace(fcinfo, 9, destination_id);
   // A worker's slice that would find the bucket empty reads nothing and
   // loads nothing: the run goes on from the same place in a later slice.
-  const bool no_token = slice.limit && bucket.wait_us(steady_us()) > 0;
+  const bool no_token = slice.limit && pace.bucket->wait_us(steady_us()) > 0;
   safe::spi_connect();
   std::vector<reconcile::Listing> listings =
       no_token ? std::vector<reconcile::Listing>{}
@@ -203,7 +212,6 @@ PGVES_FUNCTION(ves_reconcile_read) {
   Value::Array reads;
   std::int64_t unread = 0;
   std::string error;
-  Pace pace{&bucket, PG_ARGISNULL(11) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(11)), 0};
   std::size_t end = listings.size();  // the slice: listings [0, end)
   pg_call_void([&] { progress::start("reconcile", static_cast<int64>(listings.size())); });
   if (!listings.empty()) {
@@ -366,11 +374,9 @@ PGVES_FUNCTION(ves_follow_up_read) {
 
   std::vector<core::HttpRequest> http;
   for (const std::string &h : handles) http.push_back(adapter->follow_up_request(endpoint, h));
-  core::TokenBucket &bucket =
-      reconcile::read_bucket(destination_id, PG_ARGISNULL(7) ? 0 : PG_GETARG_FLOAT8(7),
-                             PG_ARGISNULL(8) ? 1 : PG_GETARG_INT32(8));
-  const Pace pace{&bucket, PG_ARGISNULL(9) ? 0 : static_cast<std::size_t>(PG_GETARG_INT32(9)),
-                  steady_us() + reconcile::kSliceBudgetMs * 1000, false};
+  Pace pace = reconcile::read_pace(fcinfo, 7, destination_id);
+  pace.deadline_us = steady_us() + reconcile::kSliceBudgetMs * 1000;
+  pace.wait_for_tokens = false;
   std::vector<HttpResult> results;
   const std::size_t sent = perform_paced(http, timeout_ms, pace, &results);
   Value::Array out;
