@@ -141,24 +141,42 @@ INSERT INTO ves.reconcile_progress (destination_id, run, stale_only, started_at,
 SELECT id, 'regress-run', false, now(), 'SKU-MANY-1', 'default', 1, 1, 0, 0, '[]' FROM ves.destinations WHERE name = 'inb-due';
 SELECT * FROM ves._reconcile_due() WHERE name = 'inb-due';
 ROLLBACK;
--- The worker's step: only for platform destinations, a slice of at least
--- one listing; nothing of a refused step is left behind.
-SELECT regress_try($q$SELECT ves._reconcile_step('inb-hook', false, 200)$q$);
-SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, 0)$q$);
-SELECT regress_try($q$SELECT ves._reconcile_step(NULL, false, 200)$q$);
+-- The worker's step: only for platform destinations, with the reads of a
+-- slice; nothing of a refused step is left behind.
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-hook', false, '{"reads": []}')$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, NULL)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, '{"reads": {}}')$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step(NULL, false, '{"reads": []}')$q$);
+SELECT regress_try($q$SELECT * FROM ves._reconcile_place('inb-hook', false)$q$);
 SELECT count(*) AS nothing_in_progress FROM ves.reconcile_progress;
+-- Where the worker's first slice starts: the destination's limits, from the
+-- first listing; a run under way keeps its own place and listings.
+SELECT kind, timeout_ms, run_stale_only, after_sku, after_location FROM ves._reconcile_place('inb-due', true);
+BEGIN;
+INSERT INTO ves.reconcile_progress (destination_id, run, stale_only, started_at, after_sku, after_location,
+                                    checked, equal, mismatched, unread, mismatches)
+SELECT id, 'regress-run', false, now(), 'SKU-MANY-1', 'default', 1, 1, 0, 0, '[]' FROM ves.destinations WHERE name = 'inb-due';
+SELECT run_stale_only, after_sku, after_location FROM ves._reconcile_place('inb-due', true);
+-- A slice read from another place than the run's records nothing.
+SELECT ves._reconcile_step('inb-due', false, '{"reads": [{"sku": "SKU-MANY-2", "location": "default", "quantity": 1}],
+  "unread": 0, "error": null, "last": {"sku": "SKU-MANY-2", "location": "default"}, "more": true,
+  "after": null}') AS stale_slice;
+SELECT after_sku, checked FROM ves.reconcile_progress;
+ROLLBACK;
 -- Nobody but the worker's role may step a run, and nobody may call the
 -- pieces of a run or read its progress directly.
 SET ROLE regress_inb_admin;
-SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, 200)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, '{"reads": []}')$q$);
+SELECT regress_try($q$SELECT * FROM ves._reconcile_place('inb-due', false)$q$);
 SELECT regress_try($q$SELECT ves._reconcile_finish(d, 'r', now(), 0, 0, 0, 0, '[]', NULL) FROM ves.destinations d$q$);
 SELECT regress_try($q$SELECT * FROM ves.reconcile_progress$q$);
 RESET ROLE;
 SET ROLE regress_inb_reader;
-SELECT regress_try($q$SELECT ves._reconcile_slice(NULL::ves.destinations, false, 'r', NULL, NULL, 1)$q$);
+SELECT regress_try($q$SELECT ves._reconcile_slice(NULL::ves.destinations, false, 'r', NULL, NULL, 1, NULL)$q$);
 SELECT regress_try($q$SELECT ves._reconcile_read(1, 'shopify', 'http://127.0.0.1:9', '{}', 1000, false, NULL, NULL, 1, 0, 10, 16)$q$);
 RESET ROLE;
-SELECT has_function_privilege('ves_worker', 'ves._reconcile_step(text, boolean, int)', 'EXECUTE') AS worker_may_step;
+SELECT has_function_privilege('ves_worker', 'ves._reconcile_step(text, boolean, jsonb)', 'EXECUTE') AS worker_may_step,
+       has_function_privilege('ves_worker', 'ves._reconcile_place(text, boolean)', 'EXECUTE') AS worker_may_place;
 SELECT ves.drop_destination('inb-due');
 
 SELECT ves.drop_destination('inb-hook');

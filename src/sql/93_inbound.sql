@@ -376,15 +376,16 @@ SELECT pg_catalog.pg_extension_config_dump('ves.reconcile_progress', '');
 
 -- One slice of a reconciliation: reads the platform's counts of the
 -- destination's listings after (after_sku, after_location) in (SKU, location)
--- order, at most max_listings of them (NULL: from the first, and all; with a
--- limit, only as many as its reads can start within a second at the
--- destination's rate_limit, burst and concurrency), and
+-- order, at most max_listings of them (NULL: from the first, and all), at
+-- the destination's rate_limit, burst and concurrency, unless `reads` holds
+-- what was read already (the sync worker reads a slice on its own HTTP
+-- engine, between deliveries, in ves._reconcile_read's form), and
 -- records each that differs from the SKU's available count as a platform
 -- report (ves._platform_report: the rules decide, the decided count is pushed
 -- back). `last_*` name the last listing read and `more` whether listings
 -- after it were left for another slice.
 CREATE FUNCTION ves._reconcile_slice(d ves.destinations, stale_only boolean, run text, after_sku text,
-                                     after_location text, max_listings int,
+                                     after_location text, max_listings int, reads jsonb,
                                      OUT checked int, OUT equal int, OUT mismatched int, OUT unread int,
                                      OUT mismatches jsonb, OUT error text, OUT last_sku text,
                                      OUT last_location text, OUT more boolean)
@@ -396,8 +397,9 @@ DECLARE
   sr ves.stock_result;
   found_mismatches jsonb[] := '{}';  -- appended in place; one jsonb at the end
 BEGIN
-  got := ves._reconcile_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms, coalesce(stale_only, false),
-                             after_sku, after_location, max_listings, d.rate_limit, d.burst, d.concurrency);
+  got := coalesce(reads, ves._reconcile_read(d.id, d.kind, d.url, d.kind_options, d.timeout_ms,
+                                             coalesce(stale_only, false), after_sku, after_location,
+                                             max_listings, d.rate_limit, d.burst, d.concurrency));
   checked := 0; equal := 0; mismatched := 0;
   unread := (got ->> 'unread')::int;
   error := got ->> 'error';
@@ -515,7 +517,7 @@ BEGIN
     PERFORM ves._sync_event('sync.started', jsonb_build_object('destination', d.name, 'run', run,
       'kind', 'reconcile'), d.tenant_id, (d.kind_options ->> 'store_id')::uuid);
   END IF;
-  s := ves._reconcile_slice(d, coalesce(stale_only, false), run, NULL, NULL, NULL);
+  s := ves._reconcile_slice(d, coalesce(stale_only, false), run, NULL, NULL, NULL, NULL);
   checked := s.checked; equal := s.equal; mismatched := s.mismatched; unread := s.unread;
   mismatches := s.mismatches; error := s.error;
   IF coalesce(stale_only, false) THEN
@@ -526,15 +528,42 @@ BEGIN
   END IF;
 END $$;
 
--- The sync worker's reconciliation of one destination, a slice of at most
--- max_listings listings per call: the first call of a run starts it (a full
--- run announces itself as ves.reconcile does), each call reads the next
--- slice, and the call that reads the last one (or meets an error, which ends
--- the run as ves.reconcile's would) finishes it. Returns 'more', 'done' or
--- 'failed' (ended with an error or listings left unread). The run's place
--- is kept in ves.reconcile_progress, so a restarted worker goes on where the
--- last one stopped.
-CREATE FUNCTION ves._reconcile_step(destination text, stale_only boolean, max_listings int) RETURNS text
+-- Where the sync worker's next slice of a destination's reconciliation
+-- starts, and what it reads with: the destination's platform, options and
+-- limits, whether the run reads only stale listings (a run under way keeps
+-- its own) and the last listing it read (NULL: none yet). The worker reads
+-- the slice on its own HTTP engine between deliveries and hands what it read
+-- to ves._reconcile_step.
+CREATE FUNCTION ves._reconcile_place(destination text, stale_only boolean,
+                                     OUT destination_id int, OUT kind text, OUT url text, OUT kind_options jsonb,
+                                     OUT timeout_ms int, OUT rate_limit float8, OUT burst int,
+                                     OUT concurrency int, OUT run_stale_only boolean, OUT after_sku text,
+                                     OUT after_location text)
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d ves.destinations := ves._reconcile_destination(destination);
+BEGIN
+  destination_id := d.id; kind := d.kind; url := d.url; kind_options := d.kind_options;
+  timeout_ms := d.timeout_ms; rate_limit := d.rate_limit; burst := d.burst; concurrency := d.concurrency;
+  SELECT p.stale_only, p.after_sku, p.after_location INTO run_stale_only, after_sku, after_location
+  FROM ves.reconcile_progress p WHERE p.destination_id = d.id;
+  IF NOT FOUND THEN
+    run_stale_only := coalesce(stale_only, false);
+  END IF;
+END $$;
+
+-- The sync worker's reconciliation of one destination, a slice per call,
+-- with `reads` what the worker read of the slice from the place
+-- ves._reconcile_place gave (ves._reconcile_read's form, with "after": the
+-- listing the slice started after, null for the first): the first call of a
+-- run starts it (a full run announces itself as ves.reconcile does), each
+-- call records the next slice, and the call that reads the last one (or
+-- meets an error, which ends the run as ves.reconcile's would) finishes it.
+-- Returns 'more', 'done' or 'failed' (ended with an error or listings left
+-- unread). The run's place is kept in ves.reconcile_progress, so a
+-- restarted worker goes on where the last one stopped; a slice read from
+-- another place than the run's (it moved meanwhile) records nothing.
+CREATE FUNCTION ves._reconcile_step(destination text, stale_only boolean, reads jsonb) RETURNS text
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   d ves.destinations := ves._reconcile_destination(destination);
@@ -542,8 +571,16 @@ DECLARE
   s record;
   resumed boolean;
 BEGIN
+  IF reads IS NULL OR jsonb_typeof(reads) <> 'object' OR jsonb_typeof(reads -> 'reads') <> 'array' THEN
+    RAISE EXCEPTION 'reads must be an object with the reads of a slice'
+      USING ERRCODE = 'VE010', HINT = 'Only the sync worker steps a reconciliation, with what it read.';
+  END IF;
   SELECT * INTO p FROM ves.reconcile_progress x WHERE x.destination_id = d.id FOR UPDATE;
   resumed := FOUND;
+  IF (reads #>> '{after,sku}') IS DISTINCT FROM p.after_sku
+     OR (reads #>> '{after,location}') IS DISTINCT FROM p.after_location THEN
+    RETURN 'more';
+  END IF;
   IF NOT resumed THEN
     p := ROW(d.id, gen_random_uuid()::text, coalesce(stale_only, false), clock_timestamp(), NULL, NULL, 0, 0, 0,
              0, '[]'::jsonb)::ves.reconcile_progress;
@@ -553,10 +590,10 @@ BEGIN
     END IF;
     INSERT INTO ves.reconcile_progress SELECT p.*;
   END IF;
-  s := ves._reconcile_slice(d, p.stale_only, p.run, p.after_sku, p.after_location, max_listings);
-  -- A worker's slice of a run under way that found the destination's rate
-  -- spent read nothing: the run's place stays as it is, nothing is written,
-  -- and the commit need not wait for a WAL flush.
+  s := ves._reconcile_slice(d, p.stale_only, p.run, p.after_sku, p.after_location, NULL, reads);
+  -- A slice of a run under way that read nothing (the destination's rate
+  -- was spent before its first read): the run's place stays as it is,
+  -- nothing is written, and the commit need not wait for a WAL flush.
   IF resumed AND s.more AND s.error IS NULL AND s.checked = 0 AND s.unread = 0
      AND s.last_sku IS NOT DISTINCT FROM p.after_sku AND s.last_location IS NOT DISTINCT FROM p.after_location THEN
     RETURN 'more';
@@ -614,9 +651,9 @@ REVOKE ALL ON FUNCTION ves._platform_source(ves.destinations),
   ves._purge_inbound_deliveries(), ves._drain_security_alerts(), ves.acknowledge_security_alert(bigint, text),
   ves._reconcile_read(int, text, text, jsonb, int, boolean, text, text, int, float8, int, int),
   ves.reconcile(text, boolean),
-  ves._reconcile_due(), ves._reconcile_slice(ves.destinations, boolean, text, text, text, int),
+  ves._reconcile_due(), ves._reconcile_slice(ves.destinations, boolean, text, text, text, int, jsonb),
   ves._reconcile_finish(ves.destinations, text, timestamptz, int, int, int, int, jsonb, text),
-  ves._reconcile_destination(text), ves._reconcile_step(text, boolean, int)
+  ves._reconcile_destination(text), ves._reconcile_place(text, boolean), ves._reconcile_step(text, boolean, jsonb)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ves.receive_webhook(text, jsonb, bytea) TO ves_writer;
 GRANT EXECUTE ON FUNCTION ves.acknowledge_security_alert(bigint, text), ves.reconcile(text, boolean),
@@ -627,7 +664,8 @@ CREATE POLICY tenant_isolation ON ves.security_alerts FOR SELECT USING (ves.tena
 GRANT SELECT ON ves.security_alerts, ves.reconcile_status TO ves_reader;
 GRANT SELECT ON ves.reconcile_runs TO ves_admin;
 GRANT EXECUTE ON FUNCTION ves._drain_security_alerts(), ves._purge_inbound_deliveries(), ves._reconcile_due(),
-  ves.reconcile(text, boolean), ves._reconcile_step(text, boolean, int) TO ves_worker;
+  ves.reconcile(text, boolean), ves._reconcile_place(text, boolean), ves._reconcile_step(text, boolean, jsonb)
+  TO ves_worker;
 
 -- The inbound sync settings, shown by ves.get_sync_settings.
 UPDATE ves.sync_settings s

@@ -14,7 +14,9 @@
 #    throttled and the run reads every listing;
 #  * a run at a slow platform's limits (5 reads a second) does not hold up
 #    deliveries to another destination: slices wait for no token, and one
-#    that finds the bucket empty writes nothing.
+#    that finds the bucket empty writes nothing;
+#  * nor does a platform that answers slowly: a slice's reads are in flight
+#    beside the deliveries, which never wait for the platform's answers.
 use strict;
 use warnings;
 
@@ -220,6 +222,51 @@ for (1 .. 60)
 }
 cmp_ok($moves, '>', 0, "the run moves on ($moves moves seen)");
 cmp_ok($rewrites, '<=', $moves, "its progress is written only when it moves ($rewrites writes seen)");
+
+# --- slow answers do not hold up the deliveries ------------------------------------
+# Every read now answers 0.7 s late, two at a time, with no rate limit. A
+# slice's reads go out on the worker's own HTTP engine beside its
+# deliveries: the worker delivers while they are in flight and records the
+# slice once they have answered. Had a slice waited for its answers, each
+# would hold every delivery up for its whole one-second budget and the
+# answers still due at its end (about 1.4 s a slice here).
+$amazon->call('POST', '/_faults', { kind => 'delay', delay_ms => 700, times => undef, path => '/listings/' });
+sql(q{SELECT ves.alter_destination('amz', '{"rate_limit": 0, "concurrency": 2}')});
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
+@reads = ();
+reads();
+ok(wait_until(30, sub { reads() >= 2 }), 'a run reads from the slow platform');
+my ($reader) = worker_pids($node);
+ok(wait_until(10, sub { sql(qq{SELECT count(*) FROM ves.progress WHERE pid = $reader AND command = 'reconcile'
+                               AND total > 0}) == 1 }),
+	'ves.progress shows the slice under way across the worker\'s transactions');
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
+my $reads_before = scalar @reads;
+$delivered = scalar($sink->requests('/hook'));
+%committed = ();
+for my $i (1 .. 30)
+{
+	my $start = Time::HiRes::time();
+	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-answers-$i");
+	$committed{$id} = $start;
+	Time::HiRes::sleep(0.1);
+}
+ok($sink->wait_for($delivered + 30, '/hook', 30), 'every delivery made while the answers are slow arrives');
+@waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
+  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
+is(scalar(@waits), 30, 'each one once');
+$late = grep { $_ > 0.3 } @waits;
+my ($slowest) = sort { $b <=> $a } @waits;
+cmp_ok($late, '<=', 2, 'no delivery waits for the platform\'s answers (at most 2 of 30 took over 0.3 s)')
+  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
+cmp_ok($slowest, '<', 0.7, sprintf('the slowest took %.3f s, less than one answer', $slowest));
+reads();
+cmp_ok(scalar(@reads) - $reads_before, '>=', 4,
+	sprintf('the run read on meanwhile (%d reads)', scalar(@reads) - $reads_before));
+my $place = sql(q{SELECT coalesce(after_sku, '') FROM ves.reconcile_progress});
+ok(wait_until(30, sub { sql(q{SELECT coalesce(max(after_sku), '') FROM ves.reconcile_progress}) gt $place }),
+	'and records its slices');
+$amazon->call('POST', '/_faults', { clear => JSON::PP::true });
 
 $amazon->stop;
 $sink->stop;

@@ -31,6 +31,9 @@ struct Shared {
 
 Shared *shared = nullptr;
 Slot *mine = nullptr;
+// The command shown outlives the transactions that run it (the sync
+// worker's reconciliation slices): only finish() or the process's exit ends it.
+bool across_transactions = false;
 
 void clear() {
   if (mine) mine->pid = 0;
@@ -48,14 +51,14 @@ void on_exit(int, Datum) { clear(); }
 
 // A failed or cancelled command ends with its transaction.
 void on_xact(XactEvent event, void *) {
-  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) clear();
+  if (!across_transactions && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)) clear();
 }
 
 }  // namespace
 
 void request_shmem() { shmem::register_segment("pg_ves progress", size, init, attach); }
 
-void start(const char *command, int64 total) {
+void start(const char *command, int64 total, bool across) {
   shmem::require(shared);
   if (!mine) {
     mine = &shared->slots[MyProc->pgprocno];
@@ -63,6 +66,7 @@ void start(const char *command, int64 total) {
     RegisterXactCallback(on_xact, nullptr);
   }
   mine->pid = 0;
+  across_transactions = across;
   pg_write_barrier();
   strlcpy(mine->command, command, sizeof mine->command);
   mine->total = total;
@@ -79,7 +83,10 @@ void update(int64 done, int64 failed) {
   mine->failed = failed;
 }
 
-void finish() { clear(); }
+void finish() {
+  across_transactions = false;
+  clear();
+}
 
 }  // namespace pgves::pg::progress
 

@@ -6,7 +6,9 @@
 
 namespace pgves::pg::progress {
 void request_shmem();
-void start(const char *command, int64 total);
+// across: the command goes on across transactions until finish() (by
+// default, the transaction's end ends it, failed or not).
+void start(const char *command, int64 total, bool across = false);
 void update(int64 done, int64 failed);
 void finish();
 }  // namespace pgves::pg::progress

@@ -28,6 +28,9 @@ extern "C" {
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <set>
+#include <stdexcept>
 #include <optional>
 #include <string>
 #include <utility>
@@ -122,6 +125,105 @@ constexpr std::size_t kChunk = 200;  // listings read per round of requests
 // How long a worker's slice (max_listings given) may start reads for.
 constexpr std::int64_t kSliceBudgetMs = 1000;
 
+// What each listing of a round of reads got: nothing yet (not asked, or no
+// usable answer), or the platform's count (nullopt: it does not know the
+// item).
+using Got = std::vector<std::optional<std::optional<std::int64_t>>>;
+
+// How many rows, from the first, the first `sent` requests asked about.
+std::size_t asked_prefix(const std::vector<core::PlatformRequest> &requests, std::size_t sent,
+                         std::size_t rows) {
+  std::vector<bool> asked(rows, false);
+  for (std::size_t q = 0; q < sent; ++q)
+    for (std::size_t row : requests[q].rows) asked[row] = true;
+  std::size_t k = 0;
+  while (k < rows && asked[k]) ++k;
+  return k;
+}
+
+// Takes the answers to the first `sent` requests into got (by row). Returns
+// whether the platform refused the access token and it was not renewed for
+// these reads yet (`renewed`): the caller renews it and asks again. Any
+// other failure sets `error` (the first one's reason), leaving its rows
+// without a count.
+bool take_answers(const core::Adapter &adapter, const core::Endpoint &endpoint,
+                  const std::vector<core::PlatformRequest> &requests,
+                  const std::vector<HttpResult> &results, std::size_t sent,
+                  const std::vector<core::ListingFacts> &facts, bool renewed, Got &got,
+                  std::string &error) {
+  bool reauthenticate = false;
+  for (std::size_t q = 0; q < sent; ++q) {
+    const HttpResult &h = results[q];
+    core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
+    std::vector<const core::ListingFacts *> of;
+    for (std::size_t row : requests[q].rows) of.push_back(&facts[row]);
+    core::ReadAnswer ra = adapter.parse_reads(endpoint, answer, of, unix_ms());
+    if (ra.verdict.verdict == core::Verdict::success &&
+        ra.quantities.size() == requests[q].rows.size()) {
+      for (std::size_t k = 0; k < requests[q].rows.size(); ++k)
+        got[requests[q].rows[k]] = ra.quantities[k];
+    } else if (ra.verdict.verdict == core::Verdict::reauthenticate && !renewed) {
+      reauthenticate = true;
+    } else if (error.empty()) {
+      error = ra.verdict.reason.empty()
+                  ? (h.transport_error ? h.error : "HTTP " + std::to_string(h.status))
+                  : ra.verdict.reason;
+    }
+  }
+  return reauthenticate;
+}
+
+// Adds the counts of listings[from + i] for i in [0, covered) to reads;
+// those without one count as unread.
+void add_reads(const std::vector<Listing> &listings, std::size_t from, std::size_t covered,
+               const Got &got, Value::Array &reads, std::int64_t &unread) {
+  for (std::size_t i = 0; i < covered; ++i) {
+    if (!got[i]) {
+      ++unread;
+      continue;
+    }
+    const Listing &l = listings[from + i];
+    reads.emplace_back(Value::Object{
+        {"sku", l.sku},
+        {"location", l.location},
+        {"quantity", *got[i] ? Value(static_cast<double>(**got[i])) : Value(nullptr)}});
+  }
+}
+
+// Where a slice starts: the listing it starts after, null for the first.
+Value slice_after(const Slice &slice) {
+  return slice.after
+             ? Value(Value::Object{{"sku", slice.after->first}, {"location", slice.after->second}})
+             : Value(nullptr);
+}
+
+// What a slice read, as ves._reconcile_read returns it (see there): `end`
+// listings of `listings` are the slice; a slice that read none ends where it
+// started.
+Value::Object slice_result(Value::Array reads, std::int64_t unread, const std::string &error,
+                           const std::vector<Listing> &listings, std::size_t end,
+                           const Slice &slice, bool more) {
+  Value last = end > 0 ? Value(Value::Object{{"sku", listings[end - 1].sku},
+                                             {"location", listings[end - 1].location}})
+                       : slice_after(slice);
+  return Value::Object{{"reads", Value(std::move(reads))},
+                       {"unread", static_cast<double>(unread)},
+                       {"error", error.empty() ? Value(nullptr) : Value(error)},
+                       {"last", std::move(last)},
+                       {"more", more}};
+}
+
+// Facts of listings [from, to) for an adapter's build_reads.
+std::vector<core::ListingFacts> listing_facts(const std::vector<Listing> &listings,
+                                              std::size_t from, std::size_t to) {
+  std::vector<core::ListingFacts> facts;
+  for (std::size_t i = from; i < to; ++i) {
+    const Listing &l = listings[i];
+    facts.push_back(core::ListingFacts{l.sku, l.location, &l.ref, l.available, l.known});
+  }
+  return facts;
+}
+
 // The arguments the platform readers start with: (destination_id int, kind
 // text, url text, kind_options jsonb, timeout_ms int). None of the first
 // `nargs` may be NULL; `call` is the SQL call to use instead.
@@ -163,8 +265,8 @@ using namespace pgves::pg;
 // The slice: the listings after (after_sku, after_location) in (SKU,
 // location) order (NULL: from the first), at most max_listings (NULL: all).
 // Reads keep to the destination's rate_limit (per second; 0: none), burst
-// and concurrency. With max_listings, no read starts after kSliceBudgetMs:
-// the slice then ends at the last listing asked about ("more" is true).
+// and concurrency, waiting for the bucket (ves.reconcile in a session; the
+// sync worker reads its slices on its own engine, see worker_round).
 // Reads the platform's counts of the destination's listings through its
 // adapter (build_reads / parse_reads), renewing the access token once when
 // the platform refuses it. Progress shows in ves.progress.
@@ -194,16 +296,11 @@ PGVES_FUNCTION(ves_reconcile_read) {
     throw VesError(sqlstate::reconcile_failed, "destinations of kind " + kind + " have no listings",
                    {}, "Reconcile a commerce platform destination.");
 
-  // The destination's limits hold for reads as for pushes; a slice starts
-  // no read after its time budget and ends at the last listing read.
+  // The destination's limits hold for reads as for pushes.
   Pace pace = reconcile::read_pace(fcinfo, 9, destination_id);
-  // A worker's slice that would find the bucket empty reads nothing and
-  // loads nothing: the run goes on from the same place in a later slice.
-  const bool no_token = slice.limit && pace.bucket->wait_us(steady_us()) > 0;
   safe::spi_connect();
   std::vector<reconcile::Listing> listings =
-      no_token ? std::vector<reconcile::Listing>{}
-               : reconcile::load_listings(destination_id, stale_only, slice);
+      reconcile::load_listings(destination_id, stale_only, slice);
   platform::Credentials credentials = platform::load(destination_id);
   const std::string no_secret;
   const std::vector<std::pair<std::string, std::string>> no_headers;
@@ -221,21 +318,10 @@ PGVES_FUNCTION(ves_reconcile_read) {
       unread = static_cast<std::int64_t>(listings.size());
       error = token.reason;
     }
-    if (slice.limit) {
-      // A worker's slice: it holds up the worker's deliveries, so it reads
-      // only what the bucket allows now and never waits for a token (the
-      // worker starts the next slice later).
-      pace.deadline_us = steady_us() + reconcile::kSliceBudgetMs * 1000;
-      pace.wait_for_tokens = false;
-    }
     for (std::size_t from = 0; error.empty() && from < end; from += reconcile::kChunk) {
       const std::size_t to = std::min(listings.size(), from + reconcile::kChunk);
-      std::vector<core::ListingFacts> facts;
-      for (std::size_t i = from; i < to; ++i) {
-        const reconcile::Listing &l = listings[i];
-        facts.push_back(core::ListingFacts{l.sku, l.location, &l.ref, l.available, l.known});
-      }
-      std::vector<std::optional<std::optional<std::int64_t>>> got(facts.size());
+      const std::vector<core::ListingFacts> facts = reconcile::listing_facts(listings, from, to);
+      reconcile::Got got(facts.size());
       std::size_t covered = facts.size();  // rows [0, covered) were asked about
       for (int attempt = 0; attempt < 2; ++attempt) {
         endpoint.access_token = credentials.token.access_token;
@@ -245,36 +331,13 @@ PGVES_FUNCTION(ves_reconcile_read) {
         for (const auto &r : requests) http.push_back(r.http);
         std::vector<HttpResult> results;
         const std::size_t sent = perform_paced(http, timeout_ms, pace, &results);
-        if (sent < requests.size()) {
-          // The budget ran out: the slice ends before the first row no
-          // sent request asked about.
-          std::vector<bool> asked(facts.size(), false);
-          for (std::size_t q = 0; q < sent; ++q)
-            for (std::size_t row : requests[q].rows) asked[row] = true;
-          std::size_t k = 0;
-          while (k < facts.size() && asked[k]) ++k;
-          covered = std::min(covered, k);
-        }
-        bool reauthenticate = false;
-        for (std::size_t q = 0; q < sent; ++q) {
-          const HttpResult &h = results[q];
-          core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
-          std::vector<const core::ListingFacts *> of;
-          for (std::size_t row : requests[q].rows) of.push_back(&facts[row]);
-          core::ReadAnswer ra = adapter->parse_reads(endpoint, answer, of, unix_ms());
-          if (ra.verdict.verdict == core::Verdict::success &&
-              ra.quantities.size() == requests[q].rows.size()) {
-            for (std::size_t k = 0; k < requests[q].rows.size(); ++k)
-              got[requests[q].rows[k]] = ra.quantities[k];
-          } else if (ra.verdict.verdict == core::Verdict::reauthenticate && !renewed) {
-            reauthenticate = true;
-          } else if (error.empty()) {
-            error = ra.verdict.reason.empty()
-                        ? (h.transport_error ? h.error : "HTTP " + std::to_string(h.status))
-                        : ra.verdict.reason;
-          }
-        }
-        if (!reauthenticate) break;
+        // Requests not sent (none here: this call waits for every token)
+        // would end the slice before the first row they were to ask about.
+        if (sent < requests.size())
+          covered = std::min(covered, reconcile::asked_prefix(requests, sent, facts.size()));
+        if (!reconcile::take_answers(*adapter, endpoint, requests, results, sent, facts, renewed,
+                                     got, error))
+          break;
         // The platform refused the token: renew it once and read again
         // what is still unread.
         renewed = true;
@@ -285,24 +348,8 @@ PGVES_FUNCTION(ves_reconcile_read) {
           break;
         }
       }
-      if (covered < facts.size()) {
-        end = from + covered;
-        // A slice that waits for no token may end before its first read
-        // (the bucket is empty): it made no progress, which is no failure.
-        if (end == 0 && error.empty() && pace.wait_for_tokens)
-          error = "no listing could be read within the slice's time";
-      }
-      for (std::size_t i = 0; i < covered; ++i) {
-        if (!got[i]) {
-          ++unread;
-          continue;
-        }
-        const reconcile::Listing &l = listings[from + i];
-        reads.emplace_back(Value::Object{
-            {"sku", l.sku},
-            {"location", l.location},
-            {"quantity", *got[i] ? Value(static_cast<double>(**got[i])) : Value(nullptr)}});
-      }
+      if (covered < facts.size()) end = from + covered;
+      reconcile::add_reads(listings, from, covered, got, reads, unread);
       const std::int64_t done = static_cast<std::int64_t>(std::min(to, end));
       pg_call_void([&] { progress::update(done, unread); });
     }
@@ -310,22 +357,10 @@ PGVES_FUNCTION(ves_reconcile_read) {
   platform::store_token(destination_id, credentials);
   safe::spi_finish();
   pg_call_void([] { progress::finish(); });
-  const bool more = no_token || end < listings.size() ||
+  const bool more = end < listings.size() ||
                     (slice.limit && static_cast<std::int64_t>(listings.size()) == *slice.limit);
-  // The last listing of the slice; a slice that read none ends where it
-  // started.
-  Value last =
-      end > 0 ? Value(Value::Object{{"sku", listings[end - 1].sku},
-                                    {"location", listings[end - 1].location}})
-      : slice.after
-          ? Value(Value::Object{{"sku", slice.after->first}, {"location", slice.after->second}})
-          : Value(nullptr);
-  Value::Object out{{"reads", Value(std::move(reads))},
-                    {"unread", static_cast<double>(unread)},
-                    {"error", error.empty() ? Value(nullptr) : Value(error)},
-                    {"last", std::move(last)},
-                    {"more", more}};
-  PG_RETURN_JSONB_P(safe::jsonb_from_text(pgves::core::jcs::canonicalize(Value(std::move(out)))));
+  PG_RETURN_JSONB_P(safe::jsonb_from_text(core::jcs::canonicalize(Value(
+      reconcile::slice_result(std::move(reads), unread, error, listings, end, slice, more)))));
 }
 
 // ves._follow_up_read(destination_id int, kind text, url text, kind_options
@@ -432,31 +467,255 @@ std::int64_t next_follow_up_ms = 0;
 // Destinations whose last run failed: not before this steady time, and the
 // pause the next failure doubles.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> backoff;
-// Listings a worker round reads of one run (ves._reconcile_step): at most
-// one round of reads (kChunk), and no read started after kSliceBudgetMs
-// (ves._reconcile_read), so that deliveries wait at most about that long
-// while a run goes on. The next slice of an unfinished run starts once
-// the delivery loop has had as much time as the last slices took: the
-// transfers a slice held up complete meanwhile, and deliveries keep at least
-// half the worker's time.
+// A run ended (ok: read every listing) or a slice of it failed: a failed
+// one is tried again after a growing pause, not every second.
+void note_run_end(const std::string &name, bool ok) {
+  auto b = backoff.find(name);
+  if (ok) {
+    if (b != backoff.end()) backoff.erase(b);
+    return;
+  }
+  const std::int64_t pause =
+      b == backoff.end() ? 5000 : std::min<std::int64_t>(b->second.second * 2, 300000);
+  backoff[name] = {steady_ms() + pause, pause};
+}
+// A worker's slice of a run: at most one round of reads (kChunk listings),
+// sent on the worker's own HTTP engine beside its deliveries, none started
+// after kSliceBudgetMs nor while the destination's read bucket is empty
+// (no read waits for a token). The loop goes on delivering while the reads
+// are in flight; once every read sent has answered, the slice's answers are
+// recorded (ves._reconcile_step) and the next slice of an unfinished run
+// starts no sooner than kMinSliceGapMs later, so that a slow platform's run
+// costs the worker a few short transactions a second rather than a busy
+// loop. Deliveries wait only for those transactions, never for a platform's
+// answer.
 constexpr int kSliceListings = static_cast<int>(kChunk);
+constexpr std::int64_t kMinSliceGapMs = 200;
 bool run_unfinished = false;
 std::int64_t next_slice_ms = 0;
-// Slices wait for no token of a rate-limited destination: one that found the
-// bucket empty (or nearly) ends at once, and the next starts no sooner than
-// this, so that a slow platform's run costs the worker a few short slices a
-// second rather than a busy loop.
-constexpr std::int64_t kMinSliceGapMs = 200;
+
+// Transfer tags of the slices' reads: the top bit (the deliverer numbers its
+// transfers from 1 up), the slice's number, the request's index.
+constexpr std::uint64_t kReadTag = std::uint64_t{1} << 63;
+constexpr int kIndexBits = 24;
+
+struct WorkerSlice {
+  std::string name;  // the destination
+  bool stale_only = false;
+  int destination_id = 0;
+  std::string url;
+  Value options;
+  long timeout_ms = 0;
+  const core::Adapter *adapter = nullptr;
+  platform::Credentials credentials;
+  Slice slice;
+  std::vector<Listing> listings;
+  std::vector<core::ListingFacts> facts;  // views of listings
+  std::vector<core::PlatformRequest> requests;
+  std::vector<HttpResult> results;  // by request
+  std::size_t sent = 0, answered = 0;
+  std::int64_t rows_answered = 0;  // listings the answers so far were about
+  core::TokenBucket *bucket = nullptr;
+  std::size_t concurrency = 0;  // 0: no limit
+  std::int64_t deadline_us = 0;
+  bool renewed = false;  // the token was renewed for this slice
+  std::string error;     // why nothing could be read (no token)
+};
+std::map<std::uint64_t, std::unique_ptr<WorkerSlice>> slices;  // by number
+std::uint64_t next_slice_number = 1;
+// Destinations whose platform refused the token of a slice's reads: the
+// next slice renews it first.
+std::set<int> renew_first;
+
+// The slices under way show in ves.progress (command reconcile) as one
+// command across the worker's transactions: their listings, and how many of
+// them the platforms have answered about.
+void show_progress() {
+  static std::int64_t shown_total = -1;
+  if (slices.empty()) {
+    shown_total = -1;
+    pg_call_void([] { progress::finish(); });
+    return;
+  }
+  std::int64_t total = 0, done = 0;
+  for (const auto &entry : slices) {
+    total += static_cast<std::int64_t>(entry.second->listings.size());
+    done += entry.second->rows_answered;
+  }
+  pg_call_void([&] {
+    if (total != shown_total) progress::start("reconcile", total, true);
+    progress::update(done, 0);
+  });
+  shown_total = total;
+}
+
+core::Endpoint endpoint_of(const WorkerSlice &w) {
+  static const std::string no_secret;
+  static const std::vector<std::pair<std::string, std::string>> no_headers;
+  core::Endpoint e{w.url, no_secret, no_headers, &w.options, &w.credentials.values, {}};
+  e.access_token = w.credentials.token.access_token;
+  return e;
+}
+
+// Sends what the slice may send now: in order, while fewer than its
+// concurrency are unanswered, the bucket has a token and the budget lasts.
+void pump(HttpEngine &engine, std::uint64_t number, WorkerSlice &w) {
+  const std::int64_t now = steady_us();
+  while (w.sent < w.requests.size() && now < w.deadline_us &&
+         (w.concurrency == 0 || w.sent - w.answered < w.concurrency) &&
+         (!w.bucket || w.bucket->try_take(now))) {
+    engine.submit(kReadTag | (number << kIndexBits) | w.sent, w.requests[w.sent].http,
+                  w.timeout_ms);
+    ++w.sent;
+  }
+}
+
+// Whether the slice sends nothing more: every read sent has answered, and
+// the rest may not be sent (all sent, budget spent, or no token now).
+bool finished(const WorkerSlice &w) {
+  if (w.answered < w.sent) return false;
+  const std::int64_t now = steady_us();
+  return w.sent == w.requests.size() || now >= w.deadline_us ||
+         (w.bucket && w.bucket->wait_us(now) > 0);
+}
+
+// Starts a slice of the destination's run (SPI connected, in a
+// transaction): its place, listings, token and requests. False when the
+// destination's read bucket is empty (nothing is started or written).
+bool start_slice(const std::string &name, bool stale_only, WorkerSlice &w) {
+  static SavedPlan plan{
+      "SELECT destination_id::int8, kind, url, kind_options::text, timeout_ms::int8,"
+      " rate_limit::text, burst::int8, concurrency::int8, run_stale_only::text, after_sku,"
+      " after_location"
+      " FROM ves._reconcile_place($1, $2)",
+      2,
+      {TEXTOID, BOOLOID},
+      nullptr};
+  Datum args[2] = {safe::text_datum(name), BoolGetDatum(stale_only)};
+  safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+  if (SPI_processed != 1) throw std::runtime_error("no place for the reconciliation of " + name);
+  w.name = name;
+  w.destination_id = static_cast<int>(safe::spi_int64(0, 1, 0));
+  const std::string kind = safe::spi_text(0, 2);
+  w.url = safe::spi_text(0, 3);
+  w.options = core::json::parse(safe::spi_text(0, 4));
+  w.timeout_ms = static_cast<long>(safe::spi_int64(0, 5, 0));
+  const double rate = safe::spi_isnull(0, 6) ? 0 : std::stod(safe::spi_text(0, 6));
+  const double burst = static_cast<double>(safe::spi_int64(0, 7, 1));
+  w.concurrency = static_cast<std::size_t>(safe::spi_int64(0, 8, 0));
+  w.stale_only = safe::spi_text(0, 9) == "true";
+  if (!safe::spi_isnull(0, 10)) w.slice.after.emplace(safe::spi_text(0, 10), safe::spi_text(0, 11));
+  w.slice.limit = kSliceListings;
+  w.adapter = core::find_adapter(kind);
+  if (!w.adapter || !w.adapter->is_platform())
+    throw std::runtime_error("destination " + name + " has no listings to reconcile");
+  w.bucket = &read_bucket(w.destination_id, rate, burst);
+  if (w.bucket->wait_us(steady_us()) > 0) return false;
+  w.listings = load_listings(w.destination_id, w.stale_only, w.slice);
+  w.facts = listing_facts(w.listings, 0, w.listings.size());
+  w.credentials = platform::load(w.destination_id);
+  if (!w.listings.empty()) {
+    const bool renew = renew_first.erase(w.destination_id) > 0;
+    core::RowVerdict token =
+        platform::ensure_token(*w.adapter, endpoint_of(w), w.credentials, w.timeout_ms, renew);
+    w.renewed = renew || w.credentials.token_changed;
+    platform::store_token(w.destination_id, w.credentials);
+    if (token.verdict != core::Verdict::success)
+      w.error = token.reason;
+    else
+      w.requests = w.adapter->build_reads(endpoint_of(w), w.facts, unix_ms());
+  }
+  w.results.assign(w.requests.size(), HttpResult{});
+  w.deadline_us = steady_us() + kSliceBudgetMs * 1000;
+  return true;
+}
+
+// What the slice read, in ves._reconcile_read's form with "after" (where it
+// started), for ves._reconcile_step.
+Jsonb *slice_reads(WorkerSlice &w) {
+  Got got(w.facts.size());
+  std::string error = w.error;
+  std::int64_t unread = 0;
+  std::size_t end = w.listings.size();
+  if (!error.empty()) {
+    unread = static_cast<std::int64_t>(w.listings.size());
+  } else {
+    if (w.sent < w.requests.size()) end = asked_prefix(w.requests, w.sent, w.facts.size());
+    if (take_answers(*w.adapter, endpoint_of(w), w.requests, w.results, w.sent, w.facts, w.renewed,
+                     got, error)) {
+      // The platform refused the token: the slice ends before the first
+      // listing that was refused, and the next one renews the token first
+      // and reads on from there.
+      renew_first.insert(w.destination_id);
+      std::size_t k = 0;
+      while (k < end && got[k]) ++k;
+      end = k;
+    }
+  }
+  Value::Array reads;
+  add_reads(w.listings, 0, end, got, reads, unread);
+  const bool more =
+      end < w.listings.size() || static_cast<std::int64_t>(w.listings.size()) == *w.slice.limit;
+  Value::Object out = slice_result(std::move(reads), unread, error, w.listings, end, w.slice, more);
+  out.emplace_back("after", slice_after(w.slice));
+  return safe::jsonb_from_text(core::jcs::canonicalize(Value(std::move(out))));
+}
+
+// Records a finished slice (ves._reconcile_step) and keeps the run's state:
+// a run with more to read goes on in a later slice; one that ended with an
+// error or listings unread is tried again after a growing pause.
+void finish_slice(WorkerSlice &w) {
+  std::string outcome;
+  bool ok = in_own_transaction("pg_ves: reconciling", [&] {
+    static SavedPlan plan{
+        "SELECT ves._reconcile_step($1, $2, $3)", 3, {TEXTOID, BOOLOID, JSONBOID}, nullptr};
+    Datum args[3] = {safe::text_datum(w.name), BoolGetDatum(w.stale_only),
+                     PointerGetDatum(slice_reads(w))};
+    safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+    if (SPI_processed == 1) outcome = safe::spi_text(0, 1);
+  });
+  if (ok && outcome == "more") {
+    run_unfinished = true;
+    return;
+  }
+  note_run_end(w.name, ok && outcome == "done");
+}
 
 }  // namespace
 
-long worker_round(bool recorded) {
+void absorb(std::vector<HttpResult> &completed) {
+  auto mine = [](const HttpResult &r) { return (r.tag & kReadTag) != 0; };
+  for (HttpResult &r : completed) {
+    if (!mine(r)) continue;
+    const std::uint64_t number = (r.tag & ~kReadTag) >> kIndexBits;
+    const std::size_t index = r.tag & ((std::uint64_t{1} << kIndexBits) - 1);
+    auto it = slices.find(number);
+    // Answers of a slice dropped after an error are of no use any more.
+    if (it == slices.end() || index >= it->second->results.size()) continue;
+    it->second->results[index] = std::move(r);
+    ++it->second->answered;
+    it->second->rows_answered += static_cast<std::int64_t>(it->second->requests[index].rows.size());
+  }
+  const auto end = std::remove_if(completed.begin(), completed.end(), mine);
+  if (end != completed.end()) {
+    completed.erase(end, completed.end());
+    show_progress();
+  }
+}
+
+void forget_reads() {
+  slices.clear();
+  run_unfinished = false;
+  show_progress();
+}
+
+long worker_round(HttpEngine &engine, bool recorded) {
   if (alerts::pending())
     in_own_transaction("pg_ves: recording security alerts", [] {
       static SavedPlan plan{"SELECT ves._drain_security_alerts()", 0, {}, nullptr};
       safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
     });
-  const std::int64_t now = steady_ms();
+  std::int64_t now = steady_ms();
   if (now >= next_purge_ms) {
     next_purge_ms = now + 60 * 1000;
     in_own_transaction("pg_ves: purging old webhook delivery ids", [] {
@@ -472,6 +731,29 @@ long worker_round(bool recorded) {
     });
   }
   outcomes_unchecked = outcomes_unchecked || recorded;
+  // Slices under way: send what they may, record those finished.
+  long wait = kIdleCheckMs;
+  for (auto it = slices.begin(); it != slices.end();) {
+    WorkerSlice &w = *it->second;
+    pump(engine, it->first, w);
+    if (!finished(w)) {
+      // Woken by the engine when an answer comes; by the clock when the
+      // bucket may have a token for the next read.
+      if (w.sent < w.requests.size() && w.bucket &&
+          (w.concurrency == 0 || w.sent - w.answered < w.concurrency))
+        wait =
+            std::min<long>(wait, std::max<long>(1, (w.bucket->wait_us(steady_us()) + 999) / 1000));
+      ++it;
+      continue;
+    }
+    if (ShutdownRequestPending) return kIdleCheckMs;
+    finish_slice(w);
+    it = slices.erase(it);
+    show_progress();
+    if (slices.empty() && run_unfinished) next_slice_ms = steady_ms() + kMinSliceGapMs;
+  }
+  if (!slices.empty()) return wait;
+  now = steady_ms();
   const std::int64_t gap = outcomes_unchecked ? kDueCheckGapMs : kIdleCheckMs;
   if (run_unfinished && now < next_slice_ms) return static_cast<long>(next_slice_ms - now);
   if (!run_unfinished && now - last_due_check_ms < gap)
@@ -487,40 +769,35 @@ long worker_round(bool recorded) {
     for (uint64 r = 0; r < SPI_processed; ++r)
       due.emplace_back(safe::spi_text(r, 1), safe::spi_text(r, 2) == "true");
   });
+  // One slice of each destination due, its start in a transaction of its
+  // own. A destination whose read bucket is empty starts none now; its run
+  // goes on from the same place later.
   for (const auto &[name, stale_only] : due) {
     if (ShutdownRequestPending) return kIdleCheckMs;
     auto b = backoff.find(name);
     if (b != backoff.end() && steady_ms() < b->second.first) continue;
-    // One slice of the destination's run, in a transaction of its own. A
-    // run that could not read every listing counts as failed: it is tried
-    // again after a growing pause, not every second.
-    std::string outcome;
-    bool ok = in_own_transaction("pg_ves: reconciling", [&, name = name, stale_only = stale_only] {
-      static SavedPlan plan{
-          "SELECT ves._reconcile_step($1, $2, $3)", 3, {TEXTOID, BOOLOID, INT4OID}, nullptr};
-      Datum args[3] = {safe::text_datum(name), BoolGetDatum(stale_only),
-                       Int32GetDatum(kSliceListings)};
-      safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
-      if (SPI_processed == 1) outcome = safe::spi_text(0, 1);
-    });
-    if (ok && outcome == "more") {
+    auto w = std::make_unique<WorkerSlice>();
+    bool started = false;
+    const bool ok = in_own_transaction(
+        "pg_ves: starting a reconciliation slice",
+        [&, name = name, stale_only = stale_only] { started = start_slice(name, stale_only, *w); });
+    if (!ok) {
+      note_run_end(name, false);
+      continue;
+    }
+    if (!started) {
       run_unfinished = true;
       continue;
     }
-    ok = ok && outcome == "done";
-    if (ok) {
-      backoff.erase(name);
-    } else {
-      std::int64_t pause =
-          b == backoff.end() ? 5000 : std::min<std::int64_t>(b->second.second * 2, 300000);
-      backoff[name] = {steady_ms() + pause, pause};
-    }
+    const std::uint64_t number = next_slice_number++;
+    pump(engine, number, *w);
+    slices.emplace(number, std::move(w));
+    show_progress();
   }
+  if (!slices.empty()) return 0;  // the next round records what needs no answer
   if (!run_unfinished) return kIdleCheckMs;
-  const std::int64_t after = steady_ms();
-  const std::int64_t slice_gap = std::max(after - now, kMinSliceGapMs);
-  next_slice_ms = after + slice_gap;
-  return static_cast<long>(slice_gap);
+  next_slice_ms = steady_ms() + kMinSliceGapMs;
+  return static_cast<long>(kMinSliceGapMs);
 }
 
 }  // namespace pgves::pg::reconcile

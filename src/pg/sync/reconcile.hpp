@@ -5,14 +5,29 @@
 // once when a listing turned stale, purging old webhook delivery ids.
 #pragma once
 
+#include "pg/sync/http_engine.hpp"
+
+#include <vector>
+
 namespace pgves::pg::reconcile {
 
 // Called by the worker loop every round (outside any transaction), with
 // whether the round recorded outcomes (a listing may have turned stale);
-// decides itself what is due, so most calls cost a few atomic reads. Errors
-// are logged and retried later, never thrown. Returns how long the loop may
-// wait before calling again (a stale listing is read within about a second
-// of being recorded, without the worker polling while nothing happens).
-long worker_round(bool recorded);
+// decides itself what is due, so most calls cost a few atomic reads. A
+// reconciliation's reads go out on the worker's engine beside its
+// deliveries (a slice at a time); their answers come back through absorb().
+// Errors are logged and retried later, never thrown. Returns how long the
+// loop may wait before calling again (a stale listing is read within about
+// a second of being recorded, without the worker polling while nothing
+// happens).
+long worker_round(HttpEngine &engine, bool recorded);
+
+// Takes the answers to reconciliation reads out of what the engine
+// completed (the rest is the deliverer's).
+void absorb(std::vector<HttpResult> &completed);
+
+// Forgets the slices under way (the worker starts over after an error; their
+// runs go on from the place last recorded).
+void forget_reads();
 
 }  // namespace pgves::pg::reconcile

@@ -261,6 +261,7 @@ void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &r
     log_error_data("cannot roll back after an error", e.data());
   }
   deliverer.reset();
+  reconcile::forget_reads();
   relay.active = false;
   std::int64_t until = steady_ms() + 5000;
   // The pause ends early for a shutdown request (the latch is set).
@@ -374,11 +375,14 @@ void run_delivery_loop() {
       woken = engine.wait(timeout);
       woken = signals::take_outbox_wake() || (woken && !relay.active);
       relay_waiting = relay_notifications(relay, false);
-      deliverer->absorb(engine.take_completed());
+      std::vector<HttpResult> completed = engine.take_completed();
+      reconcile::absorb(completed);
+      deliverer->absorb(std::move(completed));
       bool recorded = deliverer->record_wait_ms(kRecordDelayMs) == 0 && record(*deliverer);
       // Inbound (reconcile.hpp): security alerts to record, reconciliations
-      // due (stale listings within a second), old webhook delivery ids.
-      inbound_wait_ms = reconcile::worker_round(recorded);
+      // due (stale listings within a second) and their reads, old webhook
+      // delivery ids.
+      inbound_wait_ms = reconcile::worker_round(engine, recorded);
       // Pull sources due (pull.hpp).
       inbound_wait_ms = std::min(inbound_wait_ms, pull::worker_round());
       if (now - last_housekeeping >= 10000) {
