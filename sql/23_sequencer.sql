@@ -240,6 +240,15 @@ SELECT end_sequence = ves.sequencer_head(:t, :s) AS committed_once_whole
 FROM ves.commit_sequencer_batch(:t, :s);
 -- Following up platform batches takes a positive batch count.
 SELECT seq_try($q$SELECT ves.follow_up_batches(0)$q$) LIKE 'VE010:%' AS bad_max_batches;
+-- The worker's pieces of it: one answer per batch, and only for the worker.
+SELECT seq_try($q$SELECT ves._follow_up_record('{1,2}', '[{"finished": false}]')$q$) LIKE 'VE010:%'
+  AS answers_must_match_batches;
+SELECT seq_try($q$SELECT ves._follow_up_record(NULL, '[]')$q$) LIKE 'VE010:%' AS batches_needed;
+SELECT count(*) AS nothing_due FROM ves._follow_ups_due(20);
+SELECT has_function_privilege('ves_admin', 'ves._follow_ups_due(int)', 'EXECUTE') AS admin_may_list_due,
+       has_function_privilege('ves_admin', 'ves._follow_up_record(bigint[], jsonb)', 'EXECUTE') AS admin_may_record,
+       has_function_privilege('ves_worker', 'ves._follow_ups_due(int)', 'EXECUTE') AS worker_may_list_due,
+       has_function_privilege('ves_worker', 'ves._follow_up_record(bigint[], jsonb)', 'EXECUTE') AS worker_may_record;
 -- ves.get_sync_status() keeps to the caller's tenants: with a second
 -- tenant's stream (rolled back at the end), an admin bound to that tenant
 -- and a session scoped to the first each see their own stream only.

@@ -58,4 +58,5 @@ CREATE POLICY sync_worker ON ves.inventory FOR SELECT TO ves_worker USING (true)
 -- as it records the rows, and asks about them (ves.follow_up_batches).
 GRANT SELECT, INSERT ON ves.platform_batches TO ves_worker;
 CREATE POLICY sync_worker ON ves.platform_batches FOR ALL TO ves_worker USING (true) WITH CHECK (true);
-GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
+GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int), ves._follow_ups_due(int), ves._follow_up_record(bigint[], jsonb)
+  TO ves_worker;

@@ -5,10 +5,13 @@
 # a listing Meta refused ends 'failed' with Meta's reason (its known count
 # unknown), the others stay synced; a batch Meta has not finished yet is
 # asked about again; once the item is fixed on Meta's side, the next change
-# sends it again and it is synced.
+# sends it again and it is synced. The questions keep to the destination's
+# rate, and a Meta slow to answer them holds up no delivery.
 use strict;
 use warnings;
 
+use JSON::PP;
+use Time::HiRes ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -106,6 +109,53 @@ for my $i (0 .. $#asked)
 cmp_ok($busiest, '<=', 5, 'no second saw more questions than the rate and burst allow')
   or diag "questions at: @asked";
 cmp_ok($asked[11] - $asked[0], '>=', (12 - 2) / 2 * 0.9, 'the twelve questions were spread over time');
+
+# The questions go out on the worker's own HTTP engine beside its
+# deliveries: a platform slow to answer them holds up no delivery. Four
+# batches of a third destination, whose questions Meta answers 0.8 s late
+# (one at a time), are asked about while an event is appended every 0.1 s
+# for a webhook destination. Had a round waited for its answers, each would
+# hold every delivery up for over 2 s.
+my $other = '33333333-3333-4333-8333-333333333333';
+my $sink = start_sink();
+sql(q{SELECT ves.create_destination('hook', 'webhook', '} . $sink->url('/hook')
+	  . qq{', '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tenant_id": "$other"}')});
+sql(qq{SELECT ves.create_destination('meta_slow', 'meta_catalog', '} . $meta->url('') . qq{',
+  '{"tenant_id": "$tenant", "store_id": "$store", "catalog_id": "880000000000003",
+    "access_token": "meta-access-token", "api_version": "v23.0", "rate_limit": 0, "concurrency": 2}')});
+$meta->call('POST', '/_faults',
+	{ kind => 'delay', delay_ms => 800, times => undef, path => '/v23.0/880000000000003/' });
+sql(q{INSERT INTO ves.platform_batches (destination_id, tenant_id, handle, items)
+      SELECT d.id, d.tenant_id, 'slow-' || g, '[]'
+      FROM ves.destinations d, generate_series(1, 4) g WHERE d.name = 'meta_slow'});
+sub slow_questions
+{
+	return scalar grep { $_->{path} =~ /check_batch_request_status/ && $_->{path} =~ /handle=slow-/ }
+	  @{ $meta->call('GET', '/_requests')->{requests} };
+}
+ok(wait_until(30, sub { slow_questions() >= 1 }), 'the slow destination\'s batches are asked about');
+my %committed;
+for my $i (1 .. 30)
+{
+	my $start = Time::HiRes::time();
+	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-meta-$i");
+	$committed{$id} = $start;
+	Time::HiRes::sleep(0.1);
+}
+ok($sink->wait_for(30, '/hook', 30), 'every delivery made meanwhile arrives');
+my @waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
+  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
+is(scalar(@waits), 30, 'each one once');
+my $late = grep { $_ > 0.3 } @waits;
+my ($slowest) = sort { $b <=> $a } @waits;
+cmp_ok($late, '<=', 2, 'no delivery waits for Meta\'s answers (at most 2 of 30 took over 0.3 s)')
+  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
+cmp_ok($slowest, '<', 0.8, sprintf('the slowest took %.3f s, less than one answer', $slowest));
+ok(wait_until(30, sub { sql(q{SELECT count(*) FROM ves.platform_batches WHERE handle LIKE 'slow-%' AND checks >= 1}) == 4 }),
+	'and each slow batch is asked about and recorded')
+  or diag sql(q{SELECT string_agg(handle || ':' || checks, ' ') FROM ves.platform_batches WHERE handle LIKE 'slow-%'});
+$meta->call('POST', '/_faults', { clear => JSON::PP::true });
+$sink->stop;
 
 # Only administrators read the batches; a reader of the tenant does not.
 sql(q{CREATE ROLE batch_reader LOGIN IN ROLE ves_reader});

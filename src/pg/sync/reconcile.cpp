@@ -224,6 +224,39 @@ std::vector<core::ListingFacts> listing_facts(const std::vector<Listing> &listin
   return facts;
 }
 
+// A batch's follow-up answer, as ves._follow_up_read returns it (see
+// there): `h` answered the question about the batch whose lines' keys are
+// `keys`; nullptr: it was not asked.
+Value follow_up_answer(const core::Adapter &adapter, const core::Endpoint &endpoint,
+                       const HttpResult *h, const Value &keys_json) {
+  if (!h)
+    return Value(Value::Object{{"asked", false},
+                               {"finished", false},
+                               {"error", Value(nullptr)},
+                               {"failed", Value(Value::Array{})}});
+  std::vector<std::string> keys;
+  for (const Value &k : keys_json.as_array())
+    keys.push_back(k.kind() == Kind::string ? k.as_string() : std::string());
+  core::Answer answer{h->transport_error, h->status, h->retry_after, h->excerpt, h->rate_limit};
+  core::FollowUpAnswer a = adapter.classify_follow_up(endpoint, answer, keys, unix_ms());
+  Value::Array failed;
+  std::string error;
+  if (a.finished) {
+    for (std::size_t line = 0; line < a.lines.size(); ++line)
+      if (a.lines[line].verdict != core::Verdict::success)
+        failed.push_back(Value(
+            Value::Object{{"line", static_cast<double>(line)}, {"reason", a.lines[line].reason}}));
+  } else if (!a.lines.empty()) {
+    error = a.lines.front().reason.empty()
+                ? (h->transport_error ? h->error : "HTTP " + std::to_string(h->status))
+                : a.lines.front().reason;
+  }
+  return Value(Value::Object{{"asked", true},
+                             {"finished", a.finished},
+                             {"error", error.empty() ? Value(nullptr) : Value(error)},
+                             {"failed", Value(std::move(failed))}});
+}
+
 // The arguments the platform readers start with: (destination_id int, kind
 // text, url text, kind_options jsonb, timeout_ms int). None of the first
 // `nargs` may be NULL; `call` is the SQL call to use instead.
@@ -415,37 +448,9 @@ PGVES_FUNCTION(ves_follow_up_read) {
   std::vector<HttpResult> results;
   const std::size_t sent = perform_paced(http, timeout_ms, pace, &results);
   Value::Array out;
-  for (std::size_t i = 0; i < handles.size(); ++i) {
-    if (i >= sent) {
-      out.push_back(Value(Value::Object{{"asked", false},
-                                        {"finished", false},
-                                        {"error", Value(nullptr)},
-                                        {"failed", Value(Value::Array{})}}));
-      continue;
-    }
-    std::vector<std::string> keys;
-    for (const Value &k : lines.as_array()[i].as_array())
-      keys.push_back(k.kind() == core::json::Kind::string ? k.as_string() : std::string());
-    const HttpResult &h = results[i];
-    core::Answer answer{h.transport_error, h.status, h.retry_after, h.excerpt, h.rate_limit};
-    core::FollowUpAnswer a = adapter->classify_follow_up(endpoint, answer, keys, unix_ms());
-    Value::Array failed;
-    std::string error;
-    if (a.finished) {
-      for (std::size_t line = 0; line < a.lines.size(); ++line)
-        if (a.lines[line].verdict != core::Verdict::success)
-          failed.push_back(Value(Value::Object{{"line", static_cast<double>(line)},
-                                               {"reason", a.lines[line].reason}}));
-    } else if (!a.lines.empty()) {
-      error = a.lines.front().reason.empty()
-                  ? (h.transport_error ? h.error : "HTTP " + std::to_string(h.status))
-                  : a.lines.front().reason;
-    }
-    out.push_back(Value(Value::Object{{"asked", true},
-                                      {"finished", a.finished},
-                                      {"error", error.empty() ? Value(nullptr) : Value(error)},
-                                      {"failed", Value(std::move(failed))}}));
-  }
+  for (std::size_t i = 0; i < handles.size(); ++i)
+    out.push_back(reconcile::follow_up_answer(*adapter, endpoint, i < sent ? &results[i] : nullptr,
+                                              lines.as_array()[i]));
   PG_RETURN_JSONB_P(safe::jsonb_from_text(pgves::core::jcs::canonicalize(Value(std::move(out)))));
 }
 
@@ -461,7 +466,7 @@ std::int64_t last_due_check_ms = 0;
 bool outcomes_unchecked = false;
 std::int64_t next_purge_ms = 0;
 // Batches platforms accepted for later processing are asked about every
-// kFollowUpGapMs (ves.follow_up_batches decides which are due).
+// kFollowUpGapMs (ves._follow_ups_due decides which are due).
 constexpr std::int64_t kFollowUpGapMs = 2000;
 std::int64_t next_follow_up_ms = 0;
 // Destinations whose last run failed: not before this steady time, and the
@@ -479,68 +484,301 @@ void note_run_end(const std::string &name, bool ok) {
       b == backoff.end() ? 5000 : std::min<std::int64_t>(b->second.second * 2, 300000);
   backoff[name] = {steady_ms() + pause, pause};
 }
-// A worker's slice of a run: at most one round of reads (kChunk listings),
-// sent on the worker's own HTTP engine beside its deliveries, none started
-// after kSliceBudgetMs nor while the destination's read bucket is empty
-// (no read waits for a token). The loop goes on delivering while the reads
-// are in flight; once every read sent has answered, the slice's answers are
-// recorded (ves._reconcile_step) and the next slice of an unfinished run
-// starts no sooner than kMinSliceGapMs later, so that a slow platform's run
-// costs the worker a few short transactions a second rather than a busy
-// loop. Deliveries wait only for those transactions, never for a platform's
-// answer.
+
+// Platform calls a worker round has in flight on the worker's own HTTP
+// engine, beside its deliveries: a reconciliation slice's reads, or a
+// round of questions about accepted batches. They go out in order, within
+// the destination's concurrency and read bucket (none waits for a token),
+// none started after kSliceBudgetMs; the loop goes on delivering meanwhile,
+// and once every call sent has answered, what they said is recorded in a
+// short transaction. Deliveries wait only for those transactions, never
+// for a platform's answer.
+struct WorkerCalls {
+  virtual ~WorkerCalls() = default;
+  std::vector<core::PlatformRequest> requests;
+  std::vector<HttpResult> results;  // by request
+  std::size_t sent = 0, answered = 0;
+  std::int64_t rows_answered = 0;  // rows the answers so far were about
+  core::TokenBucket *bucket = nullptr;
+  std::size_t concurrency = 0;  // 0: no limit
+  std::int64_t deadline_us = 0;
+  long timeout_ms = 0;
+  // The destination's platform and how to call it.
+  int destination_id = 0;
+  std::string url;
+  Value options;
+  const core::Adapter *adapter = nullptr;
+  platform::Credentials credentials;
+
+  // Listings shown in ves.progress (reconciliation slices).
+  virtual std::int64_t listings_shown() const { return 0; }
+  // Records what the calls found, in transactions of its own.
+  virtual void record() = 0;
+
+  core::Endpoint endpoint() const {
+    static const std::string no_secret;
+    static const std::vector<std::pair<std::string, std::string>> no_headers;
+    core::Endpoint e{url, no_secret, no_headers, &options, &credentials.values, {}};
+    e.access_token = credentials.token.access_token;
+    return e;
+  }
+  // The destination's read bucket and concurrency, and the budget from now.
+  void pace(double rate, double burst, std::size_t max_in_flight) {
+    bucket = &read_bucket(destination_id, rate, burst);
+    concurrency = max_in_flight;
+    deadline_us = steady_us() + kSliceBudgetMs * 1000;
+  }
+  // Sends what may be sent now.
+  void pump(HttpEngine &engine, std::uint64_t number);
+  // Whether nothing more is sent: every call sent has answered, and the
+  // rest may not be sent (all sent, budget spent, or no token now).
+  bool finished() const {
+    if (answered < sent) return false;
+    const std::int64_t now = steady_us();
+    return sent == requests.size() || now >= deadline_us || (bucket && bucket->wait_us(now) > 0);
+  }
+  // How long the loop may wait before a token allows the next call; the
+  // engine wakes it for answers.
+  long wait_ms() const {
+    if (sent == requests.size() || !bucket || (concurrency && sent - answered >= concurrency))
+      return kIdleCheckMs;
+    return std::max<long>(1, static_cast<long>((bucket->wait_us(steady_us()) + 999) / 1000));
+  }
+};
+
+// Transfer tags of the worker's platform calls: the top bit (the deliverer
+// numbers its transfers from 1 up), the calls' number, the request's index.
+constexpr std::uint64_t kCallTag = std::uint64_t{1} << 63;
+constexpr int kIndexBits = 24;
+
+void WorkerCalls::pump(HttpEngine &engine, std::uint64_t number) {
+  const std::int64_t now = steady_us();
+  while (sent < requests.size() && now < deadline_us &&
+         (concurrency == 0 || sent - answered < concurrency) &&
+         (!bucket || bucket->try_take(now))) {
+    engine.submit(kCallTag | (number << kIndexBits) | sent, requests[sent].http, timeout_ms);
+    ++sent;
+  }
+}
+
+std::map<std::uint64_t, std::unique_ptr<WorkerCalls>> in_flight;  // by number
+std::uint64_t next_number = 1;
+
+// Reads the destination's calls are made with from the current row of
+// SPI_tuptable, columns from `first` on: destination_id int8, kind, url,
+// kind_options text, timeout_ms int8, rate_limit text, burst int8,
+// concurrency int8.
+void load_destination(WorkerCalls &w, uint64 row, int first) {
+  w.destination_id = static_cast<int>(safe::spi_int64(row, first, 0));
+  const std::string kind = safe::spi_text(row, first + 1);
+  w.url = safe::spi_text(row, first + 2);
+  w.options = core::json::parse(safe::spi_text(row, first + 3));
+  w.timeout_ms = static_cast<long>(safe::spi_int64(row, first + 4, 0));
+  w.adapter = core::find_adapter(kind);
+  if (!w.adapter) throw std::runtime_error("unknown destination kind " + kind);
+  w.pace(safe::spi_isnull(row, first + 5) ? 0 : std::stod(safe::spi_text(row, first + 5)),
+         static_cast<double>(safe::spi_int64(row, first + 6, 1)),
+         static_cast<std::size_t>(safe::spi_int64(row, first + 7, 0)));
+}
+#define PGVES_DESTINATION_COLUMNS                                                            \
+  "destination_id::int8, kind, url, kind_options::text, timeout_ms::int8, rate_limit::text," \
+  " burst::int8, concurrency::int8"
+
+// --- reconciliation slices ----------------------------------------------------
+
+// A worker's slice of a run: at most one round of reads (kChunk listings).
+// The next slice of an unfinished run starts no sooner than kMinSliceGapMs
+// after the last one was recorded, so that a slow platform's run costs the
+// worker a few short transactions a second rather than a busy loop.
 constexpr int kSliceListings = static_cast<int>(kChunk);
 constexpr std::int64_t kMinSliceGapMs = 200;
 bool run_unfinished = false;
 std::int64_t next_slice_ms = 0;
-
-// Transfer tags of the slices' reads: the top bit (the deliverer numbers its
-// transfers from 1 up), the slice's number, the request's index.
-constexpr std::uint64_t kReadTag = std::uint64_t{1} << 63;
-constexpr int kIndexBits = 24;
-
-struct WorkerSlice {
-  std::string name;  // the destination
-  bool stale_only = false;
-  int destination_id = 0;
-  std::string url;
-  Value options;
-  long timeout_ms = 0;
-  const core::Adapter *adapter = nullptr;
-  platform::Credentials credentials;
-  Slice slice;
-  std::vector<Listing> listings;
-  std::vector<core::ListingFacts> facts;  // views of listings
-  std::vector<core::PlatformRequest> requests;
-  std::vector<HttpResult> results;  // by request
-  std::size_t sent = 0, answered = 0;
-  std::int64_t rows_answered = 0;  // listings the answers so far were about
-  core::TokenBucket *bucket = nullptr;
-  std::size_t concurrency = 0;  // 0: no limit
-  std::int64_t deadline_us = 0;
-  bool renewed = false;  // the token was renewed for this slice
-  std::string error;     // why nothing could be read (no token)
-};
-std::map<std::uint64_t, std::unique_ptr<WorkerSlice>> slices;  // by number
-std::uint64_t next_slice_number = 1;
 // Destinations whose platform refused the token of a slice's reads: the
 // next slice renews it first.
 std::set<int> renew_first;
 
-// The slices under way show in ves.progress (command reconcile) as one
-// command across the worker's transactions: their listings, and how many of
-// them the platforms have answered about.
-void show_progress() {
-  static std::int64_t shown_total = -1;
-  if (slices.empty()) {
-    shown_total = -1;
-    pg_call_void([] { progress::finish(); });
+struct WorkerSlice final : WorkerCalls {
+  std::string name;  // the destination
+  bool stale_only = false;
+  Slice slice;
+  std::vector<Listing> listings;
+  std::vector<core::ListingFacts> facts;  // views of listings
+  bool renewed = false;                   // the token was renewed for this slice
+  std::string error;                      // why nothing could be read (no token)
+
+  std::int64_t listings_shown() const override {
+    return static_cast<std::int64_t>(listings.size());
+  }
+  void record() override;
+  Jsonb *reads();
+};
+
+// Starts a slice of the destination's run (SPI connected, in a
+// transaction): its place, listings, token and requests. False when the
+// destination's read bucket is empty (nothing is started or written).
+bool start_slice(const std::string &name, bool stale_only, WorkerSlice &w) {
+  static SavedPlan plan{"SELECT " PGVES_DESTINATION_COLUMNS
+                        ", run_stale_only::text, after_sku, after_location"
+                        " FROM ves._reconcile_place($1, $2)",
+                        2,
+                        {TEXTOID, BOOLOID},
+                        nullptr};
+  Datum args[2] = {safe::text_datum(name), BoolGetDatum(stale_only)};
+  safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+  if (SPI_processed != 1) throw std::runtime_error("no place for the reconciliation of " + name);
+  load_destination(w, 0, 1);
+  w.name = name;
+  w.stale_only = safe::spi_text(0, 9) == "true";
+  if (!safe::spi_isnull(0, 10)) w.slice.after.emplace(safe::spi_text(0, 10), safe::spi_text(0, 11));
+  w.slice.limit = kSliceListings;
+  if (!w.adapter->is_platform())
+    throw std::runtime_error("destination " + name + " has no listings to reconcile");
+  if (w.bucket->wait_us(steady_us()) > 0) return false;
+  w.listings = load_listings(w.destination_id, w.stale_only, w.slice);
+  w.facts = listing_facts(w.listings, 0, w.listings.size());
+  w.credentials = platform::load(w.destination_id);
+  if (!w.listings.empty()) {
+    const bool renew = renew_first.erase(w.destination_id) > 0;
+    core::RowVerdict token =
+        platform::ensure_token(*w.adapter, w.endpoint(), w.credentials, w.timeout_ms, renew);
+    w.renewed = renew || w.credentials.token_changed;
+    platform::store_token(w.destination_id, w.credentials);
+    if (token.verdict != core::Verdict::success)
+      w.error = token.reason;
+    else
+      w.requests = w.adapter->build_reads(w.endpoint(), w.facts, unix_ms());
+  }
+  w.results.assign(w.requests.size(), HttpResult{});
+  return true;
+}
+
+// What the slice read, in ves._reconcile_read's form with "after" (where it
+// started), for ves._reconcile_step.
+Jsonb *WorkerSlice::reads() {
+  Got got(facts.size());
+  std::string why = error;
+  std::int64_t unread = 0;
+  std::size_t end = listings.size();
+  if (!why.empty()) {
+    unread = static_cast<std::int64_t>(listings.size());
+  } else {
+    if (sent < requests.size()) end = asked_prefix(requests, sent, facts.size());
+    if (take_answers(*adapter, endpoint(), requests, results, sent, facts, renewed, got, why)) {
+      // The platform refused the token: the slice ends before the first
+      // listing that was refused, and the next one renews the token first
+      // and reads on from there.
+      renew_first.insert(destination_id);
+      std::size_t k = 0;
+      while (k < end && got[k]) ++k;
+      end = k;
+    }
+  }
+  Value::Array found;
+  add_reads(listings, 0, end, got, found, unread);
+  const bool more =
+      end < listings.size() || static_cast<std::int64_t>(listings.size()) == *slice.limit;
+  Value::Object out = slice_result(std::move(found), unread, why, listings, end, slice, more);
+  out.emplace_back("after", slice_after(slice));
+  return safe::jsonb_from_text(core::jcs::canonicalize(Value(std::move(out))));
+}
+
+// Records the slice (ves._reconcile_step) and keeps the run's state: a run
+// with more to read goes on in a later slice; one that ended with an error
+// or listings unread is tried again after a growing pause.
+void WorkerSlice::record() {
+  std::string outcome;
+  bool ok = in_own_transaction("pg_ves: reconciling", [&] {
+    static SavedPlan plan{
+        "SELECT ves._reconcile_step($1, $2, $3)", 3, {TEXTOID, BOOLOID, JSONBOID}, nullptr};
+    Datum args[3] = {safe::text_datum(name), BoolGetDatum(stale_only), PointerGetDatum(reads())};
+    safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+    if (SPI_processed == 1) outcome = safe::spi_text(0, 1);
+  });
+  if (ok && outcome == "more") {
+    run_unfinished = true;
+    next_slice_ms = steady_ms() + kMinSliceGapMs;
     return;
   }
+  note_run_end(name, ok && outcome == "done");
+}
+
+// --- follow-ups of accepted batches ---------------------------------------------
+
+struct FollowUps final : WorkerCalls {
+  Value ids;    // the batches' ids, a JSON array
+  Value lines;  // for each, its lines' keys in the order sent
+  void record() override;
+};
+
+// The due batches of every destination, each destination's questions
+// ready to send (SPI connected, in a transaction).
+std::vector<std::unique_ptr<FollowUps>> start_follow_ups() {
+  static SavedPlan plan{"SELECT " PGVES_DESTINATION_COLUMNS
+                        ", array_to_json(ids)::text, array_to_json(handles)::text, lines::text"
+                        " FROM ves._follow_ups_due(20)",
+                        0,
+                        {},
+                        nullptr};
+  safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
+  SPITupleTable *table = SPI_tuptable;
+  const uint64 n = SPI_processed;
+  std::vector<std::unique_ptr<FollowUps>> out;
+  for (uint64 r = 0; r < n; ++r) {
+    SPI_tuptable = table;  // platform::load below runs statements of its own
+    auto f = std::make_unique<FollowUps>();
+    load_destination(*f, r, 1);
+    f->ids = core::json::parse(safe::spi_text(r, 9));
+    const Value handles = core::json::parse(safe::spi_text(r, 10));
+    f->lines = core::json::parse(safe::spi_text(r, 11));
+    f->credentials = platform::load(f->destination_id);
+    for (const Value &h : handles.as_array())
+      f->requests.push_back(core::PlatformRequest{
+          f->adapter->follow_up_request(f->endpoint(), h.as_string()), {f->requests.size()}});
+    f->results.assign(f->requests.size(), HttpResult{});
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+// Records what the platform said of each batch (ves._follow_up_record);
+// a batch not asked stays due.
+void FollowUps::record() {
+  Value::Array got;
+  for (std::size_t i = 0; i < requests.size(); ++i)
+    got.push_back(follow_up_answer(*adapter, endpoint(), i < sent ? &results[i] : nullptr,
+                                   lines.as_array()[i]));
+  in_own_transaction("pg_ves: recording follow-ups of accepted platform batches", [&] {
+    static SavedPlan plan{
+        "SELECT ves._follow_up_record(ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1)::int8),"
+        " $2)",
+        2,
+        {JSONBOID, JSONBOID},
+        nullptr};
+    Datum args[2] = {
+        PointerGetDatum(safe::jsonb_from_text(core::jcs::canonicalize(ids))),
+        PointerGetDatum(safe::jsonb_from_text(core::jcs::canonicalize(Value(std::move(got)))))};
+    safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
+  });
+}
+
+// --- the calls under way ----------------------------------------------------------
+
+// The reconciliation slices under way show in ves.progress (command
+// reconcile) as one command across the worker's transactions: their
+// listings, and how many of them the platforms have answered about.
+void show_progress() {
+  static std::int64_t shown_total = -1;
   std::int64_t total = 0, done = 0;
-  for (const auto &entry : slices) {
-    total += static_cast<std::int64_t>(entry.second->listings.size());
+  for (const auto &entry : in_flight) {
+    if (entry.second->listings_shown() == 0) continue;
+    total += entry.second->listings_shown();
     done += entry.second->rows_answered;
+  }
+  if (total == 0) {
+    if (shown_total >= 0) pg_call_void([] { progress::finish(); });
+    shown_total = -1;
+    return;
   }
   pg_call_void([&] {
     if (total != shown_total) progress::start("reconcile", total, true);
@@ -549,152 +787,38 @@ void show_progress() {
   shown_total = total;
 }
 
-core::Endpoint endpoint_of(const WorkerSlice &w) {
-  static const std::string no_secret;
-  static const std::vector<std::pair<std::string, std::string>> no_headers;
-  core::Endpoint e{w.url, no_secret, no_headers, &w.options, &w.credentials.values, {}};
-  e.access_token = w.credentials.token.access_token;
-  return e;
+void start_calls(HttpEngine &engine, std::unique_ptr<WorkerCalls> w) {
+  const std::uint64_t number = next_number++;
+  w->pump(engine, number);
+  in_flight.emplace(number, std::move(w));
 }
 
-// Sends what the slice may send now: in order, while fewer than its
-// concurrency are unanswered, the bucket has a token and the budget lasts.
-void pump(HttpEngine &engine, std::uint64_t number, WorkerSlice &w) {
-  const std::int64_t now = steady_us();
-  while (w.sent < w.requests.size() && now < w.deadline_us &&
-         (w.concurrency == 0 || w.sent - w.answered < w.concurrency) &&
-         (!w.bucket || w.bucket->try_take(now))) {
-    engine.submit(kReadTag | (number << kIndexBits) | w.sent, w.requests[w.sent].http,
-                  w.timeout_ms);
-    ++w.sent;
-  }
+bool slices_in_flight() {
+  for (const auto &entry : in_flight)
+    if (dynamic_cast<const WorkerSlice *>(entry.second.get())) return true;
+  return false;
 }
-
-// Whether the slice sends nothing more: every read sent has answered, and
-// the rest may not be sent (all sent, budget spent, or no token now).
-bool finished(const WorkerSlice &w) {
-  if (w.answered < w.sent) return false;
-  const std::int64_t now = steady_us();
-  return w.sent == w.requests.size() || now >= w.deadline_us ||
-         (w.bucket && w.bucket->wait_us(now) > 0);
-}
-
-// Starts a slice of the destination's run (SPI connected, in a
-// transaction): its place, listings, token and requests. False when the
-// destination's read bucket is empty (nothing is started or written).
-bool start_slice(const std::string &name, bool stale_only, WorkerSlice &w) {
-  static SavedPlan plan{
-      "SELECT destination_id::int8, kind, url, kind_options::text, timeout_ms::int8,"
-      " rate_limit::text, burst::int8, concurrency::int8, run_stale_only::text, after_sku,"
-      " after_location"
-      " FROM ves._reconcile_place($1, $2)",
-      2,
-      {TEXTOID, BOOLOID},
-      nullptr};
-  Datum args[2] = {safe::text_datum(name), BoolGetDatum(stale_only)};
-  safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
-  if (SPI_processed != 1) throw std::runtime_error("no place for the reconciliation of " + name);
-  w.name = name;
-  w.destination_id = static_cast<int>(safe::spi_int64(0, 1, 0));
-  const std::string kind = safe::spi_text(0, 2);
-  w.url = safe::spi_text(0, 3);
-  w.options = core::json::parse(safe::spi_text(0, 4));
-  w.timeout_ms = static_cast<long>(safe::spi_int64(0, 5, 0));
-  const double rate = safe::spi_isnull(0, 6) ? 0 : std::stod(safe::spi_text(0, 6));
-  const double burst = static_cast<double>(safe::spi_int64(0, 7, 1));
-  w.concurrency = static_cast<std::size_t>(safe::spi_int64(0, 8, 0));
-  w.stale_only = safe::spi_text(0, 9) == "true";
-  if (!safe::spi_isnull(0, 10)) w.slice.after.emplace(safe::spi_text(0, 10), safe::spi_text(0, 11));
-  w.slice.limit = kSliceListings;
-  w.adapter = core::find_adapter(kind);
-  if (!w.adapter || !w.adapter->is_platform())
-    throw std::runtime_error("destination " + name + " has no listings to reconcile");
-  w.bucket = &read_bucket(w.destination_id, rate, burst);
-  if (w.bucket->wait_us(steady_us()) > 0) return false;
-  w.listings = load_listings(w.destination_id, w.stale_only, w.slice);
-  w.facts = listing_facts(w.listings, 0, w.listings.size());
-  w.credentials = platform::load(w.destination_id);
-  if (!w.listings.empty()) {
-    const bool renew = renew_first.erase(w.destination_id) > 0;
-    core::RowVerdict token =
-        platform::ensure_token(*w.adapter, endpoint_of(w), w.credentials, w.timeout_ms, renew);
-    w.renewed = renew || w.credentials.token_changed;
-    platform::store_token(w.destination_id, w.credentials);
-    if (token.verdict != core::Verdict::success)
-      w.error = token.reason;
-    else
-      w.requests = w.adapter->build_reads(endpoint_of(w), w.facts, unix_ms());
-  }
-  w.results.assign(w.requests.size(), HttpResult{});
-  w.deadline_us = steady_us() + kSliceBudgetMs * 1000;
-  return true;
-}
-
-// What the slice read, in ves._reconcile_read's form with "after" (where it
-// started), for ves._reconcile_step.
-Jsonb *slice_reads(WorkerSlice &w) {
-  Got got(w.facts.size());
-  std::string error = w.error;
-  std::int64_t unread = 0;
-  std::size_t end = w.listings.size();
-  if (!error.empty()) {
-    unread = static_cast<std::int64_t>(w.listings.size());
-  } else {
-    if (w.sent < w.requests.size()) end = asked_prefix(w.requests, w.sent, w.facts.size());
-    if (take_answers(*w.adapter, endpoint_of(w), w.requests, w.results, w.sent, w.facts, w.renewed,
-                     got, error)) {
-      // The platform refused the token: the slice ends before the first
-      // listing that was refused, and the next one renews the token first
-      // and reads on from there.
-      renew_first.insert(w.destination_id);
-      std::size_t k = 0;
-      while (k < end && got[k]) ++k;
-      end = k;
-    }
-  }
-  Value::Array reads;
-  add_reads(w.listings, 0, end, got, reads, unread);
-  const bool more =
-      end < w.listings.size() || static_cast<std::int64_t>(w.listings.size()) == *w.slice.limit;
-  Value::Object out = slice_result(std::move(reads), unread, error, w.listings, end, w.slice, more);
-  out.emplace_back("after", slice_after(w.slice));
-  return safe::jsonb_from_text(core::jcs::canonicalize(Value(std::move(out))));
-}
-
-// Records a finished slice (ves._reconcile_step) and keeps the run's state:
-// a run with more to read goes on in a later slice; one that ended with an
-// error or listings unread is tried again after a growing pause.
-void finish_slice(WorkerSlice &w) {
-  std::string outcome;
-  bool ok = in_own_transaction("pg_ves: reconciling", [&] {
-    static SavedPlan plan{
-        "SELECT ves._reconcile_step($1, $2, $3)", 3, {TEXTOID, BOOLOID, JSONBOID}, nullptr};
-    Datum args[3] = {safe::text_datum(w.name), BoolGetDatum(w.stale_only),
-                     PointerGetDatum(slice_reads(w))};
-    safe::spi_run(plan, args, nullptr, false, SPI_OK_SELECT);
-    if (SPI_processed == 1) outcome = safe::spi_text(0, 1);
-  });
-  if (ok && outcome == "more") {
-    run_unfinished = true;
-    return;
-  }
-  note_run_end(w.name, ok && outcome == "done");
+bool follow_ups_in_flight() {
+  for (const auto &entry : in_flight)
+    if (dynamic_cast<const FollowUps *>(entry.second.get())) return true;
+  return false;
 }
 
 }  // namespace
 
 void absorb(std::vector<HttpResult> &completed) {
-  auto mine = [](const HttpResult &r) { return (r.tag & kReadTag) != 0; };
+  auto mine = [](const HttpResult &r) { return (r.tag & kCallTag) != 0; };
   for (HttpResult &r : completed) {
     if (!mine(r)) continue;
-    const std::uint64_t number = (r.tag & ~kReadTag) >> kIndexBits;
+    const std::uint64_t number = (r.tag & ~kCallTag) >> kIndexBits;
     const std::size_t index = r.tag & ((std::uint64_t{1} << kIndexBits) - 1);
-    auto it = slices.find(number);
-    // Answers of a slice dropped after an error are of no use any more.
-    if (it == slices.end() || index >= it->second->results.size()) continue;
-    it->second->results[index] = std::move(r);
-    ++it->second->answered;
-    it->second->rows_answered += static_cast<std::int64_t>(it->second->requests[index].rows.size());
+    auto it = in_flight.find(number);
+    // Answers to calls dropped after an error are of no use any more.
+    if (it == in_flight.end() || index >= it->second->results.size()) continue;
+    WorkerCalls &w = *it->second;
+    w.results[index] = std::move(r);
+    ++w.answered;
+    w.rows_answered += static_cast<std::int64_t>(w.requests[index].rows.size());
   }
   const auto end = std::remove_if(completed.begin(), completed.end(), mine);
   if (end != completed.end()) {
@@ -703,8 +827,8 @@ void absorb(std::vector<HttpResult> &completed) {
   }
 }
 
-void forget_reads() {
-  slices.clear();
+void forget_calls() {
+  in_flight.clear();
   run_unfinished = false;
   show_progress();
 }
@@ -723,41 +847,38 @@ long worker_round(HttpEngine &engine, bool recorded) {
       safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
     });
   }
-  if (now >= next_follow_up_ms) {
-    next_follow_up_ms = now + kFollowUpGapMs;
-    in_own_transaction("pg_ves: following up accepted platform batches", [] {
-      static SavedPlan plan{"SELECT ves.follow_up_batches()", 0, {}, nullptr};
-      safe::spi_run(plan, nullptr, nullptr, false, SPI_OK_SELECT);
-    });
-  }
-  outcomes_unchecked = outcomes_unchecked || recorded;
-  // Slices under way: send what they may, record those finished.
+  // The calls under way: send what they may, record those finished.
   long wait = kIdleCheckMs;
-  for (auto it = slices.begin(); it != slices.end();) {
-    WorkerSlice &w = *it->second;
-    pump(engine, it->first, w);
-    if (!finished(w)) {
-      // Woken by the engine when an answer comes; by the clock when the
-      // bucket may have a token for the next read.
-      if (w.sent < w.requests.size() && w.bucket &&
-          (w.concurrency == 0 || w.sent - w.answered < w.concurrency))
-        wait =
-            std::min<long>(wait, std::max<long>(1, (w.bucket->wait_us(steady_us()) + 999) / 1000));
+  for (auto it = in_flight.begin(); it != in_flight.end();) {
+    WorkerCalls &w = *it->second;
+    w.pump(engine, it->first);
+    if (!w.finished()) {
+      wait = std::min(wait, w.wait_ms());
       ++it;
       continue;
     }
     if (ShutdownRequestPending) return kIdleCheckMs;
-    finish_slice(w);
-    it = slices.erase(it);
+    std::unique_ptr<WorkerCalls> done = std::move(it->second);
+    it = in_flight.erase(it);
+    done->record();
     show_progress();
-    if (slices.empty() && run_unfinished) next_slice_ms = steady_ms() + kMinSliceGapMs;
   }
-  if (!slices.empty()) return wait;
   now = steady_ms();
+  if (now >= next_follow_up_ms && !follow_ups_in_flight()) {
+    next_follow_up_ms = now + kFollowUpGapMs;
+    std::vector<std::unique_ptr<FollowUps>> rounds;
+    in_own_transaction("pg_ves: following up accepted platform batches",
+                       [&] { rounds = start_follow_ups(); });
+    for (auto &f : rounds) start_calls(engine, std::move(f));
+    if (!rounds.empty()) wait = 0;  // the next round records what needs no answer
+  }
+  outcomes_unchecked = outcomes_unchecked || recorded;
+  if (slices_in_flight()) return wait;
   const std::int64_t gap = outcomes_unchecked ? kDueCheckGapMs : kIdleCheckMs;
-  if (run_unfinished && now < next_slice_ms) return static_cast<long>(next_slice_ms - now);
+  if (run_unfinished && now < next_slice_ms)
+    return std::min(wait, static_cast<long>(next_slice_ms - now));
   if (!run_unfinished && now - last_due_check_ms < gap)
-    return static_cast<long>(gap - (now - last_due_check_ms));
+    return std::min(wait, static_cast<long>(gap - (now - last_due_check_ms)));
   last_due_check_ms = now;
   outcomes_unchecked = false;
   run_unfinished = false;
@@ -783,21 +904,18 @@ long worker_round(HttpEngine &engine, bool recorded) {
         [&, name = name, stale_only = stale_only] { started = start_slice(name, stale_only, *w); });
     if (!ok) {
       note_run_end(name, false);
-      continue;
-    }
-    if (!started) {
+    } else if (!started) {
       run_unfinished = true;
-      continue;
+      next_slice_ms = steady_ms() + kMinSliceGapMs;
+    } else {
+      start_calls(engine, std::move(w));
+      wait = 0;  // the next round records a slice that needs no answer
     }
-    const std::uint64_t number = next_slice_number++;
-    pump(engine, number, *w);
-    slices.emplace(number, std::move(w));
-    show_progress();
   }
-  if (!slices.empty()) return 0;  // the next round records what needs no answer
-  if (!run_unfinished) return kIdleCheckMs;
-  next_slice_ms = steady_ms() + kMinSliceGapMs;
-  return static_cast<long>(kMinSliceGapMs);
+  show_progress();
+  if (wait == 0 || slices_in_flight()) return wait;
+  if (!run_unfinished) return std::min(wait, kIdleCheckMs);
+  return std::min(wait, static_cast<long>(std::max<std::int64_t>(1, next_slice_ms - steady_ms())));
 }
 
 }  // namespace pgves::pg::reconcile

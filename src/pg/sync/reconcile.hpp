@@ -13,21 +13,23 @@ namespace pgves::pg::reconcile {
 
 // Called by the worker loop every round (outside any transaction), with
 // whether the round recorded outcomes (a listing may have turned stale);
-// decides itself what is due, so most calls cost a few atomic reads. A
-// reconciliation's reads go out on the worker's engine beside its
-// deliveries (a slice at a time); their answers come back through absorb().
+// decides itself what is due, so most calls cost a few atomic reads. Its
+// platform calls (reconciliation reads a slice at a time, questions about
+// accepted batches) go out on the worker's engine beside its deliveries;
+// their answers come back through absorb().
 // Errors are logged and retried later, never thrown. Returns how long the
 // loop may wait before calling again (a stale listing is read within about
 // a second of being recorded, without the worker polling while nothing
 // happens).
 long worker_round(HttpEngine &engine, bool recorded);
 
-// Takes the answers to reconciliation reads out of what the engine
-// completed (the rest is the deliverer's).
+// Takes the answers to its platform calls (reconciliation reads, questions
+// about accepted batches) out of what the engine completed (the rest is the
+// deliverer's).
 void absorb(std::vector<HttpResult> &completed);
 
-// Forgets the slices under way (the worker starts over after an error; their
-// runs go on from the place last recorded).
-void forget_reads();
+// Forgets the calls under way (the worker starts over after an error:
+// reconciliation runs go on from the place last recorded, batches stay due).
+void forget_calls();
 
 }  // namespace pgves::pg::reconcile

@@ -261,7 +261,7 @@ void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &r
     log_error_data("cannot roll back after an error", e.data());
   }
   deliverer.reset();
-  reconcile::forget_reads();
+  reconcile::forget_calls();
   relay.active = false;
   std::int64_t until = steady_ms() + 5000;
   // The pause ends early for a shutdown request (the latch is set).

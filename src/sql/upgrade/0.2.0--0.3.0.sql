@@ -167,7 +167,8 @@ CREATE INDEX outbox_dead_idx ON ves.outbox (destination_id) WHERE status = 'dead
 -- @include src/sql/59_platform_batches.sql
 GRANT SELECT, INSERT ON ves.platform_batches TO ves_worker;
 CREATE POLICY sync_worker ON ves.platform_batches FOR ALL TO ves_worker USING (true) WITH CHECK (true);
-GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int) TO ves_worker;
+GRANT EXECUTE ON FUNCTION ves.follow_up_batches(int), ves._follow_ups_due(int), ves._follow_up_record(bigint[], jsonb)
+  TO ves_worker;
 
 -- Applying events from other nodes (98_apply.sql, new as a whole):
 -- ves._apply_ingested; ves.upsert and ves.record_order_event share their
