@@ -11,11 +11,13 @@
 # of pulling loses nothing and applies nothing twice: the cursor, the
 # counters and the stored events agree afterwards. Pulls that apply events
 # append sync.started and sync.completed on the source's sync stream, idle
-# polls nothing, failing reads one sync.failed per streak.
+# polls nothing, failing reads one sync.failed per streak; a slow sequencer
+# holds up no delivery.
 use strict;
 use warnings;
 
 use JSON::PP;
+use Time::HiRes ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -235,6 +237,43 @@ sleep 3;
 ok(sql(qq{SELECT last_pull_at > '$polled' FROM ves.pull_cursors}) eq 't', 'the worker kept polling the idle source');
 is(sql(q{SELECT count(*) FROM ves.events WHERE entity_type = 'sync'}), $sync_events,
 	'and appended no sync event over 3 seconds');
+
+# --- a slow sequencer holds up no delivery ---------------------------------------------
+# Pages are requested on the worker's own HTTP engine beside its deliveries
+# and applied once they come. With every read answered 0.8 s late and the
+# source polled every 100 ms, a worker that waited for its pages would hold
+# every delivery up for most of the time.
+my $sink = start_sink();
+my $other = '44444444-4444-4444-8444-444444444444';
+sql(q{SELECT ves.create_destination('hook', 'webhook', '} . $sink->url('/hook')
+	  . qq{', '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tenant_id": "$other"}')});
+$seq->call('POST', '/_faults', { kind => 'delay', delay_ms => 800, path => '/api/v1/events', times => undef });
+my $reads_before = scalar grep { $_->{path} =~ m{^/api/v1/events} } @{ $seq->call('GET', '/_log')->{requests} };
+my %committed;
+for my $i (1 .. 30)
+{
+	my $start = Time::HiRes::time();
+	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-pull-$i");
+	$committed{$id} = $start;
+	Time::HiRes::sleep(0.1);
+}
+ok($sink->wait_for(30, '/hook', 30), 'every delivery made while the sequencer is slow arrives');
+my @waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
+  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
+is(scalar(@waits), 30, 'each one once');
+my $late = grep { $_ > 0.3 } @waits;
+my ($slowest) = sort { $b <=> $a } @waits;
+cmp_ok($late, '<=', 2, 'no delivery waits for a page (at most 2 of 30 took over 0.3 s)')
+  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
+cmp_ok($slowest, '<', 0.8, sprintf('the slowest took %.3f s, less than one page', $slowest));
+my $reads = scalar(grep { $_->{path} =~ m{^/api/v1/events} } @{ $seq->call('GET', '/_log')->{requests} })
+  - $reads_before;
+cmp_ok($reads, '>=', 2, "the worker read pages meanwhile ($reads)");
+my $slow_since = sql(q{SELECT now()});
+ok(wait_until(10, sub { sql(qq{SELECT last_pull_at > '$slow_since' FROM ves.pull_cursors}) eq 't' }),
+	'and records the pages it reads') or diag status();
+$seq->call('POST', '/_faults', { clear => JSON::PP::true });
+$sink->stop;
 
 # --- kill -9 of the postmaster in the middle of pulling ------------------------------
 

@@ -32,6 +32,7 @@ extern "C" {
 #include <sodium.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -143,27 +144,45 @@ std::vector<Source> load_sources(std::optional<int> id, bool include_paused) {
   return out;
 }
 
-// A ves_sequencer source: GET <url>/api/v1/events.
+// A ves_sequencer source's request for a page: GET <url>/api/v1/events
+// (its headers hold the source's credentials: zero them once sent).
+core::HttpRequest page_request(const Source &source, const core::ves::Uuid &tenant,
+                               const core::ves::Uuid &store, std::int64_t from,
+                               std::int64_t limit) {
+  core::HttpRequest request = core::pull::page_request(
+      source.url, source.secret, source.settings.bearer, tenant, store, from, limit);
+  core::append_extra_headers(request, source.headers);
+  return request;
+}
+
+void forget_credentials(core::HttpRequest &request) {
+  for (auto &h : request.headers) sodium_memzero(h.second.data(), h.second.size());
+}
+
+// What the sequencer answered to a page request.
+Transport::Page page_of(const HttpResult &h) {
+  core::pull::FetchVerdict v = core::pull::classify_fetch(
+      h.transport_error, h.status, h.retry_after, h.excerpt, h.error, unix_ms());
+  Transport::Page page;
+  page.ok = v.ok;
+  page.retry = v.retry;
+  page.retry_after_ms = v.retry_after_ms;
+  page.error = v.error;
+  if (v.ok) page.body = h.excerpt;
+  return page;
+}
+
+// A ves_sequencer source, read in the calling backend (ves.pull_events; the
+// worker sends the same request on its own engine).
 class HttpTransport final : public Transport {
  public:
   explicit HttpTransport(const Source &source) : source_(source) {}
   Page fetch(const core::ves::Uuid &tenant, const core::ves::Uuid &store, std::int64_t from,
              std::int64_t limit) override {
-    core::HttpRequest request = core::pull::page_request(
-        source_.url, source_.secret, source_.settings.bearer, tenant, store, from, limit);
-    core::append_extra_headers(request, source_.headers);
+    core::HttpRequest request = page_request(source_, tenant, store, from, limit);
     std::vector<HttpResult> results = perform_all({request}, source_.timeout_ms, kMaxPageBytes);
-    for (auto &h : request.headers) sodium_memzero(h.second.data(), h.second.size());
-    const HttpResult &h = results.at(0);
-    core::pull::FetchVerdict v = core::pull::classify_fetch(
-        h.transport_error, h.status, h.retry_after, h.excerpt, h.error, unix_ms());
-    Page page;
-    page.ok = v.ok;
-    page.retry = v.retry;
-    page.retry_after_ms = v.retry_after_ms;
-    page.error = v.error;
-    if (v.ok) page.body = h.excerpt;
-    return page;
+    forget_credentials(request);
+    return page_of(results.at(0));
   }
 
  private:
@@ -566,24 +585,11 @@ void record_failure(const Source &s, const std::string &error) {
   });
 }
 
-// Pulls one source once; returns when it is due again (steady ms).
-std::int64_t pull_source(const Source &s) {
+// Applies a page read from the source (or records why none was); returns
+// when the source is due again (steady ms).
+std::int64_t pulled(const Source &s, const Transport::Page &page) {
   State &st = states[s.id];
   const std::int64_t interval = s.options.interval_ms;
-  if (s.stopped) {
-    st.failures = 0;
-    return steady_ms() + interval;  // looked at again: an acknowledgement resumes it
-  }
-  std::unique_ptr<Transport> transport = transport_for(s);
-  Transport::Page page;
-  try {
-    page = transport->fetch(s.tenant, s.store, s.next_sequence, s.options.batch);
-  } catch (const PgError &e) {
-    log_error_data("pg_ves: pulling", e.data());
-    page.error = "the read failed";
-  } catch (const std::exception &e) {
-    page.error = e.what();
-  }
   if (!page.ok) {
     ++st.failures;
     log_line("pg_ves: pull of " + stream_name(s) + " failed (" + std::to_string(st.failures) +
@@ -623,9 +629,87 @@ std::int64_t pull_source(const Source &s) {
   return steady_ms() + interval;
 }
 
+// Pulls one source once in this backend (ves_postgres sources: the remote
+// call is synchronous); returns when it is due again (steady ms).
+std::int64_t pull_source(const Source &s) {
+  std::unique_ptr<Transport> transport = transport_for(s);
+  Transport::Page page;
+  try {
+    page = transport->fetch(s.tenant, s.store, s.next_sequence, s.options.batch);
+  } catch (const PgError &e) {
+    log_error_data("pg_ves: pulling", e.data());
+    page.error = "the read failed";
+  } catch (const std::exception &e) {
+    page.error = e.what();
+  }
+  return pulled(s, page);
+}
+
+// Pages of ves_sequencer sources requested on the worker's own HTTP engine,
+// beside its deliveries, by source id: the loop goes on delivering while
+// they are in flight, and applies each once it has answered. Their transfer
+// tags: kPullTag, the request's number, the source's id.
+constexpr std::uint64_t kPullTag = std::uint64_t{1} << 62;
+struct Fetching {
+  Source source;
+  std::uint64_t number = 0;
+  std::optional<HttpResult> answer;
+};
+std::map<int, Fetching> fetching;
+std::uint64_t next_number = 1;
+
+std::uint64_t tag_of(std::uint64_t number, int id) {
+  return kPullTag | (number << 32) | static_cast<std::uint32_t>(id);
+}
+
+// Starts pulling a source that is due: a ves_sequencer page on the engine,
+// anything else at once. Returns when it is due again (steady ms; the far
+// future while its page is in flight).
+std::int64_t start_pull(HttpEngine &engine, Source s) {
+  if (s.stopped) {
+    states[s.id].failures = 0;
+    // Looked at again: an acknowledgement resumes it.
+    return steady_ms() + s.options.interval_ms;
+  }
+  if (s.kind != "ves_sequencer") return pull_source(s);
+  const int id = s.id;
+  const std::uint64_t number = next_number++;
+  core::HttpRequest request = page_request(s, s.tenant, s.store, s.next_sequence, s.options.batch);
+  engine.submit(tag_of(number, id), request, s.timeout_ms, kMaxPageBytes);
+  forget_credentials(request);
+  fetching.insert_or_assign(id, Fetching{std::move(s), number, std::nullopt});
+  return std::numeric_limits<std::int64_t>::max();
+}
+
 }  // namespace
 
-long worker_round() {
+void absorb(std::vector<HttpResult> &completed) {
+  auto mine = [](const HttpResult &r) { return (r.tag & kPullTag) != 0 && (r.tag >> 63) == 0; };
+  for (HttpResult &r : completed) {
+    if (!mine(r)) continue;
+    auto it = fetching.find(static_cast<int>(static_cast<std::uint32_t>(r.tag)));
+    // The answer to a request forgotten after an error is of no use.
+    if (it == fetching.end() || r.tag != tag_of(it->second.number, it->first)) continue;
+    it->second.answer = std::move(r);
+  }
+  completed.erase(std::remove_if(completed.begin(), completed.end(), mine), completed.end());
+}
+
+void forget_fetches() { fetching.clear(); }
+
+long worker_round(HttpEngine &engine) {
+  // Pages that have come: applied, each in a transaction of its own.
+  for (auto it = fetching.begin(); it != fetching.end() && !ShutdownRequestPending;) {
+    if (!it->second.answer) {
+      ++it;
+      continue;
+    }
+    Fetching done = std::move(it->second);
+    it = fetching.erase(it);
+    const std::int64_t due = pulled(done.source, page_of(*done.answer));
+    states[done.source.id].next_at = due;
+    next_round_ms = std::min(next_round_ms, due);
+  }
   const std::int64_t now = steady_ms();
   const std::uint64_t epoch = signals::destinations_epoch();
   if (now < next_round_ms && epoch == seen_epoch) return static_cast<long>(next_round_ms - now);
@@ -647,12 +731,14 @@ long worker_round() {
   }
   std::int64_t next = steady_ms() + kIdleCheckMs;
   std::map<int, State> kept;
-  for (const Source &s : sources) {
+  for (Source &s : sources) {
     if (ShutdownRequestPending) break;
-    State &st = states[s.id];
-    if (steady_ms() >= st.next_at) st.next_at = pull_source(s);
-    kept[s.id] = st;
-    next = std::min(next, st.next_at);
+    const int id = s.id;
+    // A source whose page is in flight is applied when it comes.
+    if (!fetching.count(id) && steady_ms() >= states[id].next_at)
+      states[id].next_at = start_pull(engine, std::move(s));
+    kept[id] = states[id];
+    next = std::min(next, states[id].next_at);
   }
   states.swap(kept);  // forget sources that are gone or paused
   next_round_ms = next;

@@ -11,10 +11,12 @@
 #pragma once
 
 #include "core/ves/ves.hpp"
+#include "pg/sync/http_engine.hpp"
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace pgves::pg::pull {
 
@@ -39,8 +41,17 @@ class Transport {
 
 // Called by the worker loop every round, outside any transaction: pulls
 // the sources that are due (every pull_interval_ms, at once again after a
-// full page, later after failures). Errors are logged, never thrown.
-// Returns how long the loop may wait before calling again.
-long worker_round();
+// full page, later after failures). A ves_sequencer source's page is
+// requested on the worker's engine beside its deliveries and applied in a
+// later round, once absorb() has taken its answer. Errors are logged, never
+// thrown. Returns how long the loop may wait before calling again.
+long worker_round(HttpEngine &engine);
+
+// Takes the answers to page requests out of what the engine completed.
+void absorb(std::vector<HttpResult> &completed);
+
+// Forgets the page requests in flight (the worker starts over after an
+// error; their sources are pulled again from their cursors).
+void forget_fetches();
 
 }  // namespace pgves::pg::pull

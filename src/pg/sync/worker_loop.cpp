@@ -262,6 +262,7 @@ void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &r
   }
   deliverer.reset();
   reconcile::forget_calls();
+  pull::forget_fetches();
   relay.active = false;
   std::int64_t until = steady_ms() + 5000;
   // The pause ends early for a shutdown request (the latch is set).
@@ -377,6 +378,7 @@ void run_delivery_loop() {
       relay_waiting = relay_notifications(relay, false);
       std::vector<HttpResult> completed = engine.take_completed();
       reconcile::absorb(completed);
+      pull::absorb(completed);
       deliverer->absorb(std::move(completed));
       bool recorded = deliverer->record_wait_ms(kRecordDelayMs) == 0 && record(*deliverer);
       // Inbound (reconcile.hpp): security alerts to record, reconciliations
@@ -384,7 +386,7 @@ void run_delivery_loop() {
       // delivery ids.
       inbound_wait_ms = reconcile::worker_round(engine, recorded);
       // Pull sources due (pull.hpp).
-      inbound_wait_ms = std::min(inbound_wait_ms, pull::worker_round());
+      inbound_wait_ms = std::min(inbound_wait_ms, pull::worker_round(engine));
       if (now - last_housekeeping >= 10000) {
         housekeeping();
         last_housekeeping = now;
