@@ -16,7 +16,9 @@
 #    deliveries to another destination: slices wait for no token, and one
 #    that finds the bucket empty writes nothing;
 #  * nor does a platform that answers slowly: a slice's reads are in flight
-#    beside the deliveries, which never wait for the platform's answers.
+#    beside the deliveries, which never wait for the platform's answers;
+#  * nor a slow token endpoint: the platform's rows wait for the new token,
+#    the other deliveries go on.
 use strict;
 use warnings;
 
@@ -266,6 +268,39 @@ cmp_ok(scalar(@reads) - $reads_before, '>=', 4,
 my $place = sql(q{SELECT coalesce(after_sku, '') FROM ves.reconcile_progress});
 ok(wait_until(30, sub { sql(q{SELECT coalesce(max(after_sku), '') FROM ves.reconcile_progress}) gt $place }),
 	'and records its slices');
+$amazon->call('POST', '/_faults', { clear => JSON::PP::true });
+
+# --- a slow token endpoint holds up no delivery --------------------------------------
+# Amazon refuses the access token of the next push; Login with Amazon then
+# takes 1.5 s to grant a new one. The worker asks for it on its own HTTP
+# engine: the Amazon destination's rows wait for the token, every other
+# destination's deliveries go on.
+ok(wait_until(60, sub { sql(q{SELECT count(*) FROM ves.reconcile_progress}) == 0 }), 'the run has ended');
+my $grants = $amazon->call('GET', '/_stats')->{token_grants};
+$amazon->call('POST', '/_faults', { kind => 'delay', delay_ms => 1500, times => undef, path => '/auth/o2/token' });
+$amazon->call('POST', '/_faults', { kind => 'token_expiry', times => 1 });
+sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-0001', 4321)});
+$delivered = scalar($sink->requests('/hook'));
+%committed = ();
+for my $i (1 .. 30)
+{
+	my $start = Time::HiRes::time();
+	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-token-$i");
+	$committed{$id} = $start;
+	Time::HiRes::sleep(0.1);
+}
+ok($sink->wait_for($delivered + 30, '/hook', 30), 'every delivery made while the token is renewed arrives');
+@waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
+  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
+is(scalar(@waits), 30, 'each one once');
+$late = grep { $_ > 0.3 } @waits;
+($slowest) = sort { $b <=> $a } @waits;
+cmp_ok($late, '<=', 2, 'no delivery waits for the token endpoint (at most 2 of 30 took over 0.3 s)')
+  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
+cmp_ok($slowest, '<', 1.5, sprintf('the slowest took %.3f s, less than the token request', $slowest));
+ok(wait_until(30, sub { sql(q{SELECT known_quantity FROM ves.listings WHERE sku = 'SKU-0001'}) == 4321 }),
+	'the push goes out with the new token');
+cmp_ok($amazon->call('GET', '/_stats')->{token_grants} - $grants, '>=', 1, 'which Login with Amazon granted');
 $amazon->call('POST', '/_faults', { clear => JSON::PP::true });
 
 $amazon->stop;

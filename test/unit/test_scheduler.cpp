@@ -258,3 +258,25 @@ TEST(Scheduler, SharedAnswerDecidesRowsButCountsOnceForTheBreaker) {
   EXPECT_EQ(s.on_shared_answer(1, kServerError, 4, 10, 0.5).status, RowDecision::Status::dead);
   EXPECT_EQ(s.on_shared_answer(1, kOk, 0, 10, 0.5).status, RowDecision::Status::synced);
 }
+
+TEST(Scheduler, HeldDestinationSendsNothingUntilReleasedAndKeepsItsOrder) {
+  Scheduler s;
+  s.configure(1, limits());
+  s.configure(2, limits());
+  for (std::int64_t row : {1, 2, 3}) s.enqueue(1, row);
+  s.enqueue(2, 9);
+  // Row 1 was taken, then found unsendable (its token is being renewed):
+  // back at the head, and the destination held.
+  auto first = s.next(0);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->row, 1);
+  s.requeue_front(1, first->row);
+  s.hold(1, true);
+  // Another destination goes on; the held one waits without a wake-up of
+  // its own (an answer releases it).
+  EXPECT_EQ(send_all(s, 0), (std::vector<std::int64_t>{9}));
+  EXPECT_EQ(s.queued(), 3);
+  EXPECT_EQ(s.idle_timeout_ms(5000, 0), 5000);
+  s.hold(1, false);
+  EXPECT_EQ(send_all(s, 0), (std::vector<std::int64_t>{1, 2, 3}));
+}

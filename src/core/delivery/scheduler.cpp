@@ -95,8 +95,9 @@ std::optional<Scheduler::Next> Scheduler::next(std::int64_t now_ms) {
   std::int64_t now_us = now_ms * 1000;
   for (auto &entry : lanes_) {
     Lane &l = entry.second;
-    if (!l.queue.empty() && l.in_flight < l.limits.concurrency && now_ms >= l.throttled_until_ms &&
-        l.bucket.wait_us(now_us) == 0 && l.breaker.allow(now_ms)) {
+    if (!l.queue.empty() && !l.held && l.in_flight < l.limits.concurrency &&
+        now_ms >= l.throttled_until_ms && l.bucket.wait_us(now_us) == 0 &&
+        l.breaker.allow(now_ms)) {
       l.bucket.try_take(now_us);
       std::int64_t row = l.queue.front();
       l.queue.pop_front();
@@ -119,6 +120,12 @@ std::vector<std::int64_t> Scheduler::take_more(int destination, std::size_t max)
 void Scheduler::started(int destination) { ++lane(destination).in_flight; }
 
 void Scheduler::finished(int destination) { --lane(destination).in_flight; }
+
+void Scheduler::requeue_front(int destination, std::int64_t row) {
+  lane(destination).queue.push_front(row);
+}
+
+void Scheduler::hold(int destination, bool held) { lane(destination).held = held; }
 
 RowDecision Scheduler::retry_or_dead(Lane &l, const Classified &classified, int attempts,
                                      std::int64_t now_ms, double random01) {
@@ -224,7 +231,8 @@ long Scheduler::idle_timeout_ms(long poll_ms, std::int64_t now_ms) const {
   if (next_retry_ms_ < until) until = next_retry_ms_;
   for (const auto &entry : lanes_) {
     const Lane &l = entry.second;
-    if (l.queue.empty()) continue;
+    // A held lane waits for its release, which an answer brings.
+    if (l.queue.empty() || l.held) continue;
     if (l.throttled_until_ms > now_ms)
       until = std::min(until, l.throttled_until_ms);
     else if (l.breaker.state(now_ms) == CircuitBreaker::State::open)

@@ -106,6 +106,12 @@ class Scheduler {
   // The row returned by next() is in flight / has come back.
   void started(int destination);
   void finished(int destination);
+  // Puts a row taken off the queue back at its head (it could not be sent
+  // yet); its token is spent.
+  void requeue_front(int destination, std::int64_t row);
+  // A held destination sends nothing until it is released (its access token
+  // is being renewed); it still claims.
+  void hold(int destination, bool held);
 
   // --- outcomes --------------------------------------------------------------
 
@@ -147,6 +153,7 @@ class Scheduler {
     bool has_work =
         true;  // rows may be waiting: its last claim came back full, or something changed
     std::int64_t throttled_until_ms = 0;
+    bool held = false;
     std::deque<std::int64_t> queue;
   };
   static bool ready(const Lane &lane, std::int64_t now_ms);

@@ -111,6 +111,9 @@ struct Destination {
   bool platform = false;
   platform::Credentials credentials;
   bool token_refused = false;
+  // A new access token is being obtained, on the engine beside the
+  // deliveries: the destination sends nothing until it comes.
+  bool token_in_flight = false;
   // After a failed token request, rows fail at once until then (steady ms).
   std::int64_t token_retry_at = 0;
   std::string token_error;
@@ -415,9 +418,24 @@ class Deliverer::Impl {
         continue;
       }
       if (d.platform) {
-        std::vector<Job> to_send;
-        for (Job &job : batch)
-          if (prepare_platform(d, job)) to_send.push_back(std::move(job));
+        std::vector<Job> to_send, waiting;
+        for (Job &job : batch) switch (prepare_platform(d, job, engine)) {
+            case Prepared::send:
+              to_send.push_back(std::move(job));
+              break;
+            case Prepared::wait:
+              waiting.push_back(std::move(job));
+              break;
+            case Prepared::done:
+              break;
+          }
+        // Rows waiting for the destination's new token go back to the head
+        // of its queue, in order.
+        for (auto it = waiting.rbegin(); it != waiting.rend(); ++it) {
+          const std::int64_t id = it->id;
+          queued_[id] = std::move(*it);
+          scheduler_.requeue_front(d.id, id);
+        }
         batch = std::move(to_send);
         if (batch.empty()) continue;
       }
@@ -471,11 +489,20 @@ class Deliverer::Impl {
     }
   }
 
+  // What prepare_platform found a row to be.
+  enum class Prepared {
+    send,  // to send now
+    done,  // needs no request (its outcome is recorded) or failed
+    wait,  // waits for the destination's new access token
+  };
+
   // A platform destination's row before it is sent: what it would change,
-  // and an access token to send it with. Returns false when the row needs
-  // no request (not an inventory event, no listing, every listing already
-  // has the count) or cannot be sent now; its outcome is then recorded here.
-  bool prepare_platform(Destination &d, Job &job) {
+  // and an access token to send it with. A row that needs no request (not an
+  // inventory event, no listing, every listing already has the count) or
+  // cannot be sent (the token endpoint failed) has its outcome recorded here.
+  // When the held token will not do, a new one is requested on the engine
+  // and the destination's rows wait for it.
+  Prepared prepare_platform(Destination &d, Job &job, HttpEngine &engine) {
     job.sent.clear();
     for (size_t i = 0; i < job.listings.size(); ++i) {
       const outbox_sql::ListingFact &f = job.listings[i];
@@ -490,22 +517,49 @@ class Deliverer::Impl {
       outcomes_.push_back(Outcome{job.id, job.tenant, "synced", 0, job.attempts, 0, {}, why});
       ++totals_.synced;
       scheduler_.expect_work();  // the SKU's next row may go now
-      return false;
+      return Prepared::done;
     }
+    if (d.token_in_flight) return Prepared::wait;
     if (steady_ms() < d.token_retry_at) {
       // The token endpoint failed a moment ago: not again for every row.
       forget(job);
       fail_job(job, d, d.token_error);
-      return false;
+      return Prepared::done;
     }
-    core::RowVerdict token = platform::ensure_token(
-        *d.adapter, endpoint(d), d.credentials,
-        std::min<long>(d.timeout_ms, settings::max_timeout_ms), d.token_refused);
+    std::optional<core::HttpRequest> renewal =
+        platform::renewal_request(*d.adapter, endpoint(d), d.credentials, d.token_refused);
+    if (!renewal) {
+      d.token_refused = false;
+      return Prepared::send;
+    }
+    const std::uint64_t tag = next_tag_++;
+    try {
+      engine.submit(tag, *renewal, std::min<long>(d.timeout_ms, settings::max_timeout_ms));
+    } catch (const std::exception &e) {
+      forget(job);
+      fail_job(job, d, std::string("cannot start the token request: ") + e.what());
+      return Prepared::done;
+    }
+    for (auto &h : renewal->headers) sodium_memzero(h.second.data(), h.second.size());
+    sodium_memzero(renewal->body.data(), renewal->body.size());
+    token_requests_[tag] = d.id;
+    d.token_in_flight = true;
+    scheduler_.hold(d.id, true);
+    return Prepared::wait;
+  }
+
+  // The token endpoint's answer for destination d: the token is held (and
+  // sealed at the next record), or the destination's rows fail with the
+  // reason for a while; refused credentials pause it.
+  void take_token(Destination &d, const HttpResult &answer) {
+    d.token_in_flight = false;
+    scheduler_.hold(d.id, false);
+    scheduler_.expect_work();
+    core::RowVerdict token = platform::take_renewal(*d.adapter, d.credentials, answer);
     if (token.verdict == core::Verdict::success) {
       d.token_refused = false;
-      return true;
+      return;
     }
-    forget(job);
     d.token_error = token.reason;
     d.token_retry_at =
         steady_ms() + (token.retry_after_ms > 0 ? token.retry_after_ms : kTokenRetryMs);
@@ -517,8 +571,6 @@ class Deliverer::Impl {
                        "; destination paused: update its credentials with "
                        "ves.alter_destination, then ves.resume_destination";
     }
-    fail_job(job, d, token.reason);
-    return false;
   }
 
   static core::Endpoint endpoint(const Destination &d) {
@@ -718,6 +770,12 @@ class Deliverer::Impl {
     for (HttpResult &r : answered_here_) results.push_back(std::move(r));
     answered_here_.clear();
     for (HttpResult &r : results) {
+      if (auto t = token_requests_.find(r.tag); t != token_requests_.end()) {
+        const int id = t->second;
+        token_requests_.erase(t);
+        if (auto d = destinations_.find(id); d != destinations_.end()) take_token(d->second, r);
+        continue;
+      }
       auto it = in_flight_.find(r.tag);
       if (it == in_flight_.end()) continue;
       std::vector<Job> jobs = std::move(it->second);
@@ -1151,6 +1209,7 @@ class Deliverer::Impl {
   core::Scheduler scheduler_;                     // what to send when, per destination
   std::unordered_map<std::int64_t, Job> queued_;  // claimed rows not yet sent, by id
   std::unordered_map<std::uint64_t, std::vector<Job>> in_flight_;  // by transfer tag
+  std::unordered_map<std::uint64_t, int> token_requests_;          // destination, by transfer tag
   std::vector<HttpResult> answered_here_;  // libpq calls (ves_postgres), for absorb()
   int rows_in_flight_ = 0;
   std::unordered_set<std::int64_t> flying_;  // ids of the rows in flight

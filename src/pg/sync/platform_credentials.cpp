@@ -98,11 +98,11 @@ bool token_usable(const core::AccessToken &token, std::int64_t now_unix_ms,
          (token.expires_at_unix_ms == 0 || token.expires_at_unix_ms - margin_ms > now_unix_ms);
 }
 
-core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint &endpoint,
-                              Credentials &credentials, long timeout_ms, bool force) {
-  std::int64_t now = unix_ms();
-  if (!force && token_usable(credentials.token, now, credentials.renew_margin_ms))
-    return core::RowVerdict{};
+std::optional<core::HttpRequest> renewal_request(const core::Adapter &adapter,
+                                                 const core::Endpoint &endpoint,
+                                                 const Credentials &credentials, bool force) {
+  if (!force && token_usable(credentials.token, unix_ms(), credentials.renew_margin_ms))
+    return std::nullopt;
   // The platform's current refresh token, when it rotated it, is the one to use.
   core::json::Value::Object values = credentials.values.kind() == core::json::Kind::object
                                          ? credentials.values.as_object()
@@ -119,10 +119,11 @@ core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint
   core::Endpoint e = endpoint;
   e.credentials = &current;
   e.access_token = {};
-  std::optional<core::HttpRequest> request = adapter.token_request(e);
-  if (!request) return core::RowVerdict{};
-  std::vector<HttpResult> results = perform_all({*request}, timeout_ms);
-  const HttpResult &r = results.at(0);
+  return adapter.token_request(e);
+}
+
+core::RowVerdict take_renewal(const core::Adapter &adapter, Credentials &credentials,
+                              const HttpResult &r) {
   core::Answer answer{r.transport_error, r.status, r.retry_after, r.excerpt, r.rate_limit};
   core::TokenAnswer t = adapter.parse_token(answer, unix_ms());
   if (t.verdict.verdict != core::Verdict::success) {
@@ -139,6 +140,14 @@ core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint
   credentials.token = std::move(t.token);
   credentials.token_changed = true;
   return core::RowVerdict{};
+}
+
+core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint &endpoint,
+                              Credentials &credentials, long timeout_ms, bool force) {
+  std::optional<core::HttpRequest> request = renewal_request(adapter, endpoint, credentials, force);
+  if (!request) return core::RowVerdict{};
+  std::vector<HttpResult> results = perform_all({*request}, timeout_ms);
+  return take_renewal(adapter, credentials, results.at(0));
 }
 
 void store_token(int destination_id, Credentials &credentials) {

@@ -9,8 +9,10 @@
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "pg/base/postgres.hpp"
+#include "pg/sync/http_engine.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,11 +46,26 @@ Credentials load(int destination_id);
 bool token_usable(const core::AccessToken &token, std::int64_t now_unix_ms,
                   std::int64_t margin_ms = 60000);
 
+// The request for a new access token when the kind renews tokens and the
+// held one is not usable (or `force`, after the platform refused it);
+// nothing when the held token will do. It carries the credentials: send it
+// and let it go.
+std::optional<core::HttpRequest> renewal_request(const core::Adapter &adapter,
+                                                 const core::Endpoint &endpoint,
+                                                 const Credentials &credentials,
+                                                 bool force = false);
+
+// Takes the token endpoint's answer to renewal_request: success with the
+// new token held (credentials.token, token_changed set), retry or permanent
+// with the reason otherwise.
+core::RowVerdict take_renewal(const core::Adapter &adapter, Credentials &credentials,
+                              const HttpResult &answer);
+
 // Obtains a new access token now when the kind renews tokens and the held
 // one is not usable (or `force`, after the platform refused it), by HTTP on
-// a private engine. Returns success when a usable token is held afterwards
-// (credentials.token, token_changed set when renewed); retry or permanent
-// with the reason otherwise. A kind without renewal always succeeds.
+// a private engine (renewal_request, then take_renewal). Returns success when a usable token is
+// held afterwards (credentials.token, token_changed set when renewed); retry or permanent with the
+// reason otherwise. A kind without renewal always succeeds.
 core::RowVerdict ensure_token(const core::Adapter &adapter, const core::Endpoint &endpoint,
                               Credentials &credentials, long timeout_ms, bool force = false);
 
