@@ -11,7 +11,6 @@ use strict;
 use warnings;
 
 use JSON::PP;
-use Time::HiRes ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -134,23 +133,8 @@ sub slow_questions
 	  @{ $meta->call('GET', '/_requests')->{requests} };
 }
 ok(wait_until(30, sub { slow_questions() >= 1 }), 'the slow destination\'s batches are asked about');
-my %committed;
-for my $i (1 .. 30)
-{
-	my $start = Time::HiRes::time();
-	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-meta-$i");
-	$committed{$id} = $start;
-	Time::HiRes::sleep(0.1);
-}
-ok($sink->wait_for(30, '/hook', 30), 'every delivery made meanwhile arrives');
-my @waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
-  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
-is(scalar(@waits), 30, 'each one once');
-my $late = grep { $_ > 0.3 } @waits;
-my ($slowest) = sort { $b <=> $a } @waits;
-cmp_ok($late, '<=', 2, 'no delivery waits for Meta\'s answers (at most 2 of 30 took over 0.3 s)')
-  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
-cmp_ok($slowest, '<', 0.8, sprintf('the slowest took %.3f s, less than one answer', $slowest));
+check_delivery_waits([ delivery_waits(\&sql, $sink, $other, $store, 30, 'slow-meta') ],
+	30, 2, 0.8, 'Meta\'s answers');
 ok(wait_until(30, sub { sql(q{SELECT count(*) FROM ves.platform_batches WHERE handle LIKE 'slow-%' AND checks >= 1}) == 4 }),
 	'and each slow batch is asked about and recorded')
   or diag sql(q{SELECT string_agg(handle || ':' || checks, ' ') FROM ves.platform_batches WHERE handle LIKE 'slow-%'});

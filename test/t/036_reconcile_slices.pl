@@ -182,24 +182,8 @@ reads();
 sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
 ok(wait_until(30, sub { reads() > 0 }), 'a fourth run starts, at 5 reads a second');
 sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
-# An event every 0.1 s for 4 s, whatever the deliveries do; each one's
-# wait runs from the start of its append to the sink's receipt of it.
-my $delivered = scalar($sink->requests('/hook'));
-my %committed;
-for my $i (1 .. 40)
-{
-	my $start = Time::HiRes::time();
-	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-run-$i");
-	$committed{$id} = $start;
-	Time::HiRes::sleep(0.1);
-}
-ok($sink->wait_for($delivered + 40, '/hook', 30), 'every delivery made during the slow run arrives');
-my @waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
-  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
-is(scalar(@waits), 40, 'each one once');
-my $late = grep { $_ > 0.3 } @waits;
-cmp_ok($late, '<=', 4, 'deliveries are not held up by the run (at most 4 of 40 took over 0.3 s)')
-  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
+# An event every 0.1 s for 4 s.
+check_delivery_waits([ delivery_waits(\&sql, $sink, $other, $store, 40, 'slow-run') ], 40, 4, undef, 'the run');
 reads();
 my $run_reads = scalar @reads;
 cmp_ok($run_reads, '>=', 5, "the run reads meanwhile ($run_reads reads)");
@@ -244,24 +228,8 @@ ok(wait_until(10, sub { sql(qq{SELECT count(*) FROM ves.progress WHERE pid = $re
 	'ves.progress shows the slice under way across the worker\'s transactions');
 sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
 my $reads_before = scalar @reads;
-$delivered = scalar($sink->requests('/hook'));
-%committed = ();
-for my $i (1 .. 30)
-{
-	my $start = Time::HiRes::time();
-	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-answers-$i");
-	$committed{$id} = $start;
-	Time::HiRes::sleep(0.1);
-}
-ok($sink->wait_for($delivered + 30, '/hook', 30), 'every delivery made while the answers are slow arrives');
-@waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
-  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
-is(scalar(@waits), 30, 'each one once');
-$late = grep { $_ > 0.3 } @waits;
-my ($slowest) = sort { $b <=> $a } @waits;
-cmp_ok($late, '<=', 2, 'no delivery waits for the platform\'s answers (at most 2 of 30 took over 0.3 s)')
-  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
-cmp_ok($slowest, '<', 0.7, sprintf('the slowest took %.3f s, less than one answer', $slowest));
+check_delivery_waits([ delivery_waits(\&sql, $sink, $other, $store, 30, 'slow-answers') ],
+	30, 2, 0.7, 'the platform\'s answers');
 reads();
 cmp_ok(scalar(@reads) - $reads_before, '>=', 4,
 	sprintf('the run read on meanwhile (%d reads)', scalar(@reads) - $reads_before));
@@ -280,24 +248,8 @@ my $grants = $amazon->call('GET', '/_stats')->{token_grants};
 $amazon->call('POST', '/_faults', { kind => 'delay', delay_ms => 1500, times => undef, path => '/auth/o2/token' });
 $amazon->call('POST', '/_faults', { kind => 'token_expiry', times => 1 });
 sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-0001', 4321)});
-$delivered = scalar($sink->requests('/hook'));
-%committed = ();
-for my $i (1 .. 30)
-{
-	my $start = Time::HiRes::time();
-	my ($id) = append_orders(\&sql, $other, $store, 1, "slow-token-$i");
-	$committed{$id} = $start;
-	Time::HiRes::sleep(0.1);
-}
-ok($sink->wait_for($delivered + 30, '/hook', 30), 'every delivery made while the token is renewed arrives');
-@waits = map { $_->{time} - $committed{ $_->{headers}{'webhook-id'} } }
-  grep { exists $committed{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
-is(scalar(@waits), 30, 'each one once');
-$late = grep { $_ > 0.3 } @waits;
-($slowest) = sort { $b <=> $a } @waits;
-cmp_ok($late, '<=', 2, 'no delivery waits for the token endpoint (at most 2 of 30 took over 0.3 s)')
-  or diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @waits));
-cmp_ok($slowest, '<', 1.5, sprintf('the slowest took %.3f s, less than the token request', $slowest));
+check_delivery_waits([ delivery_waits(\&sql, $sink, $other, $store, 30, 'slow-token') ],
+	30, 2, 1.5, 'the token endpoint');
 ok(wait_until(30, sub { sql(q{SELECT known_quantity FROM ves.listings WHERE sku = 'SKU-0001'}) == 4321 }),
 	'the push goes out with the new token');
 cmp_ok($amazon->call('GET', '/_stats')->{token_grants} - $grants, '>=', 1, 'which Login with Amazon granted');

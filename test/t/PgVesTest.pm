@@ -16,7 +16,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(new_node enable_worker worker_pids wait_until start_sink postmaster_pid children_of
-  append_orders entity_order_violations start_sequencer start_platform);
+  append_orders delivery_waits check_delivery_waits entity_order_violations start_sequencer start_platform);
 
 # Cluster::init runs pg_regress --config-auth. scripts/test.sh sets
 # PG_REGRESS; a hand-run prove may not, so find it next to PGXS.
@@ -135,6 +135,44 @@ sub append_orders
 	return split /\n/, $run->(
 		"SELECT event_id FROM generate_series(1, $n) g,
 		   LATERAL ves.append('$tenant', '$store', 'Order', '$prefix-' || g, 'order.created', '{}')");
+}
+
+# Appends $n order events of $tenant, one every 0.1 s whatever the
+# deliveries do, for a webhook destination served by $sink at /hook, and
+# returns each one's wait: from the start of its append to the sink's
+# receipt of it (after waiting up to 30 s for them all; a missing one has
+# none). $run runs SQL as append_orders' does.
+sub delivery_waits
+{
+	my ($run, $sink, $tenant, $store, $n, $prefix) = @_;
+	my $delivered = scalar($sink->requests('/hook'));
+	my %started;
+	for my $i (1 .. $n)
+	{
+		my $start = time();
+		my ($id) = append_orders($run, $tenant, $store, 1, "$prefix-$i");
+		$started{$id} = $start;
+		usleep(100_000);
+	}
+	$sink->wait_for($delivered + $n, '/hook', 30);
+	return map { $_->{time} - $started{ $_->{headers}{'webhook-id'} } }
+	  grep { exists $started{ $_->{headers}{'webhook-id'} // '' } } $sink->requests('/hook');
+}
+
+# The checks of delivery_waits' @$waits: $n arrived, each once; at most
+# $max_late took over 0.3 s; with $limit, the slowest took less. $why says
+# what the deliveries must not wait for.
+sub check_delivery_waits
+{
+	my ($waits, $n, $max_late, $limit, $why) = @_;
+	Test::More::is(scalar(@$waits), $n, "every delivery made meanwhile arrives, each once");
+	my $late = grep { $_ > 0.3 } @$waits;
+	Test::More::cmp_ok($late, '<=', $max_late,
+		"no delivery waits for $why (at most $max_late of $n took over 0.3 s)")
+	  or Test::More::diag(sprintf('waits (s): %s', join ' ', map { sprintf '%.3f', $_ } @$waits));
+	return unless defined $limit;
+	my ($slowest) = sort { $b <=> $a } @$waits;
+	Test::More::cmp_ok($slowest // 0, '<', $limit, sprintf('the slowest took %.3f s', $slowest // 0));
 }
 
 # The arrivals (sink requests, one per event, with their sequence numbers)
