@@ -237,6 +237,8 @@ my $place = sql(q{SELECT coalesce(after_sku, '') FROM ves.reconcile_progress});
 ok(wait_until(30, sub { sql(q{SELECT coalesce(max(after_sku), '') FROM ves.reconcile_progress}) gt $place }),
 	'and records its slices');
 $amazon->call('POST', '/_faults', { clear => JSON::PP::true });
+# The run reads on as fast as it goes.
+$amazon->call('POST', '/_config', { rate_limit => undef });
 
 # --- a slow token endpoint holds up no delivery --------------------------------------
 # Amazon refuses the access token of the next push; Login with Amazon then
@@ -253,6 +255,26 @@ check_delivery_waits([ delivery_waits(\&sql, $sink, $other, $store, 30, 'slow-to
 ok(wait_until(30, sub { sql(q{SELECT known_quantity FROM ves.listings WHERE sku = 'SKU-0001'}) == 4321 }),
 	'the push goes out with the new token');
 cmp_ok($amazon->call('GET', '/_stats')->{token_grants} - $grants, '>=', 1, 'which Login with Amazon granted');
+
+# The same for a reconciliation's reads: Amazon refuses the token of the
+# run's first read, and the next slice asks for a new one (1.5 s) on the
+# engine before it reads on.
+$grants = $amazon->call('GET', '/_stats')->{token_grants};
+$amazon->call('POST', '/_faults', { kind => 'token_expiry', times => 1, path => '/listings/' });
+$before = sql(q{SELECT max(finished_at) FROM ves.reconcile_runs});
+reads();
+@reads = ();
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "1 second"}')});
+ok(wait_until(30, sub { reads() > 0 }), 'a run starts and its first read is refused');
+sql(q{SELECT ves.set_sync_settings('{"reconcile_interval": "0"}')});
+check_delivery_waits([ delivery_waits(\&sql, $sink, $other, $store, 30, 'slow-read-token') ],
+	30, 2, 1.5, 'the reads\' token');
+ok(wait_until(60, sub { sql(qq{SELECT count(*) FROM ves.reconcile_runs WHERE finished_at > '$before'}) == 1 }),
+	'the run ends')
+  or diag(sql(q{SELECT row_to_json(p)::text FROM ves.reconcile_progress p}));
+is(sql(q{SELECT checked || ' ' || unread || ' ' || coalesce(error, 'no error') FROM ves.reconcile_status
+         WHERE destination = 'amz'}), "$n 0 no error", 'having read every listing with the new token');
+cmp_ok($amazon->call('GET', '/_stats')->{token_grants} - $grants, '>=', 1, 'which the slice obtained');
 $amazon->call('POST', '/_faults', { clear => JSON::PP::true });
 
 $amazon->stop;

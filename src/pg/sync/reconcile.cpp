@@ -25,6 +25,8 @@ extern "C" {
 #include "utils/snapmgr.h"
 }
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -512,6 +514,9 @@ struct WorkerCalls {
 
   // Listings shown in ves.progress (reconciliation slices).
   virtual std::int64_t listings_shown() const { return 0; }
+  // Once every call sent has answered: whether it goes on with more calls
+  // of its own (sent on the engine now) before it is recorded.
+  virtual bool advance(HttpEngine &) { return false; }
   // Records what the calls found, in transactions of its own.
   virtual void record() = 0;
 
@@ -605,13 +610,24 @@ struct WorkerSlice final : WorkerCalls {
   std::vector<Listing> listings;
   std::vector<core::ListingFacts> facts;  // views of listings
   bool renewed = false;                   // the token was renewed for this slice
-  std::string error;                      // why nothing could be read (no token)
+  bool renewing = false;                  // the one call in flight asks for a new token
+  core::TokenBucket *read_bucket = nullptr;
+  std::string error;  // why nothing could be read (no token)
 
   std::int64_t listings_shown() const override {
     return static_cast<std::int64_t>(listings.size());
   }
+  bool advance(HttpEngine &engine) override;
   void record() override;
   Jsonb *reads();
+  void build_reads() {
+    requests = adapter->build_reads(endpoint(), facts, unix_ms());
+    results.assign(requests.size(), HttpResult{});
+    sent = answered = 0;
+    bucket = read_bucket;
+    deadline_us = steady_us() + kSliceBudgetMs * 1000;
+  }
+  std::uint64_t number = 0;  // its transfers' number
 };
 
 // Starts a slice of the destination's run (SPI connected, in a
@@ -638,18 +654,39 @@ bool start_slice(const std::string &name, bool stale_only, WorkerSlice &w) {
   w.listings = load_listings(w.destination_id, w.stale_only, w.slice);
   w.facts = listing_facts(w.listings, 0, w.listings.size());
   w.credentials = platform::load(w.destination_id);
-  if (!w.listings.empty()) {
-    const bool renew = renew_first.erase(w.destination_id) > 0;
-    core::RowVerdict token =
-        platform::ensure_token(*w.adapter, w.endpoint(), w.credentials, w.timeout_ms, renew);
-    w.renewed = renew || w.credentials.token_changed;
-    platform::store_token(w.destination_id, w.credentials);
-    if (token.verdict != core::Verdict::success)
-      w.error = token.reason;
-    else
-      w.requests = w.adapter->build_reads(w.endpoint(), w.facts, unix_ms());
+  w.read_bucket = w.bucket;
+  if (w.listings.empty()) return true;
+  // A token the reads need is asked for first, on the engine too (it takes
+  // no read token); the reads follow its answer (advance).
+  const bool renew = renew_first.erase(w.destination_id) > 0;
+  if (std::optional<core::HttpRequest> renewal =
+          platform::renewal_request(*w.adapter, w.endpoint(), w.credentials, renew)) {
+    w.requests.push_back(core::PlatformRequest{std::move(*renewal), {}});
+    w.results.assign(1, HttpResult{});
+    w.bucket = nullptr;
+    w.renewing = true;
+    return true;
   }
-  w.results.assign(w.requests.size(), HttpResult{});
+  w.build_reads();
+  return true;
+}
+
+bool WorkerSlice::advance(HttpEngine &engine) {
+  if (!renewing) return false;
+  renewing = false;
+  core::RowVerdict token = platform::take_renewal(*adapter, credentials, results.at(0));
+  for (auto &h : requests.at(0).http.headers) sodium_memzero(h.second.data(), h.second.size());
+  sodium_memzero(requests.at(0).http.body.data(), requests.at(0).http.body.size());
+  renewed = true;
+  if (token.verdict != core::Verdict::success) {
+    error = token.reason;
+    requests.clear();
+    results.clear();
+    sent = answered = 0;
+    return false;
+  }
+  build_reads();
+  pump(engine, number);
   return true;
 }
 
@@ -689,6 +726,7 @@ Jsonb *WorkerSlice::reads() {
 void WorkerSlice::record() {
   std::string outcome;
   bool ok = in_own_transaction("pg_ves: reconciling", [&] {
+    platform::store_token(destination_id, credentials);  // a token renewed for the reads, sealed
     static SavedPlan plan{
         "SELECT ves._reconcile_step($1, $2, $3)", 3, {TEXTOID, BOOLOID, JSONBOID}, nullptr};
     Datum args[3] = {safe::text_datum(name), BoolGetDatum(stale_only), PointerGetDatum(reads())};
@@ -789,6 +827,7 @@ void show_progress() {
 
 void start_calls(HttpEngine &engine, std::unique_ptr<WorkerCalls> w) {
   const std::uint64_t number = next_number++;
+  if (auto *slice = dynamic_cast<WorkerSlice *>(w.get())) slice->number = number;
   w->pump(engine, number);
   in_flight.emplace(number, std::move(w));
 }
@@ -858,6 +897,11 @@ long worker_round(HttpEngine &engine, bool recorded) {
       continue;
     }
     if (ShutdownRequestPending) return kIdleCheckMs;
+    if (w.advance(engine)) {
+      wait = 0;
+      ++it;
+      continue;
+    }
     std::unique_ptr<WorkerCalls> done = std::move(it->second);
     it = in_flight.erase(it);
     done->record();
