@@ -497,6 +497,7 @@ void note_run_end(const std::string &name, bool ok) {
 // for a platform's answer.
 struct WorkerCalls {
   virtual ~WorkerCalls() = default;
+  std::uint64_t number = 0;  // in its transfers' tags (in_flight's key)
   std::vector<core::PlatformRequest> requests;
   std::vector<HttpResult> results;  // by request
   std::size_t sent = 0, answered = 0;
@@ -534,7 +535,7 @@ struct WorkerCalls {
     deadline_us = steady_us() + kSliceBudgetMs * 1000;
   }
   // Sends what may be sent now.
-  void pump(HttpEngine &engine, std::uint64_t number);
+  void pump(HttpEngine &engine);
   // Whether nothing more is sent: every call sent has answered, and the
   // rest may not be sent (all sent, budget spent, or no token now).
   bool finished() const {
@@ -556,7 +557,7 @@ struct WorkerCalls {
 constexpr std::uint64_t kCallTag = std::uint64_t{1} << 63;
 constexpr int kIndexBits = 24;
 
-void WorkerCalls::pump(HttpEngine &engine, std::uint64_t number) {
+void WorkerCalls::pump(HttpEngine &engine) {
   const std::int64_t now = steady_us();
   while (sent < requests.size() && now < deadline_us &&
          (concurrency == 0 || sent - answered < concurrency) &&
@@ -627,7 +628,6 @@ struct WorkerSlice final : WorkerCalls {
     bucket = read_bucket;
     deadline_us = steady_us() + kSliceBudgetMs * 1000;
   }
-  std::uint64_t number = 0;  // its transfers' number
 };
 
 // Starts a slice of the destination's run (SPI connected, in a
@@ -686,7 +686,7 @@ bool WorkerSlice::advance(HttpEngine &engine) {
     return false;
   }
   build_reads();
-  pump(engine, number);
+  pump(engine);
   return true;
 }
 
@@ -826,9 +826,9 @@ void show_progress() {
 }
 
 void start_calls(HttpEngine &engine, std::unique_ptr<WorkerCalls> w) {
-  const std::uint64_t number = next_number++;
-  if (auto *slice = dynamic_cast<WorkerSlice *>(w.get())) slice->number = number;
-  w->pump(engine, number);
+  w->number = next_number++;
+  w->pump(engine);
+  const std::uint64_t number = w->number;
   in_flight.emplace(number, std::move(w));
 }
 
@@ -890,7 +890,7 @@ long worker_round(HttpEngine &engine, bool recorded) {
   long wait = kIdleCheckMs;
   for (auto it = in_flight.begin(); it != in_flight.end();) {
     WorkerCalls &w = *it->second;
-    w.pump(engine, it->first);
+    w.pump(engine);
     if (!w.finished()) {
       wait = std::min(wait, w.wait_ms());
       ++it;
