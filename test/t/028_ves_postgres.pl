@@ -4,10 +4,11 @@
 # signature) in ves.sequencer_receipts; while B is down the rows are
 # retried and go through once it is back; a wrong password is permanent
 # with a clear error, and no password ever shows in A's outbox, its log or
-# its catalog.
+# its catalog. A remote that is slow to answer holds up no other delivery.
 use strict;
 use warnings;
 
+use IO::Socket::INET;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -123,5 +124,84 @@ unlike($everything, qr/\Q$wrong\E|\Q$right\E/,
 	'no password in A\'s outbox, get_outbox_event, destinations, pg_stat_activity or log');
 like(slurp_file($b->logfile), qr/password authentication failed for user "pusher"/,
 	'B logged the refused login');
+
+# --- a slow remote holds up no delivery ----------------------------------------------
+# Calls to B run on the worker's engine beside its HTTP transfers. While a
+# session on B holds the table that ves.sequence_events writes and
+# ves.sequenced_events reads, every push and every pull from B (polled
+# each 100 ms) waits for B's statement_timeout (3 s). A worker that waited
+# for them would hold every other delivery up for most of that time.
+my $other = '44444444-4444-4444-8444-444444444444';
+my $sink = start_sink();
+sa(q{SELECT ves.create_destination('hook', 'webhook', '} . $sink->url('/hook')
+	  . qq{', '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tenant_id": "$other"}')});
+sa(qq{SELECT ves.alter_destination('to_b', '{"tenant_id": "$tenant"}')});
+# Its pulls connect through a first address that refuses them: libpq then
+# opens another socket for the next one.
+my $refusing = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp')
+  or die "cannot listen: $!";
+my $refused_port = $refusing->sockport;
+close $refusing;
+sa(qq{SELECT ves.create_destination('from_b', 'ves_postgres', 'postgresql://b/postgres',
+        '{"conninfo": "host=127.0.0.1,$host port=$refused_port,$port dbname=postgres user=pusher password=$right",
+          "sequencer_public_key": "$b_key", "pull": true,
+          "tenant_id": "$tenant", "store_id": "$store", "entity_types": ["Nothing"],
+          "pull_interval_ms": 100, $fast}')});
+ok(wait_until(30, sub { sa(q{SELECT count(*) FROM ves.pull_status WHERE last_pull_at IS NOT NULL}) == 1 }),
+	"A pulls B's stream");
+my $holder = $b->background_psql('postgres');
+$holder->query_safe('BEGIN');
+$holder->query_safe('LOCK TABLE ves.sequencer_events IN ACCESS EXCLUSIVE MODE');
+sa(qq{SELECT ves.append('$tenant', '$store', 'Order', 'o-slow', 'order.noted', '{}')});
+sub waiting_on_b
+{
+	return sb(q{SELECT count(*) FROM pg_stat_activity
+	            WHERE application_name = 'pg_ves sync' AND wait_event_type = 'Lock'});
+}
+ok(wait_until(10, sub { waiting_on_b() >= 2 }), 'a push and a pull wait on B')
+  or diag sb(q{SELECT string_agg(coalesce(wait_event_type, '-') || ' ' || query, E'\n') FROM pg_stat_activity
+               WHERE application_name = 'pg_ves sync'});
+my $pushed_before = synced();
+check_delivery_waits([ delivery_waits(\&sa, $sink, $other, $store, 30, 'slow-remote') ],
+	30, 2, 0.8, 'a call to a remote pg_ves');
+cmp_ok(waiting_on_b(), '>=', 1, 'calls to B were still waiting at the end');
+is(synced(), $pushed_before, 'and nothing was pushed to B meanwhile');
+# ves.pull_events in a session waits for B the same way, and can be cancelled.
+my $t0 = time();
+my ($rc, $stdout, $stderr) = $a->psql('postgres', q{SET statement_timeout = '300ms'; SELECT ves.pull_events('from_b')});
+my $took = time() - $t0;
+like($stderr, qr/canceling statement due to statement timeout/, 'a session pull waiting on B can be cancelled');
+cmp_ok($took, '<', 2.5, sprintf('at once (%.2f s; B would answer after 3 s)', $took));
+my $held_since = sa(q{SELECT now()});
+$holder->query_safe('COMMIT');
+$holder->quit;
+ok(wait_until(60, sub { synced() == $pushed_before + 1 }), 'once B lets go, the held push goes through')
+  or diag sa(q{SELECT status, attempts, last_error FROM ves.outbox WHERE status <> 'synced'});
+ok(wait_until(30, sub { sa(qq{SELECT last_pull_at > '$held_since' AND last_error IS NULL FROM ves.pull_status}) eq 't' }),
+	'and the pulls read B again');
+is(sa(q{SELECT (ves.pull_events('from_b')).head}),
+	sb(qq{SELECT max(sequence_number) FROM ves.sequencer_events WHERE tenant_id = '$tenant' AND store_id = '$store'}),
+	'a session pull reads B\'s head');
+$sink->stop;
+
+# A server that takes the connection and never answers: given up after
+# the destination's timeout (at least 2 s), retried like any failed
+# connection.
+my $silent = IO::Socket::INET->new(Listen => 5, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp')
+  or die "cannot listen: $!";
+my $silent_port = $silent->sockport;
+sa(qq{SELECT ves.create_destination('to_silent', 'ves_postgres', 'postgresql://silent/postgres',
+        '{"conninfo": "host=127.0.0.1 port=$silent_port dbname=postgres user=nobody password=$right",
+          "entity_types": ["Silent"], "max_attempts": 50, "backoff_base_ms": 100, "backoff_cap_ms": 200,
+          "timeout_ms": 1000}')});
+sa(qq{SELECT ves.append('$tenant', '$store', 'Silent', 's-1', 'silent.noted', '{}')});
+ok( wait_until(30, sub { sa(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+                              WHERE d.name = 'to_silent' AND o.attempts >= 2 AND o.status = 'failed'}) == 1 }),
+	'a silent server: the push is given up and retried')
+  or diag sa(q{SELECT status, attempts, last_error FROM ves.outbox});
+like(sa(q{SELECT o.last_error FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+          WHERE d.name = 'to_silent'}), qr/^remote pg_ves: no connection within 2000 ms$/,
+	'saying no connection came up in time');
+close $silent;
 
 done_testing();

@@ -469,7 +469,7 @@ class Deliverer::Impl {
           // ves.max_timeout_ms bounds every transfer, even one configured
           // before the setting was lowered.
           if (d.adapter->over_libpq())
-            call_remote(d, tag, request.http.body);
+            call_remote(engine, d, tag, request.http.body);
           else
             engine.submit(tag, request.http,
                           std::min<long>(d.timeout_ms, settings::max_timeout_ms));
@@ -725,50 +725,30 @@ class Deliverer::Impl {
   }
 
   // A ves_postgres destination's request: ves.sequence_events on the
-  // remote, now and synchronously (bounded by the destination's timeout),
-  // its answer put where absorb() finds it with the engine's.
-  void call_remote(const Destination &d, std::uint64_t tag, const std::string &body) {
+  // remote over libpq, on the engine beside the HTTP transfers (bounded by
+  // the destination's timeout); its answer comes with theirs.
+  void call_remote(HttpEngine &engine, const Destination &d, std::uint64_t tag,
+                   const std::string &body) {
     const core::json::Value *c = d.credentials.values.find("conninfo");
-    static const std::string none;
-    const std::string &conninfo =
-        c && c->kind() == core::json::Kind::string ? c->as_string() : none;
-    const long timeout_ms = std::min<long>(d.timeout_ms, settings::max_timeout_ms);
-    const auto started = std::chrono::steady_clock::now();
-    HttpResult r;
-    r.tag = tag;
-    if (conninfo.empty()) {
+    if (!c || c->kind() != core::json::Kind::string || c->as_string().empty()) {
+      HttpResult r;
+      r.tag = tag;
       r.status = core::ves_postgres_refused;
       r.excerpt = "the destination has no conninfo option";
-    } else {
-      remote_pg::Result got = remote_pg::call_json(
-          remote_pg::Target{d.id, conninfo, timeout_ms},
-          "SELECT ves.sequence_events(($1::jsonb OPERATOR(pg_catalog.->>) 'agentId')::uuid, "
-          "$1::jsonb)",
-          {body});
-      if (got.text) {
-        r.status = 200;
-        r.excerpt = std::move(*got.text);
-      } else if (got.failure->retryable) {
-        r.transport_error = true;
-        r.error = "remote pg_ves: " + got.failure->message;
-      } else {
-        r.status = core::ves_postgres_refused;
-        r.excerpt = (got.failure->sqlstate.empty() ? "" : got.failure->sqlstate + ": ") +
-                    got.failure->message;
-      }
+      engine.complete(std::move(r));
+      return;
     }
-    r.elapsed_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-            .count();
-    answered_here_.push_back(std::move(r));
-    // The loop's wait returns at once, so absorb() records it without delay.
-    pg_call_void([] { SetLatch(MyLatch); });
+    remote_pg::start(
+        engine, tag,
+        remote_pg::Target{d.id, c->as_string(),
+                          std::min<long>(d.timeout_ms, settings::max_timeout_ms)},
+        "SELECT ves.sequence_events(($1::jsonb OPERATOR(pg_catalog.->>) 'agentId')::uuid, "
+        "$1::jsonb)",
+        {body});
   }
 
   // Turns finished transfers into outcomes and destination health.
   void absorb(std::vector<HttpResult> results) {
-    for (HttpResult &r : answered_here_) results.push_back(std::move(r));
-    answered_here_.clear();
     for (HttpResult &r : results) {
       if (auto t = token_requests_.find(r.tag); t != token_requests_.end()) {
         const int id = t->second;
@@ -1210,7 +1190,6 @@ class Deliverer::Impl {
   std::unordered_map<std::int64_t, Job> queued_;  // claimed rows not yet sent, by id
   std::unordered_map<std::uint64_t, std::vector<Job>> in_flight_;  // by transfer tag
   std::unordered_map<std::uint64_t, int> token_requests_;          // destination, by transfer tag
-  std::vector<HttpResult> answered_here_;  // libpq calls (ves_postgres), for absorb()
   int rows_in_flight_ = 0;
   std::unordered_set<std::int64_t> flying_;  // ids of the rows in flight
   std::unordered_map<std::int64_t, bool> held_;

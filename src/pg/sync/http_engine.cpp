@@ -18,6 +18,8 @@ extern "C" {
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -135,6 +137,8 @@ struct HttpEngine::Impl {
   std::unordered_map<CURL *, std::unique_ptr<Transfer>> transfers;
   std::vector<CURL *> idle_handles;
   std::vector<HttpResult> completed;
+  std::unique_ptr<SideCalls> side;
+  std::unordered_map<int, bool> watched;  // side calls' sockets: fd -> write too
 
   static int on_socket(CURL *, curl_socket_t s, int what, void *user, void *socketp) noexcept {
     auto *self = static_cast<Impl *>(user);
@@ -216,6 +220,7 @@ HttpEngine::HttpEngine() : impl_(std::make_unique<Impl>()) {
 }
 
 HttpEngine::~HttpEngine() {
+  impl_->side.reset();
   for (auto &entry : impl_->transfers) {
     curl_multi_remove_handle(impl_->multi, entry.first);
     curl_slist_free_all(entry.second->headers);
@@ -292,12 +297,44 @@ void HttpEngine::submit(std::uint64_t tag, const core::HttpRequest &request, lon
   }
 }
 
-int HttpEngine::in_flight() const { return static_cast<int>(impl_->transfers.size()); }
+int HttpEngine::in_flight() const {
+  return static_cast<int>(impl_->transfers.size()) + (impl_->side ? impl_->side->in_flight() : 0);
+}
+
+SideCalls *HttpEngine::side_calls() const { return impl_->side.get(); }
+
+void HttpEngine::set_side_calls(std::unique_ptr<SideCalls> calls) {
+  impl_->side = std::move(calls);
+}
+
+void HttpEngine::watch(int fd, bool write) {
+  epoll_event ev{};
+  ev.data.fd = fd;
+  ev.events = EPOLLIN | (write ? uint32_t{EPOLLOUT} : 0u);
+  auto it = impl_->watched.find(fd);
+  if (it != impl_->watched.end() && it->second == write) return;
+  // A socket that libpq closed and opened again under the same number has
+  // left the epoll set by itself: MOD fails, ADD puts it back.
+  if (it == impl_->watched.end() || epoll_ctl(impl_->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+    if (epoll_ctl(impl_->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST)
+      throw std::runtime_error(std::string("cannot watch a socket: ") + strerror(errno));
+  impl_->watched[fd] = write;
+}
+
+void HttpEngine::unwatch(int fd) {
+  if (impl_->watched.erase(fd)) epoll_ctl(impl_->epfd, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void HttpEngine::complete(HttpResult result) { impl_->completed.push_back(std::move(result)); }
 
 bool HttpEngine::wait(long timeout_ms) {
   long t = timeout_ms;
   if (impl_->curl_deadline_ms >= 0)
     t = std::max(0L, std::min<long>(t, impl_->curl_deadline_ms - steady_ms()));
+  const std::int64_t side_deadline = impl_->side ? impl_->side->deadline_ms() : -1;
+  if (side_deadline >= 0) t = std::max(0L, std::min<long>(t, side_deadline - steady_ms()));
+  // A side call that ended when it started is taken at once.
+  if (!impl_->completed.empty()) t = 0;
   WaitEvent events[3];
   int n =
       pg_call([&] { return WaitEventSetWait(impl_->wait_set, t, events, 3, PG_WAIT_EXTENSION); });
@@ -308,10 +345,15 @@ bool HttpEngine::wait(long timeout_ms) {
     if (events[i].events & WL_SOCKET_READABLE) sockets = true;
   }
   if (latch) pg_call_void([] { ResetLatch(MyLatch); });
+  std::vector<int> side_ready;
   if (sockets) {
     epoll_event ready[64];
     int k = epoll_wait(impl_->epfd, ready, 64, 0);
     for (int i = 0; i < k; ++i) {
+      if (impl_->watched.count(ready[i].data.fd)) {
+        side_ready.push_back(ready[i].data.fd);
+        continue;
+      }
       int flags = (ready[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                   (ready[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                   (ready[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
@@ -323,6 +365,8 @@ bool HttpEngine::wait(long timeout_ms) {
     impl_->drive(CURL_SOCKET_TIMEOUT, 0);
   }
   impl_->collect();
+  if (impl_->side && (!side_ready.empty() || (side_deadline >= 0 && steady_ms() >= side_deadline)))
+    impl_->side->progress(*this, side_ready);
   return latch;
 }
 

@@ -30,6 +30,22 @@ struct HttpResult {
   double elapsed_ms = 0;
 };
 
+class HttpEngine;
+
+// Calls of another kind that share an engine's wait: libpq calls to a remote
+// pg_ves (remote_pg.hpp). Their sockets are watched beside curl's, and they
+// finish into the same take_completed(), under their own tags.
+class SideCalls {
+ public:
+  virtual ~SideCalls() = default;
+  // After every wait: moves on the calls whose sockets are in ready (or
+  // whose deadline passed) and completes the finished ones.
+  virtual void progress(HttpEngine &engine, const std::vector<int> &ready) = 0;
+  // The steady-clock ms by which progress must run at the latest; -1: none.
+  virtual std::int64_t deadline_ms() const = 0;
+  virtual int in_flight() const = 0;
+};
+
 class HttpEngine {
  public:
   HttpEngine();
@@ -49,6 +65,17 @@ class HttpEngine {
   bool wait(long timeout_ms);
 
   std::vector<HttpResult> take_completed();
+
+  // The engine's side calls (created by their owner on first use; destroyed
+  // with the engine, before its wait set).
+  SideCalls *side_calls() const;
+  void set_side_calls(std::unique_ptr<SideCalls> calls);
+  // A side call's socket: watched for reading, and for writing too when
+  // write; unwatch before the socket is closed.
+  void watch(int fd, bool write);
+  void unwatch(int fd);
+  // A side call's answer, for take_completed().
+  void complete(HttpResult result);
 
  private:
   struct Impl;

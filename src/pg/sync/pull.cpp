@@ -189,36 +189,51 @@ class HttpTransport final : public Transport {
   const Source &source_;
 };
 
-// A ves_postgres source: ves.sequenced_events on the remote pg_ves database
-// answers the same page as a sequencer's GET /api/v1/events.
+// A ves_postgres source's page request: ves.sequenced_events on the remote
+// pg_ves database answers the same page as a sequencer's GET /api/v1/events.
+const char *const kRemotePageSql =
+    "SELECT ves.sequenced_events($1::uuid, $2::uuid, $3::bigint, $4::int)";
+
+std::vector<std::string> remote_page_params(const core::ves::Uuid &tenant,
+                                            const core::ves::Uuid &store, std::int64_t from,
+                                            std::int64_t limit) {
+  return {core::ves::format_uuid(tenant), core::ves::format_uuid(store), std::to_string(from),
+          std::to_string(limit)};
+}
+
+// What the remote answered (remote_pg's answer shapes).
+Transport::Page remote_page_of(const HttpResult &h) {
+  Transport::Page page;
+  if (!h.transport_error && h.status == 200) {
+    page.ok = true;
+    page.body = h.excerpt;
+  } else if (h.transport_error) {
+    page.error = h.error;
+  } else {
+    page.retry = false;
+    page.error = "remote pg_ves: " + h.excerpt;
+  }
+  return page;
+}
+
+Transport::Page no_conninfo() {
+  Transport::Page page;
+  page.error = "the source has no conninfo option";
+  page.retry = false;
+  return page;
+}
+
+// A ves_postgres source read in the calling backend (ves.pull_events; the
+// worker makes the same call on its own engine).
 class PgTransport final : public Transport {
  public:
   explicit PgTransport(const Source &source) : source_(source) {}
   Page fetch(const core::ves::Uuid &tenant, const core::ves::Uuid &store, std::int64_t from,
              std::int64_t limit) override {
-    Page page;
-    if (source_.conninfo.empty()) {
-      page.error = "the source has no conninfo option";
-      page.retry = false;
-      return page;
-    }
-    remote_pg::Result got =
-        remote_pg::call_json(remote_pg::Target{source_.id, source_.conninfo, source_.timeout_ms},
-                             "SELECT ves.sequenced_events($1::uuid, $2::uuid, $3::bigint, $4::int)",
-                             {core::ves::format_uuid(tenant), core::ves::format_uuid(store),
-                              std::to_string(from), std::to_string(limit)});
-    if (got.text) {
-      page.ok = true;
-      page.body = std::move(*got.text);
-    } else if (got.failure) {
-      page.retry = got.failure->retryable;
-      page.error =
-          "remote pg_ves: " + (got.failure->sqlstate.empty() ? "" : got.failure->sqlstate + ": ") +
-          got.failure->message;
-    } else {
-      page.error = "remote pg_ves: no answer";
-    }
-    return page;
+    if (source_.conninfo.empty()) return no_conninfo();
+    return remote_page_of(
+        remote_pg::call(remote_pg::Target{source_.id, source_.conninfo, source_.timeout_ms},
+                        kRemotePageSql, remote_page_params(tenant, store, from, limit)));
   }
 
  private:
@@ -629,26 +644,11 @@ std::int64_t pulled(const Source &s, const Transport::Page &page) {
   return steady_ms() + interval;
 }
 
-// Pulls one source once in this backend (ves_postgres sources: the remote
-// call is synchronous); returns when it is due again (steady ms).
-std::int64_t pull_source(const Source &s) {
-  std::unique_ptr<Transport> transport = transport_for(s);
-  Transport::Page page;
-  try {
-    page = transport->fetch(s.tenant, s.store, s.next_sequence, s.options.batch);
-  } catch (const PgError &e) {
-    log_error_data("pg_ves: pulling", e.data());
-    page.error = "the read failed";
-  } catch (const std::exception &e) {
-    page.error = e.what();
-  }
-  return pulled(s, page);
-}
-
-// Pages of ves_sequencer sources requested on the worker's own HTTP engine,
-// beside its deliveries, by source id: the loop goes on delivering while
-// they are in flight, and applies each once it has answered. Their transfer
-// tags: kPullTag, the request's number, the source's id.
+// Pages requested on the worker's own engine (a ves_sequencer's over HTTP,
+// a ves_postgres source's over libpq), beside its deliveries, by source id:
+// the loop goes on delivering while they are in flight, and applies each
+// once it has answered. Their tags: kPullTag, the request's number, the
+// source's id.
 constexpr std::uint64_t kPullTag = std::uint64_t{1} << 62;
 struct Fetching {
   Source source;
@@ -662,21 +662,28 @@ std::uint64_t tag_of(std::uint64_t number, int id) {
   return kPullTag | (number << 32) | static_cast<std::uint32_t>(id);
 }
 
-// Starts pulling a source that is due: a ves_sequencer page on the engine,
-// anything else at once. Returns when it is due again (steady ms; the far
-// future while its page is in flight).
+// Starts pulling a source that is due: its page requested on the engine.
+// Returns when it is due again (steady ms; the far future while its page
+// is in flight).
 std::int64_t start_pull(HttpEngine &engine, Source s) {
   if (s.stopped) {
     states[s.id].failures = 0;
     // Looked at again: an acknowledgement resumes it.
     return steady_ms() + s.options.interval_ms;
   }
-  if (s.kind != "ves_sequencer") return pull_source(s);
   const int id = s.id;
   const std::uint64_t number = next_number++;
-  core::HttpRequest request = page_request(s, s.tenant, s.store, s.next_sequence, s.options.batch);
-  engine.submit(tag_of(number, id), request, s.timeout_ms, kMaxPageBytes);
-  forget_credentials(request);
+  if (s.kind == "ves_postgres") {
+    if (s.conninfo.empty()) return pulled(s, no_conninfo());
+    remote_pg::start(engine, tag_of(number, id), remote_pg::Target{s.id, s.conninfo, s.timeout_ms},
+                     kRemotePageSql,
+                     remote_page_params(s.tenant, s.store, s.next_sequence, s.options.batch));
+  } else {
+    core::HttpRequest request =
+        page_request(s, s.tenant, s.store, s.next_sequence, s.options.batch);
+    engine.submit(tag_of(number, id), request, s.timeout_ms, kMaxPageBytes);
+    forget_credentials(request);
+  }
   fetching.insert_or_assign(id, Fetching{std::move(s), number, std::nullopt});
   return std::numeric_limits<std::int64_t>::max();
 }
@@ -706,7 +713,9 @@ long worker_round(HttpEngine &engine) {
     }
     Fetching done = std::move(it->second);
     it = fetching.erase(it);
-    const std::int64_t due = pulled(done.source, page_of(*done.answer));
+    const std::int64_t due =
+        pulled(done.source, done.source.kind == "ves_postgres" ? remote_page_of(*done.answer)
+                                                               : page_of(*done.answer));
     states[done.source.id].next_at = due;
     next_round_ms = std::min(next_round_ms, due);
   }

@@ -1,8 +1,18 @@
 #include "pg/sync/remote_pg.hpp"
 
+#include "core/platforms/ves_postgres.hpp"
+#include "pg/base/boundary.hpp"
+#include "pg/base/safe.hpp"
+#include "pg/sync/clock.hpp"
+
+extern "C" {
+#include "storage/latch.h"
+}
+
 #include <libpq-fe.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +34,16 @@ std::map<int, std::unique_ptr<Kept>> &kept() {
   static std::map<int, std::unique_ptr<Kept>> connections;
   return connections;
 }
+
+// forget() calls so far: a connection in use goes back to kept() when its
+// call ends only if none came meanwhile.
+std::uint64_t forgotten = 0;
+
+struct Failure {
+  bool retryable = false;
+  std::string sqlstate;  // the remote's SQLSTATE, "" when none (connection level)
+  std::string message;   // what went wrong, without the password
+};
 
 std::string hash_of(const std::string &s) {
   unsigned char h[crypto_generichash_BYTES];
@@ -78,95 +98,356 @@ bool retryable_state(const std::string &state) {
          state == "58000" || state == "58030";
 }
 
+HttpResult failed(std::uint64_t tag, const Failure &f) {
+  HttpResult r;
+  r.tag = tag;
+  const std::string what = (f.sqlstate.empty() ? "" : f.sqlstate + ": ") + f.message;
+  if (f.retryable) {
+    r.transport_error = true;
+    r.error = "remote pg_ves: " + what;
+  } else {
+    r.status = core::ves_postgres_refused;
+    r.excerpt = what;
+  }
+  return r;
+}
+
+enum class Stage { connecting, setting, calling };
+
+struct Call {
+  std::uint64_t tag = 0;
+  int destination = 0;
+  std::string conninfo;  // secret: wiped with the call
+  long timeout_ms = 0;
+  std::string sql;
+  std::vector<std::string> params;
+  std::unique_ptr<Kept> kept;
+  Stage stage = Stage::connecting;
+  int fd = -1;            // the socket watched on the engine, -1 none
+  bool flushing = false;  // the statement is not all sent yet
+  std::int64_t started_ms = 0;
+  std::int64_t deadline_ms = -1;
+  PGresult *result = nullptr;  // the statement's, until its end
+  std::uint64_t forgotten_at = 0;
+  bool ended = false;  // its answer went to the engine
+
+  ~Call() {
+    if (result) PQclear(result);
+    sodium_memzero(conninfo.data(), conninfo.size());
+  }
+};
+
+// The calls of one engine.
+class Calls final : public SideCalls {
+ public:
+  void add(HttpEngine &engine, std::unique_ptr<Call> call) {
+    for (const auto &c : running_)
+      if (c->destination == call->destination) {
+        waiting_.push_back(std::move(call));
+        return;
+      }
+    begin(engine, std::move(call));
+  }
+
+  void progress(HttpEngine &engine, const std::vector<int> &ready) override {
+    const std::int64_t now = steady_ms();
+    for (std::size_t i = 0; i < running_.size();) {
+      Call &c = *running_[i];
+      const bool due = (c.deadline_ms >= 0 && now >= c.deadline_ms) ||
+                       std::find(ready.begin(), ready.end(), c.fd) != ready.end();
+      if (due) step(engine, c);
+      if (c.ended) {
+        running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      ++i;
+    }
+    // Calls that waited for their destination's connection.
+    for (std::size_t i = 0; i < waiting_.size();) {
+      const int destination = waiting_[i]->destination;
+      if (std::any_of(running_.begin(), running_.end(),
+                      [&](const auto &c) { return c->destination == destination; })) {
+        ++i;
+        continue;
+      }
+      std::unique_ptr<Call> call = std::move(waiting_[i]);
+      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+      begin(engine, std::move(call));
+    }
+  }
+
+  std::int64_t deadline_ms() const override {
+    std::int64_t out = -1;
+    for (const auto &c : running_)
+      if (c->deadline_ms >= 0 && (out < 0 || c->deadline_ms < out)) out = c->deadline_ms;
+    return out;
+  }
+
+  int in_flight() const override { return static_cast<int>(running_.size() + waiting_.size()); }
+
+ private:
+  std::vector<std::unique_ptr<Call>> running_;
+  std::vector<std::unique_ptr<Call>> waiting_;
+
+  void begin(HttpEngine &engine, std::unique_ptr<Call> call) {
+    Call &c = *call;
+    c.started_ms = steady_ms();
+    c.forgotten_at = forgotten;
+    auto &map = kept();
+    const std::string h = hash_of(c.conninfo);
+    auto it = map.find(c.destination);
+    if (it != map.end() &&
+        (it->second->conninfo_hash != h || it->second->timeout_ms != c.timeout_ms ||
+         !it->second->conn || PQstatus(it->second->conn) != CONNECTION_OK)) {
+      map.erase(it);
+      it = map.end();
+    }
+    if (it != map.end()) {
+      c.kept = std::move(it->second);
+      map.erase(it);
+      c.stage = Stage::calling;
+      send(engine, c);
+      if (!c.ended) running_.push_back(std::move(call));
+      return;
+    }
+    // A password given in conninfo is never sent anywhere else.
+    const char *keywords[] = {"dbname", "application_name", nullptr};
+    const char *values[] = {c.conninfo.c_str(), "pg_ves sync", nullptr};
+    c.kept = std::make_unique<Kept>();
+    c.kept->conninfo_hash = h;
+    c.kept->timeout_ms = c.timeout_ms;
+    c.kept->conn = PQconnectStartParams(keywords, values, 1);
+    c.stage = Stage::connecting;
+    c.deadline_ms = c.started_ms + std::max<long>(2000, c.timeout_ms);
+    if (!c.kept->conn || PQstatus(c.kept->conn) == CONNECTION_BAD) {
+      fail_connect(engine, c);
+      return;
+    }
+    // Before the first PQconnectPoll, libpq waits for the socket to be
+    // writable (the connect under way).
+    rewatch(engine, c, true);
+    running_.push_back(std::move(call));
+  }
+
+  void rewatch(HttpEngine &engine, Call &c, bool write) {
+    const int fd = PQsocket(c.kept->conn);
+    // While connecting, libpq may close its socket and open another (for the
+    // next address), perhaps under the same number: registered afresh.
+    if (c.fd >= 0 && (fd != c.fd || c.stage == Stage::connecting)) engine.unwatch(c.fd);
+    c.fd = fd;
+    if (fd >= 0) engine.watch(fd, write);
+  }
+
+  // Ends a call: its answer to the engine, its connection kept for the next
+  // call when it is healthy. An ended call leaves running_ in progress().
+  void finish(HttpEngine &engine, Call &c, HttpResult r) {
+    c.ended = true;
+    if (c.fd >= 0) engine.unwatch(c.fd);
+    c.fd = -1;
+    c.deadline_ms = -1;
+    r.elapsed_ms = static_cast<double>(steady_ms() - c.started_ms);
+    if (c.kept && c.kept->conn && PQstatus(c.kept->conn) == CONNECTION_OK &&
+        PQtransactionStatus(c.kept->conn) == PQTRANS_IDLE && c.forgotten_at == forgotten)
+      kept()[c.destination] = std::move(c.kept);
+    c.kept.reset();
+    engine.complete(std::move(r));
+  }
+
+  // The connection broke or cannot go on: retried later on a new one.
+  void fail_connection(HttpEngine &engine, Call &c, const std::string &message) {
+    Failure f;
+    f.retryable = true;
+    f.message = masked(message, c.conninfo);
+    if (c.fd >= 0) engine.unwatch(c.fd);
+    c.fd = -1;
+    c.kept.reset();
+    finish(engine, c, failed(c.tag, f));
+  }
+
+  void fail_connect(HttpEngine &engine, Call &c) {
+    std::string message = c.kept->conn ? PQerrorMessage(c.kept->conn) : "out of memory";
+    if (message.find("invalid connection option") != std::string::npos ||
+        message.find("missing \"=\"") != std::string::npos ||
+        message.find("invalid URI") != std::string::npos)
+      message = "the conninfo option is not a valid libpq connection string";
+    Failure f = connect_failure(masked(message, c.conninfo));
+    if (c.fd >= 0) engine.unwatch(c.fd);
+    c.fd = -1;
+    c.kept.reset();
+    finish(engine, c, failed(c.tag, f));
+  }
+
+  // Sends the stage's statement.
+  void send(HttpEngine &engine, Call &c) {
+    PGconn *conn = c.kept->conn;
+    int sent;
+    if (c.stage == Stage::setting) {
+      const std::string set_timeout =
+          "SET statement_timeout = " + std::to_string(std::max<long>(1, c.timeout_ms));
+      sent = PQsendQuery(conn, set_timeout.c_str());
+    } else {
+      std::vector<const char *> values;
+      for (const std::string &p : c.params) values.push_back(p.c_str());
+      sent = PQsendQueryParams(conn, c.sql.c_str(), static_cast<int>(values.size()), nullptr,
+                               values.data(), nullptr, nullptr, 0);
+    }
+    if (!sent) {
+      fail_connection(engine, c, PQerrorMessage(conn));
+      return;
+    }
+    // The remote's statement_timeout ends a slow statement first; a remote
+    // that stays silent a second longer is given up.
+    c.deadline_ms = steady_ms() + std::max<long>(1, c.timeout_ms) + 1000;
+    c.flushing = true;
+    flush(engine, c);
+  }
+
+  // Returns false when the call ended.
+  bool flush(HttpEngine &engine, Call &c) {
+    const int r = PQflush(c.kept->conn);
+    if (r < 0) {
+      fail_connection(engine, c, PQerrorMessage(c.kept->conn));
+      return false;
+    }
+    c.flushing = r == 1;
+    rewatch(engine, c, c.flushing);
+    return true;
+  }
+
+  // Moves a call on (it may end).
+  void step(HttpEngine &engine, Call &c) {
+    if (c.deadline_ms >= 0 && steady_ms() >= c.deadline_ms) {
+      fail_connection(
+          engine, c,
+          c.stage == Stage::connecting
+              ? "no connection within " + std::to_string(std::max<long>(2000, c.timeout_ms)) + " ms"
+              : "no answer within " + std::to_string(c.timeout_ms) + " ms");
+      return;
+    }
+    PGconn *conn = c.kept->conn;
+    if (c.stage == Stage::connecting) {
+      switch (PQconnectPoll(conn)) {
+        case PGRES_POLLING_READING:
+          rewatch(engine, c, false);
+          return;
+        case PGRES_POLLING_WRITING:
+          rewatch(engine, c, true);
+          return;
+        case PGRES_POLLING_OK:
+          if (PQsetnonblocking(conn, 1) != 0) {
+            fail_connection(engine, c, PQerrorMessage(conn));
+            return;
+          }
+          c.stage = Stage::setting;
+          send(engine, c);
+          return;
+        default:
+          fail_connect(engine, c);
+          return;
+      }
+    }
+    if (c.flushing && !flush(engine, c)) return;
+    if (!PQconsumeInput(conn)) {
+      fail_connection(engine, c, PQerrorMessage(conn));
+      return;
+    }
+    while (!PQisBusy(conn)) {
+      PGresult *r = PQgetResult(conn);
+      if (r) {
+        if (c.result) PQclear(c.result);
+        c.result = r;
+        continue;
+      }
+      // The statement has ended.
+      PGresult *result = c.result;
+      c.result = nullptr;
+      if (c.stage == Stage::setting) {
+        const bool ok = result && PQresultStatus(result) == PGRES_COMMAND_OK;
+        if (result) PQclear(result);
+        if (!ok) {
+          fail_connection(engine, c, PQerrorMessage(conn));
+          return;
+        }
+        c.stage = Stage::calling;
+        send(engine, c);
+        return;
+      }
+      answered(engine, c, result);
+      return;
+    }
+    return;
+  }
+
+  void answered(HttpEngine &engine, Call &c, PGresult *r) {
+    PGconn *conn = c.kept->conn;
+    const ExecStatusType status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (status == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1 &&
+        !PQgetisnull(r, 0, 0)) {
+      HttpResult ok;
+      ok.tag = c.tag;
+      ok.status = 200;
+      ok.excerpt = std::string(PQgetvalue(r, 0, 0), PQgetlength(r, 0, 0));
+      PQclear(r);
+      finish(engine, c, std::move(ok));
+      return;
+    }
+    Failure f;
+    if (r && status == PGRES_FATAL_ERROR) {
+      const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+      f.sqlstate = state ? state : "";
+      f.message = masked(primary ? primary : PQerrorMessage(conn), c.conninfo);
+      f.retryable = f.sqlstate.empty() || retryable_state(f.sqlstate);
+    } else if (r) {
+      f.message = "the remote answered " + std::to_string(PQntuples(r)) + " rows of " +
+                  std::to_string(PQnfields(r)) + " columns, not one value";
+    } else {
+      f.message = masked(PQerrorMessage(conn), c.conninfo);
+      f.retryable = true;
+    }
+    if (r) PQclear(r);
+    if (PQstatus(conn) != CONNECTION_OK) f.retryable = true;
+    finish(engine, c, failed(c.tag, f));
+  }
+};
+
 }  // namespace
 
 void forget(int destination_id) {
+  ++forgotten;
   if (destination_id == 0)
     kept().clear();
   else
     kept().erase(destination_id);
 }
 
-Result call_json(const Target &target, const std::string &sql,
-                 const std::vector<std::string> &params) {
-  Result out;
-  auto &map = kept();
-  const std::string h = hash_of(target.conninfo);
-  auto it = map.find(target.destination_id);
-  if (it != map.end() &&
-      (it->second->conninfo_hash != h || it->second->timeout_ms != target.timeout_ms ||
-       !it->second->conn || PQstatus(it->second->conn) != CONNECTION_OK)) {
-    map.erase(it);
-    it = map.end();
+void start(HttpEngine &engine, std::uint64_t tag, const Target &target, const std::string &sql,
+           const std::vector<std::string> &params) {
+  if (!engine.side_calls()) engine.set_side_calls(std::make_unique<Calls>());
+  auto call = std::make_unique<Call>();
+  call->tag = tag;
+  call->destination = target.destination_id;
+  call->conninfo = target.conninfo;
+  call->timeout_ms = target.timeout_ms;
+  call->sql = sql;
+  call->params = params;
+  static_cast<Calls *>(engine.side_calls())->add(engine, std::move(call));
+}
+
+HttpResult call(const Target &target, const std::string &sql,
+                const std::vector<std::string> &params) {
+  HttpEngine engine;
+  start(engine, 0, target, sql, params);
+  bool latch = false;
+  std::vector<HttpResult> got = engine.take_completed();
+  while (got.empty()) {
+    latch |= engine.wait(1000);
+    safe::check_for_interrupts();
+    got = engine.take_completed();
   }
-  if (it == map.end()) {
-    // A password given in conninfo is never sent anywhere else; the
-    // connection's own settings follow it, so they win over the string's.
-    const long seconds = std::max<long>(2, (target.timeout_ms + 999) / 1000);
-    const std::string connect_timeout = std::to_string(seconds);
-    const char *keywords[] = {"dbname", "connect_timeout", "application_name", nullptr};
-    const char *values[] = {target.conninfo.c_str(), connect_timeout.c_str(), "pg_ves sync",
-                            nullptr};
-    auto k = std::make_unique<Kept>();
-    k->conn = PQconnectdbParams(keywords, values, 1);
-    if (!k->conn || PQstatus(k->conn) != CONNECTION_OK) {
-      std::string message = k->conn ? PQerrorMessage(k->conn) : "out of memory";
-      if (message.find("invalid connection option") != std::string::npos ||
-          message.find("missing \"=\"") != std::string::npos ||
-          message.find("invalid URI") != std::string::npos)
-        message = "the conninfo option is not a valid libpq connection string";
-      out.failure = connect_failure(masked(message, target.conninfo));
-      return out;
-    }
-    const std::string set_timeout =
-        "SET statement_timeout = " + std::to_string(std::max<long>(1, target.timeout_ms));
-    PGresult *r = PQexec(k->conn, set_timeout.c_str());
-    const bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (r) PQclear(r);
-    if (!ok) {
-      Failure f;
-      f.retryable = true;
-      f.message = masked(PQerrorMessage(k->conn), target.conninfo);
-      out.failure = f;
-      return out;
-    }
-    k->conninfo_hash = h;
-    k->timeout_ms = target.timeout_ms;
-    it = map.emplace(target.destination_id, std::move(k)).first;
-  }
-  PGconn *conn = it->second->conn;
-  std::vector<const char *> values;
-  for (const std::string &p : params) values.push_back(p.c_str());
-  PGresult *r = PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                             values.data(), nullptr, nullptr, 0);
-  const ExecStatusType status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-  if (status == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1 &&
-      !PQgetisnull(r, 0, 0)) {
-    out.text = std::string(PQgetvalue(r, 0, 0), PQgetlength(r, 0, 0));
-    PQclear(r);
-    return out;
-  }
-  Failure f;
-  if (r && status == PGRES_FATAL_ERROR) {
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    f.sqlstate = state ? state : "";
-    f.message = masked(primary ? primary : PQerrorMessage(conn), target.conninfo);
-    f.retryable = f.sqlstate.empty() || retryable_state(f.sqlstate);
-  } else if (r) {
-    f.message = "the remote answered " + std::to_string(PQntuples(r)) + " rows of " +
-                std::to_string(PQnfields(r)) + " columns, not one value";
-  } else {
-    f.message = masked(PQerrorMessage(conn), target.conninfo);
-    f.retryable = true;
-  }
-  if (r) PQclear(r);
-  if (PQstatus(conn) != CONNECTION_OK) {
-    f.retryable = true;
-    map.erase(it);
-  }
-  out.failure = f;
-  return out;
+  // A wake-up meant for the caller's own wait is passed on.
+  if (latch) pg_call_void([] { SetLatch(MyLatch); });
+  return std::move(got.at(0));
 }
 
 }  // namespace pgves::pg::remote_pg

@@ -2,15 +2,22 @@
 // ves_postgres destination kind (pushes: ves.sequence_events) and pulls.
 //
 // A connection is kept per destination in this process and opened again
-// when it failed or its conninfo changed. Calls are synchronous, bounded by
-// the destination's timeout_ms: connect_timeout (whole seconds, at least 2,
-// as libpq allows) and statement_timeout on the remote. They run outside
-// any transaction of this backend. Nothing here raises a PostgreSQL error:
-// failures come back as a Failure, whose message never holds the password
-// (libpq's own words, with any occurrence of the password masked).
+// when it failed or its conninfo changed. Calls use libpq's non-blocking
+// interface on an HttpEngine: the sync worker goes on delivering while one
+// connects or waits for its answer. Calls to one destination run one at a
+// time on its connection, in the order started. Each is bounded by the
+// destination's timeout_ms: a connection must be up within it (at least
+// 2 s), the remote runs the statement under that statement_timeout, and a
+// remote that stays silent a second longer loses the connection. They run
+// outside any transaction of this backend. Nothing here raises a
+// PostgreSQL error: failures come back in the answer, whose text never
+// holds the password (libpq's own words, with any occurrence of the
+// password masked).
 #pragma once
 
-#include <optional>
+#include "pg/sync/http_engine.hpp"
+
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,28 +29,26 @@ struct Target {
   long timeout_ms = 30000;
 };
 
-struct Failure {
-  // Worth trying again later: the connection failed or broke, a timeout,
-  // the remote shutting down, out of resources, a serialization failure.
-  // Otherwise permanent: authentication refused, the remote's own refusal
-  // (pg_ves SQLSTATEs VE..., class 42, ...).
-  bool retryable = false;
-  std::string sqlstate;  // the remote's SQLSTATE, "" when none (connection level)
-  std::string message;   // what went wrong, without the password
-};
+// Starts running sql (one statement, parameters $1..$n as text) on the
+// target. The text of its single result value (e.g. a jsonb) comes out of
+// engine.take_completed() under tag, as an HttpResult:
+// - status 200, excerpt the value: the call succeeded;
+// - transport_error, error "remote pg_ves: [SQLSTATE: ]message": worth
+//   trying again later (the connection failed or broke, a timeout, the
+//   remote shutting down or out of resources, a serialization failure);
+// - status core::ves_postgres_refused, excerpt "[SQLSTATE: ]message":
+//   permanent (authentication refused, the remote's own refusal: pg_ves
+//   SQLSTATEs VE..., class 42, ...).
+void start(HttpEngine &engine, std::uint64_t tag, const Target &target, const std::string &sql,
+           const std::vector<std::string> &params);
 
-struct Result {
-  std::optional<std::string> text;  // the value of the single column of the single row
-  std::optional<Failure> failure;
-};
-
-// Runs sql (one statement, parameters $1..$n as text) on the target and
-// returns the text of its single result value (e.g. a jsonb).
-Result call_json(const Target &target, const std::string &sql,
-                 const std::vector<std::string> &params);
+// The same call, waited for in this backend (checking for interrupts).
+HttpResult call(const Target &target, const std::string &sql,
+                const std::vector<std::string> &params);
 
 // Closes the kept connection of a destination (it was dropped or changed),
-// or every one when destination_id is 0.
+// or every one when destination_id is 0; one in use is closed when its
+// call ends.
 void forget(int destination_id);
 
 }  // namespace pgves::pg::remote_pg
