@@ -197,6 +197,10 @@ dead=$(q "SELECT count(*) FROM ves.outbox WHERE status <> 'synced'")
 [ "$dead" -eq 0 ] || { echo "$dead outbox rows are not synced" >&2; exit 1; }
 [ "$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ves worker'")" = "$worker" ] ||
   echo "warning: the worker restarted during the run; its CPU figures are incomplete" >&2
+sleep 1  # the statistics of the worker's last transactions
+hot_line=$(q "SELECT 'listings updates: ' || n_tup_upd || ', HOT: ' || n_tup_hot_upd
+                || ' (' || round(100.0 * n_tup_hot_upd / greatest(n_tup_upd, 1)) || ' %)'
+              FROM pg_stat_user_tables WHERE relid = 'ves.listings'::regclass")
 
 # --- commit -> Shopify request latency at a steady load --------------------
 lat_line=""
@@ -328,6 +332,7 @@ for p in sorted({p for p, _ in base}):
 PY
 [ -z "$lat_line" ] || echo "$lat_line"
 [ -z "$load_line" ] || echo "$load_line"
+echo "$hot_line"
 
 # --- the adapters alone, one core ----------------------------------------------
 echo
