@@ -163,6 +163,30 @@ SELECT ves._reconcile_step('inb-due', false, '{"reads": [{"sku": "SKU-MANY-2", "
   "after": null}') AS stale_slice;
 SELECT after_sku, checked FROM ves.reconcile_progress;
 ROLLBACK;
+-- A read that differs from the SKU's count is not used when the listing's
+-- last push was acknowledged after the read was sent (the platform may have
+-- answered with its count from before that push); the same read sent after
+-- the push is a platform report.
+BEGIN;
+UPDATE ves.listings l SET pushed_at = now(), known_quantity = 0, state = 'synced'
+FROM ves.destinations d WHERE d.id = l.destination_id AND d.name = 'inb-due' AND l.sku IN ('SKU-MANY-1', 'SKU-MANY-3');
+SELECT ves._reconcile_step('inb-due', false, jsonb_build_object(
+  'reads', jsonb_build_array(
+    jsonb_build_object('sku', 'SKU-MANY-1', 'location', 'default', 'quantity', 3,
+                       'asked_ms', (extract(epoch FROM now()) * 1000)::bigint - 10000),
+    jsonb_build_object('sku', 'SKU-MANY-2', 'location', 'default', 'quantity', 0,
+                       'asked_ms', (extract(epoch FROM now()) * 1000)::bigint - 10000)),
+  'unread', 0, 'error', NULL, 'last', jsonb_build_object('sku', 'SKU-MANY-2', 'location', 'default'),
+  'more', true, 'after', NULL)) AS read_before_the_push;
+SELECT ves._reconcile_step('inb-due', false, jsonb_build_object(
+  'reads', jsonb_build_array(
+    jsonb_build_object('sku', 'SKU-MANY-3', 'location', 'default', 'quantity', 3,
+                       'asked_ms', (extract(epoch FROM now()) * 1000)::bigint + 1000)),
+  'unread', 0, 'error', NULL, 'last', jsonb_build_object('sku', 'SKU-MANY-3', 'location', 'default'),
+  'more', true, 'after', jsonb_build_object('sku', 'SKU-MANY-2', 'location', 'default'))) AS read_after_the_push;
+SELECT after_sku, checked, equal, mismatched, jsonb_array_length(mismatches) AS mismatches FROM ves.reconcile_progress;
+SELECT sku, on_hand FROM ves.inventory WHERE sku IN ('SKU-MANY-1', 'SKU-MANY-3') ORDER BY sku;
+ROLLBACK;
 -- Nobody but the worker's role may step a run, and nobody may call the
 -- pieces of a run or read its progress directly.
 SET ROLE regress_inb_admin;

@@ -383,7 +383,11 @@ SELECT pg_catalog.pg_extension_config_dump('ves.reconcile_progress', '');
 -- records each that differs from the SKU's available count as a platform
 -- report (ves._platform_report: the rules decide, the decided count is pushed
 -- back). `last_*` name the last listing read and `more` whether listings
--- after it were left for another slice.
+-- after it were left for another slice. A read that differs from the SKU's
+-- count is not used when the listing's last push was acknowledged (or a
+-- platform report recorded) after the read was sent: the platform may have
+-- answered with its count from before that push, which the rules would
+-- take for a change made there. The listing is read again by a later run.
 CREATE FUNCTION ves._reconcile_slice(d ves.destinations, stale_only boolean, run text, after_sku text,
                                      after_location text, max_listings int, reads jsonb,
                                      OUT checked int, OUT equal int, OUT mismatched int, OUT unread int,
@@ -412,6 +416,7 @@ BEGIN
   FOR r IN SELECT x.value FROM jsonb_array_elements(got -> 'reads') x
            ORDER BY x.value ->> 'sku', x.value ->> 'location' LOOP
     SELECT li.sku, li.location, li.known_quantity, coalesce(i.available, 0) AS available,
+           greatest(li.pushed_at, li.reported_at) AS last_known_at,
            EXISTS (SELECT FROM ves.outbox o WHERE o.destination_id = li.destination_id AND o.tenant_id = li.tenant_id
                      AND o.entity_type = 'inventory' AND o.entity_id = li.sku
                      AND o.status IN ('pending', 'failed')) AS queued INTO l
@@ -419,6 +424,8 @@ BEGIN
       = (li.tenant_id, li.store_id, li.sku, li.location)
     WHERE li.destination_id = d.id AND li.sku = r ->> 'sku' AND li.location = r ->> 'location';
     CONTINUE WHEN NOT FOUND;  -- unmapped meanwhile
+    CONTINUE WHEN r ? 'asked_ms' AND l.last_known_at >= pg_catalog.to_timestamp((r ->> 'asked_ms')::float8 / 1000)
+      AND (r -> 'quantity' = 'null'::jsonb OR (r ->> 'quantity')::bigint <> l.available);
     checked := checked + 1;
     IF r -> 'quantity' = 'null'::jsonb THEN
       mismatched := mismatched + 1;

@@ -175,20 +175,22 @@ bool take_answers(const core::Adapter &adapter, const core::Endpoint &endpoint,
   return reauthenticate;
 }
 
-// Adds the counts of listings[from + i] for i in [0, covered) to reads;
-// those without one count as unread.
+// Adds the counts of listings[from + i] for i in [0, covered) to reads,
+// each with asked_ms: no later than when it was asked for (Unix ms); those
+// without one count as unread.
 void add_reads(const std::vector<Listing> &listings, std::size_t from, std::size_t covered,
-               const Got &got, Value::Array &reads, std::int64_t &unread) {
+               const Got &got, std::int64_t asked_ms, Value::Array &reads, std::int64_t &unread) {
   for (std::size_t i = 0; i < covered; ++i) {
     if (!got[i]) {
       ++unread;
       continue;
     }
     const Listing &l = listings[from + i];
-    reads.emplace_back(Value::Object{
-        {"sku", l.sku},
-        {"location", l.location},
-        {"quantity", *got[i] ? Value(static_cast<double>(**got[i])) : Value(nullptr)}});
+    reads.emplace_back(
+        Value::Object{{"sku", l.sku},
+                      {"location", l.location},
+                      {"quantity", *got[i] ? Value(static_cast<double>(**got[i])) : Value(nullptr)},
+                      {"asked_ms", static_cast<double>(asked_ms)}});
   }
 }
 
@@ -294,7 +296,8 @@ using namespace pgves::pg;
 // text, max_listings int, rate_limit float8, burst int, concurrency int)
 // -> jsonb
 //   {"reads": [{"sku", "location", "quantity" (null: the platform does not
-//    know the item)}], "unread": n, "error": "why some could not be read",
+//    know the item), "asked_ms" (Unix ms no later than the read was sent)}],
+//    "unread": n, "error": "why some could not be read",
 //    "last": {"sku", "location"} (the last listing of the slice, null when
 //    it had none), "more": whether max_listings cut the slice short}
 // The slice: the listings after (after_sku, after_location) in (SKU,
@@ -358,6 +361,7 @@ PGVES_FUNCTION(ves_reconcile_read) {
       const std::vector<core::ListingFacts> facts = reconcile::listing_facts(listings, from, to);
       reconcile::Got got(facts.size());
       std::size_t covered = facts.size();  // rows [0, covered) were asked about
+      const std::int64_t asked_ms = unix_ms();
       for (int attempt = 0; attempt < 2; ++attempt) {
         endpoint.access_token = credentials.token.access_token;
         std::vector<core::PlatformRequest> requests =
@@ -384,7 +388,7 @@ PGVES_FUNCTION(ves_reconcile_read) {
         }
       }
       if (covered < facts.size()) end = from + covered;
-      reconcile::add_reads(listings, from, covered, got, reads, unread);
+      reconcile::add_reads(listings, from, covered, got, asked_ms, reads, unread);
       const std::int64_t done = static_cast<std::int64_t>(std::min(to, end));
       pg_call_void([&] { progress::update(done, unread); });
     }
@@ -613,7 +617,8 @@ struct WorkerSlice final : WorkerCalls {
   bool renewed = false;                   // the token was renewed for this slice
   bool renewing = false;                  // the one call in flight asks for a new token
   core::TokenBucket *read_bucket = nullptr;
-  std::string error;  // why nothing could be read (no token)
+  std::string error;          // why nothing could be read (no token)
+  std::int64_t asked_ms = 0;  // Unix ms before the first read was sent
 
   std::int64_t listings_shown() const override {
     return static_cast<std::int64_t>(listings.size());
@@ -622,7 +627,8 @@ struct WorkerSlice final : WorkerCalls {
   void record() override;
   Jsonb *reads();
   void build_reads() {
-    requests = adapter->build_reads(endpoint(), facts, unix_ms());
+    asked_ms = unix_ms();
+    requests = adapter->build_reads(endpoint(), facts, asked_ms);
     results.assign(requests.size(), HttpResult{});
     sent = answered = 0;
     bucket = read_bucket;
@@ -712,7 +718,7 @@ Jsonb *WorkerSlice::reads() {
     }
   }
   Value::Array found;
-  add_reads(listings, 0, end, got, found, unread);
+  add_reads(listings, 0, end, got, asked_ms, found, unread);
   const bool more =
       end < listings.size() || static_cast<std::int64_t>(listings.size()) == *slice.limit;
   Value::Object out = slice_result(std::move(found), unread, why, listings, end, slice, more);
