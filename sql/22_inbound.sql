@@ -178,14 +178,21 @@ SELECT ves._reconcile_step('inb-due', false, jsonb_build_object(
                        'asked_ms', (extract(epoch FROM now()) * 1000)::bigint - 10000)),
   'unread', 0, 'error', NULL, 'last', jsonb_build_object('sku', 'SKU-MANY-2', 'location', 'default'),
   'more', true, 'after', NULL)) AS read_before_the_push;
+-- Nor is a differing read of a listing in a batch the platform accepted and
+-- has not finished applying.
+INSERT INTO ves.platform_batches (destination_id, tenant_id, handle, items)
+SELECT id, tenant_id, 'regress-handle', '[{"sku": "SKU-MANY-4", "location": "default", "key": "k4"}]'
+FROM ves.destinations WHERE name = 'inb-due';
 SELECT ves._reconcile_step('inb-due', false, jsonb_build_object(
   'reads', jsonb_build_array(
     jsonb_build_object('sku', 'SKU-MANY-3', 'location', 'default', 'quantity', 3,
+                       'asked_ms', (extract(epoch FROM now()) * 1000)::bigint + 1000),
+    jsonb_build_object('sku', 'SKU-MANY-4', 'location', 'default', 'quantity', 4,
                        'asked_ms', (extract(epoch FROM now()) * 1000)::bigint + 1000)),
-  'unread', 0, 'error', NULL, 'last', jsonb_build_object('sku', 'SKU-MANY-3', 'location', 'default'),
+  'unread', 0, 'error', NULL, 'last', jsonb_build_object('sku', 'SKU-MANY-4', 'location', 'default'),
   'more', true, 'after', jsonb_build_object('sku', 'SKU-MANY-2', 'location', 'default'))) AS read_after_the_push;
 SELECT after_sku, checked, equal, mismatched, jsonb_array_length(mismatches) AS mismatches FROM ves.reconcile_progress;
-SELECT sku, on_hand FROM ves.inventory WHERE sku IN ('SKU-MANY-1', 'SKU-MANY-3') ORDER BY sku;
+SELECT sku, on_hand FROM ves.inventory WHERE sku IN ('SKU-MANY-1', 'SKU-MANY-3', 'SKU-MANY-4') ORDER BY sku;
 ROLLBACK;
 -- Nobody but the worker's role may step a run, and nobody may call the
 -- pieces of a run or read its progress directly.

@@ -387,7 +387,9 @@ SELECT pg_catalog.pg_extension_config_dump('ves.reconcile_progress', '');
 -- count is not used when the listing's last push was acknowledged (or a
 -- platform report recorded) after the read was sent: the platform may have
 -- answered with its count from before that push, which the rules would
--- take for a change made there. The listing is read again by a later run.
+-- take for a change made there. Nor is one of a listing in a batch the
+-- platform accepted and has not finished applying (Meta's items_batch).
+-- The listing is read again by a later run.
 CREATE FUNCTION ves._reconcile_slice(d ves.destinations, stale_only boolean, run text, after_sku text,
                                      after_location text, max_listings int, reads jsonb,
                                      OUT checked int, OUT equal int, OUT mismatched int, OUT unread int,
@@ -424,8 +426,12 @@ BEGIN
       = (li.tenant_id, li.store_id, li.sku, li.location)
     WHERE li.destination_id = d.id AND li.sku = r ->> 'sku' AND li.location = r ->> 'location';
     CONTINUE WHEN NOT FOUND;  -- unmapped meanwhile
-    CONTINUE WHEN r ? 'asked_ms' AND l.last_known_at >= pg_catalog.to_timestamp((r ->> 'asked_ms')::float8 / 1000)
-      AND (r -> 'quantity' = 'null'::jsonb OR (r ->> 'quantity')::bigint <> l.available);
+    IF r -> 'quantity' = 'null'::jsonb OR (r ->> 'quantity')::bigint <> l.available THEN
+      CONTINUE WHEN r ? 'asked_ms' AND l.last_known_at >= pg_catalog.to_timestamp((r ->> 'asked_ms')::float8 / 1000);
+      CONTINUE WHEN EXISTS (SELECT FROM ves.platform_batches b
+                            WHERE b.status = 'pending' AND b.destination_id = d.id
+                              AND b.items @> jsonb_build_array(jsonb_build_object('sku', l.sku, 'location', l.location)));
+    END IF;
     checked := checked + 1;
     IF r -> 'quantity' = 'null'::jsonb THEN
       mismatched := mismatched + 1;
