@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mockhttp import (ControlError, MockServer,  # noqa: E402
                       RequestLog, parse_fault_spec, write_atomic)
 
-FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset", "delay")
+FAULT_KINDS = ("throttle", "5xx", "token_expiry", "reset", "delay", "late")
 SERVER_NAME = "pg_ves-platform-mock"
 
 
@@ -83,7 +83,7 @@ class Fault:
     def describe(self):
         d = {"kind": self.kind, "times": self.times, "every": self.every,
              "path": self.path, "status": self.status}
-        if self.kind == "delay":
+        if self.kind in ("delay", "late"):
             d["delay_ms"] = self.delay_ms
         return d
 
@@ -135,6 +135,7 @@ class Platform(RequestLog):
 
     def __init__(self, config=None):
         self.lock = threading.RLock()
+        self.late = threading.local()  # this request's "late" fault: ms to wait
         self.base_config = dict(self.DEFAULTS)
         self.base_config.update(config or {})
         self.init_request_log()
@@ -200,6 +201,12 @@ class Platform(RequestLog):
                 # the mock answers nothing else during the wait either.
                 time.sleep(f.delay_ms / 1000.0)
                 continue
+            if f.kind == "late":
+                # Answered as things stand now, but sent only after the
+                # wait, during which other requests are served (a read
+                # whose answer is older than what happens meanwhile).
+                self.late.ms = f.delay_ms
+                continue
             return f
         return None
 
@@ -254,6 +261,7 @@ class Platform(RequestLog):
                 # Outside the lock: the URL may lead back to this mock.
                 obj = deliver(*obj.pop("_deliver"))
             return Reply(status, obj, outcome="control")
+        self.late.ms = 0
         with self.lock:
             self.stats["requests"] += 1
             try:
@@ -265,6 +273,8 @@ class Platform(RequestLog):
                               outcome="mock_bug")
             rec = self.add_record(method, target, headers, body, peer, reply)
         self.write_record(rec)
+        if self.late.ms:
+            time.sleep(self.late.ms / 1000.0)
         return reply
 
     def control(self, method, parts, body):

@@ -25,6 +25,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 use Digest::SHA qw(hmac_sha256_base64);
 
+use IPC::Run;
 use PgVesTest;
 
 my $json = JSON::PP->new->utf8->canonical;
@@ -232,6 +233,27 @@ ok(wait_until(60, \&converged), 'after changes on both sides the counts converge
 cmp_ok(mock('GET', '/_stats')->{stale} // 0, '>', $stale_before, 'through stale compare-and-sets');
 is(available('SKU-A') . ' ' . available('SKU-B'), '1 11', 'to the lower count of each (stock reductions win)');
 is(sql(q{SELECT consistency_score FROM ves.reconcile('shop')}), '1', 'and a reconciliation scores 1');
+
+# A read answered with the count from before a push made meanwhile: a
+# reconciliation asks Shopify for the counts, which answers them as they
+# stand but 1.5 s late; meanwhile a restock of ours is pushed and
+# acknowledged. The late answer is older than that push: it is no
+# platform-side change, and the count stays ours.
+ok(wait_until(30, \&converged), 'a quiet start');
+my $a_before = available('SKU-A');
+mock('POST', '/_faults', { kind => 'late', delay_ms => 1500, times => 1 });
+my $late_run = IPC::Run::start([ 'psql', '-X', '-q', '-At', '-d', $node->connstr('postgres'), '-c',
+	q{SELECT checked || ' ' || equal || ' ' || mismatched FROM ves.reconcile('shop')} ],
+	'>', \my $late_out, '2>', \my $late_err);
+ok(wait_until(10, sub { !@{ mock('GET', '/_stats')->{faults_pending} } }), 'the reconciliation asked for the counts');
+sql(qq{SELECT ves.adjust_stock('$tenant', '$store', 'SKU-A', 5)});
+ok(wait_until(10, sub { platform($item_a) == $a_before + 5 }), 'the restock reaches Shopify while the answer is on its way');
+$late_run->finish;
+chomp $late_out;
+is($late_out, '1 1 0', 'the late answer counts SKU-B only (equal); SKU-A\'s older count is not used')
+  or diag $late_err;
+is(available('SKU-A'), $a_before + 5, 'the restock stands');
+ok(wait_until(30, \&converged), 'and every count stays in step');
 
 is(mock('GET', '/_stats')->{auth_failures}, 0, 'no request failed authentication');
 
