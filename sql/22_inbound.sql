@@ -147,6 +147,10 @@ SELECT regress_try($q$SELECT ves._reconcile_step('inb-hook', false, '{"reads": [
 SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, NULL)$q$);
 SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, '{"reads": {}}')$q$);
 SELECT regress_try($q$SELECT ves._reconcile_step(NULL, false, '{"reads": []}')$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false,
+  '{"reads": [{"sku": "SKU-MANY-1", "location": "default", "quantity": 1, "asked_ms": "soon"}]}')$q$);
+SELECT regress_try($q$SELECT ves._reconcile_step('inb-due', false, '{"reads": [1]}')$q$);
+SELECT count(*) AS nothing_written FROM ves.reconcile_progress;
 SELECT regress_try($q$SELECT * FROM ves._reconcile_place('inb-hook', false)$q$);
 SELECT count(*) AS nothing_in_progress FROM ves.reconcile_progress;
 -- Where the worker's first slice starts: the destination's limits, from the

@@ -588,6 +588,12 @@ BEGIN
     RAISE EXCEPTION 'reads must be an object with the reads of a slice'
       USING ERRCODE = 'VE010', HINT = 'Only the sync worker steps a reconciliation, with what it read.';
   END IF;
+  IF EXISTS (SELECT FROM jsonb_array_elements(reads -> 'reads') x
+             WHERE jsonb_typeof(x.value) <> 'object'
+                OR (x.value ? 'asked_ms' AND jsonb_typeof(x.value -> 'asked_ms') <> 'number')) THEN
+    RAISE EXCEPTION 'every read must be an object, and its asked_ms a number'
+      USING ERRCODE = 'VE010', HINT = 'asked_ms is the Unix time in milliseconds before the read was sent.';
+  END IF;
   SELECT * INTO p FROM ves.reconcile_progress x WHERE x.destination_id = d.id FOR UPDATE;
   resumed := FOUND;
   IF (reads #>> '{after,sku}') IS DISTINCT FROM p.after_sku
