@@ -56,10 +56,7 @@ CREATE FUNCTION ves._listings_agree_counted() RETURNS boolean
 CREATE FUNCTION ves._listings_agree() RETURNS trigger
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF ves._listings_agree_counted() THEN
-    RETURN NULL;
-  END IF;
-  PERFORM ves._record_cross_platform(x.destination_id, EXTRACT(epoch FROM now() - x.changed_at)::double precision)
+  PERFORM ves._record_cross_platform(x.destination_id, pg_catalog.date_part('epoch', now() - x.changed_at))
   FROM (
     SELECT DISTINCT ON (n.tenant_id, n.store_id, n.sku, n.location) n.destination_id, i.updated_at AS changed_at
     FROM new_listings n
@@ -75,9 +72,11 @@ BEGIN
   ) x;
   RETURN NULL;
 END $$;
+-- The WHEN clause leaves the worker's statement out before the function is
+-- called (a SECURITY DEFINER plpgsql call per recorded batch otherwise).
 CREATE TRIGGER listings_agree AFTER UPDATE ON ves.listings
   REFERENCING OLD TABLE AS old_listings NEW TABLE AS new_listings
-  FOR EACH STATEMENT EXECUTE FUNCTION ves._listings_agree();
+  FOR EACH STATEMENT WHEN (NOT ves._listings_agree_counted()) EXECUTE FUNCTION ves._listings_agree();
 CREATE FUNCTION ves.reset_sync_metrics() RETURNS void
   AS 'MODULE_PATHNAME', 'ves_reset_sync_metrics' LANGUAGE C VOLATILE;
 CREATE FUNCTION ves.prometheus_metrics() RETURNS text
@@ -182,4 +181,5 @@ GRANT SELECT ON ves.sync_history TO ves_admin, pg_monitor;
 -- The worker writes the rollups and drops expired ones.
 GRANT SELECT, INSERT, DELETE ON ves.sync_history TO ves_worker;
 -- Its record of pushed counts counts the cross-platform samples it completes.
-GRANT EXECUTE ON FUNCTION ves._record_cross_platform(int, double precision) TO ves_worker;
+GRANT EXECUTE ON FUNCTION ves._record_cross_platform(int, double precision), ves._listings_agree_counted()
+  TO ves_worker;

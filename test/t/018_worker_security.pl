@@ -193,6 +193,35 @@ ok(wait_until(30, sub { sql("SELECT to_regclass('ves.$month') IS NOT NULL AND to
 is(sql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'ves.$month'::regclass"),
 	sql(q{SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pg_ves'}),
 	'owned by the extension owner (made through the SECURITY DEFINER function)');
+# A platform destination, as pgves_worker: it obtains and stores an access
+# token (Login with Amazon), pushes the mapped SKU's count, records the
+# listing with its rows, and counts the cross-platform sample once (the
+# trigger on ves.listings leaves the worker's statement to it).
+my $amazon = start_platform('amazon');
+my $aurl = 'http://127.0.0.1:' . $amazon->port;
+sql(qq{SELECT ves.create_destination('amazon', 'amazon_sp', '$aurl',
+  '{"tenant_id": "$tenant", "store_id": "$store", "seller_id": "A1PGVESTEST",
+    "marketplace_ids": ["ATVPDKIKX0DER"], "client_id": "amzn1.application-oa2-client.pgvestest",
+    "client_secret": "amzn-client-secret", "refresh_token": "Atzr|pgves-refresh-token",
+    "lwa_url": "$aurl/auth/o2/token", "product_type": "PRODUCT"}')});
+sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-R', 7)});
+sql(q{SELECT ves.map_listing('amazon', 'SKU-R', '{"sku": "SKU-R"}')});
+ok( wait_until(30, sub { ($amazon->call('GET', '/_quantities')->{quantities}{'SKU-R'} // -1) == 7 }),
+	'as pgves_worker it pushes a mapped SKU\'s count to Amazon');
+ok( wait_until(30, sub { sql(q{SELECT state || ' ' || known_quantity FROM ves.listings WHERE sku = 'SKU-R'}) eq 'synced 7' }),
+	'and records the listing synced with the count Amazon has');
+sql(qq{SELECT ves.set_stock('$tenant', '$store', 'SKU-R', 4)});
+ok( wait_until(30, sub { sql(q{SELECT known_quantity FROM ves.listings WHERE sku = 'SKU-R'}) == 4
+	  && sql(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+	           WHERE d.name = 'amazon' AND o.status <> 'synced'}) == 0 }),
+	'a change is pushed and recorded in the same way');
+like( sql(q~SELECT string_agg(line, ',') FROM regexp_split_to_table(ves.prometheus_metrics(), E'\n') line
+            WHERE line LIKE 'pgves_cross_platform_sync_seconds_count{destination="amazon"%'~),
+	qr/^pgves_cross_platform_sync_seconds_count\{destination="amazon"[^}]*\} 2$/,
+	'one cross-platform sample per push that brought Amazon in step, none twice');
+sql(q{SELECT ves.drop_destination('amazon')});
+$amazon->stop;
+
 my $log = log_since($offset);
 unlike($log, qr/permission denied|FATAL/, 'no permission error and no FATAL while it runs as pgves_worker');
 

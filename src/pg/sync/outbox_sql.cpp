@@ -443,10 +443,131 @@ void open_conflicts(const RowOutcome *outcomes, size_t n) {
 
 }  // namespace
 
-void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
+namespace {
+
+// What platforms acknowledged or refused, per listing, and the
+// cross-platform samples that completes, by the rules of the trigger
+// ves._listings_agree (which leaves this statement to it): per SKU and
+// location, one sample when every listing of it on every destination now
+// holds its available count and one of this statement's listings did not
+// hold it before ($7, what the claim read), counted on the lowest such
+// destination. The listings this statement writes are judged by what it
+// wrote (u); the others as its snapshot has them (their old rows would be
+// the written ones' too, hence `written`). Run with run_indexed: every
+// lookup goes by a key (listings_pkey, listings_sku_idx, the inventory's),
+// whatever the statistics said when the plan was made.
+const std::string kListingsSql =
+    "WITH u AS ("
+    " UPDATE ves.listings l SET"
+    "  pushed_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.pushed_quantity END,"
+    "  pushed_at = CASE WHEN r.state = 'synced' THEN now() ELSE l.pushed_at END,"
+    "  known_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.known_quantity END,"
+    "  state = r.state, last_error = r.error, updated_at = now()"
+    " FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], "
+    "$7::bigint[])"
+    "   AS r(destination_id, sku, location, quantity, state, error, prior_known)"
+    " WHERE l.destination_id = r.destination_id AND l.sku = r.sku AND l.location = r.location"
+    " RETURNING l.destination_id, l.tenant_id, l.store_id, l.sku, l.location, l.known_quantity,"
+    "  r.prior_known)"
+    " SELECT count(ves._record_cross_platform(x.destination_id,"
+    "   pg_catalog.date_part('epoch', now() - x.changed_at)))"
+    " FROM (SELECT u.tenant_id, u.store_id, u.sku, u.location, min(i.available) AS available,"
+    "         min(i.updated_at) AS changed_at, array_agg(u.destination_id) AS written,"
+    "         min(u.destination_id) FILTER (WHERE u.prior_known IS DISTINCT FROM u.known_quantity)"
+    "           AS destination_id"
+    "       FROM u JOIN ves.inventory i ON i.tenant_id = u.tenant_id AND i.store_id = u.store_id"
+    "         AND i.sku = u.sku AND i.location = u.location"
+    "       GROUP BY u.tenant_id, u.store_id, u.sku, u.location"
+    "       HAVING bool_and(u.known_quantity IS NOT DISTINCT FROM i.available)"
+    "         AND bool_or(u.prior_known IS DISTINCT FROM u.known_quantity)) x"
+    " WHERE NOT EXISTS (SELECT FROM ves.listings o"
+    "                   WHERE o.tenant_id = x.tenant_id AND o.store_id = x.store_id"
+    "                     AND o.sku = x.sku AND o.location = x.location"
+    "                     AND o.known_quantity IS DISTINCT FROM x.available"
+    "                     AND o.destination_id <> ALL (x.written))";
+
+SavedPlan listings_plan = {kListingsSql.c_str(),
+                           7,
+                           {INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+                            TEXTARRAYOID, INT8ARRAYOID},
+                           nullptr};
+
+// kListingsSql with its parameters numbered from `first` ($1 is $first).
+std::string renumbered(const std::string &sql, int first) {
+  std::string out;
+  for (size_t p = 0; p < sql.size(); ++p) {
+    if (sql[p] != '$' || p + 1 >= sql.size() || !isdigit(static_cast<unsigned char>(sql[p + 1]))) {
+      out += sql[p];
+      continue;
+    }
+    size_t end = p + 1;
+    while (end < sql.size() && isdigit(static_cast<unsigned char>(sql[end]))) ++end;
+    out += "$" + std::to_string(std::stoi(sql.substr(p + 1, end - p - 1)) + first - 1);
+    p = end - 1;
+  }
+  return out;
+}
+
+// The rows' outcomes (kRecordSql, $1 to $9) and their listings
+// (kListingsSql, $10 to $16) in one statement: a round of platform
+// deliveries starts one statement instead of two.
+const std::string kRecordWithListingsSql = "WITH recorded AS (" + std::string(kRecordSql) +
+                                           " RETURNING 1), " +
+                                           renumbered(kListingsSql, 10).substr(5);
+SavedPlan record_listings_plan = {
+    kRecordWithListingsSql.c_str(),
+    16,
+    {INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+     TEXTARRAYOID, TEXTARRAYOID, INT8OID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
+     TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID},
+    nullptr};
+
+// The listings' columns as kListingsSql's parameters (PostgreSQL calls
+// only): args[0] to args[6]. The vectors hold the Datums until the
+// statement has run.
+struct ListingColumns {
+  std::vector<Datum> dests, skus, locations, quantities, states, errors, priors;
+  std::vector<bool> prior_nulls;
+};
+void listing_args(const std::vector<ListingOutcome> &outcomes, ListingColumns &c, Datum *args) {
+  for (const ListingOutcome &o : outcomes) {
+    c.dests.push_back(Int32GetDatum(o.destination));
+    c.skus.push_back(CStringGetTextDatum(o.sku.c_str()));
+    c.locations.push_back(CStringGetTextDatum(o.location.c_str()));
+    c.quantities.push_back(Int64GetDatum(o.quantity));
+    c.states.push_back(CStringGetTextDatum(o.state));
+    c.errors.push_back(CStringGetTextDatum(o.error.c_str()));
+    c.priors.push_back(Int64GetDatum(o.prior_known.value_or(0)));
+    c.prior_nulls.push_back(!o.prior_known.has_value());
+  }
+  args[0] = array_of(c.dests, INT4OID);
+  args[1] = array_of(c.skus, TEXTOID);
+  args[2] = array_of(c.locations, TEXTOID);
+  args[3] = array_of(c.quantities, INT8OID);
+  args[4] = array_of(c.states, TEXTOID);
+  args[5] = array_of(c.errors, TEXTOID);
+  args[6] = array_of(c.priors, INT8OID, &c.prior_nulls);
+}
+
+// The trigger on ves.listings leaves the samples of a statement that
+// records listings to the statement, and only it: the flag is down again
+// however the statement ends.
+struct Counting {
+  Counting() { metrics::agreements_counted_by_statement = true; }
+  ~Counting() { metrics::agreements_counted_by_statement = false; }
+};
+
+}  // namespace
+
+void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner,
+                 const std::vector<ListingOutcome> *listings) {
   record_receipts(outcomes, n, owner);
+  const bool with_listings = listings && !listings->empty();
+  std::optional<Counting> counting;
+  if (with_listings) counting.emplace();
   // Declared outside pg_call: a Postgres error must not skip destructors.
   std::vector<Datum> ids, tenants, statuses, delays, attempts, codes, errors, excerpts;
+  ListingColumns columns;
   pg_call_void([&] {
     for (size_t i = 0; i < n; ++i) {
       const RowOutcome &o = outcomes[i];
@@ -462,11 +583,16 @@ void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner) {
       excerpts.push_back(
           PointerGetDatum(cstring_to_text_with_len(o.excerpt.data(), clean_length(o.excerpt))));
     }
-    Datum args[9] = {
+    Datum args[16] = {
         array_of(ids, INT8OID),    array_of(tenants, UUIDOID),  array_of(statuses, TEXTOID),
         array_of(delays, INT8OID), array_of(attempts, INT4OID), array_of(codes, INT4OID),
         array_of(errors, TEXTOID), array_of(excerpts, TEXTOID), Int64GetDatum(owner)};
-    run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
+    if (with_listings) {
+      listing_args(*listings, columns, args + 9);
+      run_indexed(record_listings_plan, args, nullptr, SPI_OK_SELECT);
+    } else {
+      run_indexed(record_plan, args, nullptr, SPI_OK_UPDATE);
+    }
   });
   open_conflicts(outcomes, n);
 }
@@ -504,83 +630,13 @@ void release_leases_of(std::int64_t owner) {
   });
 }
 
-namespace {
-
-// What platforms acknowledged or refused, per listing, and the
-// cross-platform samples that completes, by the rules of the trigger
-// ves._listings_agree (which leaves this statement to it): per SKU and
-// location, one sample when every listing of it on every destination now
-// holds its available count and one of this statement's listings did not
-// hold it before ($7, what the claim read), counted on the lowest such
-// destination. The listings this statement writes are judged by what it
-// wrote (u); the others as its snapshot has them (their old rows would be
-// the written ones' too, hence `written`). Run with run_indexed: every
-// lookup goes by a key (listings_pkey, listings_sku_idx, the inventory's),
-// whatever the statistics said when the plan was made.
-SavedPlan listings_plan = {
-    "WITH u AS ("
-    " UPDATE ves.listings l SET"
-    "  pushed_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.pushed_quantity END,"
-    "  pushed_at = CASE WHEN r.state = 'synced' THEN now() ELSE l.pushed_at END,"
-    "  known_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.known_quantity END,"
-    "  state = r.state, last_error = r.error, updated_at = now()"
-    " FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], "
-    "$7::bigint[])"
-    "   AS r(destination_id, sku, location, quantity, state, error, prior_known)"
-    " WHERE l.destination_id = r.destination_id AND l.sku = r.sku AND l.location = r.location"
-    " RETURNING l.destination_id, l.tenant_id, l.store_id, l.sku, l.location, l.known_quantity,"
-    "  r.prior_known)"
-    " SELECT count(ves._record_cross_platform(x.destination_id,"
-    "   EXTRACT(epoch FROM now() - x.changed_at)::double precision))"
-    " FROM (SELECT u.tenant_id, u.store_id, u.sku, u.location, min(i.available) AS available,"
-    "         min(i.updated_at) AS changed_at, array_agg(u.destination_id) AS written,"
-    "         min(u.destination_id) FILTER (WHERE u.prior_known IS DISTINCT FROM u.known_quantity)"
-    "           AS destination_id"
-    "       FROM u JOIN ves.inventory i ON i.tenant_id = u.tenant_id AND i.store_id = u.store_id"
-    "         AND i.sku = u.sku AND i.location = u.location"
-    "       GROUP BY u.tenant_id, u.store_id, u.sku, u.location"
-    "       HAVING bool_and(u.known_quantity IS NOT DISTINCT FROM i.available)"
-    "         AND bool_or(u.prior_known IS DISTINCT FROM u.known_quantity)) x"
-    " WHERE NOT EXISTS (SELECT FROM ves.listings o"
-    "                   WHERE o.tenant_id = x.tenant_id AND o.store_id = x.store_id"
-    "                     AND o.sku = x.sku AND o.location = x.location"
-    "                     AND o.known_quantity IS DISTINCT FROM x.available"
-    "                     AND o.destination_id <> ALL (x.written))",
-    7,
-    {INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-     INT8ARRAYOID},
-    nullptr};
-
-}  // namespace
-
 void record_listings(const std::vector<ListingOutcome> &outcomes) {
   if (outcomes.empty()) return;
-  std::vector<Datum> dests, skus, locations, quantities, states, errors, priors;
-  std::vector<bool> prior_nulls;
-  // The trigger on ves.listings leaves this statement's samples to it, and
-  // only it: the flag is down again however the statement ends.
-  struct Counting {
-    Counting() { metrics::agreements_counted_by_statement = true; }
-    ~Counting() { metrics::agreements_counted_by_statement = false; }
-  } counting;
+  Counting counting;
+  ListingColumns columns;
   pg_call_void([&] {
-    for (const ListingOutcome &o : outcomes) {
-      dests.push_back(Int32GetDatum(o.destination));
-      skus.push_back(CStringGetTextDatum(o.sku.c_str()));
-      locations.push_back(CStringGetTextDatum(o.location.c_str()));
-      quantities.push_back(Int64GetDatum(o.quantity));
-      states.push_back(CStringGetTextDatum(o.state));
-      errors.push_back(CStringGetTextDatum(o.error.c_str()));
-      priors.push_back(Int64GetDatum(o.prior_known.value_or(0)));
-      prior_nulls.push_back(!o.prior_known.has_value());
-    }
-    Datum args[7] = {array_of(dests, INT4OID),
-                     array_of(skus, TEXTOID),
-                     array_of(locations, TEXTOID),
-                     array_of(quantities, INT8OID),
-                     array_of(states, TEXTOID),
-                     array_of(errors, TEXTOID),
-                     array_of(priors, INT8OID, &prior_nulls)};
+    Datum args[7];
+    listing_args(outcomes, columns, args);
     run_indexed(listings_plan, args, nullptr, SPI_OK_SELECT);
   });
 }

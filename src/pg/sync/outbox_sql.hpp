@@ -128,8 +128,12 @@ struct RowOutcome {
   std::string event_id;
   int destination = 0;
 };
-// Writes outcomes of rows leased by `owner`, ending their leases.
-void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner);
+struct ListingOutcome;
+// Writes outcomes of rows leased by `owner`, ending their leases, and with
+// them the listings' (as record_listings, in the same statement) when
+// `listings` has any.
+void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner,
+                 const std::vector<ListingOutcome> *listings = nullptr);
 
 // A destination's health after a round; `gone` pauses it with last_error.
 void record_destination(int id, const char *breaker_state, bool succeeded,
