@@ -49,7 +49,7 @@ CREATE FUNCTION ves._record_cross_platform(destination_id int, seconds double pr
 -- counted on that listing's destination. A statement trigger for every
 -- other writer of listings; the sync worker records a batch of pushes in one
 -- statement that counts its samples itself, by the same rules
--- (src/pg/sync/outbox_sql.cpp, listings_plan), and the trigger leaves that
+-- (src/pg/sync/outbox_sql.cpp, kRecordWithListingsSql), and the trigger leaves that
 -- statement to it.
 CREATE FUNCTION ves._listings_agree_counted() RETURNS boolean
   AS 'MODULE_PATHNAME', 'ves_listings_agree_counted' LANGUAGE C VOLATILE;
@@ -73,7 +73,7 @@ BEGIN
   RETURN NULL;
 END $$;
 -- The WHEN clause leaves the worker's statement out before the function is
--- called (a SECURITY DEFINER plpgsql call per recorded batch otherwise).
+-- called (a definer-rights plpgsql call per recorded batch otherwise).
 CREATE TRIGGER listings_agree AFTER UPDATE ON ves.listings
   REFERENCING OLD TABLE AS old_listings NEW TABLE AS new_listings
   FOR EACH STATEMENT WHEN (NOT ves._listings_agree_counted()) EXECUTE FUNCTION ves._listings_agree();

@@ -921,11 +921,8 @@ class Deliverer::Impl {
     try {
       // One transaction for the rows and the destinations.
       step("pg_ves: recording deliveries", [&] {
-        // The listings go with the rows' statement when there are rows.
-        if (!outcomes_.empty())
+        if (!outcomes_.empty() || !listing_outcomes_.empty())
           outbox_sql::record_rows(outcomes_.data(), outcomes_.size(), owner_, &listing_outcomes_);
-        else
-          outbox_sql::record_listings(listing_outcomes_);
         outbox_sql::record_batches(batches_);
         if (any_dirty) record_destinations();
         if (tokens) record_tokens();

@@ -41,7 +41,7 @@ void flush_history();
 void evaluate_alerts();
 
 // True while the sync worker runs its own update of pushed counts
-// (outbox_sql::record_listings), which counts the cross-platform samples it
+// (outbox_sql::record_rows), which counts the cross-platform samples it
 // completes in the same statement: the statement trigger on ves.listings
 // (ves._listings_agree) then leaves them to it. Set only by that code, in
 // this process; ves._listings_agree_counted() reads it.

@@ -441,30 +441,29 @@ void open_conflicts(const RowOutcome *outcomes, size_t n) {
   });
 }
 
-}  // namespace
-
-namespace {
-
-// What platforms acknowledged or refused, per listing, and the
+// The rows' outcomes (kRecordSql, $1 to $9) and, in the same statement,
+// what platforms acknowledged or refused per listing ($10 to $16) and the
 // cross-platform samples that completes, by the rules of the trigger
 // ves._listings_agree (which leaves this statement to it): per SKU and
 // location, one sample when every listing of it on every destination now
 // holds its available count and one of this statement's listings did not
-// hold it before ($7, what the claim read), counted on the lowest such
+// hold it before ($16, what the claim read), counted on the lowest such
 // destination. The listings this statement writes are judged by what it
 // wrote (u); the others as its snapshot has them (their old rows would be
 // the written ones' too, hence `written`). Run with run_indexed: every
 // lookup goes by a key (listings_pkey, listings_sku_idx, the inventory's),
 // whatever the statistics said when the plan was made.
-const std::string kListingsSql =
-    "WITH u AS ("
+const std::string kRecordWithListingsSql =
+    std::string("WITH recorded AS (") + kRecordSql +
+    " RETURNING 1),"
+    " u AS ("
     " UPDATE ves.listings l SET"
     "  pushed_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.pushed_quantity END,"
     "  pushed_at = CASE WHEN r.state = 'synced' THEN now() ELSE l.pushed_at END,"
     "  known_quantity = CASE WHEN r.state = 'synced' THEN r.quantity ELSE l.known_quantity END,"
     "  state = r.state, last_error = r.error, updated_at = now()"
-    " FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], "
-    "$7::bigint[])"
+    " FROM unnest($10::int[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], "
+    "$16::bigint[])"
     "   AS r(destination_id, sku, location, quantity, state, error, prior_known)"
     " WHERE l.destination_id = r.destination_id AND l.sku = r.sku AND l.location = r.location"
     " RETURNING l.destination_id, l.tenant_id, l.store_id, l.sku, l.location, l.known_quantity,"
@@ -486,34 +485,6 @@ const std::string kListingsSql =
     "                     AND o.known_quantity IS DISTINCT FROM x.available"
     "                     AND o.destination_id <> ALL (x.written))";
 
-SavedPlan listings_plan = {kListingsSql.c_str(),
-                           7,
-                           {INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-                            TEXTARRAYOID, INT8ARRAYOID},
-                           nullptr};
-
-// kListingsSql with its parameters numbered from `first` ($1 is $first).
-std::string renumbered(const std::string &sql, int first) {
-  std::string out;
-  for (size_t p = 0; p < sql.size(); ++p) {
-    if (sql[p] != '$' || p + 1 >= sql.size() || !isdigit(static_cast<unsigned char>(sql[p + 1]))) {
-      out += sql[p];
-      continue;
-    }
-    size_t end = p + 1;
-    while (end < sql.size() && isdigit(static_cast<unsigned char>(sql[end]))) ++end;
-    out += "$" + std::to_string(std::stoi(sql.substr(p + 1, end - p - 1)) + first - 1);
-    p = end - 1;
-  }
-  return out;
-}
-
-// The rows' outcomes (kRecordSql, $1 to $9) and their listings
-// (kListingsSql, $10 to $16) in one statement: a round of platform
-// deliveries starts one statement instead of two.
-const std::string kRecordWithListingsSql = "WITH recorded AS (" + std::string(kRecordSql) +
-                                           " RETURNING 1), " +
-                                           renumbered(kListingsSql, 10).substr(5);
 SavedPlan record_listings_plan = {
     kRecordWithListingsSql.c_str(),
     16,
@@ -522,9 +493,9 @@ SavedPlan record_listings_plan = {
      TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID},
     nullptr};
 
-// The listings' columns as kListingsSql's parameters (PostgreSQL calls
-// only): args[0] to args[6]. The vectors hold the Datums until the
-// statement has run.
+// The listings' columns as the parameters $10 to $16 of
+// kRecordWithListingsSql (PostgreSQL calls only): args[0] to args[6]. The
+// vectors hold the Datums until the statement has run.
 struct ListingColumns {
   std::vector<Datum> dests, skus, locations, quantities, states, errors, priors;
   std::vector<bool> prior_nulls;
@@ -627,17 +598,6 @@ void release_leases_of(std::int64_t owner) {
         "UPDATE ves.outbox SET lease_until = NULL, leased_by = NULL"
         " WHERE leased_by = $1 AND lease_until IS NOT NULL",
         1, types, args, nullptr, false, 0);
-  });
-}
-
-void record_listings(const std::vector<ListingOutcome> &outcomes) {
-  if (outcomes.empty()) return;
-  Counting counting;
-  ListingColumns columns;
-  pg_call_void([&] {
-    Datum args[7];
-    listing_args(outcomes, columns, args);
-    run_indexed(listings_plan, args, nullptr, SPI_OK_SELECT);
   });
 }
 

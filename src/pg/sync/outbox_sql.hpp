@@ -129,9 +129,10 @@ struct RowOutcome {
   int destination = 0;
 };
 struct ListingOutcome;
-// Writes outcomes of rows leased by `owner`, ending their leases, and with
-// them the listings' (as record_listings, in the same statement) when
-// `listings` has any.
+// Writes outcomes of rows leased by `owner`, ending their leases, and in
+// the same statement what became of the listings in `listings`, if any,
+// with the cross-platform samples that completes (ves.listings' trigger
+// leaves them to the statement). `n` may be 0 when there are listings.
 void record_rows(const RowOutcome *outcomes, size_t n, std::int64_t owner,
                  const std::vector<ListingOutcome> *listings = nullptr);
 
@@ -166,7 +167,6 @@ struct ListingOutcome {
   // push that leaves it unchanged completes no cross-platform sample.
   std::optional<std::int64_t> prior_known;
 };
-void record_listings(const std::vector<ListingOutcome> &outcomes);
 
 // A batch a platform accepted for later processing (RowVerdict::follow_up):
 // the handle to ask about and its lines in the order they were sent, as JSON
