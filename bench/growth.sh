@@ -195,7 +195,7 @@ EOF
 fi
 
 if has_part drain; then
-  cc -O2 -o "$work/sink" "$repo/bench/sink.c" || die "cannot build bench/sink.c"
+  cc -O2 -o "$work/sink" "$repo/bench/sink.c" -lsodium || die "cannot build bench/sink.c"
   sink_pid=""
   trap '[ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true; bench_cluster_cleanup' EXIT
   PGDATABASE=postgres

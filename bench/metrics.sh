@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cc -O2 -o "$dir/sink" bench/sink.c
+cc -O2 -o "$dir/sink" bench/sink.c -lsodium
 start_throwaway_cluster "$dir" "$port" <<CONF
 ves.databases = 'postgres'
 shared_buffers = '512MB'

@@ -25,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cc -O2 -o "$dir/sink" bench/sink.c
+cc -O2 -o "$dir/sink" bench/sink.c -lsodium
 cc -O2 -I"$(pg_config --includedir)" -o "$dir/latency" bench/latency.c -L"$(pg_config --libdir)" -lpq
 
 start_throwaway_cluster "$dir" "$port" <<CONF

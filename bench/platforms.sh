@@ -2,8 +2,10 @@
 # Platform adapter benchmarks: how fast the sync worker keeps each commerce
 # platform's counts in step (shopify, tiktok_shop, amazon_sp, meta_catalog,
 # against their mocks in test/mock/platforms.py with no rate limit), side by
-# side with the generic webhook kind in the same run, and how long a stock
-# change takes from commit to the Shopify request. Starts and removes its own
+# side with the generic webhook kind in the same run; TikTok Shop and Amazon
+# also against bench/sink.c's platform modes, a server as cheap as the one
+# webhook deliveries meet; and how long a stock change takes from commit to
+# the Shopify request. Starts and removes its own
 # cluster, mocks and sinks. See bench/README.md.
 #
 #   BENCH_PLATFORM_SKUS (1000)        SKUs mapped per destination
@@ -22,7 +24,7 @@ skus=${BENCH_PLATFORM_SKUS:-1000}
 changes=${BENCH_PLATFORM_CHANGES:-4}
 rounds=${BENCH_PLATFORM_ROUNDS:-5}
 concurrency=${BENCH_PLATFORM_CONCURRENCY:-8}
-kinds=${BENCH_PLATFORM_KINDS:-webhook webhook_py shopify tiktok_shop amazon_sp meta_catalog}
+kinds=${BENCH_PLATFORM_KINDS:-webhook webhook_py shopify tiktok_shop amazon_sp meta_catalog tiktok_shop_c amazon_sp_c}
 rate=${BENCH_LATENCY_RATE:-50}
 seconds=${BENCH_LATENCY_SECONDS:-20}
 repo=$PWD
@@ -39,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "pg_ves platform benchmarks on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-cc -O2 -o "$dir/sink" bench/sink.c
+cc -O2 -o "$dir/sink" bench/sink.c -lsodium
 # The adapters alone (build_requests + classify_rows), against the objects
 # of this tree's build.
 c++ -O2 -std=c++17 -Isrc -o "$dir/adapters" bench/adapters.cpp src/core/*/*.o -lsodium -lcurl
@@ -72,11 +74,24 @@ for k in shopify tiktok_shop amazon_sp meta_catalog; do
   srv_pid[$k]=$!; pids+=($!)
   wait_file "$dir/$k.port"; srv_port[$k]=$(cat "$dir/$k.port")
 done
+# The same two adapters against the C sink in their platform modes (the
+# token, the sign and the quantities checked; see bench/sink.c), so that
+# webhook deliveries and platform requests meet servers of the same cost.
+"$dir/sink" "$dir/tiktok_shop_c.port" "$dir/tiktok_shop_c.txt" tiktok tts_app_key tts_app_secret \
+  tts_access_token_0 tts_refresh_token &
+srv_pid[tiktok_shop_c]=$!; pids+=($!)
+"$dir/sink" "$dir/amazon_sp_c.port" "$dir/amazon_sp_c.txt" amazon amzn1.application-oa2-client.pgvestest \
+  amzn-client-secret 'Atzr|pgves-refresh-token' &
+srv_pid[amazon_sp_c]=$!; pids+=($!)
+for k in tiktok_shop_c amazon_sp_c; do wait_file "$dir/$k.port"; srv_port[$k]=$(cat "$dir/$k.port"); done
+# The destination kind a bench kind is (webhook_py: webhook to the Python
+# sink; tiktok_shop_c: tiktok_shop to the C sink).
+kind_of() { local k=${1%_py}; echo "${k%_c}"; }
 # Requests a server has received so far.
 requests() {
   local u="http://127.0.0.1:${srv_port[$1]}"
   case $1 in
-    webhook) curl -s "$u/count" ;;
+    webhook|*_c) curl -s "$u/count" ;;
     webhook_py) curl -s "$u/_requests/count" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])' ;;
     *) curl -s "$u/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])' ;;
   esac
@@ -99,10 +114,10 @@ options() { # kind tenant store
   case $1 in
     webhook|webhook_py) echo "{\"tenant_id\": \"$2\", \"entity_types\": [\"inventory\"], \"secret\": \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", $common}" ;;
     shopify) echo "{$ids, $common, \"access_token\": \"shpat_pgves_test\", \"location_id\": \"gid://shopify/Location/1\"}" ;;
-    tiktok_shop) echo "{$ids, $common, \"app_key\": \"tts_app_key\", \"app_secret\": \"tts_app_secret\",
+    tiktok_shop|tiktok_shop_c) echo "{$ids, $common, \"app_key\": \"tts_app_key\", \"app_secret\": \"tts_app_secret\",
       \"access_token\": \"tts_access_token_0\", \"refresh_token\": \"tts_refresh_token\",
       \"shop_cipher\": \"ROW_pgves_test\", \"warehouse_id\": \"7000000000000000001\", \"auth_url\": \"http://127.0.0.1:${srv_port[$1]}\"}" ;;
-    amazon_sp) echo "{$ids, $common, \"seller_id\": \"A1PGVESTEST\", \"marketplace_ids\": [\"ATVPDKIKX0DER\"],
+    amazon_sp|amazon_sp_c) echo "{$ids, $common, \"seller_id\": \"A1PGVESTEST\", \"marketplace_ids\": [\"ATVPDKIKX0DER\"],
       \"client_id\": \"amzn1.application-oa2-client.pgvestest\", \"client_secret\": \"amzn-client-secret\",
       \"refresh_token\": \"Atzr|pgves-refresh-token\", \"lwa_url\": \"http://127.0.0.1:${srv_port[$1]}/auth/o2/token\",
       \"product_type\": \"PRODUCT\"}" ;;
@@ -115,8 +130,8 @@ url_of() {
 ref_sql() { # kind -> SQL expression of the platform_ref of SKU g
   case $1 in
     shopify) echo "jsonb_build_object('inventory_item_id', 'gid://shopify/InventoryItem/' || (1000 + g))" ;;
-    tiktok_shop) echo "jsonb_build_object('product_id', (7300 + g)::text, 'sku_id', (8300 + g)::text)" ;;
-    amazon_sp) echo "jsonb_build_object('sku', 'SKU-' || g)" ;;
+    tiktok_shop|tiktok_shop_c) echo "jsonb_build_object('product_id', (7300 + g)::text, 'sku_id', (8300 + g)::text)" ;;
+    amazon_sp|amazon_sp_c) echo "jsonb_build_object('sku', 'SKU-' || g)" ;;
     meta_catalog) echo "jsonb_build_object('retailer_id', 'SKU-' || g)" ;;
   esac
 }
@@ -137,7 +152,7 @@ declare -A dest_id tenant store
 i=0
 for k in $kinds; do
   i=$((i + 1)); t=$(tenant_of $i); s=$(store_of $i); tenant[$k]=$t; store[$k]=$s
-  id=$(q "SELECT id FROM ves.create_destination('$k', '${k%_py}', '$(url_of $k)', '$(options $k $t $s)')")
+  id=$(q "SELECT id FROM ves.create_destination('$k', '$(kind_of $k)', '$(url_of $k)', '$(options $k $t $s)')")
   dest_id[$k]=$id
   set_all "$t" "$s" "100 + g" 1
   if [ "${k#webhook}" = "$k" ]; then
@@ -178,8 +193,15 @@ for k in $kinds; do run_pass "$k" 2 1 "$changes" "300 + 10 * g + j"; done
 # Every platform holds the final count of every SKU.
 for k in $kinds; do
   if [ "${k#webhook}" = "$k" ]; then
-    curl -s "http://127.0.0.1:${srv_port[$k]}/_quantities" >"$dir/quantities.json"
-    python3 - "$k" "$skus" "$changes" "$dir/quantities.json" <<'PY'
+    if [ "${k%_c}" != "$k" ]; then
+      refused=$(curl -s "http://127.0.0.1:${srv_port[$k]}/quantities")
+      [ "$refused" = 0 ] || { echo "$k: $refused requests refused for their credentials" >&2; exit 1; }
+      python3 -c 'import json, sys; print(json.dumps({"quantities": {k: int(n) for k, n in (l.split() for l in open(sys.argv[1]))}}))' \
+        "$dir/$k.txt.quantities" >"$dir/quantities.json"
+    else
+      curl -s "http://127.0.0.1:${srv_port[$k]}/_quantities" >"$dir/quantities.json"
+    fi
+    python3 - "$(kind_of $k)" "$skus" "$changes" "$dir/quantities.json" <<'PY'
 import json, sys
 kind, skus, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 q = json.load(open(sys.argv[4]))["quantities"]
@@ -284,7 +306,8 @@ fi
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-label = {"webhook": "webhook (C sink)", "webhook_py": "webhook (Python sink)"}
+label = {"webhook": "webhook (C sink)", "webhook_py": "webhook (Python sink)",
+         "tiktok_shop_c": "tiktok_shop (C sink)", "amazon_sp_c": "amazon_sp (C sink)"}
 base = {}
 print("== summary: per pass, from the commit to the last row recorded synced")
 print("%-22s %6s %6s %6s %9s %9s %6s %10s %10s %9s %8s  %s" % (

@@ -1,16 +1,37 @@
 /*
  * A minimal HTTP/1.1 sink for the outbox benchmarks: keep-alive, epoll, one
- * thread, answers 200 to every request as soon as its body has arrived, and
+ * thread, answers every request as soon as its body has arrived, and
  * remembers when each webhook-id / Idempotency-Key arrived.
  *
  *   sink PORT_FILE DUMP_FILE
- *     Listens on 127.0.0.1, a free port, written to PORT_FILE.
+ *     Listens on 127.0.0.1, a free port, written to PORT_FILE; answers 200.
  *     GET /count answers the number of requests received so far.
  *     On SIGTERM writes "id unix_ns" per request to DUMP_FILE and exits.
  *
+ *   sink PORT_FILE DUMP_FILE tiktok APP_KEY APP_SECRET ACCESS_TOKEN REFRESH_TOKEN
+ *     TikTok Shop's token refresh (GET /api/v2/token/refresh, the app and the
+ *     refresh token checked) and inventory update for bench/platforms.sh:
+ *     checks the x-tts-access-token header (ACCESS_TOKEN or the one last
+ *     granted) and the request's sign (HMAC-SHA256 keyed by the app secret,
+ *     recomputed here), keeps each SKU's quantity and answers {"code":0,...};
+ *     a wrong token or sign is answered with code 106001 and counted.
+ *
+ *   sink PORT_FILE DUMP_FILE amazon CLIENT_ID CLIENT_SECRET REFRESH_TOKEN
+ *     Amazon's Login with Amazon token grant (POST /auth/o2/token, the three
+ *     values checked) and patchListingsItem: checks x-amz-access-token
+ *     against the token it granted, keeps each SKU's quantity and answers
+ *     status ACCEPTED; a wrong token is answered 403 and counted.
+ *
+ *   In the platform modes GET /quantities writes "key quantity" per SKU to
+ *   DUMP_FILE.quantities (keys as test/mock/platforms.py's /_quantities
+ *   names them) and answers the number of requests refused for their
+ *   credentials.
+ *
  * Python's servers cannot take 10,000 requests per second on two cores that
  * the database shares; this one costs the machine little, so the figure is
- * the worker's.
+ * the worker's. The platform modes check what pg_ves signs and sends for a
+ * stock update and nothing else: test/mock/platforms.py is the mock that
+ * checks every rule of each API for the tests.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,6 +39,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,13 +95,260 @@ static const char *header(const char *head, size_t head_len, const char *name, s
   return NULL;
 }
 
-static void reply(int fd, const char *body) {
-  char out[256];
+static void respond(int fd, int status, const char *headers, const char *body) {
+  char out[1024];
   int n = snprintf(out, sizeof out,
-                   "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Type: text/plain\r\n\r\n%s",
-                   strlen(body), body);
+                   "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nContent-Type: %s\r\n%s\r\n%s", status,
+                   status == 200   ? "OK"
+                   : status == 403 ? "Forbidden"
+                                   : "Bad Request",
+                   strlen(body), body[0] == '{' ? "application/json" : "text/plain",
+                   headers ? headers : "", body);
+  if (n >= (int)sizeof out) n = sizeof out - 1;
   ssize_t w = write(fd, out, n);
   (void)w;
+}
+static void reply(int fd, const char *body) { respond(fd, 200, NULL, body); }
+
+/* --- platform modes --- */
+enum { WEBHOOK, TIKTOK, AMAZON } mode = WEBHOOK;
+static char **opt;       /* the mode's arguments */
+static char granted[64]; /* the access token last granted */
+static unsigned long refused, grants, seq, handled;
+static const char *dump_path;
+
+/* Each SKU's quantity: open addressing, keys up to 127 bytes. */
+#define QCAP (1 << 17)
+struct qty {
+  char key[128];
+  long long n;
+};
+static struct qty *qtab;
+static size_t qcount;
+static void set_qty(const char *key, size_t len, long long n) {
+  if (len >= sizeof qtab->key || qcount >= QCAP / 2) return;
+  unsigned long h = 1469598103934665603UL;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211UL;
+  for (size_t i = h & (QCAP - 1);; i = (i + 1) & (QCAP - 1)) {
+    struct qty *q = &qtab[i];
+    if (!q->key[0]) {
+      memcpy(q->key, key, len);
+      q->key[len] = 0;
+      qcount++;
+    } else if (strlen(q->key) != len || memcmp(q->key, key, len) != 0) {
+      continue;
+    }
+    q->n = n;
+    return;
+  }
+}
+static void dump_quantities(void) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s.quantities", dump_path);
+  FILE *f = fopen(path, "w");
+  if (!f) return;
+  for (size_t i = 0; i < QCAP; i++)
+    if (qtab[i].key[0]) fprintf(f, "%s %lld\n", qtab[i].key, qtab[i].n);
+  fclose(f);
+}
+
+/* Percent-decodes [s, s + len) into out (NUL-terminated); returns its length. */
+static size_t decode(const char *s, size_t len, char *out, size_t cap) {
+  size_t o = 0;
+  for (size_t i = 0; i < len && o + 1 < cap; i++) {
+    if (s[i] == '%' && i + 2 < len) {
+      char hex[3] = {s[i + 1], s[i + 2], 0};
+      out[o++] = (char)strtol(hex, NULL, 16);
+      i += 2;
+    } else {
+      out[o++] = s[i] == '+' ? ' ' : s[i];
+    }
+  }
+  out[o] = 0;
+  return o;
+}
+/* The value of form or query field `name` in [s, s + len), decoded; 0 if absent. */
+static int field(const char *s, size_t len, const char *name, char *out, size_t cap) {
+  size_t n = strlen(name);
+  for (const char *p = s; p < s + len;) {
+    const char *amp = memchr(p, '&', s + len - p);
+    const char *end = amp ? amp : s + len;
+    if ((size_t)(end - p) > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+      decode(p + n + 1, end - p - n - 1, out, cap);
+      return 1;
+    }
+    p = end + 1;
+  }
+  return 0;
+}
+/* The integer after the next "quantity": at or after p, before end. */
+static const char *quantity_after(const char *p, const char *end, long long *n) {
+  const char *q = memmem(p, end - p, "\"quantity\":", 11);
+  if (q) *n = strtoll(q + 11, NULL, 10);
+  return q;
+}
+
+struct param {
+  char name[64], value[256];
+};
+static int by_name(const void *a, const void *b) {
+  return strcmp(((const struct param *)a)->name, ((const struct param *)b)->name);
+}
+/* POST /product/202309/products/{id}/inventory/update?...: checks the token
+   and the sign, keeps "product/sku@warehouse" quantities. */
+static void tiktok(int fd, const char *target, size_t tlen, const char *head, size_t head_len,
+                   const char *body, size_t body_len) {
+  const char *qm = memchr(target, '?', tlen);
+  size_t plen = qm ? (size_t)(qm - target) : tlen, vlen = 0;
+  struct param ps[16];
+  int np = 0;
+  char sign[129] = "";
+  for (const char *p = qm ? qm + 1 : target + tlen; p < target + tlen && np < 16;) {
+    const char *amp = memchr(p, '&', target + tlen - p);
+    const char *end = amp ? amp : target + tlen;
+    const char *eq = memchr(p, '=', end - p);
+    if (eq) {
+      decode(p, eq - p, ps[np].name, sizeof ps[np].name);
+      decode(eq + 1, end - eq - 1, ps[np].value, sizeof ps[np].value);
+      if (strcmp(ps[np].name, "sign") == 0)
+        snprintf(sign, sizeof sign, "%s", ps[np].value);
+      else if (strcmp(ps[np].name, "access_token") != 0)
+        np++;
+    }
+    p = end + 1;
+  }
+  static const char refresh_path[] = "/api/v2/token/refresh";
+  if (plen == sizeof refresh_path - 1 && memcmp(target, refresh_path, plen) == 0) {
+    char v[4][256], out[512];
+    const char *q = qm ? qm + 1 : target + tlen;
+    size_t qlen = target + tlen - q;
+    if (!field(q, qlen, "app_key", v[0], sizeof v[0]) || strcmp(v[0], opt[0]) != 0 ||
+        !field(q, qlen, "app_secret", v[1], sizeof v[1]) || strcmp(v[1], opt[1]) != 0 ||
+        !field(q, qlen, "refresh_token", v[2], sizeof v[2]) || strcmp(v[2], opt[3]) != 0 ||
+        !field(q, qlen, "grant_type", v[3], sizeof v[3]) || strcmp(v[3], "refresh_token") != 0) {
+      refused++;
+      respond(fd, 401, NULL,
+              "{\"code\":105001,\"message\":\"Invalid refresh token or app\",\"request_id\":"
+              "\"bench\"}");
+      return;
+    }
+    snprintf(granted, sizeof granted, "tts-bench-access-%lu", ++grants);
+    snprintf(out, sizeof out,
+             "{\"code\":0,\"data\":{\"access_token\":\"%s\",\"access_token_expire_in\":%lld,"
+             "\"refresh_token\":\"%s\",\"refresh_token_expire_in\":%lld},\"message\":\"success\","
+             "\"request_id\":\"bench\"}",
+             granted, (long long)time(NULL) + 7 * 86400, opt[3],
+             (long long)time(NULL) + 365 * 86400);
+    reply(fd, out);
+    return;
+  }
+  qsort(ps, np, sizeof *ps, by_name);
+  const char *secret = opt[1];
+  crypto_auth_hmacsha256_state st;
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  char hex[2 * sizeof mac + 1];
+  crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret));
+  crypto_auth_hmacsha256_update(&st, (const unsigned char *)secret, strlen(secret));
+  crypto_auth_hmacsha256_update(&st, (const unsigned char *)target, plen);
+  for (int i = 0; i < np; i++) {
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ps[i].name, strlen(ps[i].name));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ps[i].value, strlen(ps[i].value));
+  }
+  crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, body_len);
+  crypto_auth_hmacsha256_update(&st, (const unsigned char *)secret, strlen(secret));
+  crypto_auth_hmacsha256_final(&st, mac);
+  sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
+  const char *token = header(head, head_len, "x-tts-access-token", &vlen);
+  const int token_ok =
+      token && ((vlen == strlen(opt[2]) && memcmp(token, opt[2], vlen) == 0) ||
+                (granted[0] && vlen == strlen(granted) && memcmp(token, granted, vlen) == 0));
+  if (strlen(sign) != strlen(hex) || sodium_memcmp(sign, hex, strlen(hex)) != 0 || !token_ok) {
+    refused++;
+    respond(fd, 401, NULL,
+            "{\"code\":106001,\"message\":\"Invalid credentials: the sign or the access token "
+            "does not match\",\"request_id\":\"bench\"}");
+    return;
+  }
+  const char *pid = memmem(target, plen, "/products/", 10), *pend = NULL;
+  if (pid) pid += 10, pend = memchr(pid, '/', target + plen - pid);
+  if (!pend) {
+    respond(fd, 404, NULL,
+            "{\"code\":40006,\"message\":\"Invalid path\",\"request_id\":\"bench\"}");
+    return;
+  }
+  /* {"skus":[{"id":"S","inventory":[{"quantity":N,"warehouse_id":"W"}, ...]}, ...]} */
+  const char *end = body + body_len;
+  for (const char *p = memmem(body, body_len, "{\"id\":\"", 7); p;
+       p = memmem(p, end - p, "{\"id\":\"", 7)) {
+    const char *sid = p + 7, *send = memchr(sid, '"', end - sid);
+    const char *last = send ? memmem(send, end - send, "]}", 2) : NULL;
+    if (!last) break;
+    long long n = 0;
+    for (const char *q = quantity_after(send, last, &n); q; q = quantity_after(q + 11, last, &n)) {
+      const char *w = memmem(q, last - q, "\"warehouse_id\":\"", 16), *wend = NULL;
+      if (w) w += 16, wend = memchr(w, '"', last - w);
+      char key[256];
+      int len = snprintf(key, sizeof key, "%.*s/%.*s@%.*s", (int)(pend - pid), pid,
+                         (int)(send - sid), sid, wend ? (int)(wend - w) : 0, wend ? w : "");
+      if (len > 0 && len < (int)sizeof key) set_qty(key, len, n);
+    }
+    p = last;
+  }
+  char out[128];
+  snprintf(out, sizeof out,
+           "{\"code\":0,\"data\":{},\"message\":\"Success\",\"request_id\":\"2026%016luPGVES\"}",
+           ++seq);
+  reply(fd, out);
+}
+
+/* POST /auth/o2/token and PATCH /listings/2021-08-01/items/{seller}/{sku}. */
+static void amazon(int fd, const char *method, const char *target, size_t tlen, const char *head,
+                   size_t head_len, const char *body, size_t body_len) {
+  size_t vlen = 0;
+  char out[512], v[3][256];
+  static const char token_path[] = "/auth/o2/token";
+  if (strcmp(method, "POST") == 0 && tlen == sizeof token_path - 1 &&
+      memcmp(target, token_path, tlen) == 0) {
+    if (!field(body, body_len, "client_id", v[0], sizeof v[0]) || strcmp(v[0], opt[0]) != 0 ||
+        !field(body, body_len, "client_secret", v[1], sizeof v[1]) || strcmp(v[1], opt[1]) != 0 ||
+        !field(body, body_len, "refresh_token", v[2], sizeof v[2]) || strcmp(v[2], opt[2]) != 0) {
+      refused++;
+      respond(fd, 401, NULL,
+              "{\"error\":\"invalid_client\",\"error_description\":\"Client authentication "
+              "failed\"}");
+      return;
+    }
+    snprintf(granted, sizeof granted, "Atza|bench-access-%lu", ++grants);
+    snprintf(out, sizeof out,
+             "{\"access_token\":\"%s\",\"expires_in\":3600,\"refresh_token\":\"%s\","
+             "\"token_type\":\"bearer\"}",
+             granted, opt[2]);
+    reply(fd, out);
+    return;
+  }
+  const char *token = header(head, head_len, "x-amz-access-token", &vlen);
+  if (!granted[0] || !token || vlen != strlen(granted) || memcmp(token, granted, vlen) != 0) {
+    refused++;
+    respond(fd, 403, NULL,
+            "{\"errors\":[{\"code\":\"Unauthorized\",\"message\":\"Access to requested resource "
+            "is denied.\",\"details\":\"\"}]}");
+    return;
+  }
+  const char *qm = memchr(target, '?', tlen);
+  size_t plen = qm ? (size_t)(qm - target) : tlen;
+  const char *slash = plen ? memrchr(target, '/', plen) : NULL;
+  long long n = 0;
+  if (strcmp(method, "PATCH") != 0 || !slash || !quantity_after(body, body + body_len, &n)) {
+    respond(fd, 400, NULL, "{\"errors\":[{\"code\":\"InvalidInput\",\"message\":\"bench\"}]}");
+    return;
+  }
+  char sku[256];
+  size_t len = decode(slash + 1, target + plen - slash - 1, sku, sizeof sku);
+  set_qty(sku, len, n);
+  snprintf(out, sizeof out,
+           "{\"issues\":[],\"sku\":\"%s\",\"status\":\"ACCEPTED\",\"submissionId\":\"%032lx\"}",
+           sku, ++seq);
+  respond(fd, 200, "x-amzn-RateLimit-Limit: 5.0\r\nx-amzn-RequestId: bench\r\n", out);
 }
 
 /* Handles every complete request in the buffer; returns -1 to close. */
@@ -91,10 +360,31 @@ static int serve(struct conn *c) {
     const char *cl = header(c->buf, head_len, "content-length", &vlen);
     if (cl) body_len = strtoul(cl, NULL, 10);
     if (c->len < head_len + body_len) return head_len + body_len > BUF ? -1 : 0;
+    char method[8] = "";
+    const char *target = memchr(c->buf, ' ', head_len), *tend = NULL;
+    if (target && target - c->buf < (long)sizeof method) {
+      memcpy(method, c->buf, target - c->buf);
+      method[target - c->buf] = 0;
+      target++;
+      tend = memchr(target, ' ', c->buf + head_len - target);
+    }
     if (strncmp(c->buf, "GET /count", 10) == 0) {
       char n[32];
-      snprintf(n, sizeof n, "%zu", nrecs);
+      snprintf(n, sizeof n, "%zu", mode == WEBHOOK ? nrecs : (size_t)handled);
       reply(c->fd, n);
+    } else if (mode != WEBHOOK && strncmp(c->buf, "GET /quantities", 15) == 0) {
+      char n[32];
+      dump_quantities();
+      snprintf(n, sizeof n, "%lu", refused);
+      reply(c->fd, n);
+    } else if (mode != WEBHOOK && !tend) {
+      respond(c->fd, 400, NULL, "no request line");
+    } else if (mode != WEBHOOK) {
+      handled++;
+      if (mode == TIKTOK)
+        tiktok(c->fd, target, tend - target, c->buf, head_len, c->buf + head_len, body_len);
+      else
+        amazon(c->fd, method, target, tend - target, c->buf, head_len, c->buf + head_len, body_len);
     } else {
       const char *id = header(c->buf, head_len, "webhook-id", &vlen);
       if (!id) id = header(c->buf, head_len, "idempotency-key", &vlen);
@@ -114,9 +404,21 @@ static int serve(struct conn *c) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: sink PORT_FILE DUMP_FILE\n");
+  if (argc == 8 && strcmp(argv[3], "tiktok") == 0)
+    mode = TIKTOK;
+  else if (argc == 7 && strcmp(argv[3], "amazon") == 0)
+    mode = AMAZON;
+  else if (argc != 3) {
+    fprintf(stderr,
+            "usage: sink PORT_FILE DUMP_FILE [tiktok APP_KEY APP_SECRET ACCESS_TOKEN "
+            "REFRESH_TOKEN | amazon CLIENT_ID CLIENT_SECRET REFRESH_TOKEN]\n");
     return 2;
+  }
+  opt = argv + 4;
+  dump_path = argv[2];
+  if (mode != WEBHOOK && (sodium_init() < 0 || !(qtab = calloc(QCAP, sizeof *qtab)))) {
+    fprintf(stderr, "sink: cannot start\n");
+    return 1;
   }
   signal(SIGTERM, on_term);
   signal(SIGINT, on_term);

@@ -146,7 +146,7 @@ else
 fi
 
 echo "== mock platform self-test"
-for t in sink platforms sequencer; do
+for t in sink platforms sequencer bench_sink; do
   if python3 "test/mock/test_$t.py" >"$work/mock_$t.log" 2>&1; then
     n=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$work/mock_$t.log")
     echo "test/mock/$t.py: ${n:-?} cases ok"
