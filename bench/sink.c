@@ -181,6 +181,25 @@ static int field(const char *s, size_t len, const char *name, char *out, size_t 
   }
   return 0;
 }
+/* Whether the form or query fields names[i] of [s, s + len) hold wants[i]. */
+static int fields_are(const char *s, size_t len, const char *const names[],
+                      const char *const wants[], int n) {
+  char v[256];
+  for (int i = 0; i < n; i++)
+    if (!field(s, len, names[i], v, sizeof v) || strcmp(v, wants[i]) != 0) return 0;
+  return 1;
+}
+/* Answers a request whose credentials are wrong, and counts it. */
+static void refuse(int fd, int status, const char *body) {
+  refused++;
+  respond(fd, status, NULL, body);
+}
+/* A new access token into `granted`, as the platform's grant names it. */
+static const char *grant(const char *prefix) {
+  snprintf(granted, sizeof granted, "%s%lu", prefix, ++grants);
+  return granted;
+}
+
 /* The integer after the next "quantity": at or after p, before end. */
 static const char *quantity_after(const char *p, const char *end, long long *n) {
   const char *q = memmem(p, end - p, "\"quantity\":", 11);
@@ -219,25 +238,21 @@ static void tiktok(int fd, const char *target, size_t tlen, const char *head, si
   }
   static const char refresh_path[] = "/api/v2/token/refresh";
   if (plen == sizeof refresh_path - 1 && memcmp(target, refresh_path, plen) == 0) {
-    char v[4][256], out[512];
+    static const char *const names[] = {"app_key", "app_secret", "refresh_token", "grant_type"};
+    const char *const wants[] = {opt[0], opt[1], opt[3], "refresh_token"};
     const char *q = qm ? qm + 1 : target + tlen;
-    size_t qlen = target + tlen - q;
-    if (!field(q, qlen, "app_key", v[0], sizeof v[0]) || strcmp(v[0], opt[0]) != 0 ||
-        !field(q, qlen, "app_secret", v[1], sizeof v[1]) || strcmp(v[1], opt[1]) != 0 ||
-        !field(q, qlen, "refresh_token", v[2], sizeof v[2]) || strcmp(v[2], opt[3]) != 0 ||
-        !field(q, qlen, "grant_type", v[3], sizeof v[3]) || strcmp(v[3], "refresh_token") != 0) {
-      refused++;
-      respond(fd, 401, NULL,
-              "{\"code\":105001,\"message\":\"Invalid refresh token or app\",\"request_id\":"
-              "\"bench\"}");
+    char out[512];
+    if (!fields_are(q, target + tlen - q, names, wants, 4)) {
+      refuse(fd, 401,
+             "{\"code\":105001,\"message\":\"Invalid refresh token or app\",\"request_id\":"
+             "\"bench\"}");
       return;
     }
-    snprintf(granted, sizeof granted, "tts-bench-access-%lu", ++grants);
     snprintf(out, sizeof out,
              "{\"code\":0,\"data\":{\"access_token\":\"%s\",\"access_token_expire_in\":%lld,"
              "\"refresh_token\":\"%s\",\"refresh_token_expire_in\":%lld},\"message\":\"success\","
              "\"request_id\":\"bench\"}",
-             granted, (long long)time(NULL) + 7 * 86400, opt[3],
+             grant("tts-bench-access-"), (long long)time(NULL) + 7 * 86400, opt[3],
              (long long)time(NULL) + 365 * 86400);
     reply(fd, out);
     return;
@@ -263,10 +278,9 @@ static void tiktok(int fd, const char *target, size_t tlen, const char *head, si
       token && ((vlen == strlen(opt[2]) && memcmp(token, opt[2], vlen) == 0) ||
                 (granted[0] && vlen == strlen(granted) && memcmp(token, granted, vlen) == 0));
   if (strlen(sign) != strlen(hex) || sodium_memcmp(sign, hex, strlen(hex)) != 0 || !token_ok) {
-    refused++;
-    respond(fd, 401, NULL,
-            "{\"code\":106001,\"message\":\"Invalid credentials: the sign or the access token "
-            "does not match\",\"request_id\":\"bench\"}");
+    refuse(fd, 401,
+           "{\"code\":106001,\"message\":\"Invalid credentials: the sign or the access token "
+           "does not match\",\"request_id\":\"bench\"}");
     return;
   }
   const char *pid = memmem(target, plen, "/products/", 10), *pend = NULL;
@@ -305,33 +319,29 @@ static void tiktok(int fd, const char *target, size_t tlen, const char *head, si
 static void amazon(int fd, const char *method, const char *target, size_t tlen, const char *head,
                    size_t head_len, const char *body, size_t body_len) {
   size_t vlen = 0;
-  char out[512], v[3][256];
+  char out[512];
   static const char token_path[] = "/auth/o2/token";
   if (strcmp(method, "POST") == 0 && tlen == sizeof token_path - 1 &&
       memcmp(target, token_path, tlen) == 0) {
-    if (!field(body, body_len, "client_id", v[0], sizeof v[0]) || strcmp(v[0], opt[0]) != 0 ||
-        !field(body, body_len, "client_secret", v[1], sizeof v[1]) || strcmp(v[1], opt[1]) != 0 ||
-        !field(body, body_len, "refresh_token", v[2], sizeof v[2]) || strcmp(v[2], opt[2]) != 0) {
-      refused++;
-      respond(fd, 401, NULL,
-              "{\"error\":\"invalid_client\",\"error_description\":\"Client authentication "
-              "failed\"}");
+    static const char *const names[] = {"client_id", "client_secret", "refresh_token"};
+    if (!fields_are(body, body_len, names, (const char *const *)opt, 3)) {
+      refuse(fd, 401,
+             "{\"error\":\"invalid_client\",\"error_description\":\"Client authentication "
+             "failed\"}");
       return;
     }
-    snprintf(granted, sizeof granted, "Atza|bench-access-%lu", ++grants);
     snprintf(out, sizeof out,
              "{\"access_token\":\"%s\",\"expires_in\":3600,\"refresh_token\":\"%s\","
              "\"token_type\":\"bearer\"}",
-             granted, opt[2]);
+             grant("Atza|bench-access-"), opt[2]);
     reply(fd, out);
     return;
   }
   const char *token = header(head, head_len, "x-amz-access-token", &vlen);
   if (!granted[0] || !token || vlen != strlen(granted) || memcmp(token, granted, vlen) != 0) {
-    refused++;
-    respond(fd, 403, NULL,
-            "{\"errors\":[{\"code\":\"Unauthorized\",\"message\":\"Access to requested resource "
-            "is denied.\",\"details\":\"\"}]}");
+    refuse(fd, 403,
+           "{\"errors\":[{\"code\":\"Unauthorized\",\"message\":\"Access to requested resource "
+           "is denied.\",\"details\":\"\"}]}");
     return;
   }
   const char *qm = memchr(target, '?', tlen);

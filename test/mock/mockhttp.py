@@ -204,3 +204,20 @@ def write_atomic(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def start_server(argv, port_file, what, timeout=10):
+    """Starts a server process (the mocks' self-tests) and waits for it to
+    write its port file; returns (process, the file's text). Raises if the
+    process exits or the file does not appear within `timeout` seconds."""
+    import subprocess
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not os.path.exists(port_file):
+        if proc.poll() is not None or time.time() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            raise RuntimeError("%s did not start" % what)
+        time.sleep(0.01)
+    with open(port_file) as f:
+        return proc, f.read()

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+from mockhttp import start_server  # noqa: E402
 from platforms import tiktok_sign  # noqa: E402
 
 
@@ -36,15 +37,9 @@ class BenchSink:
         own = tempfile.mkdtemp(dir=tmp)
         self.port_file = os.path.join(own, "port")
         self.dump = os.path.join(own, "requests.txt")
-        self.proc = subprocess.Popen([binary, self.port_file, self.dump] + mode_args,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while not os.path.exists(self.port_file):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("bench/sink.c did not start")
-            time.sleep(0.01)
-        with open(self.port_file) as f:
-            self.port = int(f.read())
+        self.proc, port = start_server([binary, self.port_file, self.dump] + mode_args,
+                                       self.port_file, "bench/sink.c")
+        self.port = int(port)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
 
     def call(self, method, target, body=b"", headers=None):

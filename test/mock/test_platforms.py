@@ -24,6 +24,9 @@ import time
 import unittest
 from urllib.parse import quote, urlencode
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mockhttp import start_server  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MOCK = os.path.join(HERE, "platforms.py")
 
@@ -58,17 +61,11 @@ class Mocks:
 def setUpModule():
     Mocks.tmp = tempfile.mkdtemp(prefix="pg_ves_platforms_test_")
     port_file = os.path.join(Mocks.tmp, "ports")
-    Mocks.proc = subprocess.Popen(
+    Mocks.proc, ports = start_server(
         [sys.executable, MOCK, "--port", "0", "--port-file", port_file,
-         "--log-dir", Mocks.tmp, "--quiet"], stdin=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while not os.path.exists(port_file):
-        if Mocks.proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError("platform mocks did not start")
-        time.sleep(0.02)
-    with open(port_file) as f:
-        Mocks.ports = {n: int(p) for n, p in
-                       (line.split() for line in f if line.strip())}
+         "--log-dir", Mocks.tmp, "--quiet"], port_file, "platform mocks")
+    Mocks.ports = {n: int(p) for n, p in
+                   (line.split() for line in ports.splitlines() if line.strip())}
 
 
 def tearDownModule():

@@ -28,6 +28,7 @@ MOCK = os.path.join(HERE, "sequencer.py")
 VECTORS = os.path.join(HERE, "..", "vectors")
 sys.path.insert(0, HERE)
 import sequencer as S  # noqa: E402
+from mockhttp import start_server  # noqa: E402
 
 API_KEY = "ss_test_key"
 TOKEN = "test-bearer-token"
@@ -138,19 +139,13 @@ class Mock:
 def setUpModule():
     Mock.tmp = tempfile.mkdtemp(prefix="pg_ves_sequencer_test_")
     port_file = os.path.join(Mock.tmp, "port")
-    Mock.proc = subprocess.Popen(
+    Mock.proc, port = start_server(
         [sys.executable, MOCK, "--port", "0", "--port-file", port_file,
          "--api-key", API_KEY, "--bearer-token", TOKEN,
          "--sequencer-seed", SEQ_SEED.hex(),
          "--log", os.path.join(Mock.tmp, "seq.jsonl"), "--quiet"],
-        stdin=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while not os.path.exists(port_file):
-        if Mock.proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError("sequencer mock did not start")
-        time.sleep(0.02)
-    with open(port_file) as f:
-        Mock.port = int(f.read())
+        port_file, "sequencer mock")
+    Mock.port = int(port)
 
 
 def tearDownModule():

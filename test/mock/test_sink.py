@@ -21,6 +21,9 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mockhttp import start_server  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SINK = os.path.join(HERE, "sink.py")
 
@@ -33,17 +36,10 @@ class SinkCase:
         cls.tmp = tempfile.mkdtemp(prefix="pg_ves_sink_test_")
         cls.port_file = os.path.join(cls.tmp, "port")
         cls.log = os.path.join(cls.tmp, "requests.jsonl")
-        cls.proc = subprocess.Popen(
+        cls.proc, port = start_server(
             [sys.executable, SINK, "--port", "0", "--port-file", cls.port_file,
-             "--log", cls.log, "--quiet", "--engine", cls.ENGINE],
-            stdin=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while not os.path.exists(cls.port_file):
-            if cls.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("sink did not start")
-            time.sleep(0.02)
-        with open(cls.port_file) as f:
-            cls.port = int(f.read())
+             "--log", cls.log, "--quiet", "--engine", cls.ENGINE], cls.port_file, "sink")
+        cls.port = int(port)
 
     @classmethod
     def tearDownClass(cls):
