@@ -3,7 +3,9 @@
 # ves.databases starts and stops workers; SIGHUP is handled without a
 # restart; DROP DATABASE of a database with a running worker succeeds at
 # once; DROP EXTENSION under a running worker neither crashes it nor makes it
-# restart in a loop, and CREATE EXTENSION afterwards resumes delivery.
+# restart in a loop, and CREATE EXTENSION afterwards resumes delivery; a
+# drop under an idle worker is said once in the log, not as an error of
+# every periodic step in every round.
 use strict;
 use warnings;
 
@@ -191,6 +193,28 @@ setup_database('postgres');
 my @back = append('postgres', 3, 'back');
 ok(wait_until(15, sub { arrived('postgres', @back) == 3 }), 'after CREATE EXTENSION delivery resumes');
 is_deeply([ worker_pids($node) ], [$worker], 'with the same worker process');
+
+# --- DROP EXTENSION under an idle worker ---------------------------------------------------
+
+# Nothing is in flight or to claim: the worker's periodic steps (follow-ups,
+# reconciliations, pulls, housekeeping) are what meet the missing objects.
+ok(wait_until(15, sub { sql(q{SELECT count(*) FROM ves.outbox WHERE status <> 'synced'}) == 0 }),
+	'the worker is idle');
+$offset = -s $node->logfile;
+sql('DROP EXTENSION pg_ves');
+ok( wait_until(
+		20,
+		sub {
+			sql(q{SELECT query FROM pg_stat_activity WHERE backend_type = 'pg_ves worker'}) eq
+			  'pg_ves: waiting for CREATE EXTENSION pg_ves';
+		}),
+	'an idle worker notices the drop and waits for the extension');
+sleep 6;
+$log = log_since($offset);
+my $said = () = $log =~ /extension pg_ves was dropped from this database; waiting for CREATE EXTENSION/g;
+is($said, 1, 'the log says so once');
+unlike($log, qr/pg_ves worker: .*(does not exist|failed)/, 'and shows no step failing for the missing objects');
+is_deeply([ worker_pids($node) ], [$worker], 'the same worker process waits');
 
 $node->stop;
 my @crashes = grep { /terminated by signal/ } split /\n/, slurp_file($node->logfile);

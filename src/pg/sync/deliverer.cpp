@@ -1241,19 +1241,32 @@ const SyncSettings &Deliverer::settings() const { return impl_->settings(); }
 const DeliveryTotals &Deliverer::totals() const { return impl_->totals(); }
 std::int64_t Deliverer::claimed_total() const { return impl_->claimed_total(); }
 
-void log_error_data(const char *context, const ErrorData *data) {
+ErrorText error_text(const ErrorData *data) {
+  ErrorText t;
+  t.sqlerrcode = data->sqlerrcode;
+  t.message = data->message ? data->message : "error";
+  if (data->detail) t.detail = data->detail;
+  if (data->hint) t.hint = data->hint;
+  if (data->context) t.context = data->context;
+  return t;
+}
+
+void log_error_text(const char *context, const ErrorText &e) {
   try {
     pg_call_void([&] {
-      ereport(LOG,
-              (errmsg("pg_ves worker: %s: %s (SQLSTATE %s)", context,
-                      data->message ? data->message : "error", unpack_sql_state(data->sqlerrcode)),
-               data->detail ? errdetail("%s", data->detail) : 0,
-               data->hint ? errhint("%s", data->hint) : 0,
-               data->context ? errcontext("%s", data->context) : 0));
+      ereport(LOG, (errmsg("pg_ves worker: %s: %s (SQLSTATE %s)", context, e.message.c_str(),
+                           unpack_sql_state(e.sqlerrcode)),
+                    !e.detail.empty() ? errdetail("%s", e.detail.c_str()) : 0,
+                    !e.hint.empty() ? errhint("%s", e.hint.c_str()) : 0,
+                    !e.context.empty() ? errcontext("%s", e.context.c_str()) : 0));
     });
   } catch (const std::exception &) {
     // Logging is best effort.
   }
+}
+
+void log_error_data(const char *context, const ErrorData *data) {
+  log_error_text(context, error_text(data));
 }
 
 }  // namespace pgves::pg

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -97,5 +98,15 @@ class Deliverer {
 // One LOG line for a database error the worker survives: its SQLSTATE,
 // message, detail and hint, and what the worker was doing.
 void log_error_data(const char *context, const ErrorData *data);
+
+// A database error's text copied out of PostgreSQL memory, for a line
+// logged after the transaction it happened in was rolled back (which frees
+// the ErrorData).
+struct ErrorText {
+  int sqlerrcode = 0;
+  std::string message, detail, hint, context;
+};
+ErrorText error_text(const ErrorData *data);
+void log_error_text(const char *context, const ErrorText &error);
 
 }  // namespace pgves::pg

@@ -16,6 +16,16 @@ extern "C" {
 
 namespace pgves::pg {
 
+// Whether the pg_ves extension is installed in this database (a catalog
+// look-up in a transaction of its own; outside any other).
+bool extension_present();
+
+// Set when a step failed and the extension turned out to be gone (DROP
+// EXTENSION under the running worker): the step's error, which only says
+// that one of its objects does not exist, is not logged, and the worker
+// loop drops its state and waits for CREATE EXTENSION (worker_loop.cpp).
+inline bool extension_dropped = false;
+
 // Runs fn (SPI connected) in a new transaction shown as `activity`; false
 // when it failed, which is logged and rolled back, never thrown.
 template <typename Fn>
@@ -37,7 +47,19 @@ bool in_own_transaction(const char *activity, Fn fn) {
     });
     return true;
   } catch (const PgError &e) {
-    log_error_data(activity, e.data());
+    // Copied first: the rollback frees the error's memory.
+    const ErrorText error = error_text(e.data());
+    bool gone = false;
+    try {
+      pg_call_void([] { AbortCurrentTransaction(); });
+      gone = !extension_present();
+    } catch (const std::exception &) {
+    }
+    if (gone)
+      extension_dropped = true;
+    else
+      log_error_text(activity, error);
+    return false;
   } catch (const std::exception &e) {
     pg_call_void([&] { ereport(LOG, (errmsg("%s failed: %s", activity, e.what()))); });
   }

@@ -37,10 +37,6 @@ extern "C" {
 #include <string>
 
 namespace pgves::pg {
-namespace {
-
-// --- the loop's PostgreSQL calls, each inside pg_call ---------------------------
-
 bool extension_present() {
   bool present = false;
   pg_call_void([&] {
@@ -50,6 +46,10 @@ bool extension_present() {
   });
   return present;
 }
+
+namespace {
+
+// --- the loop's PostgreSQL calls, each inside pg_call ---------------------------
 
 void check_interrupts() {
   pg_call_void([] {
@@ -251,25 +251,61 @@ bool relay_notifications(Relay &r, bool force) {
   return latest != requests;
 }
 
-// After an error in a round: roll back whatever transaction is open, drop
-// the deliverer (the next one gives this process's leases back) and pause.
-void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
-  try {
-    abort_transaction();
-    report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
-  } catch (const PgError &e) {
-    log_error_data("cannot roll back after an error", e.data());
-  }
+// Drops the worker's state: the deliverer (the next one gives this
+// process's leases back) and the calls of reconciliations and pulls.
+void forget_state(std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
   deliverer.reset();
   reconcile::forget_calls();
   pull::forget_fetches();
   relay.active = false;
+}
+
+// DROP EXTENSION under the running worker: its objects are gone, so every
+// step would fail again until CREATE EXTENSION. Said once; the loop then
+// waits for the extension as at start (no error per step and round).
+void extension_gone(std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
+  extension_dropped = false;
+  log_line(
+      "pg_ves worker: extension pg_ves was dropped from this database; waiting for CREATE "
+      "EXTENSION pg_ves");
+  forget_state(deliverer, relay);
+}
+
+// After an error in a round: roll back whatever transaction is open, drop
+// the worker's state and pause; a round that failed because the extension
+// was dropped goes back to waiting for it instead. Returns whether it paused.
+bool recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay,
+             const ErrorData *data, const char *message) {
+  // Copied first: the rollback frees the error's memory.
+  const ErrorText error = data ? error_text(data) : ErrorText{0, message, {}, {}, {}};
+  bool gone = false;
+  try {
+    abort_transaction();
+    gone = !extension_present();
+  } catch (const PgError &e) {
+    log_error_data("cannot roll back after an error", e.data());
+  }
+  if (gone) {
+    extension_gone(deliverer, relay);
+    return false;
+  }
+  if (data)
+    log_error_text("a delivery round failed; retrying in 5 seconds", error);
+  else
+    log_line(std::string("pg_ves worker: a delivery round failed; retrying in 5 seconds: ") +
+             error.message);
+  try {
+    report_activity(STATE_IDLE, "pg_ves: retrying after an error (see the server log)");
+  } catch (const PgError &) {
+  }
+  forget_state(deliverer, relay);
   std::int64_t until = steady_ms() + 5000;
   // The pause ends early for a shutdown request (the latch is set).
   while (!ShutdownRequestPending && steady_ms() < until) {
     engine.wait(static_cast<long>(until - steady_ms()));
     check_interrupts();
   }
+  return true;
 }
 
 // SIGTERM: no new claims; transfers in flight get at most kShutdownDrainMs
@@ -323,6 +359,8 @@ void run_delivery_loop() {
     check_interrupts();
     if (ShutdownRequestPending) break;
     try {
+      if (extension_dropped && deliverer) extension_gone(deliverer, relay);
+      extension_dropped = false;
       if (!deliverer) {
         if (!extension_present()) {
           // Not installed (yet, or any more): idle without spinning.
@@ -392,17 +430,14 @@ void run_delivery_loop() {
         last_housekeeping = now;
       }
     } catch (const PgError &e) {
-      // A database error outside one row or destination (the extension
-      // being dropped, a lock timeout, ...): log it, roll back, drop all
-      // state (its leases are given back at once), and start over after a
-      // pause.
-      log_error_data("a delivery round failed; retrying in 5 seconds", e.data());
-      recover(engine, deliverer, relay);
+      // A database error outside one row or destination (a lock timeout,
+      // the extension being dropped, ...): roll back, drop all state (its
+      // leases are given back at once), log it and start over after a pause
+      // (or wait for the extension, if it is gone).
+      recover(engine, deliverer, relay, e.data(), nullptr);
     } catch (const std::exception &e) {
       // The same for a C++ error: the worker never dies of one round.
-      log_line(std::string("pg_ves worker: a delivery round failed; retrying in 5 seconds: ") +
-               e.what());
-      recover(engine, deliverer, relay);
+      recover(engine, deliverer, relay, nullptr, e.what());
     }
   }
   stop_gracefully(engine, deliverer);
