@@ -281,9 +281,13 @@ bool recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &r
   bool gone = false;
   try {
     abort_transaction();
-    gone = !extension_present();
   } catch (const PgError &e) {
     log_error_data("cannot roll back after an error", e.data());
+  }
+  try {
+    gone = !extension_present();
+  } catch (const PgError &e) {
+    log_error_data("cannot look the extension up after an error", e.data());
   }
   if (gone) {
     extension_gone(deliverer, relay);
