@@ -20,6 +20,10 @@ namespace pgves::pg {
 // look-up in a transaction of its own; outside any other).
 bool extension_present();
 
+// After an error: rolls back the transaction it happened in (a failure to
+// is logged) and says whether the extension has been dropped meanwhile.
+bool rolled_back_extension_gone();
+
 // Set when a step failed and the extension turned out to be gone (DROP
 // EXTENSION under the running worker): the step's error, which only says
 // that one of its objects does not exist, is not logged, and the worker
@@ -49,13 +53,7 @@ bool in_own_transaction(const char *activity, Fn fn) {
   } catch (const PgError &e) {
     // Copied first: the rollback frees the error's memory.
     const ErrorText error = error_text(e.data());
-    bool gone = false;
-    try {
-      pg_call_void([] { AbortCurrentTransaction(); });
-      gone = !extension_present();
-    } catch (const std::exception &) {
-    }
-    if (gone)
+    if (rolled_back_extension_gone())
       extension_dropped = true;
     else
       log_error_text(activity, error);

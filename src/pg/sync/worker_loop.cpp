@@ -47,6 +47,20 @@ bool extension_present() {
   return present;
 }
 
+bool rolled_back_extension_gone() {
+  try {
+    pg_call_void([] { AbortCurrentTransaction(); });
+  } catch (const PgError &e) {
+    log_error_data("cannot roll back after an error", e.data());
+  }
+  try {
+    return !extension_present();
+  } catch (const PgError &e) {
+    log_error_data("cannot look the extension up after an error", e.data());
+  }
+  return false;
+}
+
 namespace {
 
 // --- the loop's PostgreSQL calls, each inside pg_call ---------------------------
@@ -273,25 +287,14 @@ void extension_gone(std::unique_ptr<Deliverer> &deliverer, Relay &relay) {
 
 // After an error in a round: roll back whatever transaction is open, drop
 // the worker's state and pause; a round that failed because the extension
-// was dropped goes back to waiting for it instead. Returns whether it paused.
-bool recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay,
+// was dropped goes back to waiting for it instead.
+void recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &relay,
              const ErrorData *data, const char *message) {
   // Copied first: the rollback frees the error's memory.
   const ErrorText error = data ? error_text(data) : ErrorText{0, message, {}, {}, {}};
-  bool gone = false;
-  try {
-    abort_transaction();
-  } catch (const PgError &e) {
-    log_error_data("cannot roll back after an error", e.data());
-  }
-  try {
-    gone = !extension_present();
-  } catch (const PgError &e) {
-    log_error_data("cannot look the extension up after an error", e.data());
-  }
-  if (gone) {
+  if (rolled_back_extension_gone()) {
     extension_gone(deliverer, relay);
-    return false;
+    return;
   }
   if (data)
     log_error_text("a delivery round failed; retrying in 5 seconds", error);
@@ -309,7 +312,6 @@ bool recover(HttpEngine &engine, std::unique_ptr<Deliverer> &deliverer, Relay &r
     engine.wait(static_cast<long>(until - steady_ms()));
     check_interrupts();
   }
-  return true;
 }
 
 // SIGTERM: no new claims; transfers in flight get at most kShutdownDrainMs
