@@ -32,3 +32,16 @@ EXCEPTION WHEN OTHERS THEN
   GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
   RETURN state || ': ' || msg || CASE WHEN hint <> '' THEN E'\n  hint: ' || hint ELSE '' END;
 END $$;
+
+-- The same for a batch: SQLSTATE and message, and the event its context
+-- line names ("event 3 of 7 in the batch", or "event 3 of the batch" while
+-- a text batch is read).
+CREATE FUNCTION regress_try_event(statement text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE state text; msg text; ctx text;
+BEGIN
+  EXECUTE statement;
+  RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT;
+  RETURN state || ': ' || msg || coalesce(' (' || substring(ctx from 'event \d+ of (?:\d+ in )?the batch') || ')', '');
+END $$;

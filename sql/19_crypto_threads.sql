@@ -6,17 +6,6 @@
 \set t '''00000000-0000-0000-0000-000000001901'''
 \set s '''00000000-0000-0000-0000-000000001902'''
 
--- The error with the batch's event number (its context line), for comparing.
-CREATE FUNCTION crypto_threads_try(statement text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE state text; msg text; ctx text;
-BEGIN
-  EXECUTE statement;
-  RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT;
-  RETURN state || ': ' || msg || coalesce(' (' || substring(ctx from 'event \d+ of \d+ in the batch') || ')', '');
-END $$;
-
 -- 300 events of 30 entities, payloads with nested values, numbers, non-ASCII
 -- text and keys out of order, appended on 4 threads.
 CREATE TEMP TABLE batch AS
@@ -120,10 +109,10 @@ INSERT INTO bad_batches VALUES
      '{"tenant_id": "00000000-0000-0000-0000-000000001903", "store_id": "00000000-0000-0000-0000-000000001902", "entity_type": "Order", "entity_id": "x", "event_type": "order.created", "payload": {"big": 1e400}}']::jsonb[]));
 SET ves.crypto_threads = 1;
 CREATE TEMP TABLE serial_errors AS
-SELECT name, crypto_threads_try(format('SELECT count(*) FROM ves.append_batch(%L)', events)) AS error FROM bad_batches;
+SELECT name, regress_try_event(format('SELECT count(*) FROM ves.append_batch(%L)', events)) AS error FROM bad_batches;
 SET ves.crypto_threads = 4;
 CREATE TEMP TABLE threaded_errors AS
-SELECT name, crypto_threads_try(format('SELECT count(*) FROM ves.append_batch(%L)', events)) AS error FROM bad_batches;
+SELECT name, regress_try_event(format('SELECT count(*) FROM ves.append_batch(%L)', events)) AS error FROM bad_batches;
 SELECT s.name, s.error, s.error = t.error AS same_on_threads
 FROM serial_errors s JOIN threaded_errors t USING (name) ORDER BY s.name;
 SELECT count(*) AS nothing_written FROM ves.events WHERE tenant_id = '00000000-0000-0000-0000-000000001903';
@@ -157,4 +146,3 @@ SELECT regress_try($q$SET ves.crypto_threads = 65$q$);
 RESET ves.crypto_threads;
 SELECT current_setting('ves.crypto_threads')::int BETWEEN 1 AND 16 AS default_is_the_cores;
 DROP FUNCTION crypto_threads_batch(int[], jsonb[]);
-DROP FUNCTION crypto_threads_try(text);

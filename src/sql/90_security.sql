@@ -34,6 +34,7 @@ TO ves_reader;
 GRANT EXECUTE ON FUNCTION
   ves.append(uuid, uuid, text, text, text, jsonb, bigint, text, jsonb, text, uuid),
   ves.append_batch(jsonb),
+  ves.append_batch(text),
   ves.save_snapshot(uuid, text, text, bigint, jsonb),
   ves.create_subscription(uuid, text, text[], text[], int, bigint),
   ves.drop_subscription(uuid, text),

@@ -32,8 +32,12 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/pg_prng.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "port.h"
 #include "utils/array.h"
+#include "utils/jsonfuncs.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -649,37 +653,51 @@ unsigned batch_threads(int n) {
 
 void batch_input(JsonbContainer *obj, AppendInput *in, Jsonb *empty, text *manual);
 
-// Where a batch's events come from: the call's jsonb array. Each pass over
-// the batch parses its events again, a chunk at a time into memory that is
-// freed before the next chunk, so no pass holds every event's parsed fields.
+// Where a batch's events come from: the call's jsonb array, or (for a text
+// argument) one jsonb value per event, parsed from the text one event at a
+// time (TextScan). Each pass over the batch parses its events' fields
+// again, a chunk at a time into memory that is freed before the next chunk,
+// so no pass holds every event's parsed fields.
 struct BatchSource {
-  Jsonb *events;
-  Jsonb *empty;  // metadata when an event has none
-  text *manual;  // source when an event has none
+  Jsonb *events;  // the jsonb array, or nullptr
+  Jsonb **items;  // else one object per event
+  Jsonb *empty;   // metadata when an event has none
+  text *manual;   // source when an event has none
+
+  // Event i as a JSON object container, or nullptr when it is something
+  // else (PostgreSQL calls only; may allocate in the current context).
+  JsonbContainer *object(int i) const {
+    if (items)
+      return JB_ROOT_IS_OBJECT(items[i]) && !JB_ROOT_IS_SCALAR(items[i]) ? &items[i]->root
+                                                                         : nullptr;
+    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, i);
+    JsonbContainer *obj = elem->type == jbvBinary && JsonContainerIsObject(elem->val.binary.data)
+                              ? elem->val.binary.data
+                              : nullptr;
+    pfree(elem);
+    return obj;
+  }
 
   // Parses event i into *in, raising the batch's errors for a malformed one
   // (PostgreSQL calls only; allocates in the current memory context).
   void parse(int i, AppendInput *in) const {
-    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, i);
-    if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+    JsonbContainer *obj = object(i);
+    if (!obj)
       ereport(ERROR, (errcode(sqlstate::invalid_batch), errmsg("each event must be a JSON object"),
                       errhint("Pass an array of objects.")));
-    batch_input(elem->val.binary.data, in, empty, manual);
+    batch_input(obj, in, empty, manual);
   }
 
   // The text of event i's payload when validate() may accept it, else
   // nullptr (PostgreSQL calls only; the text is palloc'd).
   char *payload_text(int i) const {
-    JsonbValue *elem = getIthJsonbValueFromContainer(&events->root, i);
+    JsonbContainer *obj = object(i);
     JsonbValue v;
-    char *text = nullptr;
-    if (elem->type == jbvBinary && JsonContainerIsObject(elem->val.binary.data) &&
-        getKeyJsonValueFromContainer(elem->val.binary.data, "payload", 7, &v) &&
-        v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data) &&
+    if (obj && getKeyJsonValueFromContainer(obj, "payload", 7, &v) && v.type == jbvBinary &&
+        JsonContainerIsObject(v.val.binary.data) &&
         static_cast<int>(v.val.binary.len + VARHDRSZ) <= settings::max_payload_size)
-      text = JsonbToCString(nullptr, v.val.binary.data, v.val.binary.len);
-    pfree(elem);
-    return text;
+      return JsonbToCString(nullptr, v.val.binary.data, v.val.binary.len);
+    return nullptr;
   }
 };
 
@@ -694,16 +712,22 @@ class PayloadHashes {
   PayloadHashes(const BatchSource &src, int n) : src_(src), n_(n), slots_(new Slot[Max(n, 1)]) {}
 
   // Queues every event before `upto` not queued yet, kPerTask events a
-  // task (fewer hand-offs between threads).
-  void queue_until(core::ThreadPool &pool, int upto) {
+  // task (fewer hand-offs between threads). Printing a payload leaves more
+  // than its text behind (the printer's buffer, each number's text): it is
+  // done in `memory`, which the caller resets.
+  void queue_until(core::ThreadPool &pool, int upto, MemoryContext memory) {
     int group[kPerTask];
     int grouped = 0;
     for (; queued_ < upto && queued_ < n_; ++queued_) {
-      char *text = pg_call([&] { return src_.payload_text(queued_); });
+      char *text = pg_call([&] {
+        MemoryContext old = MemoryContextSwitchTo(memory);
+        char *printed = src_.payload_text(queued_);
+        MemoryContextSwitchTo(old);
+        return printed;
+      });
       if (!text) continue;
       Slot &slot = slots_[queued_];
       slot.text = text;
-      pg_call_void([&] { pfree(text); });
       slot.queued = true;
       group[grouped++] = queued_;
       if (grouped == kPerTask) {
@@ -1082,7 +1106,7 @@ void append_many(const BatchSource &src, int n, AppendResult *out, int *current)
       *current = i;
       if (i % kChunk == 0) next_chunk();
       if (i + ahead / 2 >= queued_until) {
-        payloads->queue_until(pool, i + ahead);
+        payloads->queue_until(pool, i + ahead, chunk_memory);
         queued_until = i + ahead;
       }
       Kept &k = kept[i];
@@ -1449,16 +1473,19 @@ PGVES_FUNCTION(ves_append) {
   return HeapTupleGetDatum(result_tuple(desc, r));
 }
 
-PGVES_FUNCTION(ves_append_batch) {
-  require_arg(fcinfo, 0, "events");
-  Jsonb *events = PG_GETARG_JSONB_P(0);
-  if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
-    ereport(ERROR,
-            (errcode(sqlstate::invalid_batch), errmsg("events must be a JSON array of objects"),
-             errhint("Pass '[{\"tenant_id\": ..., \"entity_type\": ..., ...}, ...]'.")));
+namespace {
+
+void refuse_non_array() {
+  ereport(ERROR,
+          (errcode(sqlstate::invalid_batch), errmsg("events must be a JSON array of objects"),
+           errhint("Pass '[{\"tenant_id\": ..., \"entity_type\": ..., ...}, ...]'.")));
+}
+
+// Appends the `count` events of `src` and returns them as the call's rows
+// (append_batch, for either type of argument).
+Datum run_batch(FunctionCallInfo fcinfo, const BatchSource &src, int count) {
   ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
   InitMaterializedSRF(fcinfo, 0);
-  int count = JB_ROOT_COUNT(events);
   BatchContext ctx = {0, count};
   ErrorContextCallback callback;
   callback.callback = batch_error_context;
@@ -1469,7 +1496,6 @@ PGVES_FUNCTION(ves_append_batch) {
   // Every event is parsed once here, so a malformed one is refused before
   // anything is written; each pass of append_many parses them again, a chunk
   // at a time (see BatchSource).
-  BatchSource src = {events, empty_object(), cstring_to_text("manual")};
   AppendResult *results =
       static_cast<AppendResult *>(palloc0(sizeof(AppendResult) * Max(count, 1)));
   MemoryContext scratch =
@@ -1511,4 +1537,106 @@ PGVES_FUNCTION(ves_append_batch) {
   MemoryContextSwitchTo(old);
   if (appended) notify_appended();
   return (Datum)0;
+}
+
+// --- append_batch(text): the array read one event at a time ----------------
+//
+// PostgreSQL's jsonb input keeps every token and node of a document until the
+// statement ends, about 14 times the text: a jsonb argument costs that before
+// append_batch runs. A text argument is read here instead. One pass of
+// PostgreSQL's JSON lexer over the text finds each event of the top-level
+// array; each event's text is parsed into a jsonb value of its own (by
+// jsonb_in, so an event means what it means in a jsonb array) in scratch
+// memory, which is reset after copying the value out.
+
+struct TextScan {
+  JsonLexContext *lex;
+  const char *element_start;
+  bool root_array;
+  Jsonb **items;
+  int count;
+  int capacity;
+  MemoryContext kept;     // the events' jsonb values, for the call
+  MemoryContext scratch;  // one event's parse
+};
+
+void scan_array_start(void *state) {
+  TextScan *s = static_cast<TextScan *>(state);
+  if (s->lex->lex_level == 0) s->root_array = true;
+}
+
+void scan_element_start(void *state, bool) {
+  TextScan *s = static_cast<TextScan *>(state);
+  if (s->lex->lex_level == 1) s->element_start = s->lex->token_start;
+}
+
+// Errors while an event is read name it, as the passes over the batch do
+// (the number of events is not known yet).
+void scan_error_context(void *arg) {
+  TextScan *s = static_cast<TextScan *>(arg);
+  if (s->element_start) errcontext("event %d of the batch (counting from 1)", s->count + 1);
+}
+
+void scan_element_end(void *state, bool) {
+  TextScan *s = static_cast<TextScan *>(state);
+  if (s->lex->lex_level != 1) return;
+  CHECK_FOR_INTERRUPTS();
+  size_t len = static_cast<size_t>(s->lex->prev_token_terminator - s->element_start);
+  MemoryContext old = MemoryContextSwitchTo(s->scratch);
+  char *copy = static_cast<char *>(palloc(len + 1));
+  memcpy(copy, s->element_start, len);
+  copy[len] = '\0';
+  Jsonb *parsed = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
+  MemoryContextSwitchTo(old);
+  Jsonb *item = static_cast<Jsonb *>(MemoryContextAlloc(s->kept, VARSIZE(parsed)));
+  memcpy(item, parsed, VARSIZE(parsed));
+  MemoryContextReset(s->scratch);
+  if (s->count == s->capacity) {
+    s->capacity = Max(64, s->capacity * 2);
+    s->items = static_cast<Jsonb **>(s->items ? repalloc(s->items, sizeof(Jsonb *) * s->capacity)
+                                              : palloc(sizeof(Jsonb *) * s->capacity));
+  }
+  s->items[s->count++] = item;
+  s->element_start = nullptr;
+}
+
+}  // namespace
+
+PGVES_FUNCTION(ves_append_batch) {
+  require_arg(fcinfo, 0, "events");
+  Jsonb *events = PG_GETARG_JSONB_P(0);
+  if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events)) refuse_non_array();
+  BatchSource src = {events, nullptr, empty_object(), cstring_to_text("manual")};
+  return run_batch(fcinfo, src, JB_ROOT_COUNT(events));
+}
+
+PGVES_FUNCTION(ves_append_batch_text) {
+  require_arg(fcinfo, 0, "events");
+  text *events = PG_GETARG_TEXT_PP(0);
+  TextScan scan = {};
+  scan.kept =
+      GenerationContextCreate(CurrentMemoryContext, "pg_ves batch events", ALLOCSET_DEFAULT_SIZES);
+  scan.scratch =
+      AllocSetContextCreate(CurrentMemoryContext, "pg_ves batch event", ALLOCSET_DEFAULT_SIZES);
+  scan.lex = makeJsonLexContextCstringLen(VARDATA_ANY(events), VARSIZE_ANY_EXHDR(events),
+                                          GetDatabaseEncoding(), false);
+  JsonSemAction sem = {};
+  sem.semstate = &scan;
+  sem.array_start = scan_array_start;
+  sem.array_element_start = scan_element_start;
+  sem.array_element_end = scan_element_end;
+  ErrorContextCallback callback;
+  callback.callback = scan_error_context;
+  callback.arg = &scan;
+  callback.previous = error_context_stack;
+  error_context_stack = &callback;
+  pg_parse_json_or_ereport(scan.lex, &sem);
+  error_context_stack = callback.previous;
+  if (!scan.root_array) refuse_non_array();
+  MemoryContextDelete(scan.scratch);
+  // A detoasted copy is not needed any more; the argument itself is the
+  // executor's.
+  if (reinterpret_cast<Datum>(events) != PG_GETARG_DATUM(0)) pfree(events);
+  BatchSource src = {nullptr, scan.items, empty_object(), cstring_to_text("manual")};
+  return run_batch(fcinfo, src, scan.count);
 }

@@ -235,3 +235,8 @@ CREATE TRIGGER restore BEFORE INSERT ON ves.sync_settings
   FOR EACH ROW EXECUTE FUNCTION ves._restore_sync_settings();
 SELECT pg_catalog.pg_extension_config_dump('ves.sync_settings', '');
 REVOKE ALL ON FUNCTION ves._restore_sync_settings() FROM PUBLIC;
+
+-- ves.append_batch(text): a batch read one event at a time (issue 14).
+-- @replace function ves.append_batch
+REVOKE ALL ON FUNCTION ves.append_batch(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.append_batch(text) TO ves_writer;
