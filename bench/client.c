@@ -21,8 +21,14 @@
  *       memory (RssAnon in /proc/PID/status, every 2 ms) during the last call
  *       and adds "input_bytes=... rss_growth_kb=... memory_per_input=...":
  *       the growth over what the backend held right before that call, divided
- *       by the size of the JSON (or SQL) text sent. Client and server must
- *       share the machine.
+ *       by the size of the JSON (or SQL) text sent. In the ves and parse
+ *       modes a call of the same statement with one event comes first, so
+ *       that what a session loads once is not counted. Client and server
+ *       must share the machine.
+ *
+ *       With BENCH_INPUT=text the array is sent as a text parameter:
+ *       ves.append_batch(text), which reads it an event at a time; parse then
+ *       only receives it (its octet_length).
  *
  *       With BENCH_CPU=1 it adds the backend's CPU time over all calls:
  *       "cpu_main_s=..." for its own thread and "cpu_all_s=..." for it and the
@@ -228,6 +234,16 @@ static int batch(int argc, char **argv) {
     PQclear(prep);
     free(sql);
   }
+  /* BENCH_INPUT=text: the array goes as a text parameter (ves.append_batch
+     (text), read an event at a time); parse then only receives it. */
+  int as_text = getenv("BENCH_INPUT") && strcmp(getenv("BENCH_INPUT"), "text") == 0;
+  char receive_sql[96];
+  snprintf(receive_sql, sizeof receive_sql,
+           "SELECT CASE WHEN octet_length($1::text) > 0 THEN %d END", size);
+  const char *ves_sql = parse_only
+                            ? (as_text ? receive_sql : "SELECT jsonb_array_length($1::jsonb)")
+                            : (as_text ? "SELECT count(*) FROM ves.append_batch($1::text)"
+                                       : "SELECT count(*) FROM ves.append_batch($1::jsonb)");
   int sample = getenv("BENCH_MEMORY") && strcmp(getenv("BENCH_MEMORY"), "1") == 0;
   int keyed = getenv("BENCH_KEYS") && strcmp(getenv("BENCH_KEYS"), "1") == 0;
   int cpu = getenv("BENCH_CPU") && strcmp(getenv("BENCH_CPU"), "1") == 0;
@@ -299,6 +315,21 @@ static int batch(int argc, char **argv) {
     if (mode == VES) buf_printf(&b, "]");
     const char *params[1] = {b.data};
     int sampled = sample && call == calls - 1;
+    if (sampled && mode == VES) {
+      /* The same statement with one event first, on the same connection:
+         what a session's first call loads (catalog caches, plans; about 7 MB
+         whatever the batch) is then not counted as the batch's. */
+      char one[512];
+      snprintf(one, sizeof one,
+               "[{\"tenant_id\": \"%s\", \"store_id\": \"%s\", \"entity_type\": "
+               "\"InventoryItem\", \"entity_id\": \"SKU-1\", \"event_type\": "
+               "\"inventory.adjusted\", \"payload\": {}}]",
+               tenant, store);
+      const char *warm[1] = {one};
+      PGresult *w = PQexecParams(conn, ves_sql, 1, NULL, warm, NULL, NULL, 0);
+      check(w, PGRES_TUPLES_OK, "the warm-up call");
+      PQclear(w);
+    }
     if (sampled) {
       rss_before_kb = rss_anon_kb(backend_pid);
       sampler.pid = backend_pid;
@@ -309,10 +340,7 @@ static int batch(int argc, char **argv) {
     double start = now_s();
     PGresult *res;
     if (mode == VES)
-      res = PQexecParams(conn,
-                         parse_only ? "SELECT jsonb_array_length($1::jsonb)"
-                                    : "SELECT count(*) FROM ves.append_batch($1::jsonb)",
-                         1, NULL, params, NULL, NULL, 0);
+      res = PQexecParams(conn, ves_sql, 1, NULL, params, NULL, NULL, 0);
     else if (mode == LITERAL)
       res = PQexec(conn, b.data);
     else

@@ -255,14 +255,21 @@ if [ "$diagnose" = 1 ]; then
   echo "multi-row INSERT, literal     $(batch_eps plain_literal) events/s   (parsed each call; diagnosis)"
 fi
 
-echo "== 2b. backend memory of one append_batch call of $memory_events events (fresh connection each)"
+echo "== 2b. backend memory of one append_batch call of $memory_events events (fresh connection each, after a one-event call)"
 memory_out=$(BENCH_MEMORY=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 11)
-echo "ves.append_batch              $memory_out"
+echo "ves.append_batch(jsonb)       $memory_out"
 memory_ratio=$(echo "$memory_out" | field memory_per_input)
 parse_out=$(BENCH_MEMORY=1 "$client" batch parse 1 "$memory_events" 1 "$skus" 11)
 echo "jsonb_array_length, same input $parse_out"
 parse_ratio=$(echo "$parse_out" | field memory_per_input)
 own_ratio=$(awk -v a="$memory_ratio" -v b="$parse_ratio" 'BEGIN { printf "%.2f", a - b }')
+text_out=$(BENCH_INPUT=text BENCH_MEMORY=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 11)
+echo "ves.append_batch(text)        $text_out"
+text_ratio=$(echo "$text_out" | field memory_per_input)
+receive_out=$(BENCH_INPUT=text BENCH_MEMORY=1 "$client" batch parse 1 "$memory_events" 1 "$skus" 11)
+echo "octet_length, same text       $receive_out"
+receive_ratio=$(echo "$receive_out" | field memory_per_input)
+text_own_ratio=$(awk -v a="$text_ratio" -v b="$receive_ratio" 'BEGIN { printf "%.2f", a - b }')
 keyed_out=$(BENCH_MEMORY=1 BENCH_KEYS=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 12)
 echo "same, every event keyed        $keyed_out"
 retry_out=$(BENCH_MEMORY=1 BENCH_KEYS=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 12)
@@ -336,7 +343,7 @@ direct_read_eps=$(echo "$direct_read" | field events_per_s)
 plain_read_eps=$(echo "$plain_read" | field events_per_s)
 else
   ves_batch_eps=0 plain_batch_eps=0 serial_batch_eps=0 ves_read_eps=0 plain_read_eps=0 direct_read_eps=0
-  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 parse_ratio=0 own_ratio=0 keyed_ratio=0 retry_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
+  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 parse_ratio=0 own_ratio=0 text_ratio=0 receive_ratio=0 text_own_ratio=0 keyed_ratio=0 retry_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
 fi
 
 r1=$(ratio "$ves_tps" "$plain_tps")
@@ -352,6 +359,7 @@ v3=$(verdict "$ves_read_eps" 200000)
 v4=$(verdict "$r4" 0.95)
 v5=$(verdict "$r5" 1.6)
 v6=$(awk -v m="$memory_ratio" 'BEGIN { print (m + 0 <= 2 ? "ok" : "MISS") }')
+v6t=$(awk -v m="$text_ratio" 'BEGIN { print (m + 0 <= 2 ? "ok" : "MISS") }')
 
 echo
 echo "== summary (synchronous_commit=$sync_commit, $cores cores, ves.crypto_threads=$threads_default, load average now $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -365,9 +373,12 @@ row "hot entities vs new entity per append (tps)" "$(num "$hot_tps")" "$(num "$n
 row "  ves.streams updates that were HOT" "${hot_share} %" "" "" "" ""
 [ "$single_only" = 1 ] || row "verify_events vs libsodium on 1 core (ev/s)" "$verify_threads" "$raw_verify" "$r5" ">= 1.6x" "$v5"
 [ "$single_only" = 1 ] || row "  same, ves.crypto_threads = 1 (serial)" "$verify_serial" "$raw_verify" "$r5s" "" ""
-[ "$single_only" = 1 ] || row "append_batch memory / input ($memory_events events)" "" "" "$memory_ratio" "<= 2x" "$v6"
+[ "$single_only" = 1 ] || row "append_batch(jsonb) memory / input ($memory_events ev.)" "" "" "$memory_ratio" "<= 2x" "$v6"
 [ "$single_only" = 1 ] || row "  same input to jsonb_array_length (parse only)" "" "" "$parse_ratio" "" ""
 [ "$single_only" = 1 ] || row "  append_batch's own (the difference)" "" "" "$own_ratio" "" ""
+[ "$single_only" = 1 ] || row "append_batch(text) memory / input" "" "" "$text_ratio" "<= 2x" "$v6t"
+[ "$single_only" = 1 ] || row "  same text received only (octet_length)" "" "" "$receive_ratio" "" ""
+[ "$single_only" = 1 ] || row "  append_batch's own (the difference)" "" "" "$text_own_ratio" "" ""
 [ "$single_only" = 1 ] || row "  every event with an idempotency key" "" "" "$keyed_ratio" "" ""
 [ "$single_only" = 1 ] || row "  the keyed batch retried (all duplicates)" "" "" "$retry_ratio" "" ""
 [ "$single_only" = 1 ] || row "read_all, $page/page (events/s)" "$(num "$ves_read_eps")" "$(num "$plain_read_eps")" "$r3" ">= 200000/s" "$v3"
