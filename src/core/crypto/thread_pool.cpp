@@ -1,5 +1,7 @@
 #include "core/crypto/thread_pool.hpp"
 
+#include "core/base/signals_blocked.hpp"
+
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -18,20 +20,18 @@ namespace pgves::core {
 ThreadPool::ThreadPool(unsigned threads, bool caller_works) {
   threads = std::min(threads, kMaxThreads);
   if (threads < (caller_works ? 1u : 2u)) return;
-  // Threads inherit the creating thread's signal mask: block everything while
-  // they are made so that no signal handler of the server runs on them.
-  sigset_t all, previous;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &previous);
-  try {
-    workers_.reserve(threads);
-    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { run_worker(); });
-  } catch (const std::system_error &) {
-    // Fewer threads than asked (the process is out of them): work with those
-    // that started, or inline when none did.
-  } catch (const std::bad_alloc &) {
+  {
+    // No signal handler of the server may run on the threads.
+    SignalsBlocked blocked;
+    try {
+      workers_.reserve(threads);
+      for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { run_worker(); });
+    } catch (const std::system_error &) {
+      // Fewer threads than asked (the process is out of them): work with
+      // those that started, or inline when none did.
+    } catch (const std::bad_alloc &) {
+    }
   }
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (workers_.size() == 1 && !caller_works) {
     // One thread beside a waiting caller is the serial speed plus a handoff.
     {
