@@ -4,7 +4,8 @@
 # signature) in ves.sequencer_receipts; while B is down the rows are
 # retried and go through once it is back; a wrong password is permanent
 # with a clear error, and no password ever shows in A's outbox, its log or
-# its catalog. A remote that is slow to answer holds up no other delivery.
+# its catalog. A remote that is slow to answer, or whose host name is slow
+# to look up, holds up no other delivery.
 use strict;
 use warnings;
 
@@ -203,5 +204,57 @@ like(sa(q{SELECT o.last_error FROM ves.outbox o JOIN ves.destinations d ON d.id 
           WHERE d.name = 'to_silent'}), qr/^remote pg_ves: no connection within 2000 ms$/,
 	'saying no connection came up in time');
 close $silent;
+
+# --- a host name is looked up beside the deliveries ----------------------------------
+# libpq looks a host name up on the thread that connects, which would hold
+# the worker's every delivery up while a DNS server is slow; the worker
+# looks the name up on a thread of its own and gives libpq the addresses.
+# A shim preloaded into A (test/shim/slow_lookup.c) makes slow.pgves.test
+# take 2 s to resolve (to 127.0.0.1) and missing.pgves.test fail.
+my $repo = $ENV{PGVES_REPO} // die "PGVES_REPO must name the repository copy\n";
+my $shim = PostgreSQL::Test::Utils::tempdir() . '/slow_lookup.so';
+system("cc -shared -fPIC -o $shim $repo/test/shim/slow_lookup.c -ldl") == 0
+  or die "cannot build the lookup shim";
+$b->append_conf('postgresql.conf', "listen_addresses = '127.0.0.1'");
+$b->restart;
+{
+	local $ENV{LD_PRELOAD} = $shim;
+	local $ENV{PGVES_SLOW_LOOKUP_MS} = 2000;
+	$a->restart;
+}
+my $third = '55555555-5555-4555-8555-555555555555';
+my $sink2 = start_sink();
+sa(q{SELECT ves.create_destination('hook2', 'webhook', '} . $sink2->url('/hook')
+	  . qq{', '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tenant_id": "$third"}')});
+sa(qq{SELECT ves.create_destination('to_slow', 'ves_postgres', 'postgresql://slow/postgres',
+        '{"conninfo": "host=slow.pgves.test port=$port dbname=postgres user=pusher password=$right",
+          "sequencer_public_key": "$b_key", "tenant_id": "$tenant", "entity_types": ["Slow"], $fast}')});
+sa(qq{SELECT ves.create_destination('to_missing', 'ves_postgres', 'postgresql://missing/postgres',
+        '{"conninfo": "host=missing.pgves.test port=$port dbname=postgres user=pusher password=$right",
+          "tenant_id": "$tenant", "entity_types": ["Missing"], $fast}')});
+sub row_of
+{
+	return sa(qq{SELECT o.status || '|' || o.attempts || '|' || coalesce(o.last_error, '') FROM ves.outbox o
+	             JOIN ves.destinations d ON d.id = o.destination_id WHERE d.name = '$_[0]'});
+}
+# The webhook works before the lookup starts.
+append_orders(\&sa, $third, $store, 1, 'before-lookup');
+ok($sink2->wait_for(1, '/hook', 30), 'A delivers to the webhook after its restart');
+sa(qq{SELECT ves.append('$tenant', '$store', 'Slow', 's-1', 'slow.noted', '{}')});
+check_delivery_waits([ delivery_waits(\&sa, $sink2, $third, $store, 25, 'slow-lookup') ],
+	25, 2, 0.8, 'a host name lookup of 2 s');
+ok(wait_until(30, sub { row_of('to_slow') =~ /^synced\|1\|/ }),
+	'the event for slow.pgves.test is pushed once the name resolves, at its first attempt')
+  or diag row_of('to_slow');
+is(sb(q{SELECT string_agg(DISTINCT host(client_addr), ',') FROM pg_stat_activity
+        WHERE usename = 'pusher' AND client_addr IS NOT NULL}),
+	'127.0.0.1', 'to the address the lookup found, over TCP');
+sa(qq{SELECT ves.append('$tenant', '$store', 'Missing', 'm-1', 'missing.noted', '{}')});
+ok(wait_until(30, sub { row_of('to_missing') =~ /^failed\|[1-9]/ }), 'a name that does not resolve: the push is retried')
+  or diag row_of('to_missing');
+like(row_of('to_missing'),
+	qr/^failed\|\d+\|remote pg_ves: could not translate host name "missing\.pgves\.test" to address: Name or service not known$/,
+	'saying which name did not resolve, as libpq would');
+$sink2->stop;
 
 done_testing();

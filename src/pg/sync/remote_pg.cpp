@@ -1,5 +1,6 @@
 #include "pg/sync/remote_pg.hpp"
 
+#include "core/delivery/host_lookup.hpp"
 #include "core/platforms/ves_postgres.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
@@ -16,6 +17,7 @@ extern "C" {
 #include <map>
 #include <memory>
 #include <string>
+#include <system_error>
 
 namespace pgves::pg::remote_pg {
 
@@ -65,6 +67,30 @@ std::string password_of(const std::string &conninfo) {
   return out;
 }
 
+// The host name of a conninfo that the worker looks up itself (on a thread,
+// HostLookup) before libpq connects, or "" to leave it to libpq: a single
+// host given by name, with no hostaddr and a single port. libpq would look
+// it up on the worker's thread, which would wait meanwhile.
+std::string host_to_look_up(const std::string &conninfo) {
+  std::string host, hostaddr, port;
+  char *err = nullptr;
+  PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (err) PQfreemem(err);
+  if (!opts) return "";
+  for (PQconninfoOption *o = opts; o->keyword; ++o) {
+    const std::string keyword = o->keyword;
+    if (!o->val) continue;
+    if (keyword == "host") host = o->val;
+    if (keyword == "hostaddr") hostaddr = o->val;
+    if (keyword == "port") port = o->val;
+  }
+  PQconninfoFree(opts);
+  if (!hostaddr.empty() || host.find(',') != std::string::npos ||
+      port.find(',') != std::string::npos || !core::host_needs_lookup(host))
+    return "";
+  return host;
+}
+
 std::string masked(std::string message, const std::string &conninfo) {
   const std::string password = password_of(conninfo);
   if (!password.empty())
@@ -112,7 +138,7 @@ HttpResult failed(std::uint64_t tag, const Failure &f) {
   return r;
 }
 
-enum class Stage { connecting, setting, calling };
+enum class Stage { resolving, connecting, setting, calling };
 
 struct Call {
   std::uint64_t tag = 0;
@@ -122,6 +148,8 @@ struct Call {
   std::string sql;
   std::vector<std::string> params;
   std::unique_ptr<Kept> kept;
+  std::unique_ptr<core::HostLookup> lookup;  // while resolving
+  std::string host;                          // the name looked up, if any
   Stage stage = Stage::connecting;
   int fd = -1;            // the socket watched on the engine, -1 none
   bool flushing = false;  // the statement is not all sent yet
@@ -210,15 +238,47 @@ class Calls final : public SideCalls {
       if (!c.ended) running_.push_back(std::move(call));
       return;
     }
-    // A password given in conninfo is never sent anywhere else.
-    const char *keywords[] = {"dbname", "application_name", nullptr};
-    const char *values[] = {c.conninfo.c_str(), "pg_ves sync", nullptr};
     c.kept = std::make_unique<Kept>();
     c.kept->conninfo_hash = h;
     c.kept->timeout_ms = c.timeout_ms;
+    // The lookup and the connection together get the connection's time.
+    c.deadline_ms = c.started_ms + std::max<long>(2000, c.timeout_ms);
+    c.host = host_to_look_up(c.conninfo);
+    if (!c.host.empty()) {
+      try {
+        c.lookup = std::make_unique<core::HostLookup>(c.host);
+      } catch (const std::system_error &) {
+        // No thread to be had: libpq looks the name up itself.
+        c.host.clear();
+      }
+    }
+    if (c.lookup) {
+      c.stage = Stage::resolving;
+      c.fd = c.lookup->fd();
+      engine.watch(c.fd, false);
+      running_.push_back(std::move(call));
+      return;
+    }
+    connect(engine, c, {});
+    if (!c.ended) running_.push_back(std::move(call));
+  }
+
+  // Starts connecting, to `addresses` of c.host when there are any (libpq
+  // tries them in turn, as it would after its own lookup; the name stays
+  // the host for TLS and for the server's pg_hba rules).
+  void connect(HttpEngine &engine, Call &c, const std::vector<std::string> &addresses) {
+    std::string hosts, hostaddrs;
+    for (const std::string &a : addresses) {
+      hosts += (hosts.empty() ? "" : ",") + c.host;
+      hostaddrs += (hostaddrs.empty() ? "" : ",") + a;
+    }
+    // A password given in conninfo is never sent anywhere else.
+    const char *keywords[] = {"dbname", "application_name", "host", "hostaddr", nullptr};
+    const char *values[] = {c.conninfo.c_str(), "pg_ves sync", hosts.c_str(), hostaddrs.c_str(),
+                            nullptr};
+    if (addresses.empty()) keywords[2] = nullptr;
     c.kept->conn = PQconnectStartParams(keywords, values, 1);
     c.stage = Stage::connecting;
-    c.deadline_ms = c.started_ms + std::max<long>(2000, c.timeout_ms);
     if (!c.kept->conn || PQstatus(c.kept->conn) == CONNECTION_BAD) {
       fail_connect(engine, c);
       return;
@@ -226,7 +286,22 @@ class Calls final : public SideCalls {
     // Before the first PQconnectPoll, libpq waits for the socket to be
     // writable (the connect under way).
     rewatch(engine, c, true);
-    running_.push_back(std::move(call));
+  }
+
+  // The lookup has ended: connect to what it found, or fail as libpq would
+  // have (retried like any connection that did not come up).
+  void resolved(HttpEngine &engine, Call &c) {
+    engine.unwatch(c.fd);
+    c.fd = -1;
+    std::unique_ptr<core::HostLookup> lookup = std::move(c.lookup);
+    if (lookup->addresses().empty()) {
+      Failure f = connect_failure("could not translate host name \"" + c.host +
+                                  "\" to address: " + lookup->error());
+      c.kept.reset();
+      finish(engine, c, failed(c.tag, f));
+      return;
+    }
+    connect(engine, c, lookup->addresses());
   }
 
   void rewatch(HttpEngine &engine, Call &c, bool write) {
@@ -317,11 +392,18 @@ class Calls final : public SideCalls {
   // Moves a call on (it may end).
   void step(HttpEngine &engine, Call &c) {
     if (c.deadline_ms >= 0 && steady_ms() >= c.deadline_ms) {
+      const std::string connect_ms = std::to_string(std::max<long>(2000, c.timeout_ms));
       fail_connection(
           engine, c,
-          c.stage == Stage::connecting
-              ? "no connection within " + std::to_string(std::max<long>(2000, c.timeout_ms)) + " ms"
+          c.stage == Stage::resolving
+              ? "host name \"" + c.host + "\" not looked up within " + connect_ms + " ms"
+          : c.stage == Stage::connecting
+              ? "no connection within " + connect_ms + " ms"
               : "no answer within " + std::to_string(c.timeout_ms) + " ms");
+      return;
+    }
+    if (c.stage == Stage::resolving) {
+      if (c.lookup->done()) resolved(engine, c);
       return;
     }
     PGconn *conn = c.kept->conn;
