@@ -240,9 +240,16 @@ sub row_of
 # The webhook works before the lookup starts.
 append_orders(\&sa, $third, $store, 1, 'before-lookup');
 ok($sink2->wait_for(1, '/hook', 30), 'A delivers to the webhook after its restart');
+# A webhook at the slow name too: libcurl looks names up on a thread of its
+# own (its threaded resolver), which this checks as well.
+my $fourth = '66666666-6666-4666-8666-666666666666';
+sa(q{SELECT ves.create_destination('hook_slow', 'webhook', 'http://slow.pgves.test:} . $sink2->port
+	  . qq{/slow', '{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tenant_id": "$fourth"}')});
+append_orders(\&sa, $fourth, $store, 1, 'slow-hook');
 sa(qq{SELECT ves.append('$tenant', '$store', 'Slow', 's-1', 'slow.noted', '{}')});
 check_delivery_waits([ delivery_waits(\&sa, $sink2, $third, $store, 25, 'slow-lookup') ],
-	25, 2, 0.8, 'a host name lookup of 2 s');
+	25, 2, 0.8, 'host name lookups of 2 s');
+ok($sink2->wait_for(1, '/slow', 30), 'the webhook at slow.pgves.test is delivered once the name resolves');
 ok(wait_until(30, sub { row_of('to_slow') =~ /^synced\|1\|/ }),
 	'the event for slow.pgves.test is pushed once the name resolves, at its first attempt')
   or diag row_of('to_slow');
