@@ -6,7 +6,7 @@
 \set t '''00000000-0000-0000-0000-000000002601'''
 \set s '''00000000-0000-0000-0000-000000002602'''
 
--- Both forms: SECURITY DEFINER with a pinned search_path, for writers only.
+-- Every form: SECURITY DEFINER with a pinned search_path, for writers only.
 SELECT p.oid::regprocedure AS function, p.prosecdef, p.proconfig,
        has_function_privilege('ves_writer', p.oid, 'EXECUTE') AS writer,
        has_function_privilege('ves_reader', p.oid, 'EXECUTE') AS reader,
@@ -15,9 +15,10 @@ FROM pg_proc p WHERE p.proname = 'append_batch' AND p.pronamespace = 'ves'::regn
 ORDER BY 1::text;
 
 -- An untyped literal resolves to the text form, a jsonb value to the jsonb
--- form.
+-- form, a json value to the json form (read as text).
 CREATE TEMP VIEW calls AS
-SELECT a.position AS a, b.position AS b FROM ves.append_batch('[]') a, ves.append_batch('[]'::jsonb) b;
+SELECT a.position AS a, b.position AS b, c.position AS c
+FROM ves.append_batch('[]') a, ves.append_batch('[]'::jsonb) b, ves.append_batch('[]'::json) c;
 SELECT regexp_matches(pg_get_viewdef('calls'), 'append_batch\(([^)]*)\)', 'g') AS argument;
 DROP VIEW calls;
 
@@ -37,6 +38,12 @@ SELECT form, format($j$ [
 FROM unnest(ARRAY['text', 'jsonb']) form;
 SELECT entity_version, duplicate FROM forms, ves.append_batch(events) WHERE form = 'text';
 SELECT entity_version, duplicate FROM forms, ves.append_batch(events::jsonb) WHERE form = 'jsonb';
+-- json_agg builds a json batch: it goes in as it is.
+SELECT count(*) AS appended, count(*) FILTER (WHERE NOT duplicate) AS written
+FROM ves.append_batch((SELECT json_agg(json_build_object('tenant_id', :t, 'store_id', :s, 'entity_type', 'Doc',
+                                                         'entity_id', 'json-' || g, 'event_type', 'doc.written',
+                                                         'payload', json_build_object('g', g)))
+                       FROM generate_series(1, 3) g));
 -- Row by row, the two forms stored the same things and signed them alike.
 SELECT a.entity_version, a.payload = b.payload AS same_payload, a.payload_plain_hash = b.payload_plain_hash AS same_hash,
        a.metadata = b.metadata AS same_metadata, a.source = b.source AS same_source,

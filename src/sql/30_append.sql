@@ -26,10 +26,13 @@ CREATE FUNCTION ves.append(
 CREATE FUNCTION ves.append_batch(events jsonb) RETURNS SETOF ves.append_result
   AS 'MODULE_PATHNAME', 'ves_append_batch' LANGUAGE C VOLATILE
   SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
--- The same batch as JSON text, read one event at a time: PostgreSQL's jsonb
--- input holds about 14 times the document while it runs, this about twice.
--- An untyped literal or parameter resolves to this one.
+-- The same batch as JSON text (or json, text inside), read one event at a
+-- time: PostgreSQL's jsonb input keeps about 14 times the document until the
+-- statement ends. An untyped literal or parameter resolves to the text form.
 CREATE FUNCTION ves.append_batch(events text) RETURNS SETOF ves.append_result
+  AS 'MODULE_PATHNAME', 'ves_append_batch_text' LANGUAGE C VOLATILE
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+CREATE FUNCTION ves.append_batch(events json) RETURNS SETOF ves.append_result
   AS 'MODULE_PATHNAME', 'ves_append_batch_text' LANGUAGE C VOLATILE
   SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 

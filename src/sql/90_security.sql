@@ -35,6 +35,7 @@ GRANT EXECUTE ON FUNCTION
   ves.append(uuid, uuid, text, text, text, jsonb, bigint, text, jsonb, text, uuid),
   ves.append_batch(jsonb),
   ves.append_batch(text),
+  ves.append_batch(json),
   ves.save_snapshot(uuid, text, text, bigint, jsonb),
   ves.create_subscription(uuid, text, text[], text[], int, bigint),
   ves.drop_subscription(uuid, text),

@@ -236,7 +236,8 @@ CREATE TRIGGER restore BEFORE INSERT ON ves.sync_settings
 SELECT pg_catalog.pg_extension_config_dump('ves.sync_settings', '');
 REVOKE ALL ON FUNCTION ves._restore_sync_settings() FROM PUBLIC;
 
--- ves.append_batch(text): a batch read one event at a time (issue 14).
+-- ves.append_batch(text) and (json): a batch read one event at a time
+-- (issue 14).
 -- @replace function ves.append_batch
-REVOKE ALL ON FUNCTION ves.append_batch(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ves.append_batch(text) TO ves_writer;
+REVOKE ALL ON FUNCTION ves.append_batch(text), ves.append_batch(json) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ves.append_batch(text), ves.append_batch(json) TO ves_writer;
