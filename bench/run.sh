@@ -270,6 +270,9 @@ receive_out=$(BENCH_INPUT=text BENCH_MEMORY=1 "$client" batch parse 1 "$memory_e
 echo "octet_length, same text       $receive_out"
 receive_ratio=$(echo "$receive_out" | field memory_per_input)
 text_own_ratio=$(awk -v a="$text_ratio" -v b="$receive_ratio" 'BEGIN { printf "%.2f", a - b }')
+generic_out=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" BENCH_INPUT=text BENCH_MEMORY=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 11)
+echo "same, generic plan            $generic_out"
+generic_ratio=$(echo "$generic_out" | field memory_per_input)
 keyed_out=$(BENCH_MEMORY=1 BENCH_KEYS=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 12)
 echo "same, every event keyed        $keyed_out"
 retry_out=$(BENCH_MEMORY=1 BENCH_KEYS=1 "$client" batch ves 1 "$memory_events" 1 "$skus" 12)
@@ -343,7 +346,7 @@ direct_read_eps=$(echo "$direct_read" | field events_per_s)
 plain_read_eps=$(echo "$plain_read" | field events_per_s)
 else
   ves_batch_eps=0 plain_batch_eps=0 serial_batch_eps=0 ves_read_eps=0 plain_read_eps=0 direct_read_eps=0
-  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 parse_ratio=0 own_ratio=0 text_ratio=0 receive_ratio=0 text_own_ratio=0 keyed_ratio=0 retry_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
+  verify_threads=0 verify_serial=0 raw_verify=0 memory_ratio=0 parse_ratio=0 own_ratio=0 text_ratio=0 receive_ratio=0 text_own_ratio=0 generic_ratio=0 keyed_ratio=0 retry_ratio=0 threads_default=$(sql -c 'SHOW ves.crypto_threads')
 fi
 
 r1=$(ratio "$ves_tps" "$plain_tps")
@@ -379,6 +382,7 @@ row "  ves.streams updates that were HOT" "${hot_share} %" "" "" "" ""
 [ "$single_only" = 1 ] || row "append_batch(text) memory / input" "" "" "$text_ratio" "<= 2x" "$v6t"
 [ "$single_only" = 1 ] || row "  same text received only (octet_length)" "" "" "$receive_ratio" "" ""
 [ "$single_only" = 1 ] || row "  append_batch's own (the difference)" "" "" "$text_own_ratio" "" ""
+[ "$single_only" = 1 ] || row "  text, plan_cache_mode=force_generic_plan" "" "" "$generic_ratio" "" ""
 [ "$single_only" = 1 ] || row "  every event with an idempotency key" "" "" "$keyed_ratio" "" ""
 [ "$single_only" = 1 ] || row "  the keyed batch retried (all duplicates)" "" "" "$retry_ratio" "" ""
 [ "$single_only" = 1 ] || row "read_all, $page/page (events/s)" "$(num "$ves_read_eps")" "$(num "$plain_read_eps")" "$r3" ">= 200000/s" "$v3"
