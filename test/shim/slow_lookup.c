@@ -6,6 +6,7 @@
  *   slow.pgves.test     answers 127.0.0.1 after PGVES_SLOW_LOOKUP_MS
  *                       milliseconds (default 3000)
  *   missing.pgves.test  answers EAI_NONAME at once
+ *   linklocal.pgves.test answers 169.254.169.254 (a cloud metadata address)
  *
  * Built by the TAP tests that use it (test/t/028_ves_postgres.pl):
  *   cc -shared -fPIC -o slow_lookup.so test/shim/slow_lookup.c -ldl
@@ -25,6 +26,7 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
   static getaddrinfo_fn real;
   if (!real) real = (getaddrinfo_fn)dlsym(RTLD_NEXT, "getaddrinfo");
   if (node && strcmp(node, "missing.pgves.test") == 0) return EAI_NONAME;
+  if (node && strcmp(node, "linklocal.pgves.test") == 0) node = "169.254.169.254";
   if (node && strcmp(node, "slow.pgves.test") == 0) {
     const char *ms = getenv("PGVES_SLOW_LOOKUP_MS");
     long wait = ms ? atol(ms) : 3000;

@@ -262,6 +262,33 @@ ok(wait_until(30, sub { row_of('to_missing') =~ /^failed\|[1-9]/ }), 'a name tha
 like(row_of('to_missing'),
 	qr/^failed\|\d+\|remote pg_ves: could not translate host name "missing\.pgves\.test" to address: Name or service not known$/,
 	'saying which name did not resolve, as libpq would');
+
+# ves.destination_address_reject (default: the link-local ranges of cloud
+# metadata services) holds for ves_postgres connections as for HTTP: checked
+# on every address, given or looked up, before libpq connects.
+sa(qq{SELECT ves.create_destination('to_metadata', 'ves_postgres', 'postgresql://metadata/postgres',
+        '{"conninfo": "host=linklocal.pgves.test port=$port dbname=postgres user=pusher password=$right",
+          "tenant_id": "$tenant", "entity_types": ["Meta1"], $fast}')});
+sa(qq{SELECT ves.create_destination('to_metadata2', 'ves_postgres', 'postgresql://metadata/postgres',
+        '{"conninfo": "host=169.254.10.1,missing.pgves.test port=$port dbname=postgres user=pusher password=$right",
+          "tenant_id": "$tenant", "entity_types": ["Meta2"], $fast}')});
+sa(qq{SELECT ves.create_destination('to_metadata3', 'ves_postgres', 'postgresql://metadata/postgres',
+        '{"conninfo": "host=b.pgves.test hostaddr=169.254.20.1 port=$port dbname=postgres user=pusher password=$right",
+          "tenant_id": "$tenant", "entity_types": ["Meta3"], $fast}')});
+sa(qq{SELECT ves.append('$tenant', '$store', 'Meta' || g, 'm-1', 'meta.noted', '{}') FROM generate_series(1, 3) g});
+ok( wait_until(30, sub { sa(q{SELECT count(*) FROM ves.outbox o JOIN ves.destinations d ON d.id = o.destination_id
+                              WHERE d.name LIKE 'to_metadata%' AND o.status = 'failed'}) == 3 }),
+	'pushes to refused addresses fail and are retried')
+  or diag sa(q{SELECT status, attempts, last_error FROM ves.outbox});
+like(row_of('to_metadata'),
+	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.169\.254 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
+	'a name that resolves into a refused range is refused');
+like(row_of('to_metadata2'),
+	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.10\.1 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
+	'so is a numeric host, in a list whose other host does not resolve');
+like(row_of('to_metadata3'),
+	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.20\.1 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
+	'and a hostaddr');
 $sink2->stop;
 
 done_testing();

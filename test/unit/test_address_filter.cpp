@@ -103,3 +103,15 @@ TEST(AddressFilter, FindsTheFirstMatchingRange) {
   EXPECT_EQ(find_cidr(ranges, b.bytes, b.len), nullptr);
   EXPECT_EQ(find_cidr({}, a.bytes, a.len), nullptr);
 }
+
+TEST(AddressFilter, FindsTheRangeOfANumericAddressText) {
+  const std::vector<Cidr> ranges = parse_cidr_list("169.254.0.0/16, fe80::/10");
+  const Cidr *hit = pgves::core::find_cidr_numeric(ranges, "169.254.169.254");
+  ASSERT_NE(hit, nullptr);
+  EXPECT_EQ(cidr_text(*hit), "169.254.0.0/16");
+  ASSERT_NE(pgves::core::find_cidr_numeric(ranges, "fe80::1"), nullptr);
+  ASSERT_NE(pgves::core::find_cidr_numeric(ranges, "::ffff:169.254.1.1"), nullptr);
+  EXPECT_EQ(pgves::core::find_cidr_numeric(ranges, "10.0.0.1"), nullptr);
+  EXPECT_EQ(pgves::core::find_cidr_numeric(ranges, "db.example.com"), nullptr);
+  EXPECT_EQ(pgves::core::find_cidr_numeric(ranges, ""), nullptr);
+}

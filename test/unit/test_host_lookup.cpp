@@ -32,39 +32,45 @@ TEST(HostLookup, NumericAddressesAndSocketDirectoriesNeedNone) {
   EXPECT_TRUE(host_needs_lookup("localhost"));
   EXPECT_TRUE(host_needs_lookup("db.example.com"));
   EXPECT_TRUE(host_needs_lookup("127.0.0.1.example"));
+  EXPECT_TRUE(pgves::core::is_numeric_address("10.1.2.3"));
+  EXPECT_TRUE(pgves::core::is_numeric_address("::ffff:10.1.2.3"));
+  EXPECT_FALSE(pgves::core::is_numeric_address("10.1.2"));
+  EXPECT_FALSE(pgves::core::is_numeric_address("db.example.com"));
 }
 
 TEST(HostLookup, SignalsTheEndOnItsDescriptor) {
-  HostLookup lookup("localhost");
+  HostLookup lookup({"localhost"});
   ASSERT_TRUE(wait_readable(lookup));
   ASSERT_TRUE(lookup.done());
-  const auto &found = lookup.addresses();
-  EXPECT_TRUE(lookup.error().empty()) << lookup.error();
+  ASSERT_EQ(lookup.found().size(), 1u);
+  const auto &found = lookup.found()[0].addresses;
+  EXPECT_TRUE(lookup.found()[0].error.empty()) << lookup.found()[0].error;
   EXPECT_TRUE(std::find(found.begin(), found.end(), "127.0.0.1") != found.end() ||
               std::find(found.begin(), found.end(), "::1") != found.end());
   EXPECT_LE(found.size(), HostLookup::kMaxAddresses);
 }
 
-TEST(HostLookup, ANumericAddressComesBackAsItIs) {
-  HostLookup lookup("127.0.0.1");
-  ASSERT_TRUE(wait_readable(lookup));
-  ASSERT_EQ(lookup.addresses().size(), 1u);
-  EXPECT_EQ(lookup.addresses()[0], "127.0.0.1");
-}
-
-TEST(HostLookup, AnInvalidNameFailsWithAReason) {
+TEST(HostLookup, SeveralNamesEachWithItsOwnOutcome) {
   // A name with an empty label is refused by the resolver without asking a
-  // server.
-  HostLookup lookup("bad..name");
+  // server; a numeric address comes back as it is.
+  HostLookup lookup({"127.0.0.1", "bad..name", "::1"});
   ASSERT_TRUE(wait_readable(lookup));
-  EXPECT_TRUE(lookup.addresses().empty());
-  EXPECT_FALSE(lookup.error().empty());
+  const auto &found = lookup.found();
+  ASSERT_EQ(found.size(), 3u);
+  ASSERT_EQ(found[0].addresses.size(), 1u);
+  EXPECT_EQ(found[0].addresses[0], "127.0.0.1");
+  EXPECT_TRUE(found[0].error.empty());
+  EXPECT_TRUE(found[1].addresses.empty());
+  EXPECT_FALSE(found[1].error.empty());
+  ASSERT_EQ(found[2].addresses.size(), 1u);
+  EXPECT_EQ(found[2].addresses[0], "::1");
 }
 
 TEST(HostLookup, AGivenUpLookupEndsOnItsOwn) {
   // Destroyed before it ends: its thread finishes and frees it.
-  for (int i = 0; i < 20; ++i) std::make_unique<HostLookup>("localhost").reset();
-  HostLookup last("localhost");
+  for (int i = 0; i < 20; ++i)
+    std::make_unique<HostLookup>(std::vector<std::string>{"localhost"}).reset();
+  HostLookup last({"localhost"});
   EXPECT_TRUE(wait_readable(last));
 }
 

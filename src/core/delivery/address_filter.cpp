@@ -110,6 +110,13 @@ const Cidr *find_cidr(const std::vector<Cidr> &ranges, const std::uint8_t *addr,
   return nullptr;
 }
 
+const Cidr *find_cidr_numeric(const std::vector<Cidr> &ranges, const std::string &address) {
+  std::uint8_t bytes[16];
+  if (inet_pton(AF_INET, address.c_str(), bytes) == 1) return find_cidr(ranges, bytes, 4);
+  if (inet_pton(AF_INET6, address.c_str(), bytes) == 1) return find_cidr(ranges, bytes, 16);
+  return nullptr;
+}
+
 std::string address_text(const std::uint8_t *addr, std::size_t len) {
   char buf[INET6_ADDRSTRLEN] = {0};
   if (len == 4)

@@ -38,6 +38,10 @@ bool cidr_contains(const Cidr &range, const std::uint8_t *addr, std::size_t len)
 // The first range of the list that holds the address, or nullptr.
 const Cidr *find_cidr(const std::vector<Cidr> &ranges, const std::uint8_t *addr, std::size_t len);
 
+// The same for an address given as numeric text ("10.0.0.1", "fe80::1");
+// nullptr for text that is not an address.
+const Cidr *find_cidr_numeric(const std::vector<Cidr> &ranges, const std::string &address);
+
 // The canonical text of a range ("169.254.0.0/16", "fe80::/10") and of an
 // address, for error messages.
 std::string cidr_text(const Cidr &range);

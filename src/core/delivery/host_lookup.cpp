@@ -22,8 +22,7 @@ namespace pgves::core {
 struct HostLookup::State {
   int fd = -1;
   std::atomic<bool> done{false};
-  std::vector<std::string> addresses;  // written by the lookup's thread before done
-  std::string error;
+  std::vector<Found> found;  // written by the lookup's thread before done
 
   ~State() {
     if (fd >= 0) close(fd);
@@ -33,6 +32,8 @@ struct HostLookup::State {
 namespace {
 
 void look_up(const std::string &host, std::vector<std::string> *out, std::string *error) {
+  out->clear();
+  error->clear();
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -54,22 +55,22 @@ void look_up(const std::string &host, std::vector<std::string> *out, std::string
 
 }  // namespace
 
-HostLookup::HostLookup(const std::string &host) : state_(std::make_shared<State>()) {
+HostLookup::HostLookup(std::vector<std::string> hosts) : state_(std::make_shared<State>()) {
   state_->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (state_->fd < 0) throw std::system_error(errno, std::system_category(), "eventfd");
   std::shared_ptr<State> state = state_;
   SignalsBlocked blocked;
-  std::thread([state, host] {
-    std::vector<std::string> addresses;
-    std::string error;
-    try {
-      look_up(host, &addresses, &error);
-    } catch (const std::exception &e) {
-      addresses.clear();
-      error = e.what();
+  std::thread([state, hosts = std::move(hosts)] {
+    std::vector<Found> found(hosts.size());
+    for (std::size_t i = 0; i < hosts.size(); ++i) {
+      try {
+        look_up(hosts[i], &found[i].addresses, &found[i].error);
+      } catch (const std::exception &e) {
+        found[i].addresses.clear();
+        found[i].error = e.what();
+      }
     }
-    state->addresses = std::move(addresses);
-    state->error = std::move(error);
+    state->found = std::move(found);
     state->done.store(true, std::memory_order_release);
     const std::uint64_t one = 1;
     // Only fails when the counter would overflow, which one write cannot do.
@@ -81,13 +82,15 @@ HostLookup::~HostLookup() = default;
 
 int HostLookup::fd() const { return state_->fd; }
 bool HostLookup::done() const { return state_->done.load(std::memory_order_acquire); }
-const std::vector<std::string> &HostLookup::addresses() const { return state_->addresses; }
-const std::string &HostLookup::error() const { return state_->error; }
+const std::vector<HostLookup::Found> &HostLookup::found() const { return state_->found; }
+
+bool is_numeric_address(const std::string &host) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
 
 bool host_needs_lookup(const std::string &host) {
-  if (host.empty() || host.front() == '/' || host.front() == '@') return false;
-  unsigned char buf[16];
-  return inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1;
+  return !host.empty() && host.front() != '/' && host.front() != '@' && !is_numeric_address(host);
 }
 
 }  // namespace pgves::core

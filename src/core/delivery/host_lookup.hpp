@@ -17,20 +17,26 @@ namespace pgves::core {
 
 class HostLookup {
  public:
-  // Starts looking up `host` (addresses for TCP, IPv4 and IPv6). Throws
-  // std::system_error when no descriptor or thread can be had.
-  explicit HostLookup(const std::string &host);
+  // What one name gave: its addresses, as numeric text in getaddrinfo's
+  // order (at most kMaxAddresses, duplicates dropped), or none and why.
+  struct Found {
+    std::vector<std::string> addresses;
+    std::string error;
+  };
+
+  // Starts looking up `hosts` one after the other (addresses for TCP, IPv4
+  // and IPv6). Throws std::system_error when no descriptor or thread can be
+  // had.
+  explicit HostLookup(std::vector<std::string> hosts);
   ~HostLookup();
   HostLookup(const HostLookup &) = delete;
   HostLookup &operator=(const HostLookup &) = delete;
 
-  // Readable once the lookup has ended.
+  // Readable once every lookup has ended.
   int fd() const;
   bool done() const;
-  // Once done(): the addresses found, as numeric text in getaddrinfo's order
-  // (at most kMaxAddresses, duplicates dropped), or none and why.
-  const std::vector<std::string> &addresses() const;
-  const std::string &error() const;
+  // Once done(): one Found per host, in order.
+  const std::vector<Found> &found() const;
 
   static constexpr std::size_t kMaxAddresses = 8;
 
@@ -38,6 +44,9 @@ class HostLookup {
   struct State;
   std::shared_ptr<State> state_;
 };
+
+// Whether `host` is a numeric IPv4 or IPv6 address.
+bool is_numeric_address(const std::string &host);
 
 // Whether `host` needs a lookup at all: false for a numeric IPv4 or IPv6
 // address and for a Unix socket directory (an absolute path, or "@" for

@@ -1,9 +1,11 @@
 #include "pg/sync/remote_pg.hpp"
 
+#include "core/delivery/address_filter.hpp"
 #include "core/delivery/host_lookup.hpp"
 #include "core/platforms/ves_postgres.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
+#include "pg/base/settings.hpp"
 #include "pg/sync/clock.hpp"
 
 extern "C" {
@@ -67,16 +69,42 @@ std::string password_of(const std::string &conninfo) {
   return out;
 }
 
-// The host name of a conninfo that the worker looks up itself (on a thread,
-// HostLookup) before libpq connects, or "" to leave it to libpq: a single
-// host given by name, with no hostaddr and a single port. libpq would look
-// it up on the worker's thread, which would wait meanwhile.
-std::string host_to_look_up(const std::string &conninfo) {
+// One host of a conninfo (libpq takes lists: host=a,b port=1,2).
+struct Entry {
+  std::string host, hostaddr, port;
+  bool look_up = false;  // host is a name that the worker looks up itself
+};
+
+std::vector<std::string> comma_list(const std::string &s) {
+  std::vector<std::string> out;
+  if (s.empty()) return out;
+  std::size_t from = 0;
+  for (;;) {
+    const std::size_t comma = s.find(',', from);
+    out.push_back(s.substr(from, comma == std::string::npos ? std::string::npos : comma - from));
+    if (comma == std::string::npos) return out;
+    from = comma + 1;
+  }
+}
+
+std::string joined(const std::vector<std::string> &items) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
+  return out;
+}
+
+// The hosts of a conninfo, each with its hostaddr and port; false when it
+// does not parse or its lists do not match (libpq then says what is wrong).
+// The worker looks host names up itself, on a thread (HostLookup): libpq
+// would look them up on the worker's thread, which would wait meanwhile.
+// And every address is checked against ves.destination_address_reject
+// before libpq connects to it.
+bool entries_of(const std::string &conninfo, std::vector<Entry> *out, bool *has_port) {
   std::string host, hostaddr, port;
   char *err = nullptr;
   PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), &err);
   if (err) PQfreemem(err);
-  if (!opts) return "";
+  if (!opts) return false;
   for (PQconninfoOption *o = opts; o->keyword; ++o) {
     const std::string keyword = o->keyword;
     if (!o->val) continue;
@@ -85,10 +113,32 @@ std::string host_to_look_up(const std::string &conninfo) {
     if (keyword == "port") port = o->val;
   }
   PQconninfoFree(opts);
-  if (!hostaddr.empty() || host.find(',') != std::string::npos ||
-      port.find(',') != std::string::npos || !core::host_needs_lookup(host))
-    return "";
-  return host;
+  const std::vector<std::string> hosts = comma_list(host), addrs = comma_list(hostaddr),
+                                 ports = comma_list(port);
+  const std::size_t k = std::max<std::size_t>({hosts.size(), addrs.size(), 1});
+  if ((!hosts.empty() && hosts.size() != k) || (!addrs.empty() && addrs.size() != k) ||
+      (ports.size() > 1 && ports.size() != k))
+    return false;
+  out->clear();
+  for (std::size_t i = 0; i < k; ++i) {
+    Entry e;
+    e.host = hosts.empty() ? "" : hosts[i];
+    e.hostaddr = addrs.empty() ? "" : addrs[i];
+    e.port = ports.empty() ? "" : ports[ports.size() == 1 ? 0 : i];
+    e.look_up = e.hostaddr.empty() && core::host_needs_lookup(e.host);
+    out->push_back(std::move(e));
+  }
+  *has_port = !ports.empty();
+  return true;
+}
+
+// Why ves.destination_address_reject refuses `address`, or "" when it does
+// not (or `address` is not numeric: then libpq refuses it).
+std::string refusal_of(const std::string &address) {
+  const core::Cidr *hit = core::find_cidr_numeric(settings::address_reject(), address);
+  if (!hit) return "";
+  return "connection to " + address + " refused by ves.destination_address_reject (" +
+         core::cidr_text(*hit) + ")";
 }
 
 std::string masked(std::string message, const std::string &conninfo) {
@@ -148,8 +198,10 @@ struct Call {
   std::string sql;
   std::vector<std::string> params;
   std::unique_ptr<Kept> kept;
+  std::vector<Entry> entries;                // the conninfo's hosts, if planned
+  bool planned = false;                      // entries_of read the conninfo
+  bool has_port = false;                     // it gives ports
   std::unique_ptr<core::HostLookup> lookup;  // while resolving
-  std::string host;                          // the name looked up, if any
   Stage stage = Stage::connecting;
   int fd = -1;            // the socket watched on the engine, -1 none
   bool flushing = false;  // the statement is not all sent yet
@@ -226,7 +278,9 @@ class Calls final : public SideCalls {
     auto it = map.find(c.destination);
     if (it != map.end() &&
         (it->second->conninfo_hash != h || it->second->timeout_ms != c.timeout_ms ||
-         !it->second->conn || PQstatus(it->second->conn) != CONNECTION_OK)) {
+         !it->second->conn || PQstatus(it->second->conn) != CONNECTION_OK ||
+         // ves.destination_address_reject may have been reloaded since.
+         !refusal_of(PQhostaddr(it->second->conn)).empty())) {
       map.erase(it);
       it = map.end();
     }
@@ -243,40 +297,98 @@ class Calls final : public SideCalls {
     c.kept->timeout_ms = c.timeout_ms;
     // The lookup and the connection together get the connection's time.
     c.deadline_ms = c.started_ms + std::max<long>(2000, c.timeout_ms);
-    c.host = host_to_look_up(c.conninfo);
-    if (!c.host.empty()) {
+    c.planned = entries_of(c.conninfo, &c.entries, &c.has_port);
+    std::vector<std::string> names;
+    for (const Entry &e : c.entries)
+      if (e.look_up) names.push_back(e.host);
+    if (!names.empty()) {
       try {
-        c.lookup = std::make_unique<core::HostLookup>(c.host);
-      } catch (const std::system_error &) {
-        // No thread to be had: libpq looks the name up itself.
-        c.host.clear();
+        c.lookup = std::make_unique<core::HostLookup>(std::move(names));
+      } catch (const std::system_error &e) {
+        Failure f;
+        f.retryable = true;
+        f.message = std::string("cannot look up host names: ") + e.what();
+        c.kept.reset();
+        finish(engine, c, failed(c.tag, f));
+        return;
       }
-    }
-    if (c.lookup) {
       c.stage = Stage::resolving;
       c.fd = c.lookup->fd();
       engine.watch(c.fd, false);
       running_.push_back(std::move(call));
       return;
     }
-    connect(engine, c, {});
+    connect(engine, c);
     if (!c.ended) running_.push_back(std::move(call));
   }
 
-  // Starts connecting, to `addresses` of c.host when there are any (libpq
-  // tries them in turn, as it would after its own lookup; the name stays
-  // the host for TLS and for the server's pg_hba rules).
-  void connect(HttpEngine &engine, Call &c, const std::vector<std::string> &addresses) {
-    std::string hosts, hostaddrs;
-    for (const std::string &a : addresses) {
-      hosts += (hosts.empty() ? "" : ",") + c.host;
-      hostaddrs += (hostaddrs.empty() ? "" : ",") + a;
+  // Starts connecting: to every address of every host that
+  // ves.destination_address_reject allows, in the conninfo's order (libpq
+  // tries them in turn, as after its own lookups; a name stays the host, for
+  // TLS and the remote's pg_hba rules). A Unix socket directory goes as it
+  // is. With none left, fails as libpq would have (retried).
+  void connect(HttpEngine &engine, Call &c) {
+    std::vector<std::string> hosts, addrs, ports;
+    std::string refusal, lookup_error;
+    std::size_t looked_up = 0;
+    for (const Entry &e : c.entries) {
+      std::vector<std::string> candidates;
+      if (!e.hostaddr.empty()) {
+        candidates.push_back(e.hostaddr);
+      } else if (core::is_numeric_address(e.host)) {
+        candidates.push_back(e.host);
+      } else if (e.look_up) {
+        const core::HostLookup::Found &f = c.lookup->found().at(looked_up++);
+        if (f.addresses.empty() && lookup_error.empty())
+          lookup_error = "could not translate host name \"" + e.host + "\" to address: " + f.error;
+        candidates = f.addresses;
+      } else {
+        hosts.push_back(e.host);
+        addrs.emplace_back();
+        ports.push_back(e.port);
+        continue;
+      }
+      for (const std::string &a : candidates) {
+        const std::string refused = refusal_of(a);
+        if (!refused.empty()) {
+          if (refusal.empty()) refusal = refused;
+          continue;
+        }
+        hosts.push_back(e.host);
+        addrs.push_back(a);
+        ports.push_back(e.port);
+      }
     }
-    // A password given in conninfo is never sent anywhere else.
-    const char *keywords[] = {"dbname", "application_name", "host", "hostaddr", nullptr};
-    const char *values[] = {c.conninfo.c_str(), "pg_ves sync", hosts.c_str(), hostaddrs.c_str(),
-                            nullptr};
-    if (addresses.empty()) keywords[2] = nullptr;
+    c.lookup.reset();
+    if (c.planned && hosts.empty()) {
+      Failure f = connect_failure(refusal.empty() ? lookup_error : refusal);
+      c.kept.reset();
+      finish(engine, c, failed(c.tag, f));
+      return;
+    }
+    const std::string host_list = joined(hosts), addr_list = joined(addrs),
+                      port_list = joined(ports);
+    const bool any_addr =
+        std::any_of(addrs.begin(), addrs.end(), [](const std::string &a) { return !a.empty(); });
+    // A password given in conninfo is never sent anywhere else. A conninfo
+    // that entries_of could not read goes alone: libpq says what is wrong.
+    const char *keywords[6] = {"dbname", "application_name"};
+    const char *values[6] = {c.conninfo.c_str(), "pg_ves sync"};
+    int n = 2;
+    if (c.planned) {
+      keywords[n] = "host";
+      values[n++] = host_list.c_str();
+      if (any_addr) {
+        keywords[n] = "hostaddr";
+        values[n++] = addr_list.c_str();
+      }
+      if (c.has_port) {
+        keywords[n] = "port";
+        values[n++] = port_list.c_str();
+      }
+    }
+    keywords[n] = nullptr;
+    values[n] = nullptr;
     c.kept->conn = PQconnectStartParams(keywords, values, 1);
     c.stage = Stage::connecting;
     if (!c.kept->conn || PQstatus(c.kept->conn) == CONNECTION_BAD) {
@@ -288,20 +400,11 @@ class Calls final : public SideCalls {
     rewatch(engine, c, true);
   }
 
-  // The lookup has ended: connect to what it found, or fail as libpq would
-  // have (retried like any connection that did not come up).
+  // The lookups have ended: connect to what they found.
   void resolved(HttpEngine &engine, Call &c) {
     engine.unwatch(c.fd);
     c.fd = -1;
-    std::unique_ptr<core::HostLookup> lookup = std::move(c.lookup);
-    if (lookup->addresses().empty()) {
-      Failure f = connect_failure("could not translate host name \"" + c.host +
-                                  "\" to address: " + lookup->error());
-      c.kept.reset();
-      finish(engine, c, failed(c.tag, f));
-      return;
-    }
-    connect(engine, c, lookup->addresses());
+    connect(engine, c);
   }
 
   void rewatch(HttpEngine &engine, Call &c, bool write) {
@@ -393,13 +496,12 @@ class Calls final : public SideCalls {
   void step(HttpEngine &engine, Call &c) {
     if (c.deadline_ms >= 0 && steady_ms() >= c.deadline_ms) {
       const std::string connect_ms = std::to_string(std::max<long>(2000, c.timeout_ms));
-      fail_connection(
-          engine, c,
-          c.stage == Stage::resolving
-              ? "host name \"" + c.host + "\" not looked up within " + connect_ms + " ms"
-          : c.stage == Stage::connecting
-              ? "no connection within " + connect_ms + " ms"
-              : "no answer within " + std::to_string(c.timeout_ms) + " ms");
+      fail_connection(engine, c,
+                      c.stage == Stage::resolving
+                          ? "host names not looked up within " + connect_ms + " ms"
+                      : c.stage == Stage::connecting
+                          ? "no connection within " + connect_ms + " ms"
+                          : "no answer within " + std::to_string(c.timeout_ms) + " ms");
       return;
     }
     if (c.stage == Stage::resolving) {
