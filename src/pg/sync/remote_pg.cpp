@@ -56,16 +56,25 @@ std::string hash_of(const std::string &s) {
   return std::string(reinterpret_cast<const char *>(h), sizeof h);
 }
 
-// The password of a conninfo, or "" when it has none or does not parse.
-std::string password_of(const std::string &conninfo) {
-  std::string out;
+// The options a conninfo sets, by keyword; false when it does not parse.
+bool conninfo_options(const std::string &conninfo, std::map<std::string, std::string> *out) {
   char *err = nullptr;
   PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), &err);
   if (err) PQfreemem(err);
-  if (!opts) return out;
+  if (!opts) return false;
   for (PQconninfoOption *o = opts; o->keyword; ++o)
-    if (std::string(o->keyword) == "password" && o->val) out = o->val;
+    if (o->val) (*out)[o->keyword] = o->val;
   PQconninfoFree(opts);
+  return true;
+}
+
+// The password of a conninfo, or "" when it has none or does not parse.
+std::string password_of(const std::string &conninfo) {
+  std::map<std::string, std::string> options;
+  conninfo_options(conninfo, &options);
+  std::string &password = options["password"];
+  std::string out = password;
+  sodium_memzero(password.data(), password.size());
   return out;
 }
 
@@ -100,21 +109,12 @@ std::string joined(const std::vector<std::string> &items) {
 // And every address is checked against ves.destination_address_reject
 // before libpq connects to it.
 bool entries_of(const std::string &conninfo, std::vector<Entry> *out, bool *has_port) {
-  std::string host, hostaddr, port;
-  char *err = nullptr;
-  PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), &err);
-  if (err) PQfreemem(err);
-  if (!opts) return false;
-  for (PQconninfoOption *o = opts; o->keyword; ++o) {
-    const std::string keyword = o->keyword;
-    if (!o->val) continue;
-    if (keyword == "host") host = o->val;
-    if (keyword == "hostaddr") hostaddr = o->val;
-    if (keyword == "port") port = o->val;
-  }
-  PQconninfoFree(opts);
-  const std::vector<std::string> hosts = comma_list(host), addrs = comma_list(hostaddr),
-                                 ports = comma_list(port);
+  std::map<std::string, std::string> options;
+  if (!conninfo_options(conninfo, &options)) return false;
+  sodium_memzero(options["password"].data(), options["password"].size());
+  const std::vector<std::string> hosts = comma_list(options["host"]),
+                                 addrs = comma_list(options["hostaddr"]),
+                                 ports = comma_list(options["port"]);
   const std::size_t k = std::max<std::size_t>({hosts.size(), addrs.size(), 1});
   if ((!hosts.empty() && hosts.size() != k) || (!addrs.empty() && addrs.size() != k) ||
       (ports.size() > 1 && ports.size() != k))
