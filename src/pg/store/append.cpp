@@ -701,6 +701,19 @@ struct BatchSource {
   }
 };
 
+// Runs fn in `memory` (a chunk's), under the C++/PostgreSQL boundary. SPI
+// calls inside switch to SPI's own memory and back to the procedure's; fn
+// leaves nothing behind in `memory` that must outlive the chunk.
+template <typename Fn>
+auto in_memory(MemoryContext memory, Fn &&fn) {
+  return pg_call([&] {
+    MemoryContext old = MemoryContextSwitchTo(memory);
+    auto result = fn();
+    MemoryContextSwitchTo(old);
+    return result;
+  });
+}
+
 // The payload hashes of a batch, computed ahead on the pool: this thread
 // takes each payload's text (a PostgreSQL call), a pool thread canonicalises
 // and hashes it. A payload with no canonical form keeps its error, which is
@@ -719,12 +732,7 @@ class PayloadHashes {
     int group[kPerTask];
     int grouped = 0;
     for (; queued_ < upto && queued_ < n_; ++queued_) {
-      char *text = pg_call([&] {
-        MemoryContext old = MemoryContextSwitchTo(memory);
-        char *printed = src_.payload_text(queued_);
-        MemoryContextSwitchTo(old);
-        return printed;
-      });
+      char *text = in_memory(memory, [&] { return src_.payload_text(queued_); });
       if (!text) continue;
       Slot &slot = slots_[queued_];
       slot.text = text;
@@ -864,19 +872,6 @@ struct Kept {
   int64 created_unix_micros = 0;
   uint8 signature[64] = {};
 };
-
-// Runs fn in `memory` (a chunk's), under the C++/PostgreSQL boundary. SPI
-// calls inside switch to SPI's own memory and back to the procedure's; fn
-// leaves nothing behind in `memory` that must outlive the chunk.
-template <typename Fn>
-auto in_memory(MemoryContext memory, Fn &&fn) {
-  return pg_call([&] {
-    MemoryContext old = MemoryContextSwitchTo(memory);
-    auto result = fn();
-    MemoryContextSwitchTo(old);
-    return result;
-  });
-}
 
 // Parses event i and gives it what the earlier passes worked out.
 void parse_kept(const BatchSource &src, int i, const Kept &k, AppendInput *in) {
