@@ -54,6 +54,16 @@ unlike($err, qr/\Q$right\E/, 'and the refusal does not quote it');
 ($ok, $out, $err) = $a->psql('postgres',
 	qq{SELECT ves.create_destination('x', 'ves_postgres', 'postgresql://b/postgres', '{"conninfo": "x", "secret": "s"}')});
 like($err, qr/takes no "secret"/, 'a secret option is refused');
+# A service's hosts come from a file on the server, out of the worker's
+# sight: ves.destination_address_reject could not check them.
+($ok, $out, $err) = $a->psql('postgres',
+	qq{SELECT ves.create_destination('x', 'ves_postgres', 'postgresql://b/postgres',
+	   '{"conninfo": "service=internal dbname=postgres password=$right"}')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:  VE010: conninfo names a service \(service=internal\), whose hosts ves\.destination_address_reject cannot check/,
+	'a conninfo naming a service is refused when written');
+like($err, qr/HINT:  Name the remote's host \(and port\) in the conninfo itself\./, 'with a hint');
+unlike($err, qr/\Q$right\E/, 'and the refusal does not quote the password');
 
 sa(qq{SELECT ves.create_destination('to_b', 'ves_postgres', 'postgresql://b/postgres',
         '{"conninfo": "$conninfo password=$right", "sequencer_public_key": "$b_key",
@@ -289,6 +299,47 @@ like(row_of('to_metadata2'),
 like(row_of('to_metadata3'),
 	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.20\.1 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
 	'and a hostaddr');
+
+# Hosts and addresses that libpq takes from the server's environment when
+# the conninfo does not set them (PGHOST, PGHOSTADDR, a PGSERVICE entry) are
+# planned, looked up and checked by the worker like the conninfo's own.
+# (The test framework sets PGHOST for the server it starts, so PGHOSTADDR
+# stands for the environment here.)
+{
+	local $ENV{PGHOSTADDR} = '169.254.50.1';
+	$a->restart;
+}
+sa(qq{SELECT ves.create_destination('to_env_host', 'ves_postgres', 'postgresql://metadata/postgres',
+        '{"conninfo": "port=$port dbname=postgres user=pusher password=$right",
+          "tenant_id": "$tenant", "entity_types": ["Env1"], $fast}')});
+sa(qq{SELECT ves.append('$tenant', '$store', 'Env1', 'e-1', 'env.noted', '{}')});
+ok(wait_until(30, sub { row_of('to_env_host') =~ /^failed\|[1-9]/ }),
+	'a push to the server\'s PGHOSTADDR fails and is retried')
+  or diag row_of('to_env_host');
+like(row_of('to_env_host'),
+	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.50\.1 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
+	'a conninfo without a host: the address from the server\'s environment is refused');
+my $services = PostgreSQL::Test::Utils::tempdir() . '/pg_service.conf';
+open(my $sf, '>', $services) or die "cannot write $services: $!";
+print $sf "[elsewhere]\nhostaddr=169.254.40.1\n";
+close $sf;
+{
+	local $ENV{PGSERVICEFILE} = $services;
+	local $ENV{PGSERVICE} = 'elsewhere';
+	$a->restart;
+}
+# This conninfo alone reaches B; libpq would take the service's hostaddr
+# for it, and so connect elsewhere.
+sa(qq{SELECT ves.create_destination('to_env_service', 'ves_postgres', 'postgresql://metadata/postgres',
+        '{"conninfo": "host=127.0.0.1 port=$port dbname=postgres user=pusher password=$right",
+          "tenant_id": "$tenant", "entity_types": ["Env2"], $fast}')});
+sa(qq{SELECT ves.append('$tenant', '$store', 'Env2', 'e-1', 'env.noted', '{}')});
+ok(wait_until(30, sub { row_of('to_env_service') =~ /^failed\|[1-9]/ }),
+	'a push whose hostaddr the server\'s PGSERVICE sets fails and is retried')
+  or diag row_of('to_env_service');
+like(row_of('to_env_service'),
+	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.40\.1 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
+	'the service\'s hostaddr is checked and refused');
 $sink2->stop;
 
 done_testing();

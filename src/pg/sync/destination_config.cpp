@@ -12,6 +12,7 @@
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/destination_config.hpp"
+#include "pg/sync/remote_pg.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/base/settings.hpp"
@@ -183,6 +184,12 @@ PGVES_FUNCTION(ves_destination_check) {
     for (const auto &[name, value] : options.as_object()) overlay(merged, name, value);
     core::json::Value whole(merged);
     specs = checked([&] { return adapter.validate_options(whole); });
+    if (const core::json::Value *conninfo = whole.find("conninfo");
+        conninfo && conninfo->kind() == core::json::Kind::string)
+      if (std::string refused = remote_pg::conninfo_refusal(conninfo->as_string());
+          !refused.empty())
+        throw VesError(sqlstate::invalid_argument, refused, {},
+                       "Name the remote's host (and port) in the conninfo itself.");
     core::json::Value::Object credentials;
     for (const auto &[name, value] : merged)
       if (contains(secret_names, name)) credentials.emplace_back(name, value);

@@ -102,6 +102,22 @@ std::string joined(const std::vector<std::string> &items) {
   return out;
 }
 
+// What libpq would take from the server's environment for host, hostaddr
+// and port when a conninfo does not set them (PGHOST, PGHOSTADDR, PGPORT,
+// the PGSERVICE entry of a service file), put into options; the worker then
+// plans, looks up and checks those hosts like the conninfo's own.
+void add_defaults(std::map<std::string, std::string> *options) {
+  PQconninfoOption *defaults = PQconndefaults();
+  if (!defaults) return;
+  for (PQconninfoOption *o = defaults; o->keyword; ++o) {
+    const std::string keyword = o->keyword;
+    if (o->val && (keyword == "host" || keyword == "hostaddr" || keyword == "port") &&
+        (*options)[keyword].empty())
+      (*options)[keyword] = o->val;
+  }
+  PQconninfoFree(defaults);
+}
+
 // The hosts of a conninfo, each with its hostaddr and port; false when it
 // does not parse or its lists do not match (libpq then says what is wrong).
 // The worker looks host names up itself, on a thread (HostLookup): libpq
@@ -112,6 +128,7 @@ bool entries_of(const std::string &conninfo, std::vector<Entry> *out, bool *has_
   std::map<std::string, std::string> options;
   if (!conninfo_options(conninfo, &options)) return false;
   sodium_memzero(options["password"].data(), options["password"].size());
+  add_defaults(&options);
   const std::vector<std::string> hosts = comma_list(options["host"]),
                                  addrs = comma_list(options["hostaddr"]),
                                  ports = comma_list(options["port"]);
@@ -297,6 +314,14 @@ class Calls final : public SideCalls {
     c.kept->timeout_ms = c.timeout_ms;
     // The lookup and the connection together get the connection's time.
     c.deadline_ms = c.started_ms + std::max<long>(2000, c.timeout_ms);
+    if (std::string refused = conninfo_refusal(c.conninfo); !refused.empty()) {
+      Failure f;
+      f.message = refused;
+      f.retryable = false;
+      c.kept.reset();
+      finish(engine, c, failed(c.tag, f));
+      return;
+    }
     c.planned = entries_of(c.conninfo, &c.entries, &c.has_port);
     std::vector<std::string> names;
     for (const Entry &e : c.entries)
@@ -596,6 +621,15 @@ class Calls final : public SideCalls {
 };
 
 }  // namespace
+
+std::string conninfo_refusal(const std::string &conninfo) {
+  std::map<std::string, std::string> options;
+  if (!conninfo_options(conninfo, &options)) return "";
+  sodium_memzero(options["password"].data(), options["password"].size());
+  if (options["service"].empty()) return "";
+  return "conninfo names a service (service=" + options["service"] +
+         "), whose hosts ves.destination_address_reject cannot check";
+}
 
 void forget(int destination_id) {
   ++forgotten;
