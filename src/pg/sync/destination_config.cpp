@@ -12,11 +12,11 @@
 #include "core/json/json.hpp"
 #include "core/platforms/adapter.hpp"
 #include "core/platforms/destination_config.hpp"
-#include "pg/sync/remote_pg.hpp"
 #include "pg/base/boundary.hpp"
 #include "pg/base/safe.hpp"
 #include "pg/base/settings.hpp"
 #include "pg/store/keys.hpp"
+#include "pg/sync/remote_pg.hpp"
 
 #include <sodium.h>
 
