@@ -309,16 +309,22 @@ like(row_of('to_metadata3'),
 	local $ENV{PGHOSTADDR} = '169.254.50.1';
 	$a->restart;
 }
-sa(qq{SELECT ves.create_destination('to_env_host', 'ves_postgres', 'postgresql://metadata/postgres',
-        '{"conninfo": "port=$port dbname=postgres user=pusher password=$right",
-          "tenant_id": "$tenant", "entity_types": ["Env1"], $fast}')});
-sa(qq{SELECT ves.append('$tenant', '$store', 'Env1', 'e-1', 'env.noted', '{}')});
-ok(wait_until(30, sub { row_of('to_env_host') =~ /^failed\|[1-9]/ }),
-	'a push to the server\'s PGHOSTADDR fails and is retried')
-  or diag row_of('to_env_host');
-like(row_of('to_env_host'),
-	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.50\.1 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
-	'a conninfo without a host: the address from the server\'s environment is refused');
+# A destination whose pushes must be refused at `address`: they fail, are
+# retried, and say so.
+sub refused_push
+{
+	my ($name, $conninfo, $type, $address, $what) = @_;
+	sa(qq{SELECT ves.create_destination('$name', 'ves_postgres', 'postgresql://metadata/postgres',
+	        '{"conninfo": "$conninfo port=$port dbname=postgres user=pusher password=$right",
+	          "tenant_id": "$tenant", "entity_types": ["$type"], $fast}')});
+	sa(qq{SELECT ves.append('$tenant', '$store', '$type', 'e-1', 'env.noted', '{}')});
+	ok(wait_until(30, sub { row_of($name) =~ /^failed\|[1-9]/ }), "$what: the push fails and is retried")
+	  or diag row_of($name);
+	like(row_of($name),
+		qr/^failed\|\d+\|remote pg_ves: connection to \Q$address\E refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
+		"$what: $address is refused");
+}
+refused_push('to_env_host', '', 'Env1', '169.254.50.1', 'a conninfo without a host, PGHOSTADDR set');
 my $services = PostgreSQL::Test::Utils::tempdir() . '/pg_service.conf';
 open(my $sf, '>', $services) or die "cannot write $services: $!";
 print $sf "[elsewhere]\nhostaddr=169.254.40.1\n";
@@ -330,16 +336,7 @@ close $sf;
 }
 # This conninfo alone reaches B; libpq would take the service's hostaddr
 # for it, and so connect elsewhere.
-sa(qq{SELECT ves.create_destination('to_env_service', 'ves_postgres', 'postgresql://metadata/postgres',
-        '{"conninfo": "host=127.0.0.1 port=$port dbname=postgres user=pusher password=$right",
-          "tenant_id": "$tenant", "entity_types": ["Env2"], $fast}')});
-sa(qq{SELECT ves.append('$tenant', '$store', 'Env2', 'e-1', 'env.noted', '{}')});
-ok(wait_until(30, sub { row_of('to_env_service') =~ /^failed\|[1-9]/ }),
-	'a push whose hostaddr the server\'s PGSERVICE sets fails and is retried')
-  or diag row_of('to_env_service');
-like(row_of('to_env_service'),
-	qr/^failed\|\d+\|remote pg_ves: connection to 169\.254\.40\.1 refused by ves\.destination_address_reject \(169\.254\.0\.0\/16\)$/,
-	'the service\'s hostaddr is checked and refused');
+refused_push('to_env_service', 'host=127.0.0.1', 'Env2', '169.254.40.1', 'hostaddr from the PGSERVICE entry');
 $sink2->stop;
 
 done_testing();
