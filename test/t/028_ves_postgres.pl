@@ -64,6 +64,19 @@ like($err, qr/ERROR:  VE010: conninfo names a service \(service=internal\), whos
 	'a conninfo naming a service is refused when written');
 like($err, qr/HINT:  Name the remote's host \(and port\) in the conninfo itself\./, 'with a hint');
 unlike($err, qr/\Q$right\E/, 'and the refusal does not quote the password');
+# Nor may a destination make the worker read the server's files: a password
+# file, a client certificate or its key.
+for my $file (qw(passfile sslcert sslkey))
+{
+	($ok, $out, $err) = $a->psql('postgres',
+		qq{SELECT ves.create_destination('x', 'ves_postgres', 'postgresql://b/postgres',
+		   '{"conninfo": "host=b dbname=postgres $file=/var/lib/postgresql/.pgpass"}')},
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/ERROR:  VE010: conninfo sets $file: a destination does not make the sync worker use the server's files/,
+		"a conninfo setting $file is refused when written");
+}
+like($err, qr/HINT:  Put the remote role's password in the conninfo itself \(it is sealed\); a client certificate cannot be used\./,
+	'with a hint');
 
 sa(qq{SELECT ves.create_destination('to_b', 'ves_postgres', 'postgresql://b/postgres',
         '{"conninfo": "$conninfo password=$right", "sequencer_public_key": "$b_key",
@@ -337,6 +350,27 @@ close $sf;
 # This conninfo alone reaches B; libpq would take the service's hostaddr
 # for it, and so connect elsewhere.
 refused_push('to_env_service', 'host=127.0.0.1', 'Env2', '169.254.40.1', 'hostaddr from the PGSERVICE entry');
+
+# A password file in the server's environment is not read either: this
+# conninfo has no password, B asks for one, and the file holds it.
+my $passfile = PostgreSQL::Test::Utils::tempdir() . '/pgpass';
+open(my $pf, '>', $passfile) or die "cannot write $passfile: $!";
+print $pf "*:*:*:pusher:$right\n";
+close $pf;
+chmod 0600, $passfile;
+{
+	local $ENV{PGPASSFILE} = $passfile;
+	$a->restart;
+}
+sa(qq{SELECT ves.create_destination('to_no_password', 'ves_postgres', 'postgresql://b/postgres',
+        '{"conninfo": "host=127.0.0.1 port=$port dbname=postgres user=pusher",
+          "tenant_id": "$tenant", "entity_types": ["Env3"], $fast}')});
+sa(qq{SELECT ves.append('$tenant', '$store', 'Env3', 'e-1', 'env.noted', '{}')});
+ok(wait_until(30, sub { row_of('to_no_password') =~ /^failed\|[1-9]/ }),
+	'a push whose password only the server\'s PGPASSFILE holds fails')
+  or diag row_of('to_no_password');
+like(row_of('to_no_password'), qr/^failed\|\d+\|remote pg_ves: .*no password supplied$/,
+	'B asked for a password and none was sent');
 $sink2->stop;
 
 done_testing();

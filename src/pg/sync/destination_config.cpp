@@ -186,10 +186,9 @@ PGVES_FUNCTION(ves_destination_check) {
     specs = checked([&] { return adapter.validate_options(whole); });
     if (const core::json::Value *conninfo = whole.find("conninfo");
         conninfo && conninfo->kind() == core::json::Kind::string)
-      if (std::string refused = remote_pg::conninfo_refusal(conninfo->as_string());
-          !refused.empty())
-        throw VesError(sqlstate::invalid_argument, refused, {},
-                       "Name the remote's host (and port) in the conninfo itself.");
+      if (remote_pg::Refusal refused = remote_pg::conninfo_refusal(conninfo->as_string());
+          !refused.message.empty())
+        throw VesError(sqlstate::invalid_argument, refused.message, {}, refused.hint);
     core::json::Value::Object credentials;
     for (const auto &[name, value] : merged)
       if (contains(secret_names, name)) credentials.emplace_back(name, value);

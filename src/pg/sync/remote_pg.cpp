@@ -56,6 +56,10 @@ std::string hash_of(const std::string &s) {
   return std::string(reinterpret_cast<const char *>(h), sizeof h);
 }
 
+// A path that cannot exist (/dev/null is no directory), for libpq's file
+// options.
+constexpr const char *kNoFile = "/dev/null/pg_ves-no-file";
+
 // The options a conninfo sets, by keyword; false when it does not parse.
 bool conninfo_options(const std::string &conninfo, std::map<std::string, std::string> *out) {
   char *err = nullptr;
@@ -314,9 +318,9 @@ class Calls final : public SideCalls {
     c.kept->timeout_ms = c.timeout_ms;
     // The lookup and the connection together get the connection's time.
     c.deadline_ms = c.started_ms + std::max<long>(2000, c.timeout_ms);
-    if (std::string refused = conninfo_refusal(c.conninfo); !refused.empty()) {
+    if (Refusal refused = conninfo_refusal(c.conninfo); !refused.message.empty()) {
       Failure f;
-      f.message = refused;
+      f.message = refused.message;
       f.retryable = false;
       c.kept.reset();
       finish(engine, c, failed(c.tag, f));
@@ -397,9 +401,13 @@ class Calls final : public SideCalls {
         std::any_of(addrs.begin(), addrs.end(), [](const std::string &a) { return !a.empty(); });
     // A password given in conninfo is never sent anywhere else. A conninfo
     // that entries_of could not read goes alone: libpq says what is wrong.
-    const char *keywords[6] = {"dbname", "application_name"};
-    const char *values[6] = {c.conninfo.c_str(), "pg_ves sync"};
-    int n = 2;
+    // Nor does libpq read a password or a client certificate from the
+    // server's files (a .pgpass or PGPASSFILE, ~/.postgresql/postgresql.crt
+    // and its key, or PGSSLCERT): these name a path that cannot exist, and
+    // come after the conninfo, so they win over it and the environment.
+    const char *keywords[8] = {"dbname", "application_name", "passfile", "sslcert"};
+    const char *values[8] = {c.conninfo.c_str(), "pg_ves sync", kNoFile, kNoFile};
+    int n = 4;
     if (c.planned) {
       keywords[n] = "host";
       values[n++] = host_list.c_str();
@@ -622,13 +630,27 @@ class Calls final : public SideCalls {
 
 }  // namespace
 
-std::string conninfo_refusal(const std::string &conninfo) {
+Refusal conninfo_refusal(const std::string &conninfo) {
   std::map<std::string, std::string> options;
-  if (!conninfo_options(conninfo, &options)) return "";
+  Refusal r;
+  if (!conninfo_options(conninfo, &options)) return r;
   sodium_memzero(options["password"].data(), options["password"].size());
-  if (options["service"].empty()) return "";
-  return "conninfo names a service (service=" + options["service"] +
-         "), whose hosts ves.destination_address_reject cannot check";
+  if (!options["service"].empty()) {
+    r.message = "conninfo names a service (service=" + options["service"] +
+                "), whose hosts ves.destination_address_reject cannot check";
+    r.hint = "Name the remote's host (and port) in the conninfo itself.";
+    return r;
+  }
+  for (const char *file : {"passfile", "sslcert", "sslkey", "sslpassword"})
+    if (!options[file].empty()) {
+      r.message = std::string("conninfo sets ") + file +
+                  ": a destination does not make the sync worker use the server's files";
+      r.hint =
+          "Put the remote role's password in the conninfo itself (it is sealed); a client "
+          "certificate cannot be used.";
+      return r;
+    }
+  return r;
 }
 
 void forget(int destination_id) {

@@ -46,11 +46,15 @@ void start(HttpEngine &engine, std::uint64_t tag, const Target &target, const st
 HttpResult call(const Target &target, const std::string &sql,
                 const std::vector<std::string> &params);
 
-// Why pg_ves will not use a conninfo, or "" when it will: one naming a
-// service (service=...), whose host the service file sets out of the
-// worker's sight. Checked when a destination is written and before each
-// connection.
-std::string conninfo_refusal(const std::string &conninfo);
+// Why pg_ves will not use a conninfo (message and hint; both empty when it
+// will): one naming a service (service=...), whose host a service file sets
+// out of the worker's sight, or one making libpq read the server's files
+// (passfile, sslcert, sslkey, sslpassword). Checked when a destination is
+// written and before each connection.
+struct Refusal {
+  std::string message, hint;
+};
+Refusal conninfo_refusal(const std::string &conninfo);
 
 // Closes the kept connection of a destination (it was dropped or changed),
 // or every one when destination_id is 0; one in use is closed when its
