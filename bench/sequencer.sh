@@ -77,6 +77,8 @@ max_wal_size = '4GB'
 jit = off
 log_min_messages = warning
 ves.databases = 'postgres'
+# The clusters trust each other's connections (initdb -A trust): no password.
+ves.remote_password_required = off
 CONF
   as_pg pg_ctl -D "$work/$n" -l "$work/$n.log" -w start >/dev/null || { cat "$work/$n.log"; exit 1; }
   started+=("$n")

@@ -138,6 +138,15 @@ SELECT format('host=%s port=%s dbname=regress_pull_hub',
 SELECT name FROM ves.create_destination('hub', 'ves_postgres', 'postgresql://localhost/regress_pull_hub',
   jsonb_build_object('conninfo', :'hub_conninfo', 'sequencer_public_key', :'hub_sequencer', 'pull', true,
                      'tenant_id', :t, 'store_id', :s, 'entity_types', jsonb_build_array('none')));
+-- The hub's socket trusts this server's account, so the hub does not ask
+-- for a password (this conninfo has none): refused while
+-- ves.remote_password_required is on, which only a superuser can turn off.
+SELECT regress_try($q$SELECT * FROM ves.pull_events('hub')$q$) AS no_password;
+SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
+SET ROLE regress_pull_admin;
+SELECT regress_try('SET ves.remote_password_required = off') AS not_superuser;
+RESET ROLE;
+SET ves.remote_password_required = off;
 -- Three events applied: one pair, sharing its run, on the entity 'sync' /
 -- 'hub' of the source's tenant and store (not on the streams pulled).
 SELECT pulled, applied, duplicates, cursor, stop_reason FROM ves.pull_events('hub');
@@ -166,6 +175,7 @@ SELECT kind_options ->> 'pull' AS pull FROM ves.alter_destination('hub', jsonb_b
   :'hub_conninfo' || ' dbname=regress_pull_nowhere'));
 SELECT regress_try($q$SELECT * FROM ves.pull_events('hub')$q$) ~ '^VE067:' AS unreadable;
 SELECT count(*) AS sync_events FROM ves.events WHERE entity_type = 'sync' AND entity_id = 'hub';
+RESET ves.remote_password_required;
 SELECT ves.drop_destination('hub');
 DROP DATABASE regress_pull_hub WITH (FORCE);
 

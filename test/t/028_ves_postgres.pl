@@ -371,6 +371,21 @@ ok(wait_until(30, sub { row_of('to_no_password') =~ /^failed\|[1-9]/ }),
   or diag row_of('to_no_password');
 like(row_of('to_no_password'), qr/^failed\|\d+\|remote pg_ves: .*no password supplied$/,
 	'B asked for a password and none was sent');
+
+# The worker runs as the server's operating-system account, which A's own
+# socket trusts (as a default peer rule in pg_hba.conf would): a conninfo
+# naming it would log in as A's superuser without a password. Refused at
+# once, whatever the conninfo's password, unless the remote asks for it.
+my $self_conninfo = sprintf('host=%s port=%d dbname=postgres user=%s password=unasked', $a->host, $a->port,
+	scalar getpwuid($<));
+sa(qq{SELECT ves.create_destination('to_self', 'ves_postgres', 'postgresql://a/postgres',
+        '{"conninfo": "$self_conninfo", "tenant_id": "$tenant", "entity_types": ["Self"], $fast}')});
+sa(qq{SELECT ves.append('$tenant', '$store', 'Self', 's-1', 'self.noted', '{}')});
+ok(wait_until(30, sub { row_of('to_self') =~ /^(dead|failed)\|1\|/ }), 'a push to a remote that trusts the server\'s account ends the row')
+  or diag row_of('to_self');
+like(row_of('to_self'),
+	qr/^(dead|failed)\|1\|the remote pg_ves refused the push: the remote did not ask for the conninfo's password \(ves\.remote_password_required is on\) \(permanent\)$/,
+	'at its first attempt, before any statement, saying why');
 $sink2->stop;
 
 done_testing();

@@ -61,6 +61,13 @@ sub connect_to_q
 		    "tenant_id": "$tenant", "store_id": "$store", "pull_interval_ms": 100, "backoff_base_ms": 50,
 		    "backoff_cap_ms": 500, "max_attempts": 1000, "breaker_threshold": 0}')});
 }
+# Q trusts the local account (its socket asks for no password), which only
+# a superuser's ves.remote_password_required = off allows.
+for my $node ($a, $b)
+{
+	$node->append_conf('postgresql.conf', 'ves.remote_password_required = off');
+	$node->reload;
+}
 connect_to_q($_, 'q') for ($a, $b);
 
 # Random edits on both stores: products (upserts of a few fields, from a

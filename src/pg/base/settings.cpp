@@ -16,6 +16,7 @@ namespace pgves::pg::settings {
 int max_payload_size = 1024 * 1024;
 char *tenant_id = nullptr;
 bool require_tenant = false;
+bool remote_password_required = true;
 bool notify_on_append = true;
 int idempotency_ttl = 86400;
 int retention_months = 12;
@@ -115,6 +116,13 @@ void define() {
       "ves.require_tenant", "Refuse pg_ves calls from sessions that set no ves.tenant_id.",
       "Set it per application role with ALTER ROLE ... SET ves.require_tenant = on.",
       &require_tenant, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomBoolVariable(
+      "ves.remote_password_required",
+      "Connect to a remote pg_ves (ves_postgres) only when it asks for the conninfo's password.",
+      "pg_ves connects as the server's operating-system account, which a remote using peer or "
+      "trust authentication (such as this server's own socket) would let in as any role; only a "
+      "superuser can turn this off, for remotes trusted that way.",
+      &remote_password_required, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
   DefineCustomBoolVariable("ves.notify", "Send NOTIFY ves_events when a transaction appends.",
                            nullptr, &notify_on_append, true, PGC_SUSET, 0, nullptr, nullptr,
                            nullptr);

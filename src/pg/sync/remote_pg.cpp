@@ -82,6 +82,13 @@ std::string password_of(const std::string &conninfo) {
   return out;
 }
 
+bool has_password(const std::string &conninfo) {
+  std::string password = password_of(conninfo);
+  const bool has = !password.empty();
+  sodium_memzero(password.data(), password.size());
+  return has;
+}
+
 // One host of a conninfo (libpq takes lists: host=a,b port=1,2).
 struct Entry {
   std::string host, hostaddr, port;
@@ -465,9 +472,10 @@ class Calls final : public SideCalls {
   }
 
   // The connection broke or cannot go on: retried later on a new one.
-  void fail_connection(HttpEngine &engine, Call &c, const std::string &message) {
+  void fail_connection(HttpEngine &engine, Call &c, const std::string &message,
+                       bool retryable = true) {
     Failure f;
-    f.retryable = true;
+    f.retryable = retryable;
     f.message = masked(message, c.conninfo);
     if (c.fd >= 0) engine.unwatch(c.fd);
     c.fd = -1;
@@ -551,6 +559,19 @@ class Calls final : public SideCalls {
           rewatch(engine, c, true);
           return;
         case PGRES_POLLING_OK:
+          // The worker (and a backend pulling) runs as the server's
+          // operating-system account, which a remote using peer or trust
+          // authentication, such as this server's own socket, would let in
+          // as any role: unless a superuser said otherwise, the remote must
+          // have asked for the conninfo's own password.
+          if (settings::remote_password_required &&
+              (!has_password(c.conninfo) || !PQconnectionUsedPassword(conn))) {
+            fail_connection(engine, c,
+                            "the remote did not ask for the conninfo's password "
+                            "(ves.remote_password_required is on)",
+                            false);
+            return;
+          }
           if (PQsetnonblocking(conn, 1) != 0) {
             fail_connection(engine, c, PQerrorMessage(conn));
             return;
