@@ -307,8 +307,10 @@ class Calls final : public SideCalls {
     if (it != map.end() &&
         (it->second->conninfo_hash != h || it->second->timeout_ms != c.timeout_ms ||
          !it->second->conn || PQstatus(it->second->conn) != CONNECTION_OK ||
-         // ves.destination_address_reject may have been reloaded since.
-         !refusal_of(PQhostaddr(it->second->conn)).empty())) {
+         // ves.destination_address_reject may have been reloaded since, and
+         // ves.remote_password_required turned on.
+         !refusal_of(PQhostaddr(it->second->conn)).empty() ||
+         (settings::remote_password_required && !PQconnectionUsedPassword(it->second->conn)))) {
       map.erase(it);
       it = map.end();
     }
